@@ -1,0 +1,55 @@
+//! The lab backend: drives the embedded practice lab through its token-protected control API.
+
+use super::{BackendError, Injected, Resolved, Sample};
+use crate::scenario::{LabTarget, Fault, Scenario};
+use crate::util::Rng;
+
+pub struct LabBackend {}
+
+fn unimplemented() -> BackendError {
+    BackendError::Api("the lab backend is not implemented yet".into())
+}
+
+impl LabBackend {
+    pub async fn connect(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
+        let _ = (target, run_id);
+        Err(unimplemented())
+    }
+    pub fn locator(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Self>, BackendError> {
+        let _ = locator;
+        Err(unimplemented())
+    }
+    pub fn entry_url(&self) -> String {
+        String::new()
+    }
+    pub async fn preflight(&self, scenario: &Scenario) -> Result<(), BackendError> {
+        let _ = scenario;
+        Err(unimplemented())
+    }
+    pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
+        let _ = (fault, rng);
+        Err(unimplemented())
+    }
+    pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
+        let _ = (fault, resolved, run_id);
+        Err(unimplemented())
+    }
+    pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+        let _ = (fault, injected, run_id);
+        Err(unimplemented())
+    }
+    pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
+        let _ = injected;
+        Err(unimplemented())
+    }
+    pub async fn sample(&self) -> Result<Sample, BackendError> {
+        Err(unimplemented())
+    }
+
+    pub async fn shutdown(self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}

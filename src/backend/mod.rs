@@ -1,0 +1,187 @@
+//! Backends: where faults are injected and state is sampled. The engine sees one interface; the
+//! `lab` backend drives the embedded practice lab through its control API, the `aws` backend
+//! drives ECS, FIS, RDS, Secrets Manager, CloudWatch and ELBv2.
+//!
+//! The contract every backend keeps, because a game day must never leave a system broken:
+//! - [`Backend::prepare`] reads what it needs to undo a fault (previous secret version, current
+//!   writer, …) *without mutating anything*; the engine journals the returned [`Injected`] before
+//!   it calls [`Backend::inject`].
+//! - [`Backend::revert`] is idempotent and works from that journaled record alone, whether the
+//!   injection completed, half-ran or never ran (a crashed run is recovered by `siege recover`).
+
+pub mod aws;
+pub mod lab;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{Fault, Scenario, Target};
+use crate::util::Rng;
+
+/// A connected backend.
+pub enum Backend {
+    Lab(lab::LabBackend),
+    Aws(aws::AwsBackend),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The target (service, cluster, lab) does not exist or cannot be reached.
+    #[error("target not found: {0}")]
+    NotFound(String),
+    /// Something the scenario requires is not true (wrong account, nothing to select, …).
+    #[error("precondition failed: {0}")]
+    Precondition(String),
+    #[error("{kind} is not supported by the {backend} backend")]
+    Unsupported { kind: &'static str, backend: &'static str },
+    /// Any other failure of the backend's API, with its message.
+    #[error("{0}")]
+    Api(String),
+}
+
+/// The concrete targets a fault will hit, as printed by `siege plan` and recorded in the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Task ids, instance ids, secret ids… whatever the fault acts on.
+    pub targets: Vec<String>,
+    /// One line for humans, e.g. "stop 2 of 3 tasks of service api: t-3, t-1".
+    pub summary: String,
+}
+
+/// What a fault changed (or will change), with everything needed to revert it. Journaled to disk
+/// before injection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Injected {
+    /// Fault name from the scenario.
+    pub fault: String,
+    /// Fault type, e.g. `latency`.
+    pub kind: String,
+    pub targets: Vec<String>,
+    /// Backend-specific undo data (previous secret version, FIS template tag, …).
+    #[serde(default)]
+    pub undo: serde_json::Value,
+}
+
+/// One observation of the target. `None` where the backend cannot observe the value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub healthy_targets: Option<u32>,
+    pub unhealthy_targets: Option<u32>,
+    pub running_tasks: Option<u32>,
+    pub desired_tasks: Option<u32>,
+    pub pending_tasks: Option<u32>,
+    /// Current database writer (instance id / lab node name); `None` during a failover window.
+    pub db_writer: Option<String>,
+    /// Average task CPU, percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Service events since the previous sample (ECS service events, lab scheduler events).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl Backend {
+    /// Connects to the scenario's target; for a lab target without `control`, starts a lab for
+    /// this run (torn down by [`Backend::shutdown`], and with the process if it dies).
+    pub async fn connect(target: &Target, run_id: &str) -> Result<Backend, BackendError> {
+        match target {
+            Target::Lab(t) => Ok(Backend::Lab(lab::LabBackend::connect(t, run_id).await?)),
+            Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id).await?)),
+        }
+    }
+
+    /// How to reach this backend again from another process (`siege recover`), journaled.
+    pub fn locator(&self) -> serde_json::Value {
+        match self {
+            Backend::Lab(b) => serde_json::json!({ "lab": b.locator() }),
+            Backend::Aws(b) => serde_json::json!({ "aws": b.locator() }),
+        }
+    }
+
+    /// Reconnects from a journaled locator. `Ok(None)` when the target is gone for good (a run's
+    /// own lab that died with it): there is nothing left to revert.
+    pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Backend>, BackendError> {
+        if let Some(l) = locator.get("lab") {
+            Ok(lab::LabBackend::reconnect(l).await?.map(Backend::Lab))
+        } else if let Some(l) = locator.get("aws") {
+            Ok(aws::AwsBackend::reconnect(l).await?.map(Backend::Aws))
+        } else {
+            Err(BackendError::Api(format!("unknown backend locator {locator}")))
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Lab(_) => "lab",
+            Backend::Aws(_) => "aws",
+        }
+    }
+
+    /// Base URL the load is sent to (lab balancer or ALB), without a trailing slash.
+    pub fn entry_url(&self) -> String {
+        match self {
+            Backend::Lab(b) => b.entry_url(),
+            Backend::Aws(b) => b.entry_url(),
+        }
+    }
+
+    /// Checks that the scenario can run here (target exists, account matches…). Mutates nothing.
+    pub async fn preflight(&self, scenario: &Scenario) -> Result<(), BackendError> {
+        match self {
+            Backend::Lab(b) => b.preflight(scenario).await,
+            Backend::Aws(b) => b.preflight(scenario).await,
+        }
+    }
+
+    /// Which concrete targets `fault` would hit now. Mutates nothing.
+    pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
+        match self {
+            Backend::Lab(b) => b.resolve(fault, rng).await,
+            Backend::Aws(b) => b.resolve(fault, rng).await,
+        }
+    }
+
+    /// Reads what is needed to undo `fault` on `resolved`. Mutates nothing.
+    pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
+        match self {
+            Backend::Lab(b) => b.prepare(fault, resolved, run_id).await,
+            Backend::Aws(b) => b.prepare(fault, resolved, run_id).await,
+        }
+    }
+
+    pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+        match self {
+            Backend::Lab(b) => b.inject(fault, injected, run_id).await,
+            Backend::Aws(b) => b.inject(fault, injected, run_id).await,
+        }
+    }
+
+    /// Idempotent; see the module docs.
+    pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
+        match self {
+            Backend::Lab(b) => b.revert(injected).await,
+            Backend::Aws(b) => b.revert(injected).await,
+        }
+    }
+
+    pub async fn sample(&self) -> Result<Sample, BackendError> {
+        match self {
+            Backend::Lab(b) => b.sample().await,
+            Backend::Aws(b) => b.sample().await,
+        }
+    }
+
+    /// Whether the named CloudWatch alarm is in state ALARM.
+    pub async fn alarm_firing(&self, name: &str) -> Result<bool, BackendError> {
+        match self {
+            Backend::Lab(_) => Err(BackendError::Unsupported { kind: "alarm stop condition", backend: "lab" }),
+            Backend::Aws(b) => b.alarm_firing(name).await,
+        }
+    }
+
+    /// Releases the backend; tears down a lab started for this run.
+    pub async fn shutdown(self) -> Result<(), BackendError> {
+        match self {
+            Backend::Lab(b) => b.shutdown().await,
+            Backend::Aws(b) => b.shutdown().await,
+        }
+    }
+}

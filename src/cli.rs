@@ -1,0 +1,119 @@
+//! Command-line interface: argument definitions and dispatch. Each command's arguments and
+//! implementation live in the module that owns it; this file only wires them together and maps
+//! the outcome to a documented exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Exit;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "siege",
+    version,
+    about = "Chaos / game-day runner: drive load, inject faults, verify recovery, write the debrief report",
+    after_help = Exit::HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one scenario end to end; the exit code is the verdict.
+    #[command(after_help = Exit::HELP)]
+    Run(crate::engine::RunArgs),
+    /// Check scenarios without touching anything.
+    #[command(after_help = Exit::HELP)]
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Dry run: resolve targets and print the timeline; injects nothing.
+    #[command(after_help = Exit::HELP)]
+    Plan(crate::engine::PlanArgs),
+    /// Revert every fault that a crashed or killed run left behind.
+    #[command(after_help = Exit::HELP)]
+    Recover(crate::engine::RecoverArgs),
+    /// The embedded practice lab (ECS + ALB + Aurora of local processes).
+    Lab {
+        #[command(subcommand)]
+        command: crate::lab::LabCommand,
+    },
+    /// Drive HTTP load at a URL on its own and print latency and errors.
+    Load(crate::load::LoadArgs),
+    /// Re-render a report from a stored run directory.
+    Report {
+        /// A run directory under reports/ (holding report.json).
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of the scenario format (for editors).
+    Schema,
+}
+
+/// Parses the command line and runs; returns the documented exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => Exit::Invalid.into(),
+            };
+        }
+    };
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            let exit = e.downcast_ref::<Failure>().map(|f| f.exit).unwrap_or(Exit::Internal);
+            eprintln!("error: {e:#}");
+            exit.into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Run(args) => crate::engine::cmd_run(args),
+        Command::Validate { files } => Ok(crate::scenario::cmd_validate(&files)),
+        Command::Plan(args) => crate::engine::cmd_plan(args),
+        Command::Recover(args) => crate::engine::cmd_recover(args),
+        Command::Lab { command } => crate::lab::cmd_lab(command),
+        Command::Load(args) => crate::load::cmd_load(args),
+        Command::Report { dir } => crate::report::cmd_report(&dir),
+        Command::Schema => Ok(crate::scenario::cmd_schema()),
+    }
+}
+
+/// An error that ends a command with a specific exit code (usage, precondition…), as opposed to
+/// an internal error (70).
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Failure { exit, message: message.into() })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A multi-threaded tokio runtime for the async commands.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,1 @@
+//! The daemon: scheduled resilience checks, an HTTP API and run history.

@@ -1,0 +1,315 @@
+//! The validated scenario: what the engine runs. Every value here has been checked; units are
+//! normalised (durations as [`Duration`], percentages as fractions in `0.0..=1.0`, latencies in ms).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A validated scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    /// Path of the runbook, relative to the scenario file's directory as written.
+    pub runbook: Option<String>,
+    /// Seed for random selections; `None` means "pick one and record it in the report".
+    pub seed: Option<u64>,
+    pub target: Target,
+    pub load: Load,
+    pub steady_state: SteadyState,
+    pub faults: Vec<Fault>,
+    pub stop: Vec<StopCondition>,
+    pub recovery: Recovery,
+}
+
+/// What the scenario runs against.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    Lab(LabTarget),
+    Aws(AwsTarget),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabTarget {
+    /// Service name (the lab runs one service; the name labels reports).
+    pub service: String,
+    /// Desired task count of the lab service.
+    pub tasks: u32,
+    /// Control URL of a lab started separately (`siege lab up`); `None` starts one for the run.
+    pub control: Option<String>,
+    /// Target-tracking autoscaling on average task CPU; off when `None`.
+    pub autoscaling: Option<Autoscaling>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Autoscaling {
+    pub min: u32,
+    pub max: u32,
+    /// Target average CPU as a fraction of one core (0.5 = 50%).
+    pub target_cpu: f64,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsTarget {
+    pub region: String,
+    /// 12-digit account id the credentials must belong to before anything is mutated.
+    pub account: Option<String>,
+    pub cluster: String,
+    pub service: String,
+    pub target_group: Option<String>,
+    pub load_balancer: Option<String>,
+    pub db_cluster: Option<String>,
+    /// Secrets Manager secret id (name or ARN) for `secret-drift`.
+    pub secret: Option<String>,
+    /// Base URL the load is sent to (the ALB's DNS name, or a custom domain).
+    pub url: Option<String>,
+    /// Endpoint override for every AWS service (a local emulator); `AWS_ENDPOINT_URL` also works.
+    pub endpoint: Option<String>,
+    /// IAM role FIS assumes for experiments siege creates.
+    pub fis_role: Option<String>,
+    /// Largest selection (fraction) allowed unless `allow_full_outage` is set.
+    pub max_select: f64,
+    pub allow_full_outage: bool,
+}
+
+/// The load profile: open model, constant arrival rate with stages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    /// Path (and query) relative to the target's entry point, or an absolute `http://` URL.
+    pub url: String,
+    pub rate: Rate,
+    pub stages: Vec<Stage>,
+    pub duration: Duration,
+    pub timeout: Duration,
+}
+
+/// Requests per second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+/// A change of rate for a while (a spike), optionally ramped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub at: Duration,
+    pub rate: Rate,
+    pub duration: Duration,
+    /// Time to ramp linearly from the previous rate to `rate`; zero for a step.
+    pub ramp: Duration,
+}
+
+impl Load {
+    /// The scheduled arrival rate at `t` since the load started.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let base = self.rate.per_second;
+        for s in &self.stages {
+            if t >= s.at && t < s.at + s.duration {
+                if !s.ramp.is_zero() && t < s.at + s.ramp {
+                    let f = (t - s.at).as_secs_f64() / s.ramp.as_secs_f64();
+                    return base + (s.rate.per_second - base) * f;
+                }
+                return s.rate.per_second;
+            }
+        }
+        base
+    }
+}
+
+/// The hypothesis: all checks must hold before the faults and again after them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SteadyState {
+    pub checks: Vec<Check>,
+}
+
+/// A metric compared to a threshold, e.g. `error_rate < 1%`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub metric: Metric,
+    pub cmp: Comparison,
+}
+
+/// What siege can observe and compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Failed requests / all requests, as a fraction.
+    ErrorRate,
+    /// Achieved requests per second.
+    Rps,
+    /// Latency percentiles in milliseconds, from the scheduled send time.
+    P50,
+    P95,
+    P99,
+    /// Healthy targets behind the balancer.
+    HealthyTargets,
+    /// Running tasks of the service.
+    RunningTasks,
+}
+
+impl Metric {
+    pub const ALL: &'static [(&'static str, Metric)] = &[
+        ("error_rate", Metric::ErrorRate),
+        ("rps", Metric::Rps),
+        ("p50", Metric::P50),
+        ("p95", Metric::P95),
+        ("p99", Metric::P99),
+        ("healthy_targets", Metric::HealthyTargets),
+        ("running_tasks", Metric::RunningTasks),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, m)| *m == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Comparison {
+    pub op: Op,
+    /// Normalised: a fraction for percentages, milliseconds for latencies, a count otherwise.
+    pub value: f64,
+}
+
+impl Comparison {
+    pub fn holds(&self, observed: f64) -> bool {
+        match self.op {
+            Op::Lt => observed < self.value,
+            Op::Le => observed <= self.value,
+            Op::Gt => observed > self.value,
+            Op::Ge => observed >= self.value,
+            Op::Eq => observed == self.value,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Op {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+        }
+    }
+}
+
+/// One fault on the timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    /// Unique within the scenario; defaults to the type, suffixed when repeated.
+    pub name: String,
+    pub at: Duration,
+    /// How long the fault stays before the engine reverts it. `None`: instantaneous faults
+    /// (task-kill, redeploy) need no revert; persistent ones (secret-drift) are reverted when the
+    /// run ends.
+    pub duration: Option<Duration>,
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    /// When the fault's effect ends on the timeline (its injection time for instantaneous faults).
+    pub fn ends_at(&self) -> Duration {
+        self.at + self.duration.unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FaultKind {
+    TaskKill { select: Selection, signal: KillSignal },
+    CpuStress { select: Selection, percent: u32 },
+    Latency { select: Selection, delay: Duration, jitter: Duration },
+    /// `outage`: how long the cluster has no writer (lab); `target_instance`: replica to promote (aws).
+    DbFailover { outage: Option<Duration>, target_instance: Option<String> },
+    SecretDrift,
+    Redeploy,
+}
+
+impl FaultKind {
+    /// The `type:` tag of this fault in YAML.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FaultKind::TaskKill { .. } => "task-kill",
+            FaultKind::CpuStress { .. } => "cpu-stress",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::DbFailover { .. } => "db-failover",
+            FaultKind::SecretDrift => "secret-drift",
+            FaultKind::Redeploy => "redeploy",
+        }
+    }
+
+    pub fn selection(&self) -> Option<Selection> {
+        match self {
+            FaultKind::TaskKill { select, .. }
+            | FaultKind::CpuStress { select, .. }
+            | FaultKind::Latency { select, .. } => Some(*select),
+            _ => None,
+        }
+    }
+}
+
+/// How many tasks a fault selects.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    Count(u32),
+    /// A fraction in `0.0..=1.0`.
+    Percent(f64),
+}
+
+impl Selection {
+    /// How many of `n` candidates are selected (a non-zero percentage selects at least one).
+    pub fn of(self, n: usize) -> usize {
+        match self {
+            Selection::Count(c) => (c as usize).min(n),
+            Selection::Percent(p) => {
+                let k = (p * n as f64).round() as usize;
+                if p > 0.0 && n > 0 { k.clamp(1, n) } else { 0 }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KillSignal {
+    Sigkill,
+    Sigterm,
+}
+
+/// Any one of these aborts the run; every fault is then reverted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StopCondition {
+    /// `error_rate > 50% for 15s`: the comparison held in every one-second window for `window`.
+    Threshold { metric: Metric, cmp: Comparison, window: Duration, text: String },
+    /// A CloudWatch alarm in state ALARM (aws).
+    Alarm { name: String },
+    /// The run as a whole took longer than this.
+    MaxDuration { limit: Duration },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// The steady state must hold again within this long after the last fault ends.
+    pub within: Duration,
+    /// How long the steady state must hold in a row to count as restored.
+    pub hold: Duration,
+}

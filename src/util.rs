@@ -1,0 +1,106 @@
+//! Small shared helpers: a seeded random generator and UTC timestamps.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// SplitMix64: small, fast and reproducible across versions, which is what seeded fault
+/// selection needs (the seed is printed in the report so a run can be replayed).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// A seed from the clock and the process id, for runs that do not name one.
+    pub fn fresh_seed() -> u64 {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut r = Rng(t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32));
+        r.next_u64()
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// `k` distinct items of `items`, in a random order (partial Fisher–Yates).
+    pub fn choose<T: Clone>(&mut self, items: &[T], k: usize) -> Vec<T> {
+        let mut v: Vec<T> = items.to_vec();
+        let k = k.min(v.len());
+        for i in 0..k {
+            let j = i + self.below((v.len() - i) as u64) as usize;
+            v.swap(i, j);
+        }
+        v.truncate(k);
+        v
+    }
+}
+
+/// Civil date and time (UTC) of `t`: (year, month, day, hour, minute, second).
+pub fn civil_utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+}
+
+/// RFC 3339 UTC timestamp, e.g. `2026-11-22T03:04:05Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = civil_utc(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Compact UTC timestamp for directory names, e.g. `20261122T030405Z`.
+pub fn compact_utc(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = civil_utc(t);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_316_645);
+        assert_eq!(rfc3339(t), "2026-11-22T03:04:05Z");
+        assert_eq!(compact_utc(t), "20261122T030405Z");
+    }
+
+    #[test]
+    fn seeded_choice_is_reproducible_and_distinct() {
+        let items: Vec<u32> = (0..10).collect();
+        let a = Rng::new(42).choose(&items, 5);
+        let b = Rng::new(42).choose(&items, 5);
+        assert_eq!(a, b);
+        let mut s = a.clone();
+        s.sort();
+        s.dedup();
+        assert_eq!(s.len(), 5);
+    }
+}
