@@ -104,3 +104,17 @@ mod tests {
         assert_eq!(s.len(), 5);
     }
 }
+
+/// Where siege keeps state that outlives a process: the fault journal, a background lab's
+/// address. `SIEGE_HOME` if set (tests use a temporary one), else `$XDG_STATE_HOME/siege`, else
+/// `~/.local/state/siege`.
+pub fn state_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("SIEGE_HOME") {
+        return d.into();
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return std::path::PathBuf::from(d).join("siege");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    std::path::PathBuf::from(home).join(".local/state/siege")
+}

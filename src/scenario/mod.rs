@@ -5,6 +5,7 @@
 //! collecting *every* error with its file, line and column.
 
 pub mod model;
+pub mod units;
 
 pub use model::*;
 
