@@ -60,6 +60,8 @@ pub enum Event {
     FaultInjected { t: f64, fault: String, kind: String, summary: String },
     FaultInjectFailed { t: f64, fault: String, error: String },
     FaultReverted { t: f64, fault: String },
+    /// A fault that leaves nothing to undo (a kill, a redeploy) completed; closes its journal entry.
+    FaultSettled { t: f64, fault: String },
     FaultRevertFailed { t: f64, fault: String, error: String },
     SteadyStateBroken { t: f64, detail: String },
     SteadyStateRestored { t: f64 },

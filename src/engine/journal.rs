@@ -69,7 +69,7 @@ impl EventSink for Journal {
                 self.pending += 1;
                 self.append(&Entry::Injecting { fault: fault.clone(), injected: injected.clone() })
             }
-            Event::FaultReverted { fault, .. } => {
+            Event::FaultReverted { fault, .. } | Event::FaultSettled { fault, .. } => {
                 self.pending = self.pending.saturating_sub(1);
                 self.append(&Entry::Reverted { fault: fault.clone() })
             }

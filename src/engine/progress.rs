@@ -61,6 +61,7 @@ impl EventSink for Progress {
             Event::FaultInjectFailed { t, fault, error } => {
                 self.line(Some(*t), &format!("injection of {fault} failed: {error}"))
             }
+            Event::FaultSettled { .. } => {}
             Event::FaultReverted { t, fault } => self.line(Some(*t), &format!("fault reverted: {fault}")),
             Event::FaultRevertFailed { t, fault, error } => {
                 self.line(Some(*t), &format!("REVERT FAILED: {fault}: {error}"))

@@ -384,6 +384,8 @@ impl Ctx<'_> {
         tokio::pin!(alarm_loop);
         let mut alarm_errors_noted = false;
         let mut load_done = false;
+        let mut load_joined = false;
+        let mut recovery_announced = false;
 
         loop {
             let next_at = actions.get(next).map(|(at, _)| self.t0 + *at);
@@ -456,7 +458,7 @@ impl Ctx<'_> {
                                         active.push((fault, injected));
                                     } else {
                                         // Nothing to undo (a kill, a redeploy): close the journal entry.
-                                        let _ = em.emit(Event::FaultReverted { t: self.now(), fault: f.name.clone() });
+                                        let _ = em.emit(Event::FaultSettled { t: self.now(), fault: f.name.clone() });
                                     }
                                 }
                                 Err(e) => {
@@ -538,10 +540,10 @@ impl Ctx<'_> {
                             }
                         }
                     }
-                    if next == actions.len() || actions[next..].iter().all(|(_, a)| matches!(a, Action::Stage(_))) {
-                        if self.cancel.is_none() && !sc.faults.is_empty() {
-                            let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Recovery });
-                        }
+                    let faults_over = actions[next..].iter().all(|(_, a)| matches!(a, Action::Stage(_)));
+                    if faults_over && gate_passed && !recovery_announced && !sc.faults.is_empty() {
+                        recovery_announced = true;
+                        let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Recovery });
                     }
                 }
                 r = &mut load_task => {
@@ -550,7 +552,7 @@ impl Ctx<'_> {
                         Ok(Err(e)) => self.cancel(em, CancelReason::Error(format!("load: {e}"))),
                         Err(e) => self.cancel(em, CancelReason::Error(format!("the load driver failed: {e}"))),
                     }
-                    load_done = true;
+                    load_joined = true;
                     break;
                 }
                 _ = &mut sample_loop => {}
@@ -576,7 +578,7 @@ impl Ctx<'_> {
         }
 
         stop_all.cancel();
-        if !load_done || self.load_report.is_none() {
+        if !load_joined {
             match tokio::time::timeout(Duration::from_secs(10), &mut load_task).await {
                 Ok(Ok(Ok(report))) => self.load_report = Some(report),
                 Ok(Ok(Err(e))) => {
