@@ -27,25 +27,30 @@ pub fn dir() -> PathBuf {
 
 /// Appends entries for one run; an [`EventSink`] that fails loudly, because the engine must not
 /// inject a fault it could not journal.
-#[derive(Default)]
 pub struct Journal {
+    dir: PathBuf,
     path: PathBuf,
     file: Option<File>,
     pending: usize,
 }
 
 impl Journal {
-    /// A journal that creates its file when the run starts (the event names the run).
+    /// A journal in the state directory; its file is created when the run starts (the event
+    /// names the run).
     pub fn new() -> Self {
-        Journal::default()
+        Journal::in_dir(dir())
+    }
+
+    pub fn in_dir(dir: PathBuf) -> Self {
+        Journal { dir, path: PathBuf::new(), file: None, pending: 0 }
     }
 
     fn append(&mut self, entry: &Entry) -> std::io::Result<()> {
         if let Entry::Run { run_id, .. } = entry {
-            self.path = dir().join(format!("{run_id}.jsonl"));
+            self.path = self.dir.join(format!("{run_id}.jsonl"));
         }
         if self.file.is_none() {
-            std::fs::create_dir_all(dir())?;
+            std::fs::create_dir_all(&self.dir)?;
             self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
         }
         let Some(f) = self.file.as_mut() else { return Ok(()) };
@@ -134,10 +139,10 @@ pub fn mark_reverted(path: &Path, fault: &str) -> std::io::Result<()> {
     f.sync_data()
 }
 
-/// Every journal file on disk, oldest first.
-pub fn list() -> std::io::Result<Vec<PathBuf>> {
+/// Every journal file in `dir`, oldest first.
+pub fn list_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut v = vec![];
-    match std::fs::read_dir(dir()) {
+    match std::fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd {
                 let p = e?.path();
@@ -151,6 +156,11 @@ pub fn list() -> std::io::Result<Vec<PathBuf>> {
     }
     v.sort();
     Ok(v)
+}
+
+/// Every journal file in the state directory, oldest first.
+pub fn list() -> std::io::Result<Vec<PathBuf>> {
+    list_in(&dir())
 }
 
 /// What recovering one journal did, for the user.
@@ -214,5 +224,91 @@ fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Injected, Resolved};
+
+    fn injected(name: &str) -> Injected {
+        Injected { fault: name.into(), kind: "latency".into(), targets: vec!["t-1".into()], undo: serde_json::json!({"x": 1}) }
+    }
+
+    fn injecting(name: &str) -> Event {
+        Event::FaultInjecting { t: 1.0, fault: name.into(), resolved: Resolved::default(), injected: injected(name) }
+    }
+
+    fn started() -> Event {
+        Event::RunStarted {
+            run_id: "r1".into(),
+            scenario: "s.yaml".into(),
+            seed: 1,
+            backend: "lab",
+            locator: serde_json::json!({"lab": {"control": "http://127.0.0.1:1"}}),
+        }
+    }
+
+    #[test]
+    fn pending_faults_survive_a_crash_and_reverted_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::in_dir(dir.path().to_owned());
+        j.on_event(&started()).unwrap();
+        j.on_event(&injecting("a")).unwrap();
+        j.on_event(&injecting("b")).unwrap();
+        j.on_event(&Event::FaultReverted { t: 2.0, fault: "a".into() }).unwrap();
+        // The process dies here: no RunFinished.
+        let files = list_in(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        // A torn last line (crash mid-write) is ignored.
+        std::fs::OpenOptions::new().append(true).open(&files[0]).unwrap().write_all(b"{\"type\":\"rev").unwrap();
+        let rec = read(&files[0]).unwrap();
+        assert_eq!(rec.run_id, "r1");
+        assert_eq!(rec.pid, std::process::id());
+        assert!(!rec.finished);
+        assert_eq!(rec.pending, vec![injected("b")]);
+    }
+
+    fn empty_record() -> crate::report::RunRecord {
+        use crate::report::*;
+        RunRecord {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r1".into(),
+            scenario: ScenarioInfo {
+                name: "s".into(),
+                description: None,
+                file: "s.yaml".into(),
+                runbook: None,
+                target: "lab".into(),
+                service: "api".into(),
+            },
+            started_at: String::new(),
+            finished_at: String::new(),
+            seed: 1,
+            verdict: Verdict { outcome: Outcome::Passed, exit_code: 0, reason: String::new() },
+            timings: Timings::default(),
+            worst_window: None,
+            steady_state: vec![],
+            timeline: vec![],
+            faults: vec![],
+            windows: vec![],
+            load: LoadTotals::default(),
+            debrief_questions: vec![],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_clean_run_removes_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::in_dir(dir.path().to_owned());
+        j.on_event(&started()).unwrap();
+        j.on_event(&injecting("a")).unwrap();
+        j.on_event(&Event::FaultSettled { t: 2.0, fault: "a".into() }).unwrap();
+        assert_eq!(list_in(dir.path()).unwrap().len(), 1);
+        let record = empty_record();
+        j.on_event(&Event::RunFinished { record: Box::new(record), report_dir: None }).unwrap();
+        assert!(list_in(dir.path()).unwrap().is_empty());
     }
 }
