@@ -34,6 +34,12 @@ pub struct Journal {
     pending: usize,
 }
 
+impl Default for Journal {
+    fn default() -> Self {
+        Journal::new()
+    }
+}
+
 impl Journal {
     /// A journal in the state directory; its file is created when the run starts (the event
     /// names the run).

@@ -617,14 +617,14 @@ impl Ctx<'_> {
         let last = self.history.last()?;
         let own = observe::evaluate(&sc.steady_state.checks, std::slice::from_ref(last));
         let steady = observe::all_hold(&own);
-        let next = upcoming.iter().find_map(|(at, a)| {
+        let next = upcoming.first().map(|(at, a)| {
             let what = match a {
                 Action::Gate => "steady-state gate".to_string(),
                 Action::Stage(i) => format!("stage {:.0}/s", sc.load.stages[*i].rate.per_second),
                 Action::Inject(i) => format!("inject {}", sc.faults[*i].name),
                 Action::Revert(i) => format!("revert {}", sc.faults[*i].name),
             };
-            Some((at.as_secs_f64(), what))
+            (at.as_secs_f64(), what)
         });
         let _ = em.emit(Event::SecondClosed { window: w.clone(), sample: sample.clone(), steady, next });
 
