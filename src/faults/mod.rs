@@ -71,6 +71,17 @@ pub enum ParamKind {
 }
 
 impl ParamKind {
+    /// How the value is written, in a sentence, for hints.
+    pub fn example(self) -> &'static str {
+        match self {
+            ParamKind::Selection => "a task count such as `2` or a percentage such as `50%`",
+            ParamKind::Duration => "a duration such as `200ms`",
+            ParamKind::Percent => "a percentage such as `80`",
+            ParamKind::Signal => "`SIGKILL` or `SIGTERM`",
+            ParamKind::Text => "a string",
+        }
+    }
+
     /// How the value is written, for docs and messages.
     pub fn syntax(self) -> &'static str {
         match self {

@@ -58,7 +58,7 @@ impl Checker {
             self.error(node, path, format!("expected a mapping, found {}", node.kind.describe()), None);
             return None;
         };
-        let mut fields = Fields { node, path: path.to_string(), entries: Vec::new() };
+        let mut fields = Fields { node, path: path.to_string(), entries: Vec::new(), suggested: Vec::new() };
         for (k, v) in entries {
             let Some(key) = k.scalar_text() else {
                 self.error(k, path, format!("a key must be a plain word, found {}", k.kind.describe()), None);
@@ -69,7 +69,14 @@ impl Checker {
                 self.error(k, &join(path, &key), format!("duplicate key (first set on line {first_line})"), None);
                 continue;
             }
+            // Top-level `x-…` keys are free, to hold YAML anchors (`x-base: &base {…}`).
+            if path.is_empty() && key.starts_with("x-") {
+                continue;
+            }
             if !allowed.contains(&key.as_str()) {
+                if let Some(s) = did_you_mean(&key, allowed) {
+                    fields.suggested.push(s.to_string());
+                }
                 let h = hint(&key).or_else(|| unknown_key_hint(&key, allowed));
                 self.error(k, &join(path, &key), format!("unknown key `{key}`"), h);
                 continue;
@@ -82,7 +89,8 @@ impl Checker {
     /// The value of a required key, or a "missing" diagnostic at the mapping.
     pub fn require<'n>(&mut self, f: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
         let v = f.get(key);
-        if v.is_none() {
+        // A misspelt key already reported with this key as its suggestion says it all.
+        if v.is_none() && !f.suggested.iter().any(|s| s == key) {
             match f.key_node(key) {
                 Some(k) => self.error(k, &f.path(key), "has no value", Some(what.to_string())),
                 None => self.error(f.node, &f.path, format!("missing required key `{key}`"), Some(what.to_string())),
@@ -173,7 +181,12 @@ impl Checker {
             }
         };
         if n < min as i64 || n > max as i64 {
-            self.error(node, path, format!("{n} is out of range: expected {min} to {max}"), None);
+            let msg = match (min, max) {
+                (0, m) if m >= i64::MAX as u64 => "must not be negative".to_string(),
+                (_, m) if m >= i64::MAX as u64 => format!("must be at least {min}"),
+                _ => format!("{n} is out of range: expected {min} to {max}"),
+            };
+            self.error(node, path, msg, None);
             return None;
         }
         Some(n as u64)
@@ -194,6 +207,10 @@ impl Checker {
         let hint = || Some("a task count such as `2`, or a percentage of the tasks such as `50%`".to_string());
         match &node.kind {
             Kind::Int(i) if *i >= 1 && *i <= 1000 => Some(Selection::Count(*i as u32)),
+            Kind::Int(i) if *i > 1000 => {
+                self.error(node, path, format!("selects {i} tasks: at most 1000"), hint());
+                None
+            }
             Kind::Int(i) if *i < 1 => {
                 self.error(node, path, "selects no task", hint());
                 None
@@ -228,6 +245,8 @@ pub(crate) struct Fields<'n> {
     pub node: &'n Node,
     pub path: String,
     entries: Vec<(String, &'n Node, &'n Node)>,
+    /// Allowed keys that an unknown key was taken for a typo of.
+    suggested: Vec<String>,
 }
 
 impl<'n> Fields<'n> {

@@ -123,7 +123,7 @@ fn syntax_hint(text: &str, e: &yaml::SyntaxError) -> Option<String> {
     let line = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("");
     let after_colon = line.split_once(": ").map(|(_, v)| v.trim_start()).unwrap_or("");
     if after_colon.starts_with('>') || after_colon.starts_with('|') {
-        return Some("quote comparisons: `\">= 2\"` (a leading `>` or `|` starts a YAML block)".into());
+        return Some("quote comparisons, e.g. `\">= 2\"`: a leading `>` or `|` starts a YAML block".into());
     }
     if line.contains('\t') {
         return Some("indent with spaces: YAML does not allow tabs".into());

@@ -19,7 +19,7 @@ const THRESHOLD_PATTERN: &str =
 /// A scenario: a target, a load profile, a steady state, faults on a timeline, stop conditions
 /// and a recovery deadline.
 #[derive(JsonSchema)]
-#[schemars(deny_unknown_fields, title = "siege scenario")]
+#[schemars(deny_unknown_fields, title = "siege scenario", extend("patternProperties" = { "^x-": {} }))]
 #[allow(dead_code)]
 pub struct ScenarioSpec {
     /// Short identifier: letters, digits, `-`, `_`, `.`; names the report directory.

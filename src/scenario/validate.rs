@@ -70,6 +70,10 @@ struct StageAt<'n> {
 /// Checks `root` (a whole file) and builds the scenario; `None` when any problem was found.
 /// `dir` is the scenario file's directory, against which `runbook` is resolved.
 pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenario> {
+    if !matches!(root.kind, Kind::Map(_)) {
+        cx.error(root, "", format!("a scenario is a mapping of keys (name, target, load…), found {}", root.kind.describe()), Some("see docs/scenario.md".into()));
+        return None;
+    }
     let f = cx.fields(root, "", TOP_KEYS, &none)?;
 
     let name = cx.require(&f, "name", "a short identifier such as `task-kill`").and_then(|n| identifier(cx, n, "name"));
@@ -153,7 +157,7 @@ fn identifier(cx: &mut Checker, node: &Node, path: &str) -> Option<String> {
             path,
             format!("`{s}` is not a valid name"),
             Some(format!(
-                "use letters, digits, `-`, `_` and `.` (at most 64), e.g. `{}`",
+                "use at most 64 letters, digits, `-`, `_` or `.`, e.g. `{}`",
                 suggestion.trim_matches('-')
             )),
         );
@@ -482,7 +486,7 @@ fn steady_state(cx: &mut Checker, node: &Node, target: Option<&Target>) -> Optio
                         value,
                         &path,
                         format!("can never hold: the lab runs at most {limit} tasks"),
-                        Some("raise target.lab.tasks (or autoscaling max), or lower the threshold".into()),
+                        Some("raise target.lab.tasks or the autoscaling max, or lower the threshold".into()),
                     );
                     ok = false;
                 }
@@ -491,7 +495,7 @@ fn steady_state(cx: &mut Checker, node: &Node, target: Option<&Target>) -> Optio
             None => ok = false,
         }
     }
-    if checks.is_empty() && ok {
+    if matches!(&node.kind, Kind::Map(m) if m.is_empty()) {
         cx.error(node, "steady_state", "no checks: the steady state needs at least one metric", Some(
             "e.g. `error_rate: \"< 1%\"`".into(),
         ));
@@ -528,7 +532,7 @@ fn comparison(cx: &mut Checker, node: &Node, path: &str, metric: Metric) -> Opti
                 node,
                 path,
                 format!("`{v}` is not a comparison: it needs an operator"),
-                Some(format!("write e.g. \">= {v}\", quoted (YAML reads a leading `>` as a folded block)")),
+                Some(format!("write the operator too, quoted: \">= {v}\"")),
             );
             return None;
         }
@@ -637,7 +641,7 @@ fn fault<'n>(cx: &mut Checker, node: &'n Node, path: &str, target: Option<&Targe
                 Some(_) => {}
                 None if p.backend.is_some() => {}
                 None => {
-                    cx.require(&f, p.name, &format!("{}: {}", p.kind.syntax(), p.doc));
+                    cx.require(&f, p.name, &format!("{}: {}", p.doc, p.kind.example()));
                 }
             },
         }
@@ -858,7 +862,7 @@ fn stop_map(cx: &mut Checker, node: &Node, path: &str, target: Option<&Target>) 
             cx.error(
                 n,
                 &f.path("alarm"),
-                "alarm stop conditions need an aws target (CloudWatch alarms)",
+                "alarm stop conditions need an aws target: they watch CloudWatch alarms",
                 Some("on the lab, use a threshold such as \"error_rate > 50% for 15s\"".into()),
             );
             return None;

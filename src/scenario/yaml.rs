@@ -74,6 +74,12 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     // `on`, `yes`, `n`… stay strings: a scenario has no field where they would mean a boolean.
     options.strict_booleans = true;
     options.with_snippet = false;
+    // A scenario is a page of YAML: refuse alias bombs long before the generic limits would.
+    if let Some(budget) = options.budget.as_mut() {
+        budget.max_nodes = 20_000;
+        budget.max_events = 100_000;
+    }
+    options.alias_limits.max_total_replayed_events = 50_000;
     match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
         Ok(Some(node)) => Ok(node),
         Ok(None) => Ok(Node { kind: Kind::Null, line: 1, col: 1 }),
@@ -88,6 +94,12 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
 /// serde-saphyr's messages may end with ` at line L column C`, which the diagnostic prefix
 /// already says; keep the first line, without the position.
 fn clean_message(m: &str) -> String {
+    if m.contains("multiple YAML documents") {
+        return "a scenario file holds one YAML document, found a second one after `---`".into();
+    }
+    if m.contains("budget breached") {
+        return "the document is too large for a scenario (too many nodes or aliases)".into();
+    }
     let first = m.lines().next().unwrap_or("").trim();
     let cut = first.find(" at line ").map(|i| &first[..i]).unwrap_or(first);
     cut.trim_end_matches(['.', ':']).to_string()
@@ -96,7 +108,9 @@ fn clean_message(m: &str) -> String {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Spanned::<Kind>::deserialize(d)?;
-        Ok(Node { kind: s.value, line: s.referenced.line() as usize, col: s.referenced.column() as usize })
+        // `defined`: for a value reached through an alias or a merge key, the place where it is
+        // written, which is where a mistake in it gets fixed.
+        Ok(Node { kind: s.value, line: s.defined.line() as usize, col: s.defined.column() as usize })
     }
 }
 
