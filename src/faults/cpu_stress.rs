@@ -9,6 +9,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     lab: "the selected task processes spin to use `percent` of one core each until reverted",
     aws: "FIS `aws:ecs:task-cpu-stress` from an experiment template siege creates, tags with the run id and deletes",
     timing: Timing::Window,
+    note: "",
     params: &[
         Param {
             name: "select",

@@ -9,6 +9,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     lab: "the lab cluster has no writer for `outage` (connections are dropped), then the replica is promoted",
     aws: "RDS `FailoverDBCluster` on `target.aws.db_cluster`, promoting `target_instance` if given",
     timing: Timing::Instant,
+    note: "on the lab the disruption lasts until `at + outage`: recovery is timed from there",
     params: &[
         Param {
             name: "outage",

@@ -11,6 +11,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     lab: "every response of the selected tasks is delayed by `delay` ± `jitter`",
     aws: "FIS `aws:ecs:task-network-latency` from an experiment template siege creates, tags and deletes",
     timing: Timing::Window,
+    note: "",
     params: &[
         Param {
             name: "select",

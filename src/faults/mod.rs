@@ -26,6 +26,8 @@ pub struct FaultDef {
     /// What it does on AWS.
     pub aws: &'static str,
     pub timing: Timing,
+    /// What else a scenario author should know (empty: nothing).
+    pub note: &'static str,
     pub params: &'static [Param],
     /// Builds the fault from its parameters, which the scenario checker has already parsed and
     /// completed with defaults (so every required parameter is present).
@@ -196,18 +198,25 @@ pub fn reference_markdown() -> String {
             Timing::Persistent => "persists until the run ends and is reverted after the verdict; `for` does not apply",
         };
         let _ = writeln!(out, "### `{}`\n\n{}\n\n- timing: {timing}", d.name, d.summary);
-        let _ = writeln!(out, "- lab: {}\n- aws: {}\n", d.lab, d.aws);
+        let _ = writeln!(out, "- lab: {}\n- aws: {}", d.lab, d.aws);
+        if !d.note.is_empty() {
+            let _ = writeln!(out, "- note: {}", d.note);
+        }
+        out.push('\n');
         if d.params.is_empty() {
             let _ = writeln!(out, "No parameters besides `type`, `name` and `at`.\n");
             continue;
         }
         let _ = writeln!(out, "| parameter | value | default | |\n|---|---|---|---|");
         for p in d.params {
-            let default = match (p.default, p.backend) {
+            let mut default = match (p.default, p.backend) {
                 (Some(v), _) => format!("`{v}`"),
-                (None, Some(b)) => format!("none ({b} only)"),
+                (None, Some(_)) => "none".into(),
                 (None, None) => "required".into(),
             };
+            if let Some(b) = p.backend {
+                default.push_str(&format!(" ({b} only)"));
+            }
             let _ = writeln!(out, "| `{}` | {} | {default} | {} |", p.name, p.kind.syntax(), p.doc);
         }
         out.push('\n');

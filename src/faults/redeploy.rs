@@ -10,6 +10,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     lab: "the lab scheduler replaces every task, one at a time, keeping the service serving",
     aws: "ECS `UpdateService --force-new-deployment`",
     timing: Timing::Instant,
+    note: "as the last event of the timeline it ends the disruption: recovery is timed from it",
     params: &[],
     build,
 };

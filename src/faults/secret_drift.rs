@@ -10,6 +10,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     lab: "the lab secret store gets a new current version and the database accepts only it; running tasks keep the old one",
     aws: "Secrets Manager `PutSecretValue` on `target.aws.secret`; the revert makes the previous version AWSCURRENT again",
     timing: Timing::Persistent,
+    note: "without a later `redeploy` the service stays broken and the run fails; that is the lesson of `scenarios/secret-drift.yaml`",
     params: &[],
     build,
 };

@@ -9,6 +9,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     lab: "sends SIGKILL (or SIGTERM) to the selected task processes; the lab scheduler starts replacements after a placement delay",
     aws: "ECS `StopTask` on the selected tasks, with a reason naming the run",
     timing: Timing::Instant,
+    note: "",
     params: &[
         Param {
             name: "select",
