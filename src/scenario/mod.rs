@@ -9,7 +9,7 @@
 mod check;
 mod expr;
 pub mod model;
-pub mod spec;
+mod spec;
 pub mod units;
 mod validate;
 mod yaml;
@@ -68,7 +68,16 @@ pub fn load_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(whole(1, 1, format!("the file is {} bytes: a scenario is at most 1 MiB", bytes.len()), None));
     }
-    let text = match std::str::from_utf8(&bytes) {
+    load_bytes(&file, &bytes, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Parses and validates the bytes of a scenario; `file` labels the diagnostics and `dir` is where
+/// `runbook` is resolved from.
+pub(crate) fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<Diagnostic>> {
+    let whole = |line: usize, column: usize, message: String, hint: Option<String>| {
+        vec![Diagnostic { file: file.to_string(), line, column, path: String::new(), message, hint }]
+    };
+    let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
@@ -91,8 +100,7 @@ pub fn load_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
             "a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md".into(),
         )));
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut cx = check::Checker::new(file.clone());
+    let mut cx = check::Checker::new(file.to_string());
     let scenario = validate::check(&mut cx, &root, dir);
     match scenario {
         Some(s) if cx.diags.is_empty() => Ok(s),

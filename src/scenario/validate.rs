@@ -970,3 +970,107 @@ fn timeline(cx: &mut Checker, load: &Load, stages: &[StageAt<'_>], faults: &[Fau
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Diagnostic, load_bytes};
+
+    const MINIMAL: &str = "name: t\nload: { url: /, rate: 100/s, duration: 100s }\nsteady_state: { error_rate: \"< 1%\" }\nrecovery: { within: 45s }\n";
+
+    fn load(text: &str) -> Result<Scenario, Vec<Diagnostic>> {
+        load_bytes("t.yaml", text.as_bytes(), Path::new("."))
+    }
+
+    fn with_faults(faults: &str) -> Scenario {
+        load(&format!("{MINIMAL}faults:\n{faults}")).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        load(text).err().unwrap_or_default().iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_written() {
+        let s = load(MINIMAL).unwrap();
+        let Target::Lab(lab) = &s.target else { panic!("default target is the lab") };
+        assert_eq!((lab.service.as_str(), lab.tasks, lab.control.is_none()), ("api", 3, true));
+        assert_eq!(s.load.timeout, Duration::from_secs(2));
+        assert_eq!(s.recovery.hold, Duration::from_secs(5));
+        assert!(s.faults.is_empty() && s.stop.is_empty() && s.seed.is_none());
+    }
+
+    #[test]
+    fn fault_parameters_are_normalised() {
+        let s = with_faults(
+            "  - { type: task-kill, at: 20s, select: 50% }\n  - { type: latency, at: 30s, for: 10s, select: 1, delay: 200ms }\n  - { type: cpu-stress, at: 30s, duration: 10s, select: 2, percent: 80% }\n",
+        );
+        assert_eq!(s.faults[0].kind, FaultKind::TaskKill { select: Selection::Percent(0.5), signal: KillSignal::Sigkill });
+        assert_eq!(
+            s.faults[1].kind,
+            FaultKind::Latency { select: Selection::Count(1), delay: Duration::from_millis(200), jitter: Duration::ZERO }
+        );
+        assert_eq!(s.faults[1].duration, Some(Duration::from_secs(10)));
+        assert_eq!(s.faults[2].kind, FaultKind::CpuStress { select: Selection::Count(2), percent: 80 });
+    }
+
+    #[test]
+    fn unnamed_faults_are_named_after_their_type() {
+        let s = with_faults(
+            "  - { type: task-kill, at: 20s, select: 1 }\n  - { type: task-kill, name: task-kill-2, at: 25s, select: 1 }\n  - { type: task-kill, at: 30s, select: 1 }\n",
+        );
+        let names: Vec<&str> = s.faults.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["task-kill", "task-kill-2", "task-kill-3"]);
+    }
+
+    #[test]
+    fn a_lab_failover_lasts_its_outage() {
+        let s = with_faults("  - { type: db-failover, at: 20s, outage: 8s }\n");
+        assert_eq!(s.faults[0].duration, None, "the engine does not revert a failover");
+        assert_eq!(s.faults[0].ends_at(), Duration::from_secs(28));
+        let s = with_faults("  - { type: db-failover, at: 20s }\n");
+        assert_eq!(s.faults[0].kind, FaultKind::DbFailover { outage: Some(Duration::from_secs(5)), target_instance: None });
+    }
+
+    #[test]
+    fn lab_only_defaults_stay_off_aws() {
+        let s = load(&format!(
+            "{MINIMAL}target:\n  aws: {{ region: eu-west-1, cluster: c, service: s, db_cluster: d }}\nfaults:\n  - {{ type: db-failover, at: 20s }}\n"
+        ))
+        .unwrap();
+        assert_eq!(s.faults[0].kind, FaultKind::DbFailover { outage: None, target_instance: None });
+        let Target::Aws(a) = &s.target else { panic!() };
+        assert_eq!((a.max_select, a.allow_full_outage), (0.5, false));
+    }
+
+    #[test]
+    fn the_recovery_deadline_must_fit_after_the_last_disruption() {
+        // Stage ends at 80s; 80 + 15 + 5 = 100: fits exactly.
+        let ok = "name: t\nload: { url: /, rate: 10/s, stages: [ { at: 50s, rate: 20/s, for: 30s } ], duration: 100s }\nsteady_state: { error_rate: \"< 1%\" }\nrecovery: { within: 15s }\n";
+        assert!(load(ok).is_ok());
+        let late = ok.replace("within: 15s", "within: 16s");
+        let e = errors(&late);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("recovery.within: the recovery deadline does not fit"), "{e:?}");
+        assert!(e[0].contains("at least 1m41s"), "{e:?}");
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_in_file_order() {
+        let text = "name: t\nload: { url: /, rate: 100, duration: 2 }\nsteady_state: { p95: \"< 250\" }\nfaults:\n  - { type: nope, at: 1s }\nrecovery: { within: 0s }\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 5, "{e:#?}");
+        let lines: Vec<&str> = e.iter().map(|d| d.split(':').nth(1).unwrap()).collect();
+        assert_eq!(lines, ["2", "2", "3", "5", "6"]);
+    }
+
+    #[test]
+    fn alarms_need_aws_and_stop_conditions_parse() {
+        let e = errors(&format!("{MINIMAL}stop: [ {{ alarm: a }} ]\n"));
+        assert!(e[0].contains("alarm stop conditions need an aws target"), "{e:?}");
+        let s = load(&format!("{MINIMAL}stop: [ \"p99 > 2s for 10s\", {{ max_duration: 5m }} ]\n")).unwrap();
+        assert_eq!(s.stop[1], StopCondition::MaxDuration { limit: Duration::from_secs(300) });
+        let StopCondition::Threshold { metric, cmp, window, .. } = &s.stop[0] else { panic!() };
+        assert_eq!((*metric, cmp.value, *window), (Metric::P99, 2000.0, Duration::from_secs(10)));
+    }
+}
