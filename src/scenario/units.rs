@@ -27,7 +27,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("duration `{s}` needs a unit: ms, s, m or h (e.g. `{s}s`)")),
+            "" => return Err(format!("duration `{s}` needs a unit: `{s}s`, `{s}ms`, `{s}m` or `{s}h`")),
             u => return Err(format!("unknown unit `{u}` in duration `{s}`: use ms, s, m or h")),
         };
         total += value * scale;
