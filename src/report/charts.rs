@@ -2,7 +2,7 @@
 //! rate, latency percentiles and healthy targets. Each shades the fault windows and marks the
 //! stop condition, the recovery and the recovery deadline, so that cause and effect line up.
 
-use super::format::{secs, value};
+use super::format::secs;
 use super::svg::{Band, Chart, Marker, Series, Style, Threshold};
 use super::{RunRecord, TimelineKind};
 
@@ -23,8 +23,17 @@ const GREY: &str = "#777777";
 /// End of the time axis: the run's length, or further if windows or faults reach past it.
 fn x_max(r: &RunRecord) -> f64 {
     let windows = r.windows.iter().map(|w| f64::from(w.second) + 1.0).fold(0.0, f64::max);
-    let faults = r.faults.iter().filter_map(|f| f.ends_s.or(f.injected_s)).fold(0.0, f64::max);
+    let faults = r.faults.iter().filter_map(|f| fault_end(f).or(f.injected_s)).fold(0.0, f64::max);
     r.timings.duration_s.max(windows).max(faults).max(1.0)
+}
+
+/// When a fault's effect ended: the end of its window, or its revert if that came first (an
+/// abort); `None` while it lasted to the end of the run.
+pub(crate) fn fault_end(f: &super::FaultRecord) -> Option<f64> {
+    match (f.ends_s, f.reverted_s) {
+        (Some(e), Some(r)) => Some(e.min(r)),
+        (e, r) => e.or(r),
+    }
 }
 
 /// Fault windows: from injection to the end of the fault's effect; a fault still in effect when
@@ -34,7 +43,7 @@ fn bands(r: &RunRecord, end: f64) -> Vec<Band> {
         .iter()
         .filter_map(|f| {
             let start = f.injected_s?;
-            let stop = f.ends_s.or(f.reverted_s).unwrap_or(end);
+            let stop = fault_end(f).unwrap_or(end);
             Some(Band { start, end: stop.max(start), label: f.name.clone() })
         })
         .collect()
@@ -60,7 +69,7 @@ fn thresholds(r: &RunRecord, metrics: &[&str]) -> Vec<Threshold> {
         .filter(|c| metrics.contains(&c.metric.as_str()))
         .filter_map(|c| {
             let v = c.threshold?;
-            Some(Threshold { value: v, label: format!("{} ({})", c.check, value(v, &c.unit)) })
+            Some(Threshold { value: v, label: c.check.clone() })
         })
         .collect()
 }
@@ -85,7 +94,7 @@ pub(crate) fn charts(r: &RunRecord) -> Vec<ChartFile> {
         points: r
             .windows
             .iter()
-            .map(|w| (if style == Style::Step { f64::from(w.second) } else { mid(w.second) }, f(w)))
+            .map(|w| (if style.step() { f64::from(w.second) } else { mid(w.second) }, f(w)))
             .collect(),
     };
 
@@ -127,7 +136,7 @@ pub(crate) fn charts(r: &RunRecord) -> Vec<ChartFile> {
         y_min_top: 2.0,
         series: vec![
             line("healthy targets", GREEN, Style::Step, &|w| w.healthy_targets.map(f64::from)),
-            line("running tasks", BLUE, Style::Dashed, &|w| w.running_tasks.map(f64::from)),
+            line("running tasks", BLUE, Style::DashedStep, &|w| w.running_tasks.map(f64::from)),
         ],
         thresholds: thresholds(r, &["healthy_targets", "running_tasks"]),
         ..base

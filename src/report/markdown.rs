@@ -268,7 +268,7 @@ fn faults(o: &mut String, r: &RunRecord) {
             code(&f.name),
             md(&f.kind),
             f.injected_s.map(offset).unwrap_or_else(|| "not injected".into()),
-            match (f.injected_s, f.ends_s) {
+            match (f.injected_s, super::charts::fault_end(f)) {
                 (Some(i), Some(e)) if e > i => offset(e),
                 (Some(_), Some(_)) => "instantaneous".into(),
                 (Some(_), None) => "end of run".into(),

@@ -11,7 +11,7 @@ const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 280.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 24.0;
-const TOP: f64 = 52.0;
+const TOP: f64 = 64.0;
 const BOTTOM: f64 = 40.0;
 const FONT: &str = "-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
 /// Fill of fault windows; the colour-blind-safe vermillion of the Okabe–Ito palette.
@@ -25,6 +25,18 @@ pub(crate) enum Style {
     Dashed,
     /// Steps (hold the value until the next point), for counts such as healthy targets.
     Step,
+    /// Dashed steps, for a second count on the same chart.
+    DashedStep,
+}
+
+impl Style {
+    fn dashed(self) -> bool {
+        matches!(self, Style::Dashed | Style::DashedStep)
+    }
+
+    pub(crate) fn step(self) -> bool {
+        matches!(self, Style::Step | Style::DashedStep)
+    }
 }
 
 /// One line of the chart. `x` is seconds on the load's clock; `None` leaves a gap.
@@ -159,16 +171,16 @@ impl Chart {
         let _ = writeln!(o, r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
         let _ = writeln!(
             o,
-            r##"<text x="{x0}" y="20" font-size="14" font-weight="bold" fill="#222222">{}<tspan font-weight="normal" fill="#666666">{}</tspan></text>"##,
+            r##"<text x="{x0}" y="20" font-size="14" font-weight="bold" fill="#222222">{}<tspan dx="5" font-weight="normal" fill="#666666">{}</tspan></text>"##,
             xml(&self.title),
-            xml(&unit)
+            xml(unit.trim_start())
         );
 
         // Fault windows first, under everything else.
         for (i, b) in self.bands.iter().enumerate() {
             let (bx0, bx1) = (sx(b.start), sx(b.end.max(b.start)));
             // An instantaneous fault still gets a visible sliver.
-            let w = (bx1 - bx0).max(3.0);
+            let w = (bx1 - bx0).max(4.0);
             let _ = writeln!(
                 o,
                 r#"<rect class="fault-window" x="{bx0:.1}" y="{y0:.1}" width="{w:.1}" height="{:.1}" fill="{FAULT_FILL}" fill-opacity="0.14"><title>{} ({}–{})</title></rect>"#,
@@ -177,7 +189,9 @@ impl Chart {
                 secs(b.start),
                 secs(b.end.max(b.start)),
             );
-            let ly = y0 + 12.0 + 12.0 * (i % 3) as f64;
+            // Above the plot, where no data can hide them; alternating rows keep the labels
+            // of faults close together apart.
+            let ly = y0 - 4.0 - 11.0 * (i % 2) as f64;
             let _ = writeln!(
                 o,
                 r##"<text x="{:.1}" y="{ly:.1}" font-size="10" fill="#8a3b00">{}</text>"##,
@@ -228,10 +242,12 @@ impl Chart {
                 o,
                 r##"<line class="threshold" x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#555555" stroke-dasharray="6 4"/>"##
             );
+            // Labelled at the left end: marker labels take the bottom right, where the
+            // recovery deadline usually is.
             let _ = writeln!(
                 o,
-                r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10" fill="#555555">{}</text>"##,
-                x1 - 2.0,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#555555">{}</text>"##,
+                x0 + 4.0,
                 y - 4.0,
                 xml(&t.label)
             );
@@ -239,7 +255,7 @@ impl Chart {
 
         let mut any_data = false;
         for s in &self.series {
-            let dash = if s.style == Style::Dashed { r#" stroke-dasharray="5 3""# } else { "" };
+            let dash = if s.style.dashed() { r#" stroke-dasharray="5 3""# } else { "" };
             for segment in segments(&s.points, s.style) {
                 any_data = true;
                 let pts: Vec<String> = segment.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
@@ -260,7 +276,9 @@ impl Chart {
             );
         }
 
-        for m in &self.markers {
+        // A marker outside the time axis (a deadline after the run ended) is left out rather
+        // than drawn on the edge, where it would claim the wrong time.
+        for m in self.markers.iter().filter(|m| m.at >= 0.0 && m.at <= x_max) {
             let x = sx(m.at);
             let _ = writeln!(
                 o,
@@ -283,7 +301,7 @@ impl Chart {
         let mut lx = x0;
         let ly = 38.0;
         for s in &self.series {
-            let dash = if s.style == Style::Dashed { r#" stroke-dasharray="5 3""# } else { "" };
+            let dash = if s.style.dashed() { r#" stroke-dasharray="5 3""# } else { "" };
             let _ = writeln!(
                 o,
                 r#"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2.5"{dash}/>"#,
@@ -327,7 +345,7 @@ fn segments(points: &[(f64, Option<f64>)], style: Style) -> Vec<Vec<(f64, f64)>>
     for (x, y) in points {
         match y {
             Some(y) if y.is_finite() => {
-                if style == Style::Step {
+                if style.step() {
                     if let Some(&(_, py)) = cur.last() {
                         cur.push((*x, py));
                     }
@@ -348,7 +366,7 @@ fn segments(points: &[(f64, Option<f64>)], style: Style) -> Vec<Vec<(f64, f64)>>
 }
 
 fn close(mut seg: Vec<(f64, f64)>, style: Style) -> Vec<(f64, f64)> {
-    if style == Style::Step {
+    if style.step() {
         if let Some(&(x, y)) = seg.last() {
             seg.push((x + 1.0, y));
         }
