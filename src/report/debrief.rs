@@ -69,9 +69,10 @@ pub fn questions(record: &RunRecord) -> Vec<String> {
     if record.verdict.outcome == Outcome::Aborted {
         ABORTED.iter().for_each(|q| push(q));
     }
-    // Fault types in the order they ran, each once.
+    // Types of the faults that were injected, in the order they ran, each once: a fault the run
+    // never reached has nothing to discuss.
     let mut kinds: Vec<&str> = Vec::new();
-    for f in &record.faults {
+    for f in record.faults.iter().filter(|f| f.injected_s.is_some()) {
         if !kinds.contains(&f.kind.as_str()) {
             kinds.push(&f.kind);
         }

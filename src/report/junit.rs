@@ -79,16 +79,26 @@ fn cases(r: &RunRecord) -> Vec<Case> {
     };
     out.push(Case { class: "recovery", name, time: t.time_to_recover_s, result });
 
-    for f in r.faults.iter().filter(|f| f.injected_s.is_some()) {
-        let result = match &f.revert_error {
-            Some(e) => CaseResult::Failed {
+    // One case per fault that needed a revert. Instantaneous faults (task-kill, redeploy) have
+    // nothing to undo and no case.
+    for f in r.faults.iter() {
+        let Some(injected) = f.injected_s else { continue };
+        let needs_revert = f.ends_s.is_none_or(|e| e > injected);
+        let result = match (&f.revert_error, f.reverted_s) {
+            (Some(e), _) => CaseResult::Failed {
                 kind: "revert",
                 message: format!("reverting {} failed: {e}", f.name),
                 detail: "Something may still be broken: run `siege recover`.".into(),
             },
-            None => CaseResult::Passed,
+            (None, Some(_)) => CaseResult::Passed,
+            (None, None) if needs_revert => CaseResult::Failed {
+                kind: "revert",
+                message: format!("no revert of {} was recorded", f.name),
+                detail: "Something may still be broken: run `siege recover`.".into(),
+            },
+            (None, None) => continue,
         };
-        out.push(Case { class: "revert", name: format!("{} ({}) reverted or needed no revert", f.name, f.kind), time: None, result });
+        out.push(Case { class: "revert", name: format!("{} ({}) reverted", f.name, f.kind), time: None, result });
     }
     out
 }
@@ -180,4 +190,68 @@ pub(crate) fn render(r: &RunRecord, red: &Redactor) -> String {
     );
     o.push_str("  </testsuite>\n</testsuites>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{FaultRecord, Verdict, tests_support::minimal_record};
+
+    fn fault(name: &str, injected: Option<f64>, ends: Option<f64>, reverted: Option<f64>, error: Option<&str>) -> FaultRecord {
+        FaultRecord {
+            name: name.into(),
+            kind: "latency".into(),
+            targets: vec![],
+            summary: String::new(),
+            injected_s: injected,
+            ends_s: ends,
+            reverted_s: reverted,
+            revert_error: error.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn reverts_are_cases_and_a_missing_revert_fails() {
+        let mut r = minimal_record();
+        r.faults = vec![
+            fault("instant", Some(1.0), Some(1.0), None, None),
+            fault("timed", Some(1.0), Some(5.0), Some(5.1), None),
+            fault("broken", Some(1.0), Some(5.0), None, Some("access denied <AccessDenied>")),
+            fault("forgotten", Some(1.0), None, None, None),
+            fault("never", None, Some(5.0), None, None),
+        ];
+        r.verdict = Verdict { outcome: Outcome::RevertFailed, exit_code: 5, reason: "a revert failed".into() };
+        let xml = render(&r, &Redactor::noop());
+        assert!(!xml.contains("instant (") && !xml.contains("never ("), "{xml}");
+        assert!(xml.contains(r#"<testcase name="timed (latency) reverted" classname="siege.task-kill.revert" time="0"/>"#));
+        assert!(xml.contains("reverting broken failed: access denied &lt;AccessDenied&gt;"), "{xml}");
+        assert!(xml.contains("no revert of forgotten was recorded"), "{xml}");
+    }
+
+    #[test]
+    fn precondition_failures_fail_before_and_skip_after() {
+        let mut r = minimal_record();
+        r.steady_state = vec![CheckRecord {
+            check: "p95 < 250ms".into(),
+            metric: "p95".into(),
+            before: Some(480.0),
+            before_ok: false,
+            after: None,
+            after_ok: None,
+            unit: "ms".into(),
+            threshold: Some(250.0),
+        }];
+        r.verdict = Verdict { outcome: Outcome::PreconditionFailed, exit_code: 4, reason: "baseline failed".into() };
+        let xml = render(&r, &Redactor::noop());
+        assert!(xml.contains(r#"tests="3" failures="1" errors="0" skipped="2""#), "{xml}");
+        assert!(xml.contains("`p95 &lt; 250ms` did not hold before the faults: observed 480ms"), "{xml}");
+    }
+
+    #[test]
+    fn internal_errors_are_junit_errors() {
+        let mut r = minimal_record();
+        r.verdict = Verdict { outcome: Outcome::Error, exit_code: 70, reason: "sampler panicked & died".into() };
+        let xml = render(&r, &Redactor::noop());
+        assert!(xml.contains(r#"errors="1""#) && xml.contains("sampler panicked &amp; died"), "{xml}");
+    }
 }

@@ -238,6 +238,7 @@ pub struct LoadTotals {
 
 /// Latency percentiles in milliseconds.
 #[derive(JsonSchema)]
+#[schemars(rename = "Latency")]
 #[allow(dead_code)]
 struct LatencySchema {
     p50: f64,
@@ -249,6 +250,7 @@ struct LatencySchema {
 
 /// Errors by class; `status_5xx` counts 5xx codes other than 502, 503 and 504.
 #[derive(JsonSchema)]
+#[schemars(rename = "ErrorCounts")]
 #[allow(dead_code)]
 struct ErrorCountsSchema {
     connect: u64,
