@@ -77,26 +77,21 @@ fn thresholds(r: &RunRecord, metrics: &[&str]) -> Vec<Threshold> {
 /// Builds the charts of `r`, in the order the markdown shows them.
 pub(crate) fn charts(r: &RunRecord) -> Vec<ChartFile> {
     let end = x_max(r);
-    let base = Chart {
-        x_max: end,
-        bands: bands(r, end),
-        markers: markers(r),
-        y_min_top: 1.0,
-        ..Chart::default()
-    };
+    let base = Chart { x_max: end, bands: bands(r, end), markers: markers(r), y_min_top: 1.0, ..Chart::default() };
     let mid = |s: u32| f64::from(s) + 0.5;
     // A second without any request has no latency or error rate, rather than a zero.
     let has_load = |w: &super::WindowRecord| w.requests + w.missed > 0;
-    let line = |label: &str, color: &'static str, style: Style, f: &dyn Fn(&super::WindowRecord) -> Option<f64>| Series {
-        label: label.into(),
-        color,
-        style,
-        points: r
-            .windows
-            .iter()
-            .map(|w| (if style.step() { f64::from(w.second) } else { mid(w.second) }, f(w)))
-            .collect(),
-    };
+    let line =
+        |label: &str, color: &'static str, style: Style, f: &dyn Fn(&super::WindowRecord) -> Option<f64>| Series {
+            label: label.into(),
+            color,
+            style,
+            points: r
+                .windows
+                .iter()
+                .map(|w| (if style.step() { f64::from(w.second) } else { mid(w.second) }, f(w)))
+                .collect(),
+        };
 
     let rate = Chart {
         title: "Request rate".into(),

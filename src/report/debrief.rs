@@ -51,7 +51,8 @@ const GENERAL: &[&str] = &[
 ];
 
 /// Questions for an aborted run: the stop condition is itself a finding.
-const ABORTED: &[&str] = &["The run was aborted by a stop condition: was the blast radius larger than we expected, and why?"];
+const ABORTED: &[&str] =
+    &["The run was aborted by a stop condition: was the blast radius larger than we expected, and why?"];
 
 /// The questions to print for `record`: its own, then per fault type, then general ones.
 pub fn questions(record: &RunRecord) -> Vec<String> {

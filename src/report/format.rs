@@ -68,7 +68,7 @@ pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -272,9 +272,6 @@ mod tests {
     fn tables_are_aligned() {
         let mut t = Table::new(["check", "before"]);
         t.row(vec!["`p95 < 250ms`".into(), "42ms".into()]);
-        assert_eq!(
-            t.render(),
-            "| check         | before |\n|---------------|--------|\n| `p95 < 250ms` | 42ms   |\n"
-        );
+        assert_eq!(t.render(), "| check         | before |\n|---------------|--------|\n| `p95 < 250ms` | 42ms   |\n");
     }
 }

@@ -175,18 +175,15 @@ pub(crate) fn render(r: &RunRecord, red: &Redactor) -> String {
                 let _ = writeln!(o, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(message));
             }
             CaseResult::Error(message) => {
-                let _ = writeln!(o, ">\n      <error type=\"internal\" message=\"{}\"/>\n    </testcase>", xml(message));
+                let _ =
+                    writeln!(o, ">\n      <error type=\"internal\" message=\"{}\"/>\n    </testcase>", xml(message));
             }
         }
     }
     let _ = writeln!(
         o,
         "    <system-out>{}</system-out>",
-        xml(&format!(
-            "{}: {}",
-            super::markdown::verdict_word(r.verdict.outcome),
-            r.verdict.reason.trim()
-        ))
+        xml(&format!("{}: {}", super::markdown::verdict_word(r.verdict.outcome), r.verdict.reason.trim()))
     );
     o.push_str("  </testsuite>\n</testsuites>\n");
     o
@@ -197,7 +194,13 @@ mod tests {
     use super::*;
     use crate::report::{FaultRecord, Verdict, tests_support::minimal_record};
 
-    fn fault(name: &str, injected: Option<f64>, ends: Option<f64>, reverted: Option<f64>, error: Option<&str>) -> FaultRecord {
+    fn fault(
+        name: &str,
+        injected: Option<f64>,
+        ends: Option<f64>,
+        reverted: Option<f64>,
+        error: Option<&str>,
+    ) -> FaultRecord {
         FaultRecord {
             name: name.into(),
             kind: "latency".into(),
@@ -223,7 +226,9 @@ mod tests {
         r.verdict = Verdict { outcome: Outcome::RevertFailed, exit_code: 5, reason: "a revert failed".into() };
         let xml = render(&r, &Redactor::noop());
         assert!(!xml.contains("instant (") && !xml.contains("never ("), "{xml}");
-        assert!(xml.contains(r#"<testcase name="timed (latency) reverted" classname="siege.task-kill.revert" time="0"/>"#));
+        assert!(
+            xml.contains(r#"<testcase name="timed (latency) reverted" classname="siege.task-kill.revert" time="0"/>"#)
+        );
         assert!(xml.contains("reverting broken failed: access denied &lt;AccessDenied&gt;"), "{xml}");
         assert!(xml.contains("no revert of forgotten was recorded"), "{xml}");
     }

@@ -329,10 +329,7 @@ fn run_details(o: &mut String, r: &RunRecord, red: &Redactor) {
     .filter(|(_, n)| *n > 0)
     .map(|(k, n)| format!("{k}: {}", format::count(*n)))
     .collect();
-    t.row(vec![
-        "Errors by class".into(),
-        if classes.is_empty() { "none".into() } else { classes.join(", ") },
-    ]);
+    t.row(vec!["Errors by class".into(), if classes.is_empty() { "none".into() } else { classes.join(", ") }]);
     let _ = write!(o, "{}", t.render());
 }
 

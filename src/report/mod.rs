@@ -173,7 +173,10 @@ pub fn load_record(dir: &Path) -> Result<RunRecord, ReportError> {
         Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
         Some(v) => return Err(ReportError::UnknownVersion { path, found: v.to_string() }),
         None => {
-            return Err(ReportError::Invalid { path, message: "no `schema_version`: this is not a siege report.json".into() });
+            return Err(ReportError::Invalid {
+                path,
+                message: "no `schema_version`: this is not a siege report.json".into(),
+            });
         }
     }
     // Parsed again from the text, so that errors carry a line and column.
@@ -271,7 +274,11 @@ mod tests {
         secrets::register(secret);
         let mut r = tests_support::minimal_record();
         r.notes.push(format!("task t-2 printed: password authentication failed for {secret}"));
-        r.timeline.push(TimelineEntry { t_s: 3.0, kind: TimelineKind::Event, text: format!("env DB_PASSWORD={secret}") });
+        r.timeline.push(TimelineEntry {
+            t_s: 3.0,
+            kind: TimelineKind::Event,
+            text: format!("env DB_PASSWORD={secret}"),
+        });
         r.verdict.reason = format!("db said {secret}");
         let tmp = tempfile::tempdir().unwrap();
         write_all(&r, tmp.path()).unwrap();

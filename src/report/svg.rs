@@ -231,10 +231,7 @@ impl Chart {
             HEIGHT - 6.0
         );
         // Axes.
-        let _ = writeln!(
-            o,
-            r##"<polyline points="{x0},{y0} {x0},{y1} {x1},{y1}" fill="none" stroke="#444444"/>"##
-        );
+        let _ = writeln!(o, r##"<polyline points="{x0},{y0} {x0},{y1} {x1},{y1}" fill="none" stroke="#444444"/>"##);
 
         for t in &self.thresholds {
             let y = sy(t.value);
@@ -330,7 +327,8 @@ impl Chart {
                 lx + 18.0,
                 ly - 4.0
             );
-            let _ = writeln!(o, r##"<text x="{:.1}" y="{ly}" fill="#222222">steady-state threshold</text>"##, lx + 22.0);
+            let _ =
+                writeln!(o, r##"<text x="{:.1}" y="{ly}" fill="#222222">steady-state threshold</text>"##, lx + 22.0);
         }
         o.push_str("</svg>\n");
         o
@@ -345,10 +343,10 @@ fn segments(points: &[(f64, Option<f64>)], style: Style) -> Vec<Vec<(f64, f64)>>
     for (x, y) in points {
         match y {
             Some(y) if y.is_finite() => {
-                if style.step() {
-                    if let Some(&(_, py)) = cur.last() {
-                        cur.push((*x, py));
-                    }
+                if style.step()
+                    && let Some(&(_, py)) = cur.last()
+                {
+                    cur.push((*x, py));
                 }
                 cur.push((*x, *y));
             }
@@ -366,10 +364,10 @@ fn segments(points: &[(f64, Option<f64>)], style: Style) -> Vec<Vec<(f64, f64)>>
 }
 
 fn close(mut seg: Vec<(f64, f64)>, style: Style) -> Vec<(f64, f64)> {
-    if style.step() {
-        if let Some(&(x, y)) = seg.last() {
-            seg.push((x + 1.0, y));
-        }
+    if style.step()
+        && let Some(&(x, y)) = seg.last()
+    {
+        seg.push((x + 1.0, y));
     }
     seg
 }

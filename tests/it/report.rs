@@ -186,7 +186,10 @@ fn siege_report_re_renders_a_run_directory() {
     let record = fixture("aborted");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert_eq!(md, report::render_markdown(&record, &Redactor::noop()));
-    assert_eq!(std::fs::read_to_string(dir.join("junit.xml")).unwrap(), report::render_junit(&record, &Redactor::noop()));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("junit.xml")).unwrap(),
+        report::render_junit(&record, &Redactor::noop())
+    );
     for (file, svg) in report::render_charts(&record) {
         assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), svg, "{file}");
         assert!(md.contains(&format!("]({file})")), "report.md links {file}");
@@ -354,8 +357,24 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) -> Result<(),
     let s = schema.as_object().ok_or_else(|| format!("{at}: schema is not an object"))?;
     for key in s.keys() {
         let known = [
-            "$schema", "$comment", "$defs", "title", "description", "default", "format", "type", "properties",
-            "required", "items", "enum", "const", "anyOf", "oneOf", "$ref", "minimum", "maximum",
+            "$schema",
+            "$comment",
+            "$defs",
+            "title",
+            "description",
+            "default",
+            "format",
+            "type",
+            "properties",
+            "required",
+            "items",
+            "enum",
+            "const",
+            "anyOf",
+            "oneOf",
+            "$ref",
+            "minimum",
+            "maximum",
         ];
         if !known.contains(&key.as_str()) {
             return Err(format!("{at}: the test validator does not know the keyword `{key}`"));
@@ -385,25 +404,25 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) -> Result<(),
             return Err(format!("{at}: expected {types:?}, found {value}"));
         }
     }
-    if let (Some(min), Some(v)) = (s.get("minimum").and_then(Value::as_f64), value.as_f64()) {
-        if v < min {
-            return Err(format!("{at}: {v} < minimum {min}"));
-        }
+    if let (Some(min), Some(v)) = (s.get("minimum").and_then(Value::as_f64), value.as_f64())
+        && v < min
+    {
+        return Err(format!("{at}: {v} < minimum {min}"));
     }
-    if let (Some(max), Some(v)) = (s.get("maximum").and_then(Value::as_f64), value.as_f64()) {
-        if v > max {
-            return Err(format!("{at}: {v} > maximum {max}"));
-        }
+    if let (Some(max), Some(v)) = (s.get("maximum").and_then(Value::as_f64), value.as_f64())
+        && v > max
+    {
+        return Err(format!("{at}: {v} > maximum {max}"));
     }
-    if let Some(e) = s.get("enum").and_then(Value::as_array) {
-        if !e.contains(value) {
-            return Err(format!("{at}: {value} is not one of {e:?}"));
-        }
+    if let Some(e) = s.get("enum").and_then(Value::as_array)
+        && !e.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {e:?}"));
     }
-    if let Some(c) = s.get("const") {
-        if c != value {
-            return Err(format!("{at}: expected {c}, found {value}"));
-        }
+    if let Some(c) = s.get("const")
+        && c != value
+    {
+        return Err(format!("{at}: expected {c}, found {value}"));
     }
     for (key, need) in [("anyOf", 1usize), ("oneOf", 1)] {
         if let Some(alts) = s.get(key).and_then(Value::as_array) {
@@ -413,17 +432,17 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) -> Result<(),
             }
         }
     }
-    if let Value::Object(obj) = value {
-        if let Some(props) = s.get("properties").and_then(Value::as_object) {
-            for (k, v) in obj {
-                let sub = props.get(k).ok_or_else(|| format!("{at}: field `{k}` is not in the schema"))?;
-                validate(root, sub, v, &format!("{at}.{k}"))?;
-            }
-            for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
-                let r = r.as_str().unwrap_or_default();
-                if !obj.contains_key(r) {
-                    return Err(format!("{at}: missing required field `{r}`"));
-                }
+    if let Value::Object(obj) = value
+        && let Some(props) = s.get("properties").and_then(Value::as_object)
+    {
+        for (k, v) in obj {
+            let sub = props.get(k).ok_or_else(|| format!("{at}: field `{k}` is not in the schema"))?;
+            validate(root, sub, v, &format!("{at}.{k}"))?;
+        }
+        for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+            let r = r.as_str().unwrap_or_default();
+            if !obj.contains_key(r) {
+                return Err(format!("{at}: missing required field `{r}`"));
             }
         }
     }
