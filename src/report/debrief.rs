@@ -32,7 +32,6 @@ fn for_fault(kind: &str) -> &'static [&'static str] {
             "What did we see first: errors on the database path, failing health checks or an alarm?",
             "How long until someone connected the errors to the rotated secret?",
             "How do running tasks pick up a rotated secret here, and how should they?",
-            "Was a redeploy the right remediation, and how long did it take to replace every task?",
         ],
         "redeploy" => &[
             "How long did the deployment take to replace every task, and did it drop requests?",
@@ -78,8 +77,16 @@ pub fn questions(record: &RunRecord) -> Vec<String> {
             kinds.push(&f.kind);
         }
     }
-    for k in kinds {
+    for k in &kinds {
         for_fault(k).iter().for_each(|q| push(q));
+        // Whether the scenario remediated the drift changes what there is to ask.
+        if *k == "secret-drift" {
+            push(if kinds.contains(&"redeploy") {
+                "Was a redeploy the right remediation, and how long did it take to replace every task?"
+            } else {
+                "Nothing remediated the drift: what would have fixed it, who would have done it, and after how long?"
+            });
+        }
     }
     GENERAL.iter().for_each(|q| push(q));
     out
@@ -120,6 +127,9 @@ mod tests {
         assert!(1 < redeploy && redeploy < general);
         // secret-drift twice still yields its questions once.
         assert_eq!(q.iter().filter(|x| x.contains("pick up a rotated secret")).count(), 1);
+        assert!(q.iter().any(|x| x.contains("Was a redeploy the right remediation")));
+        let alone = questions(&record(&["secret-drift"], &[]));
+        assert!(alone.iter().any(|x| x.starts_with("Nothing remediated the drift")), "{alone:?}");
     }
 
     #[test]
