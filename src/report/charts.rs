@@ -96,9 +96,10 @@ pub(crate) fn charts(r: &RunRecord) -> Vec<ChartFile> {
     let rate = Chart {
         title: "Request rate".into(),
         unit: "req/s".into(),
+        // Scheduled is drawn last: dashed over solid keeps both visible when they coincide.
         series: vec![
-            line("scheduled", GREY, Style::Dashed, &|w| Some(w.scheduled as f64)),
             line("completed", BLUE, Style::Line, &|w| Some(w.requests as f64)),
+            line("scheduled", GREY, Style::Dashed, &|w| Some(w.scheduled as f64)),
         ],
         thresholds: thresholds(r, &["rps"]),
         ..base.clone()

@@ -16,6 +16,8 @@ const BOTTOM: f64 = 40.0;
 const FONT: &str = "-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
 /// Fill of fault windows; the colour-blind-safe vermillion of the Okabe–Ito palette.
 const FAULT_FILL: &str = "#D55E00";
+/// A white outline under labels drawn over the plot, so that they stay readable over lines.
+const HALO: &str = r##" stroke="#ffffff" stroke-width="3" stroke-linejoin="round" paint-order="stroke""##;
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -243,7 +245,7 @@ impl Chart {
             // recovery deadline usually is.
             let _ = writeln!(
                 o,
-                r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#555555">{}</text>"##,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#555555"{HALO}>{}</text>"##,
                 x0 + 4.0,
                 y - 4.0,
                 xml(&t.label)
@@ -287,7 +289,7 @@ impl Chart {
             let (lx, anchor) = if right { (x + 4.0, "start") } else { (x - 4.0, "end") };
             let _ = writeln!(
                 o,
-                r#"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" font-size="10" fill="{}">{}</text>"#,
+                r#"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" font-size="10" fill="{}"{HALO}>{}</text>"#,
                 y1 - 6.0,
                 m.color,
                 xml(&m.label)

@@ -194,6 +194,11 @@ fn siege_report_re_renders_a_run_directory() {
         assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), svg, "{file}");
         assert!(md.contains(&format!("]({file})")), "report.md links {file}");
     }
+    // The file itself may be named instead of its directory.
+    std::fs::remove_file(dir.join("junit.xml")).unwrap();
+    let out = common::siege().arg("report").arg(dir.join("report.json")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("junit.xml").exists());
     // report.json itself is left as it was.
     assert_eq!(std::fs::read(dir.join("report.json")).unwrap(), std::fs::read(fixture_path("aborted")).unwrap());
 }
