@@ -90,14 +90,79 @@ pub fn create_run_dir(reports_root: &Path, record: &RunRecord) -> Result<PathBuf
     })
 }
 
-/// `record` with every registered secret value replaced, in every string field.
-fn redacted(record: &RunRecord, secrets: &[String]) -> Result<RunRecord, serde_json::Error> {
-    if secrets.is_empty() {
-        return Ok(record.clone());
+/// `record` ready to be written: every registered secret value replaced in every string, and
+/// every non-finite number (a 0/0 somewhere upstream) replaced, because JSON has no NaN and a
+/// `null` in a number field would make `report.json` unreadable. Replacements are noted.
+fn prepared(record: &RunRecord) -> RunRecord {
+    let mut r = record.clone();
+    let mut fixed: Vec<String> = Vec::new();
+    {
+        let mut num = |v: &mut f64, path: &dyn Fn() -> String| {
+            if !v.is_finite() {
+                *v = 0.0;
+                fixed.push(path());
+            }
+        };
+        let t = &mut r.timings;
+        num(&mut t.recovery_deadline_s, &|| "timings.recovery_deadline_s".into());
+        num(&mut t.duration_s, &|| "timings.duration_s".into());
+        num(&mut r.load.rps, &|| "load.rps".into());
+        let lat = |l: &mut crate::load::Latency, num: &mut dyn FnMut(&mut f64, &dyn Fn() -> String), at: &str| {
+            for (name, v) in
+                [("p50", &mut l.p50), ("p90", &mut l.p90), ("p95", &mut l.p95), ("p99", &mut l.p99), ("max", &mut l.max)]
+            {
+                num(v, &|| format!("{at}.latency_ms.{name}"));
+            }
+        };
+        lat(&mut r.load.latency_ms, &mut num, "load");
+        let windows = r.windows.iter_mut().enumerate().map(|(i, w)| (format!("windows[{i}]"), w));
+        for (at, w) in windows.chain(r.worst_window.iter_mut().map(|w| ("worst_window".to_string(), w))) {
+            num(&mut w.error_rate, &|| format!("{at}.error_rate"));
+            lat(&mut w.latency_ms, &mut num, &at);
+        }
+        for (i, e) in r.timeline.iter_mut().enumerate() {
+            num(&mut e.t_s, &|| format!("timeline[{i}].t_s"));
+        }
     }
-    let mut v = serde_json::to_value(record)?;
-    secrets::redact_json(&mut v, secrets);
-    serde_json::from_value(v)
+    // Optional numbers simply become unknown.
+    let opt = |v: &mut Option<f64>| {
+        if v.is_some_and(|x| !x.is_finite()) {
+            *v = None;
+        }
+    };
+    let t = &mut r.timings;
+    for v in [&mut t.first_fault_s, &mut t.last_fault_end_s, &mut t.time_to_detect_s, &mut t.time_to_recover_s] {
+        opt(v);
+    }
+    for c in &mut r.steady_state {
+        for v in [&mut c.before, &mut c.after, &mut c.threshold] {
+            opt(v);
+        }
+    }
+    for f in &mut r.faults {
+        for v in [&mut f.injected_s, &mut f.ends_s, &mut f.reverted_s] {
+            opt(v);
+        }
+    }
+    if !fixed.is_empty() {
+        r.notes.push(format!("report: non-finite values were written as 0: {}", fixed.join(", ")));
+    }
+    let secrets = secrets::registered();
+    if !secrets.is_empty() {
+        // Through JSON, so that every string field is covered, including ones added later. The
+        // numbers are finite now, so the round trip cannot fail; if it somehow did, the record
+        // is written without its free text rather than with a secret in it.
+        let mut v = serde_json::to_value(&r).unwrap_or(serde_json::Value::Null);
+        secrets::redact_json(&mut v, &secrets);
+        r = serde_json::from_value(v).unwrap_or_else(|_| {
+            let mut stripped = r.clone();
+            stripped.notes = vec!["report: notes and timeline removed: they could not be checked for secrets".into()];
+            stripped.timeline.clear();
+            stripped.verdict.reason.clear();
+            stripped
+        });
+    }
+    r
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
@@ -109,28 +174,25 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
 /// missing). Use [`create_run_dir`] for the conventional `reports/<scenario>-<time>/`.
 pub fn write_all(record: &RunRecord, dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write { path: dir.to_path_buf(), source })?;
-    let record = redacted(record, &secrets::registered())
-        .map_err(|e| ReportError::Invalid { path: dir.join(REPORT_JSON), message: e.to_string() })?;
+    let record = prepared(record);
     let json = serde_json::to_string_pretty(&record)
-        .map_err(|e| ReportError::Invalid { path: dir.join(REPORT_JSON), message: e.to_string() })?;
+        .map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })?;
     write(dir, REPORT_JSON, &(json + "\n"))?;
     render_all(&record, dir).map(|_| ())
 }
 
-/// Renders the markdown, the charts and the JUnit file of `record` into `dir`; returns the
-/// names of the files written.
+/// Renders the markdown, the charts and the JUnit file of an already [`prepared`] record into
+/// `dir`; returns the names of the files written.
 fn render_all(record: &RunRecord, dir: &Path) -> Result<Vec<&'static str>, ReportError> {
-    let record = redacted(record, &secrets::registered())
-        .map_err(|e| ReportError::Invalid { path: dir.join(REPORT_JSON), message: e.to_string() })?;
     let red = Redactor::noop();
-    let charts = charts::charts(&record);
+    let charts = charts::charts(record);
     let mut written = vec![REPORT_MD];
-    write(dir, REPORT_MD, &markdown::render(&record, &charts, &red))?;
+    write(dir, REPORT_MD, &markdown::render(record, &charts, &red))?;
     for c in &charts {
         write(dir, c.file, &c.svg)?;
         written.push(c.file);
     }
-    write(dir, JUNIT_XML, &junit::render(&record, &red))?;
+    write(dir, JUNIT_XML, &junit::render(record, &red))?;
     written.push(JUNIT_XML);
     Ok(written)
 }
@@ -195,12 +257,9 @@ pub fn json_schema() -> serde_json::Value {
 
 /// `siege report DIR`: re-renders the markdown (and charts, JUnit) from `DIR/report.json`.
 pub fn cmd_report(dir: &Path) -> anyhow::Result<Exit> {
-    let record = load_record(dir).map_err(|e| match e {
-        ReportError::Write { .. } => anyhow::Error::new(e),
-        e => Failure::new(Exit::Invalid, e.to_string()),
-    })?;
+    let record = load_record(dir).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
     let out = if dir.is_file() { dir.parent().unwrap_or(Path::new(".")) } else { dir };
-    let written = render_all(&record, out)?;
+    let written = render_all(&prepared(&record), out)?;
     println!(
         "{}: {} — re-rendered {} in {}",
         record.scenario.name,
@@ -266,6 +325,20 @@ mod tests {
         let b = create_run_dir(tmp.path(), &r).unwrap();
         assert_eq!(a.file_name().unwrap(), "task-kill-20261122T030405Z");
         assert_eq!(b.file_name().unwrap(), "task-kill-20261122T030405Z-2");
+    }
+
+    #[test]
+    fn non_finite_numbers_do_not_make_report_json_unreadable() {
+        let mut r = tests_support::minimal_record();
+        r.windows.push(WindowRecord { error_rate: f64::NAN, ..WindowRecord::default() });
+        r.timings.time_to_recover_s = Some(f64::INFINITY);
+        r.load.rps = f64::NAN;
+        let tmp = tempfile::tempdir().unwrap();
+        write_all(&r, tmp.path()).unwrap();
+        let back = load_record(tmp.path()).unwrap();
+        assert_eq!(back.windows[0].error_rate, 0.0);
+        assert_eq!(back.timings.time_to_recover_s, None);
+        assert_eq!(back.notes, ["report: non-finite values were written as 0: load.rps, windows[0].error_rate"]);
     }
 
     #[test]
