@@ -164,3 +164,17 @@ pub(crate) fn legend_line(r: &RunRecord) -> Option<String> {
         .collect();
     Some(format!("Shaded: fault windows ({}).", parts.join(", ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_windows_still_gets_four_charts_saying_so() {
+        let r = crate::report::tests_support::minimal_record();
+        let c = charts(&r);
+        assert_eq!(c.len(), 4);
+        assert!(c.iter().all(|c| c.svg.contains(">no data</text>") && !c.svg.contains("fault-window")));
+        assert_eq!(legend_line(&r), None);
+    }
+}

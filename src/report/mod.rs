@@ -41,9 +41,11 @@ pub enum ReportError {
     UnknownVersion { path: PathBuf, found: String },
 }
 
-/// The files a report consists of, besides the charts.
+/// The stored run record, the source of every other file.
 pub const REPORT_JSON: &str = "report.json";
+/// The debrief document.
 pub const REPORT_MD: &str = "report.md";
+/// The CI test report.
 pub const JUNIT_XML: &str = "junit.xml";
 
 /// The directory name of a run: `<scenario>-<UTC time>`, e.g. `task-kill-20261122T030405Z`.

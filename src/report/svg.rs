@@ -73,6 +73,7 @@ pub(crate) struct Threshold {
     pub label: String,
 }
 
+/// One chart: what to draw and how the axes are scaled.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Chart {
     pub title: String,
@@ -277,6 +278,9 @@ impl Chart {
 
         // A marker outside the time axis (a deadline after the run ended) is left out rather
         // than drawn on the edge, where it would claim the wrong time.
+        // Spans of the marker labels already placed, per row from the bottom: a label that would
+        // overlap one goes up a row.
+        let mut rows: Vec<Vec<(f64, f64)>> = Vec::new();
         for m in self.markers.iter().filter(|m| m.at >= 0.0 && m.at <= x_max) {
             let x = sx(m.at);
             let _ = writeln!(
@@ -287,10 +291,20 @@ impl Chart {
             // Labels sit to the right of the line unless that would run off the chart.
             let right = x + 4.0 + text_width(&m.label) <= x1;
             let (lx, anchor) = if right { (x + 4.0, "start") } else { (x - 4.0, "end") };
+            let w = text_width(&m.label) * 0.9;
+            let span = if right { (lx, lx + w) } else { (lx - w, lx) };
+            let row = match rows.iter().position(|r| r.iter().all(|s| span.1 < s.0 || span.0 > s.1)) {
+                Some(i) => i,
+                None => {
+                    rows.push(Vec::new());
+                    rows.len() - 1
+                }
+            };
+            rows[row].push(span);
             let _ = writeln!(
                 o,
                 r#"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" font-size="10" fill="{}"{HALO}>{}</text>"#,
-                y1 - 6.0,
+                y1 - 6.0 - 12.0 * row as f64,
                 m.color,
                 xml(&m.label)
             );
@@ -371,7 +385,16 @@ fn close(mut seg: Vec<(f64, f64)>, style: Style) -> Vec<(f64, f64)> {
     {
         seg.push((x + 1.0, y));
     }
-    seg
+    // Interior points of a flat stretch add nothing to the drawing; an hour-long run at a steady
+    // state would otherwise carry thousands of them per series.
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(seg.len());
+    for (i, p) in seg.iter().enumerate() {
+        let flat = i > 0 && i + 1 < seg.len() && seg[i - 1].1 == p.1 && seg[i + 1].1 == p.1;
+        if !flat {
+            out.push(*p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -397,6 +420,12 @@ mod tests {
         assert_eq!(segs, vec![vec![(0.0, 1.0), (1.0, 2.0)], vec![(3.0, 3.0)]]);
         let steps = segments(&pts[..2], Style::Step);
         assert_eq!(steps, vec![vec![(0.0, 1.0), (1.0, 1.0), (1.0, 2.0), (2.0, 2.0)]]);
+        let flat: Vec<(f64, Option<f64>)> =
+            (0..100).map(|i| (f64::from(i), Some(if i == 50 { 9.0 } else { 3.0 }))).collect();
+        assert_eq!(
+            segments(&flat, Style::Line),
+            vec![vec![(0.0, 3.0), (49.0, 3.0), (50.0, 9.0), (51.0, 3.0), (99.0, 3.0)]]
+        );
     }
 
     #[test]
