@@ -243,26 +243,3 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
     s += "nothing was injected (plan only)\n";
     s
 }
-
-/// Questions for the debrief, from the faults the scenario injects.
-pub fn debrief_questions(sc: &Scenario) -> Vec<String> {
-    let mut q = vec![
-        "What did we notice first, and how long after the fault? Which signal told us (dashboard, alarm, users)?".to_string(),
-        "Did the service recover by itself, or did someone act? What would have happened at 3 a.m.?".to_string(),
-    ];
-    for f in &sc.faults {
-        let extra = match f.kind {
-            FaultKind::TaskKill { .. } => "How long did the balancer keep sending traffic to dead tasks, and would faster health checks have helped?",
-            FaultKind::CpuStress { .. } => "Did autoscaling react, and how long did new tasks take to serve traffic?",
-            FaultKind::Latency { .. } => "Which callers time out first when one dependency is slow? Are timeouts and retries budgeted?",
-            FaultKind::DbFailover { .. } => "How long were writes unavailable, and did every task reconnect without a restart?",
-            FaultKind::SecretDrift => "Which tasks held the stale secret, and how would we have found out without this drill?",
-            FaultKind::Redeploy => "Was a redeploy the right remediation, and who is allowed to run it?",
-        };
-        if !q.iter().any(|x| x == extra) {
-            q.push(extra.to_string());
-        }
-    }
-    q.push("What one change would make the next run of this scenario pass faster?".into());
-    q
-}

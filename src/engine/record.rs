@@ -154,6 +154,7 @@ impl RecordBuilder {
                     after: if faults_ran { a.value.map(|v| round2(observe::display_units(a.check.metric, v).0)) } else { None },
                     after_ok: if faults_ran { Some(a.ok) } else { None },
                     unit,
+                    threshold: Some(round2(observe::display_units(b.check.metric, b.check.cmp.value).0)),
                 }
             })
             .collect();
@@ -250,7 +251,7 @@ impl RecordBuilder {
                 last_fault_end_s: f.last_disruption_end,
                 time_to_detect_s: ttd,
                 time_to_recover_s: mttr,
-                recovery_deadline_s: within,
+                recovery_deadline_s: f.last_disruption_end.unwrap_or(0.0) + within,
                 duration_s: round(f.duration_s),
             },
             worst_window,

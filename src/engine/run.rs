@@ -186,7 +186,7 @@ pub async fn run(
     let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
     let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&opts, r));
     let record_builder = std::mem::take(&mut em.record);
-    let mut record = record_builder.finish(Finish {
+    let record = record_builder.finish(Finish {
         scenario: &scenario,
         scenario_file: opts.scenario_file.display().to_string(),
         runbook,
@@ -208,16 +208,21 @@ pub async fn run(
         },
         duration_s,
     });
-    record.debrief_questions = super::debrief_questions(&scenario);
-
-    let report_dir = opts.reports_dir.as_ref().map(|d| {
-        d.join(format!("{}-{}", scenario.name, crate::util::compact_utc(started_wall)))
-    });
-    if let Some(dir) = &report_dir
-        && let Err(e) = crate::report::write_all(&record, dir)
-    {
-        record.notes.push(format!("could not write the report to {}: {e}", dir.display()));
-    }
+    let report_dir = match &opts.reports_dir {
+        Some(root) => match crate::report::create_run_dir(root, &record) {
+            Ok(dir) => {
+                if let Err(e) = crate::report::write_all(&record, &dir) {
+                    eprintln!("siege: could not write the report: {e}");
+                }
+                Some(dir)
+            }
+            Err(e) => {
+                eprintln!("siege: could not create the report directory: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let _ = em.emit(Event::RunFinished { record: Box::new(record.clone()), report_dir: report_dir.clone() });
     if let Some(b) = backend {
         match Arc::try_unwrap(b) {
