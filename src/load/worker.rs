@@ -110,6 +110,7 @@ async fn run_worker(spec: WorkerSpec) -> (Recorder, u32, usize, Instant) {
         exited: Notify::new(),
     });
     tokio::task::spawn_local(ticker(w.clone(), spec.start, last_second));
+    let mut dispatcher = None;
     match spec.source {
         SourceSpec::Closed { connections } => {
             for _ in 0..connections {
@@ -117,11 +118,17 @@ async fn run_worker(spec: WorkerSpec) -> (Recorder, u32, usize, Instant) {
             }
         }
         SourceSpec::Open { schedule, max_connections } => {
-            tokio::task::spawn_local(dispatch(w.clone(), schedule, spec.start, max_connections));
+            dispatcher = Some(tokio::task::spawn_local(dispatch(w.clone(), schedule, spec.start, max_connections)));
         }
     }
     let finish = async {
         tokio::time::sleep_until(end.into()).await;
+        // A dispatcher that fell behind (a starved CPU) still queues every request that fell due
+        // before the end, so that none goes uncounted; idle connections then get one turn.
+        if let Some(d) = dispatcher {
+            let _ = d.await;
+            tokio::task::yield_now().await;
+        }
         w.stopping.set(true);
         let stopped = Instant::now();
         // Requests still waiting for a connection when the load ends were due and never sent.
@@ -173,14 +180,12 @@ fn start_connection(w: &Rc<Worker>) {
     tokio::task::spawn_local(connection(w.clone()));
 }
 
-/// Walks the schedule, queueing each request as it falls due and finding it a connection.
+/// Walks the schedule, queueing each request as it falls due and finding it a connection. Ends
+/// when the schedule does (at the end of the duration); a cancelled run drops it.
 async fn dispatch(w: Rc<Worker>, mut schedule: Schedule, start: Instant, max_connections: usize) {
     let Some(queue) = &w.queue else { return };
     let mut next = schedule.next().map(|t| start + t);
     while let Some(due) = next {
-        if w.stopping.get() {
-            return;
-        }
         let horizon = Instant::now() + EARLY;
         if due > horizon {
             tokio::time::sleep_until((due - EARLY).into()).await;
