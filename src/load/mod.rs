@@ -184,9 +184,14 @@ pub async fn run(
     if plan.timeout.is_zero() {
         return Err(LoadError::Plan("the timeout must be more than zero".into()));
     }
+    // IPv4 first: `localhost` often resolves to `::1` first while local servers bind 127.0.0.1.
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .and_then(|mut a| a.next().ok_or_else(|| std::io::Error::other("no address found")))
+        .and_then(|a| {
+            let mut all: Vec<std::net::SocketAddr> = a.collect();
+            all.sort_by_key(|a| a.is_ipv6());
+            all.into_iter().next().ok_or_else(|| std::io::Error::other("no address found"))
+        })
         .map_err(|source| LoadError::Resolve { host: host.clone(), source })?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let workers = match &plan.mode {
@@ -348,7 +353,7 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
     });
     let report = report.map_err(|e| match e {
         LoadError::Url(_) | LoadError::Plan(_) => Failure::new(Exit::Invalid, e.to_string()),
-        LoadError::Resolve { .. } => Failure::new(Exit::Precondition, format!("{}", anyhow::Error::from(e).chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": "))),
+        LoadError::Resolve { host, source } => Failure::new(Exit::Precondition, format!("cannot resolve {host}: {source}")),
         LoadError::Worker(_) => anyhow::Error::from(e),
     })?;
     if args.json {
