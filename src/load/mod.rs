@@ -37,7 +37,11 @@ pub struct LoadPlan {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// Requests scheduled at `rate` per second, changed by `stages`; at most `max_connections`.
-    Open { rate: f64, stages: Vec<Stage>, max_connections: usize },
+    Open {
+        rate: f64,
+        stages: Vec<Stage>,
+        max_connections: usize,
+    },
     /// `connections` connections sending back to back.
     Closed { connections: usize },
 }
@@ -111,7 +115,11 @@ pub struct Window {
 impl Window {
     pub fn error_rate(&self) -> f64 {
         let all = self.requests + self.missed;
-        if all == 0 { 0.0 } else { (self.errors.total() + self.missed) as f64 / all as f64 }
+        if all == 0 {
+            0.0
+        } else {
+            (self.errors.total() + self.missed) as f64 / all as f64
+        }
     }
 }
 
@@ -122,8 +130,7 @@ pub struct LoadReport {
     pub duration_s: f64,
     pub rps: f64,
     pub errors: ErrorCounts,
-    /// Requests given up after waiting longer than the timeout for a free connection, or still
-    /// waiting when the load ended (open model).
+    /// Requests given up after waiting longer than the timeout for a free connection (open model).
     pub missed: u64,
     /// Requests the schedule called for (open model; 0 in the closed model).
     #[serde(default)]
@@ -167,16 +174,22 @@ const RATE_PER_WORKER: f64 = 10_000.0;
 /// Drives load as planned until `duration` elapses or `cancel` fires; sends each finished
 /// second to `windows` as it closes (within a few milliseconds).
 ///
-/// At the end of the duration no new request is sent; requests in flight finish (each within
-/// the timeout) and count in the last window, and requests still waiting for a connection count
-/// as missed. On `cancel` everything stops at once and requests in flight are not counted.
+/// At the end of the duration no new request is sent; requests in flight and requests still
+/// waiting for a connection finish within their timeout (or are counted as missed) and count in
+/// the last window. On `cancel` everything stops at once and requests in flight are not counted.
 pub async fn run(
     plan: LoadPlan,
     cancel: CancellationToken,
     windows: Option<mpsc::UnboundedSender<Window>>,
 ) -> Result<LoadReport, LoadError> {
     let request = http1::request_bytes(&plan.url).map_err(|_| LoadError::Url(plan.url.to_string()))?;
-    let host = plan.url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = plan
+        .url
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = plan.url.port_u16().unwrap_or(80);
     if plan.duration.is_zero() {
         return Err(LoadError::Plan("the duration must be more than zero".into()));
@@ -190,9 +203,14 @@ pub async fn run(
         .and_then(|a| {
             let mut all: Vec<std::net::SocketAddr> = a.collect();
             all.sort_by_key(|a| a.is_ipv6());
-            all.into_iter().next().ok_or_else(|| std::io::Error::other("no address found"))
+            all.into_iter()
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address found"))
         })
-        .map_err(|source| LoadError::Resolve { host: host.clone(), source })?;
+        .map_err(|source| LoadError::Resolve {
+            host: host.clone(),
+            source,
+        })?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let workers = match &plan.mode {
         Mode::Closed { connections } => {
@@ -201,7 +219,11 @@ pub async fn run(
             }
             cores.min(*connections)
         }
-        Mode::Open { rate, stages, max_connections } => {
+        Mode::Open {
+            rate,
+            stages,
+            max_connections,
+        } => {
             let peak = schedule::Schedule::peak_rate(*rate, stages);
             if !peak.is_finite() || *rate < 0.0 || stages.iter().any(|s| s.rate.per_second < 0.0) {
                 return Err(LoadError::Plan("rates must be finite and not negative".into()));
@@ -221,8 +243,14 @@ pub async fn run(
     let share = |total: usize, i: usize| total / workers + usize::from(i < total % workers);
     for i in 0..workers {
         let source = match &plan.mode {
-            Mode::Closed { connections } => worker::SourceSpec::Closed { connections: share(*connections, i) },
-            Mode::Open { rate, stages, max_connections } => worker::SourceSpec::Open {
+            Mode::Closed { connections } => worker::SourceSpec::Closed {
+                connections: share(*connections, i),
+            },
+            Mode::Open {
+                rate,
+                stages,
+                max_connections,
+            } => worker::SourceSpec::Open {
                 schedule: schedule::Schedule::new(*rate, stages, plan.duration, i, workers),
                 max_connections: share(*max_connections, i),
             },
@@ -247,7 +275,11 @@ pub async fn run(
     while let Some(msg) = rx.recv().await {
         match msg {
             stats::Msg::Second { second, slot } => agg.second(second, slot),
-            stats::Msg::Done { uncorrected, connections, stopped } => agg.done(&uncorrected, connections, stopped),
+            stats::Msg::Done {
+                uncorrected,
+                connections,
+                stopped,
+            } => agg.done(&uncorrected, connections, stopped),
             stats::Msg::Failed(e) => {
                 stop.cancel();
                 failure = Some(e);
@@ -255,7 +287,9 @@ pub async fn run(
         }
     }
     if agg.done < workers {
-        return Err(LoadError::Worker(failure.unwrap_or_else(|| "a worker stopped unexpectedly".into())));
+        return Err(LoadError::Worker(
+            failure.unwrap_or_else(|| "a worker stopped unexpectedly".into()),
+        ));
     }
     let stopped = agg.stopped.unwrap_or_else(Instant::now);
     let elapsed = stopped.saturating_duration_since(start).min(plan.duration);
@@ -291,11 +325,18 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Checks the arguments and resolves them into a plan; the message says what is wrong.
     fn plan(&self) -> Result<LoadPlan, String> {
-        let url: http::Uri = self.url.parse().map_err(|e| format!("invalid URL `{}`: {e}", self.url))?;
+        let url: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("invalid URL `{}`: {e}", self.url))?;
         if url.scheme_str() != Some("http") || url.host().is_none() {
-            return Err(format!("invalid URL `{}`: expected http://host[:port]/path (https is not supported)", self.url));
+            return Err(format!(
+                "invalid URL `{}`: expected http://host[:port]/path (https is not supported)",
+                self.url
+            ));
         }
-        let duration = crate::scenario::units::parse_duration(&self.duration).map_err(|e| format!("--duration: {e}"))?;
+        let duration =
+            crate::scenario::units::parse_duration(&self.duration).map_err(|e| format!("--duration: {e}"))?;
         if duration.is_zero() {
             return Err("--duration: must be more than zero".into());
         }
@@ -312,13 +353,22 @@ impl LoadArgs {
                 if self.max_connections == 0 {
                     return Err("--max-connections: must be at least 1".into());
                 }
-                Mode::Open { rate, stages: Vec::new(), max_connections: self.max_connections }
+                Mode::Open {
+                    rate,
+                    stages: Vec::new(),
+                    max_connections: self.max_connections,
+                }
             }
             (None, Some(0)) => return Err("--concurrency: must be at least 1".into()),
             (None, Some(connections)) => Mode::Closed { connections },
             _ => return Err("give either --rate R/s (open model) or --concurrency N (closed model)".into()),
         };
-        Ok(LoadPlan { url, mode, duration, timeout })
+        Ok(LoadPlan {
+            url,
+            mode,
+            duration,
+            timeout,
+        })
     }
 }
 
@@ -353,7 +403,9 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
     });
     let report = report.map_err(|e| match e {
         LoadError::Url(_) | LoadError::Plan(_) => Failure::new(Exit::Invalid, e.to_string()),
-        LoadError::Resolve { host, source } => Failure::new(Exit::Precondition, format!("cannot resolve {host}: {source}")),
+        LoadError::Resolve { host, source } => {
+            Failure::new(Exit::Precondition, format!("cannot resolve {host}: {source}"))
+        }
         LoadError::Worker(_) => anyhow::Error::from(e),
     })?;
     if args.json {
@@ -366,7 +418,9 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
 
 fn describe(plan: &LoadPlan) -> String {
     let model = match &plan.mode {
-        Mode::Open { rate, max_connections, .. } => format!("open model, {rate}/s, up to {max_connections} connections"),
+        Mode::Open {
+            rate, max_connections, ..
+        } => format!("open model, {rate}/s, up to {max_connections} connections"),
         Mode::Closed { connections } => format!("closed model, {connections} connections"),
     };
     format!(
@@ -426,11 +480,21 @@ fn summary(heading: &str, r: &LoadReport) -> String {
         ("4xx", e.status_4xx),
         ("other", e.other),
     ];
-    let errors: Vec<String> = classes.iter().filter(|(_, n)| *n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+    let errors: Vec<String> = classes
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
     let mut s = format!("{heading}\n");
-    s += &format!("  requests   {} in {:.2}s, {:.1} req/s, {} connections\n", r.requests, r.duration_s, r.rps, r.connections);
+    s += &format!(
+        "  requests   {} in {:.2}s, {:.1} req/s, {} connections\n",
+        r.requests, r.duration_s, r.rps, r.connections
+    );
     if r.scheduled > 0 {
-        s += &format!("  scheduled  {}, missed {} (no free connection in time)\n", r.scheduled, r.missed);
+        s += &format!(
+            "  scheduled  {}, missed {} (no free connection in time)\n",
+            r.scheduled, r.missed
+        );
     }
     s += &format!(
         "  latency    p50 {}  p90 {}  p95 {}  p99 {}  max {}  (from the scheduled send time)\n",
@@ -441,7 +505,12 @@ fn summary(heading: &str, r: &LoadReport) -> String {
         ms(l.max)
     );
     if r.scheduled > 0 {
-        s += &format!("  uncorrected p50 {}  p99 {}  max {}  (from the actual send time)\n", ms(u.p50), ms(u.p99), ms(u.max));
+        s += &format!(
+            "  uncorrected p50 {}  p99 {}  max {}  (from the actual send time)\n",
+            ms(u.p50),
+            ms(u.p99),
+            ms(u.max)
+        );
     }
     let total = e.total();
     if total == 0 {
