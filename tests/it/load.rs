@@ -442,3 +442,51 @@ async fn stages_change_the_scheduled_rate_per_window() {
     );
     assert_eq!(r.requests, 500);
 }
+
+/// On a terminal, a progress line is rewritten once a second (run under `script`, which gives
+/// the command a pseudo-terminal).
+#[test]
+fn siege_load_shows_progress_on_a_terminal() {
+    let server = TestServer::start(None, Duration::ZERO);
+    let cmd = format!(
+        "{} load {} --rate 50/s -d 2s",
+        common::siege_bin().display(),
+        server.url("/")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[   1s]") && text.contains("[   2s]"), "{text:?}");
+    assert!(text.contains("\r\x1b[2K"), "the line is rewritten in place: {text:?}");
+}
+
+#[test]
+fn ctrl_c_stops_siege_load_and_prints_what_was_measured() {
+    let server = TestServer::start(None, Duration::ZERO);
+    let child = common::siege()
+        .args([
+            "load",
+            &server.url("/").to_string(),
+            "--rate",
+            "100/s",
+            "-d",
+            "60s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(Duration::from_secs(10), || {
+        (server.requests.load(Ordering::SeqCst) > 10).then_some(())
+    })
+    .expect("the load started");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["duration_s"].as_f64().unwrap() < 30.0, "{v}");
+    assert!(v["requests"].as_u64().unwrap() > 10, "{v}");
+}
