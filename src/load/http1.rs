@@ -201,12 +201,33 @@ struct Head {
 
 /// Parses a response head; `None` when more bytes are needed.
 fn parse_head(bytes: &[u8]) -> io::Result<Option<Head>> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
+    // Most responses carry a handful of headers: a small array is cheap to set up for every
+    // response, and the rare long head is parsed again with room for more.
+    let mut few = [httparse::EMPTY_HEADER; 16];
+    let head = match parse_head_with(bytes, &mut few) {
+        Err(HeadError::Parse(httparse::Error::TooManyHeaders)) => {
+            let mut many = [httparse::EMPTY_HEADER; 128];
+            parse_head_with(bytes, &mut many)
+        }
+        other => other,
+    };
+    head.map_err(|e| match e {
+        HeadError::Parse(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+        HeadError::Invalid(m) => io::Error::new(io::ErrorKind::InvalidData, m),
+    })
+}
+
+enum HeadError {
+    Parse(httparse::Error),
+    Invalid(&'static str),
+}
+
+fn parse_head_with<'b>(bytes: &'b [u8], headers: &mut [httparse::Header<'b>]) -> Result<Option<Head>, HeadError> {
+    let mut resp = httparse::Response::new(headers);
     let len = match resp.parse(bytes) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) => return Err(HeadError::Parse(e)),
     };
     let status = resp.code.unwrap_or(0);
     let mut keep_alive = resp.version == Some(1);
@@ -217,7 +238,7 @@ fn parse_head(bytes: &[u8]) -> io::Result<Option<Head>> {
             let v = std::str::from_utf8(h.value)
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            length = Some(v.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?);
+            length = Some(v.ok_or(HeadError::Invalid("bad content-length"))?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Only the last coding decides the framing.
             chunked = h
@@ -372,6 +393,12 @@ mod tests {
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        let mut long = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..40 {
+            long.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        long.extend_from_slice(b"Content-Length: 3\r\n\r\n");
+        assert_eq!(parse_head(&long).unwrap().unwrap().body, Body::Length(3));
     }
 
     #[test]

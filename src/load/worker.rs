@@ -236,7 +236,8 @@ async fn connection(w: Rc<Worker>) {
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     while let Some(intended) = w.next_request().await {
-        let sent = Instant::now();
+        // In the closed model the intended time was read just now.
+        let sent = if w.queue.is_some() { Instant::now() } else { intended };
         timer.as_mut().reset((sent + w.timeout).into());
         let outcome = tokio::select! {
             biased;
