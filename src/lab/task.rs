@@ -46,8 +46,8 @@ struct Db {
     addr: String,
     password: String,
     pool: Mutex<Vec<BufReader<TcpStream>>>,
-    /// Earliest next connection attempt after a failure, and the current backoff.
-    backoff: Mutex<(Option<Instant>, Duration)>,
+    /// Earliest next connection attempt after a failure, the current backoff, the last error.
+    backoff: Mutex<(Option<Instant>, Duration, String)>,
 }
 
 struct App {
@@ -87,7 +87,7 @@ impl App {
             && let Some(at) = b.0
             && Instant::now() < at
         {
-            return Err(format!("database unavailable, reconnecting in {}ms", (at - Instant::now()).as_millis()));
+            return Err(format!("{} (reconnecting in {}ms)", b.2, (at - Instant::now()).as_millis()));
         }
         let r = async {
             let s = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&self.db.addr))
@@ -102,10 +102,10 @@ impl App {
         .await;
         if let Ok(mut b) = self.db.backoff.lock() {
             match &r {
-                Ok(_) => *b = (None, BACKOFF_MIN),
-                Err(_) => {
+                Ok(_) => *b = (None, BACKOFF_MIN, String::new()),
+                Err(e) => {
                     let next = b.1;
-                    *b = (Some(Instant::now() + next), (next * 2).min(BACKOFF_MAX));
+                    *b = (Some(Instant::now() + next), (next * 2).min(BACKOFF_MAX), e.clone());
                 }
             }
         }
@@ -260,7 +260,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<Exit> {
         let port = listener.local_addr()?.port();
         let seed = Rng::fresh_seed();
         let app = Arc::new(App {
-            db: Db { addr: args.db.clone(), password, pool: Mutex::new(Vec::new()), backoff: Mutex::new((None, BACKOFF_MIN)) },
+            db: Db { addr: args.db.clone(), password, pool: Mutex::new(Vec::new()), backoff: Mutex::new((None, BACKOFF_MIN, String::new())) },
             args,
             delay_us: AtomicU64::new(0),
             jitter_us: AtomicU64::new(0),
