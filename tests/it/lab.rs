@@ -558,3 +558,161 @@ fn heavy_lab_footprint_and_balancer_latency() {
     assert_eq!(be, 0);
     lab.down();
 }
+
+/// Children of `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn run_owned_lab_through_the_backend() {
+    use siege::backend::Backend;
+    use siege::scenario::{Fault, FaultKind, LabTarget, Selection, Target};
+    use siege::util::Rng;
+    let home = tempfile::tempdir().unwrap();
+    // SAFETY: nextest runs each test in its own process; nothing else reads the environment here.
+    unsafe {
+        std::env::set_var("SIEGE_HOME", home.path());
+        std::env::set_var("SIEGE_EXE", common::siege_bin());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let target = Target::Lab(LabTarget { service: "api".into(), tasks: 2, control: None, autoscaling: None });
+        let b = Backend::connect(&target, "run-test").await.expect("connect starts a lab");
+        let locator = b.locator();
+        assert_eq!(locator["lab"]["owned"], true);
+        assert!(locator["lab"].get("token").is_none(), "token journaled: {locator}");
+        let lab_pid = *children_of(std::process::id()).first().expect("the lab is our child");
+        let mut pids = children_of(lab_pid);
+        pids.push(lab_pid);
+        assert_eq!(pids.len(), 2 + 2 + 1, "{pids:?}");
+        let s = b.sample().await.unwrap();
+        assert_eq!((s.healthy_targets, s.running_tasks, s.desired_tasks), (Some(2), Some(2), Some(2)));
+        assert_eq!(s.db_writer.as_deref(), Some("db-1"));
+        assert!(!s.events.is_empty());
+
+        // Latency: seeded selection, inject, visible at the entry point, idempotent revert.
+        let latency = Fault {
+            name: "slow".into(),
+            at: Duration::ZERO,
+            duration: Some(Duration::from_secs(30)),
+            kind: FaultKind::Latency { select: Selection::Percent(1.0), delay: Duration::from_millis(300), jitter: Duration::ZERO },
+        };
+        let r = b.resolve(&latency, &mut Rng::new(7)).await.unwrap();
+        assert_eq!(r, b.resolve(&latency, &mut Rng::new(7)).await.unwrap());
+        assert_eq!(r.targets.len(), 2);
+        let inj = b.prepare(&latency, &r, "run-test").await.unwrap();
+        b.inject(&latency, &inj, "run-test").await.unwrap();
+        let url = format!("{}/", b.entry_url());
+        let t = Instant::now();
+        assert_eq!(status_of(&url), 200);
+        assert!(t.elapsed() >= Duration::from_millis(280));
+        b.revert(&inj).await.unwrap();
+        b.revert(&inj).await.unwrap();
+        let t = Instant::now();
+        assert_eq!(status_of(&url), 200);
+        assert!(t.elapsed() < Duration::from_millis(200));
+
+        // DB failover with a long outage: the revert ends the window at once.
+        let failover = Fault {
+            name: "failover".into(),
+            at: Duration::ZERO,
+            duration: None,
+            kind: FaultKind::DbFailover { outage: Some(Duration::from_secs(60)), target_instance: None },
+        };
+        let r = b.resolve(&failover, &mut Rng::new(1)).await.unwrap();
+        assert_eq!(r.targets, vec!["db-1".to_string()]);
+        let inj = b.prepare(&failover, &r, "run-test").await.unwrap();
+        b.inject(&failover, &inj, "run-test").await.unwrap();
+        assert_eq!(b.sample().await.unwrap().db_writer, None);
+        b.revert(&inj).await.unwrap();
+        assert_eq!(b.sample().await.unwrap().db_writer.as_deref(), Some("db-2"));
+        b.revert(&inj).await.unwrap();
+
+        // Secret drift: /db breaks; the revert from the journaled record alone heals the lab.
+        let drift = Fault { name: "drift".into(), at: Duration::ZERO, duration: None, kind: FaultKind::SecretDrift };
+        let r = b.resolve(&drift, &mut Rng::new(1)).await.unwrap();
+        let inj = b.prepare(&drift, &r, "run-test").await.unwrap();
+        assert_eq!(inj.undo["restore_version"], 1);
+        b.inject(&drift, &inj, "run-test").await.unwrap();
+        let db = format!("{}/db", b.entry_url());
+        assert_eq!(status_of(&db), 500);
+        let journaled: siege::backend::Injected = serde_json::from_str(&serde_json::to_string(&inj).unwrap()).unwrap();
+        b.revert(&journaled).await.unwrap();
+        b.revert(&journaled).await.unwrap();
+        let mut healed = false;
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && !healed {
+            healed = (0..4).all(|_| status_of(&db) == 200) && b.sample().await.unwrap().healthy_targets == Some(2);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(healed, "lab not healthy after the secret-drift revert");
+        let events = b.sample().await.unwrap().events.join("\n");
+        let _ = events;
+
+        b.shutdown().await.unwrap();
+        let gone = wait_for(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)).then_some(()));
+        assert!(gone.is_some(), "left running: {pids:?}");
+        // The run's own lab is gone for good: nothing left to revert.
+        assert!(Backend::reconnect(&locator).await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn backend_attaches_to_a_lab_started_separately() {
+    use siege::backend::Backend;
+    use siege::scenario::{LabTarget, Target};
+    let lab = TestLab::up(&["--tasks", "1"]);
+    // SAFETY: nextest runs each test in its own process.
+    unsafe { std::env::set_var("SIEGE_HOME", lab.home.path()) };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let target = Target::Lab(LabTarget { service: "api".into(), tasks: 1, control: Some(lab.control.clone()), autoscaling: None });
+        let b = Backend::connect(&target, "run-x").await.expect("attach");
+        assert_eq!(b.entry_url(), lab.balancer);
+        assert_eq!(b.sample().await.unwrap().running_tasks, Some(1));
+        let loc = b.locator();
+        assert_eq!(loc["lab"]["owned"], false);
+        b.shutdown().await.unwrap();
+        // Not ours: still running after shutdown, and reachable again from the journal.
+        assert!(pid_alive(lab.pid));
+        assert!(Backend::reconnect(&loc).await.unwrap().is_some());
+        // Without the lab file and without SIEGE_LAB_TOKEN there is no token: target not found.
+        unsafe { std::env::set_var("SIEGE_HOME", "/nonexistent-siege-home") };
+        assert!(matches!(Backend::connect(&target, "run-y").await, Err(siege::backend::BackendError::NotFound(_))));
+    });
+    lab.down();
+}
+
+#[test]
+fn foreground_lab_stops_every_process_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = common::siege()
+        .env("SIEGE_HOME", home.path())
+        .args(["lab", "up", "--tasks", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = home.path().join("lab.json");
+    wait_for(Duration::from_secs(20), || file.exists().then_some(())).expect("lab.json written when ready");
+    let pid = child.id();
+    let mut pids = children_of(pid);
+    assert_eq!(pids.len(), 4, "{pids:?}");
+    pids.push(pid);
+    // SAFETY: SIGTERM to the lab this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
+    assert!(!file.exists());
+}
