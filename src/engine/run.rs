@@ -320,7 +320,7 @@ impl Ctx<'_> {
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
         let mut actions: Vec<(Duration, Action)> = vec![];
-        let (first, _) = disruption_span(sc);
+        let (first, last_end) = disruption_span(sc);
         match first {
             Some(f) => actions.push((Duration::from_secs_f64(f), Action::Gate)),
             None => actions.push((sc.recovery.hold + Duration::from_secs(1), Action::Gate)),
@@ -490,6 +490,11 @@ impl Ctx<'_> {
                 },
                 w = win_rx.recv(), if !load_done => match w {
                     Some(w) => {
+                        let closed_at = f64::from(w.second) + 1.0;
+                        if gate_passed && !recovery_announced && tasks.is_empty() && last_end.is_some_and(|e| closed_at >= e) {
+                            recovery_announced = true;
+                            let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Recovery });
+                        }
                         if let Some(reason) = self.on_second(w, &latest_sample, em, &mut stop_watch, &mut broken, first_second, gate_passed, &actions[next..]) {
                             self.cancel(em, reason);
                             break;
@@ -544,11 +549,6 @@ impl Ctx<'_> {
                                 self.revert_one(backend, em, fi, &inj, interrupts).await;
                             }
                         }
-                    }
-                    let faults_over = actions[next..].iter().all(|(_, a)| matches!(a, Action::Stage(_)));
-                    if faults_over && gate_passed && !recovery_announced && !sc.faults.is_empty() {
-                        recovery_announced = true;
-                        let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Recovery });
                     }
                 }
                 r = &mut load_task => {
