@@ -61,7 +61,7 @@ impl Home {
 
     fn healthy_targets(&self) -> usize {
         let st = self.lab_status();
-        st["targets"].as_array().map(|t| t.iter().filter(|t| t["healthy"] == true).count()).unwrap_or(0)
+        st["targets"].as_array().map(|t| t.iter().filter(|t| t["health"] == "healthy").count()).unwrap_or(0)
     }
 
     fn active_faults(&self) -> Vec<String> {
