@@ -499,6 +499,19 @@ impl Ctx<'_> {
                             self.cancel(em, reason);
                             break;
                         }
+                        // Past the deadline without recovery the verdict cannot change: end the
+                        // drill now rather than keep a broken service under load.
+                        if let Some(end) = last_end
+                            && recovery_announced
+                            && closed_at >= end + (sc.recovery.within + sc.recovery.hold).as_secs_f64()
+                            && observe::recovered_at(&sc.steady_state.checks, &self.history, end.ceil() as u32, sc.recovery.hold).is_none()
+                        {
+                            let _ = em.emit(Event::Note {
+                                t: self.now(),
+                                text: "the steady state was not restored by the recovery deadline; ending the run".into(),
+                            });
+                            break;
+                        }
                     }
                     None => load_done = true,
                 },

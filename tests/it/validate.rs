@@ -64,7 +64,7 @@ fn shipped_scenarios_are_valid() {
             });
             assert!(s.runbook.is_some(), "{}: no runbook", f.display());
             assert!(
-                s.stop.iter().any(|c| matches!(c, siege::scenario::StopCondition::Threshold { text, .. } if text == "error_rate > 50% for 15s")),
+                s.stop.iter().any(|c| matches!(c, siege::scenario::StopCondition::Threshold { metric: siege::scenario::Metric::ErrorRate, .. })),
                 "{}: no error-rate stop condition",
                 f.display()
             );
