@@ -186,6 +186,14 @@ fn default_lab() -> LabTarget {
 }
 
 fn target(cx: &mut Checker, node: &Node) -> Option<Target> {
+    if let Kind::Str(s) = &node.kind {
+        let hint = match s.as_str() {
+            "lab" => "write `target: { lab: {} }` for the lab with its defaults, or leave `target` out",
+            _ => "e.g. `target: { lab: { tasks: 3 } }` or `target: { aws: { region: …, cluster: …, service: … } }`",
+        };
+        cx.error(node, "target", format!("expected a mapping with `lab` or `aws`, found `{s}`"), Some(hint.into()));
+        return None;
+    }
     let f = cx.fields(node, "target", TARGET_KEYS, &none)?;
     match (f.get("lab"), f.get("aws")) {
         (Some(_), Some(_)) => {
