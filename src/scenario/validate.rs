@@ -1063,7 +1063,7 @@ mod tests {
     #[test]
     fn lab_only_defaults_stay_off_aws() {
         let s = load(&format!(
-            "{MINIMAL}target:\n  aws: {{ region: eu-west-1, cluster: c, service: s, db_cluster: d, url: "http://lb" }}\nfaults:\n  - {{ type: db-failover, at: 20s }}\n"
+            "{MINIMAL}target:\n  aws: {{ region: eu-west-1, cluster: c, service: s, db_cluster: d, url: http://lb }}\nfaults:\n  - {{ type: db-failover, at: 20s }}\n"
         ))
         .unwrap();
         assert_eq!(s.faults[0].kind, FaultKind::DbFailover { outage: None, target_instance: None });
