@@ -175,6 +175,10 @@ impl Checker {
         let n = match &node.kind {
             Kind::Int(i) => *i,
             Kind::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse::<i64>().unwrap_or(0),
+            Kind::Float(x) => {
+                self.error(node, path, format!("`{x}` is not a whole number"), None);
+                return None;
+            }
             k => {
                 self.error(node, path, format!("expected a whole number, found {}", k.describe()), None);
                 return None;

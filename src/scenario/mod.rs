@@ -1,10 +1,11 @@
 //! The scenario format: YAML in, a validated [`Scenario`] out.
 //!
 //! Two layers, as ripgrep's `LowArgs` → `HiArgs`: the file is read into a tree of YAML nodes that
-//! keep their line and column ([`yaml`]), then checked key by key into the [`model`] the engine
-//! runs ([`validate`]). serde would stop at the first error; checking the tree ourselves lets
-//! `siege validate` report *every* problem of a file, each at its own position. [`spec`] describes
-//! the same format as serde types for the JSON Schema (`siege schema`).
+//! keep their line and column (`yaml`), then checked key by key into the [`model`] the engine
+//! runs (`validate`, with the reading helpers of `check` and the expressions of `expr`). serde
+//! would stop at the first error; checking the tree ourselves lets `siege validate` report
+//! *every* problem of a file, each at its own position. `spec` describes the same format as serde
+//! types for the JSON Schema (`siege schema`); a test keeps their keys in step.
 
 mod check;
 mod expr;
@@ -169,8 +170,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

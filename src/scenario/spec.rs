@@ -45,7 +45,7 @@ pub struct ScenarioSpec {
 
 /// Exactly one of `lab` or `aws`.
 #[derive(JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, extend("minProperties" = 1, "maxProperties" = 1))]
 #[allow(dead_code)]
 pub struct TargetSpec {
     lab: Option<LabSpec>,
@@ -148,7 +148,7 @@ pub struct StageSpec {
 
 /// Metric → comparison, e.g. `error_rate: "< 1%"`, `p95: "< 250ms"`, `healthy_targets: ">= 2"`.
 #[derive(JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, extend("minProperties" = 1))]
 #[allow(dead_code)]
 pub struct SteadyStateSpec {
     /// Failed requests / all requests, in percent: `"< 1%"`.

@@ -102,6 +102,18 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
     if let (Some((load, stages)), Some(faults), Some((recovery, within_node))) = (&load, &faults, &recovery) {
         timeline(cx, load, stages, faults, recovery, within_node);
     }
+    if let (Some(Target::Aws(a)), Some((load, _)), Some(url_node)) = (&target, &load, f.get("load").and_then(|n| load_url_node(n)))
+        && load.url.starts_with('/')
+        && a.url.is_none()
+        && a.load_balancer.is_none()
+    {
+        cx.error(
+            url_node,
+            "load.url",
+            format!("`{}` is relative, but the aws target has no entry point", load.url),
+            Some("set target.aws.url to the ALB's address, or target.aws.load_balancer, or use an absolute URL".into()),
+        );
+    }
     if let (Some((load, _)), Some(stop)) = (&load, &stop) {
         for (cond, node) in stop {
             if let StopCondition::MaxDuration { limit } = cond
@@ -186,6 +198,14 @@ fn default_lab() -> LabTarget {
 }
 
 fn target(cx: &mut Checker, node: &Node) -> Option<Target> {
+    if let Kind::Str(s) = &node.kind {
+        let hint = match s.as_str() {
+            "lab" => "write `target: { lab: {} }` for the lab with its defaults, or leave `target` out",
+            _ => "e.g. `target: { lab: { tasks: 3 } }` or `target: { aws: { region: …, cluster: …, service: … } }`",
+        };
+        cx.error(node, "target", format!("expected a mapping with `lab` or `aws`, found `{s}`"), Some(hint.into()));
+        return None;
+    }
     let f = cx.fields(node, "target", TARGET_KEYS, &none)?;
     match (f.get("lab"), f.get("aws")) {
         (Some(_), Some(_)) => {
@@ -399,6 +419,14 @@ fn load<'n>(cx: &mut Checker, node: &'n Node) -> Option<(Load, Vec<StageAt<'n>>)
     };
     let stages = stages?;
     Some((Load { stages: stages.iter().map(|s| s.stage.clone()).collect(), ..load }, stages))
+}
+
+/// The node of `load.url`, for checks made after the load was read.
+fn load_url_node(load: &Node) -> Option<&Node> {
+    match &load.kind {
+        Kind::Map(entries) => entries.iter().find(|(k, _)| k.scalar_text().as_deref() == Some("url")).map(|(_, v)| v),
+        _ => None,
+    }
 }
 
 fn stages<'n>(cx: &mut Checker, node: &'n Node, load: &Fields<'_>) -> Option<Vec<StageAt<'n>>> {
@@ -1035,7 +1063,7 @@ mod tests {
     #[test]
     fn lab_only_defaults_stay_off_aws() {
         let s = load(&format!(
-            "{MINIMAL}target:\n  aws: {{ region: eu-west-1, cluster: c, service: s, db_cluster: d }}\nfaults:\n  - {{ type: db-failover, at: 20s }}\n"
+            "{MINIMAL}target:\n  aws: {{ region: eu-west-1, cluster: c, service: s, db_cluster: d, url: http://lb }}\nfaults:\n  - {{ type: db-failover, at: 20s }}\n"
         ))
         .unwrap();
         assert_eq!(s.faults[0].kind, FaultKind::DbFailover { outage: None, target_instance: None });

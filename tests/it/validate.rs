@@ -3,6 +3,11 @@
 //! The invalid corpus lives in `tests/validate/invalid/`: one realistic mistake per file, whose
 //! first line `# expect: LINE:COL: PATH: ` says where the first diagnostic must point. The exact
 //! rendered output of each is pinned by an insta snapshot in `tests/validate/snapshots/`.
+//!
+//! After a deliberate change of a message: `INSTA_UPDATE=always cargo nextest run -E
+//! 'test(/validate::/)'`, then review the snapshot diff. After a change of the format or of the
+//! fault registry: `SIEGE_UPDATE_DOCS=1` regenerates `docs/scenario.schema.json` and the fault
+//! reference of `docs/scenario.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
