@@ -61,7 +61,7 @@ fn cases(r: &RunRecord) -> Vec<Case> {
     }
 
     let t = &r.timings;
-    let within = t.last_fault_end_s.map(|end| format::secs(t.recovery_deadline_s - end));
+    let within = t.last_fault_end_s.map(|_| format::secs(t.recovery_deadline_s));
     let name = match &within {
         Some(w) => format!("steady state restored within {w}"),
         None => "steady state restored".into(),

@@ -130,22 +130,18 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
     };
     table.row(vec!["Time to detect".into(), detect]);
 
-    let within = t.last_fault_end_s.map(|end| t.recovery_deadline_s - end);
+    let within = secs(t.recovery_deadline_s);
     let recover = match (t.time_to_recover_s, t.last_fault_end_s) {
-        (Some(m), Some(end)) => format!(
-            "{} after the last disruption ended ({}); allowed: {}",
-            red.duration(m, secs),
-            offset(end),
-            within.map(secs).unwrap_or_else(|| "n/a".into())
-        ),
+        (Some(m), Some(end)) => {
+            format!("{} after the last disruption ended ({}); allowed: {within}", red.duration(m, secs), offset(end))
+        }
         (Some(m), None) => red.duration(m, secs),
         (None, Some(end)) => match r.verdict.outcome {
             Outcome::Aborted => "n/a: aborted by a stop condition".into(),
             Outcome::Error => "n/a: the run ended with an error".into(),
             _ => format!(
-                "not recovered by the deadline ({}, {} after the last disruption ended at {})",
-                offset(t.recovery_deadline_s),
-                within.map(secs).unwrap_or_else(|| "n/a".into()),
+                "not recovered by the deadline ({}, {within} after the last disruption ended at {})",
+                offset(end + t.recovery_deadline_s),
                 offset(end)
             ),
         },
