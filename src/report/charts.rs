@@ -57,8 +57,8 @@ fn markers(r: &RunRecord) -> Vec<Marker> {
     if let (Some(end), Some(mttr)) = (r.timings.last_fault_end_s, r.timings.time_to_recover_s) {
         out.push(Marker { at: end + mttr, label: "steady state restored".into(), color: GREEN });
     }
-    if r.timings.last_fault_end_s.is_some() && r.timings.recovery_deadline_s > 0.0 {
-        out.push(Marker { at: r.timings.recovery_deadline_s, label: "recovery deadline".into(), color: GREY });
+    if let Some(end) = r.timings.last_fault_end_s {
+        out.push(Marker { at: end + r.timings.recovery_deadline_s, label: "recovery deadline".into(), color: GREY });
     }
     out
 }

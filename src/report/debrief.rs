@@ -1,6 +1,8 @@
 //! Debrief questions: the ones the scenario or the engine put in the record first (they are the
 //! most specific), then defaults for each fault type that ran, then questions every game day
-//! should end with. Duplicates are dropped.
+//! should end with. A default that asks what the record already asks is dropped: the same
+//! question, or one opening with nearly the same words ("What did we notice first, …" and
+//! "What did we see first, …").
 
 use super::{Outcome, RunRecord};
 
@@ -53,13 +55,34 @@ const GENERAL: &[&str] = &[
 const ABORTED: &[&str] =
     &["The run was aborted by a stop condition: was the blast radius larger than we expected, and why?"];
 
+/// The lowercase words of the opening clause of a question (up to the first `,`, `?`, `.`,
+/// `:` or `;`).
+fn opening(q: &str) -> Vec<String> {
+    let clause = q.split([',', '?', '.', ':', ';']).next().unwrap_or("");
+    clause.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Whether two questions ask the same thing: equal ignoring case, or opening clauses of at
+/// least three words that share most of them.
+fn same_question(a: &str, b: &str) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    let (wa, wb) = (opening(a), opening(b));
+    if wa.len() < 3 || wb.len() < 3 {
+        return false;
+    }
+    let shared = wa.iter().filter(|w| wb.contains(w)).count();
+    let union = wa.len() + wb.len() - shared;
+    shared as f64 / union as f64 >= 0.6
+}
+
 /// The questions to print for `record`: its own, then per fault type, then general ones.
 pub fn questions(record: &RunRecord) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |q: &str| {
         let q = q.trim();
-        let key = q.to_lowercase();
-        if !q.is_empty() && !out.iter().any(|o| o.to_lowercase() == key) {
+        if !q.is_empty() && !out.iter().any(|o| same_question(o, q)) {
             out.push(q.to_string());
         }
     };
@@ -130,6 +153,23 @@ mod tests {
         assert!(q.iter().any(|x| x.contains("Was a redeploy the right remediation")));
         let alone = questions(&record(&["secret-drift"], &[]));
         assert!(alone.iter().any(|x| x.starts_with("Nothing remediated the drift")), "{alone:?}");
+    }
+
+    #[test]
+    fn questions_opening_alike_count_as_the_same() {
+        assert!(same_question(
+            "What did we notice first, and how long after the fault? Which signal told us?",
+            "What did we see first, and how long after the fault? Would a person on call have noticed?"
+        ));
+        assert!(same_question(
+            "Was a redeploy the right remediation, and who is allowed to run it?",
+            "Was a redeploy the right remediation, and how long did it take to replace every task?"
+        ));
+        assert!(!same_question(
+            "How long did the scheduler take to place replacement tasks, and how long until healthy?",
+            "How long did the deployment take to replace every task, and did it drop requests?"
+        ));
+        assert!(!same_question("Why?", "Why?!") || "Why?".eq_ignore_ascii_case("Why?!"));
     }
 
     #[test]

@@ -32,6 +32,10 @@ fn cases(r: &RunRecord) -> Vec<Case> {
     for c in &r.steady_state {
         let result = if c.before_ok {
             CaseResult::Passed
+        } else if c.before.is_none() && r.verdict.outcome == Outcome::Error {
+            // The run ended with an error before there was anything to judge; the error itself
+            // is reported on the recovery case.
+            CaseResult::Skipped("not evaluated: the run ended with an error".into())
         } else {
             CaseResult::Failed {
                 kind: "steady-state",
@@ -45,6 +49,7 @@ fn cases(r: &RunRecord) -> Vec<Case> {
     let not_evaluated = match r.verdict.outcome {
         Outcome::PreconditionFailed => "not evaluated: the steady state did not hold before the faults".to_string(),
         Outcome::Aborted => format!("not evaluated: aborted by a stop condition ({})", r.verdict.reason.trim()),
+        Outcome::Error => "not evaluated: the run ended with an error".to_string(),
         _ => "not evaluated".to_string(),
     };
     for c in &r.steady_state {
@@ -61,7 +66,7 @@ fn cases(r: &RunRecord) -> Vec<Case> {
     }
 
     let t = &r.timings;
-    let within = t.last_fault_end_s.map(|end| format::secs(t.recovery_deadline_s - end));
+    let within = t.last_fault_end_s.map(|_| format::secs(t.recovery_deadline_s));
     let name = match &within {
         Some(w) => format!("steady state restored within {w}"),
         None => "steady state restored".into(),
@@ -255,8 +260,20 @@ mod tests {
     #[test]
     fn internal_errors_are_junit_errors() {
         let mut r = minimal_record();
+        r.steady_state = vec![CheckRecord {
+            check: "p95 < 250ms".into(),
+            metric: "p95".into(),
+            before: None,
+            before_ok: false,
+            after: None,
+            after_ok: None,
+            unit: "ms".into(),
+            threshold: Some(250.0),
+        }];
         r.verdict = Verdict { outcome: Outcome::Error, exit_code: 70, reason: "sampler panicked & died".into() };
         let xml = render(&r, &Redactor::noop());
         assert!(xml.contains(r#"errors="1""#) && xml.contains("sampler panicked &amp; died"), "{xml}");
+        // Nothing was judged, so nothing failed.
+        assert!(xml.contains(r#"failures="0" errors="1" skipped="2""#), "{xml}");
     }
 }

@@ -120,32 +120,32 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
     let t = &r.timings;
     let mut table = Table::new(["Measure", "Value"]);
 
+    // A scenario without faults (a traffic spike) is disrupted by its first stage instead.
+    let first = if r.faults.iter().any(|f| f.injected_s.is_some()) { "fault" } else { "disruption" };
     let detect = match (t.time_to_detect_s, t.first_fault_s) {
-        (Some(d), Some(first)) => {
-            format!("{} after the first fault ({})", red.duration(d, secs), offset(first))
-        }
+        (Some(d), Some(at)) => format!("{} after the first {first} ({})", red.duration(d, secs), offset(at)),
         (Some(d), None) => red.duration(d, secs),
+        (None, _) if r.verdict.outcome == Outcome::Error => "n/a: the run ended with an error".into(),
+        (None, _) if r.verdict.outcome == Outcome::PreconditionFailed => {
+            "n/a: the steady state did not hold before the faults".into()
+        }
         (None, Some(_)) => "not detected: the steady state never broke".into(),
         (None, None) => "n/a: no fault was injected".into(),
     };
     table.row(vec!["Time to detect".into(), detect]);
 
-    let within = t.last_fault_end_s.map(|end| t.recovery_deadline_s - end);
+    let within = secs(t.recovery_deadline_s);
     let recover = match (t.time_to_recover_s, t.last_fault_end_s) {
-        (Some(m), Some(end)) => format!(
-            "{} after the last disruption ended ({}); allowed: {}",
-            red.duration(m, secs),
-            offset(end),
-            within.map(secs).unwrap_or_else(|| "n/a".into())
-        ),
+        (Some(m), Some(end)) => {
+            format!("{} after the last disruption ended ({}); allowed: {within}", red.duration(m, secs), offset(end))
+        }
         (Some(m), None) => red.duration(m, secs),
         (None, Some(end)) => match r.verdict.outcome {
             Outcome::Aborted => "n/a: aborted by a stop condition".into(),
             Outcome::Error => "n/a: the run ended with an error".into(),
             _ => format!(
-                "not recovered by the deadline ({}, {} after the last disruption ended at {})",
-                offset(t.recovery_deadline_s),
-                within.map(secs).unwrap_or_else(|| "n/a".into()),
+                "not recovered by the deadline ({}, {within} after the last disruption ended at {})",
+                offset(end + t.recovery_deadline_s),
                 offset(end)
             ),
         },
@@ -180,8 +180,9 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
     let failed = l.errors.total() + l.missed;
     let all = l.requests + l.missed;
     let rate = if all == 0 { 0.0 } else { failed as f64 / all as f64 };
-    table.row(vec![
-        "Load".into(),
+    let load = if all == 0 {
+        "no requests were sent".to_string()
+    } else {
         format!(
             "{} requests, {} req/s; {} errors ({}); p50 {}, p95 {}, p99 {}",
             format::count(l.requests),
@@ -191,8 +192,9 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
             format::ms(l.latency_ms.p50),
             format::ms(l.latency_ms.p95),
             format::ms(l.latency_ms.p99)
-        ),
-    ]);
+        )
+    };
+    table.row(vec!["Load".into(), load]);
     let _ = writeln!(o, "{}", table.render());
 }
 
@@ -207,6 +209,8 @@ fn steady_state(o: &mut String, r: &RunRecord) {
         let before = match c.before {
             Some(v) => format!("{} ({})", format::value(v, &c.unit), if c.before_ok { "ok" } else { "FAIL" }),
             None if c.before_ok => "ok".into(),
+            // A run that ended with an error before any load has nothing to judge.
+            None if r.verdict.outcome == Outcome::Error => "not evaluated".into(),
             None => "no data (FAIL)".into(),
         };
         let after = match (c.after, c.after_ok) {
@@ -345,6 +349,29 @@ mod tests {
         );
         assert_eq!(runbook_link("../../run books/a.md"), "Runbook: [run books/a.md](<../../run books/a.md>)");
         assert_eq!(runbook_link("https://wiki/x"), "Runbook: <https://wiki/x>");
+    }
+
+    #[test]
+    fn a_run_that_ended_in_an_error_claims_nothing_it_did_not_see() {
+        let mut r = crate::report::tests_support::minimal_record();
+        r.verdict = crate::report::Verdict { outcome: Outcome::Error, exit_code: 70, reason: "lab did not start".into() };
+        r.timings.first_fault_s = Some(20.0);
+        r.timings.last_fault_end_s = Some(20.0);
+        r.steady_state.push(crate::report::CheckRecord {
+            check: "error_rate < 1%".into(),
+            metric: "error_rate".into(),
+            before: None,
+            before_ok: false,
+            after: None,
+            after_ok: None,
+            unit: "%".into(),
+            threshold: Some(1.0),
+        });
+        let md = render(&r, &[], &Redactor::noop());
+        assert!(md.starts_with("# task-kill: ERROR\n\n**Verdict: ERROR** (exit 70). Lab did not start.\n"), "{md}");
+        assert!(md.contains("| Time to detect         | n/a: the run ended with an error |"), "{md}");
+        assert!(md.contains("| Load                   | no requests were sent            |"), "{md}");
+        assert!(md.contains("| `error_rate < 1%` | not evaluated     | not evaluated  |"), "{md}");
     }
 
     #[test]

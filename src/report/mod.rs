@@ -95,7 +95,7 @@ pub fn create_run_dir(reports_root: &Path, record: &RunRecord) -> Result<PathBuf
 /// `record` ready to be written: every registered secret value replaced in every string, and
 /// every non-finite number (a 0/0 somewhere upstream) replaced, because JSON has no NaN and a
 /// `null` in a number field would make `report.json` unreadable. Replacements are noted.
-fn prepared(record: &RunRecord) -> RunRecord {
+fn prepared(record: &RunRecord) -> Result<RunRecord, serde_json::Error> {
     let mut r = record.clone();
     let mut fixed: Vec<String> = Vec::new();
     {
@@ -152,19 +152,17 @@ fn prepared(record: &RunRecord) -> RunRecord {
     let secrets = secrets::registered();
     if !secrets.is_empty() {
         // Through JSON, so that every string field is covered, including ones added later. The
-        // numbers are finite now, so the round trip cannot fail; if it somehow did, the record
-        // is written without its free text rather than with a secret in it.
-        let mut v = serde_json::to_value(&r).unwrap_or(serde_json::Value::Null);
+        // numbers are finite now, so the round trip does not fail; if it ever did, nothing is
+        // written rather than something unredacted.
+        let mut v = serde_json::to_value(&r)?;
         secrets::redact_json(&mut v, &secrets);
-        r = serde_json::from_value(v).unwrap_or_else(|_| {
-            let mut stripped = r.clone();
-            stripped.notes = vec!["report: notes and timeline removed: they could not be checked for secrets".into()];
-            stripped.timeline.clear();
-            stripped.verdict.reason.clear();
-            stripped
-        });
+        r = serde_json::from_value(v)?;
     }
-    r
+    Ok(r)
+}
+
+fn prepare_in(record: &RunRecord, dir: &Path) -> Result<RunRecord, ReportError> {
+    prepared(record).map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
@@ -176,7 +174,7 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
 /// missing). Use [`create_run_dir`] for the conventional `reports/<scenario>-<time>/`.
 pub fn write_all(record: &RunRecord, dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write { path: dir.to_path_buf(), source })?;
-    let record = prepared(record);
+    let record = prepare_in(record, dir)?;
     let json = serde_json::to_string_pretty(&record)
         .map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })?;
     write(dir, REPORT_JSON, &(json + "\n"))?;
@@ -261,7 +259,7 @@ pub fn json_schema() -> serde_json::Value {
 pub fn cmd_report(dir: &Path) -> anyhow::Result<Exit> {
     let record = load_record(dir).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
     let out = if dir.is_file() { dir.parent().unwrap_or(Path::new(".")) } else { dir };
-    let written = render_all(&prepared(&record), out)?;
+    let written = render_all(&prepare_in(&record, out)?, out)?;
     println!(
         "{}: {} — re-rendered {} in {}",
         record.scenario.name,

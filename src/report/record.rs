@@ -104,8 +104,8 @@ pub struct Verdict {
     pub reason: String,
 }
 
-/// Key times of a run. Points in time (`*_s` without "time to") are seconds since the load
-/// started; `time_to_*` are durations in seconds.
+/// Key times of a run, in seconds. `first_fault_s` and `last_fault_end_s` are points in time
+/// (seconds since the load started); the others are durations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Timings {
     /// When the first fault was injected.
@@ -116,8 +116,7 @@ pub struct Timings {
     pub time_to_detect_s: Option<f64>,
     /// Time from the end of the last disruption until the steady state held again (MTTR).
     pub time_to_recover_s: Option<f64>,
-    /// The point in time by which the steady state had to hold again
-    /// (`last_fault_end_s` + `recovery.within`).
+    /// How long after `last_fault_end_s` the steady state had to hold again (`recovery.within`).
     pub recovery_deadline_s: f64,
     /// Length of the run, from the start of the load to the verdict.
     pub duration_s: f64,
