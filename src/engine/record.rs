@@ -190,11 +190,24 @@ impl RecordBuilder {
                         Some(m) => format!("steady state restored only after {} (deadline {})", secs(m), secs(within)),
                         None => format!("steady state not restored within {} of the last disruption", secs(within)),
                     };
-                    if broken.is_empty() {
-                        (Outcome::Failed, late)
-                    } else {
-                        (Outcome::Failed, format!("{late}: at the end, {}", broken.join(", ")))
+                    // A drift that no later redeploy remediated stays in effect until the run
+                    // ends: the usual reason such a drill fails, so name it.
+                    let lingering: Vec<&str> = sc
+                        .faults
+                        .iter()
+                        .filter(|x| x.kind == crate::scenario::FaultKind::SecretDrift)
+                        .filter(|x| !sc.faults.iter().any(|r| r.kind == crate::scenario::FaultKind::Redeploy && r.at > x.at))
+                        .filter(|x| self.faults.iter().any(|fr| fr.name == x.name && fr.injected_s.is_some()))
+                        .map(|x| x.name.as_str())
+                        .collect();
+                    let mut why = if broken.is_empty() { late } else { format!("{late}: at the end, {}", broken.join(", ")) };
+                    if !lingering.is_empty() {
+                        why += &format!(
+                            "; still in effect: {} (nothing replaced the tasks holding the stale secret — see the runbook)",
+                            lingering.join(", ")
+                        );
                     }
+                    (Outcome::Failed, why)
                 }
             },
         };

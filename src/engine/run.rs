@@ -595,6 +595,7 @@ impl Ctx<'_> {
             self.revert_one(backend, em, fi, &inj, interrupts).await;
         }
 
+        let stopped_at = self.t0.elapsed().as_secs_f64();
         stop_all.cancel();
         if !load_joined {
             match tokio::time::timeout(Duration::from_secs(10), &mut load_task).await {
@@ -605,9 +606,12 @@ impl Ctx<'_> {
                 _ => load_task.abort(),
             }
         }
-        // Windows that closed while the loop was ending still belong to the history.
+        // Windows that closed while the loop was ending still belong to the history; the last
+        // one, cut short by the stop, does not (two requests in it would read as a rate).
         while let Ok(w) = win_rx.try_recv() {
-            self.push_second(w, &latest_sample);
+            if load_joined || f64::from(w.second) + 1.0 <= stopped_at {
+                self.push_second(w, &latest_sample);
+            }
         }
     }
 
