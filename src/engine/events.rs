@@ -52,6 +52,9 @@ pub enum Event {
     PhaseChanged { t: f64, phase: Phase },
     /// The baseline gate was evaluated.
     BaselineChecked { t: f64, held: bool, detail: String },
+    /// The first request is about to be sent, `setup_s` after the run started (connecting,
+    /// starting a lab, preflight).
+    LoadStarted { setup_s: f64 },
     StageStarted { t: f64, rate: f64 },
     /// A second of load closed; `steady` is whether that second alone met the steady state.
     SecondClosed { window: Window, sample: Option<Sample>, steady: bool, next: Option<(f64, String)> },
@@ -70,7 +73,8 @@ pub enum Event {
     ServiceEvent { t: f64, text: String },
     /// A non-fatal problem worth telling.
     Note { t: f64, text: String },
-    RunFinished { record: Box<RunRecord>, report_dir: Option<std::path::PathBuf> },
+    /// `report_ms`: time to build and write the report after the last window.
+    RunFinished { record: Box<RunRecord>, report_dir: Option<std::path::PathBuf>, report_ms: f64 },
 }
 
 /// A consumer of events. Called synchronously, in order; the journal relies on that to be on

@@ -314,7 +314,7 @@ mod tests {
         j.on_event(&Event::FaultSettled { t: 2.0, fault: "a".into() }).unwrap();
         assert_eq!(list_in(dir.path()).unwrap().len(), 1);
         let record = empty_record();
-        j.on_event(&Event::RunFinished { record: Box::new(record), report_dir: None }).unwrap();
+        j.on_event(&Event::RunFinished { record: Box::new(record), report_dir: None, report_ms: 0.0 }).unwrap();
         assert!(list_in(dir.path()).unwrap().is_empty());
     }
 }

@@ -107,7 +107,10 @@ impl EventSink for Progress {
                     self.line(None, &status);
                 }
             }
-            Event::RunFinished { record, report_dir } => {
+            Event::LoadStarted { setup_s } => {
+                self.line(Some(0.0), &format!("load started ({setup_s:.2}s of setup: target, preflight)"))
+            }
+            Event::RunFinished { record, report_dir, report_ms } => {
                 let v = &record.verdict;
                 let word = match v.outcome {
                     Outcome::Passed => "PASSED",
@@ -119,7 +122,7 @@ impl EventSink for Progress {
                 };
                 self.line(None, &format!("\n{word}: {}", v.reason));
                 if let Some(d) = report_dir {
-                    self.line(None, &format!("report: {}", d.join("report.md").display()));
+                    self.line(None, &format!("report: {} (written in {report_ms:.0} ms)", d.join("report.md").display()));
                 }
             }
         }

@@ -85,7 +85,7 @@ impl RecordBuilder {
                 self.notes.push(text.clone());
                 self.push(*t, TimelineKind::Note, text.clone());
             }
-            Event::FaultSettled { .. } | Event::RunStarted { .. } | Event::BackendReady { .. } | Event::SecondClosed { .. } | Event::RunFinished { .. } => {}
+            Event::FaultSettled { .. } | Event::LoadStarted { .. } | Event::RunStarted { .. } | Event::BackendReady { .. } | Event::SecondClosed { .. } | Event::RunFinished { .. } => {}
         }
     }
 }

@@ -181,6 +181,7 @@ pub async fn run(
     }
 
     let _ = em.emit(Event::PhaseChanged { t: ctx.now(), phase: Phase::Reporting });
+    let reporting = Instant::now();
     let (first, last_end) = disruption_span(&scenario);
     let load = ctx.load_report.take().unwrap_or_default();
     let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
@@ -223,7 +224,8 @@ pub async fn run(
         },
         None => None,
     };
-    let _ = em.emit(Event::RunFinished { record: Box::new(record.clone()), report_dir: report_dir.clone() });
+    let report_ms = reporting.elapsed().as_secs_f64() * 1000.0;
+    let _ = em.emit(Event::RunFinished { record: Box::new(record.clone()), report_dir: report_dir.clone(), report_ms });
     if let Some(b) = backend {
         match Arc::try_unwrap(b) {
             Ok(b) => {
@@ -315,6 +317,7 @@ impl Ctx<'_> {
         let (sample_tx, mut sample_rx) = mpsc::channel::<Result<Sample, BackendError>>(4);
         let (alarm_tx, mut alarm_rx) = mpsc::channel::<Result<String, BackendError>>(4);
 
+        let _ = em.emit(Event::LoadStarted { setup_s: self.t0.elapsed().as_secs_f64() });
         self.t0 = Instant::now();
         let mut load_task = tokio::spawn(load::run(plan, stop_all.clone(), Some(win_tx)));
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
