@@ -215,7 +215,14 @@ impl LabBackend {
                 ),
             }),
             FaultKind::Redeploy => {
-                let ids = sorted_ids(st.service.tasks.iter().map(|t| t.id.clone()).collect());
+                let ids = sorted_ids(
+                    st.service
+                        .tasks
+                        .iter()
+                        .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
+                        .map(|t| t.id.clone())
+                        .collect(),
+                );
                 Ok(Resolved {
                     summary: format!("rolling replacement of every task of service {service}: {}", ids.join(", ")),
                     targets: ids,

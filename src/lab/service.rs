@@ -387,21 +387,16 @@ impl Service {
     fn autoscale(&self) {
         let Ok(mut st) = self.lock() else { return };
         let Some(a) = st.autoscaling else { return };
-        if st.cpu_history.len() < 3 {
+        if st.cpu_history.len() < 3 || st.deploying {
+            return;
+        }
+        if st.last_scale.is_some_and(|at| at.elapsed() < Duration::from_millis(a.cooldown_ms)) {
             return;
         }
         let metric = st.cpu_history.iter().sum::<f64>() / st.cpu_history.len() as f64;
-        let running = st.tasks.iter().filter(|t| t.status == TaskStatus::Running).count() as f64;
-        if running == 0.0 || a.target_cpu_percent <= 0.0 {
-            return;
-        }
-        let cooled = st.last_scale.is_none_or(|at| at.elapsed() >= Duration::from_millis(a.cooldown_ms));
-        let wanted = ((running * metric / a.target_cpu_percent).ceil() as u32).clamp(a.min.max(1), a.max.max(a.min));
+        let running = st.tasks.iter().filter(|t| t.status == TaskStatus::Running).count() as u32;
         let current = st.desired;
-        // Scale in only well below the target, so that the count does not flap around it.
-        let scale_out = metric > a.target_cpu_percent && wanted > current;
-        let scale_in = metric < a.target_cpu_percent * 0.8 && wanted < current;
-        if cooled && (scale_out || scale_in) && !st.deploying {
+        if let Some(wanted) = scaling_decision(&a, running, metric, current) {
             st.desired = wanted;
             st.last_scale = Some(Instant::now());
             st.cpu_history.clear();
@@ -671,6 +666,20 @@ impl Service {
     }
 }
 
+/// Target tracking: the new desired count when `running` tasks average `metric` percent CPU, or
+/// `None` to keep `current`. Scales out as soon as the metric is above the target, in only when
+/// it is well below (80% of the target), so that the count does not flap around it.
+pub fn scaling_decision(a: &AutoscalingConfig, running: u32, metric: f64, current: u32) -> Option<u32> {
+    if running == 0 || a.target_cpu_percent <= 0.0 || !metric.is_finite() {
+        return None;
+    }
+    let wanted =
+        ((running as f64 * metric / a.target_cpu_percent).ceil() as u32).clamp(a.min.max(1), a.max.max(a.min).max(1));
+    let out = metric > a.target_cpu_percent && wanted > current;
+    let inn = metric < a.target_cpu_percent * 0.8 && wanted < current;
+    (out || inn).then_some(wanted)
+}
+
 fn avg_cpu(tasks: &[Task]) -> f64 {
     let running: Vec<f64> = tasks.iter().filter(|t| t.status == TaskStatus::Running).map(|t| t.cpu_percent).collect();
     if running.is_empty() { 0.0 } else { running.iter().sum::<f64>() / running.len() as f64 }
@@ -689,3 +698,26 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: AutoscalingConfig = AutoscalingConfig { min: 2, max: 6, target_cpu_percent: 50.0, cooldown_ms: 0 };
+
+    #[test]
+    fn scales_out_proportionally_and_within_max() {
+        assert_eq!(scaling_decision(&A, 2, 100.0, 2), Some(4));
+        assert_eq!(scaling_decision(&A, 3, 400.0, 3), Some(6));
+        // At the target: nothing to do.
+        assert_eq!(scaling_decision(&A, 3, 50.0, 3), None);
+    }
+
+    #[test]
+    fn scales_in_only_well_below_target_and_not_below_min() {
+        assert_eq!(scaling_decision(&A, 4, 45.0, 4), None);
+        assert_eq!(scaling_decision(&A, 4, 10.0, 4), Some(2));
+        assert_eq!(scaling_decision(&A, 2, 0.0, 2), None);
+        assert_eq!(scaling_decision(&A, 0, 90.0, 2), None);
+    }
+}
