@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     pub placement_delay: Duration,
     /// Fraction of the desired count that must stay healthy during a deployment.
     pub min_healthy: f64,
+    /// Upper bound of running tasks during a deployment, as a fraction of the desired count
+    /// (ECS's maximum percent, 2.0 by default: all replacements may start at once).
+    pub max_percent: f64,
     pub autoscaling: Option<AutoscalingConfig>,
 }
 
@@ -141,6 +144,8 @@ pub enum ServiceError {
 
 const TICK: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Time between deregistering a task the scheduler stops and signalling it.
+const DRAIN: Duration = Duration::from_millis(300);
 
 impl Service {
     pub fn start(
@@ -288,11 +293,13 @@ impl Service {
         }
     }
 
-    /// Deregisters, then SIGTERM, then SIGKILL after a grace period.
+    /// Deregisters, lets requests in flight drain (the ALB's deregistration delay), then
+    /// SIGTERM, then SIGKILL after a grace period.
     fn stop_task(&self, id: &str, pid: u32) {
         self.balancer.deregister(id);
-        proc::signal(pid, libc::SIGTERM);
         tokio::spawn(async move {
+            tokio::time::sleep(DRAIN).await;
+            proc::signal(pid, libc::SIGTERM);
             tokio::time::sleep(STOP_GRACE).await;
             if proc::alive(pid) {
                 proc::signal(pid, libc::SIGKILL);
@@ -515,9 +522,12 @@ impl Service {
         marked
     }
 
-    /// Replaces marked tasks in batches: start a batch of new tasks (surge), wait until they are
-    /// healthy, then let the scheduler stop as many marked ones. Healthy tasks never drop below
-    /// the minimum healthy percent of the desired count.
+    /// Replaces marked tasks in batches, as ECS does with its minimum healthy and maximum
+    /// percent: with room above the desired count, start a batch of replacements (surge), wait
+    /// until they are healthy, then let the scheduler stop as many marked tasks — healthy tasks
+    /// never drop below the desired count. Without room (maximum 100%), stop a batch of marked
+    /// tasks first (as many as the minimum healthy percent allows, at least one) and wait for
+    /// the scheduler's replacements to be healthy.
     async fn deploy(self: Arc<Self>) {
         loop {
             let (marked, desired) = match self.lock() {
@@ -531,37 +541,38 @@ impl Service {
                 break;
             }
             let keep = (self.cfg.min_healthy * desired as f64).ceil() as u32;
-            let batch = desired.saturating_sub(keep).max(1).min(marked);
+            let room = ((self.cfg.max_percent * desired as f64).floor() as u32).saturating_sub(desired);
+            if room == 0 {
+                let batch = desired.saturating_sub(keep).max(1).min(marked);
+                let victims: Vec<(String, u32)> = match self.lock() {
+                    Ok(mut st) => st
+                        .tasks
+                        .iter_mut()
+                        .filter(|t| t.replace && t.status == TaskStatus::Running)
+                        .take(batch as usize)
+                        .map(|t| {
+                            t.status = TaskStatus::Stopping;
+                            (t.id.clone(), t.pid)
+                        })
+                        .collect(),
+                    Err(_) => return,
+                };
+                for (id, pid) in victims {
+                    self.stop_task(&id, pid);
+                }
+                self.wait_replacements_healthy().await;
+                continue;
+            }
+            let batch = room.min(marked);
             if let Ok(mut st) = self.lock() {
                 st.surge = batch;
             }
-            // Wait for the batch to be placed and healthy (bounded, so a broken image cannot wedge
-            // the deployment forever).
-            let deadline = Instant::now() + Duration::from_secs(60);
-            tokio::time::sleep(TICK * 2).await;
-            while Instant::now() < deadline {
-                let ready = match self.lock() {
-                    Ok(st) => {
-                        st.placements.is_empty()
-                            && st.starting == 0
-                            && st
-                                .tasks
-                                .iter()
-                                .filter(|t| t.status == TaskStatus::Running && !t.replace)
-                                .all(|t| self.balancer.health_of(&t.id) == Some(TargetHealth::Healthy))
-                    }
-                    Err(_) => return,
-                };
-                if ready {
-                    break;
-                }
-                tokio::time::sleep(TICK).await;
-            }
+            self.wait_replacements_healthy().await;
             if let Ok(mut st) = self.lock() {
                 st.surge = 0;
             }
             // The scheduler now stops `batch` surplus tasks, marked ones first.
-            let deadline = Instant::now() + STOP_GRACE * 2;
+            let deadline = Instant::now() + DRAIN + STOP_GRACE * 2;
             while Instant::now() < deadline {
                 let left = self
                     .lock()
@@ -578,6 +589,32 @@ impl Service {
             st.surge = 0;
         }
         self.events.push(format!("service {}: deployment completed", self.cfg.name));
+    }
+
+    /// Waits until every placement has started and every unmarked running task is healthy;
+    /// bounded, so that a task that never gets healthy cannot wedge a deployment forever.
+    async fn wait_replacements_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        tokio::time::sleep(TICK * 2).await;
+        while Instant::now() < deadline {
+            let ready = match self.lock() {
+                Ok(st) => {
+                    st.placements.is_empty()
+                        && st.starting == 0
+                        && st
+                            .tasks
+                            .iter()
+                            .filter(|t| t.status == TaskStatus::Running && !t.replace)
+                            .all(|t| self.balancer.health_of(&t.id) == Some(TargetHealth::Healthy))
+                }
+                Err(_) => return,
+            };
+            if ready {
+                return;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+        self.events.push(format!("service {}: deployment step timed out waiting for healthy tasks", self.cfg.name));
     }
 
     /// Changes the desired count and/or autoscaling.

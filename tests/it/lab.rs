@@ -717,3 +717,25 @@ fn foreground_lab_stops_every_process_on_sigterm() {
     assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
     assert!(!file.exists());
 }
+
+#[test]
+fn redeploy_without_surge_room_keeps_the_minimum_healthy() {
+    let lab = TestLab::up(&["--max-percent", "100%", "--min-healthy", "66%", "--placement-delay", "500ms"]);
+    let old = lab.task_ids();
+    let r = lab.post("/v1/service/redeploy", json!({}));
+    assert_eq!(r["replacing"].as_array().unwrap().len(), 3);
+    let (mut min_healthy, mut max_running) = (3, 0);
+    let done = wait_for(Duration::from_secs(40), || {
+        let st = lab.state();
+        let healthy = st["targets"].as_array()?.iter().filter(|t| t["health"] == "healthy").count();
+        min_healthy = min_healthy.min(healthy);
+        max_running = max_running.max(st["service"]["running"].as_u64()?);
+        let ids = lab.task_ids();
+        (st["service"]["deploying"] == false && healthy == 3 && ids.iter().all(|id| !old.contains(id))).then_some(())
+    });
+    assert!(done.is_some(), "redeploy did not finish: {}", lab.state()["service"]);
+    assert!(min_healthy >= 2, "healthy dropped to {min_healthy}");
+    assert!(max_running <= 3, "ran {max_running} tasks with a maximum of 100%");
+    assert!(lab.state()["events"].to_string().contains("deployment completed"));
+    lab.down();
+}
