@@ -36,7 +36,7 @@ pub struct LabBackend {
     client: ControlClient,
     balancer_url: String,
     /// The lab process this run started, if it did.
-    owned: Option<tokio::sync::Mutex<tokio::process::Child>>,
+    owned: Option<Box<tokio::sync::Mutex<tokio::process::Child>>>,
     /// Sequence number of the last lab event already returned by [`LabBackend::sample`].
     cursor: Mutex<u64>,
 }
@@ -120,7 +120,7 @@ impl LabBackend {
         Ok(LabBackend {
             client,
             balancer_url: addr.balancer_url,
-            owned: Some(tokio::sync::Mutex::new(child)),
+            owned: Some(Box::new(tokio::sync::Mutex::new(child))),
             cursor: Mutex::new(0),
         })
     }
@@ -215,7 +215,14 @@ impl LabBackend {
                 ),
             }),
             FaultKind::Redeploy => {
-                let ids = sorted_ids(st.service.tasks.iter().map(|t| t.id.clone()).collect());
+                let ids = sorted_ids(
+                    st.service
+                        .tasks
+                        .iter()
+                        .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
+                        .map(|t| t.id.clone())
+                        .collect(),
+                );
                 Ok(Resolved {
                     summary: format!("rolling replacement of every task of service {service}: {}", ids.join(", ")),
                     targets: ids,

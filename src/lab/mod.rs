@@ -63,6 +63,11 @@ fn fraction(s: &str) -> Result<f64, String> {
     if f > 1.0 { Err(format!("`{s}` is above 100%")) } else { Ok(f) }
 }
 
+fn max_percent(s: &str) -> Result<f64, String> {
+    let f = parse_percent(s)?;
+    if !(1.0..=4.0).contains(&f) { Err(format!("`{s}` must be between 100% and 400%")) } else { Ok(f) }
+}
+
 /// `siege lab up` settings. Defaults: a task killed at t is healthy again by about t+5s.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
@@ -105,6 +110,9 @@ pub struct UpArgs {
     /// Minimum healthy share of the desired count during a redeploy.
     #[arg(long, default_value = "66%", value_parser = fraction)]
     pub min_healthy: f64,
+    /// Maximum running tasks during a redeploy, as a share of the desired count.
+    #[arg(long, default_value = "200%", value_parser = max_percent)]
+    pub max_percent: f64,
     /// How long a DB failover leaves the cluster without a writer (unless the fault says).
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub failover_outage: Duration,
@@ -136,6 +144,7 @@ impl UpArgs {
                 desired: self.tasks,
                 placement_delay: self.placement_delay,
                 min_healthy: self.min_healthy,
+                max_percent: self.max_percent,
                 autoscaling,
             },
             balancer_port: self.balancer_port,
@@ -179,6 +188,8 @@ impl UpArgs {
             ms(self.placement_delay),
             "--min-healthy".into(),
             pct(self.min_healthy),
+            "--max-percent".into(),
+            pct(self.max_percent),
             "--failover-outage".into(),
             ms(self.failover_outage),
             "--autoscale-target".into(),

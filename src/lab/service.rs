@@ -42,6 +42,9 @@ pub struct ServiceConfig {
     pub placement_delay: Duration,
     /// Fraction of the desired count that must stay healthy during a deployment.
     pub min_healthy: f64,
+    /// Upper bound of running tasks during a deployment, as a fraction of the desired count
+    /// (ECS's maximum percent, 2.0 by default: all replacements may start at once).
+    pub max_percent: f64,
     pub autoscaling: Option<AutoscalingConfig>,
 }
 
@@ -141,6 +144,8 @@ pub enum ServiceError {
 
 const TICK: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Time between deregistering a task the scheduler stops and signalling it.
+const DRAIN: Duration = Duration::from_millis(300);
 
 impl Service {
     pub fn start(
@@ -288,11 +293,13 @@ impl Service {
         }
     }
 
-    /// Deregisters, then SIGTERM, then SIGKILL after a grace period.
+    /// Deregisters, lets requests in flight drain (the ALB's deregistration delay), then
+    /// SIGTERM, then SIGKILL after a grace period.
     fn stop_task(&self, id: &str, pid: u32) {
         self.balancer.deregister(id);
-        proc::signal(pid, libc::SIGTERM);
         tokio::spawn(async move {
+            tokio::time::sleep(DRAIN).await;
+            proc::signal(pid, libc::SIGTERM);
             tokio::time::sleep(STOP_GRACE).await;
             if proc::alive(pid) {
                 proc::signal(pid, libc::SIGKILL);
@@ -387,21 +394,16 @@ impl Service {
     fn autoscale(&self) {
         let Ok(mut st) = self.lock() else { return };
         let Some(a) = st.autoscaling else { return };
-        if st.cpu_history.len() < 3 {
+        if st.cpu_history.len() < 3 || st.deploying {
+            return;
+        }
+        if st.last_scale.is_some_and(|at| at.elapsed() < Duration::from_millis(a.cooldown_ms)) {
             return;
         }
         let metric = st.cpu_history.iter().sum::<f64>() / st.cpu_history.len() as f64;
-        let running = st.tasks.iter().filter(|t| t.status == TaskStatus::Running).count() as f64;
-        if running == 0.0 || a.target_cpu_percent <= 0.0 {
-            return;
-        }
-        let cooled = st.last_scale.is_none_or(|at| at.elapsed() >= Duration::from_millis(a.cooldown_ms));
-        let wanted = ((running * metric / a.target_cpu_percent).ceil() as u32).clamp(a.min.max(1), a.max.max(a.min));
+        let running = st.tasks.iter().filter(|t| t.status == TaskStatus::Running).count() as u32;
         let current = st.desired;
-        // Scale in only well below the target, so that the count does not flap around it.
-        let scale_out = metric > a.target_cpu_percent && wanted > current;
-        let scale_in = metric < a.target_cpu_percent * 0.8 && wanted < current;
-        if cooled && (scale_out || scale_in) && !st.deploying {
+        if let Some(wanted) = scaling_decision(&a, running, metric, current) {
             st.desired = wanted;
             st.last_scale = Some(Instant::now());
             st.cpu_history.clear();
@@ -520,9 +522,12 @@ impl Service {
         marked
     }
 
-    /// Replaces marked tasks in batches: start a batch of new tasks (surge), wait until they are
-    /// healthy, then let the scheduler stop as many marked ones. Healthy tasks never drop below
-    /// the minimum healthy percent of the desired count.
+    /// Replaces marked tasks in batches, as ECS does with its minimum healthy and maximum
+    /// percent: with room above the desired count, start a batch of replacements (surge), wait
+    /// until they are healthy, then let the scheduler stop as many marked tasks — healthy tasks
+    /// never drop below the desired count. Without room (maximum 100%), stop a batch of marked
+    /// tasks first (as many as the minimum healthy percent allows, at least one) and wait for
+    /// the scheduler's replacements to be healthy.
     async fn deploy(self: Arc<Self>) {
         loop {
             let (marked, desired) = match self.lock() {
@@ -536,37 +541,38 @@ impl Service {
                 break;
             }
             let keep = (self.cfg.min_healthy * desired as f64).ceil() as u32;
-            let batch = desired.saturating_sub(keep).max(1).min(marked);
+            let room = ((self.cfg.max_percent * desired as f64).floor() as u32).saturating_sub(desired);
+            if room == 0 {
+                let batch = desired.saturating_sub(keep).max(1).min(marked);
+                let victims: Vec<(String, u32)> = match self.lock() {
+                    Ok(mut st) => st
+                        .tasks
+                        .iter_mut()
+                        .filter(|t| t.replace && t.status == TaskStatus::Running)
+                        .take(batch as usize)
+                        .map(|t| {
+                            t.status = TaskStatus::Stopping;
+                            (t.id.clone(), t.pid)
+                        })
+                        .collect(),
+                    Err(_) => return,
+                };
+                for (id, pid) in victims {
+                    self.stop_task(&id, pid);
+                }
+                self.wait_replacements_healthy().await;
+                continue;
+            }
+            let batch = room.min(marked);
             if let Ok(mut st) = self.lock() {
                 st.surge = batch;
             }
-            // Wait for the batch to be placed and healthy (bounded, so a broken image cannot wedge
-            // the deployment forever).
-            let deadline = Instant::now() + Duration::from_secs(60);
-            tokio::time::sleep(TICK * 2).await;
-            while Instant::now() < deadline {
-                let ready = match self.lock() {
-                    Ok(st) => {
-                        st.placements.is_empty()
-                            && st.starting == 0
-                            && st
-                                .tasks
-                                .iter()
-                                .filter(|t| t.status == TaskStatus::Running && !t.replace)
-                                .all(|t| self.balancer.health_of(&t.id) == Some(TargetHealth::Healthy))
-                    }
-                    Err(_) => return,
-                };
-                if ready {
-                    break;
-                }
-                tokio::time::sleep(TICK).await;
-            }
+            self.wait_replacements_healthy().await;
             if let Ok(mut st) = self.lock() {
                 st.surge = 0;
             }
             // The scheduler now stops `batch` surplus tasks, marked ones first.
-            let deadline = Instant::now() + STOP_GRACE * 2;
+            let deadline = Instant::now() + DRAIN + STOP_GRACE * 2;
             while Instant::now() < deadline {
                 let left = self
                     .lock()
@@ -583,6 +589,32 @@ impl Service {
             st.surge = 0;
         }
         self.events.push(format!("service {}: deployment completed", self.cfg.name));
+    }
+
+    /// Waits until every placement has started and every unmarked running task is healthy;
+    /// bounded, so that a task that never gets healthy cannot wedge a deployment forever.
+    async fn wait_replacements_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        tokio::time::sleep(TICK * 2).await;
+        while Instant::now() < deadline {
+            let ready = match self.lock() {
+                Ok(st) => {
+                    st.placements.is_empty()
+                        && st.starting == 0
+                        && st
+                            .tasks
+                            .iter()
+                            .filter(|t| t.status == TaskStatus::Running && !t.replace)
+                            .all(|t| self.balancer.health_of(&t.id) == Some(TargetHealth::Healthy))
+                }
+                Err(_) => return,
+            };
+            if ready {
+                return;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+        self.events.push(format!("service {}: deployment step timed out waiting for healthy tasks", self.cfg.name));
     }
 
     /// Changes the desired count and/or autoscaling.
@@ -671,6 +703,20 @@ impl Service {
     }
 }
 
+/// Target tracking: the new desired count when `running` tasks average `metric` percent CPU, or
+/// `None` to keep `current`. Scales out as soon as the metric is above the target, in only when
+/// it is well below (80% of the target), so that the count does not flap around it.
+pub fn scaling_decision(a: &AutoscalingConfig, running: u32, metric: f64, current: u32) -> Option<u32> {
+    if running == 0 || a.target_cpu_percent <= 0.0 || !metric.is_finite() {
+        return None;
+    }
+    let wanted =
+        ((running as f64 * metric / a.target_cpu_percent).ceil() as u32).clamp(a.min.max(1), a.max.max(a.min).max(1));
+    let out = metric > a.target_cpu_percent && wanted > current;
+    let inn = metric < a.target_cpu_percent * 0.8 && wanted < current;
+    (out || inn).then_some(wanted)
+}
+
 fn avg_cpu(tasks: &[Task]) -> f64 {
     let running: Vec<f64> = tasks.iter().filter(|t| t.status == TaskStatus::Running).map(|t| t.cpu_percent).collect();
     if running.is_empty() { 0.0 } else { running.iter().sum::<f64>() / running.len() as f64 }
@@ -689,3 +735,26 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: AutoscalingConfig = AutoscalingConfig { min: 2, max: 6, target_cpu_percent: 50.0, cooldown_ms: 0 };
+
+    #[test]
+    fn scales_out_proportionally_and_within_max() {
+        assert_eq!(scaling_decision(&A, 2, 100.0, 2), Some(4));
+        assert_eq!(scaling_decision(&A, 3, 400.0, 3), Some(6));
+        // At the target: nothing to do.
+        assert_eq!(scaling_decision(&A, 3, 50.0, 3), None);
+    }
+
+    #[test]
+    fn scales_in_only_well_below_target_and_not_below_min() {
+        assert_eq!(scaling_decision(&A, 4, 45.0, 4), None);
+        assert_eq!(scaling_decision(&A, 4, 10.0, 4), Some(2));
+        assert_eq!(scaling_decision(&A, 2, 0.0, 2), None);
+        assert_eq!(scaling_decision(&A, 0, 90.0, 2), None);
+    }
+}

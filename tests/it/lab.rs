@@ -361,14 +361,15 @@ fn cpu_stress_is_visible_in_task_cpu() {
     let cpu_of = |st: &Value, id: &str| -> f64 {
         st["service"]["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["id"] == id)).map(|t| t["cpu_percent"].as_f64().unwrap_or(0.0)).unwrap_or(0.0)
     };
-    let st = wait_for(Duration::from_secs(8), || {
+    // The machine may be shared: ask for a clear signal rather than the exact 80%.
+    let st = wait_for(Duration::from_secs(10), || {
         let st = lab.state();
-        (cpu_of(&st, &target) >= 50.0).then_some(st)
+        let busy = cpu_of(&st, &target);
+        let others = ids[1..].iter().map(|o| cpu_of(&st, o)).fold(0.0, f64::max);
+        (busy >= 25.0 && busy >= 5.0 * others.max(1.0)).then_some(st)
     })
-    .expect("stressed task CPU never reached 50%");
-    for other in &ids[1..] {
-        assert!(cpu_of(&st, other) < 30.0, "{other} busy too: {st}");
-    }
+    .unwrap_or_else(|| panic!("stressed task CPU not visible: {}", lab.state()["service"]));
+    assert!(st["service"]["avg_cpu_percent"].as_f64().unwrap() > 5.0);
     lab.post("/v1/tasks/clear", json!({ "tasks": [target], "what": "stress" }));
     wait_for(Duration::from_secs(6), || (cpu_of(&lab.state(), &target) < 20.0).then_some(()))
         .expect("CPU did not drop after the revert");
@@ -715,4 +716,26 @@ fn foreground_lab_stops_every_process_on_sigterm() {
     assert!(status.success());
     assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
     assert!(!file.exists());
+}
+
+#[test]
+fn redeploy_without_surge_room_keeps_the_minimum_healthy() {
+    let lab = TestLab::up(&["--max-percent", "100%", "--min-healthy", "66%", "--placement-delay", "500ms"]);
+    let old = lab.task_ids();
+    let r = lab.post("/v1/service/redeploy", json!({}));
+    assert_eq!(r["replacing"].as_array().unwrap().len(), 3);
+    let (mut min_healthy, mut max_running) = (3, 0);
+    let done = wait_for(Duration::from_secs(40), || {
+        let st = lab.state();
+        let healthy = st["targets"].as_array()?.iter().filter(|t| t["health"] == "healthy").count();
+        min_healthy = min_healthy.min(healthy);
+        max_running = max_running.max(st["service"]["running"].as_u64()?);
+        let ids = lab.task_ids();
+        (st["service"]["deploying"] == false && healthy == 3 && ids.iter().all(|id| !old.contains(id))).then_some(())
+    });
+    assert!(done.is_some(), "redeploy did not finish: {}", lab.state()["service"]);
+    assert!(min_healthy >= 2, "healthy dropped to {min_healthy}");
+    assert!(max_running <= 3, "ran {max_running} tasks with a maximum of 100%");
+    assert!(lab.state()["events"].to_string().contains("deployment completed"));
+    lab.down();
 }
