@@ -1,0 +1,249 @@
+//! Observation: ALB target health (ELBv2), ALB and ECS metrics (CloudWatch `GetMetricData`),
+//! CloudWatch alarm state for `alarm:` stop conditions, and new ECS service events.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
+use serde::Serialize;
+
+use super::AwsBackend;
+use super::error::aws_error;
+use crate::backend::BackendError;
+
+/// CloudWatch metrics are published per minute: asking more often only costs money.
+const METRICS_EVERY: Duration = Duration::from_secs(60);
+/// Period and look-back of the metric queries.
+const PERIOD_SECS: i32 = 60;
+const LOOK_BACK: Duration = Duration::from_secs(5 * 60);
+
+/// The latest minute of the ALB's and the service's CloudWatch metrics; `None` where the target
+/// names no balancer or CloudWatch has no datapoint yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CloudMetrics {
+    /// `AWS/ApplicationELB RequestCount`, sum over the minute.
+    pub request_count: Option<f64>,
+    /// `HTTPCode_ELB_5XX_Count + HTTPCode_Target_5XX_Count`, sum over the minute.
+    pub http_5xx: Option<f64>,
+    /// `TargetResponseTime` p95, in milliseconds.
+    pub target_response_p95_ms: Option<f64>,
+    /// `AWS/ECS CPUUtilization` of the service, average percent of the tasks' reserved CPU.
+    pub cpu_percent: Option<f64>,
+}
+
+/// The newest ECS service event already reported: its time and id.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EventMark {
+    at: (i64, u32),
+    id: String,
+}
+
+impl AwsBackend {
+    /// `(healthy, not healthy)` targets of the target group (draining ones count as neither).
+    pub(super) async fn target_health(&self, target_group: &str) -> Result<(u32, u32), BackendError> {
+        let arn = self.target_group_arn(target_group).await?;
+        let out = self
+            .clients
+            .elb
+            .describe_target_health()
+            .target_group_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetHealth", e))?;
+        let (mut healthy, mut unhealthy) = (0, 0);
+        for d in out.target_health_descriptions() {
+            match d.target_health().and_then(|h| h.state()) {
+                Some(TargetHealthStateEnum::Healthy) => healthy += 1,
+                Some(TargetHealthStateEnum::Draining) => {}
+                _ => unhealthy += 1,
+            }
+        }
+        Ok((healthy, unhealthy))
+    }
+
+    /// The ARN of a target group given by ARN or by name.
+    async fn target_group_arn(&self, target_group: &str) -> Result<String, BackendError> {
+        if target_group.starts_with("arn:") {
+            return Ok(target_group.to_string());
+        }
+        let out = self
+            .clients
+            .elb
+            .describe_target_groups()
+            .names(target_group)
+            .send()
+            .await
+            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+        out.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+            .ok_or_else(|| BackendError::NotFound(format!("target group {target_group}")))
+    }
+
+    /// `http://DNS-NAME` of the balancer given by ARN, by `app/NAME/ID` or by name.
+    pub(super) async fn load_balancer_url(&self, lb: &str) -> Result<String, BackendError> {
+        let req = self.clients.elb.describe_load_balancers();
+        let req = if lb.starts_with("arn:") {
+            req.load_balancer_arns(lb)
+        } else {
+            let name = lb.strip_prefix("app/").and_then(|s| s.split('/').next()).unwrap_or(lb);
+            req.names(name)
+        };
+        let out = req.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
+        out.load_balancers()
+            .first()
+            .and_then(|l| l.dns_name())
+            .map(|dns| format!("http://{dns}"))
+            .ok_or_else(|| BackendError::NotFound(format!("load balancer {lb}")))
+    }
+
+    /// Whether the alarm is in state ALARM; an alarm that does not exist is an error.
+    pub(super) async fn alarm_state(&self, name: &str) -> Result<bool, BackendError> {
+        let out = self
+            .clients
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names(name)
+            .send()
+            .await
+            .map_err(|e| aws_error("cloudwatch:DescribeAlarms", e))?;
+        let alarm = out
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(name))
+            .map(|a| a.state_value().cloned())
+            .or_else(|| out.composite_alarms().iter().find(|a| a.alarm_name() == Some(name)).map(|a| a.state_value().cloned()));
+        match alarm {
+            Some(state) => Ok(state == Some(StateValue::Alarm)),
+            None => Err(BackendError::NotFound(format!("CloudWatch alarm {name} (region {})", self.target.region))),
+        }
+    }
+
+    /// [`AwsBackend::cloud_metrics`], asked at most once a minute.
+    pub(super) async fn cached_metrics(&self) -> Result<CloudMetrics, BackendError> {
+        if let Ok(guard) = self.metrics_cache.lock()
+            && let Some((at, m)) = guard.as_ref()
+            && at.elapsed() < METRICS_EVERY
+        {
+            return Ok(m.clone());
+        }
+        let m = self.cloud_metrics().await?;
+        if let Ok(mut guard) = self.metrics_cache.lock() {
+            *guard = Some((Instant::now(), m.clone()));
+        }
+        Ok(m)
+    }
+
+    /// The latest minute of ALB request count, 5xx, p95 target response time and service CPU,
+    /// in one `GetMetricData` call.
+    pub async fn cloud_metrics(&self) -> Result<CloudMetrics, BackendError> {
+        let mut queries = Vec::new();
+        let lb = self.target.load_balancer.as_deref().map(lb_dimension);
+        if let Some(lb) = &lb {
+            let alb = |id: &str, metric: &str, stat: &str| query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat);
+            queries.push(alb("requests", "RequestCount", "Sum"));
+            queries.push(alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum"));
+            queries.push(alb("target5xx", "HTTPCode_Target_5XX_Count", "Sum"));
+            queries.push(alb("p95", "TargetResponseTime", "p95"));
+        }
+        queries.push(query(
+            "cpu",
+            "AWS/ECS",
+            "CPUUtilization",
+            &[("ClusterName", &self.target.cluster), ("ServiceName", &self.target.service)],
+            "Average",
+        ));
+        let now = SystemTime::now();
+        let end = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let start = end - LOOK_BACK.as_secs() as i64;
+        let out = self
+            .clients
+            .cloudwatch
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries))
+            .start_time(DateTime::from_secs(start))
+            .end_time(DateTime::from_secs(end + 1))
+            .scan_by(ScanBy::TimestampDescending)
+            .send()
+            .await
+            .map_err(|e| aws_error("cloudwatch:GetMetricData", e))?;
+        let latest = |id: &str| {
+            out.metric_data_results()
+                .iter()
+                .find(|r| r.id() == Some(id))
+                .and_then(|r| r.values().first().copied())
+        };
+        let http_5xx = match (latest("elb5xx"), latest("target5xx")) {
+            (None, None) if lb.is_some() => Some(0.0).filter(|_| latest("requests").is_some()),
+            (a, b) if lb.is_some() => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            _ => None,
+        };
+        Ok(CloudMetrics {
+            request_count: latest("requests"),
+            http_5xx,
+            target_response_p95_ms: latest("p95").map(|s| s * 1000.0),
+            cpu_percent: latest("cpu"),
+        })
+    }
+
+    /// Service events newer than the last ones reported, oldest first. The first call only marks
+    /// where the run starts: older history is not news.
+    pub(super) fn new_events(&self, events: &[aws_sdk_ecs::types::ServiceEvent]) -> Vec<String> {
+        let stamp = |e: &aws_sdk_ecs::types::ServiceEvent| e.created_at().map(|t| (t.secs(), t.subsec_nanos())).unwrap_or((0, 0));
+        let newest = events
+            .iter()
+            .max_by_key(|e| stamp(e))
+            .map(|e| EventMark { at: stamp(e), id: e.id().unwrap_or_default().to_string() });
+        let Ok(mut last) = self.last_event.lock() else {
+            return Vec::new();
+        };
+        let fresh = match last.as_ref() {
+            None => Vec::new(),
+            Some(mark) => {
+                let mut fresh: Vec<_> = events
+                    .iter()
+                    .filter(|e| stamp(e) > mark.at || (stamp(e) == mark.at && e.id() != Some(mark.id.as_str()) && stamp(e) != (0, 0)))
+                    .collect();
+                fresh.sort_by_key(|e| stamp(e));
+                fresh.iter().filter_map(|e| e.message().map(str::to_string)).collect()
+            }
+        };
+        if newest.is_some() || last.is_none() {
+            *last = Some(newest.unwrap_or(EventMark { at: (0, 0), id: String::new() }));
+        }
+        fresh
+    }
+}
+
+/// The CloudWatch `LoadBalancer` dimension (`app/NAME/ID`) of a balancer given by ARN or as is.
+fn lb_dimension(lb: &str) -> String {
+    match lb.split_once(":loadbalancer/") {
+        Some((_, rest)) => rest.to_string(),
+        None => lb.to_string(),
+    }
+}
+
+fn query(id: &str, namespace: &str, metric: &str, dims: &[(&str, &str)], stat: &str) -> MetricDataQuery {
+    let mut m = Metric::builder().namespace(namespace).metric_name(metric);
+    for (name, value) in dims {
+        m = m.dimensions(Dimension::builder().name(*name).value(*value).build());
+    }
+    let stat = MetricStat::builder().metric(m.build()).period(PERIOD_SECS).stat(stat).build();
+    MetricDataQuery::builder().id(id).metric_stat(stat).return_data(true).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_balancer_dimension_from_arn_or_suffix() {
+        assert_eq!(
+            lb_dimension("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/prod-lb/50dc6c495c0c9188"),
+            "app/prod-lb/50dc6c495c0c9188"
+        );
+        assert_eq!(lb_dimension("app/prod-lb/123"), "app/prod-lb/123");
+    }
+}
