@@ -81,6 +81,7 @@ impl AwsBackend {
             .secrets
             .get_secret_value()
             .secret_id(secret)
+            .version_stage(CURRENT)
             .send()
             .await
             .map_err(|e| aws_error("secretsmanager:GetSecretValue", e))?;
