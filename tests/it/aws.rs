@@ -421,3 +421,24 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn access_denied_names_the_missing_action() {
+    let world = World::start().await;
+    let (id, secret) = world.moto.limited_user(
+        "siege-readonly",
+        &["sts:GetCallerIdentity", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:DescribeServices"],
+    );
+    let config = world.moto.sdk_config_as(&id, &secret).await;
+    let mut target = world.target();
+    target.load_balancer = None;
+    target.url = Some("http://127.0.0.1:1".into());
+    let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
+    let f = fault("kill", kill(Selection::Count(1)), None);
+    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("reading is allowed");
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    let err = b.inject(&f, &injected, RUN).await.expect_err("StopTask is not allowed");
+    let msg = err.to_string();
+    assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
+}
+

@@ -2,8 +2,8 @@
 //! that was denied, the resource that is missing, the endpoint that cannot be reached.
 
 use std::error::Error as StdError;
-use std::fmt::Debug;
 
+use aws_sdk_ecs::config::http::HttpResponse;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::backend::BackendError;
@@ -42,12 +42,18 @@ const NOT_FOUND: &[&str] = &[
 
 /// Maps an SDK error of the call `action` (the IAM action name, e.g. `ecs:StopTask`) to a
 /// [`BackendError`].
-pub(crate) fn aws_error<E, R>(action: &str, err: SdkError<E, R>) -> BackendError
+pub(crate) fn aws_error<E>(action: &str, err: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: Debug + Send + Sync + 'static,
 {
     match &err {
+        // Identity resolution fails before anything is sent and surfaces as a dispatch failure.
+        SdkError::DispatchFailure(_) if DisplayErrorContext(&err).to_string().contains("credential") => {
+            return BackendError::Api(format!(
+                "{action}: no usable AWS credentials (siege uses the standard chain: environment, profile, SSO, instance role): {}",
+                DisplayErrorContext(&err)
+            ));
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             return BackendError::Api(format!(
                 "{action}: cannot reach the AWS endpoint ({}); check the network, `endpoint:` or AWS_ENDPOINT_URL",
@@ -62,9 +68,30 @@ where
         }
         _ => {}
     }
-    let code = err.code().unwrap_or("").to_string();
-    let message = err.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let mut code = err.code().unwrap_or("").to_string();
+    let mut message = err.message().map(str::to_string);
+    if code.is_empty()
+        && let Some(raw) = err.raw_response()
+    {
+        // An error body the SDK could not parse (a proxy, or an emulator answering in another
+        // protocol): the status and any XML `<Code>`/`<Message>` still say what happened.
+        let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+        if let Some(c) = xml_value(&body, "Code") {
+            code = c;
+            message = xml_value(&body, "Message").or(message);
+        } else if raw.status().as_u16() == 403 {
+            code = "AccessDenied".into();
+        }
+    }
+    let message = message.unwrap_or_else(|| DisplayErrorContext(&err).to_string());
     classify(action, &code, &message)
+}
+
+/// The text of the first `<tag>…</tag>` in `xml`.
+fn xml_value(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml[start..end].to_string())
 }
 
 /// The classification behind [`aws_error`], separated so that it can be tested without the SDK.
@@ -94,6 +121,14 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("access denied"), "{msg}");
         assert!(msg.contains("`ecs:StopTask`"), "{msg}");
+    }
+
+    #[test]
+    fn xml_error_bodies_are_read() {
+        let body = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>";
+        assert_eq!(xml_value(body, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(xml_value(body, "Message").as_deref(), Some("no"));
+        assert_eq!(xml_value(body, "Type"), None);
     }
 
     #[test]

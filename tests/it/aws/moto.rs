@@ -102,14 +102,15 @@ impl Moto {
             .await
     }
 
-    /// A raw EC2 query call (the SDK for EC2 is not a dependency of siege); returns the XML.
-    fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
-        let mut body = format!("Action={action}&Version=2016-11-15");
+    /// A raw query-protocol call (EC2 and IAM are not dependencies of siege); returns the XML.
+    /// moto routes on the credential scope and does not check the signature while auth is off.
+    pub fn query(&self, service: &str, version: &str, action: &str, params: &[(&str, &str)]) -> String {
+        let mut body = format!("Action={action}&Version={version}");
         for (k, v) in params {
-            body.push_str(&format!("&{k}={v}"));
+            body.push_str(&format!("&{}={}", urlencode(k), urlencode(v)));
         }
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0"
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
         );
         http(
             self.port,
@@ -118,8 +119,52 @@ impl Moto {
             &body,
             &[("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", &auth)],
         )
-        .expect("moto ec2 call")
+        .unwrap_or_else(|e| panic!("moto {service} {action}: {e}"))
     }
+
+    fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.query("ec2", "2016-11-15", action, params)
+    }
+
+    /// Creates an IAM user allowed only `actions` and returns its access key; from then on moto
+    /// enforces IAM on every request, as AWS does.
+    pub fn limited_user(&self, name: &str, actions: &[&str]) -> (String, String) {
+        self.query("iam", "2010-05-08", "CreateUser", &[("UserName", name)]);
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{}],"Resource":"*"}}]}}"#,
+            actions.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(",")
+        );
+        self.query(
+            "iam",
+            "2010-05-08",
+            "PutUserPolicy",
+            &[("UserName", name), ("PolicyName", "siege"), ("PolicyDocument", &policy)],
+        );
+        let key = self.query("iam", "2010-05-08", "CreateAccessKey", &[("UserName", name)]);
+        let id = xml_values(&key, "AccessKeyId").into_iter().next().expect("access key id");
+        let secret = xml_values(&key, "SecretAccessKey").into_iter().next().expect("secret key");
+        http(self.port, "POST", "/moto-api/reset-auth", "0", &[]).expect("enable moto auth");
+        (id, secret)
+    }
+
+    /// SDK configuration with the given credentials.
+    pub async fn sdk_config_as(&self, key_id: &str, secret: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(key_id, secret, None, None, "siege-tests"))
+            .load()
+            .await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Drop for Moto {
