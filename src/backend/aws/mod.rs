@@ -379,7 +379,9 @@ impl AwsBackend {
         if let Some(cluster) = &self.target.db_cluster {
             sample.db_writer = self.writer(cluster).await?;
         }
-        sample.cpu_percent = self.cached_metrics().await?.cpu_percent;
+        let (metrics, note) = self.cached_metrics().await;
+        sample.cpu_percent = metrics.cpu_percent;
+        sample.events.extend(note);
         Ok(sample)
     }
 

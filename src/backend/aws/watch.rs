@@ -121,19 +121,24 @@ impl AwsBackend {
         }
     }
 
-    /// [`AwsBackend::cloud_metrics`], asked at most once a minute.
-    pub(super) async fn cached_metrics(&self) -> Result<CloudMetrics, BackendError> {
+    /// [`AwsBackend::cloud_metrics`], asked at most once a minute. A failure is not fatal to
+    /// sampling (task counts and target health matter more): it comes back as a note, once per
+    /// attempt, and the metrics stay unknown until the next attempt.
+    pub(super) async fn cached_metrics(&self) -> (CloudMetrics, Option<String>) {
         if let Ok(guard) = self.metrics_cache.lock()
             && let Some((at, m)) = guard.as_ref()
             && at.elapsed() < METRICS_EVERY
         {
-            return Ok(m.clone());
+            return (m.clone(), None);
         }
-        let m = self.cloud_metrics().await?;
+        let (m, note) = match self.cloud_metrics().await {
+            Ok(m) => (m, None),
+            Err(e) => (CloudMetrics::default(), Some(format!("CloudWatch metrics unavailable: {e}"))),
+        };
         if let Ok(mut guard) = self.metrics_cache.lock() {
             *guard = Some((Instant::now(), m.clone()));
         }
-        Ok(m)
+        (m, note)
     }
 
     /// The latest minute of ALB request count, 5xx, p95 target response time and service CPU,
