@@ -63,7 +63,6 @@ fn kill(select: Selection) -> FaultKind {
 #[tokio::test]
 async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
     let mut world = World::start().await;
-    world.start_scheduler(Duration::from_secs(4));
     let b = backend(&world, world.target()).await;
     let before = world.running_service_tasks().await;
     assert_eq!(before.len(), moto::TASKS);
@@ -101,10 +100,11 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
         }
     }
 
-    // The sampler sees the gap, then the scheduler's replacements.
+    // The sampler sees the gap, then (once the scheduler plays ECS) the replacements.
     let s = b.sample().await.expect("sample");
     assert_eq!(s.desired_tasks, Some(4));
     assert_eq!(s.running_tasks, Some(2), "{s:?}");
+    world.start_scheduler(Duration::from_millis(500));
     let recovered = wait_async(Duration::from_secs(30), || async {
         let s = b.sample().await.ok()?;
         (s.running_tasks == Some(4) && s.healthy_targets == Some(4)).then_some(s)

@@ -182,7 +182,7 @@ fn free_port() -> u16 {
 /// Minimal HTTP/1.1 request to the loopback server; `Ok(body)` on a 2xx answer.
 fn http(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Result<String, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
