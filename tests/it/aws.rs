@@ -347,7 +347,11 @@ async fn wrong_account_is_a_precondition_and_nothing_is_touched() {
 #[tokio::test]
 async fn preflight_and_samplers_on_a_healthy_world() {
     let world = World::start().await;
-    let b = backend(&world, world.target()).await;
+    // By ARN here; the other tests name them.
+    let mut target = world.target();
+    target.target_group = Some(world.target_group_arn.clone());
+    target.load_balancer = Some(world.load_balancer_arn.clone());
+    let b = backend(&world, target).await;
     assert_eq!(b.entry_url(), format!("http://{}", world.load_balancer_dns));
     let sc = scenario(
         world.target(),
@@ -386,6 +390,8 @@ async fn preflight_and_samplers_on_a_healthy_world() {
     .await
     .unwrap();
     let m = b.cloud_metrics().await.expect("metrics");
+    let by_name = backend(&world, world.target()).await;
+    assert_eq!(by_name.cloud_metrics().await.expect("metrics"), m, "same balancer by name and by ARN");
     assert_eq!(m.request_count, Some(600.0));
     assert_eq!(m.http_5xx, Some(3.0));
     assert_eq!(m.cpu_percent, Some(42.0));

@@ -81,6 +81,8 @@ pub struct AwsBackend {
     caller_account: OnceCell<String>,
     /// Base URL of the load (the scenario's `url`, else the ALB's DNS name).
     entry_url: String,
+    /// CloudWatch `LoadBalancer` dimension (`app/NAME/ID`) of the named balancer.
+    lb_dimension: Option<String>,
     /// Newest ECS service event already returned by [`AwsBackend::sample`].
     last_event: Mutex<Option<watch::EventMark>>,
     /// CloudWatch metrics are minute-grained and priced per request: fetched at most once a minute.
@@ -129,15 +131,18 @@ impl AwsBackend {
             run_id: run_id.to_string(),
             clients,
             caller_account: OnceCell::new(),
-            entry_url: String::new(),
+            entry_url: target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
+            lb_dimension: None,
             last_event: Mutex::new(None),
             metrics_cache: Mutex::new(None),
         };
-        backend.entry_url = match (&target.url, &target.load_balancer) {
-            (Some(url), _) => url.trim_end_matches('/').to_string(),
-            (None, Some(lb)) => backend.load_balancer_url(lb).await?,
-            (None, None) => String::new(),
-        };
+        if let Some(lb) = &target.load_balancer {
+            let (dns, dimension) = backend.describe_load_balancer(lb).await?;
+            if target.url.is_none() {
+                backend.entry_url = format!("http://{dns}");
+            }
+            backend.lb_dimension = Some(dimension);
+        }
         Ok(backend)
     }
 
@@ -166,18 +171,18 @@ impl AwsBackend {
     pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Self>, BackendError> {
         let l: Locator = serde_json::from_value(locator.clone())
             .map_err(|e| BackendError::Api(format!("unreadable aws locator in the journal: {e}")))?;
+        // Neither the entry URL nor the balancer is needed to revert; skipping the balancer
+        // lookup keeps `siege recover` working even when the balancer is gone.
         let target = AwsTarget {
             region: l.region,
             account: l.account,
             cluster: l.cluster,
             service: l.service,
             target_group: l.target_group,
-            load_balancer: l.load_balancer,
             db_cluster: l.db_cluster,
             secret: l.secret,
-            // The entry URL is not needed to revert; skipping the balancer lookup keeps
-            // `siege recover` working even when the balancer is gone.
             url: Some(l.url.unwrap_or_default()),
+            load_balancer: None,
             endpoint: l.endpoint,
             fis_role: l.fis_role,
             max_select: 1.0,

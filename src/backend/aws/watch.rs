@@ -82,8 +82,9 @@ impl AwsBackend {
             .ok_or_else(|| BackendError::NotFound(format!("target group {target_group}")))
     }
 
-    /// `http://DNS-NAME` of the balancer given by ARN, by `app/NAME/ID` or by name.
-    pub(super) async fn load_balancer_url(&self, lb: &str) -> Result<String, BackendError> {
+    /// DNS name and CloudWatch dimension (`app/NAME/ID`) of the balancer given by ARN, by
+    /// `app/NAME/ID` or by name.
+    pub(super) async fn describe_load_balancer(&self, lb: &str) -> Result<(String, String), BackendError> {
         let req = self.clients.elb.describe_load_balancers();
         let req = if lb.starts_with("arn:") {
             req.load_balancer_arns(lb)
@@ -92,11 +93,13 @@ impl AwsBackend {
             req.names(name)
         };
         let out = req.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
-        out.load_balancers()
-            .first()
-            .and_then(|l| l.dns_name())
-            .map(|dns| format!("http://{dns}"))
-            .ok_or_else(|| BackendError::NotFound(format!("load balancer {lb}")))
+        let found = out.load_balancers().first();
+        let dns = found.and_then(|l| l.dns_name());
+        let arn = found.and_then(|l| l.load_balancer_arn()).unwrap_or(lb);
+        match dns {
+            Some(dns) => Ok((dns.to_string(), lb_dimension(arn))),
+            None => Err(BackendError::NotFound(format!("load balancer {lb}"))),
+        }
     }
 
     /// Whether the alarm is in state ALARM; an alarm that does not exist is an error.
@@ -145,8 +148,8 @@ impl AwsBackend {
     /// in one `GetMetricData` call.
     pub async fn cloud_metrics(&self) -> Result<CloudMetrics, BackendError> {
         let mut queries = Vec::new();
-        let lb = self.target.load_balancer.as_deref().map(lb_dimension);
-        if let Some(lb) = &lb {
+        let lb = self.lb_dimension.as_deref();
+        if let Some(lb) = lb {
             let alb = |id: &str, metric: &str, stat: &str| query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat);
             queries.push(alb("requests", "RequestCount", "Sum"));
             queries.push(alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum"));

@@ -360,16 +360,16 @@ impl World {
         world
     }
 
-    /// The scenario target for this world (what `target: aws:` in scenarios/aws/*.yaml names),
-    /// with the endpoint of this moto.
+    /// The scenario target for this world (what `target: aws:` in scenarios/aws/*.yaml names:
+    /// the target group and balancer by name), with the endpoint of this moto.
     pub fn target(&self) -> AwsTarget {
         AwsTarget {
             region: REGION.into(),
             account: Some(ACCOUNT.into()),
             cluster: CLUSTER.into(),
             service: SERVICE.into(),
-            target_group: Some(self.target_group_arn.clone()),
-            load_balancer: Some(self.load_balancer_arn.clone()),
+            target_group: Some(TARGET_GROUP.into()),
+            load_balancer: Some(LOAD_BALANCER.into()),
             db_cluster: Some(DB_CLUSTER.into()),
             secret: Some(SECRET.into()),
             url: None,
