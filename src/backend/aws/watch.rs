@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
+use aws_sdk_ecs::types::ServiceEvent;
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use serde::Serialize;
 
@@ -196,33 +197,43 @@ impl AwsBackend {
         })
     }
 
-    /// Service events newer than the last ones reported, oldest first. The first call only marks
-    /// where the run starts: older history is not news.
-    pub(super) fn new_events(&self, events: &[aws_sdk_ecs::types::ServiceEvent]) -> Vec<String> {
-        let stamp = |e: &aws_sdk_ecs::types::ServiceEvent| e.created_at().map(|t| (t.secs(), t.subsec_nanos())).unwrap_or((0, 0));
-        let newest = events
-            .iter()
-            .max_by_key(|e| stamp(e))
-            .map(|e| EventMark { at: stamp(e), id: e.id().unwrap_or_default().to_string() });
-        let Ok(mut last) = self.last_event.lock() else {
-            return Vec::new();
-        };
-        let fresh = match last.as_ref() {
-            None => Vec::new(),
-            Some(mark) => {
-                let mut fresh: Vec<_> = events
-                    .iter()
-                    .filter(|e| stamp(e) > mark.at || (stamp(e) == mark.at && e.id() != Some(mark.id.as_str()) && stamp(e) != (0, 0)))
-                    .collect();
-                fresh.sort_by_key(|e| stamp(e));
-                fresh.iter().filter_map(|e| e.message().map(str::to_string)).collect()
-            }
-        };
-        if newest.is_some() || last.is_none() {
-            *last = Some(newest.unwrap_or(EventMark { at: (0, 0), id: String::new() }));
+    /// Service events newer than the last ones reported, oldest first.
+    pub(super) fn new_events(&self, events: &[ServiceEvent]) -> Vec<String> {
+        match self.last_event.lock() {
+            Ok(mut mark) => fresh_events(&mut mark, events),
+            Err(_) => Vec::new(),
         }
-        fresh
     }
+}
+
+fn stamp(e: &ServiceEvent) -> (i64, u32) {
+    e.created_at().map(|t| (t.secs(), t.subsec_nanos())).unwrap_or((0, 0))
+}
+
+/// Messages of the events after `mark`, oldest first, and moves `mark` to the newest. The first
+/// call (no mark yet) only sets the mark: history from before the run is not news.
+fn fresh_events(mark: &mut Option<EventMark>, events: &[ServiceEvent]) -> Vec<String> {
+    let newest = events
+        .iter()
+        .max_by_key(|e| stamp(e))
+        .map(|e| EventMark { at: stamp(e), id: e.id().unwrap_or_default().to_string() });
+    let fresh = match mark.as_ref() {
+        None => Vec::new(),
+        Some(m) => {
+            let mut fresh: Vec<&ServiceEvent> = events
+                .iter()
+                .filter(|e| stamp(e) > m.at || (stamp(e) == m.at && e.id().unwrap_or_default() != m.id))
+                .collect();
+            fresh.sort_by_key(|e| stamp(e));
+            fresh.iter().filter_map(|e| e.message().map(str::to_string)).collect()
+        }
+    };
+    match newest {
+        Some(n) if mark.as_ref().is_none_or(|m| n.at >= m.at) => *mark = Some(n),
+        None if mark.is_none() => *mark = Some(EventMark { at: (0, 0), id: String::new() }),
+        _ => {}
+    }
+    fresh
 }
 
 /// The CloudWatch `LoadBalancer` dimension (`app/NAME/ID`) of a balancer given by ARN or as is.
@@ -245,6 +256,27 @@ fn query(id: &str, namespace: &str, metric: &str, dims: &[(&str, &str)], stat: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(id: &str, secs: i64, msg: &str) -> ServiceEvent {
+        ServiceEvent::builder()
+            .id(id)
+            .created_at(aws_sdk_ecs::primitives::DateTime::from_secs(secs))
+            .message(msg)
+            .build()
+    }
+
+    #[test]
+    fn only_new_service_events_are_reported_oldest_first() {
+        let mut mark = None;
+        // ECS lists the newest first.
+        let old = vec![event("b", 20, "old 2"), event("a", 10, "old 1")];
+        assert!(fresh_events(&mut mark, &old).is_empty(), "history before the run is not news");
+        let mut now = vec![event("d", 40, "stopped 1 task"), event("c", 30, "has reached a steady state")];
+        now.extend(old.clone());
+        assert_eq!(fresh_events(&mut mark, &now), vec!["has reached a steady state", "stopped 1 task"]);
+        assert!(fresh_events(&mut mark, &now).is_empty());
+        assert!(fresh_events(&mut None, &[]).is_empty());
+    }
 
     #[test]
     fn load_balancer_dimension_from_arn_or_suffix() {
