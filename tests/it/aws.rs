@@ -186,6 +186,11 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
         assert!(templates(&world).await.is_empty(), "template not deleted");
         let exp = world.fis.get_experiment().id(&exps[0].0).send().await.unwrap();
         assert_eq!(exp.experiment().unwrap().state().unwrap().status().unwrap().as_str(), "stopped");
+        // The sampler watches the experiments the run started and reports their changes once.
+        let note = format!("FIS experiment {} of fault {}: stopped", exps[0].0, f.name);
+        let events = b.sample().await.expect("sample").events;
+        assert!(events.iter().any(|e| e.starts_with(&note)), "{events:?}");
+        assert!(!b.sample().await.expect("sample").events.iter().any(|e| e.starts_with(&note)));
         // Idempotent.
         b.revert(&injected).await.expect("second revert");
         // A record whose injection never ran reverts to nothing.

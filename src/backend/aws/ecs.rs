@@ -168,12 +168,11 @@ impl AwsBackend {
     pub(super) async fn resolve_redeploy(&self) -> Result<Resolved, BackendError> {
         let service = self.describe_service().await?;
         let arn = service.service_arn().unwrap_or(&self.target.service).to_string();
+        let running = self.running_task_arns().await?.len();
         Ok(Resolved {
             summary: format!(
-                "force a new deployment of service {} (cluster {}): ECS replaces all {} running tasks",
-                self.target.service,
-                self.target.cluster,
-                service.running_count()
+                "force a new deployment of service {} (cluster {}): ECS replaces all {running} running tasks",
+                self.target.service, self.target.cluster,
             ),
             targets: vec![arn],
         })

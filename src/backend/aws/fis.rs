@@ -36,6 +36,14 @@ const POLL: Duration = Duration::from_secs(1);
 /// FIS's target name for the tasks in every template siege writes.
 const TARGET: &str = "Tasks";
 
+/// An experiment started by this process, and the last status reported for it.
+#[derive(Debug, Clone)]
+pub(super) struct Watched {
+    fault: String,
+    id: String,
+    status: ExperimentStatus,
+}
+
 fn duration_of(fault: &Fault) -> Duration {
     fault.duration.unwrap_or(DEFAULT_DURATION)
 }
@@ -189,12 +197,47 @@ impl AwsBackend {
             .and_then(|e| e.id())
             .map(str::to_string)
             .ok_or_else(|| BackendError::Api("fis:StartExperiment returned no experiment id".into()))?;
-        self.wait_running(&experiment_id).await
+        let status = self.wait_running(&experiment_id).await?;
+        if let Ok(mut watched) = self.experiments.lock() {
+            watched.push(Watched { fault: fault.name.clone(), id: experiment_id, status });
+        }
+        Ok(())
+    }
+
+    /// Notes for the experiments whose state changed since the last sample, e.g. one that failed
+    /// because the tasks lack the SSM agent. Finished experiments are no longer asked about.
+    pub(super) async fn watch_experiments(&self) -> Vec<String> {
+        let pending: Vec<Watched> = match self.experiments.lock() {
+            Ok(w) => w.iter().filter(|w| !is_terminal(Some(&w.status))).cloned().collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut notes = Vec::new();
+        for w in pending {
+            let out = match self.clients.fis.get_experiment().id(&w.id).send().await {
+                Ok(out) => out,
+                Err(e) => {
+                    notes.push(format!("FIS experiment {} of fault {}: {}", w.id, w.fault, aws_error("fis:GetExperiment", e)));
+                    continue;
+                }
+            };
+            let state = out.experiment().and_then(|e| e.state());
+            let Some(status) = state.and_then(|s| s.status()).cloned() else { continue };
+            if status != w.status {
+                let reason = state.and_then(|s| s.reason()).unwrap_or("");
+                notes.push(format!("FIS experiment {} of fault {}: {} {reason}", w.id, w.fault, status.as_str()).trim_end().to_string());
+                if let Ok(mut watched) = self.experiments.lock()
+                    && let Some(x) = watched.iter_mut().find(|x| x.id == w.id)
+                {
+                    x.status = status;
+                }
+            }
+        }
+        notes
     }
 
     /// Watches a new experiment until it runs (or finishes); a failed one is an error with FIS's
-    /// reason.
-    async fn wait_running(&self, id: &str) -> Result<(), BackendError> {
+    /// reason. Returns the status reached.
+    async fn wait_running(&self, id: &str) -> Result<ExperimentStatus, BackendError> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             let out = self
@@ -208,7 +251,7 @@ impl AwsBackend {
             let state = out.experiment().and_then(|e| e.state());
             let status = state.and_then(|s| s.status());
             match status {
-                Some(ExperimentStatus::Running | ExperimentStatus::Completed) => return Ok(()),
+                Some(s @ (ExperimentStatus::Running | ExperimentStatus::Completed)) => return Ok(s.clone()),
                 Some(s @ (ExperimentStatus::Failed | ExperimentStatus::Stopped | ExperimentStatus::Cancelled)) => {
                     let reason = state.and_then(|s| s.reason()).unwrap_or("no reason given");
                     return Err(BackendError::Api(format!("FIS experiment {id} {}: {reason}", s.as_str())));

@@ -85,6 +85,9 @@ pub struct AwsBackend {
     lb_dimension: Option<String>,
     /// Newest ECS service event already returned by [`AwsBackend::sample`].
     last_event: Mutex<Option<watch::EventMark>>,
+    /// FIS experiments this process started, watched by [`AwsBackend::sample`]: (fault, id,
+    /// last status reported).
+    experiments: Mutex<Vec<fis::Watched>>,
     /// CloudWatch metrics are minute-grained and priced per request: fetched at most once a minute.
     metrics_cache: Mutex<Option<(std::time::Instant, CloudMetrics)>>,
 }
@@ -134,6 +137,7 @@ impl AwsBackend {
             entry_url: target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
             lb_dimension: None,
             last_event: Mutex::new(None),
+            experiments: Mutex::new(Vec::new()),
             metrics_cache: Mutex::new(None),
         };
         if let Some(lb) = &target.load_balancer {
@@ -259,10 +263,7 @@ impl AwsBackend {
                 _ => {}
             }
             // Resolving checks the blast radius and that the named resources exist.
-            if !matches!(fault.kind, FaultKind::Redeploy) {
-                let mut rng = Rng::new(0);
-                self.resolve(fault, &mut rng).await?;
-            }
+            self.resolve(fault, &mut Rng::new(0)).await?;
         }
         for stop in &scenario.stop {
             if let StopCondition::Alarm { name } = stop {
@@ -372,7 +373,8 @@ impl AwsBackend {
         }
     }
 
-    /// Service task counts and events, target health, the Aurora writer, task CPU.
+    /// Service task counts and events, target health, the Aurora writer, task CPU, and changes of
+    /// state of the FIS experiments this run started.
     pub async fn sample(&self) -> Result<Sample, BackendError> {
         let mut sample = Sample::default();
         self.sample_service(&mut sample).await?;
@@ -384,6 +386,7 @@ impl AwsBackend {
         if let Some(cluster) = &self.target.db_cluster {
             sample.db_writer = self.writer(cluster).await?;
         }
+        sample.events.extend(self.watch_experiments().await);
         let (metrics, note) = self.cached_metrics().await;
         sample.cpu_percent = metrics.cpu_percent;
         sample.events.extend(note);
