@@ -380,6 +380,17 @@ impl World {
         }
     }
 
+    /// The `target:` block of a scenario file for this world (what scenarios/aws/*.yaml name),
+    /// pointing at this moto with `endpoint:`.
+    pub fn target_yaml(&self) -> String {
+        format!(
+            "target:\n  aws:\n    region: {REGION}\n    account: \"{ACCOUNT}\"\n    cluster: {CLUSTER}\n    service: {SERVICE}\n    \
+             target_group: {TARGET_GROUP}\n    load_balancer: {LOAD_BALANCER}\n    db_cluster: {DB_CLUSTER}\n    \
+             secret: {SECRET}\n    fis_role: {FIS_ROLE}\n    endpoint: {}\n",
+            self.moto.endpoint
+        )
+    }
+
     /// Environment for a spawned `siege` talking to this moto (set with `Command::envs`).
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
