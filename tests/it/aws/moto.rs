@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -57,7 +58,16 @@ impl Moto {
             .unwrap_or_else(|| crate::common::repo_root().join(".venv/bin/moto_server"));
         assert!(bin.exists(), "moto_server not found at {}. {INSTALL}", bin.display());
         let port = free_port();
-        let mut child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        // SAFETY: `prctl` is async-signal-safe; nothing else runs between fork and exec. It ends
+        // moto with the test even when the test process is killed (a timeout) and cannot drop it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // Services report their tasks as running in their deployments, so that a forced
             // deployment can complete.
