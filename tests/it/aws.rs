@@ -122,7 +122,9 @@ async fn selections_above_max_select_are_refused_unless_full_outage_is_allowed()
     let f = fault("kill-all", kill(Selection::Percent(1.0)), None);
     let err = b.resolve(&f, &mut Rng::new(1)).await.expect_err("blast radius");
     assert!(matches!(err, BackendError::Precondition(_)), "{err}");
-    assert!(err.to_string().contains("max_select") && err.to_string().contains("allow_full_outage"), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("select: 100% picks 4 of 4 running tasks"), "{msg}");
+    assert!(msg.contains("max_select 50%") && msg.contains("allow_full_outage"), "{msg}");
     let f3 = fault("kill-three", kill(Selection::Count(3)), None);
     assert!(matches!(b.resolve(&f3, &mut Rng::new(1)).await, Err(BackendError::Precondition(_))));
     // preflight applies the same cap before anything runs.

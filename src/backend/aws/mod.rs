@@ -410,7 +410,8 @@ impl AwsBackend {
         if !self.target.allow_full_outage && fraction > self.target.max_select + 1e-9 {
             let asked = match select {
                 Selection::Count(c) => format!("{c}"),
-                Selection::Percent(p) => format!("{}%", p * 100.0),
+                Selection::Percent(p) if ((p * 100.0).round() - p * 100.0).abs() < 1e-9 => format!("{:.0}%", p * 100.0),
+                Selection::Percent(p) => format!("{:.1}%", p * 100.0),
             };
             return Err(BackendError::Precondition(format!(
                 "select: {asked} picks {k} of {n} running tasks ({:.0}%), above max_select {:.0}%; set `allow_full_outage: true` on the target to allow it",
