@@ -1,1 +1,457 @@
-//! Integration tests: aws.
+//! Integration tests: the aws backend against moto's server (see `aws/moto.rs`). Each test starts
+//! its own moto on a free loopback port; credentials and endpoint live on the SDK configuration
+//! handed to the backend, never in this process's environment.
+
+pub mod moto;
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::StateValue;
+use siege::backend::aws::AwsBackend;
+use siege::backend::{BackendError, Injected};
+use siege::scenario::{
+    AwsTarget, Fault, FaultKind, KillSignal, Load, Rate, Recovery, Scenario, Selection, SteadyState, StopCondition,
+    Target,
+};
+use siege::util::Rng;
+
+use moto::World;
+
+const RUN: &str = "run-20261122T030000Z-test";
+
+async fn backend(world: &World, target: AwsTarget) -> AwsBackend {
+    AwsBackend::with_config(&target, RUN, &world.config).await.expect("connect to moto")
+}
+
+fn fault(name: &str, kind: FaultKind, duration: Option<Duration>) -> Fault {
+    Fault { name: name.into(), at: Duration::from_secs(10), duration, kind }
+}
+
+fn scenario(target: AwsTarget, faults: Vec<Fault>, stop: Vec<StopCondition>) -> Scenario {
+    Scenario {
+        name: "aws-test".into(),
+        description: None,
+        runbook: None,
+        seed: Some(7),
+        target: Target::Aws(target),
+        load: Load {
+            url: "/".into(),
+            rate: Rate { per_second: 10.0 },
+            stages: vec![],
+            duration: Duration::from_secs(60),
+            timeout: Duration::from_secs(2),
+        },
+        steady_state: SteadyState { checks: vec![] },
+        faults,
+        stop,
+        recovery: Recovery { within: Duration::from_secs(60), hold: Duration::from_secs(5) },
+    }
+}
+
+/// resolve → prepare → inject, as the engine does it.
+async fn run_fault(b: &AwsBackend, f: &Fault, seed: u64) -> Injected {
+    let resolved = b.resolve(f, &mut Rng::new(seed)).await.expect("resolve");
+    let injected = b.prepare(f, &resolved, RUN).await.expect("prepare");
+    b.inject(f, &injected, RUN).await.expect("inject");
+    injected
+}
+
+fn kill(select: Selection) -> FaultKind {
+    FaultKind::TaskKill { select, signal: KillSignal::Sigkill }
+}
+
+#[tokio::test]
+async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
+    let mut world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    let before = world.running_service_tasks().await;
+    assert_eq!(before.len(), moto::TASKS);
+
+    let f = fault("kill-half", kill(Selection::Percent(0.5)), None);
+    let resolved = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
+    assert_eq!(resolved.targets.len(), 2);
+    assert!(resolved.summary.starts_with("stop 2 of 4 running tasks of service api (cluster prod): "), "{}", resolved.summary);
+    // The same seed picks the same tasks; the plan names them.
+    let again = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
+    assert_eq!(again.targets, resolved.targets);
+    for t in &resolved.targets {
+        assert!(before.contains(t));
+        assert!(resolved.summary.contains(t.rsplit('/').next().unwrap()));
+    }
+
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    // prepare mutates nothing.
+    assert_eq!(world.running_service_tasks().await.len(), moto::TASKS);
+    b.inject(&f, &injected, RUN).await.expect("inject");
+
+    let tasks = world.all_tasks().await;
+    for arn in &resolved.targets {
+        let t = tasks.iter().find(|t| t.task_arn() == Some(arn)).expect("task still listed");
+        assert_eq!(t.last_status(), Some("STOPPED"));
+        let reason = t.stopped_reason().unwrap_or_default();
+        assert!(reason.contains(RUN) && reason.contains("kill-half"), "reason: {reason}");
+    }
+    let bystander = tasks.iter().find(|t| t.task_arn() == Some(world.bystander_task.as_str())).unwrap();
+    assert_eq!(bystander.last_status(), Some("RUNNING"), "a task outside the service was touched");
+    for t in &before {
+        if !resolved.targets.contains(t) {
+            let t = tasks.iter().find(|x| x.task_arn() == Some(t)).unwrap();
+            assert_eq!(t.last_status(), Some("RUNNING"));
+        }
+    }
+
+    // The sampler sees the gap, then (once the scheduler plays ECS) the replacements.
+    let s = b.sample().await.expect("sample");
+    assert_eq!(s.desired_tasks, Some(4));
+    assert_eq!(s.running_tasks, Some(2), "{s:?}");
+    world.start_scheduler(Duration::from_millis(500));
+    let recovered = wait_async(Duration::from_secs(30), || async {
+        let s = b.sample().await.ok()?;
+        (s.running_tasks == Some(4) && s.healthy_targets == Some(4)).then_some(s)
+    })
+    .await;
+    assert!(recovered.is_some(), "the scheduler did not replace the stopped tasks");
+    // Nothing to revert for a kill; revert is still accepted (idempotent).
+    b.revert(&injected).await.expect("revert");
+}
+
+#[tokio::test]
+async fn selections_above_max_select_are_refused_unless_full_outage_is_allowed() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    let f = fault("kill-all", kill(Selection::Percent(1.0)), None);
+    let err = b.resolve(&f, &mut Rng::new(1)).await.expect_err("blast radius");
+    assert!(matches!(err, BackendError::Precondition(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("select: 100% picks 4 of 4 running tasks"), "{msg}");
+    assert!(msg.contains("max_select 50%") && msg.contains("allow_full_outage"), "{msg}");
+    let f3 = fault("kill-three", kill(Selection::Count(3)), None);
+    assert!(matches!(b.resolve(&f3, &mut Rng::new(1)).await, Err(BackendError::Precondition(_))));
+    // preflight applies the same cap before anything runs.
+    let sc = scenario(world.target(), vec![f.clone()], vec![]);
+    assert!(matches!(b.preflight(&sc).await, Err(BackendError::Precondition(_))));
+
+    let mut allowed = world.target();
+    allowed.allow_full_outage = true;
+    let b = backend(&world, allowed).await;
+    let r = b.resolve(&f, &mut Rng::new(1)).await.expect("allowed");
+    assert_eq!(r.targets.len(), moto::TASKS);
+}
+
+#[tokio::test]
+async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_revert() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    let cases = [
+        (fault("cpu", FaultKind::CpuStress { select: Selection::Count(2), percent: 80 }, Some(Duration::from_secs(90))), "aws:ecs:task-cpu-stress"),
+        (
+            fault(
+                "slow",
+                FaultKind::Latency {
+                    select: Selection::Percent(0.25),
+                    delay: Duration::from_millis(200),
+                    jitter: Duration::from_millis(20),
+                },
+                Some(Duration::from_secs(60)),
+            ),
+            "aws:ecs:task-network-latency",
+        ),
+    ];
+    for (f, action_id) in cases {
+        let resolved = b.resolve(&f, &mut Rng::new(3)).await.expect("resolve");
+        assert!(resolved.summary.contains(action_id), "{}", resolved.summary);
+        let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+        assert!(templates(&world).await.is_empty(), "prepare created something");
+        b.inject(&f, &injected, RUN).await.expect("inject");
+
+        let tmpls = templates(&world).await;
+        assert_eq!(tmpls.len(), 1);
+        let (tid, tags) = &tmpls[0];
+        assert_eq!(tags.get("siege:run-id").map(String::as_str), Some(RUN));
+        assert_eq!(tags.get("siege:fault").map(String::as_str), Some(f.name.as_str()));
+        let t = world.fis.get_experiment_template().id(tid).send().await.unwrap();
+        let t = t.experiment_template().unwrap();
+        let action = t.actions().unwrap().values().next().unwrap();
+        assert_eq!(action.action_id(), Some(action_id));
+        let target = t.targets().unwrap().get("Tasks").unwrap();
+        assert_eq!(target.resource_type(), Some("aws:ecs:task"));
+        let mut arns = target.resource_arns().to_vec();
+        arns.sort();
+        let mut want = resolved.targets.clone();
+        want.sort();
+        assert_eq!(arns, want, "the template targets exactly the resolved tasks");
+        let exps = experiments(&world).await;
+        assert_eq!(exps.len(), 1);
+        assert_eq!(exps[0].1, "running");
+
+        b.revert(&injected).await.expect("revert");
+        assert!(templates(&world).await.is_empty(), "template not deleted");
+        let exp = world.fis.get_experiment().id(&exps[0].0).send().await.unwrap();
+        assert_eq!(exp.experiment().unwrap().state().unwrap().status().unwrap().as_str(), "stopped");
+        // The sampler watches the experiments the run started and reports their changes once.
+        let note = format!("FIS experiment {} of fault {}: stopped", exps[0].0, f.name);
+        let events = b.sample().await.expect("sample").events;
+        assert!(events.iter().any(|e| e.starts_with(&note)), "{events:?}");
+        assert!(!b.sample().await.expect("sample").events.iter().any(|e| e.starts_with(&note)));
+        // Idempotent.
+        b.revert(&injected).await.expect("second revert");
+        // A record whose injection never ran reverts to nothing.
+        let never = b.prepare(&f, &resolved, "run-that-never-injected").await.unwrap();
+        b.revert(&never).await.expect("revert of a never-injected fault");
+    }
+}
+
+async fn templates(world: &World) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let out = world.fis.list_experiment_templates().send().await.expect("list templates");
+    out.experiment_templates()
+        .iter()
+        .map(|t| (t.id().unwrap_or_default().to_string(), t.tags().cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// Experiments that have not finished, with their status.
+async fn experiments(world: &World) -> Vec<(String, String)> {
+    let out = world.fis.list_experiments().send().await.expect("list experiments");
+    out.experiments()
+        .iter()
+        .map(|e| {
+            (
+                e.id().unwrap_or_default().to_string(),
+                e.state().and_then(|s| s.status()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+            )
+        })
+        .filter(|(_, s)| s != "stopped" && s != "completed")
+        .collect()
+}
+
+#[tokio::test]
+async fn db_failover_moves_the_writer_to_the_named_replica() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
+    let f = fault(
+        "failover",
+        FaultKind::DbFailover { outage: None, target_instance: Some(moto::DB_READER.into()) },
+        None,
+    );
+    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
+    assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-1 -> prod-db-2");
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER), "prepare mutated");
+    b.inject(&f, &injected, RUN).await.expect("inject");
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER));
+    assert_eq!(b.sample().await.unwrap().db_writer.as_deref(), Some(moto::DB_READER));
+    b.revert(&injected).await.expect("revert");
+
+    // A target instance outside the cluster is refused before anything happens.
+    let bad = fault("bad", FaultKind::DbFailover { outage: None, target_instance: Some("other-db".into()) }, None);
+    let err = b.resolve(&bad, &mut Rng::new(1)).await.expect_err("not a member");
+    assert!(matches!(err, BackendError::Precondition(_)), "{err}");
+}
+
+#[tokio::test]
+async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    let (value0, version0) = world.secret_current().await;
+    assert_eq!(value0, moto::SECRET_VALUE);
+
+    let f = fault("drift", FaultKind::SecretDrift, None);
+    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
+    assert!(resolved.summary.contains(moto::SECRET) && resolved.summary.contains(&version0), "{}", resolved.summary);
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    assert_eq!(world.secret_current().await.1, version0, "prepare mutated");
+    let journal = serde_json::to_string(&injected).unwrap();
+    assert!(!journal.contains("initial-password"), "the journal holds a secret value");
+    b.inject(&f, &injected, RUN).await.expect("inject");
+
+    let (value1, version1) = world.secret_current().await;
+    assert_ne!(version1, version0);
+    assert_ne!(value1, value0);
+    let parsed: serde_json::Value = serde_json::from_str(&value1).expect("still JSON");
+    assert_eq!(parsed["username"], "app");
+    assert_ne!(parsed["password"], "initial-password");
+
+    b.revert(&injected).await.expect("revert");
+    assert_eq!(world.secret_current().await, (value0.clone(), version0.clone()));
+    b.revert(&injected).await.expect("second revert");
+    assert_eq!(world.secret_current().await, (value0.clone(), version0.clone()));
+
+    // Prepared but never injected (a crash between the journal and the call): nothing to undo.
+    let never = b.prepare(&f, &resolved, RUN).await.unwrap();
+    b.revert(&never).await.expect("revert of a never-injected drift");
+    assert_eq!(world.secret_current().await.1, version0);
+}
+
+#[tokio::test]
+async fn redeploy_forces_a_new_deployment_and_waits_for_it() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    let deployment = || async {
+        let out = world.ecs.describe_services().cluster(moto::CLUSTER).services(moto::SERVICE).send().await.unwrap();
+        out.services()[0].deployments()[0].id().unwrap().to_string()
+    };
+    let before = deployment().await;
+    let f = fault("redeploy", FaultKind::Redeploy, None);
+    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
+    assert!(resolved.summary.starts_with("force a new deployment of service api (cluster prod)"), "{}", resolved.summary);
+    let injected = run_fault(&b, &f, 1).await;
+    assert_ne!(deployment().await, before);
+    b.revert(&injected).await.expect("revert");
+}
+
+#[tokio::test]
+async fn alarm_in_alarm_state_is_reported_firing() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    assert!(!b.alarm_firing(moto::ALARM).await.expect("alarm state"));
+    world.set_alarm(StateValue::Alarm).await;
+    assert!(b.alarm_firing(moto::ALARM).await.expect("alarm state"));
+    world.set_alarm(StateValue::Ok).await;
+    assert!(!b.alarm_firing(moto::ALARM).await.expect("alarm state"));
+    let err = b.alarm_firing("no-such-alarm").await.expect_err("missing alarm");
+    assert!(matches!(err, BackendError::NotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_account_is_a_precondition_and_nothing_is_touched() {
+    let world = World::start().await;
+    let mut target = world.target();
+    target.account = Some("111111111111".into());
+    let b = backend(&world, target.clone()).await;
+    let kill_one = fault("kill", kill(Selection::Count(1)), None);
+    let drift = fault("drift", FaultKind::SecretDrift, None);
+    let failover = fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None);
+    let sc = scenario(target, vec![kill_one.clone(), drift.clone()], vec![]);
+    let err = b.preflight(&sc).await.expect_err("wrong account");
+    assert!(matches!(err, BackendError::Precondition(_)), "{err}");
+    assert!(err.to_string().contains("123456789012") && err.to_string().contains("111111111111"), "{err}");
+
+    let secret_before = world.secret_current().await;
+    for f in [&kill_one, &drift, &failover] {
+        // Reading is allowed (that is what `siege plan` does); changing is not.
+        let resolved = b.resolve(f, &mut Rng::new(1)).await.expect("resolve");
+        let injected = b.prepare(f, &resolved, RUN).await.expect("prepare");
+        let err = b.inject(f, &injected, RUN).await.expect_err("inject in the wrong account");
+        assert!(matches!(err, BackendError::Precondition(_)), "{err}");
+        // Reverts that would change something are refused too; kill and failover have none.
+        let reverted = b.revert(&injected).await;
+        if f.kind == FaultKind::SecretDrift {
+            assert!(matches!(reverted, Err(BackendError::Precondition(_))), "{reverted:?}");
+        }
+    }
+    assert_eq!(world.running_service_tasks().await.len(), moto::TASKS);
+    assert_eq!(world.secret_current().await, secret_before);
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
+
+    // No account named at all: also refused.
+    let mut unnamed = world.target();
+    unnamed.account = None;
+    let b = backend(&world, unnamed).await;
+    assert!(matches!(b.preflight(&sc).await, Err(BackendError::Precondition(_))));
+}
+
+#[tokio::test]
+async fn preflight_and_samplers_on_a_healthy_world() {
+    let world = World::start().await;
+    // By ARN here; the other tests name them.
+    let mut target = world.target();
+    target.target_group = Some(world.target_group_arn.clone());
+    target.load_balancer = Some(world.load_balancer_arn.clone());
+    let b = backend(&world, target).await;
+    assert_eq!(b.entry_url(), format!("http://{}", world.load_balancer_dns));
+    let sc = scenario(
+        world.target(),
+        vec![
+            fault("kill", kill(Selection::Count(1)), None),
+            fault("cpu", FaultKind::CpuStress { select: Selection::Count(1), percent: 50 }, Some(Duration::from_secs(60))),
+            fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None),
+            fault("drift", FaultKind::SecretDrift, None),
+            fault("redeploy", FaultKind::Redeploy, None),
+        ],
+        vec![StopCondition::Alarm { name: moto::ALARM.into() }],
+    );
+    b.preflight(&sc).await.expect("preflight");
+    // A stop condition on an alarm that does not exist is caught before the run.
+    let mut bad = sc.clone();
+    bad.stop = vec![StopCondition::Alarm { name: "typo-alarm".into() }];
+    assert!(matches!(b.preflight(&bad).await, Err(BackendError::NotFound(_))));
+
+    // CloudWatch metrics the way ALB and ECS publish them.
+    let lb_dim = world.load_balancer_arn.split_once(":loadbalancer/").unwrap().1.to_string();
+    let put = |ns: &str, name: &str, dims: Vec<(&str, String)>, v: f64| {
+        let mut d = aws_sdk_cloudwatch::types::MetricDatum::builder().metric_name(name).value(v);
+        for (k, val) in dims {
+            d = d.dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name(k).value(val).build());
+        }
+        world.cloudwatch.put_metric_data().namespace(ns).metric_data(d.build()).send()
+    };
+    put("AWS/ApplicationELB", "RequestCount", vec![("LoadBalancer", lb_dim.clone())], 600.0).await.unwrap();
+    put("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", vec![("LoadBalancer", lb_dim.clone())], 3.0).await.unwrap();
+    put(
+        "AWS/ECS",
+        "CPUUtilization",
+        vec![("ClusterName", moto::CLUSTER.into()), ("ServiceName", moto::SERVICE.into())],
+        42.0,
+    )
+    .await
+    .unwrap();
+    let m = b.cloud_metrics().await.expect("metrics");
+    let by_name = backend(&world, world.target()).await;
+    assert_eq!(by_name.cloud_metrics().await.expect("metrics"), m, "same balancer by name and by ARN");
+    assert_eq!(m.request_count, Some(600.0));
+    assert_eq!(m.http_5xx, Some(3.0));
+    assert_eq!(m.cpu_percent, Some(42.0));
+
+    let s = b.sample().await.expect("sample");
+    assert_eq!(s.running_tasks, Some(4));
+    assert_eq!(s.desired_tasks, Some(4));
+    assert_eq!(s.pending_tasks, Some(0));
+    assert_eq!(s.healthy_targets, Some(4));
+    assert_eq!(s.unhealthy_targets, Some(0));
+    assert_eq!(s.db_writer.as_deref(), Some(moto::DB_WRITER));
+    assert_eq!(s.cpu_percent, Some(42.0));
+
+    // The backend is found again from its journaled locator.
+    let again = AwsBackend::reconnect(&b.locator()).await;
+    assert!(again.is_ok());
+}
+
+/// Polls an async check until it yields or `deadline` passes.
+async fn wait_async<T, F, Fut>(deadline: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn access_denied_names_the_missing_action() {
+    let world = World::start().await;
+    let (id, secret) = world.moto.limited_user(
+        "siege-readonly",
+        &["sts:GetCallerIdentity", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:DescribeServices"],
+    );
+    let config = world.moto.sdk_config_as(&id, &secret).await;
+    let mut target = world.target();
+    target.load_balancer = None;
+    target.url = Some("http://127.0.0.1:1".into());
+    let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
+    let f = fault("kill", kill(Selection::Count(1)), None);
+    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("reading is allowed");
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    let err = b.inject(&f, &injected, RUN).await.expect_err("StopTask is not allowed");
+    let msg = err.to_string();
+    assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
+}
+

@@ -1,58 +1,467 @@
 //! The AWS backend: ECS, FIS, RDS, Secrets Manager, CloudWatch and ELBv2 through the official SDK.
+//!
+//! Safety rules kept here rather than left to callers:
+//! - every mutating call is preceded by [`AwsBackend::ensure_account`]: the account STS reports
+//!   must equal `target.aws.account`, else nothing is touched ([`BackendError::Precondition`]);
+//! - only resources the scenario names are touched: tasks are re-checked to belong to the named
+//!   service right before they are stopped, a failover target must be a member of the named
+//!   cluster, FIS experiments list their tasks by ARN;
+//! - a selection above `max_select` is refused unless `allow_full_outage` is set;
+//! - everything siege creates (FIS experiment templates) is tagged with the run id and deleted by
+//!   the revert, which finds it again by those tags alone.
+//!
+//! One submodule per AWS service: [`ecs`] (task-kill, redeploy, service sampling), [`fis`]
+//! (cpu-stress, latency), [`rds`] (db-failover), [`secrets`] (secret-drift), [`watch`]
+//! (CloudWatch metrics and alarms, ELB target health).
+
+mod ecs;
+mod error;
+mod fis;
+mod rds;
+mod secrets;
+mod watch;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
 use super::{BackendError, Injected, Resolved, Sample};
-use crate::scenario::{AwsTarget, Fault, Scenario};
+use crate::scenario::{AwsTarget, Fault, FaultKind, Scenario, Selection, StopCondition};
 use crate::util::Rng;
 
-pub struct AwsBackend {}
+pub use watch::CloudMetrics;
 
-fn unimplemented() -> BackendError {
-    BackendError::Api("the aws backend is not implemented yet".into())
+use error::aws_error;
+
+/// One client per AWS service siege talks to, all built from the same [`SdkConfig`].
+struct Clients {
+    sts: aws_sdk_sts::Client,
+    ecs: aws_sdk_ecs::Client,
+    fis: aws_sdk_fis::Client,
+    rds: aws_sdk_rds::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
+/// The parts of an [`AwsTarget`] needed to reach it again from another process (`siege recover`).
+/// Journaled; credentials are never part of it (the standard chain finds them again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Locator {
+    pub region: String,
+    pub account: Option<String>,
+    pub cluster: String,
+    pub service: String,
+    #[serde(default)]
+    pub target_group: Option<String>,
+    #[serde(default)]
+    pub load_balancer: Option<String>,
+    #[serde(default)]
+    pub db_cluster: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub fis_role: Option<String>,
+    pub run_id: String,
+}
+
+/// A connection to one ECS service (and its balancer, database and secret) in one account.
+pub struct AwsBackend {
+    target: AwsTarget,
+    run_id: String,
+    clients: Clients,
+    /// Account id reported by STS, asked once.
+    caller_account: OnceCell<String>,
+    /// Base URL of the load (the scenario's `url`, else the ALB's DNS name).
+    entry_url: String,
+    /// CloudWatch `LoadBalancer` dimension (`app/NAME/ID`) of the named balancer.
+    lb_dimension: Option<String>,
+    /// Newest ECS service event already returned by [`AwsBackend::sample`].
+    last_event: Mutex<Option<watch::EventMark>>,
+    /// FIS experiments this process started, watched by [`AwsBackend::sample`]: (fault, id,
+    /// last status reported).
+    experiments: Mutex<Vec<fis::Watched>>,
+    /// CloudWatch metrics are minute-grained and priced per request: fetched at most once a minute.
+    metrics_cache: Mutex<Option<(std::time::Instant, CloudMetrics)>>,
+}
+
+/// Longest any single AWS call may take, retries included, so that a hung endpoint cannot stall
+/// a run (or a revert) for ever.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl AwsBackend {
+    /// Connects with the standard credential chain (env, profile, SSO, instance role) and region
+    /// `target.region`; `target.endpoint` (else `AWS_ENDPOINT_URL`) overrides every endpoint.
     pub async fn connect(target: &AwsTarget, run_id: &str) -> Result<Self, BackendError> {
-        let _ = (target, run_id);
-        Err(unimplemented())
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(target.region.clone()));
+        if let Some(endpoint) = &target.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let config = loader.load().await;
+        Self::with_config(target, run_id, &config).await
     }
+
+    /// Connects with a ready [`SdkConfig`] (tests pass one with fixed credentials and a local
+    /// endpoint, so that nothing leaks into the process environment). `target.endpoint`, when
+    /// set, still wins.
+    pub async fn with_config(target: &AwsTarget, run_id: &str, config: &SdkConfig) -> Result<Self, BackendError> {
+        let mut builder = config.to_builder();
+        builder.set_region(Some(Region::new(target.region.clone())));
+        if let Some(endpoint) = &target.endpoint {
+            builder.set_endpoint_url(Some(endpoint.clone()));
+        }
+        let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(OPERATION_TIMEOUT).build();
+        builder.set_timeout_config(Some(timeouts));
+        let config = builder.build();
+        let clients = Clients {
+            sts: aws_sdk_sts::Client::new(&config),
+            ecs: aws_sdk_ecs::Client::new(&config),
+            fis: aws_sdk_fis::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        };
+        let mut backend = AwsBackend {
+            target: target.clone(),
+            run_id: run_id.to_string(),
+            clients,
+            caller_account: OnceCell::new(),
+            entry_url: target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
+            lb_dimension: None,
+            last_event: Mutex::new(None),
+            experiments: Mutex::new(Vec::new()),
+            metrics_cache: Mutex::new(None),
+        };
+        if let Some(lb) = &target.load_balancer {
+            let (dns, dimension) = backend.describe_load_balancer(lb).await?;
+            if target.url.is_none() {
+                backend.entry_url = format!("http://{dns}");
+            }
+            backend.lb_dimension = Some(dimension);
+        }
+        Ok(backend)
+    }
+
+    /// How to reach this target again from `siege recover`.
     pub fn locator(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        let t = &self.target;
+        let l = Locator {
+            region: t.region.clone(),
+            account: t.account.clone(),
+            cluster: t.cluster.clone(),
+            service: t.service.clone(),
+            target_group: t.target_group.clone(),
+            load_balancer: t.load_balancer.clone(),
+            db_cluster: t.db_cluster.clone(),
+            secret: t.secret.clone(),
+            url: t.url.clone(),
+            endpoint: t.endpoint.clone(),
+            fis_role: t.fis_role.clone(),
+            run_id: self.run_id.clone(),
+        };
+        serde_json::to_value(l).unwrap_or(serde_json::Value::Null)
     }
+
+    /// Reconnects from a journaled [`Locator`]. AWS targets do not vanish with the run, so this
+    /// never returns `Ok(None)`.
     pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Self>, BackendError> {
-        let _ = locator;
-        Err(unimplemented())
+        let l: Locator = serde_json::from_value(locator.clone())
+            .map_err(|e| BackendError::Api(format!("unreadable aws locator in the journal: {e}")))?;
+        // Neither the entry URL nor the balancer is needed to revert; skipping the balancer
+        // lookup keeps `siege recover` working even when the balancer is gone.
+        let target = AwsTarget {
+            region: l.region,
+            account: l.account,
+            cluster: l.cluster,
+            service: l.service,
+            target_group: l.target_group,
+            db_cluster: l.db_cluster,
+            secret: l.secret,
+            url: Some(l.url.unwrap_or_default()),
+            load_balancer: None,
+            endpoint: l.endpoint,
+            fis_role: l.fis_role,
+            max_select: 1.0,
+            allow_full_outage: false,
+        };
+        Ok(Some(Self::connect(&target, &l.run_id).await?))
     }
+
     pub fn entry_url(&self) -> String {
-        String::new()
+        self.entry_url.clone()
     }
+
+    /// The account the credentials belong to, from STS (asked once).
+    pub async fn caller_account(&self) -> Result<String, BackendError> {
+        self.caller_account
+            .get_or_try_init(|| async {
+                let out = self
+                    .clients
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+                out.account()
+                    .map(str::to_string)
+                    .ok_or_else(|| BackendError::Api("sts:GetCallerIdentity returned no account".into()))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Refuses unless the credentials belong to `target.aws.account`. Called before every
+    /// mutating call, so a wrong profile can never change anything.
+    pub async fn ensure_account(&self) -> Result<(), BackendError> {
+        let actual = self.caller_account().await?;
+        match &self.target.account {
+            Some(expected) if *expected == actual => Ok(()),
+            Some(expected) => Err(BackendError::Precondition(format!(
+                "the AWS credentials belong to account {actual}, but the scenario targets account {expected}; nothing was changed"
+            ))),
+            None => Err(BackendError::Precondition(format!(
+                "target.aws.account is not set: siege changes nothing in an account the scenario does not name (these credentials belong to {actual})"
+            ))),
+        }
+    }
+
+    /// Checks, without changing anything, that the run can start: the account, the service, and
+    /// every resource the faults and stop conditions name.
     pub async fn preflight(&self, scenario: &Scenario) -> Result<(), BackendError> {
-        let _ = scenario;
-        Err(unimplemented())
+        self.ensure_account().await?;
+        self.describe_service().await?;
+        if self.entry_url.is_empty() && !scenario.load.url.starts_with("http") {
+            return Err(BackendError::Precondition(
+                "the load URL is relative but the target has neither `url` nor `load_balancer`".into(),
+            ));
+        }
+        if let Some(tg) = &self.target.target_group {
+            self.target_health(tg).await?;
+        }
+        for fault in &scenario.faults {
+            match &fault.kind {
+                FaultKind::CpuStress { .. } | FaultKind::Latency { .. } if self.target.fis_role.is_none() => {
+                    return Err(BackendError::Precondition(format!(
+                        "fault `{}` runs through FIS, which needs `target.aws.fis_role` (the IAM role FIS assumes)",
+                        fault.name
+                    )));
+                }
+                FaultKind::DbFailover { .. } => {
+                    self.db_cluster_name(fault)?;
+                }
+                FaultKind::SecretDrift => {
+                    self.secret_name(fault)?;
+                }
+                _ => {}
+            }
+            // Resolving checks the blast radius and that the named resources exist.
+            self.resolve(fault, &mut Rng::new(0)).await?;
+        }
+        for stop in &scenario.stop {
+            if let StopCondition::Alarm { name } = stop {
+                self.alarm_firing(name).await?;
+            }
+        }
+        Ok(())
     }
+
+    /// Which concrete resources `fault` would touch now, with a precise summary. Mutates nothing.
     pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
-        let _ = (fault, rng);
-        Err(unimplemented())
+        match &fault.kind {
+            FaultKind::TaskKill { select, .. } => {
+                let (chosen, n) = self.select_tasks(*select, rng).await?;
+                Ok(Resolved {
+                    summary: format!(
+                        "stop {} of {n} running tasks of service {} (cluster {}): {}",
+                        chosen.len(),
+                        self.target.service,
+                        self.target.cluster,
+                        short_ids(&chosen)
+                    ),
+                    targets: chosen,
+                })
+            }
+            FaultKind::CpuStress { select, percent } => {
+                let (chosen, n) = self.select_tasks(*select, rng).await?;
+                Ok(Resolved {
+                    summary: format!(
+                        "FIS aws:ecs:task-cpu-stress at {percent}% for {} on {} of {n} running tasks of service {} (cluster {}): {}; {}",
+                        fis::iso_duration_human(fault),
+                        chosen.len(),
+                        self.target.service,
+                        self.target.cluster,
+                        short_ids(&chosen),
+                        fis::LIFECYCLE
+                    ),
+                    targets: chosen,
+                })
+            }
+            FaultKind::Latency { select, delay, jitter } => {
+                let (chosen, n) = self.select_tasks(*select, rng).await?;
+                Ok(Resolved {
+                    summary: format!(
+                        "FIS aws:ecs:task-network-latency +{}ms ±{}ms for {} on {} of {n} running tasks of service {} (cluster {}): {}; {}",
+                        delay.as_millis(),
+                        jitter.as_millis(),
+                        fis::iso_duration_human(fault),
+                        chosen.len(),
+                        self.target.service,
+                        self.target.cluster,
+                        short_ids(&chosen),
+                        fis::LIFECYCLE
+                    ),
+                    targets: chosen,
+                })
+            }
+            FaultKind::DbFailover { target_instance, .. } => self.resolve_failover(fault, target_instance.as_deref()).await,
+            FaultKind::SecretDrift => self.resolve_secret(fault).await,
+            FaultKind::Redeploy => self.resolve_redeploy().await,
+        }
     }
+
+    /// Reads what is needed to undo `fault` on `resolved`. Mutates nothing.
     pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
-        let _ = (fault, resolved, run_id);
-        Err(unimplemented())
+        let undo = match &fault.kind {
+            FaultKind::TaskKill { .. } => serde_json::json!({ "cluster": self.target.cluster }),
+            FaultKind::CpuStress { .. } | FaultKind::Latency { .. } => fis::undo_record(run_id, &fault.name),
+            FaultKind::DbFailover { .. } => self.prepare_failover(fault).await?,
+            FaultKind::SecretDrift => self.prepare_secret(resolved).await?,
+            FaultKind::Redeploy => self.prepare_redeploy().await?,
+        };
+        Ok(Injected {
+            fault: fault.name.clone(),
+            kind: fault.kind.type_name().to_string(),
+            targets: resolved.targets.clone(),
+            undo,
+        })
     }
+
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
-        let _ = (fault, injected, run_id);
-        Err(unimplemented())
+        self.ensure_account().await?;
+        match &fault.kind {
+            FaultKind::TaskKill { .. } => self.stop_tasks(fault, injected, run_id).await,
+            FaultKind::CpuStress { .. } | FaultKind::Latency { .. } => self.start_fis(fault, injected, run_id).await,
+            FaultKind::DbFailover { .. } => self.failover(injected).await,
+            FaultKind::SecretDrift => self.drift_secret(injected).await,
+            FaultKind::Redeploy => self.redeploy(injected).await,
+        }
     }
+
+    /// Idempotent, and works from the journaled record alone.
     pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
-        let _ = injected;
-        Err(unimplemented())
+        match injected.kind.as_str() {
+            // Stopped tasks are replaced by ECS; a forced deployment is finished, not undone; a
+            // failover is not failed back (that would be a second outage).
+            "task-kill" | "redeploy" | "db-failover" => Ok(()),
+            "cpu-stress" | "latency" => {
+                self.ensure_account().await?;
+                self.revert_fis(injected).await
+            }
+            "secret-drift" => {
+                self.ensure_account().await?;
+                self.revert_secret(injected).await
+            }
+            other => Err(BackendError::Api(format!("no revert for unknown fault type `{other}` in the journal"))),
+        }
     }
+
+    /// Service task counts and events, target health, the Aurora writer, task CPU, and changes of
+    /// state of the FIS experiments this run started.
     pub async fn sample(&self) -> Result<Sample, BackendError> {
-        Err(unimplemented())
+        let mut sample = Sample::default();
+        self.sample_service(&mut sample).await?;
+        if let Some(tg) = &self.target.target_group {
+            let (healthy, unhealthy) = self.target_health(tg).await?;
+            sample.healthy_targets = Some(healthy);
+            sample.unhealthy_targets = Some(unhealthy);
+        }
+        if let Some(cluster) = &self.target.db_cluster {
+            sample.db_writer = self.writer(cluster).await?;
+        }
+        sample.events.extend(self.watch_experiments().await);
+        let (metrics, note) = self.cached_metrics().await;
+        sample.cpu_percent = metrics.cpu_percent;
+        sample.events.extend(note);
+        Ok(sample)
     }
+
+    /// Whether the named CloudWatch alarm is in state ALARM; a missing alarm is an error (a stop
+    /// condition that can never trip is worse than none).
     pub async fn alarm_firing(&self, name: &str) -> Result<bool, BackendError> {
-        let _ = name;
-        Err(unimplemented())
+        self.alarm_state(name).await
     }
+
     pub async fn shutdown(self) -> Result<(), BackendError> {
         Ok(())
+    }
+
+    /// Refuses a selection of `k` of `n` tasks above `max_select`, unless the scenario allows a
+    /// full outage.
+    fn check_blast_radius(&self, select: Selection, k: usize, n: usize) -> Result<(), BackendError> {
+        let fraction = k as f64 / n as f64;
+        if !self.target.allow_full_outage && fraction > self.target.max_select + 1e-9 {
+            let asked = match select {
+                Selection::Count(c) => format!("{c}"),
+                Selection::Percent(p) if ((p * 100.0).round() - p * 100.0).abs() < 1e-9 => format!("{:.0}%", p * 100.0),
+                Selection::Percent(p) => format!("{:.1}%", p * 100.0),
+            };
+            return Err(BackendError::Precondition(format!(
+                "select: {asked} picks {k} of {n} running tasks ({:.0}%), above max_select {:.0}%; set `allow_full_outage: true` on the target to allow it",
+                fraction * 100.0,
+                self.target.max_select * 100.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Task ids (the last part of their ARNs), comma-separated, for summaries.
+fn short_ids(arns: &[String]) -> String {
+    arns.iter().map(|a| a.rsplit('/').next().unwrap_or(a)).collect::<Vec<_>>().join(", ")
+}
+
+/// A string field of an undo record.
+fn undo_str<'a>(injected: &'a Injected, key: &str) -> Result<&'a str, BackendError> {
+    injected.undo.get(key).and_then(|v| v.as_str()).ok_or_else(|| {
+        BackendError::Api(format!("journal record of fault `{}` lacks `{key}`; cannot revert it", injected.fault))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locator_round_trips() {
+        let l = Locator {
+            region: "us-east-1".into(),
+            account: Some("123456789012".into()),
+            cluster: "prod".into(),
+            service: "api".into(),
+            target_group: None,
+            load_balancer: None,
+            db_cluster: Some("prod-db".into()),
+            secret: None,
+            url: None,
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            fis_role: None,
+            run_id: "r1".into(),
+        };
+        let v = serde_json::to_value(&l).unwrap();
+        assert_eq!(serde_json::from_value::<Locator>(v).unwrap(), l);
+    }
+
+    #[test]
+    fn short_ids_take_the_last_arn_segment() {
+        let arns = vec!["arn:aws:ecs:us-east-1:1:task/prod/abc".to_string(), "def".to_string()];
+        assert_eq!(short_ids(&arns), "abc, def");
     }
 }

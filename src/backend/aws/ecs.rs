@@ -1,0 +1,303 @@
+//! ECS: the service's tasks (listing, seeded selection, `StopTask`), forced redeployments, and
+//! the service sampler (task counts and events).
+//!
+//! A task belongs to the service when its `group` is `service:NAME`. siege checks that itself
+//! rather than trusting `ListTasks --service-name` alone, so that no other task is ever touched
+//! (some emulators ignore that filter).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{DesiredStatus, Task};
+
+use super::error::aws_error;
+use super::{AwsBackend, undo_str};
+use crate::backend::{BackendError, Injected, Resolved, Sample};
+use crate::scenario::{Fault, Selection};
+use crate::util::Rng;
+
+/// ECS caps `reason` on `StopTask` at 255 characters.
+const MAX_REASON: usize = 255;
+/// `DescribeTasks` takes at most 100 tasks per call.
+const DESCRIBE_BATCH: usize = 100;
+/// How long a forced deployment may take to settle before `redeploy` gives up waiting.
+const DEPLOYMENT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+const DEPLOYMENT_POLL: Duration = Duration::from_secs(2);
+
+impl AwsBackend {
+    /// The service's ECS `group`, e.g. `service:api`.
+    fn service_group(&self) -> String {
+        format!("service:{}", self.target.service)
+    }
+
+    pub(super) async fn describe_service(&self) -> Result<aws_sdk_ecs::types::Service, BackendError> {
+        let out = self
+            .clients
+            .ecs
+            .describe_services()
+            .cluster(&self.target.cluster)
+            .services(&self.target.service)
+            .send()
+            .await
+            .map_err(|e| aws_error("ecs:DescribeServices", e))?;
+        out.services()
+            .iter()
+            .find(|s| s.status() != Some("INACTIVE"))
+            .cloned()
+            .ok_or_else(|| {
+                BackendError::NotFound(format!(
+                    "ECS service {} in cluster {} (region {})",
+                    self.target.service, self.target.cluster, self.target.region
+                ))
+            })
+    }
+
+    /// Every task of the service whose desired status is RUNNING, described.
+    async fn service_tasks(&self) -> Result<Vec<Task>, BackendError> {
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .clients
+                .ecs
+                .list_tasks()
+                .cluster(&self.target.cluster)
+                .service_name(&self.target.service)
+                .desired_status(DesiredStatus::Running)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("ecs:ListTasks", e))?;
+            arns.extend(out.task_arns().iter().cloned());
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        let group = self.service_group();
+        let mut tasks = self.describe_tasks(&arns).await?;
+        tasks.retain(|t| t.group() == Some(group.as_str()));
+        Ok(tasks)
+    }
+
+    async fn describe_tasks(&self, arns: &[String]) -> Result<Vec<Task>, BackendError> {
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            let out = self
+                .clients
+                .ecs
+                .describe_tasks()
+                .cluster(&self.target.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| aws_error("ecs:DescribeTasks", e))?;
+            tasks.extend(out.tasks().iter().cloned());
+        }
+        Ok(tasks)
+    }
+
+    /// ARNs of the service's tasks that are running now, sorted so that a seed always picks the
+    /// same tasks from the same set.
+    async fn running_task_arns(&self) -> Result<Vec<String>, BackendError> {
+        let mut arns: Vec<String> = self
+            .service_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.last_status() == Some("RUNNING"))
+            .filter_map(|t| t.task_arn().map(str::to_string))
+            .collect();
+        arns.sort();
+        arns.dedup();
+        Ok(arns)
+    }
+
+    /// Seeded choice of running tasks, within the blast-radius cap. Returns the chosen ARNs and
+    /// how many were running.
+    pub(super) async fn select_tasks(&self, select: Selection, rng: &mut Rng) -> Result<(Vec<String>, usize), BackendError> {
+        let running = self.running_task_arns().await?;
+        let n = running.len();
+        if n == 0 {
+            return Err(BackendError::Precondition(format!(
+                "service {} in cluster {} has no running task to select",
+                self.target.service, self.target.cluster
+            )));
+        }
+        let k = select.of(n);
+        if k == 0 {
+            return Err(BackendError::Precondition(format!("select picks none of the {n} running tasks")));
+        }
+        self.check_blast_radius(select, k, n)?;
+        Ok((rng.choose(&running, k), n))
+    }
+
+    /// task-kill: `StopTask` on each chosen task that still runs in the service, with a reason
+    /// naming the run.
+    pub(super) async fn stop_tasks(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+        let group = self.service_group();
+        // Re-described now: a task may have stopped since it was chosen, and a journal edited by
+        // hand must not make siege stop a task outside the named service.
+        let current = self.describe_tasks(&injected.targets).await?;
+        let mut reason = format!("siege run {run_id}: fault {} (task-kill)", fault.name);
+        truncate_utf8(&mut reason, MAX_REASON);
+        for arn in &injected.targets {
+            let Some(task) = current.iter().find(|t| t.task_arn() == Some(arn.as_str())) else {
+                continue;
+            };
+            if task.group() != Some(group.as_str()) {
+                return Err(BackendError::Precondition(format!(
+                    "task {arn} does not belong to service {}; refusing to stop it",
+                    self.target.service
+                )));
+            }
+            if task.desired_status() == Some("STOPPED") {
+                continue;
+            }
+            self.clients
+                .ecs
+                .stop_task()
+                .cluster(&self.target.cluster)
+                .task(arn)
+                .reason(&reason)
+                .send()
+                .await
+                .map_err(|e| aws_error("ecs:StopTask", e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn resolve_redeploy(&self) -> Result<Resolved, BackendError> {
+        let service = self.describe_service().await?;
+        let arn = service.service_arn().unwrap_or(&self.target.service).to_string();
+        let running = self.running_task_arns().await?.len();
+        Ok(Resolved {
+            summary: format!(
+                "force a new deployment of service {} (cluster {}): ECS replaces all {running} running tasks",
+                self.target.service, self.target.cluster,
+            ),
+            targets: vec![arn],
+        })
+    }
+
+    pub(super) async fn prepare_redeploy(&self) -> Result<serde_json::Value, BackendError> {
+        let service = self.describe_service().await?;
+        let primary = primary_deployment(&service).and_then(|d| d.id()).unwrap_or_default().to_string();
+        Ok(serde_json::json!({ "cluster": self.target.cluster, "previous_deployment": primary }))
+    }
+
+    /// redeploy: `UpdateService --force-new-deployment`, then waits until the new deployment is
+    /// the only one and has completed.
+    pub(super) async fn redeploy(&self, injected: &Injected) -> Result<(), BackendError> {
+        let previous = undo_str(injected, "previous_deployment")?.to_string();
+        self.clients
+            .ecs
+            .update_service()
+            .cluster(&self.target.cluster)
+            .service(&self.target.service)
+            .force_new_deployment(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("ecs:UpdateService", e))?;
+        let deadline = Instant::now() + DEPLOYMENT_DEADLINE;
+        loop {
+            let service = self.describe_service().await?;
+            if deployment_settled(&service, &previous) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Api(format!(
+                    "the new deployment of service {} did not settle within {}s",
+                    self.target.service,
+                    DEPLOYMENT_DEADLINE.as_secs()
+                )));
+            }
+            tokio::time::sleep(DEPLOYMENT_POLL).await;
+        }
+    }
+
+    /// Desired count and events from the service; running and pending counts from its tasks
+    /// (which stay exact while ECS's own counters lag).
+    pub(super) async fn sample_service(&self, sample: &mut Sample) -> Result<(), BackendError> {
+        let service = self.describe_service().await?;
+        sample.desired_tasks = Some(service.desired_count().max(0) as u32);
+        let tasks = self.service_tasks().await?;
+        let running = tasks.iter().filter(|t| t.last_status() == Some("RUNNING")).count();
+        let pending = tasks
+            .iter()
+            .filter(|t| matches!(t.last_status(), Some("PROVISIONING" | "PENDING" | "ACTIVATING")))
+            .count();
+        sample.running_tasks = Some(running as u32);
+        sample.pending_tasks = Some(pending as u32);
+        sample.events = self.new_events(service.events());
+        Ok(())
+    }
+}
+
+fn primary_deployment(service: &aws_sdk_ecs::types::Service) -> Option<&aws_sdk_ecs::types::Deployment> {
+    service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))
+}
+
+/// A forced deployment has settled when a new primary deployment is the only one left and it is
+/// complete (rollout state COMPLETED, or all its tasks running where ECS reports no rollout state).
+fn deployment_settled(service: &aws_sdk_ecs::types::Service, previous: &str) -> bool {
+    let Some(primary) = primary_deployment(service) else {
+        return false;
+    };
+    if primary.id() == Some(previous) || service.deployments().len() != 1 {
+        return false;
+    }
+    match primary.rollout_state() {
+        Some(state) => state.as_str() == "COMPLETED",
+        None => primary.running_count() >= primary.desired_count(),
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
+
+    fn deployment(id: &str, status: &str, rollout: Option<DeploymentRolloutState>) -> Deployment {
+        Deployment::builder()
+            .id(id)
+            .status(status)
+            .set_rollout_state(rollout)
+            .desired_count(2)
+            .running_count(2)
+            .build()
+    }
+
+    #[test]
+    fn settles_only_on_a_new_completed_deployment() {
+        let old = Service::builder()
+            .deployments(deployment("d1", "PRIMARY", Some(DeploymentRolloutState::Completed)))
+            .build();
+        assert!(!deployment_settled(&old, "d1"));
+        let rolling = Service::builder()
+            .deployments(deployment("d2", "PRIMARY", Some(DeploymentRolloutState::InProgress)))
+            .deployments(deployment("d1", "ACTIVE", Some(DeploymentRolloutState::Completed)))
+            .build();
+        assert!(!deployment_settled(&rolling, "d1"));
+        let done = Service::builder()
+            .deployments(deployment("d2", "PRIMARY", Some(DeploymentRolloutState::Completed)))
+            .build();
+        assert!(deployment_settled(&done, "d1"));
+    }
+
+    #[test]
+    fn reasons_are_cut_on_char_boundaries() {
+        let mut s = "é".repeat(200);
+        truncate_utf8(&mut s, MAX_REASON);
+        assert!(s.len() <= MAX_REASON);
+    }
+}

@@ -1,0 +1,388 @@
+//! FIS: cpu-stress (`aws:ecs:task-cpu-stress`) and latency (`aws:ecs:task-network-latency`).
+//!
+//! siege creates one experiment template per fault, tagged `siege:run-id` and `siege:fault`,
+//! listing the chosen tasks by ARN; starts it and waits until it runs. The revert finds the
+//! templates by those tags alone (so it works from the journal after a crash, whether or not the
+//! template was ever created), stops their unfinished experiments and deletes them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_fis::types::{
+    CreateExperimentTemplateActionInput, CreateExperimentTemplateStopConditionInput, CreateExperimentTemplateTargetInput,
+    ExperimentStatus,
+};
+
+use super::error::aws_error;
+use super::{AwsBackend, undo_str};
+use crate::backend::{BackendError, Injected};
+use crate::scenario::units::format_duration;
+use crate::scenario::{Fault, FaultKind};
+
+/// Tag keys on every template and experiment siege creates.
+pub(crate) const TAG_RUN: &str = "siege:run-id";
+pub(crate) const TAG_FAULT: &str = "siege:fault";
+
+/// What the summary of a FIS fault says about the resources siege creates.
+pub(super) const LIFECYCLE: &str =
+    "siege creates an experiment template tagged with the run id, starts it, then stops it and deletes the template";
+
+/// Used when a FIS fault has no `for` (validation normally requires one): FIS needs a duration.
+const DEFAULT_DURATION: Duration = Duration::from_secs(5 * 60);
+/// How long an experiment may take to start running (or to stop) before siege gives up waiting.
+const START_DEADLINE: Duration = Duration::from_secs(120);
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_secs(1);
+/// FIS's target name for the tasks in every template siege writes.
+const TARGET: &str = "Tasks";
+
+/// An experiment started by this process, and the last status reported for it.
+#[derive(Debug, Clone)]
+pub(super) struct Watched {
+    fault: String,
+    id: String,
+    status: ExperimentStatus,
+}
+
+fn duration_of(fault: &Fault) -> Duration {
+    fault.duration.unwrap_or(DEFAULT_DURATION)
+}
+
+/// The fault's duration as written in scenarios, for summaries.
+pub(super) fn iso_duration_human(fault: &Fault) -> String {
+    format_duration(duration_of(fault))
+}
+
+/// ISO 8601 duration as FIS wants it, e.g. `PT90S` (whole seconds, at least one).
+fn iso8601(d: Duration) -> String {
+    format!("PT{}S", d.as_secs().max(1))
+}
+
+/// The undo record of a FIS fault: the tags that find its template again.
+pub(super) fn undo_record(run_id: &str, fault: &str) -> serde_json::Value {
+    serde_json::json!({ "tags": { TAG_RUN: run_id, TAG_FAULT: fault }, "run_id": run_id })
+}
+
+/// A stable idempotency token for one fault of one run (FIS allows at most 64 characters).
+fn client_token(run_id: &str, fault: &str, what: &str) -> String {
+    // FNV-1a: stable across versions and platforms, unlike `DefaultHasher`.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in run_id.bytes().chain([0]).chain(fault.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("siege-{h:016x}-{what}")
+}
+
+fn is_terminal(status: Option<&ExperimentStatus>) -> bool {
+    matches!(
+        status,
+        Some(ExperimentStatus::Completed | ExperimentStatus::Stopped | ExperimentStatus::Failed | ExperimentStatus::Cancelled)
+    )
+}
+
+impl AwsBackend {
+    /// Ids of the templates tagged for this fault of this run.
+    async fn find_templates(&self, run_id: &str, fault: &str) -> Result<Vec<String>, BackendError> {
+        let mut ids = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .clients
+                .fis
+                .list_experiment_templates()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("fis:ListExperimentTemplates", e))?;
+            for t in out.experiment_templates() {
+                let tags = t.tags();
+                let tagged = |k: &str, v: &str| tags.and_then(|m| m.get(k)).is_some_and(|x| x == v);
+                if tagged(TAG_RUN, run_id) && tagged(TAG_FAULT, fault) {
+                    ids.extend(t.id().map(str::to_string));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Creates the template, starts the experiment and waits until it runs.
+    pub(super) async fn start_fis(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+        let role = self.target.fis_role.as_deref().ok_or_else(|| {
+            BackendError::Precondition(format!("fault `{}` needs `target.aws.fis_role` (the role FIS assumes)", fault.name))
+        })?;
+        if injected.targets.is_empty() {
+            return Err(BackendError::Precondition(format!("fault `{}` has no task to act on", fault.name)));
+        }
+        let duration = iso8601(duration_of(fault));
+        let (action_id, parameters): (&str, Vec<(&str, String)>) = match &fault.kind {
+            FaultKind::CpuStress { percent, .. } => (
+                "aws:ecs:task-cpu-stress",
+                vec![("duration", duration), ("percent", percent.to_string())],
+            ),
+            FaultKind::Latency { delay, jitter, .. } => (
+                "aws:ecs:task-network-latency",
+                vec![
+                    ("duration", duration),
+                    ("delayMilliseconds", delay.as_millis().to_string()),
+                    ("jitterMilliseconds", jitter.as_millis().to_string()),
+                ],
+            ),
+            other => return Err(BackendError::Api(format!("{} is not a FIS fault", other.type_name()))),
+        };
+        let tags: HashMap<String, String> =
+            HashMap::from([(TAG_RUN.to_string(), run_id.to_string()), (TAG_FAULT.to_string(), fault.name.clone())]);
+
+        // A retried inject reuses the template it already created.
+        let existing = self.find_templates(run_id, &fault.name).await?;
+        let template_id = match existing.into_iter().next() {
+            Some(id) => id,
+            None => {
+                let build_err = |e: aws_sdk_fis::error::BuildError| BackendError::Api(format!("fis request: {e}"));
+                let target = CreateExperimentTemplateTargetInput::builder()
+                    .resource_type("aws:ecs:task")
+                    .set_resource_arns(Some(injected.targets.clone()))
+                    .selection_mode("ALL")
+                    .build()
+                    .map_err(build_err)?;
+                let mut action = CreateExperimentTemplateActionInput::builder()
+                    .action_id(action_id)
+                    .description(format!("siege fault {}", fault.name))
+                    .targets(TARGET, TARGET);
+                for (k, v) in parameters {
+                    action = action.parameters(k, v);
+                }
+                let action = action.build().map_err(build_err)?;
+                let stop = CreateExperimentTemplateStopConditionInput::builder()
+                    .source("none")
+                    .build()
+                    .map_err(build_err)?;
+                let out = self
+                    .clients
+                    .fis
+                    .create_experiment_template()
+                    .client_token(client_token(run_id, &fault.name, "template"))
+                    .description(format!("siege run {run_id}: fault {}", fault.name))
+                    .role_arn(role)
+                    .stop_conditions(stop)
+                    .targets(TARGET, target)
+                    .actions(fault.kind.type_name(), action)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("fis:CreateExperimentTemplate", e))?;
+                out.experiment_template()
+                    .and_then(|t| t.id())
+                    .map(str::to_string)
+                    .ok_or_else(|| BackendError::Api("fis:CreateExperimentTemplate returned no template id".into()))?
+            }
+        };
+
+        let out = self
+            .clients
+            .fis
+            .start_experiment()
+            .client_token(client_token(run_id, &fault.name, "start"))
+            .experiment_template_id(&template_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| aws_error("fis:StartExperiment", e))?;
+        let experiment_id = out
+            .experiment()
+            .and_then(|e| e.id())
+            .map(str::to_string)
+            .ok_or_else(|| BackendError::Api("fis:StartExperiment returned no experiment id".into()))?;
+        let status = self.wait_running(&experiment_id).await?;
+        if let Ok(mut watched) = self.experiments.lock() {
+            watched.push(Watched { fault: fault.name.clone(), id: experiment_id, status });
+        }
+        Ok(())
+    }
+
+    /// Notes for the experiments whose state changed since the last sample, e.g. one that failed
+    /// because the tasks lack the SSM agent. Finished experiments are no longer asked about.
+    pub(super) async fn watch_experiments(&self) -> Vec<String> {
+        let pending: Vec<Watched> = match self.experiments.lock() {
+            Ok(w) => w.iter().filter(|w| !is_terminal(Some(&w.status))).cloned().collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut notes = Vec::new();
+        for w in pending {
+            let out = match self.clients.fis.get_experiment().id(&w.id).send().await {
+                Ok(out) => out,
+                Err(e) => {
+                    notes.push(format!("FIS experiment {} of fault {}: {}", w.id, w.fault, aws_error("fis:GetExperiment", e)));
+                    continue;
+                }
+            };
+            let state = out.experiment().and_then(|e| e.state());
+            let Some(status) = state.and_then(|s| s.status()).cloned() else { continue };
+            if status != w.status {
+                let reason = state.and_then(|s| s.reason()).unwrap_or("");
+                notes.push(format!("FIS experiment {} of fault {}: {} {reason}", w.id, w.fault, status.as_str()).trim_end().to_string());
+                if let Ok(mut watched) = self.experiments.lock()
+                    && let Some(x) = watched.iter_mut().find(|x| x.id == w.id)
+                {
+                    x.status = status;
+                }
+            }
+        }
+        notes
+    }
+
+    /// Watches a new experiment until it runs (or finishes); a failed one is an error with FIS's
+    /// reason. Returns the status reached.
+    async fn wait_running(&self, id: &str) -> Result<ExperimentStatus, BackendError> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let out = self
+                .clients
+                .fis
+                .get_experiment()
+                .id(id)
+                .send()
+                .await
+                .map_err(|e| aws_error("fis:GetExperiment", e))?;
+            let state = out.experiment().and_then(|e| e.state());
+            let status = state.and_then(|s| s.status());
+            match status {
+                Some(s @ (ExperimentStatus::Running | ExperimentStatus::Completed)) => return Ok(s.clone()),
+                Some(s @ (ExperimentStatus::Failed | ExperimentStatus::Stopped | ExperimentStatus::Cancelled)) => {
+                    let reason = state.and_then(|s| s.reason()).unwrap_or("no reason given");
+                    return Err(BackendError::Api(format!("FIS experiment {id} {}: {reason}", s.as_str())));
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Api(format!(
+                    "FIS experiment {id} did not start running within {}s",
+                    START_DEADLINE.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Stops every unfinished experiment of the fault's templates and deletes the templates.
+    /// Nothing found means nothing to do.
+    pub(super) async fn revert_fis(&self, injected: &Injected) -> Result<(), BackendError> {
+        let run_id = undo_str(injected, "run_id")?;
+        for template in self.find_templates(run_id, &injected.fault).await? {
+            let experiments = self.template_experiments(&template).await?;
+            for (id, status) in &experiments {
+                if !is_terminal(status.as_ref()) {
+                    match self.clients.fis.stop_experiment().id(id).send().await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            let err = aws_error("fis:StopExperiment", e);
+                            // Finished between the listing and the stop: nothing left to stop.
+                            if !matches!(err, BackendError::NotFound(_)) {
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+            }
+            self.wait_stopped(&template).await?;
+            match self.clients.fis.delete_experiment_template().id(&template).send().await {
+                Ok(_) => {}
+                Err(e) => {
+                    let err = aws_error("fis:DeleteExperimentTemplate", e);
+                    if !matches!(err, BackendError::NotFound(_)) {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn template_experiments(&self, template: &str) -> Result<Vec<(String, Option<ExperimentStatus>)>, BackendError> {
+        let mut found = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .clients
+                .fis
+                .list_experiments()
+                .experiment_template_id(template)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("fis:ListExperiments", e))?;
+            for e in out.experiments() {
+                // Some implementations ignore the filter; keep only this template's experiments.
+                if e.experiment_template_id().is_some_and(|t| t != template) {
+                    continue;
+                }
+                if let Some(id) = e.id() {
+                    found.push((id.to_string(), e.state().and_then(|s| s.status()).cloned()));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Waits (bounded) until every experiment of `template` has finished, so that the template is
+    /// not deleted from under a stopping experiment.
+    async fn wait_stopped(&self, template: &str) -> Result<(), BackendError> {
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            let mut pending = Vec::new();
+            for (id, _) in self.template_experiments(template).await? {
+                // GetExperiment reports the freshest state.
+                let out = self
+                    .clients
+                    .fis
+                    .get_experiment()
+                    .id(&id)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("fis:GetExperiment", e))?;
+                if !is_terminal(out.experiment().and_then(|e| e.state()).and_then(|s| s.status())) {
+                    pending.push(id);
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Api(format!(
+                    "FIS experiments {} of template {template} were still stopping after {}s",
+                    pending.join(", "),
+                    STOP_DEADLINE.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations() {
+        assert_eq!(iso8601(Duration::from_secs(90)), "PT90S");
+        assert_eq!(iso8601(Duration::from_millis(200)), "PT1S");
+    }
+
+    #[test]
+    fn client_tokens_are_stable_short_and_distinct() {
+        let a = client_token("run-1", "cpu", "template");
+        assert_eq!(a, client_token("run-1", "cpu", "template"));
+        assert_ne!(a, client_token("run-1", "cpu2", "template"));
+        assert_ne!(a, client_token("run-1", "cpu", "start"));
+        assert!(a.len() <= 64);
+    }
+}

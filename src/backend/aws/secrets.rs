@@ -1,0 +1,202 @@
+//! Secrets Manager: secret-drift. `PutSecretValue` writes a new random value as a new version
+//! (its id chosen in `prepare` and journaled), which becomes AWSCURRENT; the revert moves
+//! AWSCURRENT back to the version that held it before.
+//!
+//! A JSON secret keeps its shape: only its `password` field changes, so that applications still
+//! parse it and fail the way a real rotation would make them fail. Secret values are never
+//! logged, journaled or reported.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::error::aws_error;
+use super::{AwsBackend, undo_str};
+use crate::backend::{BackendError, Injected, Resolved};
+use crate::scenario::Fault;
+use crate::util::Rng;
+
+const CURRENT: &str = "AWSCURRENT";
+
+impl AwsBackend {
+    /// The secret a secret-drift acts on; only the one the target names.
+    pub(super) fn secret_name(&self, fault: &Fault) -> Result<&str, BackendError> {
+        self.target
+            .secret
+            .as_deref()
+            .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.secret`", fault.name)))
+    }
+
+    /// The secret's ARN and its version ids with their staging labels.
+    async fn secret_versions(&self, secret: &str) -> Result<(String, HashMap<String, Vec<String>>), BackendError> {
+        let out = self
+            .clients
+            .secrets
+            .describe_secret()
+            .secret_id(secret)
+            .send()
+            .await
+            .map_err(|e| aws_error("secretsmanager:DescribeSecret", e))?;
+        let arn = out.arn().unwrap_or(secret).to_string();
+        Ok((arn, out.version_ids_to_stages().cloned().unwrap_or_default()))
+    }
+
+    pub(super) async fn resolve_secret(&self, fault: &Fault) -> Result<Resolved, BackendError> {
+        let name = self.secret_name(fault)?;
+        let (arn, versions) = self.secret_versions(name).await?;
+        let current = current_version(&versions)
+            .ok_or_else(|| BackendError::Precondition(format!("secret {name} has no AWSCURRENT version")))?;
+        Ok(Resolved {
+            summary: format!(
+                "put a new random value into secret {name} (AWSCURRENT now version {current}); the run's end moves AWSCURRENT back to {current}"
+            ),
+            targets: vec![arn],
+        })
+    }
+
+    pub(super) async fn prepare_secret(&self, resolved: &Resolved) -> Result<serde_json::Value, BackendError> {
+        let secret = resolved
+            .targets
+            .first()
+            .ok_or_else(|| BackendError::Api("secret-drift resolved to no secret".into()))?;
+        let (arn, versions) = self.secret_versions(secret).await?;
+        let previous = current_version(&versions)
+            .ok_or_else(|| BackendError::Precondition(format!("secret {secret} has no AWSCURRENT version")))?;
+        Ok(serde_json::json!({
+            "secret": arn,
+            "previous_version": previous,
+            "new_version": new_version_id(),
+        }))
+    }
+
+    /// `PutSecretValue` with a fresh random value under the journaled version id.
+    pub(super) async fn drift_secret(&self, injected: &Injected) -> Result<(), BackendError> {
+        let secret = undo_str(injected, "secret")?;
+        let new_version = undo_str(injected, "new_version")?;
+        let (_, versions) = self.secret_versions(secret).await?;
+        if versions.contains_key(new_version) {
+            return Ok(()); // Already written by an earlier attempt.
+        }
+        let out = self
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(secret)
+            .version_stage(CURRENT)
+            .send()
+            .await
+            .map_err(|e| aws_error("secretsmanager:GetSecretValue", e))?;
+        let Some(old) = out.secret_string() else {
+            return Err(BackendError::Precondition(format!(
+                "secret {secret} holds binary data; secret-drift changes string secrets only"
+            )));
+        };
+        let value = drifted_value(old, &random_text(32));
+        self.clients
+            .secrets
+            .put_secret_value()
+            .secret_id(secret)
+            .client_request_token(new_version)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| aws_error("secretsmanager:PutSecretValue", e))?;
+        Ok(())
+    }
+
+    /// Moves AWSCURRENT back to the previous version. Nothing to do when it is already there;
+    /// refuses when AWSCURRENT is on a version siege did not write (someone rotated since).
+    pub(super) async fn revert_secret(&self, injected: &Injected) -> Result<(), BackendError> {
+        let secret = undo_str(injected, "secret")?;
+        let previous = undo_str(injected, "previous_version")?;
+        let new_version = undo_str(injected, "new_version")?;
+        let (_, versions) = self.secret_versions(secret).await?;
+        let current = current_version(&versions);
+        match current.as_deref() {
+            Some(c) if c == previous => Ok(()),
+            Some(c) if c == new_version => {
+                self.clients
+                    .secrets
+                    .update_secret_version_stage()
+                    .secret_id(secret)
+                    .version_stage(CURRENT)
+                    .move_to_version_id(previous)
+                    .remove_from_version_id(c)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("secretsmanager:UpdateSecretVersionStage", e))?;
+                Ok(())
+            }
+            other => Err(BackendError::Api(format!(
+                "secret {secret}: AWSCURRENT is on version {}, which siege did not write; not moving it back to {previous} (check the secret by hand)",
+                other.unwrap_or("<none>")
+            ))),
+        }
+    }
+}
+
+fn current_version(versions: &HashMap<String, Vec<String>>) -> Option<String> {
+    versions.iter().find(|(_, stages)| stages.iter().any(|s| s == CURRENT)).map(|(id, _)| id.clone())
+}
+
+/// The drifted value: a JSON object keeps its shape with a new `password`; anything else is
+/// replaced whole.
+fn drifted_value(old: &str, fresh: &str) -> String {
+    if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(old)
+        && map.contains_key("password")
+    {
+        map.insert("password".into(), serde_json::Value::String(fresh.to_string()));
+        return serde_json::Value::Object(map).to_string();
+    }
+    fresh.to_string()
+}
+
+/// `n` random bytes from the kernel; falls back to the seeded generator with a fresh seed where
+/// `/dev/urandom` cannot be read.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_ok();
+    if !ok {
+        let mut rng = Rng::new(Rng::fresh_seed());
+        for b in &mut buf {
+            *b = rng.next_u64() as u8;
+        }
+    }
+    buf
+}
+
+fn random_text(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    random_bytes(n).iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// A version id in UUID form, as Secrets Manager generates them.
+fn new_version_id() -> String {
+    let mut b = random_bytes(16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_secrets_keep_their_shape() {
+        let v = drifted_value(r#"{"username":"app","password":"old"}"#, "NEW");
+        let parsed: serde_json::Value = serde_json::from_str(&v).unwrap();
+        assert_eq!(parsed["username"], "app");
+        assert_eq!(parsed["password"], "NEW");
+        assert_eq!(drifted_value("plain", "NEW"), "NEW");
+        assert_eq!(drifted_value(r#"{"token":"x"}"#, "NEW"), "NEW");
+    }
+
+    #[test]
+    fn version_ids_look_like_uuids() {
+        let a = new_version_id();
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, new_version_id());
+        assert_eq!(random_text(32).len(), 32);
+    }
+}

@@ -1,0 +1,289 @@
+//! Observation: ALB target health (ELBv2), ALB and ECS metrics (CloudWatch `GetMetricData`),
+//! CloudWatch alarm state for `alarm:` stop conditions, and new ECS service events.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
+use aws_sdk_ecs::types::ServiceEvent;
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
+use serde::Serialize;
+
+use super::AwsBackend;
+use super::error::aws_error;
+use crate::backend::BackendError;
+
+/// CloudWatch metrics are published per minute: asking more often only costs money.
+const METRICS_EVERY: Duration = Duration::from_secs(60);
+/// Period and look-back of the metric queries.
+const PERIOD_SECS: i32 = 60;
+const LOOK_BACK: Duration = Duration::from_secs(5 * 60);
+
+/// The latest minute of the ALB's and the service's CloudWatch metrics; `None` where the target
+/// names no balancer or CloudWatch has no datapoint yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CloudMetrics {
+    /// `AWS/ApplicationELB RequestCount`, sum over the minute.
+    pub request_count: Option<f64>,
+    /// `HTTPCode_ELB_5XX_Count + HTTPCode_Target_5XX_Count`, sum over the minute.
+    pub http_5xx: Option<f64>,
+    /// `TargetResponseTime` p95, in milliseconds.
+    pub target_response_p95_ms: Option<f64>,
+    /// `AWS/ECS CPUUtilization` of the service, average percent of the tasks' reserved CPU.
+    pub cpu_percent: Option<f64>,
+}
+
+/// The newest ECS service event already reported: its time and id.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EventMark {
+    at: (i64, u32),
+    id: String,
+}
+
+impl AwsBackend {
+    /// `(healthy, not healthy)` targets of the target group (draining ones count as neither).
+    pub(super) async fn target_health(&self, target_group: &str) -> Result<(u32, u32), BackendError> {
+        let arn = self.target_group_arn(target_group).await?;
+        let out = self
+            .clients
+            .elb
+            .describe_target_health()
+            .target_group_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetHealth", e))?;
+        let (mut healthy, mut unhealthy) = (0, 0);
+        for d in out.target_health_descriptions() {
+            match d.target_health().and_then(|h| h.state()) {
+                Some(TargetHealthStateEnum::Healthy) => healthy += 1,
+                Some(TargetHealthStateEnum::Draining) => {}
+                _ => unhealthy += 1,
+            }
+        }
+        Ok((healthy, unhealthy))
+    }
+
+    /// The ARN of a target group given by ARN or by name.
+    async fn target_group_arn(&self, target_group: &str) -> Result<String, BackendError> {
+        if target_group.starts_with("arn:") {
+            return Ok(target_group.to_string());
+        }
+        let out = self
+            .clients
+            .elb
+            .describe_target_groups()
+            .names(target_group)
+            .send()
+            .await
+            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+        out.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+            .ok_or_else(|| BackendError::NotFound(format!("target group {target_group}")))
+    }
+
+    /// DNS name and CloudWatch dimension (`app/NAME/ID`) of the balancer given by ARN, by
+    /// `app/NAME/ID` or by name.
+    pub(super) async fn describe_load_balancer(&self, lb: &str) -> Result<(String, String), BackendError> {
+        let req = self.clients.elb.describe_load_balancers();
+        let req = if lb.starts_with("arn:") {
+            req.load_balancer_arns(lb)
+        } else {
+            let name = lb.strip_prefix("app/").and_then(|s| s.split('/').next()).unwrap_or(lb);
+            req.names(name)
+        };
+        let out = req.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
+        let found = out.load_balancers().first();
+        let dns = found.and_then(|l| l.dns_name());
+        let arn = found.and_then(|l| l.load_balancer_arn()).unwrap_or(lb);
+        match dns {
+            Some(dns) => Ok((dns.to_string(), lb_dimension(arn))),
+            None => Err(BackendError::NotFound(format!("load balancer {lb}"))),
+        }
+    }
+
+    /// Whether the alarm is in state ALARM; an alarm that does not exist is an error.
+    pub(super) async fn alarm_state(&self, name: &str) -> Result<bool, BackendError> {
+        let out = self
+            .clients
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names(name)
+            .send()
+            .await
+            .map_err(|e| aws_error("cloudwatch:DescribeAlarms", e))?;
+        let alarm = out
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(name))
+            .map(|a| a.state_value().cloned())
+            .or_else(|| out.composite_alarms().iter().find(|a| a.alarm_name() == Some(name)).map(|a| a.state_value().cloned()));
+        match alarm {
+            Some(state) => Ok(state == Some(StateValue::Alarm)),
+            None => Err(BackendError::NotFound(format!("CloudWatch alarm {name} (region {})", self.target.region))),
+        }
+    }
+
+    /// [`AwsBackend::cloud_metrics`], asked at most once a minute. A failure is not fatal to
+    /// sampling (task counts and target health matter more): it comes back as a note, once per
+    /// attempt, and the metrics stay unknown until the next attempt.
+    pub(super) async fn cached_metrics(&self) -> (CloudMetrics, Option<String>) {
+        if let Ok(guard) = self.metrics_cache.lock()
+            && let Some((at, m)) = guard.as_ref()
+            && at.elapsed() < METRICS_EVERY
+        {
+            return (m.clone(), None);
+        }
+        let (m, note) = match self.cloud_metrics().await {
+            Ok(m) => (m, None),
+            Err(e) => (CloudMetrics::default(), Some(format!("CloudWatch metrics unavailable: {e}"))),
+        };
+        if let Ok(mut guard) = self.metrics_cache.lock() {
+            *guard = Some((Instant::now(), m.clone()));
+        }
+        (m, note)
+    }
+
+    /// The latest minute of ALB request count, 5xx, p95 target response time and service CPU,
+    /// in one `GetMetricData` call.
+    pub async fn cloud_metrics(&self) -> Result<CloudMetrics, BackendError> {
+        let mut queries = Vec::new();
+        let lb = self.lb_dimension.as_deref();
+        if let Some(lb) = lb {
+            let alb = |id: &str, metric: &str, stat: &str| query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat);
+            queries.push(alb("requests", "RequestCount", "Sum"));
+            queries.push(alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum"));
+            queries.push(alb("target5xx", "HTTPCode_Target_5XX_Count", "Sum"));
+            queries.push(alb("p95", "TargetResponseTime", "p95"));
+        }
+        queries.push(query(
+            "cpu",
+            "AWS/ECS",
+            "CPUUtilization",
+            &[("ClusterName", &self.target.cluster), ("ServiceName", &self.target.service)],
+            "Average",
+        ));
+        let now = SystemTime::now();
+        let end = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let start = end - LOOK_BACK.as_secs() as i64;
+        let out = self
+            .clients
+            .cloudwatch
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries))
+            .start_time(DateTime::from_secs(start))
+            .end_time(DateTime::from_secs(end + 1))
+            .scan_by(ScanBy::TimestampDescending)
+            .send()
+            .await
+            .map_err(|e| aws_error("cloudwatch:GetMetricData", e))?;
+        let latest = |id: &str| {
+            out.metric_data_results()
+                .iter()
+                .find(|r| r.id() == Some(id))
+                .and_then(|r| r.values().first().copied())
+        };
+        let http_5xx = match (latest("elb5xx"), latest("target5xx")) {
+            (None, None) if lb.is_some() => Some(0.0).filter(|_| latest("requests").is_some()),
+            (a, b) if lb.is_some() => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            _ => None,
+        };
+        Ok(CloudMetrics {
+            request_count: latest("requests"),
+            http_5xx,
+            target_response_p95_ms: latest("p95").map(|s| s * 1000.0),
+            cpu_percent: latest("cpu"),
+        })
+    }
+
+    /// Service events newer than the last ones reported, oldest first.
+    pub(super) fn new_events(&self, events: &[ServiceEvent]) -> Vec<String> {
+        match self.last_event.lock() {
+            Ok(mut mark) => fresh_events(&mut mark, events),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn stamp(e: &ServiceEvent) -> (i64, u32) {
+    e.created_at().map(|t| (t.secs(), t.subsec_nanos())).unwrap_or((0, 0))
+}
+
+/// Messages of the events after `mark`, oldest first, and moves `mark` to the newest. The first
+/// call (no mark yet) only sets the mark: history from before the run is not news.
+fn fresh_events(mark: &mut Option<EventMark>, events: &[ServiceEvent]) -> Vec<String> {
+    let newest = events
+        .iter()
+        .max_by_key(|e| stamp(e))
+        .map(|e| EventMark { at: stamp(e), id: e.id().unwrap_or_default().to_string() });
+    let fresh = match mark.as_ref() {
+        None => Vec::new(),
+        Some(m) => {
+            let mut fresh: Vec<&ServiceEvent> = events
+                .iter()
+                .filter(|e| stamp(e) > m.at || (stamp(e) == m.at && e.id().unwrap_or_default() != m.id))
+                .collect();
+            fresh.sort_by_key(|e| stamp(e));
+            fresh.iter().filter_map(|e| e.message().map(str::to_string)).collect()
+        }
+    };
+    match newest {
+        Some(n) if mark.as_ref().is_none_or(|m| n.at >= m.at) => *mark = Some(n),
+        None if mark.is_none() => *mark = Some(EventMark { at: (0, 0), id: String::new() }),
+        _ => {}
+    }
+    fresh
+}
+
+/// The CloudWatch `LoadBalancer` dimension (`app/NAME/ID`) of a balancer given by ARN or as is.
+fn lb_dimension(lb: &str) -> String {
+    match lb.split_once(":loadbalancer/") {
+        Some((_, rest)) => rest.to_string(),
+        None => lb.to_string(),
+    }
+}
+
+fn query(id: &str, namespace: &str, metric: &str, dims: &[(&str, &str)], stat: &str) -> MetricDataQuery {
+    let mut m = Metric::builder().namespace(namespace).metric_name(metric);
+    for (name, value) in dims {
+        m = m.dimensions(Dimension::builder().name(*name).value(*value).build());
+    }
+    let stat = MetricStat::builder().metric(m.build()).period(PERIOD_SECS).stat(stat).build();
+    MetricDataQuery::builder().id(id).metric_stat(stat).return_data(true).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, secs: i64, msg: &str) -> ServiceEvent {
+        ServiceEvent::builder()
+            .id(id)
+            .created_at(aws_sdk_ecs::primitives::DateTime::from_secs(secs))
+            .message(msg)
+            .build()
+    }
+
+    #[test]
+    fn only_new_service_events_are_reported_oldest_first() {
+        let mut mark = None;
+        // ECS lists the newest first.
+        let old = vec![event("b", 20, "old 2"), event("a", 10, "old 1")];
+        assert!(fresh_events(&mut mark, &old).is_empty(), "history before the run is not news");
+        let mut now = vec![event("d", 40, "stopped 1 task"), event("c", 30, "has reached a steady state")];
+        now.extend(old.clone());
+        assert_eq!(fresh_events(&mut mark, &now), vec!["has reached a steady state", "stopped 1 task"]);
+        assert!(fresh_events(&mut mark, &now).is_empty());
+        assert!(fresh_events(&mut None, &[]).is_empty());
+    }
+
+    #[test]
+    fn load_balancer_dimension_from_arn_or_suffix() {
+        assert_eq!(
+            lb_dimension("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/prod-lb/50dc6c495c0c9188"),
+            "app/prod-lb/50dc6c495c0c9188"
+        );
+        assert_eq!(lb_dimension("app/prod-lb/123"), "app/prod-lb/123");
+    }
+}
