@@ -74,6 +74,7 @@ done
 json() { python3 -c "import json, sys; r = json.load(sys.stdin); print($1)"; }
 
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nproc) cores, $URL"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other processes on the machine skew every figure)"
 echo
 echo "== closed model: $CONNECTIONS connections, ${DURATION}s, wrk -t1 vs siege load -c $CONNECTIONS"
 printf '%-6s %14s %14s %8s\n' round "wrk req/s" "siege req/s" ratio
@@ -92,10 +93,10 @@ echo "median ratio siege/wrk: $median"
 
 echo
 echo "== open model: fixed rate, ${DURATION}s"
-printf '%10s %12s %9s %10s %10s %8s %8s\n' "target/s" "achieved/s" "off" "p99" "max" missed errors
+printf '%10s %12s %9s %10s %10s %14s %8s %8s\n' "target/s" "achieved/s" "off" "p99" "max" "uncorr. p99" missed errors
 for rate in $RATES; do
     "$SIEGE" load "$URL" --rate "$rate/s" -d "${DURATION}s" --json > "$WORK/rate.json"
-    json "'%10d %12.1f %8.2f%% %8.2fms %8.2fms %8d %8d' % ($rate, r['rps'], 100 * (r['rps'] - $rate) / $rate, r['latency_ms']['p99'], r['latency_ms']['max'], r['missed'], sum(r['errors'].values()))" < "$WORK/rate.json"
+    json "'%10d %12.1f %8.2f%% %8.2fms %8.2fms %12.2fms %8d %8d' % ($rate, r['rps'], 100 * (r['rps'] - $rate) / $rate, r['latency_ms']['p99'], r['latency_ms']['max'], r['uncorrected_latency_ms']['p99'], r['missed'], sum(r['errors'].values()))" < "$WORK/rate.json"
 done
 
 if [ -z "${SKIP_RSS:-}" ]; then

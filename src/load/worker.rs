@@ -132,10 +132,9 @@ async fn run_worker(spec: WorkerSpec) -> (Recorder, u32, usize, Instant) {
     let finish = async {
         tokio::time::sleep_until(end.into()).await;
         // A dispatcher that fell behind (a starved CPU) still queues every request that fell due
-        // before the end, so that none goes uncounted; idle connections then get one turn.
+        // before the end, so that none goes uncounted.
         if let Some(d) = dispatcher {
             let _ = d.await;
-            tokio::task::yield_now().await;
         }
         w.stopping.set(true);
         let stopped = Instant::now();
