@@ -10,11 +10,16 @@ use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
 
 /// The binary children re-execute: `SIEGE_EXE` if set (library tests run from a test harness
-/// binary), else the current executable.
+/// binary), else this very executable through `/proc/self/exe`, which still names the running
+/// binary after its file was replaced (a rebuild or an upgrade during a run); the path from
+/// `current_exe` would then point at the new file, or at nothing.
 pub fn siege_exe() -> std::io::Result<PathBuf> {
     match std::env::var_os("SIEGE_EXE") {
         Some(p) => Ok(PathBuf::from(p)),
-        None => std::env::current_exe(),
+        None => {
+            let proc_exe = PathBuf::from("/proc/self/exe");
+            if proc_exe.exists() { Ok(proc_exe) } else { std::env::current_exe() }
+        }
     }
 }
 

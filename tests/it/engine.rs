@@ -447,3 +447,28 @@ recovery: {{ within: 25s, hold: 3s }}
         assert!(!outputs.contains(s.as_str()), "a secret value leaked into an output");
     }
 }
+
+#[test]
+fn heavy_lab_still_replaces_tasks_after_its_binary_file_is_replaced() {
+    // A rebuild or an upgrade during a game day replaces the binary the lab re-executes.
+    let home = Home::new();
+    let copy = home.path().join("siege-copy");
+    std::fs::copy(crate::common::siege_bin(), &copy).expect("copy siege");
+    let out = Command::new(&copy)
+        .args(["lab", "up", "--detach"])
+        .env("SIEGE_HOME", home.path())
+        .output()
+        .expect("lab up");
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_file(&copy).expect("remove the binary");
+    let st = home.lab_status();
+    let pid = st["service"]["tasks"][0]["pid"].as_u64().expect("task pid") as u32;
+    unsafe_kill(pid);
+    let replaced = wait_for(Duration::from_secs(20), || {
+        let st = home.lab_status();
+        let tasks = st["service"]["tasks"].as_array()?.clone();
+        let fresh = tasks.iter().all(|t| t["pid"].as_u64() != Some(u64::from(pid)));
+        (fresh && tasks.len() == 3 && home.healthy_targets() == 3).then_some(())
+    });
+    assert!(replaced.is_some(), "the killed task was not replaced: {}", home.lab_status());
+}
