@@ -276,35 +276,6 @@ mod tests {
         assert_eq!(rec.pending, vec![injected("b")]);
     }
 
-    fn empty_record() -> crate::report::RunRecord {
-        use crate::report::*;
-        RunRecord {
-            schema_version: SCHEMA_VERSION,
-            run_id: "r1".into(),
-            scenario: ScenarioInfo {
-                name: "s".into(),
-                description: None,
-                file: "s.yaml".into(),
-                runbook: None,
-                target: "lab".into(),
-                service: "api".into(),
-            },
-            started_at: String::new(),
-            finished_at: String::new(),
-            seed: 1,
-            verdict: Verdict { outcome: Outcome::Passed, exit_code: 0, reason: String::new() },
-            timings: Timings::default(),
-            worst_window: None,
-            steady_state: vec![],
-            timeline: vec![],
-            faults: vec![],
-            windows: vec![],
-            load: LoadTotals::default(),
-            debrief_questions: vec![],
-            notes: vec![],
-        }
-    }
-
     #[test]
     fn a_clean_run_removes_its_journal() {
         let dir = tempfile::tempdir().unwrap();
@@ -313,7 +284,7 @@ mod tests {
         j.on_event(&injecting("a")).unwrap();
         j.on_event(&Event::FaultSettled { t: 2.0, fault: "a".into() }).unwrap();
         assert_eq!(list_in(dir.path()).unwrap().len(), 1);
-        let record = empty_record();
+        let record = crate::report::tests_support::minimal_record();
         j.on_event(&Event::RunFinished { record: Box::new(record), report_dir: None, report_ms: 0.0 }).unwrap();
         assert!(list_in(dir.path()).unwrap().is_empty());
     }

@@ -4,7 +4,6 @@
 use std::io::{IsTerminal, Write};
 
 use super::events::{CancelReason, Event, EventSink};
-use crate::report::Outcome;
 
 pub struct Progress {
     tty: bool,
@@ -112,15 +111,7 @@ impl EventSink for Progress {
             }
             Event::RunFinished { record, report_dir, report_ms } => {
                 let v = &record.verdict;
-                let word = match v.outcome {
-                    Outcome::Passed => "PASSED",
-                    Outcome::Failed => "FAILED",
-                    Outcome::Aborted => "ABORTED",
-                    Outcome::PreconditionFailed => "PRECONDITION FAILED",
-                    Outcome::RevertFailed => "REVERT FAILED",
-                    Outcome::Error => "ERROR",
-                };
-                self.line(None, &format!("\n{word}: {}", v.reason));
+                self.line(None, &format!("\n{}: {}", v.outcome.word(), v.reason));
                 if let Some(d) = report_dir {
                     self.line(None, &format!("report: {} (written in {report_ms:.0} ms)", d.join("report.md").display()));
                 }

@@ -233,7 +233,7 @@ impl RecordBuilder {
 
         for fr in &mut self.faults {
             if let Some(fault) = sc.faults.iter().find(|x| x.name == fr.name) {
-                fr.ends_s = fr.injected_s.map(|t| t + fault.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+                fr.ends_s = fr.injected_s.map(|t| t + (fault.ends_at() - fault.at).as_secs_f64());
                 if fault.duration.is_none() && fault.kind == crate::scenario::FaultKind::SecretDrift {
                     fr.ends_s = fr.reverted_s.or(Some(f.duration_s));
                 }

@@ -61,6 +61,21 @@ pub struct ErrorCounts {
 }
 
 impl ErrorCounts {
+    /// Every class with its display label, in a fixed order (for summaries and reports).
+    pub fn classes(&self) -> [(&'static str, u64); 9] {
+        [
+            ("connect", self.connect),
+            ("reset", self.reset),
+            ("timeout", self.timeout),
+            ("502", self.status_502),
+            ("503", self.status_503),
+            ("504", self.status_504),
+            ("other 5xx", self.status_5xx),
+            ("4xx", self.status_4xx),
+            ("other", self.other),
+        ]
+    }
+
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &ErrorCounts) {
         self.connect += other.connect;
@@ -468,19 +483,9 @@ fn ms(v: f64) -> String {
 fn summary(heading: &str, r: &LoadReport) -> String {
     let l = &r.latency_ms;
     let u = &r.uncorrected_latency_ms;
-    let e = &r.errors;
-    let classes = [
-        ("connect", e.connect),
-        ("reset", e.reset),
-        ("timeout", e.timeout),
-        ("502", e.status_502),
-        ("503", e.status_503),
-        ("504", e.status_504),
-        ("other 5xx", e.status_5xx),
-        ("4xx", e.status_4xx),
-        ("other", e.other),
-    ];
-    let errors: Vec<String> = classes
+    let errors: Vec<String> = r
+        .errors
+        .classes()
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(c, n)| format!("{c} {n}"))

@@ -147,7 +147,7 @@ pub(crate) fn render(r: &RunRecord, red: &Redactor) -> String {
     o.push_str("    <properties>\n");
     let props = [
         ("run_id", red.run_id(&r.run_id)),
-        ("verdict", super::markdown::verdict_word(r.verdict.outcome).to_lowercase()),
+        ("verdict", r.verdict.outcome.word().to_lowercase()),
         ("exit_code", r.verdict.exit_code.to_string()),
         ("seed", red.seed(r.seed)),
         ("scenario_file", r.scenario.file.clone()),
@@ -188,7 +188,7 @@ pub(crate) fn render(r: &RunRecord, red: &Redactor) -> String {
     let _ = writeln!(
         o,
         "    <system-out>{}</system-out>",
-        xml(&format!("{}: {}", super::markdown::verdict_word(r.verdict.outcome), r.verdict.reason.trim()))
+        xml(&format!("{}: {}", r.verdict.outcome.word(), r.verdict.reason.trim()))
     );
     o.push_str("  </testsuite>\n</testsuites>\n");
     o

@@ -8,17 +8,6 @@ use std::fmt::Write as _;
 use super::format::{self, Redactor, Table, code, md, offset, secs};
 use super::{FaultRecord, Outcome, RunRecord, TimelineKind, charts::ChartFile};
 
-/// The verdict as a headline word.
-pub(crate) fn verdict_word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Passed => "PASSED",
-        Outcome::Failed => "FAILED",
-        Outcome::Aborted => "ABORTED",
-        Outcome::PreconditionFailed => "PRECONDITION FAILED",
-        Outcome::RevertFailed => "REVERT FAILED",
-        Outcome::Error => "ERROR",
-    }
-}
 
 fn kind_label(k: TimelineKind) -> &'static str {
     match k {
@@ -38,13 +27,13 @@ fn kind_label(k: TimelineKind) -> &'static str {
 /// Renders `report.md`; `charts` are the files written beside it.
 pub(crate) fn render(r: &RunRecord, charts: &[ChartFile], red: &Redactor) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# {}: {}\n", md(&r.scenario.name), verdict_word(r.verdict.outcome));
+    let _ = writeln!(o, "# {}: {}\n", md(&r.scenario.name), r.verdict.outcome.word());
     let reason = r.verdict.reason.trim();
     let reason = if reason.is_empty() { "no reason recorded" } else { reason };
     let _ = writeln!(
         o,
         "**Verdict: {}** (exit {}). {}\n",
-        verdict_word(r.verdict.outcome),
+        r.verdict.outcome.word(),
         r.verdict.exit_code,
         md(&sentence(reason))
     );
@@ -316,20 +305,12 @@ fn run_details(o: &mut String, r: &RunRecord, red: &Redactor) {
         "Seed".into(),
         format!("{} (set `seed:` to this value to select the same targets again)", red.seed(r.seed)),
     ]);
-    let e = &r.load.errors;
-    let classes: Vec<String> = [
-        ("connect", e.connect),
-        ("reset", e.reset),
-        ("timeout", e.timeout),
-        ("502", e.status_502),
-        ("503", e.status_503),
-        ("504", e.status_504),
-        ("other 5xx", e.status_5xx),
-        ("4xx", e.status_4xx),
-        ("other", e.other),
-        ("missed", r.load.missed),
-    ]
-    .iter()
+    let classes: Vec<String> = r
+        .load
+        .errors
+        .classes()
+        .into_iter()
+        .chain([("missed", r.load.missed)])
     .filter(|(_, n)| *n > 0)
     .map(|(k, n)| format!("{k}: {}", format::count(*n)))
     .collect();

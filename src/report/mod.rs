@@ -263,7 +263,7 @@ pub fn cmd_report(dir: &Path) -> anyhow::Result<Exit> {
     println!(
         "{}: {} — re-rendered {} in {}",
         record.scenario.name,
-        markdown::verdict_word(record.verdict.outcome).to_lowercase(),
+        record.verdict.outcome.word().to_lowercase(),
         written.join(", "),
         out.display()
     );

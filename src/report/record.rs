@@ -81,6 +81,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The verdict as a headline word: `PASSED`, `FAILED`…
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Passed => "PASSED",
+            Outcome::Failed => "FAILED",
+            Outcome::Aborted => "ABORTED",
+            Outcome::PreconditionFailed => "PRECONDITION FAILED",
+            Outcome::RevertFailed => "REVERT FAILED",
+            Outcome::Error => "ERROR",
+        }
+    }
+
     /// The process exit status of a run that ended this way.
     pub fn exit(self) -> Exit {
         match self {
