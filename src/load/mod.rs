@@ -517,7 +517,7 @@ fn summary(heading: &str, r: &LoadReport) -> String {
             ms(u.max)
         );
     }
-    let total = e.total();
+    let total = r.errors.total();
     if total == 0 {
         s += "  errors     none\n";
     } else {

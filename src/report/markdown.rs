@@ -311,9 +311,9 @@ fn run_details(o: &mut String, r: &RunRecord, red: &Redactor) {
         .classes()
         .into_iter()
         .chain([("missed", r.load.missed)])
-    .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{k}: {}", format::count(*n)))
-    .collect();
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k}: {}", format::count(n)))
+        .collect();
     t.row(vec!["Errors by class".into(), if classes.is_empty() { "none".into() } else { classes.join(", ") }]);
     let _ = write!(o, "{}", t.render());
 }
