@@ -100,6 +100,8 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The error to return from a command: prints `message`, exits with `exit`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(exit: Exit, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Failure { exit, message: message.into() })
     }

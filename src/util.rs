@@ -79,6 +79,20 @@ pub fn compact_utc(t: SystemTime) -> String {
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
+/// Where siege keeps state that outlives a process: the fault journal, a background lab's
+/// address. `SIEGE_HOME` if set (tests use a temporary one), else `$XDG_STATE_HOME/siege`, else
+/// `~/.local/state/siege`.
+pub fn state_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("SIEGE_HOME") {
+        return d.into();
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return std::path::PathBuf::from(d).join("siege");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    std::path::PathBuf::from(home).join(".local/state/siege")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,18 +117,4 @@ mod tests {
         s.dedup();
         assert_eq!(s.len(), 5);
     }
-}
-
-/// Where siege keeps state that outlives a process: the fault journal, a background lab's
-/// address. `SIEGE_HOME` if set (tests use a temporary one), else `$XDG_STATE_HOME/siege`, else
-/// `~/.local/state/siege`.
-pub fn state_dir() -> std::path::PathBuf {
-    if let Some(d) = std::env::var_os("SIEGE_HOME") {
-        return d.into();
-    }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
-        return std::path::PathBuf::from(d).join("siege");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    std::path::PathBuf::from(home).join(".local/state/siege")
 }

@@ -1,55 +1,353 @@
 //! The lab backend: drives the embedded practice lab through its token-protected control API.
+//!
+//! Without `target.lab.control`, [`LabBackend::connect`] starts a lab for the run (`siege lab up
+//! --ready-json` as a child process that dies with this one) and [`LabBackend::shutdown`] stops
+//! it. With `control`, it drives a lab started separately; the token comes from the lab file
+//! `siege lab up` wrote (`state_dir()/lab.json`) when its control URL matches, else from
+//! `SIEGE_LAB_TOKEN`. Tokens never go into the journal: the locator holds the URL only.
+//!
+//! Reverts, from the journaled [`Injected`] alone:
+//! - `latency`, `cpu-stress`: clear that fault on the journaled tasks (tasks gone meanwhile are
+//!   skipped, and a second clear is a no-op);
+//! - `db-failover`: end the outage window now if it is still open (no-op with a writer);
+//! - `secret-drift`: make the journaled previous version current again (the database accepts
+//!   it again), then replace, rolling, every task holding another version — which leaves the lab
+//!   healthy whether or not a redeploy ran in between;
+//! - `task-kill`, `redeploy`: nothing to undo (the scheduler replaces tasks by itself).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
 
 use super::{BackendError, Injected, Resolved, Sample};
-use crate::scenario::{LabTarget, Fault, Scenario};
+use crate::lab::balancer::TargetHealth;
+use crate::lab::client::{ClientError, ControlClient};
+use crate::lab::proc;
+use crate::lab::supervisor::{LabAddress, LabState};
+use crate::scenario::{Fault, FaultKind, KillSignal, LabTarget, Scenario};
 use crate::util::Rng;
 
-pub struct LabBackend {}
+/// Environment variable holding the control token of a lab named by `target.lab.control`.
+pub const TOKEN_ENV: &str = "SIEGE_LAB_TOKEN";
 
-fn unimplemented() -> BackendError {
-    BackendError::Api("the lab backend is not implemented yet".into())
+pub struct LabBackend {
+    client: ControlClient,
+    balancer_url: String,
+    /// The lab process this run started, if it did.
+    owned: Option<Box<tokio::sync::Mutex<tokio::process::Child>>>,
+    /// Sequence number of the last lab event already returned by [`LabBackend::sample`].
+    cursor: Mutex<u64>,
+}
+
+fn api(e: ClientError) -> BackendError {
+    match e {
+        ClientError::Unreachable { .. } => BackendError::NotFound(e.to_string()),
+        _ => BackendError::Api(e.to_string()),
+    }
+}
+
+/// The token of the lab at `control_url`: from the lab file when it names that URL, else from
+/// the environment.
+fn token_for(control_url: &str) -> Option<String> {
+    let url = control_url.trim_end_matches('/');
+    crate::lab::read_lab_file()
+        .filter(|a| a.control_url.trim_end_matches('/') == url)
+        .map(|a| a.token)
+        .or_else(|| std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()))
+}
+
+/// Task ids in a stable order (t-2 before t-10), so a seed selects the same tasks again.
+fn sorted_ids(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort_by_key(|id| (id.trim_start_matches("t-").parse::<u64>().unwrap_or(u64::MAX), id.clone()));
+    ids
 }
 
 impl LabBackend {
     pub async fn connect(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
-        let _ = (target, run_id);
-        Err(unimplemented())
+        match &target.control {
+            Some(url) => Self::attach(url).await,
+            None => Self::start_owned(target, run_id).await,
+        }
     }
+
+    async fn attach(url: &str) -> Result<Self, BackendError> {
+        let token = token_for(url).ok_or_else(|| {
+            BackendError::NotFound(format!(
+                "no control token for the lab at {url}: start it with `siege lab up` on this machine, or set {TOKEN_ENV}"
+            ))
+        })?;
+        let client = ControlClient::new(url, &token);
+        let st = client.state(u64::MAX).await.map_err(api)?;
+        Ok(LabBackend { client, balancer_url: st.balancer_url, owned: None, cursor: Mutex::new(st.last_event) })
+    }
+
+    async fn start_owned(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
+        let start = |e: std::io::Error| BackendError::Api(format!("start a lab for the run: {e}"));
+        let exe = proc::siege_exe().map_err(start)?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(["lab", "up", "--ready-json", "--service", &target.service, "--tasks", &target.tasks.to_string()]);
+        if let Some(a) = &target.autoscaling {
+            cmd.args(["--autoscale-min", &a.min.to_string(), "--autoscale-max", &a.max.to_string()])
+                .args(["--autoscale-target", &format!("{}%", a.target_cpu * 100.0)])
+                .args(["--autoscale-cooldown", &format!("{}ms", a.cooldown.as_millis())]);
+        }
+        let log_dir = crate::util::state_dir().join("labs");
+        let stderr = std::fs::create_dir_all(&log_dir)
+            .and_then(|_| std::fs::File::create(log_dir.join(format!("{run_id}.log"))))
+            .map(std::process::Stdio::from)
+            .unwrap_or_else(|_| std::process::Stdio::null());
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(stderr).kill_on_drop(true);
+        proc::die_with_parent(&mut cmd);
+        let mut child = proc::spawn(cmd).map_err(start)?;
+        let stdout = child.stdout.take().ok_or_else(|| BackendError::Api("lab stdout".into()))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = match tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await {
+            Ok(Ok(Some(l))) => l,
+            _ => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(BackendError::Api(format!(
+                    "the lab for the run did not become ready (log: {})",
+                    log_dir.join(format!("{run_id}.log")).display()
+                )));
+            }
+        };
+        let addr: LabAddress = serde_json::from_str(&line)
+            .map_err(|e| BackendError::Api(format!("unexpected answer from the lab: {e}")))?;
+        let client = ControlClient::new(&addr.control_url, &addr.token);
+        Ok(LabBackend {
+            client,
+            balancer_url: addr.balancer_url,
+            owned: Some(Box::new(tokio::sync::Mutex::new(child))),
+            cursor: Mutex::new(0),
+        })
+    }
+
+    /// `{control_url, owned}`: no token (see the module docs).
     pub fn locator(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        json!({ "control_url": self.client.url, "owned": self.owned.is_some() })
     }
+
+    /// A lab keeps all its state in memory: once it is gone (a run's own lab dies with the run),
+    /// every fault went with it, so `Ok(None)`.
     pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Self>, BackendError> {
-        let _ = locator;
-        Err(unimplemented())
+        let url = locator
+            .get("control_url")
+            .and_then(|u| u.as_str())
+            .ok_or_else(|| BackendError::Api(format!("lab locator without control_url: {locator}")))?;
+        if !ControlClient::new(url, "").ping().await {
+            return Ok(None);
+        }
+        Self::attach(url).await.map(Some)
     }
+
     pub fn entry_url(&self) -> String {
-        String::new()
+        self.balancer_url.trim_end_matches('/').to_string()
     }
+
+    async fn state(&self) -> Result<LabState, BackendError> {
+        self.client.state(u64::MAX).await.map_err(api)
+    }
+
     pub async fn preflight(&self, scenario: &Scenario) -> Result<(), BackendError> {
-        let _ = scenario;
-        Err(unimplemented())
+        let st = self.state().await?;
+        if let crate::scenario::Target::Lab(t) = &scenario.target
+            && t.service != st.service.name
+        {
+            return Err(BackendError::Precondition(format!(
+                "the lab runs service `{}`, the scenario targets `{}`",
+                st.service.name, t.service
+            )));
+        }
+        if scenario.faults.iter().any(|f| f.kind.selection().is_some()) && st.service.running == 0 {
+            return Err(BackendError::Precondition(format!("service `{}` has no running task", st.service.name)));
+        }
+        Ok(())
     }
+
     pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
-        let _ = (fault, rng);
-        Err(unimplemented())
+        let st = self.state().await?;
+        let service = &st.service.name;
+        if let Some(sel) = fault.kind.selection() {
+            let ids = sorted_ids(
+                st.service
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
+                    .map(|t| t.id.clone())
+                    .collect(),
+            );
+            let k = sel.of(ids.len());
+            if k == 0 {
+                return Err(BackendError::Precondition(format!("no running task of service `{service}` to select")));
+            }
+            let chosen = rng.choose(&ids, k);
+            let what = match &fault.kind {
+                FaultKind::TaskKill { signal, .. } => format!("send {} to", signal_name(*signal)),
+                FaultKind::CpuStress { percent, .. } => format!("burn {percent}% CPU in"),
+                FaultKind::Latency { delay, jitter, .. } => {
+                    format!("add {}ms ±{}ms latency to", delay.as_millis(), jitter.as_millis())
+                }
+                _ => "act on".into(),
+            };
+            let summary = format!("{what} {k} of {} tasks of service {service}: {}", ids.len(), chosen.join(", "));
+            return Ok(Resolved { targets: chosen, summary });
+        }
+        match &fault.kind {
+            FaultKind::DbFailover { outage, .. } => {
+                let writer = st.db.writer.clone().ok_or_else(|| {
+                    BackendError::Precondition("the lab database has no writer (a failover is in progress)".into())
+                })?;
+                let replica = st.db.nodes.iter().find(|n| n.name != writer).map(|n| n.name.clone()).unwrap_or_default();
+                let outage = outage.map(|d| format!("{}ms", d.as_millis())).unwrap_or_else(|| "the lab's default outage".into());
+                Ok(Resolved {
+                    targets: vec![writer.clone()],
+                    summary: format!("fail over the lab database: drop writer {writer}, no writer for {outage}, promote {replica}"),
+                })
+            }
+            FaultKind::SecretDrift => Ok(Resolved {
+                targets: vec![st.secret.name.clone()],
+                summary: format!(
+                    "rotate secret {} (current v{}); running tasks keep v{} until replaced",
+                    st.secret.name, st.secret.current_version, st.secret.current_version
+                ),
+            }),
+            FaultKind::Redeploy => {
+                let ids = sorted_ids(
+                    st.service
+                        .tasks
+                        .iter()
+                        .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
+                        .map(|t| t.id.clone())
+                        .collect(),
+                );
+                Ok(Resolved {
+                    summary: format!("rolling replacement of every task of service {service}: {}", ids.join(", ")),
+                    targets: ids,
+                })
+            }
+            _ => Err(BackendError::Unsupported { kind: fault.kind.type_name(), backend: "lab" }),
+        }
     }
+
     pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
-        let _ = (fault, resolved, run_id);
-        Err(unimplemented())
+        let _ = run_id;
+        let undo = match &fault.kind {
+            FaultKind::SecretDrift => {
+                let st = self.state().await?;
+                json!({ "restore_version": st.secret.current_version })
+            }
+            FaultKind::DbFailover { .. } => json!({ "writer": resolved.targets.first() }),
+            _ => json!({}),
+        };
+        Ok(Injected {
+            fault: fault.name.clone(),
+            kind: fault.kind.type_name().to_string(),
+            targets: resolved.targets.clone(),
+            undo,
+        })
     }
+
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
-        let _ = (fault, injected, run_id);
-        Err(unimplemented())
+        let _ = run_id;
+        let tasks = &injected.targets;
+        let (path, body) = match &fault.kind {
+            FaultKind::TaskKill { signal, .. } => {
+                ("/v1/tasks/kill", json!({ "tasks": tasks, "signal": signal_name(*signal) }))
+            }
+            FaultKind::CpuStress { percent, .. } => {
+                // Without a duration the burn lasts until the revert (bounded to an hour).
+                let ms = fault.duration.unwrap_or(Duration::from_secs(3600)).as_millis() as u64;
+                ("/v1/tasks/stress", json!({ "tasks": tasks, "percent": percent, "duration_ms": ms }))
+            }
+            FaultKind::Latency { delay, jitter, .. } => (
+                "/v1/tasks/latency",
+                json!({ "tasks": tasks, "delay_ms": delay.as_millis() as u64, "jitter_ms": jitter.as_millis() as u64 }),
+            ),
+            FaultKind::DbFailover { outage, .. } => {
+                ("/v1/db/failover", json!({ "outage_ms": outage.map(|d| d.as_millis() as u64) }))
+            }
+            FaultKind::SecretDrift => ("/v1/secret/rotate", json!({})),
+            FaultKind::Redeploy => ("/v1/service/redeploy", json!({ "stale_only": false })),
+        };
+        let body = match body.get("outage_ms") {
+            Some(serde_json::Value::Null) => json!({}),
+            _ => body,
+        };
+        self.client.post(path, body).await.map(|_| ()).map_err(api)
     }
+
     pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
-        let _ = injected;
-        Err(unimplemented())
+        let (path, body) = match injected.kind.as_str() {
+            "latency" => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "latency" })),
+            "cpu-stress" => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "stress" })),
+            "db-failover" => ("/v1/db/promote", json!({})),
+            "secret-drift" => {
+                let v = injected.undo.get("restore_version").and_then(|v| v.as_u64()).ok_or_else(|| {
+                    BackendError::Api(format!("journal entry of {} has no restore_version", injected.fault))
+                })?;
+                ("/v1/secret/restore", json!({ "version": v, "replace_stale": true }))
+            }
+            "task-kill" | "redeploy" => return Ok(()),
+            other => return Err(BackendError::Api(format!("unknown fault type `{other}` in the journal"))),
+        };
+        // Targets may be gone (replaced tasks): clearing what is left is still a success.
+        if injected.targets.is_empty() && path == "/v1/tasks/clear" {
+            return Ok(());
+        }
+        self.client.post(path, body).await.map(|_| ()).map_err(api)
     }
+
     pub async fn sample(&self) -> Result<Sample, BackendError> {
-        Err(unimplemented())
+        let since = self.cursor.lock().map(|c| *c).unwrap_or(0);
+        let st = self.client.state(since).await.map_err(api)?;
+        if let Ok(mut c) = self.cursor.lock() {
+            *c = st.last_event;
+        }
+        let healthy = st.targets.iter().filter(|t| t.health == TargetHealth::Healthy).count() as u32;
+        Ok(Sample {
+            healthy_targets: Some(healthy),
+            unhealthy_targets: Some(st.targets.len() as u32 - healthy),
+            running_tasks: Some(st.service.running),
+            desired_tasks: Some(st.service.desired),
+            pending_tasks: Some(st.service.pending),
+            db_writer: st.db.writer.clone(),
+            cpu_percent: Some(st.service.avg_cpu_percent),
+            events: st.events.into_iter().map(|e| e.message).collect(),
+        })
     }
 
     pub async fn shutdown(self) -> Result<(), BackendError> {
-        Ok(())
+        let Some(child) = self.owned else { return Ok(()) };
+        let mut child = child.into_inner();
+        let _ = self.client.post("/v1/shutdown", json!({})).await;
+        // The lab stops and reaps its own children before it exits.
+        match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let _ = child.start_kill();
+                child.wait().await.map(|_| ()).map_err(|e| BackendError::Api(format!("stop the run's lab: {e}")))
+            }
+        }
+    }
+}
+
+fn signal_name(s: KillSignal) -> &'static str {
+    match s {
+        KillSignal::Sigkill => "SIGKILL",
+        KillSignal::Sigterm => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_numerically() {
+        let ids = sorted_ids(vec!["t-10".into(), "t-2".into(), "t-1".into()]);
+        assert_eq!(ids, vec!["t-1", "t-2", "t-10"]);
     }
 }

@@ -1,10 +1,21 @@
 //! The run engine: validate → preflight → steady state before → load + fault timeline with stop
-//! conditions → revert → recovery → verdict and report. One dispatcher loop; everything the run
-//! does is emitted as events that the progress display, the journal and the report consume.
+//! conditions → revert → recovery → verdict and report. One dispatcher loop ([`run`]); everything
+//! the run does is emitted as [`events::Event`]s that the progress display, the journal and the
+//! report consume.
+
+pub mod events;
+pub mod journal;
+pub mod progress;
+pub mod record;
+pub mod run;
 
 use std::path::PathBuf;
 
+use crate::cli::{runtime, Failure};
 use crate::exit::Exit;
+use crate::scenario::{FaultKind, Scenario, Target};
+
+pub use run::{Interrupts, RunOptions, RunOutcome};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -22,6 +33,7 @@ pub struct RunArgs {
 pub struct PlanArgs {
     /// Scenario file.
     pub file: PathBuf,
+    /// Seed for random selections (overrides the scenario's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
 }
@@ -29,17 +41,205 @@ pub struct PlanArgs {
 #[derive(Debug, clap::Args)]
 pub struct RecoverArgs {}
 
+/// Loads and validates a scenario, printing every diagnostic; `Err` carries exit 3.
+fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
+    crate::scenario::load_file(file).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        Failure::new(Exit::Invalid, format!("{} is not a valid scenario ({} error(s))", file.display(), diags.len()))
+    })
+}
+
+/// `siege run FILE`.
 pub fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
-    let _ = args;
-    anyhow::bail!("siege run is not implemented yet")
+    let scenario = load(&args.file)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let interrupts = Interrupts::default();
+        spawn_signal_listener(interrupts.clone())?;
+        let sinks: Vec<Box<dyn events::EventSink>> =
+            vec![Box::new(journal::Journal::new()), Box::new(progress::Progress::new())];
+        let opts = RunOptions { scenario_file: args.file.clone(), reports_dir: Some(args.reports.clone()), seed: args.seed };
+        let handle = tokio::spawn(run::run(scenario, opts, sinks, interrupts));
+        match handle.await {
+            Ok(outcome) => Ok(outcome.record.verdict.outcome.exit()),
+            Err(e) => {
+                // A panic in the engine: the journal still knows what was injected.
+                eprintln!("siege: internal error: {e}; reverting from the journal");
+                let failed = recover_own_runs().await;
+                Ok(if failed { Exit::RevertFailed } else { Exit::Internal })
+            }
+        }
+    })
 }
 
+/// Ctrl-C and SIGTERM: the first cancels the run (faults are reverted), the second skips waits.
+fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let why = tokio::select! {
+                _ = int.recv() => "SIGINT (Ctrl-C)",
+                _ = term.recv() => "SIGTERM",
+            };
+            interrupts.interrupt(why);
+        }
+    });
+    Ok(())
+}
+
+/// Reverts the journaled faults of runs of this very process (after a panic).
+async fn recover_own_runs() -> bool {
+    let mut failed = false;
+    for path in journal::list().unwrap_or_default() {
+        if let Ok(rec) = journal::read(&path)
+            && rec.pid == std::process::id()
+        {
+            let r = journal::recover(&rec).await;
+            failed |= r.failed;
+            for l in r.lines {
+                eprintln!("siege: {l}");
+            }
+        }
+    }
+    failed
+}
+
+/// `siege recover`: reverts whatever killed runs left behind, according to the journal.
+pub fn cmd_recover(_args: RecoverArgs) -> anyhow::Result<Exit> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let paths = journal::list()?;
+        if paths.is_empty() {
+            println!("nothing to recover: no run left faults behind ({})", journal::dir().display());
+            return Ok(Exit::Passed);
+        }
+        let mut failed = false;
+        for path in paths {
+            match journal::read(&path) {
+                Ok(rec) => {
+                    let r = journal::recover(&rec).await;
+                    failed |= r.failed;
+                    for l in r.lines {
+                        println!("{l}");
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    println!("{}: cannot read: {e}", path.display());
+                }
+            }
+        }
+        Ok(if failed { Exit::RevertFailed } else { Exit::Passed })
+    })
+}
+
+/// `siege plan FILE`: the resolved timeline and targets; injects nothing.
 pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
-    let _ = args;
-    anyhow::bail!("siege plan is not implemented yet")
+    let sc = load(&args.file)?;
+    let seed = args.seed.or(sc.seed).unwrap_or_else(crate::util::Rng::fresh_seed);
+    let rt = runtime()?;
+    rt.block_on(async {
+        // A lab started per run does not exist yet: describe selections instead of starting one.
+        let backend = match &sc.target {
+            Target::Lab(l) if l.control.is_none() => None,
+            t => {
+                let b = crate::backend::Backend::connect(t, "plan").await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
+                b.preflight(&sc).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
+                Some(b)
+            }
+        };
+        let mut rng = crate::util::Rng::new(seed);
+        let mut resolved = vec![];
+        for f in &sc.faults {
+            let mut frng = crate::util::Rng::new(rng.next_u64());
+            let line = match &backend {
+                Some(b) => b.resolve(f, &mut frng).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?.summary,
+                None => describe_selection(&sc, &f.kind),
+            };
+            resolved.push(line);
+        }
+        print!("{}", plan_text(&sc, seed, &resolved));
+        if let Some(b) = backend {
+            let _ = b.shutdown().await;
+        }
+        Ok(Exit::Passed)
+    })
 }
 
-pub fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
-    let _ = args;
-    anyhow::bail!("siege recover is not implemented yet")
+fn describe_selection(sc: &Scenario, kind: &FaultKind) -> String {
+    let n = match &sc.target {
+        Target::Lab(l) => l.tasks as usize,
+        Target::Aws(_) => 0,
+    };
+    match kind.selection() {
+        Some(sel) => format!("{} of the {n} tasks of the run's lab, chosen at run time with the seed", sel.of(n)),
+        None => match kind {
+            FaultKind::DbFailover { .. } => "the lab database cluster's writer".into(),
+            FaultKind::SecretDrift => "the lab's database secret".into(),
+            FaultKind::Redeploy => "every task of the lab service".into(),
+            _ => String::new(),
+        },
+    }
+}
+
+/// The text `siege plan` prints.
+pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
+    use crate::scenario::units::format_duration as d;
+    let mut s = String::new();
+    let target = match &sc.target {
+        Target::Lab(l) => format!("lab service {} ({} tasks{})", l.service, l.tasks, l.control.as_ref().map(|c| format!(", lab at {c}")).unwrap_or_else(|| ", a lab started for the run".into())),
+        Target::Aws(a) => format!("aws {} cluster {} service {}", a.region, a.cluster, a.service),
+    };
+    s += &format!("plan: {} — {target}, seed {seed}\n", sc.name);
+    s += &format!(
+        "load: {:.0}/s on {} for {} (timeout {})\n",
+        sc.load.rate.per_second,
+        sc.load.url,
+        d(sc.load.duration),
+        d(sc.load.timeout)
+    );
+    let checks: Vec<String> = sc.steady_state.checks.iter().map(crate::observe::describe_check).collect();
+    s += &format!("steady state: {} (held for {})\n", checks.join(", "), d(sc.recovery.hold));
+    s += "timeline:\n";
+    let mut rows: Vec<(std::time::Duration, String)> = vec![(std::time::Duration::ZERO, format!("load starts at {:.0}/s", sc.load.rate.per_second))];
+    let (first, last) = run::disruption_span(sc);
+    if let Some(f) = first {
+        rows.push((std::time::Duration::from_secs_f64(f), "steady-state gate: the seconds before must hold, else nothing is injected (exit 4)".into()));
+    }
+    for st in &sc.load.stages {
+        rows.push((st.at, format!("stage: rate → {:.0}/s for {}", st.rate.per_second, d(st.duration))));
+        rows.push((st.at + st.duration, format!("stage ends: rate back to {:.0}/s", sc.load.rate.per_second)));
+    }
+    for (f, r) in sc.faults.iter().zip(resolved) {
+        rows.push((f.at, format!("inject {} ({}): {r}", f.name, f.kind.type_name())));
+        if let Some(dur) = f.duration {
+            rows.push((f.at + dur, format!("revert {}", f.name)));
+        }
+    }
+    if let Some(l) = last {
+        let l = std::time::Duration::from_secs_f64(l);
+        rows.push((l, format!("recovery clock starts: steady state must hold again by {}", d(l + sc.recovery.within))));
+    }
+    rows.push((sc.load.duration, "load ends; faults still active are reverted; verdict and report".into()));
+    rows.sort_by_key(|(t, _)| *t);
+    for (t, text) in rows {
+        s += &format!("  {:>7}  {text}\n", d(t));
+    }
+    if !sc.stop.is_empty() {
+        s += "stop conditions (any aborts the run and reverts every fault):\n";
+        for c in &sc.stop {
+            let text = match c {
+                crate::scenario::StopCondition::Threshold { text, .. } => text.clone(),
+                crate::scenario::StopCondition::Alarm { name } => format!("CloudWatch alarm {name} in ALARM"),
+                crate::scenario::StopCondition::MaxDuration { limit } => format!("the run takes longer than {}", d(*limit)),
+            };
+            s += &format!("  - {text}\n");
+        }
+    }
+    s += "nothing was injected (plan only)\n";
+    s
 }

@@ -1,2 +1,257 @@
 //! The fault registry: one entry per fault type (one file each), with its parameters and what it
-//! does on each backend. The table drives parsing, `--help`-style listings and the docs.
+//! does on each backend. This one table drives the parsing of `faults:` entries (which keys a
+//! type takes, their defaults, did-you-mean hints), the JSON Schema and the fault reference in
+//! `docs/scenario.md`.
+
+mod cpu_stress;
+mod db_failover;
+mod latency;
+mod redeploy;
+mod secret_drift;
+mod task_kill;
+
+use std::time::Duration;
+
+use crate::scenario::{FaultKind, KillSignal, Selection};
+
+/// One fault type.
+#[derive(Debug)]
+pub struct FaultDef {
+    /// The `type:` tag in YAML.
+    pub name: &'static str,
+    /// One line for listings.
+    pub summary: &'static str,
+    /// What it does on the embedded lab.
+    pub lab: &'static str,
+    /// What it does on AWS.
+    pub aws: &'static str,
+    pub timing: Timing,
+    /// What else a scenario author should know (empty: nothing).
+    pub note: &'static str,
+    pub params: &'static [Param],
+    /// Builds the fault from its parameters, which the scenario checker has already parsed and
+    /// completed with defaults (so every required parameter is present).
+    pub build: fn(&Params) -> FaultKind,
+}
+
+/// How a fault sits on the timeline, which decides whether `for:` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// Happens at `at` and needs no revert; `for:` is refused.
+    Instant,
+    /// Lasts `for:` (required), then the engine reverts it.
+    Window,
+    /// Stays until the run ends (reverted after the verdict); `for:` is refused.
+    Persistent,
+}
+
+/// One parameter of a fault type.
+#[derive(Debug)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    /// The default as written in YAML; `None` means the parameter is required.
+    pub default: Option<&'static str>,
+    /// Only meaningful on this backend (`"aws"`, `"lab"`); `None`: both.
+    pub backend: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+/// The value type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A task count (`2`) or a percentage of the tasks (`50%`).
+    Selection,
+    /// A duration such as `200ms` or `5s`.
+    Duration,
+    /// A whole percentage, 1–100, written `80` or `80%`.
+    Percent,
+    /// `SIGKILL` or `SIGTERM`.
+    Signal,
+    /// Free text (an identifier).
+    Text,
+}
+
+impl ParamKind {
+    /// How the value is written, in a sentence, for hints.
+    pub fn example(self) -> &'static str {
+        match self {
+            ParamKind::Selection => "a task count such as `2` or a percentage such as `50%`",
+            ParamKind::Duration => "a duration such as `200ms`",
+            ParamKind::Percent => "a percentage such as `80`",
+            ParamKind::Signal => "`SIGKILL` or `SIGTERM`",
+            ParamKind::Text => "a string",
+        }
+    }
+
+    /// How the value is written, for docs and messages.
+    pub fn syntax(self) -> &'static str {
+        match self {
+            ParamKind::Selection => "count or percentage (`2`, `50%`)",
+            ParamKind::Duration => "duration (`200ms`, `5s`)",
+            ParamKind::Percent => "percentage 1–100 (`80` or `80%`)",
+            ParamKind::Signal => "`SIGKILL` or `SIGTERM`",
+            ParamKind::Text => "string",
+        }
+    }
+}
+
+/// A parsed parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Selection(Selection),
+    Duration(Duration),
+    Percent(u32),
+    Signal(KillSignal),
+    Text(String),
+}
+
+/// The parsed parameters of one fault, by name.
+#[derive(Debug, Default, Clone)]
+pub struct Params(pub Vec<(&'static str, Value)>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+    /// Missing values fall back to harmless ones; the checker guarantees they are present.
+    pub fn selection(&self, name: &str) -> Selection {
+        match self.get(name) {
+            Some(Value::Selection(s)) => *s,
+            _ => Selection::Count(1),
+        }
+    }
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        match self.get(name) {
+            Some(Value::Duration(d)) => Some(*d),
+            _ => None,
+        }
+    }
+    pub fn percent(&self, name: &str) -> u32 {
+        match self.get(name) {
+            Some(Value::Percent(p)) => *p,
+            _ => 0,
+        }
+    }
+    pub fn signal(&self, name: &str) -> KillSignal {
+        match self.get(name) {
+            Some(Value::Signal(s)) => *s,
+            _ => KillSignal::Sigkill,
+        }
+    }
+    pub fn text(&self, name: &str) -> Option<String> {
+        match self.get(name) {
+            Some(Value::Text(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Every fault type, in the order the docs list them.
+pub static REGISTRY: &[&FaultDef] = &[
+    &task_kill::DEF,
+    &cpu_stress::DEF,
+    &latency::DEF,
+    &db_failover::DEF,
+    &secret_drift::DEF,
+    &redeploy::DEF,
+];
+
+/// Keys every fault entry takes, whatever its type.
+pub const COMMON_KEYS: &[&str] = &["type", "name", "at", "for", "duration"];
+
+/// The fault type named `name`.
+pub fn lookup(name: &str) -> Option<&'static FaultDef> {
+    REGISTRY.iter().copied().find(|d| d.name == name)
+}
+
+/// Every `type:` tag.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|d| d.name).collect()
+}
+
+impl FaultDef {
+    pub fn param(&self, name: &str) -> Option<&'static Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Every key an entry of this type takes.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let mut keys: Vec<&'static str> = match self.timing {
+            Timing::Window => COMMON_KEYS.to_vec(),
+            Timing::Instant | Timing::Persistent => vec!["type", "name", "at"],
+        };
+        keys.extend(self.params.iter().map(|p| p.name));
+        keys
+    }
+}
+
+/// The fault reference of `docs/scenario.md`, generated from the registry (a test keeps the doc
+/// in step with it).
+pub fn reference_markdown() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for d in REGISTRY {
+        let timing = match d.timing {
+            Timing::Instant => "instantaneous: happens at `at`, nothing to revert; `for` does not apply",
+            Timing::Window => "lasts `for` (required), then siege reverts it",
+            Timing::Persistent => "persists until the run ends and is reverted after the verdict; `for` does not apply",
+        };
+        let _ = writeln!(out, "### `{}`\n\n{}\n\n- timing: {timing}", d.name, d.summary);
+        let _ = writeln!(out, "- lab: {}\n- aws: {}", d.lab, d.aws);
+        if !d.note.is_empty() {
+            let _ = writeln!(out, "- note: {}", d.note);
+        }
+        out.push('\n');
+        if d.params.is_empty() {
+            let _ = writeln!(out, "No parameters besides `type`, `name` and `at`.\n");
+            continue;
+        }
+        let _ = writeln!(out, "| parameter | value | default | |\n|---|---|---|---|");
+        for p in d.params {
+            let mut default = match (p.default, p.backend) {
+                (Some(v), _) => format!("`{v}`"),
+                (None, Some(_)) => "none".into(),
+                (None, None) => "required".into(),
+            };
+            if let Some(b) = p.backend {
+                default.push_str(&format!(" ({b} only)"));
+            }
+            let _ = writeln!(out, "| `{}` | {} | {default} | {} |", p.name, p.kind.syntax(), p.doc);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_kebab_case() {
+        let mut n = names();
+        assert!(n.iter().all(|s| s.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        n.sort();
+        n.dedup();
+        assert_eq!(n.len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn build_matches_type_name() {
+        for d in REGISTRY {
+            let mut p = Params::default();
+            for param in d.params {
+                let v = match param.kind {
+                    ParamKind::Selection => Value::Selection(Selection::Count(1)),
+                    ParamKind::Duration => Value::Duration(Duration::from_secs(1)),
+                    ParamKind::Percent => Value::Percent(50),
+                    ParamKind::Signal => Value::Signal(KillSignal::Sigterm),
+                    ParamKind::Text => Value::Text("x".into()),
+                };
+                p.0.push((param.name, v));
+            }
+            assert_eq!((d.build)(&p).type_name(), d.name);
+        }
+    }
+}

@@ -1,6 +1,20 @@
 //! The load driver: open-model (constant arrival rate with stages) or closed-model HTTP/1.1 load,
 //! latency recorded in HdrHistograms from the *scheduled* send time (coordinated-omission
 //! correct), one summary window per second.
+//!
+//! [`run`] resolves the plan into per-worker parts and starts the workers (`worker`: one thread
+//! each, one connection loop for both models, `http1`: the client connection); the open
+//! model's arrival times come from `schedule`; `stats` merges what the workers record into
+//! windows and the report. `siege load` ([`cmd_load`]) is the command-line face of it.
+
+mod http1;
+mod schedule;
+mod stats;
+mod worker;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Instant;
 
 use std::time::Duration;
 
@@ -23,7 +37,11 @@ pub struct LoadPlan {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// Requests scheduled at `rate` per second, changed by `stages`; at most `max_connections`.
-    Open { rate: f64, stages: Vec<Stage>, max_connections: usize },
+    Open {
+        rate: f64,
+        stages: Vec<Stage>,
+        max_connections: usize,
+    },
     /// `connections` connections sending back to back.
     Closed { connections: usize },
 }
@@ -43,6 +61,19 @@ pub struct ErrorCounts {
 }
 
 impl ErrorCounts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ErrorCounts) {
+        self.connect += other.connect;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.status_502 += other.status_502;
+        self.status_503 += other.status_503;
+        self.status_504 += other.status_504;
+        self.status_5xx += other.status_5xx;
+        self.status_4xx += other.status_4xx;
+        self.other += other.other;
+    }
+
     pub fn total(&self) -> u64 {
         self.connect
             + self.reset
@@ -84,7 +115,11 @@ pub struct Window {
 impl Window {
     pub fn error_rate(&self) -> f64 {
         let all = self.requests + self.missed;
-        if all == 0 { 0.0 } else { (self.errors.total() + self.missed) as f64 / all as f64 }
+        if all == 0 {
+            0.0
+        } else {
+            (self.errors.total() + self.missed) as f64 / all as f64
+        }
     }
 }
 
@@ -95,8 +130,20 @@ pub struct LoadReport {
     pub duration_s: f64,
     pub rps: f64,
     pub errors: ErrorCounts,
+    /// Requests given up after waiting longer than the timeout for a free connection (open model).
     pub missed: u64,
+    /// Requests the schedule called for (open model; 0 in the closed model).
+    #[serde(default)]
+    pub scheduled: u64,
+    /// Connections opened.
+    #[serde(default)]
+    pub connections: usize,
+    /// Latency from the scheduled send time: what users of the service experienced.
     pub latency_ms: Latency,
+    /// Latency from the actual send time, as a load tool without coordinated-omission correction
+    /// reports it; shown for comparison only.
+    #[serde(default)]
+    pub uncorrected_latency_ms: Latency,
     pub per_second: Vec<Window>,
 }
 
@@ -104,17 +151,149 @@ pub struct LoadReport {
 pub enum LoadError {
     #[error("unsupported URL {0}: only http:// is supported")]
     Url(String),
+    #[error("invalid load plan: {0}")]
+    Plan(String),
+    #[error("cannot resolve {host}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("load worker failed: {0}")]
+    Worker(String),
 }
 
+/// The default bound on connections in the open model: enough for 100 requests per second to
+/// each stall for 2.5 s before any has to wait, few enough not to exhaust a small server's file
+/// descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Above this rate per worker thread the open model uses another thread (up to the cores).
+const RATE_PER_WORKER: f64 = 10_000.0;
+
 /// Drives load as planned until `duration` elapses or `cancel` fires; sends each finished
-/// second to `windows` as it closes.
+/// second to `windows` as it closes (within a few milliseconds).
+///
+/// At the end of the duration no new request is sent; requests in flight and requests still
+/// waiting for a connection finish within their timeout (or are counted as missed) and count in
+/// the last window. On `cancel` everything stops at once and requests in flight are not counted.
 pub async fn run(
     plan: LoadPlan,
     cancel: CancellationToken,
     windows: Option<mpsc::UnboundedSender<Window>>,
 ) -> Result<LoadReport, LoadError> {
-    let _ = (plan, cancel, windows);
-    Err(LoadError::Url("load driver not implemented yet".into()))
+    let request = http1::request_bytes(&plan.url).map_err(|_| LoadError::Url(plan.url.to_string()))?;
+    let host = plan
+        .url
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = plan.url.port_u16().unwrap_or(80);
+    if plan.duration.is_zero() {
+        return Err(LoadError::Plan("the duration must be more than zero".into()));
+    }
+    if plan.timeout.is_zero() {
+        return Err(LoadError::Plan("the timeout must be more than zero".into()));
+    }
+    // IPv4 first: `localhost` often resolves to `::1` first while local servers bind 127.0.0.1.
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .and_then(|a| {
+            let mut all: Vec<std::net::SocketAddr> = a.collect();
+            all.sort_by_key(|a| a.is_ipv6());
+            all.into_iter()
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address found"))
+        })
+        .map_err(|source| LoadError::Resolve {
+            host: host.clone(),
+            source,
+        })?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = match &plan.mode {
+        Mode::Closed { connections } => {
+            if *connections == 0 {
+                return Err(LoadError::Plan("at least one connection is needed".into()));
+            }
+            cores.min(*connections)
+        }
+        Mode::Open {
+            rate,
+            stages,
+            max_connections,
+        } => {
+            let peak = schedule::Schedule::peak_rate(*rate, stages);
+            if !peak.is_finite() || *rate < 0.0 || stages.iter().any(|s| s.rate.per_second < 0.0) {
+                return Err(LoadError::Plan("rates must be finite and not negative".into()));
+            }
+            if *max_connections == 0 {
+                return Err(LoadError::Plan("at least one connection is needed".into()));
+            }
+            let wanted = (peak / RATE_PER_WORKER).ceil().max(1.0) as usize;
+            wanted.min(cores).min(*max_connections)
+        }
+    };
+    let target = Arc::new(worker::Target { addr, request });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop = cancel.child_token();
+    let start = Instant::now();
+    // Worker `i` of `n` takes an even share of `total`.
+    let share = |total: usize, i: usize| total / workers + usize::from(i < total % workers);
+    for i in 0..workers {
+        let source = match &plan.mode {
+            Mode::Closed { connections } => worker::SourceSpec::Closed {
+                connections: share(*connections, i),
+            },
+            Mode::Open {
+                rate,
+                stages,
+                max_connections,
+            } => worker::SourceSpec::Open {
+                schedule: schedule::Schedule::new(*rate, stages, plan.duration, i, workers),
+                max_connections: share(*max_connections, i),
+            },
+        };
+        let spec = worker::WorkerSpec {
+            target: target.clone(),
+            source,
+            start,
+            duration: plan.duration,
+            timeout: plan.timeout,
+            cancel: stop.clone(),
+            tx: tx.clone(),
+        };
+        if let Err(e) = worker::spawn(format!("siege-load-{i}"), spec) {
+            stop.cancel();
+            return Err(LoadError::Worker(format!("cannot start a thread: {e}")));
+        }
+    }
+    drop(tx);
+    let mut agg = stats::Aggregator::new(workers, windows);
+    let mut failure = None;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            stats::Msg::Second { second, slot } => agg.second(second, slot),
+            stats::Msg::Done {
+                uncorrected,
+                connections,
+                stopped,
+            } => agg.done(&uncorrected, connections, stopped),
+            stats::Msg::Failed(e) => {
+                stop.cancel();
+                failure = Some(e);
+            }
+        }
+    }
+    if agg.done < workers {
+        return Err(LoadError::Worker(
+            failure.unwrap_or_else(|| "a worker stopped unexpectedly".into()),
+        ));
+    }
+    let stopped = agg.stopped.unwrap_or_else(Instant::now);
+    let elapsed = stopped.saturating_duration_since(start).min(plan.duration);
+    Ok(agg.finish(elapsed))
 }
 
 /// `siege load URL`: arguments.
@@ -122,10 +301,11 @@ pub async fn run(
 pub struct LoadArgs {
     /// Target URL (http://host:port/path).
     pub url: String,
-    /// Open model: constant arrival rate, e.g. `1000/s` or `6000/m`.
-    #[arg(long, conflicts_with = "concurrency")]
+    /// Open model: constant arrival rate, e.g. `1000/s` or `6000/m`. Latency is measured from
+    /// each request's scheduled send time.
+    #[arg(long, conflicts_with = "concurrency", required_unless_present = "concurrency")]
     pub rate: Option<String>,
-    /// Closed model: this many connections sending back to back.
+    /// Closed model: this many connections sending back to back (measures capacity).
     #[arg(long, short = 'c')]
     pub concurrency: Option<usize>,
     /// How long to run, e.g. `10s`, `2m`.
@@ -134,13 +314,210 @@ pub struct LoadArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "2s")]
     pub timeout: String,
+    /// Open model: most connections opened; a request due while all are busy waits for one.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, conflicts_with = "concurrency")]
+    pub max_connections: usize,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
 }
 
+impl LoadArgs {
+    /// Checks the arguments and resolves them into a plan; the message says what is wrong.
+    fn plan(&self) -> Result<LoadPlan, String> {
+        let url: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("invalid URL `{}`: {e}", self.url))?;
+        if url.scheme_str() != Some("http") || url.host().is_none() {
+            return Err(format!(
+                "invalid URL `{}`: expected http://host[:port]/path (https is not supported)",
+                self.url
+            ));
+        }
+        let duration =
+            crate::scenario::units::parse_duration(&self.duration).map_err(|e| format!("--duration: {e}"))?;
+        if duration.is_zero() {
+            return Err("--duration: must be more than zero".into());
+        }
+        let timeout = crate::scenario::units::parse_duration(&self.timeout).map_err(|e| format!("--timeout: {e}"))?;
+        if timeout.is_zero() {
+            return Err("--timeout: must be more than zero".into());
+        }
+        let mode = match (&self.rate, self.concurrency) {
+            (Some(rate), None) => {
+                let rate = crate::scenario::units::parse_rate(rate).map_err(|e| format!("--rate: {e}"))?;
+                if rate <= 0.0 {
+                    return Err("--rate: must be more than zero".into());
+                }
+                if self.max_connections == 0 {
+                    return Err("--max-connections: must be at least 1".into());
+                }
+                Mode::Open {
+                    rate,
+                    stages: Vec::new(),
+                    max_connections: self.max_connections,
+                }
+            }
+            (None, Some(0)) => return Err("--concurrency: must be at least 1".into()),
+            (None, Some(connections)) => Mode::Closed { connections },
+            _ => return Err("give either --rate R/s (open model) or --concurrency N (closed model)".into()),
+        };
+        Ok(LoadPlan {
+            url,
+            mode,
+            duration,
+            timeout,
+        })
+    }
+}
+
 /// `siege load`.
 pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
-    let _ = args;
-    anyhow::bail!("siege load is not implemented yet")
+    use crate::cli::Failure;
+    use crate::exit::Exit;
+
+    let plan = args.plan().map_err(|m| Failure::new(Exit::Invalid, m))?;
+    let heading = describe(&plan);
+    let rt = crate::cli::runtime()?;
+    let report = rt.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.cancel();
+            }
+        });
+        // The live line only makes sense on a terminal; redirected output stays clean.
+        let (live, printer) = if std::io::stderr().is_terminal() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(tokio::spawn(progress(rx))))
+        } else {
+            (None, None)
+        };
+        let report = run(plan, cancel, live).await;
+        if let Some(p) = printer {
+            let _ = p.await;
+        }
+        report
+    });
+    let report = report.map_err(|e| match e {
+        LoadError::Url(_) | LoadError::Plan(_) => Failure::new(Exit::Invalid, e.to_string()),
+        LoadError::Resolve { host, source } => {
+            Failure::new(Exit::Precondition, format!("cannot resolve {host}: {source}"))
+        }
+        LoadError::Worker(_) => anyhow::Error::from(e),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", summary(&heading, &report));
+    }
+    Ok(Exit::Passed)
+}
+
+fn describe(plan: &LoadPlan) -> String {
+    let model = match &plan.mode {
+        Mode::Open {
+            rate, max_connections, ..
+        } => format!("open model, {rate}/s, up to {max_connections} connections"),
+        Mode::Closed { connections } => format!("closed model, {connections} connections"),
+    };
+    format!(
+        "siege load {} ({model}, {}, timeout {})",
+        plan.url,
+        crate::scenario::units::format_duration(plan.duration),
+        crate::scenario::units::format_duration(plan.timeout)
+    )
+}
+
+/// Rewrites one status line on stderr as each window arrives.
+async fn progress(mut rx: mpsc::UnboundedReceiver<Window>) {
+    let mut shown = false;
+    while let Some(w) = rx.recv().await {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K[{:>4}s] {:>8} req/s  p50 {}  p99 {}  errors {}  missed {}",
+            w.second + 1,
+            w.requests,
+            ms(w.latency_ms.p50),
+            ms(w.latency_ms.p99),
+            w.errors.total(),
+            w.missed
+        );
+        let _ = err.flush();
+        shown = true;
+    }
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else if v >= 10.0 {
+        format!("{v:.0}ms")
+    } else {
+        format!("{v:.2}ms")
+    }
+}
+
+/// The human summary printed at the end.
+fn summary(heading: &str, r: &LoadReport) -> String {
+    let l = &r.latency_ms;
+    let u = &r.uncorrected_latency_ms;
+    let e = &r.errors;
+    let classes = [
+        ("connect", e.connect),
+        ("reset", e.reset),
+        ("timeout", e.timeout),
+        ("502", e.status_502),
+        ("503", e.status_503),
+        ("504", e.status_504),
+        ("other 5xx", e.status_5xx),
+        ("4xx", e.status_4xx),
+        ("other", e.other),
+    ];
+    let errors: Vec<String> = classes
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    let mut s = format!("{heading}\n");
+    s += &format!(
+        "  requests   {} in {:.2}s, {:.1} req/s, {} connections\n",
+        r.requests, r.duration_s, r.rps, r.connections
+    );
+    if r.scheduled > 0 {
+        s += &format!(
+            "  scheduled  {}, missed {} (no free connection in time)\n",
+            r.scheduled, r.missed
+        );
+    }
+    s += &format!(
+        "  latency    p50 {}  p90 {}  p95 {}  p99 {}  max {}  (from the scheduled send time)\n",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p95),
+        ms(l.p99),
+        ms(l.max)
+    );
+    if r.scheduled > 0 {
+        s += &format!(
+            "  uncorrected p50 {}  p99 {}  max {}  (from the actual send time)\n",
+            ms(u.p50),
+            ms(u.p99),
+            ms(u.max)
+        );
+    }
+    let total = e.total();
+    if total == 0 {
+        s += "  errors     none\n";
+    } else {
+        let pct = 100.0 * total as f64 / (r.requests.max(1)) as f64;
+        s += &format!("  errors     {total} ({pct:.2}%): {}\n", errors.join(", "));
+    }
+    s
 }

@@ -1,2 +1,234 @@
-//! Observation: the steady-state hypothesis, stop conditions and the verdict, evaluated over the
-//! per-second windows of load and the backend's samples.
+//! Observation: the steady-state hypothesis, stop conditions, time-to-detect and recovery,
+//! evaluated over the per-second history of a run (load windows joined with backend samples).
+//! Everything here is a pure function of that history, so it is tested without a clock.
+
+use std::time::Duration;
+
+use crate::backend::Sample;
+use crate::load::Window;
+use crate::scenario::{Check, Metric, StopCondition};
+
+/// One second of a run: the load window that closed and the latest backend sample at that time.
+#[derive(Debug, Clone, Default)]
+pub struct Second {
+    pub window: Window,
+    pub sample: Option<Sample>,
+}
+
+/// The value of `metric` over `seconds`, aggregated the way the docs promise:
+/// error rate is total errors over total requests; rps is the mean; latency percentiles are the
+/// worst per-second value (every second must meet a latency check); target and task counts are
+/// the lowest sampled value (they must hold throughout). `None` when nothing was observed.
+pub fn metric_value(metric: Metric, seconds: &[Second]) -> Option<f64> {
+    if seconds.is_empty() {
+        return None;
+    }
+    let worst = |f: fn(&Window) -> f64| seconds.iter().map(|s| f(&s.window)).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let lowest = |f: fn(&Sample) -> Option<u32>| {
+        seconds.iter().filter_map(|s| s.sample.as_ref().and_then(f)).min().map(f64::from)
+    };
+    match metric {
+        Metric::ErrorRate => {
+            let (mut bad, mut all) = (0u64, 0u64);
+            for s in seconds {
+                bad += s.window.errors.total() + s.window.missed;
+                all += s.window.requests + s.window.missed;
+            }
+            if all == 0 { None } else { Some(bad as f64 / all as f64) }
+        }
+        Metric::Rps => Some(seconds.iter().map(|s| s.window.requests as f64).sum::<f64>() / seconds.len() as f64),
+        Metric::P50 => worst(|w| w.latency_ms.p50),
+        Metric::P95 => worst(|w| w.latency_ms.p95),
+        Metric::P99 => worst(|w| w.latency_ms.p99),
+        Metric::HealthyTargets => lowest(|s| s.healthy_targets),
+        Metric::RunningTasks => lowest(|s| s.running_tasks),
+    }
+}
+
+/// The outcome of one check over a span of seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOutcome {
+    pub check: Check,
+    pub value: Option<f64>,
+    pub ok: bool,
+}
+
+/// Evaluates every check over `seconds`; a check whose metric was not observed does not hold.
+pub fn evaluate(checks: &[Check], seconds: &[Second]) -> Vec<CheckOutcome> {
+    checks
+        .iter()
+        .map(|c| {
+            let value = metric_value(c.metric, seconds);
+            CheckOutcome { check: c.clone(), value, ok: value.is_some_and(|v| c.cmp.holds(v)) }
+        })
+        .collect()
+}
+
+pub fn all_hold(outcomes: &[CheckOutcome]) -> bool {
+    outcomes.iter().all(|o| o.ok)
+}
+
+/// A check rendered as written: `error_rate < 1%`.
+pub fn describe_check(c: &Check) -> String {
+    format!("{} {} {}", c.metric.name(), c.cmp.op.symbol(), format_value(c.metric, c.cmp.value))
+}
+
+/// A metric value in display units: `0.4%`, `212ms`, `3`.
+pub fn format_value(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::ErrorRate => {
+            let p = v * 100.0;
+            if p == p.trunc() { format!("{p:.0}%") } else { format!("{p:.2}%") }
+        }
+        Metric::P50 | Metric::P95 | Metric::P99 => {
+            if v >= 100.0 { format!("{v:.0}ms") } else { format!("{v:.1}ms") }
+        }
+        Metric::Rps => format!("{v:.0}/s"),
+        Metric::HealthyTargets | Metric::RunningTasks => format!("{v:.0}"),
+    }
+}
+
+/// (value in display units, unit) for the report tables.
+pub fn display_units(metric: Metric, v: f64) -> (f64, &'static str) {
+    match metric {
+        Metric::ErrorRate => (v * 100.0, "%"),
+        Metric::P50 | Metric::P95 | Metric::P99 => (v, "ms"),
+        Metric::Rps => (v, "/s"),
+        Metric::HealthyTargets | Metric::RunningTasks => (v, ""),
+    }
+}
+
+/// Watches threshold stop conditions second by second.
+#[derive(Debug, Default)]
+pub struct StopWatch {
+    /// For each threshold condition: consecutive seconds it has held.
+    streaks: Vec<u32>,
+}
+
+impl StopWatch {
+    /// Feeds the newest second (`history` includes it); returns the text of a condition that
+    /// tripped. A threshold trips when its comparison held in every second of its window.
+    pub fn observe(&mut self, conditions: &[StopCondition], history: &[Second]) -> Option<String> {
+        self.streaks.resize(conditions.len(), 0);
+        let last = history.last()?;
+        let mut tripped = None;
+        for (i, c) in conditions.iter().enumerate() {
+            if let StopCondition::Threshold { metric, cmp, window, text } = c {
+                let v = metric_value(*metric, std::slice::from_ref(last));
+                if v.is_some_and(|v| cmp.holds(v)) {
+                    self.streaks[i] += 1;
+                } else {
+                    self.streaks[i] = 0;
+                }
+                let need = window.as_secs().max(1) as u32;
+                if self.streaks[i] >= need && tripped.is_none() {
+                    let shown = v.map(|v| format_value(*metric, v)).unwrap_or_default();
+                    tripped = Some(format!("{text} (now {shown})"));
+                }
+            }
+        }
+        tripped
+    }
+}
+
+/// The first second `s >= from` at which the steady state holds over `[s, s + hold)`, looking at
+/// the seconds observed so far. This is when the service counts as recovered.
+pub fn recovered_at(checks: &[Check], history: &[Second], from: u32, hold: Duration) -> Option<u32> {
+    let hold = hold.as_secs().max(1) as usize;
+    let start = history.iter().position(|s| s.window.second >= from)?;
+    (start..history.len())
+        .filter(|&i| i + hold <= history.len())
+        .find(|&i| all_hold(&evaluate(checks, &history[i..i + hold])))
+        .map(|i| history[i].window.second)
+}
+
+/// The first second at or after `from` whose own window breaks the steady state.
+pub fn first_broken(checks: &[Check], history: &[Second], from: u32) -> Option<u32> {
+    history
+        .iter()
+        .filter(|s| s.window.second >= from)
+        .find(|s| !all_hold(&evaluate(checks, std::slice::from_ref(*s))))
+        .map(|s| s.window.second)
+}
+
+/// The worst second at or after `from`: highest error rate, then highest p95.
+pub fn worst_second(history: &[Second], from: u32) -> Option<&Second> {
+    history.iter().filter(|s| s.window.second >= from).max_by(|a, b| {
+        let ka = (a.window.error_rate(), a.window.latency_ms.p95);
+        let kb = (b.window.error_rate(), b.window.latency_ms.p95);
+        ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{ErrorCounts, Latency};
+    use crate::scenario::{Comparison, Op};
+
+    fn sec(second: u32, requests: u64, errors: u64, p95: f64, healthy: u32) -> Second {
+        Second {
+            window: Window {
+                second,
+                requests,
+                errors: ErrorCounts { status_502: errors, ..Default::default() },
+                latency_ms: Latency { p95, ..Default::default() },
+                ..Default::default()
+            },
+            sample: Some(Sample { healthy_targets: Some(healthy), ..Default::default() }),
+        }
+    }
+
+    fn checks() -> Vec<Check> {
+        vec![
+            Check { metric: Metric::ErrorRate, cmp: Comparison { op: Op::Lt, value: 0.01 } },
+            Check { metric: Metric::P95, cmp: Comparison { op: Op::Lt, value: 250.0 } },
+            Check { metric: Metric::HealthyTargets, cmp: Comparison { op: Op::Ge, value: 2.0 } },
+        ]
+    }
+
+    #[test]
+    fn error_rate_is_aggregated_latency_is_worst_and_counts_are_lowest() {
+        let s = [sec(0, 100, 0, 10.0, 3), sec(1, 100, 1, 300.0, 2)];
+        assert_eq!(metric_value(Metric::ErrorRate, &s), Some(0.005));
+        assert_eq!(metric_value(Metric::P95, &s), Some(300.0));
+        assert_eq!(metric_value(Metric::HealthyTargets, &s), Some(2.0));
+        assert_eq!(metric_value(Metric::Rps, &s), Some(100.0));
+        assert_eq!(metric_value(Metric::RunningTasks, &s), None);
+    }
+
+    #[test]
+    fn unobserved_metric_does_not_hold() {
+        let c = [Check { metric: Metric::RunningTasks, cmp: Comparison { op: Op::Ge, value: 1.0 } }];
+        assert!(!all_hold(&evaluate(&c, &[sec(0, 10, 0, 1.0, 3)])));
+    }
+
+    #[test]
+    fn threshold_trips_only_after_its_whole_window() {
+        let cond = [StopCondition::Threshold {
+            metric: Metric::ErrorRate,
+            cmp: Comparison { op: Op::Gt, value: 0.5 },
+            window: Duration::from_secs(3),
+            text: "error_rate > 50% for 3s".into(),
+        }];
+        let mut w = StopWatch::default();
+        let mut h = vec![];
+        for (i, errors) in [90, 90, 10, 90, 90].into_iter().enumerate() {
+            h.push(sec(i as u32, 100, errors, 1.0, 3));
+            assert_eq!(w.observe(&cond, &h), None, "second {i}");
+        }
+        h.push(sec(5, 100, 90, 1.0, 3));
+        assert!(w.observe(&cond, &h).unwrap().starts_with("error_rate > 50% for 3s (now 90%)"));
+    }
+
+    #[test]
+    fn recovery_needs_the_whole_hold_and_detection_finds_first_broken_second() {
+        let mut h: Vec<Second> = (0..10).map(|i| sec(i, 100, 0, 5.0, 3)).collect();
+        h[4] = sec(4, 100, 50, 5.0, 1);
+        h[5] = sec(5, 100, 0, 5.0, 1);
+        assert_eq!(first_broken(&checks(), &h, 3), Some(4));
+        assert_eq!(recovered_at(&checks(), &h, 4, Duration::from_secs(3)), Some(6));
+        assert_eq!(recovered_at(&checks(), &h, 4, Duration::from_secs(5)), None);
+        assert_eq!(worst_second(&h, 3).unwrap().window.second, 4);
+    }
+}

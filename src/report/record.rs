@@ -1,39 +1,60 @@
 //! The run record: everything a report is rendered from, stored as `report.json`.
-//! Versioned by [`SCHEMA_VERSION`]; documented in `docs/report-json.md`.
+//! Versioned by [`SCHEMA_VERSION`]; documented in `docs/report-json.md`, with the JSON Schema
+//! generated from these types committed as `docs/report.schema.json`.
+//!
+//! The record carries no secret values by construction: faults name secrets by id, never by
+//! value. Writers still pass every string through [`crate::report::redact`] as a second line of
+//! defence (a service event or a note may quote what a process printed).
+//!
+//! Compatibility: within one schema version, fields are only ever added, each with a default,
+//! so that `siege report` can re-render an older `report.json` of the same version.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Exit;
 use crate::load::{ErrorCounts, Latency};
 
+/// Version of the `report.json` layout; bumped on any change that is not a pure addition.
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One finished run: what `report.json` holds and every report is rendered from.
 pub struct RunRecord {
+    /// Layout version of this record ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
+    /// Unique id of the run; also in journal entries, FIS tags and ECS stop reasons.
     pub run_id: String,
     pub scenario: ScenarioInfo,
-    /// RFC 3339 UTC.
+    /// RFC 3339 UTC, e.g. `2026-11-22T03:04:05Z`.
     pub started_at: String,
+    /// RFC 3339 UTC.
     pub finished_at: String,
     /// Seed of the random selections; rerun with `seed:` to select the same targets.
     pub seed: u64,
     pub verdict: Verdict,
+    /// Time to detect, time to recover and the deadlines, in seconds on the load's clock.
     pub timings: Timings,
     /// The worst one-second window after the first fault (highest error rate, then p95).
     pub worst_window: Option<WindowRecord>,
+    /// One entry per steady-state check, observed before the faults and after recovery.
     pub steady_state: Vec<CheckRecord>,
+    /// What happened, in order: phases, stages, faults, stop conditions, events and notes.
     pub timeline: Vec<TimelineEntry>,
+    /// Every fault of the scenario, with what it hit and whether it was reverted.
     pub faults: Vec<FaultRecord>,
     /// One entry per second of load, with the samples taken in it.
     pub windows: Vec<WindowRecord>,
+    /// Totals of the load over the whole run.
     pub load: LoadTotals,
+    /// Questions from the scenario or the engine; the report adds defaults per fault type.
     pub debrief_questions: Vec<String>,
     /// Non-fatal problems met during the run (a sampler that failed, a slow revert…).
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Which scenario ran, against what.
 pub struct ScenarioInfo {
     pub name: String,
     pub description: Option<String>,
@@ -43,11 +64,13 @@ pub struct ScenarioInfo {
     pub runbook: Option<String>,
     /// `lab` or `aws`.
     pub target: String,
+    /// Service under test.
     pub service: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+/// How the run ended; maps one to one to the exit code.
 pub enum Outcome {
     Passed,
     Failed,
@@ -58,6 +81,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The process exit status of a run that ended this way.
     pub fn exit(self) -> Exit {
         match self {
             Outcome::Passed => Exit::Passed,
@@ -70,45 +94,59 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The verdict of a run.
 pub struct Verdict {
     pub outcome: Outcome,
+    /// The exit code `siege run` ended with.
     pub exit_code: u8,
     /// One line: why this verdict.
     pub reason: String,
 }
 
-/// Seconds are measured from the start of the load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Key times of a run, in seconds. `first_fault_s` and `last_fault_end_s` are points in time
+/// (seconds since the load started); the others are durations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Timings {
+    /// When the first fault was injected.
     pub first_fault_s: Option<f64>,
-    /// When the last fault's effect ended (injection, or end of its window).
+    /// End of the last disruption: max(end of the last fault's effect, end of the last stage).
     pub last_fault_end_s: Option<f64>,
     /// Time from the first fault to the first window that broke the steady state.
     pub time_to_detect_s: Option<f64>,
-    /// Time from the last fault's end until the steady state held again (MTTR).
+    /// Time from the end of the last disruption until the steady state held again (MTTR).
     pub time_to_recover_s: Option<f64>,
+    /// How long after `last_fault_end_s` the steady state had to hold again (`recovery.within`).
     pub recovery_deadline_s: f64,
+    /// Length of the run, from the start of the load to the verdict.
     pub duration_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One steady-state check, before and after.
 pub struct CheckRecord {
     /// As written, e.g. `error_rate < 1%`.
     pub check: String,
+    /// Metric name, e.g. `error_rate`, `p95`, `healthy_targets`.
     pub metric: String,
     /// Observed value before the first fault (aggregate over the baseline), in display units.
     pub before: Option<f64>,
+    /// Whether the check held over the baseline before the first fault.
     pub before_ok: bool,
     /// Observed value over the recovery hold window (or the last seconds of the run).
     pub after: Option<f64>,
+    /// Whether it held after the faults; `null` when not evaluated (aborted, precondition failed).
     pub after_ok: Option<bool>,
     /// `%`, `ms` or empty.
     pub unit: String,
+    /// The threshold of the comparison in display units (`1` for `< 1%`), drawn on the charts.
+    #[serde(default)]
+    pub threshold: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+/// What a timeline entry records.
 pub enum TimelineKind {
     Phase,
     Stage,
@@ -122,49 +160,127 @@ pub enum TimelineKind {
     Note,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One line of the timeline.
 pub struct TimelineEntry {
     /// Seconds since the load started (negative: before it).
     pub t_s: f64,
     pub kind: TimelineKind,
+    /// One line for humans.
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One fault of the scenario and what became of it.
 pub struct FaultRecord {
+    /// Name from the scenario (unique within it).
     pub name: String,
+    /// Fault type, e.g. `task-kill`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// What the fault acted on: task ids, instance ids, secret ids (never secret values).
     pub targets: Vec<String>,
+    /// One line for humans, e.g. "stop 2 of 3 tasks of service api: t-3, t-1".
     pub summary: String,
+    /// When it was injected; `null` if it never was (aborted or precondition failed first).
     pub injected_s: Option<f64>,
     /// End of the fault's effect on the timeline (a shaded window in the charts).
     pub ends_s: Option<f64>,
+    /// When the revert completed; `null` for faults that need none or were never injected.
     pub reverted_s: Option<f64>,
+    /// Why the revert failed: something may still be broken.
     pub revert_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One second of the run: load figures and the target's samples.
 pub struct WindowRecord {
+    /// Seconds since the load started; the window covers `[second, second + 1)`.
     pub second: u32,
-    /// Requests scheduled (open model) and completed in this second.
+    /// Requests scheduled (open model) in this second.
     pub scheduled: u64,
+    /// Requests completed (successfully or not) in this second.
     pub requests: u64,
+    /// Failed requests, all classes together.
     pub errors: u64,
+    /// Failed (and missed) requests over all requests, as a fraction (`0.05` = 5%).
     pub error_rate: f64,
+    /// Requests due but not sent on time (no connection free).
     pub missed: u64,
+    /// Latency percentiles of this second, from the scheduled send time.
+    #[schemars(with = "LatencySchema")]
     pub latency_ms: Latency,
     pub healthy_targets: Option<u32>,
     pub running_tasks: Option<u32>,
+    /// Current database writer; `null` when unknown or during a failover.
     pub db_writer: Option<String>,
+    /// Whether every steady-state check held in this second.
     pub steady: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Totals of the load over the whole run.
 pub struct LoadTotals {
     pub requests: u64,
+    /// Achieved requests per second.
     pub rps: f64,
+    /// Errors by class.
+    #[schemars(with = "ErrorCountsSchema")]
     pub errors: ErrorCounts,
     pub missed: u64,
+    #[schemars(with = "LatencySchema")]
     pub latency_ms: Latency,
+}
+
+// The load types are owned by the load driver and do not derive `JsonSchema`; these mirrors give
+// the schema their shape. A unit test keeps the field names in step with the real types.
+
+/// Latency percentiles in milliseconds.
+#[derive(JsonSchema)]
+#[schemars(rename = "Latency")]
+#[allow(dead_code)]
+struct LatencySchema {
+    p50: f64,
+    p90: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Errors by class; `status_5xx` counts 5xx codes other than 502, 503 and 504.
+#[derive(JsonSchema)]
+#[schemars(rename = "ErrorCounts")]
+#[allow(dead_code)]
+struct ErrorCountsSchema {
+    connect: u64,
+    reset: u64,
+    timeout: u64,
+    status_502: u64,
+    status_503: u64,
+    status_504: u64,
+    status_5xx: u64,
+    status_4xx: u64,
+    other: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    }
+
+    fn schema_keys<T: JsonSchema>() -> Vec<String> {
+        let s = schemars::schema_for!(T);
+        keys(s.as_value()["properties"].clone())
+    }
+
+    #[test]
+    fn load_type_mirrors_match_the_load_types() {
+        assert_eq!(keys(serde_json::to_value(Latency::default()).unwrap()), schema_keys::<LatencySchema>());
+        assert_eq!(keys(serde_json::to_value(ErrorCounts::default()).unwrap()), schema_keys::<ErrorCountsSchema>());
+    }
 }

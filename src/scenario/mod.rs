@@ -1,11 +1,19 @@
 //! The scenario format: YAML in, a validated [`Scenario`] out.
 //!
-//! Two layers (as ripgrep's `LowArgs` → `HiArgs`): `raw` is plain serde with unknown keys
-//! rejected and explicit `type:` tags; `validate` turns it into the [`model`] the engine runs,
-//! collecting *every* error with its file, line and column.
+//! Two layers, as ripgrep's `LowArgs` → `HiArgs`: the file is read into a tree of YAML nodes that
+//! keep their line and column (`yaml`), then checked key by key into the [`model`] the engine
+//! runs (`validate`, with the reading helpers of `check` and the expressions of `expr`). serde
+//! would stop at the first error; checking the tree ourselves lets `siege validate` report
+//! *every* problem of a file, each at its own position. `spec` describes the same format as serde
+//! types for the JSON Schema (`siege schema`); a test keeps their keys in step.
 
+mod check;
+mod expr;
 pub mod model;
+mod spec;
 pub mod units;
+mod validate;
+mod yaml;
 
 pub use model::*;
 
@@ -38,27 +46,163 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
-/// Reads, parses and validates one scenario file. On failure, every problem found.
+/// Scenario files larger than this are refused before parsing: a scenario is a page of YAML.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads, parses and validates one scenario file. On failure, every problem found, in the order
+/// of the file.
 pub fn load_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
-    let _ = path;
-    Err(vec![Diagnostic {
-        file: path.display().to_string(),
-        line: 1,
-        column: 1,
-        path: String::new(),
-        message: "scenario loading is not implemented yet".into(),
-        hint: None,
-    }])
+    let file = path.display().to_string();
+    let whole = |line: usize, column: usize, message: String, hint: Option<String>| {
+        vec![Diagnostic { file: file.clone(), line, column, path: String::new(), message, hint }]
+    };
+    if path.is_dir() {
+        return Err(whole(1, 1, "is a directory, not a scenario file".into(), None));
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(whole(1, 1, "no such file".into(), None));
+        }
+        Err(e) => return Err(whole(1, 1, format!("cannot read the file: {}", lowercase_io(&e)), None)),
+    };
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(whole(1, 1, format!("the file is {} bytes: a scenario is at most 1 MiB", bytes.len()), None));
+    }
+    load_bytes(&file, &bytes, path.parent().unwrap_or(Path::new(".")))
 }
 
-/// `siege validate FILE...`: prints every diagnostic, exits 3 on any error, 0 when all are valid.
+/// Parses and validates the bytes of a scenario; `file` labels the diagnostics and `dir` is where
+/// `runbook` is resolved from.
+pub(crate) fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<Diagnostic>> {
+    let whole = |line: usize, column: usize, message: String, hint: Option<String>| {
+        vec![Diagnostic { file: file.to_string(), line, column, path: String::new(), message, hint }]
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+            let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            let byte = bytes[e.valid_up_to()];
+            return Err(whole(line, col, format!("the file is not valid UTF-8 (byte 0x{byte:02x})"), Some(
+                "save the scenario as UTF-8".into(),
+            )));
+        }
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => return Err(whole(e.line, e.col, format!("invalid YAML: {}", e.message), syntax_hint(text, &e))),
+    };
+    if root.kind == yaml::Kind::Null {
+        return Err(whole(1, 1, "the file is empty".into(), Some(
+            "a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md".into(),
+        )));
+    }
+    let mut cx = check::Checker::new(file.to_string());
+    let scenario = validate::check(&mut cx, &root, dir);
+    match scenario {
+        Some(s) if cx.diags.is_empty() => Ok(s),
+        _ => {
+            let mut diags = cx.diags;
+            if diags.is_empty() {
+                // Defensive: a check returned nothing without saying why.
+                diags = whole(1, 1, "invalid scenario".into(), None);
+            }
+            diags.sort_by_key(|d| (d.line, d.column));
+            Err(diags)
+        }
+    }
+}
+
+/// `No such file or directory (os error 2)` → `no such file or directory (os error 2)`.
+fn lowercase_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => s,
+    }
+}
+
+/// Hints for the YAML mistakes scenario authors make most.
+fn syntax_hint(text: &str, e: &yaml::SyntaxError) -> Option<String> {
+    let line = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("");
+    let after_colon = line.split_once(": ").map(|(_, v)| v.trim_start()).unwrap_or("");
+    if after_colon.starts_with('>') || after_colon.starts_with('|') {
+        return Some("quote comparisons, e.g. `\">= 2\"`: a leading `>` or `|` starts a YAML block".into());
+    }
+    if line.contains('\t') {
+        return Some("indent with spaces: YAML does not allow tabs".into());
+    }
+    None
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo. Case and
+/// `-`/`_` are ignored first (`task_kill` → `task-kill`), then edit distance decides.
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace(['-', '_', ' '], "");
+    let w = norm(word);
+    if let Some(c) = candidates.iter().find(|c| norm(c) == w) {
+        return Some(c);
+    }
+    let limit = match w.chars().count() {
+        0..=3 => 1,
+        4..=7 => 2,
+        _ => 3,
+    };
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&w, &norm(c)), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal-string-alignment distance: Levenshtein plus adjacent transpositions, the commonest
+/// typo (`rtae` → `rate`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// `siege validate FILE...`: prints every diagnostic (stderr), and `FILE: ok` for each valid file
+/// (stdout); exits 3 on any error, 0 when all are valid.
 pub fn cmd_validate(files: &[std::path::PathBuf]) -> crate::exit::Exit {
+    use std::io::Write;
     let mut ok = true;
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
     for f in files {
-        if let Err(diags) = load_file(f) {
-            ok = false;
-            for d in diags {
-                eprintln!("{d}");
+        match load_file(f) {
+            Ok(_) => {
+                let _ = writeln!(stdout.lock(), "{}: ok", f.display());
+            }
+            Err(diags) => {
+                ok = false;
+                let mut err = stderr.lock();
+                for d in diags {
+                    let _ = writeln!(err, "{d}");
+                }
             }
         }
     }
@@ -67,6 +211,21 @@ pub fn cmd_validate(files: &[std::path::PathBuf]) -> crate::exit::Exit {
 
 /// `siege schema`: prints the JSON Schema of the scenario format.
 pub fn cmd_schema() -> crate::exit::Exit {
-    println!("{{}}");
+    println!("{}", spec::schema_json());
     crate::exit::Exit::Passed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_typos() {
+        assert_eq!(did_you_mean("rtae", &["rate", "url", "stages"]), Some("rate"));
+        assert_eq!(did_you_mean("task_kill", &["task-kill", "latency"]), Some("task-kill"));
+        assert_eq!(did_you_mean("Error-Rate", &["error_rate", "p95"]), Some("error_rate"));
+        assert_eq!(did_you_mean("healthy_target", &["healthy_targets"]), Some("healthy_targets"));
+        assert_eq!(did_you_mean("banana", &["rate", "url"]), None);
+        assert_eq!(did_you_mean("x", &["p95"]), None);
+    }
 }

@@ -224,9 +224,14 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// When the fault's effect ends on the timeline (its injection time for instantaneous faults).
+    /// When the fault's effect ends on the timeline: `at + for` for faults that last, the end of
+    /// the writer outage for a lab `db-failover`, the injection time for instantaneous faults.
     pub fn ends_at(&self) -> Duration {
-        self.at + self.duration.unwrap_or_default()
+        let outage = match &self.kind {
+            FaultKind::DbFailover { outage: Some(o), .. } => *o,
+            _ => Duration::ZERO,
+        };
+        self.at + self.duration.unwrap_or_default().max(outage)
     }
 }
 

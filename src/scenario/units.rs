@@ -27,7 +27,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("duration `{s}` needs a unit: ms, s, m or h (e.g. `{s}s`)")),
+            "" => return Err(format!("duration `{s}` needs a unit: `{s}s`, `{s}ms`, `{s}m` or `{s}h`")),
             u => return Err(format!("unknown unit `{u}` in duration `{s}`: use ms, s, m or h")),
         };
         total += value * scale;
@@ -77,7 +77,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return if ms < 1000 { format!("{ms}ms") } else { format!("{:.1}s", d.as_secs_f64()) };
     }
     let s = ms / 1000;

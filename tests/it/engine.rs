@@ -1,1 +1,449 @@
-//! Integration tests: engine.
+//! Integration tests: `siege run`, `plan` and `recover` end to end against real labs.
+//!
+//! Every test gets its own state directory (`SIEGE_HOME`), so journals and background labs of
+//! parallel tests never meet, and so leftover processes can be found by that directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::common::{pid_alive, siege, wait_for};
+
+/// A private state directory, a reports directory, and the labs started in it.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Home { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn reports(&self) -> PathBuf {
+        self.path().join("reports")
+    }
+
+    fn siege(&self) -> Command {
+        let mut c = siege();
+        c.env("SIEGE_HOME", self.path());
+        c
+    }
+
+    fn run(&self, scenario: &Path) -> Output {
+        self.siege()
+            .arg("run")
+            .arg(scenario)
+            .arg("--reports")
+            .arg(self.reports())
+            .output()
+            .expect("run siege")
+    }
+
+    /// Starts a background lab and returns its control URL.
+    fn lab_up(&self) -> String {
+        let out = self.siege().args(["lab", "up", "--detach"]).output().expect("lab up");
+        assert!(out.status.success(), "lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+        let file = std::fs::read_to_string(self.path().join("lab.json")).expect("lab.json");
+        let v: serde_json::Value = serde_json::from_str(&file).expect("lab.json is JSON");
+        v["control_url"].as_str().expect("control_url").to_string()
+    }
+
+    fn lab_status(&self) -> serde_json::Value {
+        let out = self.siege().args(["lab", "status", "--json"]).output().expect("lab status");
+        assert!(out.status.success(), "lab status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status is JSON")
+    }
+
+    fn healthy_targets(&self) -> usize {
+        let st = self.lab_status();
+        st["targets"].as_array().map(|t| t.iter().filter(|t| t["health"] == "healthy").count()).unwrap_or(0)
+    }
+
+    fn active_faults(&self) -> Vec<String> {
+        let st = self.lab_status();
+        st["faults"].as_array().map(|f| f.iter().map(|x| x.to_string()).collect()).unwrap_or_default()
+    }
+
+    /// Writes a scenario file into the home and returns its path.
+    fn scenario(&self, name: &str, yaml: &str) -> PathBuf {
+        let p = self.path().join(format!("{name}.yaml"));
+        std::fs::write(&p, yaml).expect("write scenario");
+        p
+    }
+
+    /// Processes started with this home in their environment (the lab and its children).
+    fn processes(&self) -> Vec<u32> {
+        let needle = format!("SIEGE_HOME={}", self.path().display());
+        let mut pids = vec![];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            if pid == std::process::id() || !pid_alive(pid) {
+                continue;
+            }
+            if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ"))
+                && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn assert_no_processes_left(&self) {
+        let left = wait_for(Duration::from_secs(10), || {
+            let p = self.processes();
+            p.is_empty().then_some(())
+        });
+        assert!(left.is_some(), "processes left behind: {:?}", self.processes());
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = self.siege().args(["lab", "down"]).output();
+        for pid in self.processes() {
+            unsafe_kill(pid);
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The single report directory of a run in `home`.
+fn report_dir(home: &Home) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(home.reports())
+        .expect("reports dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
+    dirs.remove(0)
+}
+
+fn report_json(home: &Home) -> serde_json::Value {
+    let s = std::fs::read_to_string(report_dir(home).join("report.json")).expect("report.json");
+    serde_json::from_str(&s).expect("report.json parses")
+}
+
+/// Spawns `siege run`, returning the child once a stderr line contains `marker`, with the lines
+/// seen so far and a receiver for the rest.
+fn run_until(home: &Home, scenario: &Path, marker: &str) -> (Child, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let mut child = home
+        .siege()
+        .arg("run")
+        .arg(scenario)
+        .arg("--reports")
+        .arg(home.reports())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn siege run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = vec![];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let hit = line.contains(marker);
+                seen.push(line);
+                if hit {
+                    return (child, seen, rx);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    let _ = child.kill();
+    panic!("never saw {marker:?}; output:\n{}", seen.join("\n"));
+}
+
+fn kill9(child: &mut Child) {
+    unsafe_kill(child.id());
+    let _ = child.wait();
+}
+
+/// A latency fault on every task of a lab started separately, for `secs` seconds.
+fn latency_scenario(control: &str, delay: &str, secs: u32, stop: &str, timeout: &str) -> String {
+    format!(
+        r#"name: slow
+target:
+  lab: {{ service: api, tasks: 3, control: "{control}" }}
+load: {{ url: /, rate: 50/s, duration: {duration}s, timeout: {timeout} }}
+steady_state: {{ error_rate: "< 5%" }}
+faults:
+  - {{ type: latency, at: 7s, for: {secs}s, select: 100%, delay: {delay}, jitter: 0ms }}
+stop: [ "{stop}" ]
+recovery: {{ within: 20s, hold: 5s }}
+"#,
+        duration = 7 + secs + 25
+    )
+}
+
+#[test]
+fn plan_prints_the_timeline_and_starts_nothing() {
+    let home = Home::new();
+    let out = home.siege().args(["plan", "scenarios/task-kill.yaml"]).output().expect("plan");
+    let s = text(&out);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("inject task-kill (task-kill): 2 of the 3 tasks"), "{s}");
+    assert!(s.contains("steady-state gate"), "{s}");
+    assert!(s.contains("nothing was injected"), "{s}");
+    assert!(home.processes().is_empty());
+}
+
+#[test]
+fn run_of_an_invalid_scenario_exits_3_before_touching_anything() {
+    let home = Home::new();
+    let p = home.scenario("bad", "name: bad\nload: { url: /, rate: fast }\n");
+    let out = home.run(&p);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("bad.yaml:2:"), "{}", text(&out));
+    assert!(!home.reports().exists());
+    assert!(home.processes().is_empty());
+}
+
+#[test]
+fn recover_with_nothing_to_do_says_so() {
+    let home = Home::new();
+    let out = home.siege().arg("recover").output().expect("recover");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("nothing to recover"), "{}", text(&out));
+}
+
+#[test]
+fn heavy_steady_state_not_met_before_faults_exits_4_and_injects_nothing() {
+    let home = Home::new();
+    let p = home.scenario(
+        "gate",
+        r#"name: gate
+target: { lab: { service: api, tasks: 3 } }
+load: { url: /, rate: 20/s, duration: 30s }
+steady_state: { p50: "< 0.1ms" }
+faults: [ { type: task-kill, at: 7s, select: 1 } ]
+recovery: { within: 10s, hold: 5s }
+"#,
+    );
+    let out = home.run(&p);
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{s}");
+    assert!(s.contains("(want < 0.1ms)"), "{s}");
+    assert!(!s.contains("fault injected"), "{s}");
+    let r = report_json(&home);
+    assert_eq!(r["verdict"]["outcome"], "precondition-failed");
+    assert!(r["faults"].as_array().is_some_and(|f| f.is_empty()), "{r}");
+    home.assert_no_processes_left();
+}
+
+#[test]
+fn heavy_stop_condition_aborts_reverts_and_leaves_the_lab_healthy() {
+    let home = Home::new();
+    let control = home.lab_up();
+    // 3 s of added latency against a 1 s timeout: every request fails until the stop trips.
+    let p = home.scenario("stop", &latency_scenario(&control, "3s", 40, "error_rate > 50% for 3s", "1s"));
+    let started = std::time::Instant::now();
+    let out = home.run(&p);
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{s}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the abort cut the 72 s run short");
+    assert!(s.contains("STOP CONDITION: error_rate > 50% for 3s"), "{s}");
+    assert!(s.contains("fault reverted: latency"), "{s}");
+    assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
+    assert!(wait_for(Duration::from_secs(10), || (home.healthy_targets() == 3).then_some(())).is_some());
+    let r = report_json(&home);
+    assert_eq!(r["verdict"]["outcome"], "aborted");
+    assert!(r["faults"][0]["reverted_s"].is_number(), "{r}");
+    assert!(std::fs::read_dir(home.path().join("journal")).map(|d| d.count()).unwrap_or(0) == 0, "journal removed");
+}
+
+#[test]
+fn heavy_kill9_then_recover_reverts_the_fault_on_a_separate_lab() {
+    let home = Home::new();
+    let control = home.lab_up();
+    let p = home.scenario("slow", &latency_scenario(&control, "200ms", 50, "error_rate > 90% for 30s", "2s"));
+    let (mut child, _, _) = run_until(&home, &p, "fault injected: latency");
+    kill9(&mut child);
+    assert!(!home.active_faults().is_empty(), "the killed run left its fault active");
+
+    let out = home.siege().arg("recover").output().expect("recover");
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("reverted latency (latency)"), "{s}");
+    assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
+
+    // Idempotent: a second recover has nothing left to do.
+    let out = home.siege().arg("recover").output().expect("recover again");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("nothing to recover"), "{}", text(&out));
+}
+
+#[test]
+fn heavy_kill9_of_a_run_takes_its_own_lab_down_with_it() {
+    let home = Home::new();
+    let p = home.scenario(
+        "own",
+        r#"name: own
+target: { lab: { service: api, tasks: 3 } }
+load: { url: /, rate: 50/s, duration: 70s }
+steady_state: { error_rate: "< 5%" }
+faults: [ { type: latency, at: 7s, for: 40s, select: 1, delay: 100ms } ]
+recovery: { within: 10s, hold: 5s }
+"#,
+    );
+    let (mut child, _, _) = run_until(&home, &p, "fault injected: latency");
+    assert!(home.processes().len() >= 6, "lab, 3 tasks, 2 DB nodes: {:?}", home.processes());
+    kill9(&mut child);
+    home.assert_no_processes_left();
+    let out = home.siege().arg("recover").output().expect("recover");
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("its lab ended with it"), "{s}");
+    let again = home.siege().arg("recover").output().expect("recover again");
+    assert!(text(&again).contains("nothing to recover"), "{}", text(&again));
+}
+
+#[test]
+fn heavy_sigterm_reverts_and_reports_aborted() {
+    let home = Home::new();
+    let control = home.lab_up();
+    let p = home.scenario("term", &latency_scenario(&control, "200ms", 50, "error_rate > 90% for 30s", "2s"));
+    let (mut child, _, _) = run_until(&home, &p, "fault injected: latency");
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(2));
+    assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
+    let r = report_json(&home);
+    assert_eq!(r["verdict"]["outcome"], "aborted");
+    assert!(r["verdict"]["reason"].as_str().unwrap_or("").contains("SIGTERM"), "{r}");
+}
+
+/// Runs a shipped scenario on its own lab; checks the exit code, the report files and that
+/// nothing is left running.
+fn shipped(name: &str, expected: i32) -> (Home, String) {
+    let home = Home::new();
+    let out = home.run(Path::new(&format!("scenarios/{name}.yaml")));
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(expected), "{name}:\n{s}");
+    let dir = report_dir(&home);
+    for f in ["report.md", "report.json", "junit.xml"] {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+    home.assert_no_processes_left();
+    (home, s)
+}
+
+#[test]
+fn heavy_scenario_task_kill_passes() {
+    let (home, _) = shipped("task-kill", 0);
+    let r = report_json(&home);
+    assert_eq!(r["faults"][0]["targets"].as_array().map(Vec::len), Some(2), "50% of 3 tasks");
+    assert!(r["timings"]["time_to_recover_s"].is_number());
+}
+
+#[test]
+fn heavy_scenario_cpu_stress_passes() {
+    shipped("cpu-stress", 0);
+}
+
+#[test]
+fn heavy_scenario_latency_passes() {
+    shipped("latency", 0);
+}
+
+#[test]
+fn heavy_scenario_db_failover_passes() {
+    shipped("db-failover", 0);
+}
+
+#[test]
+fn heavy_scenario_traffic_spike_passes() {
+    shipped("traffic-spike", 0);
+}
+
+#[test]
+fn heavy_scenario_secret_drift_redeploy_passes() {
+    shipped("secret-drift-redeploy", 0);
+}
+
+#[test]
+fn heavy_scenario_secret_drift_fails_and_says_why() {
+    let (home, out) = shipped("secret-drift", 1);
+    let md = std::fs::read_to_string(report_dir(&home).join("report.md")).expect("report.md");
+    assert!(md.contains("FAILED"), "{md}");
+    assert!(md.contains("error_rate"), "the verdict names the broken check:\n{md}");
+    assert!(out.contains("FAILED: steady state not restored"), "{out}");
+}
+
+#[test]
+fn heavy_no_secret_value_reaches_any_output() {
+    let home = Home::new();
+    let control = home.lab_up();
+    let password_of = |pid: u32| -> Option<String> {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        env.split(|b| *b == 0).find_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.strip_prefix("SIEGE_LAB_DB_PASSWORD=").map(str::to_string)
+        })
+    };
+    let mut secrets: Vec<String> = vec![];
+    let mut collect = |home: &Home| {
+        for pid in home.lab_status()["child_pids"].as_array().into_iter().flatten().filter_map(|p| p.as_u64()) {
+            if let Some(pw) = password_of(pid as u32)
+                && !secrets.contains(&pw)
+            {
+                secrets.push(pw);
+            }
+        }
+    };
+    collect(&home);
+    let p = home.scenario(
+        "drift",
+        &format!(
+            r#"name: drift
+target: {{ lab: {{ service: api, tasks: 3, control: "{control}" }} }}
+load: {{ url: /db, rate: 30/s, duration: 40s }}
+steady_state: {{ error_rate: "< 1%" }}
+faults:
+  - {{ type: secret-drift, at: 7s }}
+  - {{ type: redeploy, at: 12s }}
+recovery: {{ within: 25s, hold: 3s }}
+"#
+        ),
+    );
+    let (mut child, mut lines, rest) = run_until(&home, &p, "fault injected: redeploy");
+    // The redeployed tasks hold the rotated secret.
+    std::thread::sleep(Duration::from_secs(8));
+    collect(&home);
+    child.wait().expect("run");
+    lines.extend(rest.iter());
+    assert!(secrets.len() >= 2, "the old and the rotated password were seen: {}", secrets.len());
+    let mut outputs = lines.join("\n");
+    for f in std::fs::read_dir(report_dir(&home)).expect("report dir").flatten() {
+        outputs.push_str(&std::fs::read_to_string(f.path()).unwrap_or_default());
+    }
+    let status = home.siege().args(["lab", "status", "--json"]).output().expect("status");
+    outputs.push_str(&String::from_utf8_lossy(&status.stdout));
+    for s in &secrets {
+        assert!(!outputs.contains(s.as_str()), "a secret value leaked into an output");
+    }
+}

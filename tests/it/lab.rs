@@ -1,1 +1,741 @@
-//! Integration tests: lab.
+//! Integration tests: the lab, with real processes and sockets. Each test starts its own lab
+//! through the real binary (`siege lab up --detach` with its own `SIEGE_HOME`) and stops it,
+//! checking by PID that nothing is left behind.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{self, pid_alive, wait_for};
+
+/// One HTTP/1.1 exchange on a fresh connection: (status, body).
+fn http(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn status_of(url: &str) -> u16 {
+    http("GET", url, None, None).map(|(s, _)| s).unwrap_or(0)
+}
+
+/// A lab started with `siege lab up --detach` in its own state directory; stopped on drop.
+struct TestLab {
+    home: tempfile::TempDir,
+    control: String,
+    token: String,
+    balancer: String,
+    pid: u32,
+}
+
+impl TestLab {
+    fn up(extra: &[&str]) -> TestLab {
+        let home = tempfile::tempdir().expect("tempdir");
+        let out = common::siege()
+            .env("SIEGE_HOME", home.path())
+            .args(["lab", "up", "--detach"])
+            .args(extra)
+            .output()
+            .expect("run siege lab up");
+        assert!(out.status.success(), "lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+        let file: Value =
+            serde_json::from_str(&std::fs::read_to_string(home.path().join("lab.json")).expect("lab.json")).expect("json");
+        TestLab {
+            control: file["control_url"].as_str().expect("control_url").into(),
+            token: file["token"].as_str().expect("token").into(),
+            balancer: file["balancer_url"].as_str().expect("balancer_url").into(),
+            pid: file["pid"].as_u64().expect("pid") as u32,
+            home,
+        }
+    }
+
+    fn siege(&self) -> Command {
+        let mut c = common::siege();
+        c.env("SIEGE_HOME", self.home.path());
+        c
+    }
+
+    fn state(&self) -> Value {
+        let (s, b) = http("GET", &format!("{}/v1/state", self.control), Some(&self.token), None).expect("state");
+        assert_eq!(s, 200, "{b}");
+        serde_json::from_str(&b).expect("state json")
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let (s, b) = http("POST", &format!("{}{path}", self.control), Some(&self.token), Some(&body)).expect("post");
+        assert_eq!(s, 200, "{path}: {b}");
+        serde_json::from_str(&b).expect("post json")
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let (s, b) = http("GET", &format!("{}{path}", self.balancer), None, None).unwrap_or((0, String::new()));
+        (s, serde_json::from_str(&b).unwrap_or(Value::Null))
+    }
+
+    fn healthy(&self) -> Vec<String> {
+        self.state()["targets"]
+            .as_array()
+            .map(|ts| ts.iter().filter(|t| t["health"] == "healthy").map(|t| t["id"].as_str().unwrap_or("").to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    fn task_ids(&self) -> Vec<String> {
+        self.state()["service"]["tasks"]
+            .as_array()
+            .map(|ts| {
+                ts.iter().filter(|t| t["status"] == "running").map(|t| t["id"].as_str().unwrap_or("").to_string()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn all_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> =
+            self.state()["child_pids"].as_array().expect("pids").iter().map(|p| p.as_u64().unwrap_or(0) as u32).collect();
+        pids.push(self.pid);
+        pids
+    }
+
+    fn down(&self) {
+        let out = self.siege().args(["lab", "down"]).output().expect("lab down");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = self.siege().args(["lab", "down"]).output();
+        if pid_alive(self.pid) {
+            // SAFETY: a plain kill of the lab this test started; its children die with it.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn killed_task_is_replaced_and_back_in_rotation() {
+    let lab = TestLab::up(&[]);
+    let before = lab.state();
+    let victim = before["service"]["tasks"][0].clone();
+    let victim_id = victim["id"].as_str().unwrap().to_string();
+    let victim_pid = victim["pid"].as_u64().unwrap() as u32;
+    let t0 = Instant::now();
+    let r = lab.post("/v1/tasks/kill", json!({ "tasks": [victim_id], "signal": "SIGKILL" }));
+    assert_eq!(r["tasks"], json!([victim_id]));
+    assert!(wait_for(Duration::from_secs(2), || (!pid_alive(victim_pid)).then_some(())).is_some());
+    // A replacement with another id is placed, registered and healthy: three in rotation again.
+    let replaced = wait_for(Duration::from_secs(15), || {
+        let h = lab.healthy();
+        (h.len() == 3 && !h.contains(&victim_id)).then_some(h)
+    })
+    .expect("the killed task was not replaced within 15s");
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "replacement took {took:?}");
+    let new_id = replaced.iter().find(|id| !before.to_string().contains(&format!("\"{id}\""))).expect("a new task").clone();
+    // Round robin reaches the new task through the balancer.
+    let seen = (0..6).filter_map(|_| lab.get("/").1["task"].as_str().map(String::from)).collect::<Vec<_>>();
+    assert!(seen.contains(&new_id), "new task {new_id} not in rotation: {seen:?}");
+    assert!(!seen.contains(&victim_id));
+    let events = lab.state()["events"].to_string();
+    assert!(events.contains("stopped unexpectedly"), "{events}");
+    lab.down();
+}
+
+#[test]
+fn balancer_answers_502_while_a_dead_target_is_in_rotation_then_503() {
+    // A long placement delay keeps the dead targets registered: 502 until the health checks
+    // notice (2 × 1s), then 503 (no healthy target) until replacements are healthy.
+    let lab = TestLab::up(&["--placement-delay", "6s"]);
+    let ids = lab.task_ids();
+    lab.post("/v1/tasks/kill", json!({ "tasks": ids, "signal": "SIGKILL" }));
+    assert_eq!(status_of(&format!("{}/", lab.balancer)), 502);
+    let got503 = wait_for(Duration::from_secs(5), || (status_of(&format!("{}/", lab.balancer)) == 503).then_some(()));
+    assert!(got503.is_some(), "no 503 once every target is unhealthy");
+    assert!(lab.healthy().is_empty());
+    let back = wait_for(Duration::from_secs(20), || (status_of(&format!("{}/", lab.balancer)) == 200).then_some(()));
+    assert!(back.is_some(), "service did not recover");
+    // Metrics named like ALB's count both.
+    let metrics = wait_for(Duration::from_secs(3), || {
+        let (_, b) = http("GET", &format!("{}/v1/metrics", lab.control), Some(&lab.token), None)?;
+        let m: Vec<Value> = serde_json::from_str(&b).ok()?;
+        let sum = |k: &str| m.iter().map(|s| s[k].as_u64().unwrap_or(0)).sum::<u64>();
+        (sum("HTTPCode_ELB_502_Count") > 0 && sum("HTTPCode_ELB_503_Count") > 0).then_some(m)
+    })
+    .expect("502 and 503 counted in the metrics");
+    let last = metrics.last().unwrap();
+    for k in ["RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "HealthyHostCount", "UnHealthyHostCount"] {
+        assert!(last.get(k).is_some(), "metric {k} missing: {last}");
+    }
+    lab.down();
+}
+
+#[test]
+fn balancer_answers_504_when_a_target_is_too_slow() {
+    let lab = TestLab::up(&["--target-timeout", "300ms", "--health-timeout", "900ms"]);
+    let ids = lab.task_ids();
+    lab.post("/v1/tasks/latency", json!({ "tasks": ids, "delay_ms": 600, "jitter_ms": 0 }));
+    let t0 = Instant::now();
+    assert_eq!(status_of(&format!("{}/", lab.balancer)), 504);
+    assert!(t0.elapsed() < Duration::from_millis(600));
+    lab.post("/v1/tasks/clear", json!({ "what": "latency" }));
+    assert_eq!(status_of(&format!("{}/", lab.balancer)), 200);
+    lab.down();
+}
+
+#[test]
+fn health_thresholds_are_honoured() {
+    let lab = TestLab::up(&[
+        "--health-interval", "300ms", "--health-timeout", "150ms", "--healthy-threshold", "3", "--unhealthy-threshold", "4",
+    ]);
+    let id = lab.task_ids()[0].clone();
+    let t0 = Instant::now();
+    lab.post("/v1/tasks/latency", json!({ "tasks": [id], "delay_ms": 400 }));
+    wait_for(Duration::from_secs(5), || (!lab.healthy().contains(&id)).then_some(())).expect("never marked unhealthy");
+    let down = t0.elapsed();
+    // Four failed checks 300ms apart: at least three intervals after the first failure.
+    assert!(down >= Duration::from_millis(850), "unhealthy after {down:?}, before 4 failed checks");
+    assert!(down < Duration::from_millis(2500), "unhealthy only after {down:?}");
+    // Out of rotation: the balancer does not route to it.
+    for _ in 0..6 {
+        assert_ne!(lab.get("/").1["task"], json!(id));
+    }
+    let t1 = Instant::now();
+    lab.post("/v1/tasks/clear", json!({ "tasks": [id], "what": "latency" }));
+    wait_for(Duration::from_secs(5), || lab.healthy().contains(&id).then_some(())).expect("never healthy again");
+    let up = t1.elapsed();
+    assert!(up >= Duration::from_millis(550), "healthy after {up:?}, before 3 passed checks");
+    lab.down();
+}
+
+#[test]
+fn db_failover_window_is_observed_from_db() {
+    let lab = TestLab::up(&["--failover-outage", "2s"]);
+    let (s, v) = lab.get("/db");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"], "db-1");
+    let t0 = Instant::now();
+    let r = lab.post("/v1/db/failover", json!({}));
+    assert_eq!(r["new_writer"], "db-2");
+    assert_eq!(lab.state()["db"]["writer"], Value::Null);
+    let mut first_fail = None;
+    let mut recovered = None;
+    while t0.elapsed() < Duration::from_secs(10) {
+        let (s, v) = lab.get("/db");
+        if s != 200 && first_fail.is_none() {
+            first_fail = Some(t0.elapsed());
+        }
+        if s == 200 && first_fail.is_some() {
+            assert_eq!(v["node"], "db-2");
+            assert_eq!(v["role"], "writer");
+            recovered = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first_fail = first_fail.expect("/db never failed during the failover");
+    let recovered = recovered.expect("/db did not recover after the failover");
+    assert!(first_fail < Duration::from_millis(500), "{first_fail:?}");
+    assert!(recovered >= Duration::from_millis(1900), "window too short: {recovered:?}");
+    assert!(recovered < Duration::from_secs(5), "window too long: {recovered:?}");
+    assert_eq!(lab.state()["db"]["writer"], "db-2");
+    lab.down();
+}
+
+#[test]
+fn secret_drift_breaks_db_on_old_tasks_only_until_redeploy() {
+    let lab = TestLab::up(&["--placement-delay", "500ms"]);
+    assert_eq!(lab.get("/db").0, 200);
+    let r = lab.post("/v1/secret/rotate", json!({}));
+    assert_eq!(r["current_version"], 2);
+    // Every running task still holds v1: /db fails everywhere, other paths still work.
+    for _ in 0..6 {
+        let (s, v) = lab.get("/db");
+        assert_eq!(s, 500, "{v}");
+        assert!(v["error"].as_str().unwrap_or("").contains("authentication"), "{v}");
+    }
+    assert_eq!(lab.get("/").0, 200);
+    // A task started now reads v2 and works; the old ones still fail.
+    let old = lab.task_ids();
+    lab.post("/v1/tasks/kill", json!({ "tasks": [old[0]] }));
+    let fresh = wait_for(Duration::from_secs(10), || {
+        let st = lab.state();
+        st["service"]["tasks"].as_array()?.iter().find(|t| t["secret_version"] == 2 && t["health"] == "healthy").cloned()
+    })
+    .expect("replacement with the new secret");
+    let fresh_id = fresh["id"].as_str().unwrap().to_string();
+    let mut ok_on = Vec::new();
+    for _ in 0..9 {
+        let (s, v) = lab.get("/db");
+        let task = v["task"].as_str().unwrap_or("").to_string();
+        if s == 200 {
+            ok_on.push(task);
+        } else {
+            assert_ne!(task, fresh_id, "the new task failed: {v}");
+        }
+    }
+    assert!(!ok_on.is_empty() && ok_on.iter().all(|t| *t == fresh_id), "{ok_on:?}");
+    assert!(lab.state()["faults"].to_string().contains("secret-drift"));
+    // Redeploy: every task replaced, min healthy kept, /db works everywhere.
+    lab.post("/v1/service/redeploy", json!({}));
+    let mut min_healthy = 3;
+    let done = wait_for(Duration::from_secs(40), || {
+        let st = lab.state();
+        let healthy = st["targets"].as_array()?.iter().filter(|t| t["health"] == "healthy").count();
+        min_healthy = min_healthy.min(healthy);
+        let tasks = st["service"]["tasks"].as_array()?;
+        (st["service"]["deploying"] == false && tasks.iter().all(|t| t["secret_version"] == 2) && healthy == 3)
+            .then_some(())
+    });
+    assert!(done.is_some(), "redeploy did not finish: {}", lab.state());
+    assert!(min_healthy >= 2, "healthy dropped to {min_healthy} during the redeploy");
+    for _ in 0..6 {
+        assert_eq!(lab.get("/db").0, 200);
+    }
+    // Revert: v1 current again and tasks holding v2 replaced; the lab ends healthy.
+    lab.post("/v1/secret/restore", json!({ "version": 1, "replace_stale": true }));
+    let healed = wait_for(Duration::from_secs(40), || {
+        let st = lab.state();
+        let tasks = st["service"]["tasks"].as_array()?;
+        (st["service"]["deploying"] == false
+            && st["secret"]["current_version"] == 1
+            && tasks.iter().all(|t| t["secret_version"] == 1)
+            && lab.healthy().len() == 3)
+            .then_some(())
+    });
+    assert!(healed.is_some(), "{}", lab.state());
+    for _ in 0..6 {
+        assert_eq!(lab.get("/db").0, 200);
+    }
+    lab.down();
+}
+
+#[test]
+fn latency_is_visible_at_the_balancer() {
+    let lab = TestLab::up(&[]);
+    let time = |lab: &TestLab| {
+        let t = Instant::now();
+        assert_eq!(lab.get("/").0, 200);
+        t.elapsed()
+    };
+    assert!(time(&lab) < Duration::from_millis(150));
+    let ids = lab.task_ids();
+    lab.post("/v1/tasks/latency", json!({ "tasks": ids, "delay_ms": 300, "jitter_ms": 50 }));
+    for _ in 0..3 {
+        let d = time(&lab);
+        assert!(d >= Duration::from_millis(250) && d < Duration::from_millis(800), "{d:?}");
+    }
+    // The balancer's own metric sees it too.
+    let rt = wait_for(Duration::from_secs(3), || {
+        let (_, b) = http("GET", &format!("{}/v1/metrics", lab.control), Some(&lab.token), None)?;
+        let m: Vec<Value> = serde_json::from_str(&b).ok()?;
+        m.iter().filter_map(|s| s["TargetResponseTime"].as_f64()).find(|t| *t >= 0.25)
+    });
+    assert!(rt.is_some(), "TargetResponseTime did not show the latency");
+    assert!(lab.state()["faults"].to_string().contains("latency 300ms"));
+    lab.post("/v1/tasks/clear", json!({ "tasks": ids, "what": "latency" }));
+    assert!(time(&lab) < Duration::from_millis(150));
+    lab.down();
+}
+
+#[test]
+fn cpu_stress_is_visible_in_task_cpu() {
+    let lab = TestLab::up(&[]);
+    let ids = lab.task_ids();
+    let target = ids[0].clone();
+    lab.post("/v1/tasks/stress", json!({ "tasks": [target], "percent": 80, "duration_ms": 20000 }));
+    let cpu_of = |st: &Value, id: &str| -> f64 {
+        st["service"]["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["id"] == id)).map(|t| t["cpu_percent"].as_f64().unwrap_or(0.0)).unwrap_or(0.0)
+    };
+    // The machine may be shared: ask for a clear signal rather than the exact 80%.
+    let st = wait_for(Duration::from_secs(10), || {
+        let st = lab.state();
+        let busy = cpu_of(&st, &target);
+        let others = ids[1..].iter().map(|o| cpu_of(&st, o)).fold(0.0, f64::max);
+        (busy >= 25.0 && busy >= 5.0 * others.max(1.0)).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("stressed task CPU not visible: {}", lab.state()["service"]));
+    assert!(st["service"]["avg_cpu_percent"].as_f64().unwrap() > 5.0);
+    lab.post("/v1/tasks/clear", json!({ "tasks": [target], "what": "stress" }));
+    wait_for(Duration::from_secs(6), || (cpu_of(&lab.state(), &target) < 20.0).then_some(()))
+        .expect("CPU did not drop after the revert");
+    lab.down();
+}
+
+#[test]
+fn control_api_requires_the_token() {
+    let lab = TestLab::up(&["--tasks", "1"]);
+    let (s, _) = http("GET", &format!("{}/v1/state", lab.control), None, None).unwrap();
+    assert_eq!(s, 401);
+    let (s, _) = http("POST", &format!("{}/v1/tasks/kill", lab.control), Some("wrong"), Some(&json!({}))).unwrap();
+    assert_eq!(s, 401);
+    let (s, _) = http("GET", &format!("{}/v1/ping", lab.control), None, None).unwrap();
+    assert_eq!(s, 200);
+    // The lab file holding the token is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(lab.home.path().join("lab.json")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "lab.json is readable by others: {mode:o}");
+    lab.down();
+}
+
+#[test]
+fn status_shows_tasks_writer_secret_and_faults() {
+    let lab = TestLab::up(&["--tasks", "2"]);
+    let id = lab.task_ids()[0].clone();
+    lab.post("/v1/tasks/latency", json!({ "tasks": [id], "delay_ms": 100 }));
+    let out = lab.siege().args(["lab", "status"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["service api: 2 running / 2 desired", "writer db-1", "current v1", &format!("latency 100ms ±0ms on {id}")] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+    let out = lab.siege().args(["lab", "status", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["service"]["running"], 2);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&lab.token));
+    lab.down();
+    // After down, status says no lab (exit 4) and a second down is harmless.
+    let out = lab.siege().args(["lab", "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(lab.siege().args(["lab", "down"]).output().unwrap().status.success());
+}
+
+#[test]
+fn lab_down_leaves_no_process_behind() {
+    let lab = TestLab::up(&[]);
+    let pids = lab.all_pids();
+    assert_eq!(pids.len(), 3 + 2 + 1, "{pids:?}");
+    assert!(pids.iter().all(|p| pid_alive(*p)));
+    lab.down();
+    let gone = wait_for(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)).then_some(()));
+    assert!(gone.is_some(), "left running: {:?}", pids.iter().filter(|p| pid_alive(**p)).collect::<Vec<_>>());
+    assert!(!lab.home.path().join("lab.json").exists());
+}
+
+#[test]
+fn killing_the_supervisor_kills_every_child() {
+    let lab = TestLab::up(&["--tasks", "2"]);
+    let pids = lab.all_pids();
+    // SAFETY: kill -9 of the lab this test started.
+    unsafe { libc::kill(lab.pid as i32, libc::SIGKILL) };
+    let gone = wait_for(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)).then_some(()));
+    assert!(gone.is_some(), "children outlived the supervisor: {:?}", pids.iter().filter(|p| pid_alive(**p)).collect::<Vec<_>>());
+}
+
+#[test]
+fn second_lab_up_is_refused_while_one_runs() {
+    let lab = TestLab::up(&["--tasks", "1"]);
+    let out = lab.siege().args(["lab", "up", "--detach"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    lab.down();
+}
+
+/// Sends `/work?ms=N` requests back to back from `threads` threads until `stop`.
+fn work_load(balancer: &str, ms: u32, threads: usize, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|_| {
+            let url = format!("{balancer}/work?ms={ms}");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http("GET", &url, None, None);
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn heavy_autoscaling_adds_tasks_under_work_load() {
+    let lab = TestLab::up(&[
+        "--tasks", "1", "--autoscale-max", "3", "--autoscale-target", "30%", "--autoscale-cooldown", "2s", "--placement-delay", "500ms",
+    ]);
+    assert_eq!(lab.state()["service"]["desired"], 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers = work_load(&lab.balancer, 50, 1, stop.clone());
+    let scaled = wait_for(Duration::from_secs(30), || {
+        let st = lab.state();
+        (st["service"]["desired"].as_u64()? >= 2 && lab.healthy().len() >= 2).then_some(st)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    let st = scaled.expect("autoscaling did not add a task under load");
+    assert!(st["events"].to_string().contains("autoscaling: average CPU"), "{}", st["events"]);
+    lab.down();
+}
+
+/// Drives `rate` requests/s at `url` for `secs` over `conns` keep-alive connections, each request
+/// timed from its scheduled send time; returns (p50, p99) in microseconds and the error count.
+fn open_load(url: &str, rate: u64, secs: u64, conns: usize) -> (u64, u64, u64) {
+    use http_body_util::{BodyExt, Empty};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let uri: http::Uri = url.parse().unwrap();
+    let host = uri.authority().unwrap().to_string();
+    let path = uri.path_and_query().unwrap().to_string();
+    rt.block_on(async move {
+        let start = tokio::time::Instant::now() + Duration::from_millis(100);
+        let total = rate * secs;
+        let mut handles = Vec::new();
+        for c in 0..conns {
+            let (host, path) = (host.clone(), path.clone());
+            handles.push(tokio::spawn(async move {
+                let mut hist = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                let mut errors = 0u64;
+                let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+                tokio::spawn(conn);
+                let mut i = c as u64;
+                while i < total {
+                    let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                    tokio::time::sleep_until(due).await;
+                    let req = http::Request::get(&path).header("host", &host).body(Empty::<bytes::Bytes>::new()).unwrap();
+                    match send.send_request(req).await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.into_body().collect().await;
+                        }
+                        _ => errors += 1,
+                    }
+                    hist.record(due.elapsed().as_micros() as u64).unwrap();
+                    i += conns as u64;
+                }
+                (hist, errors)
+            }));
+        }
+        let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        let mut errors = 0;
+        for h in handles {
+            let (h, e) = h.await.unwrap();
+            all.add(h).unwrap();
+            errors += e;
+        }
+        (all.value_at_quantile(0.5), all.value_at_quantile(0.99), errors)
+    })
+}
+
+/// Prints the idle footprint of the default lab and the balancer's added latency at 1,000
+/// requests/s. Figures, not assertions: see docs/lab.md.
+#[test]
+fn heavy_lab_footprint_and_balancer_latency() {
+    let lab = TestLab::up(&[]);
+    // Let start-up allocations settle.
+    std::thread::sleep(Duration::from_secs(3));
+    let pids = lab.all_pids();
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .unwrap_or(0)
+    };
+    let total: u64 = pids.iter().map(|p| rss(*p)).sum();
+    println!("lab idle footprint: {} processes, RSS {:.1} MiB (supervisor {:.1} MiB)", pids.len(), total as f64 / 1024.0, rss(lab.pid) as f64 / 1024.0);
+    let st = lab.state();
+    let task_port = st["service"]["tasks"][0]["port"].as_u64().unwrap();
+    let direct = format!("http://127.0.0.1:{task_port}/");
+    let via = format!("{}/", lab.balancer);
+    let (d50, d99, de) = open_load(&direct, 1000, 5, 32);
+    let (b50, b99, be) = open_load(&via, 1000, 5, 32);
+    println!("direct to one task at 1000 req/s: p50 {d50}us p99 {d99}us errors {de}");
+    println!("through the balancer at 1000 req/s: p50 {b50}us p99 {b99}us errors {be}");
+    println!("balancer added latency: p50 {}us p99 {}us", b50.saturating_sub(d50), b99.saturating_sub(d99));
+    assert_eq!(be, 0);
+    lab.down();
+}
+
+/// Children of `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn run_owned_lab_through_the_backend() {
+    use siege::backend::Backend;
+    use siege::scenario::{Fault, FaultKind, LabTarget, Selection, Target};
+    use siege::util::Rng;
+    let home = tempfile::tempdir().unwrap();
+    // SAFETY: nextest runs each test in its own process; nothing else reads the environment here.
+    unsafe {
+        std::env::set_var("SIEGE_HOME", home.path());
+        std::env::set_var("SIEGE_EXE", common::siege_bin());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let target = Target::Lab(LabTarget { service: "api".into(), tasks: 2, control: None, autoscaling: None });
+        let b = Backend::connect(&target, "run-test").await.expect("connect starts a lab");
+        let locator = b.locator();
+        assert_eq!(locator["lab"]["owned"], true);
+        assert!(locator["lab"].get("token").is_none(), "token journaled: {locator}");
+        let lab_pid = *children_of(std::process::id()).first().expect("the lab is our child");
+        let mut pids = children_of(lab_pid);
+        pids.push(lab_pid);
+        assert_eq!(pids.len(), 2 + 2 + 1, "{pids:?}");
+        let s = b.sample().await.unwrap();
+        assert_eq!((s.healthy_targets, s.running_tasks, s.desired_tasks), (Some(2), Some(2), Some(2)));
+        assert_eq!(s.db_writer.as_deref(), Some("db-1"));
+        assert!(!s.events.is_empty());
+
+        // Latency: seeded selection, inject, visible at the entry point, idempotent revert.
+        let latency = Fault {
+            name: "slow".into(),
+            at: Duration::ZERO,
+            duration: Some(Duration::from_secs(30)),
+            kind: FaultKind::Latency { select: Selection::Percent(1.0), delay: Duration::from_millis(300), jitter: Duration::ZERO },
+        };
+        let r = b.resolve(&latency, &mut Rng::new(7)).await.unwrap();
+        assert_eq!(r, b.resolve(&latency, &mut Rng::new(7)).await.unwrap());
+        assert_eq!(r.targets.len(), 2);
+        let inj = b.prepare(&latency, &r, "run-test").await.unwrap();
+        b.inject(&latency, &inj, "run-test").await.unwrap();
+        let url = format!("{}/", b.entry_url());
+        let t = Instant::now();
+        assert_eq!(status_of(&url), 200);
+        assert!(t.elapsed() >= Duration::from_millis(280));
+        b.revert(&inj).await.unwrap();
+        b.revert(&inj).await.unwrap();
+        let t = Instant::now();
+        assert_eq!(status_of(&url), 200);
+        assert!(t.elapsed() < Duration::from_millis(200));
+
+        // DB failover with a long outage: the revert ends the window at once.
+        let failover = Fault {
+            name: "failover".into(),
+            at: Duration::ZERO,
+            duration: None,
+            kind: FaultKind::DbFailover { outage: Some(Duration::from_secs(60)), target_instance: None },
+        };
+        let r = b.resolve(&failover, &mut Rng::new(1)).await.unwrap();
+        assert_eq!(r.targets, vec!["db-1".to_string()]);
+        let inj = b.prepare(&failover, &r, "run-test").await.unwrap();
+        b.inject(&failover, &inj, "run-test").await.unwrap();
+        assert_eq!(b.sample().await.unwrap().db_writer, None);
+        b.revert(&inj).await.unwrap();
+        assert_eq!(b.sample().await.unwrap().db_writer.as_deref(), Some("db-2"));
+        b.revert(&inj).await.unwrap();
+
+        // Secret drift: /db breaks; the revert from the journaled record alone heals the lab.
+        let drift = Fault { name: "drift".into(), at: Duration::ZERO, duration: None, kind: FaultKind::SecretDrift };
+        let r = b.resolve(&drift, &mut Rng::new(1)).await.unwrap();
+        let inj = b.prepare(&drift, &r, "run-test").await.unwrap();
+        assert_eq!(inj.undo["restore_version"], 1);
+        b.inject(&drift, &inj, "run-test").await.unwrap();
+        let db = format!("{}/db", b.entry_url());
+        assert_eq!(status_of(&db), 500);
+        let journaled: siege::backend::Injected = serde_json::from_str(&serde_json::to_string(&inj).unwrap()).unwrap();
+        b.revert(&journaled).await.unwrap();
+        b.revert(&journaled).await.unwrap();
+        let mut healed = false;
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && !healed {
+            healed = (0..4).all(|_| status_of(&db) == 200) && b.sample().await.unwrap().healthy_targets == Some(2);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(healed, "lab not healthy after the secret-drift revert");
+        let events = b.sample().await.unwrap().events.join("\n");
+        let _ = events;
+
+        b.shutdown().await.unwrap();
+        let gone = wait_for(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)).then_some(()));
+        assert!(gone.is_some(), "left running: {pids:?}");
+        // The run's own lab is gone for good: nothing left to revert.
+        assert!(Backend::reconnect(&locator).await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn backend_attaches_to_a_lab_started_separately() {
+    use siege::backend::Backend;
+    use siege::scenario::{LabTarget, Target};
+    let lab = TestLab::up(&["--tasks", "1"]);
+    // SAFETY: nextest runs each test in its own process.
+    unsafe { std::env::set_var("SIEGE_HOME", lab.home.path()) };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let target = Target::Lab(LabTarget { service: "api".into(), tasks: 1, control: Some(lab.control.clone()), autoscaling: None });
+        let b = Backend::connect(&target, "run-x").await.expect("attach");
+        assert_eq!(b.entry_url(), lab.balancer);
+        assert_eq!(b.sample().await.unwrap().running_tasks, Some(1));
+        let loc = b.locator();
+        assert_eq!(loc["lab"]["owned"], false);
+        b.shutdown().await.unwrap();
+        // Not ours: still running after shutdown, and reachable again from the journal.
+        assert!(pid_alive(lab.pid));
+        assert!(Backend::reconnect(&loc).await.unwrap().is_some());
+        // Without the lab file and without SIEGE_LAB_TOKEN there is no token: target not found.
+        unsafe { std::env::set_var("SIEGE_HOME", "/nonexistent-siege-home") };
+        assert!(matches!(Backend::connect(&target, "run-y").await, Err(siege::backend::BackendError::NotFound(_))));
+    });
+    lab.down();
+}
+
+#[test]
+fn foreground_lab_stops_every_process_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = common::siege()
+        .env("SIEGE_HOME", home.path())
+        .args(["lab", "up", "--tasks", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = home.path().join("lab.json");
+    wait_for(Duration::from_secs(20), || file.exists().then_some(())).expect("lab.json written when ready");
+    let pid = child.id();
+    let mut pids = children_of(pid);
+    assert_eq!(pids.len(), 4, "{pids:?}");
+    pids.push(pid);
+    // SAFETY: SIGTERM to the lab this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
+    assert!(!file.exists());
+}
+
+#[test]
+fn redeploy_without_surge_room_keeps_the_minimum_healthy() {
+    let lab = TestLab::up(&["--max-percent", "100%", "--min-healthy", "66%", "--placement-delay", "500ms"]);
+    let old = lab.task_ids();
+    let r = lab.post("/v1/service/redeploy", json!({}));
+    assert_eq!(r["replacing"].as_array().unwrap().len(), 3);
+    let (mut min_healthy, mut max_running) = (3, 0);
+    let done = wait_for(Duration::from_secs(40), || {
+        let st = lab.state();
+        let healthy = st["targets"].as_array()?.iter().filter(|t| t["health"] == "healthy").count();
+        min_healthy = min_healthy.min(healthy);
+        max_running = max_running.max(st["service"]["running"].as_u64()?);
+        let ids = lab.task_ids();
+        (st["service"]["deploying"] == false && healthy == 3 && ids.iter().all(|id| !old.contains(id))).then_some(())
+    });
+    assert!(done.is_some(), "redeploy did not finish: {}", lab.state()["service"]);
+    assert!(min_healthy >= 2, "healthy dropped to {min_healthy}");
+    assert!(max_running <= 3, "ran {max_running} tasks with a maximum of 100%");
+    assert!(lab.state()["events"].to_string().contains("deployment completed"));
+    lab.down();
+}

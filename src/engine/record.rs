@@ -1,0 +1,309 @@
+//! Builds the [`RunRecord`] of a run: the timeline and faults from the events as they happen,
+//! the verdict, timings and steady-state table from the history at the end.
+
+use super::events::{CancelReason, Event};
+use crate::observe::{self, Second};
+use crate::report::{
+    CheckRecord, FaultRecord, LoadTotals, Outcome, RunRecord, ScenarioInfo, TimelineEntry, TimelineKind, Timings,
+    Verdict, WindowRecord, SCHEMA_VERSION,
+};
+use crate::scenario::{Scenario, Target};
+
+#[derive(Debug, Default)]
+pub struct RecordBuilder {
+    pub timeline: Vec<TimelineEntry>,
+    pub faults: Vec<FaultRecord>,
+    pub notes: Vec<String>,
+}
+
+impl RecordBuilder {
+    fn push(&mut self, t: f64, kind: TimelineKind, text: String) {
+        self.timeline.push(TimelineEntry { t_s: round(t), kind, text });
+    }
+
+    fn fault(&mut self, name: &str) -> Option<&mut FaultRecord> {
+        self.faults.iter_mut().rev().find(|f| f.name == name)
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::PhaseChanged { t, phase } => self.push(*t, TimelineKind::Phase, format!("phase: {}", phase.label())),
+            Event::BaselineChecked { t, held, detail } => self.push(
+                *t,
+                TimelineKind::Phase,
+                if *held { format!("steady state held before the faults ({detail})") } else { format!("steady state did NOT hold before the faults ({detail})") },
+            ),
+            Event::StageStarted { t, rate } => self.push(*t, TimelineKind::Stage, format!("load rate → {rate:.0}/s")),
+            Event::FaultInjecting { fault, resolved, injected, .. } => self.faults.push(FaultRecord {
+                name: fault.clone(),
+                kind: injected.kind.clone(),
+                targets: resolved.targets.clone(),
+                summary: resolved.summary.clone(),
+                injected_s: None,
+                ends_s: None,
+                reverted_s: None,
+                revert_error: None,
+            }),
+            Event::FaultInjected { t, fault, kind, summary } => {
+                if let Some(f) = self.fault(fault) {
+                    f.injected_s = Some(round(*t));
+                }
+                self.push(*t, TimelineKind::FaultInjected, format!("{fault} ({kind}) injected: {summary}"));
+            }
+            Event::FaultInjectFailed { t, fault, error } => {
+                self.push(*t, TimelineKind::Note, format!("{fault}: injection failed: {error}"))
+            }
+            Event::FaultReverted { t, fault } => {
+                if let Some(f) = self.fault(fault) {
+                    f.reverted_s = Some(round(*t));
+                }
+                self.push(*t, TimelineKind::FaultReverted, format!("{fault} reverted"));
+            }
+            Event::FaultRevertFailed { t, fault, error } => {
+                if let Some(f) = self.fault(fault) {
+                    f.revert_error = Some(error.clone());
+                }
+                self.push(*t, TimelineKind::RevertFailed, format!("{fault}: revert FAILED: {error}"));
+            }
+            Event::SteadyStateBroken { t, detail } => {
+                self.push(*t, TimelineKind::SteadyStateBroken, format!("steady state broken: {detail}"))
+            }
+            Event::SteadyStateRestored { t } => {
+                self.push(*t, TimelineKind::SteadyStateRestored, "steady state restored".into())
+            }
+            Event::Cancelled { t, reason } => {
+                let (kind, text) = match reason {
+                    CancelReason::StopCondition(c) => (TimelineKind::StopCondition, format!("stop condition tripped: {c}")),
+                    CancelReason::Interrupted(s) => (TimelineKind::Note, format!("interrupted by {s}")),
+                    CancelReason::Precondition(d) => (TimelineKind::Note, format!("precondition failed: {d}")),
+                    CancelReason::Error(e) => (TimelineKind::Note, format!("error: {e}")),
+                };
+                self.push(*t, kind, text);
+            }
+            Event::ServiceEvent { t, text } => self.push(*t, TimelineKind::Event, text.clone()),
+            Event::Note { t, text } => {
+                self.notes.push(text.clone());
+                self.push(*t, TimelineKind::Note, text.clone());
+            }
+            Event::FaultSettled { .. } | Event::LoadStarted { .. } | Event::RunStarted { .. } | Event::BackendReady { .. } | Event::SecondClosed { .. } | Event::RunFinished { .. } => {}
+        }
+    }
+}
+
+fn round(t: f64) -> f64 {
+    (t * 10.0).round() / 10.0
+}
+
+/// Everything the engine knows at the end of a run.
+pub struct Finish<'a> {
+    pub scenario: &'a Scenario,
+    pub scenario_file: String,
+    pub runbook: Option<String>,
+    pub run_id: String,
+    pub seed: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub history: &'a [Second],
+    pub cancel: Option<CancelReason>,
+    pub revert_failures: Vec<String>,
+    pub first_disruption: Option<f64>,
+    pub last_disruption_end: Option<f64>,
+    pub load: LoadTotals,
+    pub duration_s: f64,
+}
+
+impl RecordBuilder {
+    pub fn finish(mut self, f: Finish<'_>) -> RunRecord {
+        let sc = f.scenario;
+        let checks = &sc.steady_state.checks;
+        let hold = sc.recovery.hold.as_secs().max(1) as usize;
+        let within = sc.recovery.within.as_secs_f64();
+        let first = f.first_disruption.map(|t| t.floor() as u32);
+        let last_end = f.last_disruption_end.map(|t| t.ceil() as u32);
+
+        // Baseline: the `hold` seconds before the first disruption.
+        let before_span: &[Second] = match first {
+            Some(first) => {
+                let end = f.history.iter().position(|s| s.window.second >= first).unwrap_or(f.history.len());
+                &f.history[end.saturating_sub(hold)..end]
+            }
+            None => &f.history[f.history.len().saturating_sub(hold)..],
+        };
+        let recovered = last_end.and_then(|e| observe::recovered_at(checks, f.history, e, sc.recovery.hold));
+        let after_span: &[Second] = match recovered {
+            Some(r) => {
+                let i = f.history.iter().position(|s| s.window.second == r).unwrap_or(0);
+                &f.history[i..(i + hold).min(f.history.len())]
+            }
+            None => &f.history[f.history.len().saturating_sub(hold)..],
+        };
+        let before = observe::evaluate(checks, before_span);
+        let after = observe::evaluate(checks, after_span);
+        let faults_ran = self.faults.iter().any(|x| x.injected_s.is_some()) || f.cancel.is_none();
+
+        let steady_state: Vec<CheckRecord> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| {
+                let unit = observe::display_units(b.check.metric, 0.0).1.to_string();
+                CheckRecord {
+                    check: observe::describe_check(&b.check),
+                    metric: b.check.metric.name().to_string(),
+                    before: b.value.map(|v| round2(observe::display_units(b.check.metric, v).0)),
+                    before_ok: b.ok,
+                    after: if faults_ran { a.value.map(|v| round2(observe::display_units(a.check.metric, v).0)) } else { None },
+                    after_ok: if faults_ran { Some(a.ok) } else { None },
+                    unit,
+                    threshold: Some(round2(observe::display_units(b.check.metric, b.check.cmp.value).0)),
+                }
+            })
+            .collect();
+
+        let ttd = first.and_then(|s| observe::first_broken(checks, f.history, s)).map(|b| {
+            (f64::from(b) - f.first_disruption.unwrap_or(0.0)).max(0.0)
+        });
+        let mttr = match (recovered, f.last_disruption_end) {
+            (Some(r), Some(end)) => Some((f64::from(r) - end).max(0.0)),
+            _ => None,
+        };
+
+        let mut outcome_reason = match &f.cancel {
+            Some(CancelReason::Interrupted(s)) => (Outcome::Aborted, format!("interrupted by {s}; every fault was reverted")),
+            Some(CancelReason::StopCondition(c)) => (Outcome::Aborted, format!("stop condition tripped: {c}; every fault was reverted")),
+            Some(CancelReason::Precondition(d)) => (Outcome::PreconditionFailed, d.clone()),
+            Some(CancelReason::Error(e)) => (Outcome::Error, e.clone()),
+            None => match mttr {
+                Some(m) if m <= within => (
+                    Outcome::Passed,
+                    format!("steady state restored {} after the last disruption (deadline {})", secs(m), secs(within)),
+                ),
+                _ => {
+                    let broken: Vec<String> = after
+                        .iter()
+                        .filter(|o| !o.ok)
+                        .map(|o| match o.value {
+                            Some(v) => format!("{} was {}", observe::describe_check(&o.check), observe::format_value(o.check.metric, v)),
+                            None => format!("{} was not observed", observe::describe_check(&o.check)),
+                        })
+                        .collect();
+                    let late = match mttr {
+                        Some(m) => format!("steady state restored only after {} (deadline {})", secs(m), secs(within)),
+                        None => format!("steady state not restored within {} of the last disruption", secs(within)),
+                    };
+                    // A drift that no later redeploy remediated stays in effect until the run
+                    // ends: the usual reason such a drill fails, so name it.
+                    let lingering: Vec<&str> = sc
+                        .faults
+                        .iter()
+                        .filter(|x| x.kind == crate::scenario::FaultKind::SecretDrift)
+                        .filter(|x| !sc.faults.iter().any(|r| r.kind == crate::scenario::FaultKind::Redeploy && r.at > x.at))
+                        .filter(|x| self.faults.iter().any(|fr| fr.name == x.name && fr.injected_s.is_some()))
+                        .map(|x| x.name.as_str())
+                        .collect();
+                    let mut why = if broken.is_empty() { late } else { format!("{late}: at the end, {}", broken.join(", ")) };
+                    if !lingering.is_empty() {
+                        why += &format!(
+                            "; still in effect: {} (nothing replaced the tasks holding the stale secret — see the runbook)",
+                            lingering.join(", ")
+                        );
+                    }
+                    (Outcome::Failed, why)
+                }
+            },
+        };
+        if !f.revert_failures.is_empty() {
+            outcome_reason = (
+                Outcome::RevertFailed,
+                format!("revert failed: {}; something may still be broken — run `siege recover`", f.revert_failures.join("; ")),
+            );
+        }
+        let (outcome, reason) = outcome_reason;
+
+        let steady_seconds: Vec<bool> =
+            f.history.iter().map(|s| observe::all_hold(&observe::evaluate(checks, std::slice::from_ref(s)))).collect();
+        let windows: Vec<WindowRecord> = f
+            .history
+            .iter()
+            .zip(steady_seconds)
+            .map(|(s, steady)| window_record(s, steady))
+            .collect();
+        let worst_window = first
+            .and_then(|first| observe::worst_second(f.history, first))
+            .and_then(|w| windows.iter().find(|r| r.second == w.window.second).cloned());
+
+        for fr in &mut self.faults {
+            if let Some(fault) = sc.faults.iter().find(|x| x.name == fr.name) {
+                fr.ends_s = fr.injected_s.map(|t| t + fault.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+                if fault.duration.is_none() && fault.kind == crate::scenario::FaultKind::SecretDrift {
+                    fr.ends_s = fr.reverted_s.or(Some(f.duration_s));
+                }
+            }
+        }
+
+        let (target, service) = match &sc.target {
+            Target::Lab(l) => ("lab", l.service.clone()),
+            Target::Aws(a) => ("aws", a.service.clone()),
+        };
+        RunRecord {
+            schema_version: SCHEMA_VERSION,
+            run_id: f.run_id,
+            scenario: ScenarioInfo {
+                name: sc.name.clone(),
+                description: sc.description.clone(),
+                file: f.scenario_file,
+                runbook: f.runbook,
+                target: target.into(),
+                service,
+            },
+            started_at: f.started_at,
+            finished_at: f.finished_at,
+            seed: f.seed,
+            verdict: Verdict { outcome, exit_code: outcome.exit().code(), reason },
+            timings: Timings {
+                first_fault_s: f.first_disruption,
+                last_fault_end_s: f.last_disruption_end,
+                time_to_detect_s: ttd,
+                time_to_recover_s: mttr,
+                recovery_deadline_s: f.last_disruption_end.unwrap_or(0.0) + within,
+                duration_s: round(f.duration_s),
+            },
+            worst_window,
+            steady_state,
+            timeline: self.timeline,
+            faults: self.faults,
+            windows,
+            load: f.load,
+            debrief_questions: vec![],
+            notes: self.notes,
+        }
+    }
+}
+
+fn window_record(s: &Second, steady: bool) -> WindowRecord {
+    let w = &s.window;
+    WindowRecord {
+        second: w.second,
+        scheduled: w.scheduled,
+        requests: w.requests,
+        errors: w.errors.total(),
+        error_rate: round4(w.error_rate()),
+        missed: w.missed,
+        latency_ms: w.latency_ms,
+        healthy_targets: s.sample.as_ref().and_then(|x| x.healthy_targets),
+        running_tasks: s.sample.as_ref().and_then(|x| x.running_tasks),
+        db_writer: s.sample.as_ref().and_then(|x| x.db_writer.clone()),
+        steady,
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn secs(s: f64) -> String {
+    crate::scenario::units::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+}

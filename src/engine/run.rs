@@ -1,0 +1,716 @@
+//! The dispatcher: one `select!` loop over the fault timeline, the load's per-second windows,
+//! the samplers, stop conditions and signals. Everything it does is emitted as events.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{CancelReason, Event, EventSink, Phase};
+use super::record::{Finish, RecordBuilder};
+use crate::backend::{Backend, BackendError, Injected, Resolved, Sample};
+use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
+use crate::observe::{self, Second, StopWatch};
+use crate::report::{LoadTotals, RunRecord};
+use crate::scenario::{Fault, FaultKind, Scenario, StopCondition};
+use crate::util::Rng;
+
+/// How a run is asked to stop from outside: the first Ctrl-C / SIGTERM cancels (faults are
+/// reverted, the report is written); the second hurries (waits are skipped; reverts still run).
+#[derive(Clone, Default)]
+pub struct Interrupts {
+    pub cancel: CancellationToken,
+    pub hurry: CancellationToken,
+    /// Which signal cancelled, for the report.
+    pub reason: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Interrupts {
+    pub fn interrupt(&self, why: &str) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert_with(|| why.to_string());
+        }
+        if self.cancel.is_cancelled() {
+            self.hurry.cancel();
+        } else {
+            self.cancel.cancel();
+        }
+    }
+
+    fn reason(&self) -> String {
+        self.reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "signal".into())
+    }
+}
+
+pub struct RunOptions {
+    /// The scenario file as given (for the report and the runbook link).
+    pub scenario_file: PathBuf,
+    /// Where `reports/<scenario>-<time>/` goes; `None` writes no files.
+    pub reports_dir: Option<PathBuf>,
+    pub seed: Option<u64>,
+}
+
+pub struct RunOutcome {
+    pub record: RunRecord,
+    pub report_dir: Option<PathBuf>,
+}
+
+/// Fans events out to the sinks and the record builder. The journal is a sink whose failure
+/// matters: [`Emitter::emit`] reports it so the engine does not inject what it could not journal.
+struct Emitter {
+    sinks: Vec<Box<dyn EventSink>>,
+    record: RecordBuilder,
+}
+
+impl Emitter {
+    fn emit(&mut self, e: Event) -> Result<(), String> {
+        self.record.on_event(&e);
+        let mut first_err = None;
+        for s in &mut self.sinks {
+            if let Err(err) = s.on_event(&e) {
+                first_err.get_or_insert(err.to_string());
+            }
+        }
+        match first_err {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+enum Action {
+    Gate,
+    Stage(usize),
+    Inject(usize),
+    Revert(usize),
+}
+
+enum TaskDone {
+    Prepared { fault: usize, resolved: Resolved, injected: Result<Injected, BackendError> },
+    Injected { fault: usize, result: Result<(), BackendError> },
+}
+
+fn classify(e: &BackendError) -> CancelReason {
+    match e {
+        BackendError::NotFound(_) | BackendError::Precondition(_) | BackendError::Unsupported { .. } => {
+            CancelReason::Precondition(e.to_string())
+        }
+        BackendError::Api(_) => CancelReason::Error(e.to_string()),
+    }
+}
+
+/// A new run id: `<scenario>-<UTC time>-<4 hex>`.
+pub fn new_run_id(name: &str) -> String {
+    let suffix = Rng::new(Rng::fresh_seed()).below(0x10000);
+    format!("{name}-{}-{suffix:04x}", crate::util::compact_utc(SystemTime::now()))
+}
+
+/// The time (seconds since load start) of the first disruption — first fault or stage — and
+/// the end of the last one.
+pub fn disruption_span(sc: &Scenario) -> (Option<f64>, Option<f64>) {
+    let starts = sc.faults.iter().map(|f| f.at).chain(sc.load.stages.iter().map(|s| s.at));
+    let ends = sc.faults.iter().map(Fault::ends_at).chain(sc.load.stages.iter().map(|s| s.at + s.duration));
+    (starts.min().map(|d| d.as_secs_f64()), ends.max().map(|d| d.as_secs_f64()))
+}
+
+/// Runs one validated scenario end to end. Never returns without having tried to revert every
+/// fault it injected.
+pub async fn run(
+    scenario: Scenario,
+    opts: RunOptions,
+    sinks: Vec<Box<dyn EventSink>>,
+    interrupts: Interrupts,
+) -> RunOutcome {
+    let started_wall = SystemTime::now();
+    let run_id = new_run_id(&scenario.name);
+    let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
+    let mut em = Emitter { sinks, record: RecordBuilder::default() };
+    let t_start = Instant::now();
+    let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Connecting });
+
+    let mut ctx = Ctx {
+        sc: &scenario,
+        run_id: run_id.clone(),
+        rng: Rng::new(seed),
+        history: vec![],
+        cancel: None,
+        revert_failures: vec![],
+        load_report: None,
+        t0: t_start,
+    };
+
+    let backend = tokio::select! {
+        b = Backend::connect(&scenario.target, &run_id) => b,
+        _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
+    };
+    let backend = match backend {
+        Ok(b) => Some(Arc::new(b)),
+        Err(e) => {
+            ctx.cancel = Some(if interrupts.cancel.is_cancelled() {
+                CancelReason::Interrupted(interrupts.reason())
+            } else {
+                classify(&e)
+            });
+            None
+        }
+    };
+
+    if let Some(backend) = &backend {
+        let _ = em.emit(Event::RunStarted {
+            run_id: run_id.clone(),
+            scenario: opts.scenario_file.display().to_string(),
+            seed,
+            backend: backend.name(),
+            locator: backend.locator(),
+        });
+        let _ = em.emit(Event::BackendReady { entry_url: backend.entry_url() });
+        match backend.preflight(&scenario).await {
+            Ok(()) => ctx.drive(backend, &mut em, &interrupts).await,
+            Err(e) => ctx.cancel = Some(classify(&e)),
+        }
+    }
+    if let Some(reason) = &ctx.cancel
+        && !matches!(reason, CancelReason::StopCondition(_) | CancelReason::Interrupted(_))
+        && ctx.history.is_empty()
+    {
+        let _ = em.emit(Event::Cancelled { t: 0.0, reason: reason.clone() });
+    }
+
+    let _ = em.emit(Event::PhaseChanged { t: ctx.now(), phase: Phase::Reporting });
+    let reporting = Instant::now();
+    let (first, last_end) = disruption_span(&scenario);
+    let load = ctx.load_report.take().unwrap_or_default();
+    let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
+    let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&opts, r));
+    let record_builder = std::mem::take(&mut em.record);
+    let record = record_builder.finish(Finish {
+        scenario: &scenario,
+        scenario_file: opts.scenario_file.display().to_string(),
+        runbook,
+        run_id: run_id.clone(),
+        seed,
+        started_at: crate::util::rfc3339(started_wall),
+        finished_at: crate::util::rfc3339(SystemTime::now()),
+        history: &ctx.history,
+        cancel: ctx.cancel.clone(),
+        revert_failures: ctx.revert_failures.clone(),
+        first_disruption: first,
+        last_disruption_end: last_end,
+        load: LoadTotals {
+            requests: load.requests,
+            rps: load.rps,
+            errors: load.errors,
+            missed: load.missed,
+            latency_ms: load.latency_ms,
+        },
+        duration_s,
+    });
+    let report_dir = match &opts.reports_dir {
+        Some(root) => match crate::report::create_run_dir(root, &record) {
+            Ok(dir) => {
+                if let Err(e) = crate::report::write_all(&record, &dir) {
+                    eprintln!("siege: could not write the report: {e}");
+                }
+                Some(dir)
+            }
+            Err(e) => {
+                eprintln!("siege: could not create the report directory: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let report_ms = reporting.elapsed().as_secs_f64() * 1000.0;
+    let _ = em.emit(Event::RunFinished { record: Box::new(record.clone()), report_dir: report_dir.clone(), report_ms });
+    if let Some(b) = backend {
+        match Arc::try_unwrap(b) {
+            Ok(b) => {
+                if let Err(e) = b.shutdown().await {
+                    eprintln!("warning: shutting the backend down: {e}");
+                }
+            }
+            Err(_) => eprintln!("warning: the backend is still in use; not shut down"),
+        }
+    }
+    RunOutcome { record, report_dir }
+}
+
+/// The runbook path as seen from the report directory (reports/<run>/ is two levels below the
+/// working directory), so the markdown link works on GitHub and locally.
+fn runbook_link(opts: &RunOptions, runbook: &str) -> String {
+    let base = opts.scenario_file.parent().unwrap_or(std::path::Path::new(""));
+    let joined = base.join(runbook);
+    let rel = normalize(&joined);
+    match &opts.reports_dir {
+        Some(d) if d.is_relative() => {
+            let depth = d.components().count() + 1;
+            format!("{}{}", "../".repeat(depth), rel.display())
+        }
+        _ => std::path::absolute(&rel).unwrap_or(rel).display().to_string(),
+    }
+}
+
+fn normalize(p: &std::path::Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+struct Ctx<'a> {
+    sc: &'a Scenario,
+    run_id: String,
+    rng: Rng,
+    history: Vec<Second>,
+    cancel: Option<CancelReason>,
+    revert_failures: Vec<String>,
+    load_report: Option<LoadReport>,
+    t0: Instant,
+}
+
+impl Ctx<'_> {
+    fn now(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    fn cancel(&mut self, em: &mut Emitter, reason: CancelReason) {
+        if self.cancel.is_none() {
+            let _ = em.emit(Event::Cancelled { t: self.now(), reason: reason.clone() });
+            self.cancel = Some(reason);
+        }
+    }
+
+    /// Load, timeline, observation, then revert. Returns when the load has ended or the run was
+    /// cancelled, with every fault reverted (or its failure recorded).
+    async fn drive(&mut self, backend: &Arc<Backend>, em: &mut Emitter, interrupts: &Interrupts) {
+        let sc = self.sc;
+        let base = backend.entry_url();
+        let url = if sc.load.url.starts_with("http://") || sc.load.url.starts_with("https://") {
+            sc.load.url.clone()
+        } else {
+            format!("{}/{}", base.trim_end_matches('/'), sc.load.url.trim_start_matches('/'))
+        };
+        let url: http::Uri = match url.parse() {
+            Ok(u) => u,
+            Err(e) => return self.cancel(em, CancelReason::Precondition(format!("load url {url}: {e}"))),
+        };
+        let plan = LoadPlan {
+            url,
+            mode: Mode::Open { rate: sc.load.rate.per_second, stages: sc.load.stages.clone(), max_connections: 512 },
+            duration: sc.load.duration,
+            timeout: sc.load.timeout,
+        };
+
+        let stop_all = CancellationToken::new();
+        let (win_tx, mut win_rx) = mpsc::unbounded_channel::<Window>();
+        let (sample_tx, mut sample_rx) = mpsc::channel::<Result<Sample, BackendError>>(4);
+        let (alarm_tx, mut alarm_rx) = mpsc::channel::<Result<String, BackendError>>(4);
+
+        let _ = em.emit(Event::LoadStarted { setup_s: self.t0.elapsed().as_secs_f64() });
+        self.t0 = Instant::now();
+        let mut load_task = tokio::spawn(load::run(plan, stop_all.clone(), Some(win_tx)));
+        let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
+
+        let mut actions: Vec<(Duration, Action)> = vec![];
+        let (first, last_end) = disruption_span(sc);
+        match first {
+            Some(f) => actions.push((Duration::from_secs_f64(f), Action::Gate)),
+            None => actions.push((sc.recovery.hold + Duration::from_secs(1), Action::Gate)),
+        }
+        for (i, s) in sc.load.stages.iter().enumerate() {
+            actions.push((s.at, Action::Stage(i)));
+        }
+        for (i, f) in sc.faults.iter().enumerate() {
+            actions.push((f.at, Action::Inject(i)));
+            if let Some(d) = f.duration {
+                actions.push((f.at + d, Action::Revert(i)));
+            }
+        }
+        // Stable sort: at equal times the gate runs first, reverts after injections.
+        actions.sort_by_key(|(at, a)| (*at, matches!(a, Action::Revert(_))));
+        let mut next = 0usize;
+
+        let alarms: Vec<String> = sc
+            .stop
+            .iter()
+            .filter_map(|c| if let StopCondition::Alarm { name } = c { Some(name.clone()) } else { None })
+            .collect();
+        let max_duration = sc.stop.iter().find_map(|c| match c {
+            StopCondition::MaxDuration { limit } => Some(*limit),
+            _ => None,
+        });
+
+        let mut latest_sample: Option<Sample> = None;
+        let mut stop_watch = StopWatch::default();
+        let mut tasks: JoinSet<TaskDone> = JoinSet::new();
+        let mut active: Vec<(usize, Injected)> = vec![];
+        let mut injecting: Vec<(usize, Injected)> = vec![];
+        let mut broken = false;
+        let mut gate_passed = false;
+        let first_second = first.map(|f| f.floor() as u32);
+
+        let backend_ref: &Backend = backend;
+        let sample_loop = async {
+            loop {
+                let s = backend_ref.sample().await;
+                if sample_tx.send(s).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        let alarm_loop = async {
+            if alarms.is_empty() {
+                return std::future::pending::<()>().await;
+            }
+            loop {
+                for a in &alarms {
+                    let r = match backend_ref.alarm_firing(a).await {
+                        Ok(true) => Ok(a.clone()),
+                        Ok(false) => continue,
+                        Err(e) => Err(e),
+                    };
+                    if alarm_tx.send(r).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        };
+        tokio::pin!(sample_loop);
+        tokio::pin!(alarm_loop);
+        let mut alarm_errors_noted = false;
+        let mut load_done = false;
+        let mut load_joined = false;
+        let mut recovery_announced = false;
+
+        loop {
+            let next_at = actions.get(next).map(|(at, _)| self.t0 + *at);
+            let deadline = max_duration.map(|d| self.t0 + d);
+            tokio::select! {
+                biased;
+                _ = interrupts.cancel.cancelled() => {
+                    let why = interrupts.reason();
+                    self.cancel(em, CancelReason::Interrupted(why));
+                    break;
+                }
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+                    let limit = crate::scenario::units::format_duration(max_duration.unwrap_or_default());
+                    self.cancel(em, CancelReason::StopCondition(format!("max_duration {limit} reached")));
+                    break;
+                }
+                Some(a) = alarm_rx.recv() => match a {
+                    Ok(name) => {
+                        self.cancel(em, CancelReason::StopCondition(format!("alarm {name} is in ALARM")));
+                        break;
+                    }
+                    Err(e) => if !alarm_errors_noted {
+                        alarm_errors_noted = true;
+                        let _ = em.emit(Event::Note { t: self.now(), text: format!("alarm check failed: {e}") });
+                    }
+                },
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    let done = match done {
+                        Ok(d) => d,
+                        Err(e) => {
+                            self.cancel(em, CancelReason::Error(format!("a fault task failed: {e}")));
+                            break;
+                        }
+                    };
+                    match done {
+                        TaskDone::Prepared { fault, resolved, injected } => match injected {
+                            Ok(injected) => {
+                                let f = &sc.faults[fault];
+                                let journaled = em.emit(Event::FaultInjecting {
+                                    t: self.now(), fault: f.name.clone(), resolved: resolved.clone(), injected: injected.clone(),
+                                });
+                                if let Err(e) = journaled {
+                                    self.cancel(em, CancelReason::Error(format!("cannot write the journal, not injecting {}: {e}", f.name)));
+                                    break;
+                                }
+                                injecting.push((fault, injected.clone()));
+                                let (b, f, run_id) = (backend.clone(), f.clone(), self.run_id.clone());
+                                tasks.spawn(async move {
+                                    let result = b.inject(&f, &injected, &run_id).await;
+                                    TaskDone::Injected { fault, result }
+                                });
+                            }
+                            Err(e) => {
+                                let _ = em.emit(Event::FaultInjectFailed { t: self.now(), fault: sc.faults[fault].name.clone(), error: e.to_string() });
+                                self.cancel(em, classify(&e));
+                                break;
+                            }
+                        },
+                        TaskDone::Injected { fault, result } => {
+                            let Some(pos) = injecting.iter().position(|(i, _)| *i == fault) else { continue };
+                            let (_, injected) = injecting.remove(pos);
+                            let f = &sc.faults[fault];
+                            match result {
+                                Ok(()) => {
+                                    let _ = em.emit(Event::FaultInjected {
+                                        t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(),
+                                        summary: summary_of(&em.record, &f.name),
+                                    });
+                                    if needs_revert(f) {
+                                        active.push((fault, injected));
+                                    } else {
+                                        // Nothing to undo (a kill, a redeploy): close the journal entry.
+                                        let _ = em.emit(Event::FaultSettled { t: self.now(), fault: f.name.clone() });
+                                    }
+                                }
+                                Err(e) => {
+                                    // Half-injected: keep it for the revert pass.
+                                    active.push((fault, injected));
+                                    let _ = em.emit(Event::FaultInjectFailed { t: self.now(), fault: f.name.clone(), error: e.to_string() });
+                                    self.cancel(em, classify(&e));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(s) = sample_rx.recv() => match s {
+                    Ok(s) => {
+                        for ev in &s.events {
+                            let _ = em.emit(Event::ServiceEvent { t: self.now(), text: ev.clone() });
+                        }
+                        latest_sample = Some(Sample { events: vec![], ..s });
+                    }
+                    Err(e) => {
+                        let _ = em.emit(Event::Note { t: self.now(), text: format!("sampling the target failed: {e}") });
+                    }
+                },
+                w = win_rx.recv(), if !load_done => match w {
+                    Some(w) => {
+                        let closed_at = f64::from(w.second) + 1.0;
+                        if gate_passed && !recovery_announced && tasks.is_empty() && last_end.is_some_and(|e| closed_at >= e) {
+                            recovery_announced = true;
+                            let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Recovery });
+                        }
+                        if let Some(reason) = self.on_second(w, &latest_sample, em, &mut stop_watch, &mut broken, first_second, gate_passed, &actions[next..]) {
+                            self.cancel(em, reason);
+                            break;
+                        }
+                        // Past the deadline without recovery the verdict cannot change: end the
+                        // drill now rather than keep a broken service under load.
+                        if let Some(end) = last_end
+                            && recovery_announced
+                            && closed_at >= end + (sc.recovery.within + sc.recovery.hold).as_secs_f64()
+                            && observe::recovered_at(&sc.steady_state.checks, &self.history, end.ceil() as u32, sc.recovery.hold).is_none()
+                        {
+                            let _ = em.emit(Event::Note {
+                                t: self.now(),
+                                text: "the steady state was not restored by the recovery deadline; ending the run".into(),
+                            });
+                            break;
+                        }
+                    }
+                    None => load_done = true,
+                },
+                _ = async { tokio::time::sleep_until(next_at.unwrap_or_else(Instant::now)).await }, if next_at.is_some() => {
+                    let (_, action) = &actions[next];
+                    next += 1;
+                    match action {
+                        Action::Gate => {
+                            let hold = sc.recovery.hold.as_secs().max(1) as usize;
+                            let span = &self.history[self.history.len().saturating_sub(hold)..];
+                            let outcomes = observe::evaluate(&sc.steady_state.checks, span);
+                            let held = span.len() >= hold && observe::all_hold(&outcomes);
+                            let detail = describe_outcomes(&outcomes);
+                            let _ = em.emit(Event::BaselineChecked { t: self.now(), held, detail: detail.clone() });
+                            if !held {
+                                let why = if span.len() < hold {
+                                    format!("only {} second(s) of baseline before the first fault; {} needed", span.len(), hold)
+                                } else {
+                                    format!("steady state did not hold before any fault: {detail}")
+                                };
+                                self.cancel(em, CancelReason::Precondition(why));
+                                break;
+                            }
+                            gate_passed = true;
+                            let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Faults });
+                        }
+                        Action::Stage(i) => {
+                            let _ = em.emit(Event::StageStarted { t: self.now(), rate: sc.load.stages[*i].rate.per_second });
+                        }
+                        Action::Inject(i) => {
+                            let f = sc.faults[*i].clone();
+                            let mut rng = Rng::new(self.rng.next_u64());
+                            let (b, run_id, fault) = (backend.clone(), self.run_id.clone(), *i);
+                            tasks.spawn(async move {
+                                let (resolved, injected) = match b.resolve(&f, &mut rng).await {
+                                    Ok(r) => {
+                                        let inj = b.prepare(&f, &r, &run_id).await;
+                                        (r, inj)
+                                    }
+                                    Err(e) => (Resolved::default(), Err(e)),
+                                };
+                                TaskDone::Prepared { fault, resolved, injected }
+                            });
+                        }
+                        Action::Revert(i) => {
+                            if let Some(pos) = active.iter().position(|(f, _)| f == i) {
+                                let (fi, inj) = active.remove(pos);
+                                self.revert_one(backend, em, fi, &inj, interrupts).await;
+                            }
+                        }
+                    }
+                }
+                r = &mut load_task => {
+                    match r {
+                        Ok(Ok(report)) => self.load_report = Some(report),
+                        Ok(Err(e)) => self.cancel(em, CancelReason::Error(format!("load: {e}"))),
+                        Err(e) => self.cancel(em, CancelReason::Error(format!("the load driver failed: {e}"))),
+                    }
+                    load_joined = true;
+                    break;
+                }
+                _ = &mut sample_loop => {}
+                _ = &mut alarm_loop => {}
+            }
+        }
+
+        // Revert pass: stop injecting, then undo everything still active, newest first.
+        let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Reverting });
+        tasks.abort_all();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(TaskDone::Injected { fault, result: Ok(()) }) = done
+                && let Some(pos) = injecting.iter().position(|(i, _)| *i == fault)
+            {
+                let (fi, inj) = injecting.remove(pos);
+                active.push((fi, inj));
+            }
+        }
+        // Injections cut short may have half-run: revert them too (revert is idempotent).
+        active.append(&mut injecting);
+        while let Some((fi, inj)) = active.pop() {
+            self.revert_one(backend, em, fi, &inj, interrupts).await;
+        }
+
+        let stopped_at = self.t0.elapsed().as_secs_f64();
+        stop_all.cancel();
+        if !load_joined {
+            match tokio::time::timeout(Duration::from_secs(10), &mut load_task).await {
+                Ok(Ok(Ok(report))) => self.load_report = Some(report),
+                Ok(Ok(Err(e))) => {
+                    let _ = em.emit(Event::Note { t: self.now(), text: format!("load: {e}") });
+                }
+                _ => load_task.abort(),
+            }
+        }
+        // Windows that closed while the loop was ending still belong to the history; the last
+        // one, cut short by the stop, does not (two requests in it would read as a rate).
+        while let Ok(w) = win_rx.try_recv() {
+            if load_joined || f64::from(w.second) + 1.0 <= stopped_at {
+                self.push_second(w, &latest_sample);
+            }
+        }
+    }
+
+    fn push_second(&mut self, w: Window, sample: &Option<Sample>) {
+        if self.history.last().is_some_and(|s| s.window.second >= w.second) {
+            return;
+        }
+        self.history.push(Second { window: w, sample: sample.clone() });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_second(
+        &mut self,
+        w: Window,
+        sample: &Option<Sample>,
+        em: &mut Emitter,
+        stop_watch: &mut StopWatch,
+        broken: &mut bool,
+        first_second: Option<u32>,
+        gate_passed: bool,
+        upcoming: &[(Duration, Action)],
+    ) -> Option<CancelReason> {
+        let sc = self.sc;
+        self.push_second(w.clone(), sample);
+        let last = self.history.last()?;
+        let own = observe::evaluate(&sc.steady_state.checks, std::slice::from_ref(last));
+        let steady = observe::all_hold(&own);
+        let next = upcoming.first().map(|(at, a)| {
+            let what = match a {
+                Action::Gate => "steady-state gate".to_string(),
+                Action::Stage(i) => format!("stage {:.0}/s", sc.load.stages[*i].rate.per_second),
+                Action::Inject(i) => format!("inject {}", sc.faults[*i].name),
+                Action::Revert(i) => format!("revert {}", sc.faults[*i].name),
+            };
+            (at.as_secs_f64(), what)
+        });
+        let _ = em.emit(Event::SecondClosed { window: w.clone(), sample: sample.clone(), steady, next });
+
+        if gate_passed && first_second.is_some_and(|f| w.second >= f) {
+            if !steady && !*broken {
+                *broken = true;
+                let _ = em.emit(Event::SteadyStateBroken { t: f64::from(w.second), detail: describe_outcomes(&own) });
+            } else if *broken {
+                let from = self.history.iter().rev().take_while(|s| {
+                    observe::all_hold(&observe::evaluate(&sc.steady_state.checks, std::slice::from_ref(*s)))
+                }).count();
+                let hold = sc.recovery.hold.as_secs().max(1) as usize;
+                if from >= hold {
+                    *broken = false;
+                    let at = self.history[self.history.len() - from].window.second;
+                    let _ = em.emit(Event::SteadyStateRestored { t: f64::from(at) });
+                }
+            }
+        }
+        stop_watch.observe(&sc.stop, &self.history).map(CancelReason::StopCondition)
+    }
+
+    async fn revert_one(&mut self, backend: &Backend, em: &mut Emitter, fi: usize, inj: &Injected, interrupts: &Interrupts) {
+        let name = self.sc.faults[fi].name.clone();
+        let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
+        let result = tokio::select! {
+            r = tokio::time::timeout(limit, backend.revert(inj)) => r.map_err(|_| BackendError::Api(format!("timed out after {}s", limit.as_secs()))).and_then(|r| r),
+            // A second Ctrl-C while a long revert waits: retry once with the short limit.
+            _ = interrupts.hurry.cancelled(), if !interrupts.hurry.is_cancelled() => {
+                tokio::time::timeout(Duration::from_secs(15), backend.revert(inj)).await
+                    .map_err(|_| BackendError::Api("timed out after 15s".into())).and_then(|r| r)
+            }
+        };
+        match result {
+            Ok(()) => {
+                let _ = em.emit(Event::FaultReverted { t: self.now(), fault: name });
+            }
+            Err(e) => {
+                self.revert_failures.push(format!("{name}: {e}"));
+                let _ = em.emit(Event::FaultRevertFailed { t: self.now(), fault: name, error: e.to_string() });
+            }
+        }
+    }
+}
+
+fn needs_revert(f: &Fault) -> bool {
+    !matches!(f.kind, FaultKind::TaskKill { .. } | FaultKind::Redeploy)
+}
+
+fn summary_of(record: &RecordBuilder, fault: &str) -> String {
+    record.faults.iter().rev().find(|f| f.name == fault).map(|f| f.summary.clone()).unwrap_or_default()
+}
+
+fn describe_outcomes(outcomes: &[observe::CheckOutcome]) -> String {
+    outcomes
+        .iter()
+        .map(|o| {
+            let v = o.value.map(|v| observe::format_value(o.check.metric, v)).unwrap_or_else(|| "not observed".into());
+            let want = format!("{} {}", o.check.cmp.op.symbol(), observe::format_value(o.check.metric, o.check.cmp.value));
+            format!("{} {v} ({} {want})", o.check.metric.name(), if o.ok { "ok," } else { "want" })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

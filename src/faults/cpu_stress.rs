@@ -1,0 +1,34 @@
+//! `cpu-stress`: burn CPU inside some tasks for a while.
+
+use super::{FaultDef, Param, ParamKind, Params, Timing};
+use crate::scenario::FaultKind;
+
+pub(super) static DEF: FaultDef = FaultDef {
+    name: "cpu-stress",
+    summary: "Burn CPU inside some tasks for a while (a noisy neighbour, a runaway loop).",
+    lab: "the selected task processes spin to use `percent` of one core each until reverted",
+    aws: "FIS `aws:ecs:task-cpu-stress` from an experiment template siege creates, tags with the run id and deletes",
+    timing: Timing::Window,
+    note: "",
+    params: &[
+        Param {
+            name: "select",
+            kind: ParamKind::Selection,
+            default: None,
+            backend: None,
+            doc: "how many running tasks to stress",
+        },
+        Param {
+            name: "percent",
+            kind: ParamKind::Percent,
+            default: None,
+            backend: None,
+            doc: "CPU load to add, in percent of one core (lab) or of the task's CPU (aws)",
+        },
+    ],
+    build,
+};
+
+fn build(p: &Params) -> FaultKind {
+    FaultKind::CpuStress { select: p.selection("select"), percent: p.percent("percent") }
+}

@@ -1,0 +1,181 @@
+//! Child processes of the lab: how they are started (from one long-lived thread, with
+//! `PR_SET_PDEATHSIG` so that nothing outlives its parent, even on `kill -9`), signalled and
+//! measured (CPU and RSS from `/proc`).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::mpsc;
+
+use tokio::process::{Child, Command};
+use tokio::runtime::Handle;
+
+/// The binary children re-execute: `SIEGE_EXE` if set (library tests run from a test harness
+/// binary), else the current executable.
+pub fn siege_exe() -> std::io::Result<PathBuf> {
+    match std::env::var_os("SIEGE_EXE") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe(),
+    }
+}
+
+/// Makes `cmd` receive SIGKILL when the thread that forks it exits, and closes the race where the
+/// parent died before the child ran `prctl`.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    unsafe {
+        let parent = libc::getpid();
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+type SpawnJob = (Command, Handle, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` from a dedicated thread that lives as long as the process. `PR_SET_PDEATHSIG`
+/// fires when the *thread* that forked exits; tokio retires idle blocking threads, so forking
+/// from an arbitrary thread could kill a child at a random moment.
+pub fn spawn(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        let spawned = std::thread::Builder::new().name("lab-spawner".into()).spawn(move || {
+            for (mut cmd, handle, reply) in rx {
+                // tokio's Command registers the child with the runtime's process driver.
+                let _g = handle.enter();
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        if spawned.is_err() {
+            // Without the thread every send below fails and is reported to the caller.
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let handle = Handle::try_current().map_err(std::io::Error::other)?;
+    let (rtx, rrx) = mpsc::channel();
+    tx.lock()
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
+        .send((cmd, handle, rtx))
+        .map_err(|_| std::io::Error::other("process spawner thread is gone"))?;
+    rrx.recv().map_err(|_| std::io::Error::other("process spawner thread is gone"))?
+}
+
+/// Sends `sig` to `pid`; `false` when the process does not exist.
+pub fn signal(pid: u32, sig: libc::c_int) -> bool {
+    // SAFETY: plain syscall on a pid we started.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+/// Whether `pid` is running (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Clock ticks per second for `/proc/PID/stat` times.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// User + system CPU time of `pid` in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3 (state).
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Resident set size of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// 128 random bits as hex, for the control token and lab passwords.
+pub fn random_hex() -> String {
+    let mut buf = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .is_ok();
+    if !ok {
+        let mut r = crate::util::Rng::new(crate::util::Rng::fresh_seed());
+        for b in buf.iter_mut() {
+            *b = r.next_u64() as u8;
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A started child that announced its port.
+pub struct Started {
+    pub child: Child,
+    pub pid: u32,
+    pub port: u16,
+    pub stdin: Option<tokio::process::ChildStdin>,
+}
+
+/// Starts `cmd` (stdin and stdout piped, dies with this process) and waits up to `deadline` for
+/// its first stdout line, `{"port": N}`.
+pub async fn spawn_ready(mut cmd: Command, deadline: std::time::Duration) -> std::io::Result<Started> {
+    use tokio::io::AsyncBufReadExt;
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = spawn(cmd)?;
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = match tokio::time::timeout(deadline, lines.next_line()).await {
+        Ok(Ok(Some(l))) => l,
+        other => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(std::io::Error::other(match other {
+                Err(_) => "child did not become ready in time".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(_)) => "child exited before it was ready".to_string(),
+            }));
+        }
+    };
+    let port = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| v.get("port").and_then(|p| p.as_u64()))
+        .and_then(|p| u16::try_from(p).ok());
+    let Some(port) = port else {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(std::io::Error::other(format!("unexpected ready line from child: {line}")));
+    };
+    let stdin = child.stdin.take();
+    Ok(Started { child, pid, port, stdin })
+}
+
+/// Lines of this process's stdin, read on a plain thread (the channel closes at end of input).
+pub fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

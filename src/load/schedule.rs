@@ -1,0 +1,157 @@
+//! The open model's arrival schedule: the intended send time of every request, from the base
+//! rate changed by stages (ramps and spikes), split evenly between workers.
+//!
+//! The schedule integrates the rate over time: a request is due each time the integral grows by
+//! one. Where the rate is high this is exact (the next time is solved for directly); where it is
+//! low or zero the integral advances in small steps, so a ramp that starts from zero or a stage
+//! that pauses the load is followed faithfully rather than skipped.
+
+use std::time::Duration;
+
+use crate::scenario::{Load, Rate, Stage};
+
+/// Largest step of the numeric integration, in seconds.
+const STEP: f64 = 0.010;
+/// Times this close to the end are at the end (sums of floating-point intervals drift by far
+/// less than this, and a request a microsecond before the end would belong to no full second).
+const EPSILON: f64 = 1e-6;
+
+/// Intended send times, as offsets from the start of the load, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    /// Used only for [`Load::rate_at`], the one definition of the rate at a time.
+    profile: Load,
+    /// This worker's share of the rate.
+    share: f64,
+    /// Offset of the next candidate time, seconds.
+    t: f64,
+    /// Accumulated fraction of a request.
+    credit: f64,
+    end: f64,
+}
+
+impl Schedule {
+    /// Worker `index` of `workers`: each takes every `workers`-th request of the whole schedule,
+    /// interleaved, so that together they send at the planned rate.
+    pub fn new(rate: f64, stages: &[Stage], duration: Duration, index: usize, workers: usize) -> Schedule {
+        let workers = workers.max(1);
+        let profile = Load {
+            url: String::new(),
+            rate: Rate { per_second: rate },
+            stages: stages.to_vec(),
+            duration,
+            timeout: Duration::ZERO,
+        };
+        Schedule {
+            profile,
+            share: 1.0 / workers as f64,
+            t: 0.0,
+            // Worker 0 sends at t = 0, worker i one whole-schedule interval later, and so on.
+            credit: 1.0 - index as f64 / workers as f64,
+            end: duration.as_secs_f64(),
+        }
+    }
+
+    /// The next intended send time, or `None` once the load's duration is over.
+    pub fn next(&mut self) -> Option<Duration> {
+        loop {
+            if self.t >= self.end - EPSILON {
+                return None;
+            }
+            let rate = self.profile.rate_at(Duration::from_secs_f64(self.t)) * self.share;
+            let need = (1.0 - self.credit).max(0.0);
+            if rate > 0.0 && need / rate <= STEP {
+                self.t += need / rate;
+                self.credit = (self.credit - 1.0).max(0.0);
+                if self.t >= self.end - EPSILON {
+                    return None;
+                }
+                return Some(Duration::from_secs_f64(self.t));
+            }
+            self.credit += rate * STEP;
+            self.t += STEP;
+        }
+    }
+
+    /// The highest rate anywhere in the profile (to size the workers).
+    pub fn peak_rate(rate: f64, stages: &[Stage]) -> f64 {
+        stages.iter().map(|s| s.rate.per_second).fold(rate, f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(at: u64, rate: f64, secs: u64, ramp: u64) -> Stage {
+        Stage {
+            at: Duration::from_secs(at),
+            rate: Rate { per_second: rate },
+            duration: Duration::from_secs(secs),
+            ramp: Duration::from_secs(ramp),
+        }
+    }
+
+    fn all(mut s: Schedule) -> Vec<f64> {
+        std::iter::from_fn(|| s.next()).map(|d| d.as_secs_f64()).collect()
+    }
+
+    fn per_second(times: &[f64], seconds: usize) -> Vec<usize> {
+        let mut v = vec![0; seconds];
+        for t in times {
+            v[(t + 1e-9) as usize] += 1;
+        }
+        v
+    }
+
+    #[test]
+    fn constant_rate_is_exact_and_evenly_spaced() {
+        let times = all(Schedule::new(100.0, &[], Duration::from_secs(3), 0, 1));
+        assert_eq!(times.len(), 300);
+        assert_eq!(times[0], 0.0);
+        assert!((times[1] - 0.01).abs() < 1e-9);
+        assert_eq!(per_second(&times, 3), vec![100, 100, 100]);
+    }
+
+    #[test]
+    fn workers_interleave_into_the_whole_schedule() {
+        let mut merged: Vec<f64> = (0..3)
+            .flat_map(|i| all(Schedule::new(300.0, &[], Duration::from_secs(2), i, 3)))
+            .collect();
+        merged.sort_by(f64::total_cmp);
+        assert_eq!(merged.len(), 600);
+        for (k, t) in merged.iter().enumerate() {
+            assert!((t - k as f64 / 300.0).abs() < 1e-6, "request {k} at {t}");
+        }
+    }
+
+    #[test]
+    fn stages_spike_and_ramp_as_load_rate_at_says() {
+        // 10/s, a spike to 100/s in [2s, 4s), then a pause (rate 0) in [5s, 6s).
+        let times = all(Schedule::new(
+            10.0,
+            &[stage(2, 100.0, 2, 0), stage(5, 0.0, 1, 0)],
+            Duration::from_secs(7),
+            0,
+            1,
+        ));
+        assert_eq!(per_second(&times, 7), vec![10, 10, 100, 100, 10, 0, 10]);
+        // A ramp from 0 to 100/s over 2s sends about the integral (100 requests) in it.
+        let times = all(Schedule::new(
+            0.0,
+            &[stage(0, 100.0, 4, 2)],
+            Duration::from_secs(4),
+            0,
+            1,
+        ));
+        let n = per_second(&times, 4);
+        assert!((n[0] as i64 - 25).abs() <= 2 && (n[1] as i64 - 75).abs() <= 2, "{n:?}");
+        assert_eq!(&n[2..], &[100, 100]);
+    }
+
+    #[test]
+    fn low_rates_and_zero_end_cleanly() {
+        assert_eq!(all(Schedule::new(0.5, &[], Duration::from_secs(4), 0, 1)).len(), 2);
+        assert!(all(Schedule::new(0.0, &[], Duration::from_secs(4), 0, 1)).is_empty());
+    }
+}
