@@ -235,7 +235,7 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
         None,
     );
     let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
-    assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-1 -> prod-db-2");
+    assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2");
     let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER), "prepare mutated");
     b.inject(&f, &injected, RUN).await.expect("inject");
@@ -455,3 +455,64 @@ async fn access_denied_names_the_missing_action() {
     assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
 }
 
+
+#[tokio::test]
+async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
+    let world = World::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.yaml");
+    let yaml = format!(
+        "name: aws-plan\nseed: 7\n{}    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 2m, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: task-kill, at: 20s, select: 50% }}\n\
+         \x20 - {{ type: cpu-stress, at: 30s, for: 30s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: db-failover, at: 40s, target_instance: {} }}\n\
+         \x20 - {{ type: secret-drift, at: 50s }}\n\
+         \x20 - {{ type: redeploy, at: 60s }}\n\
+         stop:\n  - {{ alarm: {} }}\n\
+         recovery: {{ within: 30s }}\n",
+        world.target_yaml(),
+        moto::DB_READER,
+        moto::ALARM
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = crate::common::siege()
+        .arg("plan")
+        .arg(&file)
+        .envs(world.env())
+        .env("SIEGE_HOME", home.path())
+        .output()
+        .expect("run siege plan");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "siege plan failed: {stderr}\n{stdout}");
+    // The tasks named are the running tasks of the service, nothing else.
+    let running = world.running_service_tasks().await;
+    let line = stdout.lines().find(|l| l.contains("stop 2 of 4 running tasks of service api (cluster prod)")).expect(&stdout);
+    let named: Vec<&String> = running.iter().filter(|a| line.contains(a.rsplit('/').next().unwrap())).collect();
+    assert_eq!(named.len(), 2, "{line}");
+    assert!(!line.contains(world.bystander_task.rsplit('/').next().unwrap()));
+    for want in [
+        "FIS aws:ecs:task-cpu-stress at 80% for 30s on 1 of 4 running tasks of service api (cluster prod)",
+        "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2",
+        "put a new random value into secret prod/api/db",
+        "force a new deployment of service api (cluster prod): ECS replaces all 4 running tasks",
+    ] {
+        assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
+    }
+    // Nothing was touched.
+    assert_eq!(world.running_service_tasks().await, running);
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
+    assert_eq!(world.secret_current().await.0, moto::SECRET_VALUE);
+    assert!(templates(&world).await.is_empty());
+
+    // The same plan in another account is refused with exit 4.
+    let wrong = std::fs::read_to_string(&file).unwrap().replace("\"123456789012\"", "\"111111111111\"");
+    std::fs::write(&file, wrong).unwrap();
+    let out = crate::common::siege().arg("plan").arg(&file).envs(world.env()).env("SIEGE_HOME", home.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("111111111111"));
+}
