@@ -516,3 +516,93 @@ async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("111111111111"));
 }
+
+/// A tiny HTTP/1.1 server answering 200 to everything, standing in for the service behind the
+/// ALB (moto runs no containers). Returns its base URL.
+fn ok_server() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
+    let mut world = World::start().await;
+    world.start_scheduler(Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task-kill.yaml");
+    let yaml = format!(
+        "name: aws-task-kill\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 20/s, duration: 40s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\", running_tasks: \">= 4\", healthy_targets: \">= 4\" }}\n\
+         faults:\n  - {{ type: task-kill, at: 10s, select: 50% }}\n\
+         stop:\n  - {{ alarm: {} }}\n\
+         recovery: {{ within: 20s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+        moto::ALARM
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    let out = tokio::task::spawn_blocking({
+        let (file, reports, env) = (file.clone(), reports.clone(), world.env());
+        let home = home.path().to_path_buf();
+        move || {
+            crate::common::siege()
+                .arg("run")
+                .arg(&file)
+                .arg("--reports")
+                .arg(&reports)
+                .envs(env)
+                .env("SIEGE_HOME", &home)
+                .output()
+                .expect("run siege")
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "siege run did not pass:\n{stderr}");
+    let run_id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("siege: run ").and_then(|r| r.split(' ').next()))
+        .expect("the run id on stderr")
+        .to_string();
+
+    // Two tasks of the service were stopped, with the run in the reason; the bystander runs on.
+    let stopped: Vec<_> = world
+        .all_tasks()
+        .await
+        .into_iter()
+        .filter(|t| t.last_status() == Some("STOPPED"))
+        .collect();
+    assert_eq!(stopped.len(), 2, "{stopped:?}");
+    for t in &stopped {
+        assert_eq!(t.group(), Some("service:api"));
+        assert!(t.stopped_reason().unwrap_or_default().contains(&run_id), "{:?}", t.stopped_reason());
+    }
+    assert_eq!(world.running_service_tasks().await.len(), moto::TASKS);
+}
