@@ -606,3 +606,57 @@ async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
     }
     assert_eq!(world.running_service_tasks().await.len(), moto::TASKS);
 }
+
+#[tokio::test]
+async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
+    let world = World::start().await;
+    let (_, version0) = world.secret_current().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.yaml");
+    let yaml = format!(
+        "name: aws-mixed\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 30s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: cpu-stress, at: 6s, for: 8s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: secret-drift, at: 7s }}\n\
+         \x20 - {{ type: redeploy, at: 8s }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let deployment = || async {
+        let out = world.ecs.describe_services().cluster(moto::CLUSTER).services(moto::SERVICE).send().await.unwrap();
+        out.services()[0].deployments()[0].id().unwrap().to_string()
+    };
+    let deployment0 = deployment().await;
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (file, env) = (file.clone(), world.env());
+        let home = home.path().to_path_buf();
+        move || {
+            crate::common::siege()
+                .arg("run")
+                .arg(&file)
+                .arg("--reports")
+                .arg(home.join("reports"))
+                .envs(env)
+                .env("SIEGE_HOME", &home)
+                .output()
+                .expect("run siege")
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "siege run did not pass:\n{stderr}");
+    // The FIS template is gone and its experiment finished; the secret is back on its version;
+    // the forced deployment happened.
+    assert!(templates(&world).await.is_empty(), "FIS template left behind:\n{stderr}");
+    let all = world.fis.list_experiments().send().await.unwrap();
+    assert_eq!(all.experiments().len(), 1);
+    assert!(experiments(&world).await.is_empty(), "an experiment still runs");
+    assert_eq!(world.secret_current().await, (moto::SECRET_VALUE.to_string(), version0));
+    assert_ne!(deployment().await, deployment0);
+}
