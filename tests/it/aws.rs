@@ -567,25 +567,9 @@ async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
     std::fs::write(&file, yaml).unwrap();
     let home = tempfile::tempdir().unwrap();
     let reports = home.path().join("reports");
-    let out = tokio::task::spawn_blocking({
-        let (file, reports, env) = (file.clone(), reports.clone(), world.env());
-        let home = home.path().to_path_buf();
-        move || {
-            crate::common::siege()
-                .arg("run")
-                .arg(&file)
-                .arg("--reports")
-                .arg(&reports)
-                .envs(env)
-                .env("SIEGE_HOME", &home)
-                .output()
-                .expect("run siege")
-        }
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "siege run did not pass:\n{stderr}");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(180)).await;
+    assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
     let run_id = stderr
         .lines()
         .find_map(|l| l.strip_prefix("siege: run ").and_then(|r| r.split(' ').next()))
@@ -632,25 +616,9 @@ async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
     };
     let deployment0 = deployment().await;
     let home = tempfile::tempdir().unwrap();
-    let out = tokio::task::spawn_blocking({
-        let (file, env) = (file.clone(), world.env());
-        let home = home.path().to_path_buf();
-        move || {
-            crate::common::siege()
-                .arg("run")
-                .arg(&file)
-                .arg("--reports")
-                .arg(home.join("reports"))
-                .envs(env)
-                .env("SIEGE_HOME", &home)
-                .output()
-                .expect("run siege")
-        }
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "siege run did not pass:\n{stderr}");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), home.path().join("reports").into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(180)).await;
+    assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
     // The FIS template is gone and its experiment finished; the secret is back on its version;
     // the forced deployment happened.
     assert!(templates(&world).await.is_empty(), "FIS template left behind:\n{stderr}");
@@ -659,4 +627,38 @@ async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
     assert!(experiments(&world).await.is_empty(), "an experiment still runs");
     assert_eq!(world.secret_current().await, (moto::SECRET_VALUE.to_string(), version0));
     assert_ne!(deployment().await, deployment0);
+}
+
+/// Runs `siege ARGS` with the world's environment; kills it and fails (with what it printed) if it
+/// has not finished within `deadline`, so that a stuck run shows why instead of hanging the test.
+async fn run_siege(world: &World, home: &std::path::Path, args: Vec<std::ffi::OsString>, deadline: Duration) -> (Option<i32>, String) {
+    let env = world.env();
+    let home = home.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut child = crate::common::siege()
+            .args(&args)
+            .envs(env)
+            .env("SIEGE_HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn siege");
+        let mut pipe = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        });
+        let status = crate::common::wait_for(deadline, || child.try_wait().ok().flatten());
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = reader.join().unwrap_or_default();
+            panic!("siege {args:?} did not finish within {deadline:?}:\n{stderr}");
+        }
+        (status.and_then(|s| s.code()), reader.join().unwrap_or_default())
+    })
+    .await
+    .expect("siege runner")
 }

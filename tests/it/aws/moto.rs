@@ -107,6 +107,7 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
+            .timeout_config(timeouts())
             .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
             .load()
             .await
@@ -162,10 +163,16 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
+            .timeout_config(timeouts())
             .credentials_provider(aws_sdk_sts::config::Credentials::new(key_id, secret, None, None, "siege-tests"))
             .load()
             .await
     }
+}
+
+/// A stalled call fails the test instead of hanging it.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(60)).build()
 }
 
 fn urlencode(s: &str) -> String {
