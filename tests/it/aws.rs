@@ -235,7 +235,7 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
         None,
     );
     let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
-    assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-1 -> prod-db-2");
+    assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2");
     let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER), "prepare mutated");
     b.inject(&f, &injected, RUN).await.expect("inject");
@@ -455,3 +455,210 @@ async fn access_denied_names_the_missing_action() {
     assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
 }
 
+
+#[tokio::test]
+async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
+    let world = World::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.yaml");
+    let yaml = format!(
+        "name: aws-plan\nseed: 7\n{}    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 2m, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: task-kill, at: 20s, select: 50% }}\n\
+         \x20 - {{ type: cpu-stress, at: 30s, for: 30s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: db-failover, at: 40s, target_instance: {} }}\n\
+         \x20 - {{ type: secret-drift, at: 50s }}\n\
+         \x20 - {{ type: redeploy, at: 60s }}\n\
+         stop:\n  - {{ alarm: {} }}\n\
+         recovery: {{ within: 30s }}\n",
+        world.target_yaml(),
+        moto::DB_READER,
+        moto::ALARM
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = crate::common::siege()
+        .arg("plan")
+        .arg(&file)
+        .envs(world.env())
+        .env("SIEGE_HOME", home.path())
+        .output()
+        .expect("run siege plan");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "siege plan failed: {stderr}\n{stdout}");
+    // The tasks named are the running tasks of the service, nothing else.
+    let running = world.running_service_tasks().await;
+    let line = stdout.lines().find(|l| l.contains("stop 2 of 4 running tasks of service api (cluster prod)")).expect(&stdout);
+    let named: Vec<&String> = running.iter().filter(|a| line.contains(a.rsplit('/').next().unwrap())).collect();
+    assert_eq!(named.len(), 2, "{line}");
+    assert!(!line.contains(world.bystander_task.rsplit('/').next().unwrap()));
+    for want in [
+        "FIS aws:ecs:task-cpu-stress at 80% for 30s on 1 of 4 running tasks of service api (cluster prod)",
+        "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2",
+        "put a new random value into secret prod/api/db",
+        "force a new deployment of service api (cluster prod): ECS replaces all 4 running tasks",
+    ] {
+        assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
+    }
+    // Nothing was touched.
+    assert_eq!(world.running_service_tasks().await, running);
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
+    assert_eq!(world.secret_current().await.0, moto::SECRET_VALUE);
+    assert!(templates(&world).await.is_empty());
+
+    // The same plan in another account is refused with exit 4.
+    let wrong = std::fs::read_to_string(&file).unwrap().replace("\"123456789012\"", "\"111111111111\"");
+    std::fs::write(&file, wrong).unwrap();
+    let out = crate::common::siege().arg("plan").arg(&file).envs(world.env()).env("SIEGE_HOME", home.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("111111111111"));
+}
+
+/// A tiny HTTP/1.1 server answering 200 to everything, standing in for the service behind the
+/// ALB (moto runs no containers). Returns its base URL.
+fn ok_server() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
+    let mut world = World::start().await;
+    world.start_scheduler(Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task-kill.yaml");
+    let yaml = format!(
+        "name: aws-task-kill\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 20/s, duration: 40s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\", running_tasks: \">= 4\", healthy_targets: \">= 4\" }}\n\
+         faults:\n  - {{ type: task-kill, at: 10s, select: 50% }}\n\
+         stop:\n  - {{ alarm: {} }}\n\
+         recovery: {{ within: 20s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+        moto::ALARM
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(180)).await;
+    assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
+    let run_id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("siege: run ").and_then(|r| r.split(' ').next()))
+        .expect("the run id on stderr")
+        .to_string();
+
+    // Two tasks of the service were stopped, with the run in the reason; the bystander runs on.
+    let stopped: Vec<_> = world
+        .all_tasks()
+        .await
+        .into_iter()
+        .filter(|t| t.last_status() == Some("STOPPED"))
+        .collect();
+    assert_eq!(stopped.len(), 2, "{stopped:?}");
+    for t in &stopped {
+        assert_eq!(t.group(), Some("service:api"));
+        assert!(t.stopped_reason().unwrap_or_default().contains(&run_id), "{:?}", t.stopped_reason());
+    }
+    assert_eq!(world.running_service_tasks().await.len(), moto::TASKS);
+}
+
+#[tokio::test]
+async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
+    let world = World::start().await;
+    let (_, version0) = world.secret_current().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.yaml");
+    let yaml = format!(
+        "name: aws-mixed\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 30s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: cpu-stress, at: 6s, for: 8s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: secret-drift, at: 7s }}\n\
+         \x20 - {{ type: redeploy, at: 8s }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let deployment = || async {
+        let out = world.ecs.describe_services().cluster(moto::CLUSTER).services(moto::SERVICE).send().await.unwrap();
+        out.services()[0].deployments()[0].id().unwrap().to_string()
+    };
+    let deployment0 = deployment().await;
+    let home = tempfile::tempdir().unwrap();
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), home.path().join("reports").into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(180)).await;
+    assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
+    // The FIS template is gone and its experiment finished; the secret is back on its version;
+    // the forced deployment happened.
+    assert!(templates(&world).await.is_empty(), "FIS template left behind:\n{stderr}");
+    let all = world.fis.list_experiments().send().await.unwrap();
+    assert_eq!(all.experiments().len(), 1);
+    assert!(experiments(&world).await.is_empty(), "an experiment still runs");
+    assert_eq!(world.secret_current().await, (moto::SECRET_VALUE.to_string(), version0));
+    assert_ne!(deployment().await, deployment0);
+}
+
+/// Runs `siege ARGS` with the world's environment; kills it and fails (with what it printed) if it
+/// has not finished within `deadline`, so that a stuck run shows why instead of hanging the test.
+async fn run_siege(world: &World, home: &std::path::Path, args: Vec<std::ffi::OsString>, deadline: Duration) -> (Option<i32>, String) {
+    let env = world.env();
+    let home = home.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut child = crate::common::siege()
+            .args(&args)
+            .envs(env)
+            .env("SIEGE_HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn siege");
+        let mut pipe = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        });
+        let status = crate::common::wait_for(deadline, || child.try_wait().ok().flatten());
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = reader.join().unwrap_or_default();
+            panic!("siege {args:?} did not finish within {deadline:?}:\n{stderr}");
+        }
+        (status.and_then(|s| s.code()), reader.join().unwrap_or_default())
+    })
+    .await
+    .expect("siege runner")
+}

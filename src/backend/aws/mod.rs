@@ -73,7 +73,24 @@ pub struct Locator {
 }
 
 /// A connection to one ECS service (and its balancer, database and secret) in one account.
-pub struct AwsBackend {
+/// Boxed, so that the `Backend` enum stays small.
+pub struct AwsBackend(Box<State>);
+
+impl std::ops::Deref for AwsBackend {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AwsBackend {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What an [`AwsBackend`] holds.
+pub struct State {
     target: AwsTarget,
     run_id: String,
     clients: Clients,
@@ -129,7 +146,7 @@ impl AwsBackend {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
         };
-        let mut backend = AwsBackend {
+        let mut backend = AwsBackend(Box::new(State {
             target: target.clone(),
             run_id: run_id.to_string(),
             clients,
@@ -139,7 +156,7 @@ impl AwsBackend {
             last_event: Mutex::new(None),
             experiments: Mutex::new(Vec::new()),
             metrics_cache: Mutex::new(None),
-        };
+        }));
         if let Some(lb) = &target.load_balancer {
             let (dns, dimension) = backend.describe_load_balancer(lb).await?;
             if target.url.is_none() {

@@ -1,6 +1,6 @@
 //! A local AWS for the tests: moto's server on a free loopback port, a world matching the
 //! placeholders of `scenarios/aws/*.yaml` (account 123456789012, region us-east-1, cluster
-//! `prod`, service `api`, target group `api-tg`, balancer `prod-lb`, Aurora cluster `prod-db`,
+//! `prod`, service `api`, target group `api`, balancer `prod-lb`, Aurora cluster `prod-db`,
 //! secret `prod/api/db`, alarm `api-5xx`), and a background scheduler thread that plays ECS:
 //! moto records state but runs nothing, so the scheduler replaces stopped tasks after a delay
 //! and keeps the target group's registrations in step with the running tasks.
@@ -27,11 +27,11 @@ pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 pub const CLUSTER: &str = "prod";
 pub const SERVICE: &str = "api";
-pub const TARGET_GROUP: &str = "api-tg";
+pub const TARGET_GROUP: &str = "api";
 pub const LOAD_BALANCER: &str = "prod-lb";
 pub const DB_CLUSTER: &str = "prod-db";
-pub const DB_WRITER: &str = "prod-db-1";
-pub const DB_READER: &str = "prod-db-2";
+pub const DB_WRITER: &str = "prod-db-instance-1";
+pub const DB_READER: &str = "prod-db-instance-2";
 pub const SECRET: &str = "prod/api/db";
 pub const SECRET_VALUE: &str = r#"{"username":"app","password":"initial-password"}"#;
 pub const ALARM: &str = "api-5xx";
@@ -107,6 +107,7 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
+            .timeout_config(timeouts())
             .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
             .load()
             .await
@@ -162,10 +163,16 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
+            .timeout_config(timeouts())
             .credentials_provider(aws_sdk_sts::config::Credentials::new(key_id, secret, None, None, "siege-tests"))
             .load()
             .await
     }
+}
+
+/// A stalled call fails the test instead of hanging it.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(60)).build()
 }
 
 fn urlencode(s: &str) -> String {
