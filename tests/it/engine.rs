@@ -107,12 +107,12 @@ impl Drop for Home {
     fn drop(&mut self) {
         let _ = self.siege().args(["lab", "down"]).output();
         for pid in self.processes() {
-            unsafe_kill(pid);
+            kill_9(pid);
         }
     }
 }
 
-fn unsafe_kill(pid: u32) {
+fn kill_9(pid: u32) {
     let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
 }
 
@@ -175,11 +175,12 @@ fn run_until(home: &Home, scenario: &Path, marker: &str) -> (Child, Vec<String>,
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("never saw {marker:?}; output:\n{}", seen.join("\n"));
 }
 
 fn kill9(child: &mut Child) {
-    unsafe_kill(child.id());
+    kill_9(child.id());
     let _ = child.wait();
 }
 
@@ -463,7 +464,7 @@ fn heavy_lab_still_replaces_tasks_after_its_binary_file_is_replaced() {
     std::fs::remove_file(&copy).expect("remove the binary");
     let st = home.lab_status();
     let pid = st["service"]["tasks"][0]["pid"].as_u64().expect("task pid") as u32;
-    unsafe_kill(pid);
+    kill_9(pid);
     let replaced = wait_for(Duration::from_secs(20), || {
         let st = home.lab_status();
         let tasks = st["service"]["tasks"].as_array()?.clone();
