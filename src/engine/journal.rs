@@ -239,7 +239,12 @@ mod tests {
     use crate::backend::{Injected, Resolved};
 
     fn injected(name: &str) -> Injected {
-        Injected { fault: name.into(), kind: "latency".into(), targets: vec!["t-1".into()], undo: serde_json::json!({"x": 1}) }
+        Injected {
+            fault: name.into(),
+            kind: "latency".into(),
+            targets: vec!["t-1".into()],
+            undo: serde_json::json!({"x": 1}),
+        }
     }
 
     fn injecting(name: &str) -> Event {

@@ -11,7 +11,7 @@ pub mod run;
 
 use std::path::PathBuf;
 
-use crate::cli::{runtime, Failure};
+use crate::cli::{Failure, runtime};
 use crate::exit::Exit;
 use crate::scenario::{FaultKind, Scenario, Target};
 
@@ -60,7 +60,8 @@ pub fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
         spawn_signal_listener(interrupts.clone())?;
         let sinks: Vec<Box<dyn events::EventSink>> =
             vec![Box::new(journal::Journal::new()), Box::new(progress::Progress::new())];
-        let opts = RunOptions { scenario_file: args.file.clone(), reports_dir: Some(args.reports.clone()), seed: args.seed };
+        let opts =
+            RunOptions { scenario_file: args.file.clone(), reports_dir: Some(args.reports.clone()), seed: args.seed };
         let handle = tokio::spawn(run::run(scenario, opts, sinks, interrupts));
         match handle.await {
             Ok(outcome) => Ok(outcome.record.verdict.outcome.exit()),
@@ -76,7 +77,7 @@ pub fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
 
 /// Ctrl-C and SIGTERM: the first cancels the run (faults are reverted), the second skips waits.
 fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     tokio::spawn(async move {
@@ -147,7 +148,9 @@ pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
         let backend = match &sc.target {
             Target::Lab(l) if l.control.is_none() => None,
             t => {
-                let b = crate::backend::Backend::connect(t, "plan").await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
+                let b = crate::backend::Backend::connect(t, "plan")
+                    .await
+                    .map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
                 b.preflight(&sc).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
                 Some(b)
             }
@@ -157,7 +160,9 @@ pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
         for f in &sc.faults {
             let mut frng = crate::util::Rng::new(rng.next_u64());
             let line = match &backend {
-                Some(b) => b.resolve(f, &mut frng).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?.summary,
+                Some(b) => {
+                    b.resolve(f, &mut frng).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?.summary
+                }
                 None => describe_selection(&sc, &f.kind),
             };
             resolved.push(line);
@@ -191,7 +196,12 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
     use crate::scenario::units::format_duration as d;
     let mut s = String::new();
     let target = match &sc.target {
-        Target::Lab(l) => format!("lab service {} ({} tasks{})", l.service, l.tasks, l.control.as_ref().map(|c| format!(", lab at {c}")).unwrap_or_else(|| ", a lab started for the run".into())),
+        Target::Lab(l) => format!(
+            "lab service {} ({} tasks{})",
+            l.service,
+            l.tasks,
+            l.control.as_ref().map(|c| format!(", lab at {c}")).unwrap_or_else(|| ", a lab started for the run".into())
+        ),
         Target::Aws(a) => format!("aws {} cluster {} service {}", a.region, a.cluster, a.service),
     };
     s += &format!("plan: {} — {target}, seed {seed}\n", sc.name);
@@ -205,10 +215,14 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
     let checks: Vec<String> = sc.steady_state.checks.iter().map(crate::observe::describe_check).collect();
     s += &format!("steady state: {} (held for {})\n", checks.join(", "), d(sc.recovery.hold));
     s += "timeline:\n";
-    let mut rows: Vec<(std::time::Duration, String)> = vec![(std::time::Duration::ZERO, format!("load starts at {:.0}/s", sc.load.rate.per_second))];
+    let mut rows: Vec<(std::time::Duration, String)> =
+        vec![(std::time::Duration::ZERO, format!("load starts at {:.0}/s", sc.load.rate.per_second))];
     let (first, last) = run::disruption_span(sc);
     if let Some(f) = first {
-        rows.push((std::time::Duration::from_secs_f64(f), "steady-state gate: the seconds before must hold, else nothing is injected (exit 4)".into()));
+        rows.push((
+            std::time::Duration::from_secs_f64(f),
+            "steady-state gate: the seconds before must hold, else nothing is injected (exit 4)".into(),
+        ));
     }
     for st in &sc.load.stages {
         rows.push((st.at, format!("stage: rate → {:.0}/s for {}", st.rate.per_second, d(st.duration))));
@@ -235,7 +249,9 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
             let text = match c {
                 crate::scenario::StopCondition::Threshold { text, .. } => text.clone(),
                 crate::scenario::StopCondition::Alarm { name } => format!("CloudWatch alarm {name} in ALARM"),
-                crate::scenario::StopCondition::MaxDuration { limit } => format!("the run takes longer than {}", d(*limit)),
+                crate::scenario::StopCondition::MaxDuration { limit } => {
+                    format!("the run takes longer than {}", d(*limit))
+                }
             };
             s += &format!("  - {text}\n");
         }

@@ -69,7 +69,9 @@ impl EventSink for Progress {
             Event::SteadyStateRestored { t } => self.line(Some(*t), "steady state restored"),
             Event::Cancelled { t, reason } => {
                 let text = match reason {
-                    CancelReason::Interrupted(s) => format!("interrupted by {s}: reverting every fault (again to skip waits)"),
+                    CancelReason::Interrupted(s) => {
+                        format!("interrupted by {s}: reverting every fault (again to skip waits)")
+                    }
                     CancelReason::StopCondition(c) => format!("STOP CONDITION: {c}: aborting and reverting"),
                     CancelReason::Precondition(d) => format!("precondition failed: {d}"),
                     CancelReason::Error(e) => format!("error: {e}"),
@@ -113,7 +115,10 @@ impl EventSink for Progress {
                 let v = &record.verdict;
                 self.line(None, &format!("\n{}: {}", v.outcome.word(), v.reason));
                 if let Some(d) = report_dir {
-                    self.line(None, &format!("report: {} (written in {report_ms:.0} ms)", d.join("report.md").display()));
+                    self.line(
+                        None,
+                        &format!("report: {} (written in {report_ms:.0} ms)", d.join("report.md").display()),
+                    );
                 }
             }
         }

@@ -4,8 +4,8 @@
 use super::events::{CancelReason, Event};
 use crate::observe::{self, Second};
 use crate::report::{
-    CheckRecord, FaultRecord, LoadTotals, Outcome, RunRecord, ScenarioInfo, TimelineEntry, TimelineKind, Timings,
-    Verdict, WindowRecord, SCHEMA_VERSION,
+    CheckRecord, FaultRecord, LoadTotals, Outcome, RunRecord, SCHEMA_VERSION, ScenarioInfo, TimelineEntry,
+    TimelineKind, Timings, Verdict, WindowRecord,
 };
 use crate::scenario::{Scenario, Target};
 
@@ -31,7 +31,11 @@ impl RecordBuilder {
             Event::BaselineChecked { t, held, detail } => self.push(
                 *t,
                 TimelineKind::Phase,
-                if *held { format!("steady state held before the faults ({detail})") } else { format!("steady state did NOT hold before the faults ({detail})") },
+                if *held {
+                    format!("steady state held before the faults ({detail})")
+                } else {
+                    format!("steady state did NOT hold before the faults ({detail})")
+                },
             ),
             Event::StageStarted { t, rate } => self.push(*t, TimelineKind::Stage, format!("load rate → {rate:.0}/s")),
             Event::FaultInjecting { fault, resolved, injected, .. } => self.faults.push(FaultRecord {
@@ -73,7 +77,9 @@ impl RecordBuilder {
             }
             Event::Cancelled { t, reason } => {
                 let (kind, text) = match reason {
-                    CancelReason::StopCondition(c) => (TimelineKind::StopCondition, format!("stop condition tripped: {c}")),
+                    CancelReason::StopCondition(c) => {
+                        (TimelineKind::StopCondition, format!("stop condition tripped: {c}"))
+                    }
                     CancelReason::Interrupted(s) => (TimelineKind::Note, format!("interrupted by {s}")),
                     CancelReason::Precondition(d) => (TimelineKind::Note, format!("precondition failed: {d}")),
                     CancelReason::Error(e) => (TimelineKind::Note, format!("error: {e}")),
@@ -85,7 +91,12 @@ impl RecordBuilder {
                 self.notes.push(text.clone());
                 self.push(*t, TimelineKind::Note, text.clone());
             }
-            Event::FaultSettled { .. } | Event::LoadStarted { .. } | Event::RunStarted { .. } | Event::BackendReady { .. } | Event::SecondClosed { .. } | Event::RunFinished { .. } => {}
+            Event::FaultSettled { .. }
+            | Event::LoadStarted { .. }
+            | Event::RunStarted { .. }
+            | Event::BackendReady { .. }
+            | Event::SecondClosed { .. }
+            | Event::RunFinished { .. } => {}
         }
     }
 }
@@ -151,7 +162,11 @@ impl RecordBuilder {
                     metric: b.check.metric.name().to_string(),
                     before: b.value.map(|v| round2(observe::display_units(b.check.metric, v).0)),
                     before_ok: b.ok,
-                    after: if faults_ran { a.value.map(|v| round2(observe::display_units(a.check.metric, v).0)) } else { None },
+                    after: if faults_ran {
+                        a.value.map(|v| round2(observe::display_units(a.check.metric, v).0))
+                    } else {
+                        None
+                    },
                     after_ok: if faults_ran { Some(a.ok) } else { None },
                     unit,
                     threshold: Some(round2(observe::display_units(b.check.metric, b.check.cmp.value).0)),
@@ -159,17 +174,21 @@ impl RecordBuilder {
             })
             .collect();
 
-        let ttd = first.and_then(|s| observe::first_broken(checks, f.history, s)).map(|b| {
-            (f64::from(b) - f.first_disruption.unwrap_or(0.0)).max(0.0)
-        });
+        let ttd = first
+            .and_then(|s| observe::first_broken(checks, f.history, s))
+            .map(|b| (f64::from(b) - f.first_disruption.unwrap_or(0.0)).max(0.0));
         let mttr = match (recovered, f.last_disruption_end) {
             (Some(r), Some(end)) => Some((f64::from(r) - end).max(0.0)),
             _ => None,
         };
 
         let mut outcome_reason = match &f.cancel {
-            Some(CancelReason::Interrupted(s)) => (Outcome::Aborted, format!("interrupted by {s}; every fault was reverted")),
-            Some(CancelReason::StopCondition(c)) => (Outcome::Aborted, format!("stop condition tripped: {c}; every fault was reverted")),
+            Some(CancelReason::Interrupted(s)) => {
+                (Outcome::Aborted, format!("interrupted by {s}; every fault was reverted"))
+            }
+            Some(CancelReason::StopCondition(c)) => {
+                (Outcome::Aborted, format!("stop condition tripped: {c}; every fault was reverted"))
+            }
             Some(CancelReason::Precondition(d)) => (Outcome::PreconditionFailed, d.clone()),
             Some(CancelReason::Error(e)) => (Outcome::Error, e.clone()),
             None => match mttr {
@@ -182,7 +201,11 @@ impl RecordBuilder {
                         .iter()
                         .filter(|o| !o.ok)
                         .map(|o| match o.value {
-                            Some(v) => format!("{} was {}", observe::describe_check(&o.check), observe::format_value(o.check.metric, v)),
+                            Some(v) => format!(
+                                "{} was {}",
+                                observe::describe_check(&o.check),
+                                observe::format_value(o.check.metric, v)
+                            ),
                             None => format!("{} was not observed", observe::describe_check(&o.check)),
                         })
                         .collect();
@@ -196,11 +219,14 @@ impl RecordBuilder {
                         .faults
                         .iter()
                         .filter(|x| x.kind == crate::scenario::FaultKind::SecretDrift)
-                        .filter(|x| !sc.faults.iter().any(|r| r.kind == crate::scenario::FaultKind::Redeploy && r.at > x.at))
+                        .filter(|x| {
+                            !sc.faults.iter().any(|r| r.kind == crate::scenario::FaultKind::Redeploy && r.at > x.at)
+                        })
                         .filter(|x| self.faults.iter().any(|fr| fr.name == x.name && fr.injected_s.is_some()))
                         .map(|x| x.name.as_str())
                         .collect();
-                    let mut why = if broken.is_empty() { late } else { format!("{late}: at the end, {}", broken.join(", ")) };
+                    let mut why =
+                        if broken.is_empty() { late } else { format!("{late}: at the end, {}", broken.join(", ")) };
                     if !lingering.is_empty() {
                         why += &format!(
                             "; still in effect: {} (nothing replaced the tasks holding the stale secret — see the runbook)",
@@ -214,19 +240,18 @@ impl RecordBuilder {
         if !f.revert_failures.is_empty() {
             outcome_reason = (
                 Outcome::RevertFailed,
-                format!("revert failed: {}; something may still be broken — run `siege recover`", f.revert_failures.join("; ")),
+                format!(
+                    "revert failed: {}; something may still be broken — run `siege recover`",
+                    f.revert_failures.join("; ")
+                ),
             );
         }
         let (outcome, reason) = outcome_reason;
 
         let steady_seconds: Vec<bool> =
             f.history.iter().map(|s| observe::all_hold(&observe::evaluate(checks, std::slice::from_ref(s)))).collect();
-        let windows: Vec<WindowRecord> = f
-            .history
-            .iter()
-            .zip(steady_seconds)
-            .map(|(s, steady)| window_record(s, steady))
-            .collect();
+        let windows: Vec<WindowRecord> =
+            f.history.iter().zip(steady_seconds).map(|(s, steady)| window_record(s, steady)).collect();
         let worst_window = first
             .and_then(|first| observe::worst_second(f.history, first))
             .and_then(|w| windows.iter().find(|r| r.second == w.window.second).cloned());

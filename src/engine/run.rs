@@ -658,9 +658,14 @@ impl Ctx<'_> {
                 *broken = true;
                 let _ = em.emit(Event::SteadyStateBroken { t: f64::from(w.second), detail: describe_outcomes(&own) });
             } else if *broken {
-                let from = self.history.iter().rev().take_while(|s| {
-                    observe::all_hold(&observe::evaluate(&sc.steady_state.checks, std::slice::from_ref(*s)))
-                }).count();
+                let from = self
+                    .history
+                    .iter()
+                    .rev()
+                    .take_while(|s| {
+                        observe::all_hold(&observe::evaluate(&sc.steady_state.checks, std::slice::from_ref(*s)))
+                    })
+                    .count();
                 let hold = sc.recovery.hold.as_secs().max(1) as usize;
                 if from >= hold {
                     *broken = false;
@@ -672,7 +677,14 @@ impl Ctx<'_> {
         stop_watch.observe(&sc.stop, &self.history).map(CancelReason::StopCondition)
     }
 
-    async fn revert_one(&mut self, backend: &Backend, em: &mut Emitter, fi: usize, inj: &Injected, interrupts: &Interrupts) {
+    async fn revert_one(
+        &mut self,
+        backend: &Backend,
+        em: &mut Emitter,
+        fi: usize,
+        inj: &Injected,
+        interrupts: &Interrupts,
+    ) {
         let name = self.sc.faults[fi].name.clone();
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
         let result = tokio::select! {
@@ -708,7 +720,8 @@ fn describe_outcomes(outcomes: &[observe::CheckOutcome]) -> String {
         .iter()
         .map(|o| {
             let v = o.value.map(|v| observe::format_value(o.check.metric, v)).unwrap_or_else(|| "not observed".into());
-            let want = format!("{} {}", o.check.cmp.op.symbol(), observe::format_value(o.check.metric, o.check.cmp.value));
+            let want =
+                format!("{} {}", o.check.cmp.op.symbol(), observe::format_value(o.check.metric, o.check.cmp.value));
             format!("{} {v} ({} {want})", o.check.metric.name(), if o.ok { "ok," } else { "want" })
         })
         .collect::<Vec<_>>()

@@ -148,14 +148,8 @@ impl Params {
 }
 
 /// Every fault type, in the order the docs list them.
-pub static REGISTRY: &[&FaultDef] = &[
-    &task_kill::DEF,
-    &cpu_stress::DEF,
-    &latency::DEF,
-    &db_failover::DEF,
-    &secret_drift::DEF,
-    &redeploy::DEF,
-];
+pub static REGISTRY: &[&FaultDef] =
+    &[&task_kill::DEF, &cpu_stress::DEF, &latency::DEF, &db_failover::DEF, &secret_drift::DEF, &redeploy::DEF];
 
 /// Keys every fault entry takes, whatever its type.
 pub const COMMON_KEYS: &[&str] = &["type", "name", "at", "for", "duration"];

@@ -24,11 +24,7 @@ pub(crate) fn request_bytes(uri: &http::Uri) -> Result<Vec<u8>, String> {
         return Err("only http:// is supported".into());
     }
     let host = uri.host().ok_or("the URL has no host")?;
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/");
+    let path = uri.path_and_query().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or("/");
     let authority = match uri.port_u16() {
         Some(port) if port != 80 => format!("{host}:{port}"),
         _ => host.to_string(),
@@ -71,12 +67,7 @@ impl Conn {
         let stream = TcpStream::connect(addr).await?;
         // Requests are single small writes; Nagle would only add delay.
         stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: vec![0; BUF],
-            start: 0,
-            end: 0,
-        })
+        Ok(Conn { stream, buf: vec![0; BUF], start: 0, end: 0 })
     }
 
     /// Writes `request` and reads one whole response, discarding its body.
@@ -110,10 +101,7 @@ impl Conn {
                 Body::Chunked => self.skip_chunked().await?,
                 Body::UntilClose => self.skip_to_eof().await?,
             }
-            return Ok(Response {
-                status: head.status,
-                keep_alive,
-            });
+            return Ok(Response { status: head.status, keep_alive });
         }
     }
 
@@ -235,17 +223,12 @@ fn parse_head_with<'b>(bytes: &'b [u8], headers: &mut [httparse::Header<'b>]) ->
     let mut chunked = false;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let v = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
             length = Some(v.ok_or(HeadError::Invalid("bad content-length"))?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Only the last coding decides the framing.
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            chunked =
+                h.value.rsplit(|&b| b == b',').next().is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -266,12 +249,7 @@ fn parse_head_with<'b>(bytes: &'b [u8], headers: &mut [httparse::Header<'b>]) ->
     } else {
         Body::UntilClose
     };
-    Ok(Some(Head {
-        status,
-        len,
-        keep_alive,
-        body,
-    }))
+    Ok(Some(Head { status, len, keep_alive, body }))
 }
 
 /// Incremental decoder of a chunked body that only finds where it ends.
@@ -373,22 +351,15 @@ mod tests {
 
     #[test]
     fn heads_are_framed_as_rfc_9112_says() {
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (h.status, h.body, h.keep_alive, h.len),
-            (200, Body::Length(5), true, 38)
-        );
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").unwrap().unwrap();
+        assert_eq!((h.status, h.body, h.keep_alive, h.len), (200, Body::Length(5), true, 38));
         let h = parse_head(b"HTTP/1.1 503 X\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!((h.status, h.body, h.keep_alive), (503, Body::Chunked, false));
         let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.body, h.keep_alive), (Body::UntilClose, false));
-        let h = parse_head(b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h = parse_head(b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.body, Body::Empty);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());

@@ -37,11 +37,7 @@ pub struct LoadPlan {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// Requests scheduled at `rate` per second, changed by `stages`; at most `max_connections`.
-    Open {
-        rate: f64,
-        stages: Vec<Stage>,
-        max_connections: usize,
-    },
+    Open { rate: f64, stages: Vec<Stage>, max_connections: usize },
     /// `connections` connections sending back to back.
     Closed { connections: usize },
 }
@@ -130,11 +126,7 @@ pub struct Window {
 impl Window {
     pub fn error_rate(&self) -> f64 {
         let all = self.requests + self.missed;
-        if all == 0 {
-            0.0
-        } else {
-            (self.errors.total() + self.missed) as f64 / all as f64
-        }
+        if all == 0 { 0.0 } else { (self.errors.total() + self.missed) as f64 / all as f64 }
     }
 }
 
@@ -198,13 +190,7 @@ pub async fn run(
     windows: Option<mpsc::UnboundedSender<Window>>,
 ) -> Result<LoadReport, LoadError> {
     let request = http1::request_bytes(&plan.url).map_err(|_| LoadError::Url(plan.url.to_string()))?;
-    let host = plan
-        .url
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = plan.url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = plan.url.port_u16().unwrap_or(80);
     if plan.duration.is_zero() {
         return Err(LoadError::Plan("the duration must be more than zero".into()));
@@ -218,14 +204,9 @@ pub async fn run(
         .and_then(|a| {
             let mut all: Vec<std::net::SocketAddr> = a.collect();
             all.sort_by_key(|a| a.is_ipv6());
-            all.into_iter()
-                .next()
-                .ok_or_else(|| std::io::Error::other("no address found"))
+            all.into_iter().next().ok_or_else(|| std::io::Error::other("no address found"))
         })
-        .map_err(|source| LoadError::Resolve {
-            host: host.clone(),
-            source,
-        })?;
+        .map_err(|source| LoadError::Resolve { host: host.clone(), source })?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let workers = match &plan.mode {
         Mode::Closed { connections } => {
@@ -234,11 +215,7 @@ pub async fn run(
             }
             cores.min(*connections)
         }
-        Mode::Open {
-            rate,
-            stages,
-            max_connections,
-        } => {
+        Mode::Open { rate, stages, max_connections } => {
             let peak = schedule::Schedule::peak_rate(*rate, stages);
             if !peak.is_finite() || *rate < 0.0 || stages.iter().any(|s| s.rate.per_second < 0.0) {
                 return Err(LoadError::Plan("rates must be finite and not negative".into()));
@@ -258,14 +235,8 @@ pub async fn run(
     let share = |total: usize, i: usize| total / workers + usize::from(i < total % workers);
     for i in 0..workers {
         let source = match &plan.mode {
-            Mode::Closed { connections } => worker::SourceSpec::Closed {
-                connections: share(*connections, i),
-            },
-            Mode::Open {
-                rate,
-                stages,
-                max_connections,
-            } => worker::SourceSpec::Open {
+            Mode::Closed { connections } => worker::SourceSpec::Closed { connections: share(*connections, i) },
+            Mode::Open { rate, stages, max_connections } => worker::SourceSpec::Open {
                 schedule: schedule::Schedule::new(*rate, stages, plan.duration, i, workers),
                 max_connections: share(*max_connections, i),
             },
@@ -290,11 +261,7 @@ pub async fn run(
     while let Some(msg) = rx.recv().await {
         match msg {
             stats::Msg::Second { second, slot } => agg.second(second, slot),
-            stats::Msg::Done {
-                uncorrected,
-                connections,
-                stopped,
-            } => agg.done(&uncorrected, connections, stopped),
+            stats::Msg::Done { uncorrected, connections, stopped } => agg.done(&uncorrected, connections, stopped),
             stats::Msg::Failed(e) => {
                 stop.cancel();
                 failure = Some(e);
@@ -302,9 +269,7 @@ pub async fn run(
         }
     }
     if agg.done < workers {
-        return Err(LoadError::Worker(
-            failure.unwrap_or_else(|| "a worker stopped unexpectedly".into()),
-        ));
+        return Err(LoadError::Worker(failure.unwrap_or_else(|| "a worker stopped unexpectedly".into())));
     }
     let stopped = agg.stopped.unwrap_or_else(Instant::now);
     let elapsed = stopped.saturating_duration_since(start).min(plan.duration);
@@ -340,10 +305,7 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Checks the arguments and resolves them into a plan; the message says what is wrong.
     fn plan(&self) -> Result<LoadPlan, String> {
-        let url: http::Uri = self
-            .url
-            .parse()
-            .map_err(|e| format!("invalid URL `{}`: {e}", self.url))?;
+        let url: http::Uri = self.url.parse().map_err(|e| format!("invalid URL `{}`: {e}", self.url))?;
         if url.scheme_str() != Some("http") || url.host().is_none() {
             return Err(format!(
                 "invalid URL `{}`: expected http://host[:port]/path (https is not supported)",
@@ -368,22 +330,13 @@ impl LoadArgs {
                 if self.max_connections == 0 {
                     return Err("--max-connections: must be at least 1".into());
                 }
-                Mode::Open {
-                    rate,
-                    stages: Vec::new(),
-                    max_connections: self.max_connections,
-                }
+                Mode::Open { rate, stages: Vec::new(), max_connections: self.max_connections }
             }
             (None, Some(0)) => return Err("--concurrency: must be at least 1".into()),
             (None, Some(connections)) => Mode::Closed { connections },
             _ => return Err("give either --rate R/s (open model) or --concurrency N (closed model)".into()),
         };
-        Ok(LoadPlan {
-            url,
-            mode,
-            duration,
-            timeout,
-        })
+        Ok(LoadPlan { url, mode, duration, timeout })
     }
 }
 
@@ -433,9 +386,9 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
 
 fn describe(plan: &LoadPlan) -> String {
     let model = match &plan.mode {
-        Mode::Open {
-            rate, max_connections, ..
-        } => format!("open model, {rate}/s, up to {max_connections} connections"),
+        Mode::Open { rate, max_connections, .. } => {
+            format!("open model, {rate}/s, up to {max_connections} connections")
+        }
         Mode::Closed { connections } => format!("closed model, {connections} connections"),
     };
     format!(
@@ -483,23 +436,15 @@ fn ms(v: f64) -> String {
 fn summary(heading: &str, r: &LoadReport) -> String {
     let l = &r.latency_ms;
     let u = &r.uncorrected_latency_ms;
-    let errors: Vec<String> = r
-        .errors
-        .classes()
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
+    let errors: Vec<String> =
+        r.errors.classes().iter().filter(|(_, n)| *n > 0).map(|(c, n)| format!("{c} {n}")).collect();
     let mut s = format!("{heading}\n");
     s += &format!(
         "  requests   {} in {:.2}s, {:.1} req/s, {} connections\n",
         r.requests, r.duration_s, r.rps, r.connections
     );
     if r.scheduled > 0 {
-        s += &format!(
-            "  scheduled  {}, missed {} (no free connection in time)\n",
-            r.scheduled, r.missed
-        );
+        s += &format!("  scheduled  {}, missed {} (no free connection in time)\n", r.scheduled, r.missed);
     }
     s += &format!(
         "  latency    p50 {}  p90 {}  p95 {}  p99 {}  max {}  (from the scheduled send time)\n",

@@ -115,9 +115,8 @@ mod tests {
 
     #[test]
     fn workers_interleave_into_the_whole_schedule() {
-        let mut merged: Vec<f64> = (0..3)
-            .flat_map(|i| all(Schedule::new(300.0, &[], Duration::from_secs(2), i, 3)))
-            .collect();
+        let mut merged: Vec<f64> =
+            (0..3).flat_map(|i| all(Schedule::new(300.0, &[], Duration::from_secs(2), i, 3))).collect();
         merged.sort_by(f64::total_cmp);
         assert_eq!(merged.len(), 600);
         for (k, t) in merged.iter().enumerate() {
@@ -128,22 +127,11 @@ mod tests {
     #[test]
     fn stages_spike_and_ramp_as_load_rate_at_says() {
         // 10/s, a spike to 100/s in [2s, 4s), then a pause (rate 0) in [5s, 6s).
-        let times = all(Schedule::new(
-            10.0,
-            &[stage(2, 100.0, 2, 0), stage(5, 0.0, 1, 0)],
-            Duration::from_secs(7),
-            0,
-            1,
-        ));
+        let times =
+            all(Schedule::new(10.0, &[stage(2, 100.0, 2, 0), stage(5, 0.0, 1, 0)], Duration::from_secs(7), 0, 1));
         assert_eq!(per_second(&times, 7), vec![10, 10, 100, 100, 10, 0, 10]);
         // A ramp from 0 to 100/s over 2s sends about the integral (100 requests) in it.
-        let times = all(Schedule::new(
-            0.0,
-            &[stage(0, 100.0, 4, 2)],
-            Duration::from_secs(4),
-            0,
-            1,
-        ));
+        let times = all(Schedule::new(0.0, &[stage(0, 100.0, 4, 2)], Duration::from_secs(4), 0, 1));
         let n = per_second(&times, 4);
         assert!((n[0] as i64 - 25).abs() <= 2 && (n[1] as i64 - 75).abs() <= 2, "{n:?}");
         assert_eq!(&n[2..], &[100, 100]);

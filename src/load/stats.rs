@@ -66,13 +66,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     fn new() -> Slot {
-        Slot {
-            requests: 0,
-            errors: ErrorCounts::default(),
-            missed: 0,
-            scheduled: 0,
-            latency: histogram(),
-        }
+        Slot { requests: 0, errors: ErrorCounts::default(), missed: 0, scheduled: 0, latency: histogram() }
     }
 
     fn merge(&mut self, other: &Slot) {
@@ -91,11 +85,7 @@ pub(crate) enum Msg {
     /// A closed second of one worker. Every worker sends every second from 0, in order.
     Second { second: u32, slot: Slot },
     /// The worker has stopped; its last seconds were sent before this.
-    Done {
-        uncorrected: Histogram<u64>,
-        connections: usize,
-        stopped: Instant,
-    },
+    Done { uncorrected: Histogram<u64>, connections: usize, stopped: Instant },
     /// The worker could not start.
     Failed(String),
 }
@@ -118,21 +108,12 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub fn new(start: Instant, duration: Duration, tx: mpsc::UnboundedSender<Msg>) -> Recorder {
         let last_second = (duration.as_secs_f64().ceil() as u32).max(1) - 1;
-        Recorder {
-            start,
-            last_second,
-            base: 0,
-            slots: VecDeque::new(),
-            uncorrected: histogram(),
-            tx,
-        }
+        Recorder { start, last_second, base: 0, slots: VecDeque::new(), uncorrected: histogram(), tx }
     }
 
     /// The second `t` falls in, clamped to the run.
     pub fn second_of(&self, t: Instant) -> u32 {
-        (t.saturating_duration_since(self.start)
-            .as_secs()
-            .min(self.last_second as u64)) as u32
+        (t.saturating_duration_since(self.start).as_secs().min(self.last_second as u64)) as u32
     }
 
     fn slot(&mut self, second: u32) -> &mut Slot {
@@ -153,10 +134,8 @@ impl Recorder {
         let slot = self.slot(second);
         slot.requests += 1;
         outcome.count(&mut slot.errors);
-        slot.latency
-            .saturating_record(micros(done.saturating_duration_since(from)));
-        self.uncorrected
-            .saturating_record(micros(done.saturating_duration_since(sent)));
+        slot.latency.saturating_record(micros(done.saturating_duration_since(from)));
+        self.uncorrected.saturating_record(micros(done.saturating_duration_since(sent)));
     }
 
     /// A request that was due at `intended` but given up at `now` without being sent.
@@ -164,8 +143,7 @@ impl Recorder {
         let second = self.second_of(now);
         let slot = self.slot(second);
         slot.missed += 1;
-        slot.latency
-            .saturating_record(micros(now.saturating_duration_since(intended)));
+        slot.latency.saturating_record(micros(now.saturating_duration_since(intended)));
     }
 
     /// A request became due at `intended`.
@@ -178,10 +156,7 @@ impl Recorder {
     pub fn flush_before(&mut self, second: u32) {
         while self.base < second {
             let slot = self.slots.pop_front().unwrap_or_else(Slot::new);
-            let _ = self.tx.send(Msg::Second {
-                second: self.base,
-                slot,
-            });
+            let _ = self.tx.send(Msg::Second { second: self.base, slot });
             self.base += 1;
         }
     }
@@ -189,11 +164,7 @@ impl Recorder {
     /// Flushes everything up to and including `last` and reports the worker done.
     pub fn finish(mut self, last: u32, connections: usize, stopped: Instant) {
         self.flush_before(last.max(self.base.saturating_sub(1)) + 1);
-        let _ = self.tx.send(Msg::Done {
-            uncorrected: self.uncorrected,
-            connections,
-            stopped,
-        });
+        let _ = self.tx.send(Msg::Done { uncorrected: self.uncorrected, connections, stopped });
     }
 
     pub fn last_second(&self) -> u32 {
@@ -292,11 +263,7 @@ impl Aggregator {
         LoadReport {
             requests: self.total.requests,
             duration_s,
-            rps: if duration_s > 0.0 {
-                self.total.requests as f64 / duration_s
-            } else {
-                0.0
-            },
+            rps: if duration_s > 0.0 { self.total.requests as f64 / duration_s } else { 0.0 },
             errors: self.total.errors,
             missed: self.total.missed,
             scheduled: self.total.scheduled,
@@ -367,11 +334,7 @@ mod tests {
         while let Ok(m) = rx.try_recv() {
             match m {
                 Msg::Second { second, slot } => agg.second(second, slot),
-                Msg::Done {
-                    uncorrected,
-                    connections,
-                    stopped,
-                } => agg.done(&uncorrected, connections, stopped),
+                Msg::Done { uncorrected, connections, stopped } => agg.done(&uncorrected, connections, stopped),
                 Msg::Failed(e) => panic!("{e}"),
             }
         }

@@ -117,16 +117,8 @@ async fn run_worker(spec: WorkerSpec) -> (Recorder, u32, usize, Instant) {
                 start_connection(&w);
             }
         }
-        SourceSpec::Open {
-            schedule,
-            max_connections,
-        } => {
-            dispatcher = Some(tokio::task::spawn_local(dispatch(
-                w.clone(),
-                schedule,
-                spec.start,
-                max_connections,
-            )));
+        SourceSpec::Open { schedule, max_connections } => {
+            dispatcher = Some(tokio::task::spawn_local(dispatch(w.clone(), schedule, spec.start, max_connections)));
         }
     }
     let finish = async {

@@ -23,7 +23,9 @@ pub fn metric_value(metric: Metric, seconds: &[Second]) -> Option<f64> {
     if seconds.is_empty() {
         return None;
     }
-    let worst = |f: fn(&Window) -> f64| seconds.iter().map(|s| f(&s.window)).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let worst = |f: fn(&Window) -> f64| {
+        seconds.iter().map(|s| f(&s.window)).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
     let lowest = |f: fn(&Sample) -> Option<u32>| {
         seconds.iter().filter_map(|s| s.sample.as_ref().and_then(f)).min().map(f64::from)
     };
@@ -81,7 +83,11 @@ pub fn format_value(metric: Metric, v: f64) -> String {
             if p == p.trunc() { format!("{p:.0}%") } else { format!("{p:.2}%") }
         }
         Metric::P50 | Metric::P95 | Metric::P99 => {
-            if v >= 100.0 { format!("{v:.0}ms") } else { format!("{v:.1}ms") }
+            if v >= 100.0 {
+                format!("{v:.0}ms")
+            } else {
+                format!("{v:.1}ms")
+            }
         }
         Metric::Rps => format!("{v:.0}/s"),
         Metric::HealthyTargets | Metric::RunningTasks => format!("{v:.0}"),

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use super::format::{self, Redactor, Table, code, md, offset, secs};
 use super::{FaultRecord, Outcome, RunRecord, TimelineKind, charts::ChartFile};
 
-
 fn kind_label(k: TimelineKind) -> &'static str {
     match k {
         TimelineKind::Phase => "phase",
@@ -335,7 +334,8 @@ mod tests {
     #[test]
     fn a_run_that_ended_in_an_error_claims_nothing_it_did_not_see() {
         let mut r = crate::report::tests_support::minimal_record();
-        r.verdict = crate::report::Verdict { outcome: Outcome::Error, exit_code: 70, reason: "lab did not start".into() };
+        r.verdict =
+            crate::report::Verdict { outcome: Outcome::Error, exit_code: 70, reason: "lab did not start".into() };
         r.timings.first_fault_s = Some(20.0);
         r.timings.last_fault_end_s = Some(20.0);
         r.steady_state.push(crate::report::CheckRecord {

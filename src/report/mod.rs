@@ -110,9 +110,13 @@ fn prepared(record: &RunRecord) -> Result<RunRecord, serde_json::Error> {
         num(&mut t.duration_s, &|| "timings.duration_s".into());
         num(&mut r.load.rps, &|| "load.rps".into());
         let lat = |l: &mut crate::load::Latency, num: &mut dyn FnMut(&mut f64, &dyn Fn() -> String), at: &str| {
-            for (name, v) in
-                [("p50", &mut l.p50), ("p90", &mut l.p90), ("p95", &mut l.p95), ("p99", &mut l.p99), ("max", &mut l.max)]
-            {
+            for (name, v) in [
+                ("p50", &mut l.p50),
+                ("p90", &mut l.p90),
+                ("p95", &mut l.p95),
+                ("p99", &mut l.p99),
+                ("max", &mut l.max),
+            ] {
                 num(v, &|| format!("{at}.latency_ms.{name}"));
             }
         };

@@ -2,9 +2,9 @@
 //! unit depends on the metric, and threshold stop conditions (`"error_rate > 50% for 15s"`).
 //! Errors are a message and an optional hint; the caller adds the location.
 
+use super::did_you_mean;
 use super::model::{Comparison, Metric, Op};
 use super::units::{parse_duration, parse_percent, parse_rate};
-use super::did_you_mean;
 
 /// A problem with an expression: what is wrong, and how to write it instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,10 @@ pub(crate) fn parse_comparison(metric: Metric, text: &str) -> Result<Comparison,
         Metric::HealthyTargets | Metric::RunningTasks => match v.parse::<u32>() {
             Ok(n) => f64::from(n),
             Err(_) => {
-                return Err(ExprError::new(format!("`{v}` is not a count: {} is a whole number", metric.name()), hint()));
+                return Err(ExprError::new(
+                    format!("`{v}` is not a count: {} is a whole number", metric.name()),
+                    hint(),
+                ));
             }
         },
     };

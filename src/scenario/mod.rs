@@ -86,9 +86,12 @@ pub(crate) fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenari
             let line_start = good.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
             let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
             let byte = bytes[e.valid_up_to()];
-            return Err(whole(line, col, format!("the file is not valid UTF-8 (byte 0x{byte:02x})"), Some(
-                "save the scenario as UTF-8".into(),
-            )));
+            return Err(whole(
+                line,
+                col,
+                format!("the file is not valid UTF-8 (byte 0x{byte:02x})"),
+                Some("save the scenario as UTF-8".into()),
+            ));
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -97,9 +100,14 @@ pub(crate) fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenari
         Err(e) => return Err(whole(e.line, e.col, format!("invalid YAML: {}", e.message), syntax_hint(text, &e))),
     };
     if root.kind == yaml::Kind::Null {
-        return Err(whole(1, 1, "the file is empty".into(), Some(
-            "a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md".into(),
-        )));
+        return Err(whole(
+            1,
+            1,
+            "the file is empty".into(),
+            Some(
+                "a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md".into(),
+            ),
+        ));
     }
     let mut cx = check::Checker::new(file.to_string());
     let scenario = validate::check(&mut cx, &root, dir);

@@ -238,11 +238,24 @@ impl Fault {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum FaultKind {
-    TaskKill { select: Selection, signal: KillSignal },
-    CpuStress { select: Selection, percent: u32 },
-    Latency { select: Selection, delay: Duration, jitter: Duration },
+    TaskKill {
+        select: Selection,
+        signal: KillSignal,
+    },
+    CpuStress {
+        select: Selection,
+        percent: u32,
+    },
+    Latency {
+        select: Selection,
+        delay: Duration,
+        jitter: Duration,
+    },
     /// `outage`: how long the cluster has no writer (lab); `target_instance`: replica to promote (aws).
-    DbFailover { outage: Option<Duration>, target_instance: Option<String> },
+    DbFailover {
+        outage: Option<Duration>,
+        target_instance: Option<String>,
+    },
     SecretDrift,
     Redeploy,
 }

@@ -192,7 +192,12 @@ macro_rules! text_schema {
     };
 }
 
-text_schema!(DurationText, "Duration", DURATION_PATTERN, "A duration with its unit: `250ms`, `30s`, `2m`, `1m30s`, `1h`.");
+text_schema!(
+    DurationText,
+    "Duration",
+    DURATION_PATTERN,
+    "A duration with its unit: `250ms`, `30s`, `2m`, `1m30s`, `1h`."
+);
 text_schema!(RateText, "Rate", RATE_PATTERN, "Requests per unit of time: `100/s`, `6000/m`.");
 text_schema!(PercentText, "Percent", PERCENT_PATTERN, "A percentage: `50%`.");
 text_schema!(

@@ -61,9 +61,7 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 /// checks belong to the caller, which knows the key.
 pub fn parse_percent(s: &str) -> Result<f64, String> {
     let s = s.trim();
-    let num = s
-        .strip_suffix('%')
-        .ok_or_else(|| format!("invalid percentage `{s}`: expected e.g. `50%`"))?;
+    let num = s.strip_suffix('%').ok_or_else(|| format!("invalid percentage `{s}`: expected e.g. `50%`"))?;
     let n: f64 = num.trim().parse().map_err(|_| format!("invalid percentage `{s}`"))?;
     if !n.is_finite() || n < 0.0 {
         return Err(format!("invalid percentage `{s}`: must not be negative"));

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::check::{Checker, Fields, index, join};
+use super::did_you_mean;
 use super::expr::{metric_example, parse_comparison, parse_metric, parse_threshold};
 use super::model::*;
 use super::units::{format_duration, parse_duration};
 use super::yaml::{Kind, Node};
-use super::did_you_mean;
 use crate::faults::{self, FaultDef, ParamKind, Params, Timing, Value};
 
 pub(crate) const TOP_KEYS: &[&str] =
@@ -71,7 +71,12 @@ struct StageAt<'n> {
 /// `dir` is the scenario file's directory, against which `runbook` is resolved.
 pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenario> {
     if !matches!(root.kind, Kind::Map(_)) {
-        cx.error(root, "", format!("a scenario is a mapping of keys (name, target, load…), found {}", root.kind.describe()), Some("see docs/scenario.md".into()));
+        cx.error(
+            root,
+            "",
+            format!("a scenario is a mapping of keys (name, target, load…), found {}", root.kind.describe()),
+            Some("see docs/scenario.md".into()),
+        );
         return None;
     }
     let f = cx.fields(root, "", TOP_KEYS, &none)?;
@@ -97,12 +102,14 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
         Some(n) => stop_list(cx, n, target.as_ref()),
         None => Some(Vec::new()),
     };
-    let recovery = cx.require(&f, "recovery", "the recovery deadline, e.g. `{ within: 60s }`").and_then(|n| recovery(cx, n));
+    let recovery =
+        cx.require(&f, "recovery", "the recovery deadline, e.g. `{ within: 60s }`").and_then(|n| recovery(cx, n));
 
     if let (Some((load, stages)), Some(faults), Some((recovery, within_node))) = (&load, &faults, &recovery) {
         timeline(cx, load, stages, faults, recovery, within_node);
     }
-    if let (Some(Target::Aws(a)), Some((load, _)), Some(url_node)) = (&target, &load, f.get("load").and_then(|n| load_url_node(n)))
+    if let (Some(Target::Aws(a)), Some((load, _)), Some(url_node)) =
+        (&target, &load, f.get("load").and_then(|n| load_url_node(n)))
         && load.url.starts_with('/')
         && a.url.is_none()
         && a.load_balancer.is_none()
@@ -168,10 +175,7 @@ fn identifier(cx: &mut Checker, node: &Node, path: &str) -> Option<String> {
             node,
             path,
             format!("`{s}` is not a valid name"),
-            Some(format!(
-                "use at most 64 letters, digits, `-`, `_` or `.`, e.g. `{}`",
-                suggestion.trim_matches('-')
-            )),
+            Some(format!("use at most 64 letters, digits, `-`, `_` or `.`, e.g. `{}`", suggestion.trim_matches('-'))),
         );
         return None;
     }
@@ -270,8 +274,10 @@ fn http_url(cx: &mut Checker, node: &Node, path: &str, hint: &str) -> Option<Str
 fn autoscaling(cx: &mut Checker, node: &Node, tasks: Option<u32>) -> Option<Autoscaling> {
     let path = "target.lab.autoscaling";
     let f = cx.fields(node, path, AUTOSCALING_KEYS, &none)?;
-    let min = cx.require(&f, "min", "the fewest tasks, e.g. `3`").and_then(|n| cx.count(n, &f.path("min"), 1, MAX_LAB_TASKS));
-    let max = cx.require(&f, "max", "the most tasks, e.g. `5`").and_then(|n| cx.count(n, &f.path("max"), 1, MAX_LAB_TASKS));
+    let min =
+        cx.require(&f, "min", "the fewest tasks, e.g. `3`").and_then(|n| cx.count(n, &f.path("min"), 1, MAX_LAB_TASKS));
+    let max =
+        cx.require(&f, "max", "the most tasks, e.g. `5`").and_then(|n| cx.count(n, &f.path("max"), 1, MAX_LAB_TASKS));
     let target_cpu = cx
         .require(&f, "target_cpu", "the average CPU to keep, e.g. `50%`")
         .and_then(|n| cx.percent(n, &f.path("target_cpu")));
@@ -306,7 +312,8 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
     })?;
     let before = cx.diags.len();
     let text = |cx: &mut Checker, key: &str| -> Option<String> { f.get(key).and_then(|n| cx.text(n, &f.path(key))) };
-    let region = cx.require(&f, "region", "the AWS region, e.g. `us-east-1`").and_then(|n| cx.text(n, &f.path("region")));
+    let region =
+        cx.require(&f, "region", "the AWS region, e.g. `us-east-1`").and_then(|n| cx.text(n, &f.path("region")));
     if let (Some(r), Some(n)) = (&region, f.get("region"))
         && !looks_like_region(r)
     {
@@ -320,14 +327,16 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
                     n,
                     &f.path("account"),
                     "the account id must be a quoted string",
-                    Some("account ids can start with 0, which a YAML number would drop: write `\"123456789012\"`".into()),
+                    Some(
+                        "account ids can start with 0, which a YAML number would drop: write `\"123456789012\"`".into(),
+                    ),
                 );
-                        None
+                None
             }
             _ => {
                 let shown = n.scalar_text().unwrap_or_default();
                 cx.error(n, &f.path("account"), format!("`{shown}` is not a 12-digit account id"), None);
-                        None
+                None
             }
         },
         None => None,
@@ -338,17 +347,21 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
     let load_balancer = text(cx, "load_balancer");
     let db_cluster = text(cx, "db_cluster");
     let secret = text(cx, "secret");
-    let url = f.get("url").and_then(|n| {
-        http_url(cx, n, &f.path("url"), "the service's base URL, e.g. the ALB's DNS name")
-    });
-    let endpoint = f.get("endpoint").and_then(|n| {
-        http_url(cx, n, &f.path("endpoint"), "an AWS endpoint override, e.g. `http://127.0.0.1:5000`")
-    });
+    let url =
+        f.get("url").and_then(|n| http_url(cx, n, &f.path("url"), "the service's base URL, e.g. the ALB's DNS name"));
+    let endpoint = f
+        .get("endpoint")
+        .and_then(|n| http_url(cx, n, &f.path("endpoint"), "an AWS endpoint override, e.g. `http://127.0.0.1:5000`"));
     let fis_role = text(cx, "fis_role");
     if let (Some(r), Some(n)) = (&fis_role, f.get("fis_role"))
         && !r.starts_with("arn:")
     {
-        cx.error(n, &f.path("fis_role"), format!("`{r}` is not an IAM role ARN"), Some("e.g. `arn:aws:iam::123456789012:role/fis`".into()));
+        cx.error(
+            n,
+            &f.path("fis_role"),
+            format!("`{r}` is not an IAM role ARN"),
+            Some("e.g. `arn:aws:iam::123456789012:role/fis`".into()),
+        );
     }
     let max_select = match f.get("max_select") {
         Some(n) => cx.percent(n, &f.path("max_select")),
@@ -483,7 +496,12 @@ fn window_of<'n>(cx: &mut Checker, f: &Fields<'n>, required: bool, what: &str) -
     match (f.get("for"), f.get("duration")) {
         (Some(_), Some(d)) => {
             let k = f.key_node("duration").unwrap_or(d);
-            cx.error(k, &f.path("duration"), "both `for` and `duration` given", Some("they are synonyms: keep one".into()));
+            cx.error(
+                k,
+                &f.path("duration"),
+                "both `for` and `duration` given",
+                Some("they are synonyms: keep one".into()),
+            );
             None
         }
         (Some(n), None) => Some((n, "for")),
@@ -524,9 +542,12 @@ fn steady_state(cx: &mut Checker, node: &Node, target: Option<&Target>) -> Optio
         }
     }
     if matches!(&node.kind, Kind::Map(m) if m.is_empty()) {
-        cx.error(node, "steady_state", "no checks: the steady state needs at least one metric", Some(
-            "e.g. `error_rate: \"< 1%\"`".into(),
-        ));
+        cx.error(
+            node,
+            "steady_state",
+            "no checks: the steady state needs at least one metric",
+            Some("e.g. `error_rate: \"< 1%\"`".into()),
+        );
         return None;
     }
     ok.then_some(SteadyState { checks })
@@ -585,9 +606,12 @@ fn comparison(cx: &mut Checker, node: &Node, path: &str, metric: Metric) -> Opti
 
 fn fault_list<'n>(cx: &mut Checker, node: &'n Node, target: Option<&Target>) -> Option<Vec<FaultAt<'n>>> {
     let Kind::Seq(items) = &node.kind else {
-        cx.error(node, "faults", format!("expected a list of faults, found {}", node.kind.describe()), Some(
-            "each fault is an item `- { type: task-kill, at: 20s, select: 50% }`".into(),
-        ));
+        cx.error(
+            node,
+            "faults",
+            format!("expected a list of faults, found {}", node.kind.describe()),
+            Some("each fault is an item `- { type: task-kill, at: 20s, select: 50% }`".into()),
+        );
         return None;
     };
     let mut out = Vec::new();
@@ -608,7 +632,12 @@ fn fault_list<'n>(cx: &mut Checker, node: &'n Node, target: Option<&Target>) -> 
 fn fault<'n>(cx: &mut Checker, node: &'n Node, path: &str, target: Option<&Target>) -> Option<FaultAt<'n>> {
     let types = faults::names();
     let Kind::Map(entries) = &node.kind else {
-        cx.error(node, path, format!("expected a fault (a mapping with `type:`), found {}", node.kind.describe()), None);
+        cx.error(
+            node,
+            path,
+            format!("expected a fault (a mapping with `type:`), found {}", node.kind.describe()),
+            None,
+        );
         return None;
     };
     let Some((_, type_node)) = entries.iter().find(|(k, _)| k.scalar_text().as_deref() == Some("type")) else {
@@ -653,7 +682,12 @@ fn fault<'n>(cx: &mut Checker, node: &'n Node, path: &str, target: Option<&Targe
                     && only != b
                 {
                     let k = f.key_node(p.name).unwrap_or(n);
-                    cx.error(k, &ppath, format!("`{}` applies only to an {only} target", p.name), Some(p.doc.to_string()));
+                    cx.error(
+                        k,
+                        &ppath,
+                        format!("`{}` applies only to an {only} target", p.name),
+                        Some(p.doc.to_string()),
+                    );
                     continue;
                 }
                 if let Some(v) = param_value(cx, n, &ppath, p.kind) {
@@ -721,9 +755,12 @@ fn param_value(cx: &mut Checker, node: &Node, path: &str, kind: ParamKind) -> Op
                 Kind::Float(x) => Some(*x),
                 Kind::Str(s) if s.trim().ends_with('%') => cx.percent(node, path).map(|p| p * 100.0),
                 _ => {
-                    cx.error(node, path, format!("expected a percentage, found {}", node.kind.describe()), Some(
-                        "e.g. `80` or `80%`".into(),
-                    ));
+                    cx.error(
+                        node,
+                        path,
+                        format!("expected a percentage, found {}", node.kind.describe()),
+                        Some("e.g. `80` or `80%`".into()),
+                    );
                     return None;
                 }
             }?;
@@ -751,7 +788,9 @@ fn param_value(cx: &mut Checker, node: &Node, path: &str, kind: ParamKind) -> Op
 fn default_value(kind: ParamKind, text: &str) -> Option<Value> {
     match kind {
         ParamKind::Duration => parse_duration(text).ok().map(Value::Duration),
-        ParamKind::Signal => Some(Value::Signal(if text == "SIGTERM" { KillSignal::Sigterm } else { KillSignal::Sigkill })),
+        ParamKind::Signal => {
+            Some(Value::Signal(if text == "SIGTERM" { KillSignal::Sigterm } else { KillSignal::Sigkill }))
+        }
         ParamKind::Percent => text.trim_end_matches('%').parse().ok().map(Value::Percent),
         ParamKind::Text => Some(Value::Text(text.into())),
         ParamKind::Selection => None,
@@ -759,14 +798,30 @@ fn default_value(kind: ParamKind, text: &str) -> Option<Value> {
 }
 
 /// Rules of one fault that depend on its parameters and on the target.
-fn fault_rules(cx: &mut Checker, f: &Fields<'_>, def: &FaultDef, kind: &FaultKind, target: Option<&Target>, type_node: &Node) {
+fn fault_rules(
+    cx: &mut Checker,
+    f: &Fields<'_>,
+    def: &FaultDef,
+    kind: &FaultKind,
+    target: Option<&Target>,
+    type_node: &Node,
+) {
     if let FaultKind::Latency { delay, jitter, .. } = kind {
         if delay.is_zero() {
             let n = f.get("delay").unwrap_or(f.node);
             cx.error(n, &f.path("delay"), "the delay must be longer than zero", None);
         } else if jitter > delay {
             let n = f.get("jitter").unwrap_or(f.node);
-            cx.error(n, &f.path("jitter"), format!("the jitter ({}) is larger than the delay ({})", format_duration(*jitter), format_duration(*delay)), None);
+            cx.error(
+                n,
+                &f.path("jitter"),
+                format!(
+                    "the jitter ({}) is larger than the delay ({})",
+                    format_duration(*jitter),
+                    format_duration(*delay)
+                ),
+                None,
+            );
         }
     }
     if let (Some(sel), Some(n)) = (kind.selection(), f.get("select")) {
@@ -788,7 +843,9 @@ fn fault_rules(cx: &mut Checker, f: &Fields<'_>, def: &FaultDef, kind: &FaultKin
     }
     if let Some(Target::Aws(a)) = target {
         let missing = match def.name {
-            "cpu-stress" | "latency" if a.fis_role.is_none() => Some(("fis_role", "runs through AWS FIS, which assumes this role")),
+            "cpu-stress" | "latency" if a.fis_role.is_none() => {
+                Some(("fis_role", "runs through AWS FIS, which assumes this role"))
+            }
             "db-failover" if a.db_cluster.is_none() => Some(("db_cluster", "fails over this Aurora cluster")),
             "secret-drift" if a.secret.is_none() => Some(("secret", "rotates this Secrets Manager secret")),
             _ => None,
@@ -840,9 +897,12 @@ fn name_faults(cx: &mut Checker, faults: &mut [FaultAt<'_>]) {
 
 fn stop_list<'n>(cx: &mut Checker, node: &'n Node, target: Option<&Target>) -> Option<Vec<(StopCondition, &'n Node)>> {
     let Kind::Seq(items) = &node.kind else {
-        cx.error(node, "stop", format!("expected a list of stop conditions, found {}", node.kind.describe()), Some(
-            "e.g. `stop: [ \"error_rate > 50% for 15s\", { max_duration: 5m } ]`".into(),
-        ));
+        cx.error(
+            node,
+            "stop",
+            format!("expected a list of stop conditions, found {}", node.kind.describe()),
+            Some("e.g. `stop: [ \"error_rate > 50% for 15s\", { max_duration: 5m } ]`".into()),
+        );
         return None;
     };
     let mut out = Vec::new();
@@ -851,7 +911,9 @@ fn stop_list<'n>(cx: &mut Checker, node: &'n Node, target: Option<&Target>) -> O
         let path = index("stop", i);
         let cond = match &item.kind {
             Kind::Str(s) => match parse_threshold(s) {
-                Ok((metric, cmp, window)) => Some(StopCondition::Threshold { metric, cmp, window, text: s.trim().to_string() }),
+                Ok((metric, cmp, window)) => {
+                    Some(StopCondition::Threshold { metric, cmp, window, text: s.trim().to_string() })
+                }
                 Err(e) => {
                     cx.error(item, &path, e.message, e.hint);
                     None
@@ -859,9 +921,12 @@ fn stop_list<'n>(cx: &mut Checker, node: &'n Node, target: Option<&Target>) -> O
             },
             Kind::Map(_) => stop_map(cx, item, &path, target),
             k => {
-                cx.error(item, &path, format!("expected a stop condition, found {}", k.describe()), Some(
-                    "\"METRIC OP VALUE for DURATION\", `{ alarm: NAME }` or `{ max_duration: 5m }`".into(),
-                ));
+                cx.error(
+                    item,
+                    &path,
+                    format!("expected a stop condition, found {}", k.describe()),
+                    Some("\"METRIC OP VALUE for DURATION\", `{ alarm: NAME }` or `{ max_duration: 5m }`".into()),
+                );
                 None
             }
         };
@@ -911,9 +976,12 @@ fn recovery<'n>(cx: &mut Checker, node: &'n Node) -> Option<(Recovery, &'n Node)
     let within_node = cx.require(&f, "within", "the recovery deadline, e.g. `60s`")?;
     let within = cx.duration(within_node, &f.path("within")).and_then(|d| {
         if d.is_zero() {
-            cx.error(within_node, &f.path("within"), "the recovery deadline is zero: nothing can recover in no time", Some(
-                "give the service time to recover, e.g. `within: 60s`".into(),
-            ));
+            cx.error(
+                within_node,
+                &f.path("within"),
+                "the recovery deadline is zero: nothing can recover in no time",
+                Some("give the service time to recover, e.g. `within: 60s`".into()),
+            );
             return None;
         }
         Some(d)
@@ -927,17 +995,42 @@ fn recovery<'n>(cx: &mut Checker, node: &'n Node) -> Option<(Recovery, &'n Node)
 
 /// The rules of the timeline: stages and faults happen while the load runs, and the recovery
 /// deadline (plus the hold that proves recovery) fits before the load ends.
-fn timeline(cx: &mut Checker, load: &Load, stages: &[StageAt<'_>], faults: &[FaultAt<'_>], recovery: &Recovery, within_node: &Node) {
+fn timeline(
+    cx: &mut Checker,
+    load: &Load,
+    stages: &[StageAt<'_>],
+    faults: &[FaultAt<'_>],
+    recovery: &Recovery,
+    within_node: &Node,
+) {
     let end = load.duration;
     let fmt = format_duration;
     let mut ok = true;
     for (i, s) in stages.iter().enumerate() {
         let path = format!("load.stages[{i}]");
         if s.stage.at >= end {
-            cx.error(s.at, &join(&path, "at"), format!("the stage starts at {}, when the load has ended (load.duration: {})", fmt(s.stage.at), fmt(end)), None);
+            cx.error(
+                s.at,
+                &join(&path, "at"),
+                format!(
+                    "the stage starts at {}, when the load has ended (load.duration: {})",
+                    fmt(s.stage.at),
+                    fmt(end)
+                ),
+                None,
+            );
             ok = false;
         } else if s.stage.at + s.stage.duration > end {
-            cx.error(s.window, &path, format!("the stage ends at {}, after the load ends (load.duration: {})", fmt(s.stage.at + s.stage.duration), fmt(end)), None);
+            cx.error(
+                s.window,
+                &path,
+                format!(
+                    "the stage ends at {}, after the load ends (load.duration: {})",
+                    fmt(s.stage.at + s.stage.duration),
+                    fmt(end)
+                ),
+                None,
+            );
             ok = false;
         }
     }
@@ -947,7 +1040,17 @@ fn timeline(cx: &mut Checker, load: &Load, stages: &[StageAt<'_>], faults: &[Fau
         let (a, b) = (&w[0].stage, &w[1].stage);
         if b.at < a.at + a.duration {
             let i = stages.iter().position(|s| std::ptr::eq(s, w[1])).unwrap_or(0);
-            cx.error(w[1].at, &format!("load.stages[{i}].at"), format!("the stage starts at {} while the stage at {} still runs (until {})", fmt(b.at), fmt(a.at), fmt(a.at + a.duration)), Some("stages must not overlap".into()));
+            cx.error(
+                w[1].at,
+                &format!("load.stages[{i}].at"),
+                format!(
+                    "the stage starts at {} while the stage at {} still runs (until {})",
+                    fmt(b.at),
+                    fmt(a.at),
+                    fmt(a.at + a.duration)
+                ),
+                Some("stages must not overlap".into()),
+            );
             ok = false;
         }
     }
@@ -955,11 +1058,29 @@ fn timeline(cx: &mut Checker, load: &Load, stages: &[StageAt<'_>], faults: &[Fau
         let path = format!("faults[{i}]");
         let fault = &f.fault;
         if fault.at >= end {
-            cx.error(f.at, &join(&path, "at"), format!("the fault is scheduled at {}, after the load ends (load.duration: {})", fmt(fault.at), fmt(end)), Some("move it earlier or lengthen load.duration".into()));
+            cx.error(
+                f.at,
+                &join(&path, "at"),
+                format!(
+                    "the fault is scheduled at {}, after the load ends (load.duration: {})",
+                    fmt(fault.at),
+                    fmt(end)
+                ),
+                Some("move it earlier or lengthen load.duration".into()),
+            );
             ok = false;
         } else if fault.ends_at() > end {
             let node = f.window.unwrap_or(f.at);
-            cx.error(node, &path, format!("the fault lasts until {}, after the load ends (load.duration: {})", fmt(fault.ends_at()), fmt(end)), None);
+            cx.error(
+                node,
+                &path,
+                format!(
+                    "the fault lasts until {}, after the load ends (load.duration: {})",
+                    fmt(fault.ends_at()),
+                    fmt(end)
+                ),
+                None,
+            );
             ok = false;
         }
     }
@@ -970,7 +1091,11 @@ fn timeline(cx: &mut Checker, load: &Load, stages: &[StageAt<'_>], faults: &[Fau
         cx.error(
             first.at,
             &format!("faults[{i}].at"),
-            format!("the first fault is at {}, but the steady state is checked over the {} before it (recovery.hold)", fmt(first.fault.at), fmt(recovery.hold)),
+            format!(
+                "the first fault is at {}, but the steady state is checked over the {} before it (recovery.hold)",
+                fmt(first.fault.at),
+                fmt(recovery.hold)
+            ),
             Some(format!("inject it at {} or later", fmt(recovery.hold))),
         );
         ok = false;
@@ -1033,10 +1158,17 @@ mod tests {
         let s = with_faults(
             "  - { type: task-kill, at: 20s, select: 50% }\n  - { type: latency, at: 30s, for: 10s, select: 1, delay: 200ms }\n  - { type: cpu-stress, at: 30s, duration: 10s, select: 2, percent: 80% }\n",
         );
-        assert_eq!(s.faults[0].kind, FaultKind::TaskKill { select: Selection::Percent(0.5), signal: KillSignal::Sigkill });
+        assert_eq!(
+            s.faults[0].kind,
+            FaultKind::TaskKill { select: Selection::Percent(0.5), signal: KillSignal::Sigkill }
+        );
         assert_eq!(
             s.faults[1].kind,
-            FaultKind::Latency { select: Selection::Count(1), delay: Duration::from_millis(200), jitter: Duration::ZERO }
+            FaultKind::Latency {
+                select: Selection::Count(1),
+                delay: Duration::from_millis(200),
+                jitter: Duration::ZERO
+            }
         );
         assert_eq!(s.faults[1].duration, Some(Duration::from_secs(10)));
         assert_eq!(s.faults[2].kind, FaultKind::CpuStress { select: Selection::Count(2), percent: 80 });
@@ -1057,7 +1189,10 @@ mod tests {
         assert_eq!(s.faults[0].duration, None, "the engine does not revert a failover");
         assert_eq!(s.faults[0].ends_at(), Duration::from_secs(28));
         let s = with_faults("  - { type: db-failover, at: 20s }\n");
-        assert_eq!(s.faults[0].kind, FaultKind::DbFailover { outage: Some(Duration::from_secs(5)), target_instance: None });
+        assert_eq!(
+            s.faults[0].kind,
+            FaultKind::DbFailover { outage: Some(Duration::from_secs(5)), target_instance: None }
+        );
     }
 
     #[test]

@@ -70,7 +70,11 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
     let f = fault("kill-half", kill(Selection::Percent(0.5)), None);
     let resolved = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
     assert_eq!(resolved.targets.len(), 2);
-    assert!(resolved.summary.starts_with("stop 2 of 4 running tasks of service api (cluster prod): "), "{}", resolved.summary);
+    assert!(
+        resolved.summary.starts_with("stop 2 of 4 running tasks of service api (cluster prod): "),
+        "{}",
+        resolved.summary
+    );
     // The same seed picks the same tasks; the plan names them.
     let again = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
     assert_eq!(again.targets, resolved.targets);
@@ -143,7 +147,14 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
     let world = World::start().await;
     let b = backend(&world, world.target()).await;
     let cases = [
-        (fault("cpu", FaultKind::CpuStress { select: Selection::Count(2), percent: 80 }, Some(Duration::from_secs(90))), "aws:ecs:task-cpu-stress"),
+        (
+            fault(
+                "cpu",
+                FaultKind::CpuStress { select: Selection::Count(2), percent: 80 },
+                Some(Duration::from_secs(90)),
+            ),
+            "aws:ecs:task-cpu-stress",
+        ),
         (
             fault(
                 "slow",
@@ -229,11 +240,8 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
     let world = World::start().await;
     let b = backend(&world, world.target()).await;
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
-    let f = fault(
-        "failover",
-        FaultKind::DbFailover { outage: None, target_instance: Some(moto::DB_READER.into()) },
-        None,
-    );
+    let f =
+        fault("failover", FaultKind::DbFailover { outage: None, target_instance: Some(moto::DB_READER.into()) }, None);
     let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
     assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2");
     let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
@@ -294,7 +302,11 @@ async fn redeploy_forces_a_new_deployment_and_waits_for_it() {
     let before = deployment().await;
     let f = fault("redeploy", FaultKind::Redeploy, None);
     let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
-    assert!(resolved.summary.starts_with("force a new deployment of service api (cluster prod)"), "{}", resolved.summary);
+    assert!(
+        resolved.summary.starts_with("force a new deployment of service api (cluster prod)"),
+        "{}",
+        resolved.summary
+    );
     let injected = run_fault(&b, &f, 1).await;
     assert_ne!(deployment().await, before);
     b.revert(&injected).await.expect("revert");
@@ -364,7 +376,11 @@ async fn preflight_and_samplers_on_a_healthy_world() {
         world.target(),
         vec![
             fault("kill", kill(Selection::Count(1)), None),
-            fault("cpu", FaultKind::CpuStress { select: Selection::Count(1), percent: 50 }, Some(Duration::from_secs(60))),
+            fault(
+                "cpu",
+                FaultKind::CpuStress { select: Selection::Count(1), percent: 50 },
+                Some(Duration::from_secs(60)),
+            ),
             fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None),
             fault("drift", FaultKind::SecretDrift, None),
             fault("redeploy", FaultKind::Redeploy, None),
@@ -455,7 +471,6 @@ async fn access_denied_names_the_missing_action() {
     assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
 }
 
-
 #[tokio::test]
 async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     let world = World::start().await;
@@ -491,7 +506,8 @@ async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     assert!(out.status.success(), "siege plan failed: {stderr}\n{stdout}");
     // The tasks named are the running tasks of the service, nothing else.
     let running = world.running_service_tasks().await;
-    let line = stdout.lines().find(|l| l.contains("stop 2 of 4 running tasks of service api (cluster prod)")).expect(&stdout);
+    let line =
+        stdout.lines().find(|l| l.contains("stop 2 of 4 running tasks of service api (cluster prod)")).expect(&stdout);
     let named: Vec<&String> = running.iter().filter(|a| line.contains(a.rsplit('/').next().unwrap())).collect();
     assert_eq!(named.len(), 2, "{line}");
     assert!(!line.contains(world.bystander_task.rsplit('/').next().unwrap()));
@@ -512,7 +528,13 @@ async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     // The same plan in another account is refused with exit 4.
     let wrong = std::fs::read_to_string(&file).unwrap().replace("\"123456789012\"", "\"111111111111\"");
     std::fs::write(&file, wrong).unwrap();
-    let out = crate::common::siege().arg("plan").arg(&file).envs(world.env()).env("SIEGE_HOME", home.path()).output().unwrap();
+    let out = crate::common::siege()
+        .arg("plan")
+        .arg(&file)
+        .envs(world.env())
+        .env("SIEGE_HOME", home.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("111111111111"));
 }
@@ -577,12 +599,7 @@ async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
         .to_string();
 
     // Two tasks of the service were stopped, with the run in the reason; the bystander runs on.
-    let stopped: Vec<_> = world
-        .all_tasks()
-        .await
-        .into_iter()
-        .filter(|t| t.last_status() == Some("STOPPED"))
-        .collect();
+    let stopped: Vec<_> = world.all_tasks().await.into_iter().filter(|t| t.last_status() == Some("STOPPED")).collect();
     assert_eq!(stopped.len(), 2, "{stopped:?}");
     for t in &stopped {
         assert_eq!(t.group(), Some("service:api"));
@@ -631,7 +648,12 @@ async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
 
 /// Runs `siege ARGS` with the world's environment; kills it and fails (with what it printed) if it
 /// has not finished within `deadline`, so that a stuck run shows why instead of hanging the test.
-async fn run_siege(world: &World, home: &std::path::Path, args: Vec<std::ffi::OsString>, deadline: Duration) -> (Option<i32>, String) {
+async fn run_siege(
+    world: &World,
+    home: &std::path::Path,
+    args: Vec<std::ffi::OsString>,
+    deadline: Duration,
+) -> (Option<i32>, String) {
     let env = world.env();
     let home = home.to_path_buf();
     tokio::task::spawn_blocking(move || {

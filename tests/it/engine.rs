@@ -35,13 +35,7 @@ impl Home {
     }
 
     fn run(&self, scenario: &Path) -> Output {
-        self.siege()
-            .arg("run")
-            .arg(scenario)
-            .arg("--reports")
-            .arg(self.reports())
-            .output()
-            .expect("run siege")
+        self.siege().arg("run").arg(scenario).arg("--reports").arg(self.reports()).output().expect("run siege")
     }
 
     /// Starts a background lab and returns its control URL.
@@ -455,11 +449,8 @@ fn heavy_lab_still_replaces_tasks_after_its_binary_file_is_replaced() {
     let home = Home::new();
     let copy = home.path().join("siege-copy");
     std::fs::copy(crate::common::siege_bin(), &copy).expect("copy siege");
-    let out = Command::new(&copy)
-        .args(["lab", "up", "--detach"])
-        .env("SIEGE_HOME", home.path())
-        .output()
-        .expect("lab up");
+    let out =
+        Command::new(&copy).args(["lab", "up", "--detach"]).env("SIEGE_HOME", home.path()).output().expect("lab up");
     assert!(out.status.success(), "{}", text(&out));
     std::fs::remove_file(&copy).expect("remove the binary");
     let st = home.lab_status();

@@ -40,11 +40,7 @@ impl Drop for Background {
 
 impl TestServer {
     fn start(stall_at: Option<u64>, stall: Duration) -> TestServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let (std_listener, addr) = bind();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
@@ -62,12 +58,8 @@ impl TestServer {
                             if Some(n) == stall_at {
                                 tokio::time::sleep(stall).await;
                             }
-                            let status = req
-                                .uri()
-                                .path()
-                                .strip_prefix("/status/")
-                                .and_then(|s| s.parse().ok())
-                                .unwrap_or(200);
+                            let status =
+                                req.uri().path().strip_prefix("/status/").and_then(|s| s.parse().ok()).unwrap_or(200);
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .status(status)
@@ -82,11 +74,7 @@ impl TestServer {
                 });
             }
         });
-        TestServer {
-            addr,
-            requests,
-            _rt: Background(Some(rt)),
-        }
+        TestServer { addr, requests, _rt: Background(Some(rt)) }
     }
 
     fn url(&self, path: &str) -> http::Uri {
@@ -109,11 +97,7 @@ where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (std_listener, addr) = bind();
     rt.spawn(async move {
         let listener = TcpListener::from_std(std_listener).unwrap();
@@ -127,11 +111,7 @@ where
 fn open(url: http::Uri, rate: f64, secs: f64, max_connections: usize, timeout: Duration) -> LoadPlan {
     LoadPlan {
         url,
-        mode: Mode::Open {
-            rate,
-            stages: Vec::new(),
-            max_connections,
-        },
+        mode: Mode::Open { rate, stages: Vec::new(), max_connections },
         duration: Duration::from_secs_f64(secs),
         timeout,
     }
@@ -172,22 +152,10 @@ async fn heavy_stall_shows_in_corrected_p99_but_not_in_uncorrected() {
     assert_eq!((r.errors.total(), r.missed), (0, 0), "{r:?}");
     assert_eq!(r.requests, 1000);
     assert!(r.latency_ms.max >= 1000.0, "corrected max {:?}", r.latency_ms);
-    assert!(
-        r.latency_ms.p99 >= 900.0,
-        "corrected p99 misses the stall: {:?}",
-        r.latency_ms
-    );
-    assert!(
-        r.latency_ms.p90 >= 400.0,
-        "the requests behind the stall count: {:?}",
-        r.latency_ms
-    );
+    assert!(r.latency_ms.p99 >= 900.0, "corrected p99 misses the stall: {:?}", r.latency_ms);
+    assert!(r.latency_ms.p90 >= 400.0, "the requests behind the stall count: {:?}", r.latency_ms);
     assert!(r.uncorrected_latency_ms.max >= 1000.0, "{:?}", r.uncorrected_latency_ms);
-    assert!(
-        r.uncorrected_latency_ms.p99 < 100.0,
-        "uncorrected p99 {:?}",
-        r.uncorrected_latency_ms
-    );
+    assert!(r.uncorrected_latency_ms.p99 < 100.0, "uncorrected p99 {:?}", r.uncorrected_latency_ms);
     // The window in which the stalled requests completed shows it too.
     let worst = r.per_second.iter().map(|w| w.latency_ms.p99).fold(0.0, f64::max);
     assert!(worst >= 900.0, "{:?}", r.per_second);
@@ -215,10 +183,7 @@ async fn heavy_closed_model_keeps_every_connection_busy() {
 async fn status_codes_are_classified_with_502_and_503_apart() {
     let server = TestServer::start(None, Duration::ZERO);
     for (path, pick) in [
-        (
-            "/status/503",
-            (|r: &LoadReport| r.errors.status_503) as fn(&LoadReport) -> u64,
-        ),
+        ("/status/503", (|r: &LoadReport| r.errors.status_503) as fn(&LoadReport) -> u64),
         ("/status/502", |r| r.errors.status_502),
         ("/status/504", |r| r.errors.status_504),
         ("/status/500", |r| r.errors.status_5xx),
@@ -235,20 +200,10 @@ async fn status_codes_are_classified_with_502_and_503_apart() {
 
 #[tokio::test]
 async fn refused_connections_are_connect_errors() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // The listener is closed again: nothing listens on the port.
-    let r = drive(open(
-        format!("http://127.0.0.1:{port}/").parse().unwrap(),
-        50.0,
-        1.0,
-        8,
-        Duration::from_secs(1),
-    ))
-    .await;
+    let r =
+        drive(open(format!("http://127.0.0.1:{port}/").parse().unwrap(), 50.0, 1.0, 8, Duration::from_secs(1))).await;
     assert_eq!(r.requests, 50);
     assert_eq!(r.errors.connect, 50, "{:?}", r.errors);
     assert_eq!(r.per_second[0].error_rate(), 1.0);
@@ -265,21 +220,10 @@ async fn unanswered_requests_are_timeouts() {
             }
         }
     });
-    let r = drive(open(
-        format!("http://{addr}/").parse().unwrap(),
-        20.0,
-        1.0,
-        64,
-        Duration::from_millis(200),
-    ))
-    .await;
+    let r = drive(open(format!("http://{addr}/").parse().unwrap(), 20.0, 1.0, 64, Duration::from_millis(200))).await;
     assert_eq!(r.errors.timeout, r.requests, "{r:?}");
     assert!(r.requests >= 15, "{r:?}");
-    assert!(
-        r.latency_ms.p50 >= 200.0,
-        "a timeout counts its wait: {:?}",
-        r.latency_ms
-    );
+    assert!(r.latency_ms.p50 >= 200.0, "a timeout counts its wait: {:?}", r.latency_ms);
 }
 
 #[tokio::test]
@@ -291,14 +235,7 @@ async fn reset_connections_are_resets() {
         let _ = s.set_zero_linger();
         drop(s);
     });
-    let r = drive(open(
-        format!("http://{addr}/").parse().unwrap(),
-        50.0,
-        1.0,
-        8,
-        Duration::from_secs(1),
-    ))
-    .await;
+    let r = drive(open(format!("http://{addr}/").parse().unwrap(), 50.0, 1.0, 8, Duration::from_secs(1))).await;
     assert_eq!(r.requests, 50);
     assert_eq!(r.errors.reset, 50, "{:?}", r.errors);
 }
@@ -309,30 +246,19 @@ async fn windows_arrive_while_the_load_runs_and_cancel_stops_it() {
     let (tx, mut rx) = mpsc::unbounded_channel::<Window>();
     let cancel = CancellationToken::new();
     let started = Instant::now();
-    let task = tokio::spawn(run(
-        open(server.url("/"), 100.0, 30.0, 16, Duration::from_secs(1)),
-        cancel.clone(),
-        Some(tx),
-    ));
+    let task =
+        tokio::spawn(run(open(server.url("/"), 100.0, 30.0, 16, Duration::from_secs(1)), cancel.clone(), Some(tx)));
     let first = rx.recv().await.unwrap();
     assert_eq!(first.second, 0);
     assert_eq!(first.scheduled, 100);
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "window 0 came after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_millis(1500), "window 0 came after {:?}", started.elapsed());
     let second = rx.recv().await.unwrap();
     assert_eq!(second.second, 1);
     assert!(!task.is_finished());
     let cancelled = Instant::now();
     cancel.cancel();
     let r = task.await.unwrap().unwrap();
-    assert!(
-        cancelled.elapsed() < Duration::from_secs(1),
-        "cancel took {:?}",
-        cancelled.elapsed()
-    );
+    assert!(cancelled.elapsed() < Duration::from_secs(1), "cancel took {:?}", cancelled.elapsed());
     assert!(r.duration_s < 5.0 && r.per_second.len() >= 2, "{r:?}");
 }
 
@@ -340,15 +266,7 @@ async fn windows_arrive_while_the_load_runs_and_cancel_stops_it() {
 fn siege_load_json_prints_one_object() {
     let server = TestServer::start(None, Duration::ZERO);
     let out = common::siege()
-        .args([
-            "load",
-            &server.url("/").to_string(),
-            "--rate",
-            "100/s",
-            "--duration",
-            "2s",
-            "--json",
-        ])
+        .args(["load", &server.url("/").to_string(), "--rate", "100/s", "--duration", "2s", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -371,17 +289,11 @@ fn siege_load_json_prints_one_object() {
 #[test]
 fn siege_load_prints_a_human_summary() {
     let server = TestServer::start(None, Duration::ZERO);
-    let out = common::siege()
-        .args(["load", &server.url("/").to_string(), "-c", "2", "-d", "1s"])
-        .output()
-        .unwrap();
+    let out = common::siege().args(["load", &server.url("/").to_string(), "-c", "2", "-d", "1s"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("closed model, 2 connections"), "{text}");
-    assert!(
-        text.contains("req/s") && text.contains("p99") && text.contains("errors     none"),
-        "{text}"
-    );
+    assert!(text.contains("req/s") && text.contains("p99") && text.contains("errors     none"), "{text}");
     // Not a terminal: no progress line on stderr.
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -397,19 +309,12 @@ fn bad_arguments_exit_3_with_a_clear_message() {
         (&[], "--rate"),
         (&["--rate", "10/s", "-c", "3"], "cannot be used with"),
     ] {
-        let out = common::siege()
-            .args(["load", "http://127.0.0.1:9/"])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::siege().args(["load", "http://127.0.0.1:9/"]).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
     }
-    let out = common::siege()
-        .args(["load", "https://127.0.0.1:9/", "--rate", "1/s"])
-        .output()
-        .unwrap();
+    let out = common::siege().args(["load", "https://127.0.0.1:9/", "--rate", "1/s"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
 }
@@ -426,20 +331,12 @@ async fn stages_change_the_scheduled_rate_per_window() {
     };
     let plan = LoadPlan {
         url: server.url("/"),
-        mode: Mode::Open {
-            rate: 100.0,
-            stages: vec![spike],
-            max_connections: 64,
-        },
+        mode: Mode::Open { rate: 100.0, stages: vec![spike], max_connections: 64 },
         duration: Duration::from_secs(3),
         timeout: Duration::from_secs(1),
     };
     let r = drive(plan).await;
-    assert_eq!(
-        r.per_second.iter().map(|w| w.scheduled).collect::<Vec<_>>(),
-        vec![100, 300, 100],
-        "{r:?}"
-    );
+    assert_eq!(r.per_second.iter().map(|w| w.scheduled).collect::<Vec<_>>(), vec![100, 300, 100], "{r:?}");
     assert_eq!(r.requests, 500);
 }
 
@@ -448,15 +345,8 @@ async fn stages_change_the_scheduled_rate_per_window() {
 #[test]
 fn siege_load_shows_progress_on_a_terminal() {
     let server = TestServer::start(None, Duration::ZERO);
-    let cmd = format!(
-        "{} load {} --rate 50/s -d 2s",
-        common::siege_bin().display(),
-        server.url("/")
-    );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .output()
-        .unwrap();
+    let cmd = format!("{} load {} --rate 50/s -d 2s", common::siege_bin().display(), server.url("/"));
+    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("[   1s]") && text.contains("[   2s]"), "{text:?}");
@@ -467,22 +357,12 @@ fn siege_load_shows_progress_on_a_terminal() {
 fn ctrl_c_stops_siege_load_and_prints_what_was_measured() {
     let server = TestServer::start(None, Duration::ZERO);
     let child = common::siege()
-        .args([
-            "load",
-            &server.url("/").to_string(),
-            "--rate",
-            "100/s",
-            "-d",
-            "60s",
-            "--json",
-        ])
+        .args(["load", &server.url("/").to_string(), "--rate", "100/s", "-d", "60s", "--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    common::wait_for(Duration::from_secs(10), || {
-        (server.requests.load(Ordering::SeqCst) > 10).then_some(())
-    })
-    .expect("the load started");
+    common::wait_for(Duration::from_secs(10), || (server.requests.load(Ordering::SeqCst) > 10).then_some(()))
+        .expect("the load started");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{:?}", out.status);

@@ -1,9 +1,9 @@
 //! Integration tests: one binary, a module per area. Real processes, real sockets, real files.
 
+mod aws;
 mod common;
 mod engine;
 mod lab;
 mod load;
 mod report;
 mod validate;
-mod aws;

@@ -56,8 +56,7 @@ fn assert_diagnostic_lines(file: &str, stderr: &str) {
 fn shipped_scenarios_are_valid() {
     for dir in ["scenarios", "scenarios/aws"] {
         let files = yaml_files(&repo_root().join(dir));
-        let names: Vec<String> =
-            files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
         let mut expected: Vec<String> = SHIPPED.iter().map(|s| s.to_string()).collect();
         expected.sort();
         let mut got = names.clone();
@@ -72,11 +71,21 @@ fn shipped_scenarios_are_valid() {
             // stop condition watches the fleet instead of the error rate. Every other game day has
             // an error-rate stop condition.
             let watched = |m: siege::scenario::Metric| {
-                s.stop.iter().any(|c| matches!(c, siege::scenario::StopCondition::Threshold { metric, .. } if *metric == m))
+                s.stop
+                    .iter()
+                    .any(|c| matches!(c, siege::scenario::StopCondition::Threshold { metric, .. } if *metric == m))
             };
             if f.ends_with("secret-drift.yaml") {
-                assert!(watched(siege::scenario::Metric::HealthyTargets), "{}: no healthy-targets stop condition", f.display());
-                assert!(!watched(siege::scenario::Metric::ErrorRate), "{}: an error-rate stop would abort the drill", f.display());
+                assert!(
+                    watched(siege::scenario::Metric::HealthyTargets),
+                    "{}: no healthy-targets stop condition",
+                    f.display()
+                );
+                assert!(
+                    !watched(siege::scenario::Metric::ErrorRate),
+                    "{}: an error-rate stop would abort the drill",
+                    f.display()
+                );
             } else {
                 assert!(watched(siege::scenario::Metric::ErrorRate), "{}: no error-rate stop condition", f.display());
             }
@@ -126,11 +135,16 @@ fn invalid_corpus_matches_snapshots() {
         assert_diagnostic_lines(&name, &stderr);
         let first_line = std::fs::read(f).unwrap();
         let first_line = String::from_utf8_lossy(&first_line);
-        let expect = first_line.lines().next().and_then(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| {
-            panic!("{name}: the first line must be `# expect: LINE:COL: PATH: `")
-        });
+        let expect = first_line
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name}: the first line must be `# expect: LINE:COL: PATH: `"));
         let want = format!("{name}:{}", expect.trim_end());
-        assert!(stderr.starts_with(&want), "{name}: expected the first diagnostic to start with\n  {want}\ngot\n  {stderr}");
+        assert!(
+            stderr.starts_with(&want),
+            "{name}: expected the first diagnostic to start with\n  {want}\ngot\n  {stderr}"
+        );
         insta::assert_snapshot!(f.file_stem().unwrap().to_string_lossy().into_owned(), stderr);
     }
 }
@@ -148,7 +162,10 @@ fn missing_files_directories_and_empty_files_are_one_line_errors() {
     assert_eq!(
         lines,
         [
-            format!("{}:1:1: the file is empty (a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md)", empty.display()),
+            format!(
+                "{}:1:1: the file is empty (a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md)",
+                empty.display()
+            ),
             format!("{}:1:1: no such file", missing.display()),
             format!("{}:1:1: is a directory, not a scenario file", dir.path().display()),
         ]
@@ -162,7 +179,9 @@ fn one_invalid_file_among_valid_ones_fails_the_whole_command() {
     let out = validate(&[good, bad]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "scenarios/task-kill.yaml: ok\n");
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("tests/validate/invalid/01-unknown-top-level-key.yaml:5:1: "));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("tests/validate/invalid/01-unknown-top-level-key.yaml:5:1: ")
+    );
 }
 
 #[test]

@@ -39,16 +39,12 @@ impl AwsBackend {
             .send()
             .await
             .map_err(|e| aws_error("ecs:DescribeServices", e))?;
-        out.services()
-            .iter()
-            .find(|s| s.status() != Some("INACTIVE"))
-            .cloned()
-            .ok_or_else(|| {
-                BackendError::NotFound(format!(
-                    "ECS service {} in cluster {} (region {})",
-                    self.target.service, self.target.cluster, self.target.region
-                ))
-            })
+        out.services().iter().find(|s| s.status() != Some("INACTIVE")).cloned().ok_or_else(|| {
+            BackendError::NotFound(format!(
+                "ECS service {} in cluster {} (region {})",
+                self.target.service, self.target.cluster, self.target.region
+            ))
+        })
     }
 
     /// Every task of the service whose desired status is RUNNING, described.
@@ -113,7 +109,11 @@ impl AwsBackend {
 
     /// Seeded choice of running tasks, within the blast-radius cap. Returns the chosen ARNs and
     /// how many were running.
-    pub(super) async fn select_tasks(&self, select: Selection, rng: &mut Rng) -> Result<(Vec<String>, usize), BackendError> {
+    pub(super) async fn select_tasks(
+        &self,
+        select: Selection,
+        rng: &mut Rng,
+    ) -> Result<(Vec<String>, usize), BackendError> {
         let running = self.running_task_arns().await?;
         let n = running.len();
         if n == 0 {
@@ -132,7 +132,12 @@ impl AwsBackend {
 
     /// task-kill: `StopTask` on each chosen task that still runs in the service, with a reason
     /// naming the run.
-    pub(super) async fn stop_tasks(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+    pub(super) async fn stop_tasks(
+        &self,
+        fault: &Fault,
+        injected: &Injected,
+        run_id: &str,
+    ) -> Result<(), BackendError> {
         let group = self.service_group();
         // Re-described now: a task may have stopped since it was chosen, and a journal edited by
         // hand must not make siege stop a task outside the named service.
@@ -221,10 +226,8 @@ impl AwsBackend {
         sample.desired_tasks = Some(service.desired_count().max(0) as u32);
         let tasks = self.service_tasks().await?;
         let running = tasks.iter().filter(|t| t.last_status() == Some("RUNNING")).count();
-        let pending = tasks
-            .iter()
-            .filter(|t| matches!(t.last_status(), Some("PROVISIONING" | "PENDING" | "ACTIVATING")))
-            .count();
+        let pending =
+            tasks.iter().filter(|t| matches!(t.last_status(), Some("PROVISIONING" | "PENDING" | "ACTIVATING"))).count();
         sample.running_tasks = Some(running as u32);
         sample.pending_tasks = Some(pending as u32);
         sample.events = self.new_events(service.events());
@@ -268,13 +271,7 @@ mod tests {
     use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
 
     fn deployment(id: &str, status: &str, rollout: Option<DeploymentRolloutState>) -> Deployment {
-        Deployment::builder()
-            .id(id)
-            .status(status)
-            .set_rollout_state(rollout)
-            .desired_count(2)
-            .running_count(2)
-            .build()
+        Deployment::builder().id(id).status(status).set_rollout_state(rollout).desired_count(2).running_count(2).build()
     }
 
     #[test]

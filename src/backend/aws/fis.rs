@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_fis::types::{
-    CreateExperimentTemplateActionInput, CreateExperimentTemplateStopConditionInput, CreateExperimentTemplateTargetInput,
-    ExperimentStatus,
+    CreateExperimentTemplateActionInput, CreateExperimentTemplateStopConditionInput,
+    CreateExperimentTemplateTargetInput, ExperimentStatus,
 };
 
 use super::error::aws_error;
@@ -77,7 +77,12 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
 fn is_terminal(status: Option<&ExperimentStatus>) -> bool {
     matches!(
         status,
-        Some(ExperimentStatus::Completed | ExperimentStatus::Stopped | ExperimentStatus::Failed | ExperimentStatus::Cancelled)
+        Some(
+            ExperimentStatus::Completed
+                | ExperimentStatus::Stopped
+                | ExperimentStatus::Failed
+                | ExperimentStatus::Cancelled
+        )
     )
 }
 
@@ -113,17 +118,19 @@ impl AwsBackend {
     /// Creates the template, starts the experiment and waits until it runs.
     pub(super) async fn start_fis(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         let role = self.target.fis_role.as_deref().ok_or_else(|| {
-            BackendError::Precondition(format!("fault `{}` needs `target.aws.fis_role` (the role FIS assumes)", fault.name))
+            BackendError::Precondition(format!(
+                "fault `{}` needs `target.aws.fis_role` (the role FIS assumes)",
+                fault.name
+            ))
         })?;
         if injected.targets.is_empty() {
             return Err(BackendError::Precondition(format!("fault `{}` has no task to act on", fault.name)));
         }
         let duration = iso8601(duration_of(fault));
         let (action_id, parameters): (&str, Vec<(&str, String)>) = match &fault.kind {
-            FaultKind::CpuStress { percent, .. } => (
-                "aws:ecs:task-cpu-stress",
-                vec![("duration", duration), ("percent", percent.to_string())],
-            ),
+            FaultKind::CpuStress { percent, .. } => {
+                ("aws:ecs:task-cpu-stress", vec![("duration", duration), ("percent", percent.to_string())])
+            }
             FaultKind::Latency { delay, jitter, .. } => (
                 "aws:ecs:task-network-latency",
                 vec![
@@ -157,10 +164,8 @@ impl AwsBackend {
                     action = action.parameters(k, v);
                 }
                 let action = action.build().map_err(build_err)?;
-                let stop = CreateExperimentTemplateStopConditionInput::builder()
-                    .source("none")
-                    .build()
-                    .map_err(build_err)?;
+                let stop =
+                    CreateExperimentTemplateStopConditionInput::builder().source("none").build().map_err(build_err)?;
                 let out = self
                     .clients
                     .fis
@@ -216,7 +221,12 @@ impl AwsBackend {
             let out = match self.clients.fis.get_experiment().id(&w.id).send().await {
                 Ok(out) => out,
                 Err(e) => {
-                    notes.push(format!("FIS experiment {} of fault {}: {}", w.id, w.fault, aws_error("fis:GetExperiment", e)));
+                    notes.push(format!(
+                        "FIS experiment {} of fault {}: {}",
+                        w.id,
+                        w.fault,
+                        aws_error("fis:GetExperiment", e)
+                    ));
                     continue;
                 }
             };
@@ -224,7 +234,11 @@ impl AwsBackend {
             let Some(status) = state.and_then(|s| s.status()).cloned() else { continue };
             if status != w.status {
                 let reason = state.and_then(|s| s.reason()).unwrap_or("");
-                notes.push(format!("FIS experiment {} of fault {}: {} {reason}", w.id, w.fault, status.as_str()).trim_end().to_string());
+                notes.push(
+                    format!("FIS experiment {} of fault {}: {} {reason}", w.id, w.fault, status.as_str())
+                        .trim_end()
+                        .to_string(),
+                );
                 if let Ok(mut watched) = self.experiments.lock()
                     && let Some(x) = watched.iter_mut().find(|x| x.id == w.id)
                 {
@@ -240,14 +254,8 @@ impl AwsBackend {
     async fn wait_running(&self, id: &str) -> Result<ExperimentStatus, BackendError> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            let out = self
-                .clients
-                .fis
-                .get_experiment()
-                .id(id)
-                .send()
-                .await
-                .map_err(|e| aws_error("fis:GetExperiment", e))?;
+            let out =
+                self.clients.fis.get_experiment().id(id).send().await.map_err(|e| aws_error("fis:GetExperiment", e))?;
             let state = out.experiment().and_then(|e| e.state());
             let status = state.and_then(|s| s.status());
             match status {
@@ -302,7 +310,10 @@ impl AwsBackend {
         Ok(())
     }
 
-    async fn template_experiments(&self, template: &str) -> Result<Vec<(String, Option<ExperimentStatus>)>, BackendError> {
+    async fn template_experiments(
+        &self,
+        template: &str,
+    ) -> Result<Vec<(String, Option<ExperimentStatus>)>, BackendError> {
         let mut found = Vec::new();
         let mut next: Option<String> = None;
         loop {

@@ -338,7 +338,9 @@ impl AwsBackend {
                     targets: chosen,
                 })
             }
-            FaultKind::DbFailover { target_instance, .. } => self.resolve_failover(fault, target_instance.as_deref()).await,
+            FaultKind::DbFailover { target_instance, .. } => {
+                self.resolve_failover(fault, target_instance.as_deref()).await
+            }
             FaultKind::SecretDrift => self.resolve_secret(fault).await,
             FaultKind::Redeploy => self.resolve_redeploy().await,
         }

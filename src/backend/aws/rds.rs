@@ -20,9 +20,10 @@ const POLL: Duration = Duration::from_secs(1);
 impl AwsBackend {
     /// The cluster a db-failover acts on; only the one the target names.
     pub(super) fn db_cluster_name(&self, fault: &Fault) -> Result<&str, BackendError> {
-        self.target.db_cluster.as_deref().ok_or_else(|| {
-            BackendError::Precondition(format!("fault `{}` needs `target.aws.db_cluster`", fault.name))
-        })
+        self.target
+            .db_cluster
+            .as_deref()
+            .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.db_cluster`", fault.name)))
     }
 
     async fn describe_db_cluster(&self, name: &str) -> Result<DbCluster, BackendError> {
@@ -46,7 +47,11 @@ impl AwsBackend {
         Ok(writer_of(&c))
     }
 
-    pub(super) async fn resolve_failover(&self, fault: &Fault, target_instance: Option<&str>) -> Result<Resolved, BackendError> {
+    pub(super) async fn resolve_failover(
+        &self,
+        fault: &Fault,
+        target_instance: Option<&str>,
+    ) -> Result<Resolved, BackendError> {
         let name = self.db_cluster_name(fault)?;
         let cluster = self.describe_db_cluster(name).await?;
         let writer = writer_of(&cluster)

@@ -54,10 +54,8 @@ impl AwsBackend {
     }
 
     pub(super) async fn prepare_secret(&self, resolved: &Resolved) -> Result<serde_json::Value, BackendError> {
-        let secret = resolved
-            .targets
-            .first()
-            .ok_or_else(|| BackendError::Api("secret-drift resolved to no secret".into()))?;
+        let secret =
+            resolved.targets.first().ok_or_else(|| BackendError::Api("secret-drift resolved to no secret".into()))?;
         let (arn, versions) = self.secret_versions(secret).await?;
         let previous = current_version(&versions)
             .ok_or_else(|| BackendError::Precondition(format!("secret {secret} has no AWSCURRENT version")))?;

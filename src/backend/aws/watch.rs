@@ -118,7 +118,9 @@ impl AwsBackend {
             .iter()
             .find(|a| a.alarm_name() == Some(name))
             .map(|a| a.state_value().cloned())
-            .or_else(|| out.composite_alarms().iter().find(|a| a.alarm_name() == Some(name)).map(|a| a.state_value().cloned()));
+            .or_else(|| {
+                out.composite_alarms().iter().find(|a| a.alarm_name() == Some(name)).map(|a| a.state_value().cloned())
+            });
         match alarm {
             Some(state) => Ok(state == Some(StateValue::Alarm)),
             None => Err(BackendError::NotFound(format!("CloudWatch alarm {name} (region {})", self.target.region))),
@@ -151,7 +153,9 @@ impl AwsBackend {
         let mut queries = Vec::new();
         let lb = self.lb_dimension.as_deref();
         if let Some(lb) = lb {
-            let alb = |id: &str, metric: &str, stat: &str| query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat);
+            let alb = |id: &str, metric: &str, stat: &str| {
+                query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat)
+            };
             queries.push(alb("requests", "RequestCount", "Sum"));
             queries.push(alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum"));
             queries.push(alb("target5xx", "HTTPCode_Target_5XX_Count", "Sum"));
@@ -179,10 +183,7 @@ impl AwsBackend {
             .await
             .map_err(|e| aws_error("cloudwatch:GetMetricData", e))?;
         let latest = |id: &str| {
-            out.metric_data_results()
-                .iter()
-                .find(|r| r.id() == Some(id))
-                .and_then(|r| r.values().first().copied())
+            out.metric_data_results().iter().find(|r| r.id() == Some(id)).and_then(|r| r.values().first().copied())
         };
         let http_5xx = match (latest("elb5xx"), latest("target5xx")) {
             (None, None) if lb.is_some() => Some(0.0).filter(|_| latest("requests").is_some()),
@@ -281,7 +282,9 @@ mod tests {
     #[test]
     fn load_balancer_dimension_from_arn_or_suffix() {
         assert_eq!(
-            lb_dimension("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/prod-lb/50dc6c495c0c9188"),
+            lb_dimension(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/prod-lb/50dc6c495c0c9188"
+            ),
             "app/prod-lb/50dc6c495c0c9188"
         );
         assert_eq!(lb_dimension("app/prod-lb/123"), "app/prod-lb/123");

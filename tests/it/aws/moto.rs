@@ -97,8 +97,14 @@ impl Moto {
 
     fn set_transition(&self, model: &str, transition: &str) {
         let body = format!(r#"{{"model_name": "{model}", "transition": {transition}}}"#);
-        http(self.port, "POST", "/moto-api/state-manager/set-transition", &body, &[("Content-Type", "application/json")])
-            .expect("moto set-transition");
+        http(
+            self.port,
+            "POST",
+            "/moto-api/state-manager/set-transition",
+            &body,
+            &[("Content-Type", "application/json")],
+        )
+        .expect("moto set-transition");
     }
 
     /// SDK configuration for this server: fixed dummy credentials and the local endpoint, set on
@@ -108,7 +114,13 @@ impl Moto {
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .timeout_config(timeouts())
-            .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "siege-tests",
+            ))
             .load()
             .await
     }
@@ -221,10 +233,7 @@ fn http(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)
 fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_string()))
-        .collect()
+    xml.split(&open).skip(1).filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_string())).collect()
 }
 
 /// The resources of the world, with the ids moto gave them.
@@ -261,7 +270,10 @@ impl World {
         // Network: moto's default VPC and its subnets.
         let vpcs = moto.ec2("DescribeVpcs", &[("Filter.1.Name", "isDefault"), ("Filter.1.Value.1", "true")]);
         let vpc = xml_values(&vpcs, "vpcId").into_iter().next().expect("moto has a default VPC");
-        let subnets = xml_values(&moto.ec2("DescribeSubnets", &[("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", &vpc)]), "subnetId");
+        let subnets = xml_values(
+            &moto.ec2("DescribeSubnets", &[("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", &vpc)]),
+            "subnetId",
+        );
         assert!(subnets.len() >= 2, "moto's default VPC has subnets");
 
         // Balancer and target group.
@@ -284,7 +296,8 @@ impl World {
             .send()
             .await
             .expect("create target group");
-        let target_group_arn = tg.target_groups().first().and_then(|t| t.target_group_arn()).expect("tg arn").to_string();
+        let target_group_arn =
+            tg.target_groups().first().and_then(|t| t.target_group_arn()).expect("tg arn").to_string();
 
         // ECS: cluster, task definition, service and its tasks, plus a bystander task.
         ecs.create_cluster().cluster_name(CLUSTER).send().await.expect("create cluster");
@@ -336,13 +349,7 @@ impl World {
                 .expect("create db instance");
         }
 
-        secrets
-            .create_secret()
-            .name(SECRET)
-            .secret_string(SECRET_VALUE)
-            .send()
-            .await
-            .expect("create secret");
+        secrets.create_secret().name(SECRET).secret_string(SECRET_VALUE).send().await.expect("create secret");
 
         cloudwatch
             .put_metric_alarm()
@@ -462,10 +469,7 @@ impl World {
             .send()
             .await
             .expect("get secret value");
-        (
-            out.secret_string().unwrap_or_default().to_string(),
-            out.version_id().unwrap_or_default().to_string(),
-        )
+        (out.secret_string().unwrap_or_default().to_string(), out.version_id().unwrap_or_default().to_string())
     }
 
     /// The Aurora cluster's writer instance.
@@ -497,7 +501,9 @@ async fn run_service_tasks(ecs: &aws_sdk_ecs::Client, count: usize) {
         .send()
         .await
         .ok()
-        .and_then(|o| o.services().first().and_then(|s| s.deployments().first()).and_then(|d| d.id().map(str::to_string)))
+        .and_then(|o| {
+            o.services().first().and_then(|s| s.deployments().first()).and_then(|d| d.id().map(str::to_string))
+        })
         .unwrap_or_else(|| "ecs-svc/0".into());
     ecs.run_task()
         .cluster(CLUSTER)
