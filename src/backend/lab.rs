@@ -64,6 +64,18 @@ fn sorted_ids(mut ids: Vec<String>) -> Vec<String> {
     ids
 }
 
+/// Ids of the running tasks, in the stable order of [`sorted_ids`].
+fn running_ids(st: &LabState) -> Vec<String> {
+    sorted_ids(
+        st.service
+            .tasks
+            .iter()
+            .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
+            .map(|t| t.id.clone())
+            .collect(),
+    )
+}
+
 impl LabBackend {
     pub async fn connect(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
         match &target.control {
@@ -171,14 +183,7 @@ impl LabBackend {
         let st = self.state().await?;
         let service = &st.service.name;
         if let Some(sel) = fault.kind.selection() {
-            let ids = sorted_ids(
-                st.service
-                    .tasks
-                    .iter()
-                    .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
-                    .map(|t| t.id.clone())
-                    .collect(),
-            );
+            let ids = running_ids(&st);
             let k = sel.of(ids.len());
             if k == 0 {
                 return Err(BackendError::Precondition(format!("no running task of service `{service}` to select")));
@@ -218,14 +223,7 @@ impl LabBackend {
                 ),
             }),
             FaultKind::Redeploy => {
-                let ids = sorted_ids(
-                    st.service
-                        .tasks
-                        .iter()
-                        .filter(|t| t.status == crate::lab::service::TaskStatus::Running)
-                        .map(|t| t.id.clone())
-                        .collect(),
-                );
+                let ids = running_ids(&st);
                 Ok(Resolved {
                     summary: format!("rolling replacement of every task of service {service}: {}", ids.join(", ")),
                     targets: ids,
@@ -245,12 +243,7 @@ impl LabBackend {
             FaultKind::DbFailover { .. } => json!({ "writer": resolved.targets.first() }),
             _ => json!({}),
         };
-        Ok(Injected {
-            fault: fault.name.clone(),
-            kind: fault.kind.type_name().to_string(),
-            targets: resolved.targets.clone(),
-            undo,
-        })
+        Ok(Injected::new(fault, resolved, undo))
     }
 
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {

@@ -61,6 +61,18 @@ pub struct Injected {
     pub undo: serde_json::Value,
 }
 
+impl Injected {
+    /// The record of `fault` acting on `resolved`, with the backend's undo data.
+    pub fn new(fault: &Fault, resolved: &Resolved, undo: serde_json::Value) -> Self {
+        Injected {
+            fault: fault.name.clone(),
+            kind: fault.kind.type_name().to_string(),
+            targets: resolved.targets.clone(),
+            undo,
+        }
+    }
+}
+
 /// One observation of the target. `None` where the backend cannot observe the value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {

@@ -355,12 +355,7 @@ impl AwsBackend {
             FaultKind::SecretDrift => self.prepare_secret(resolved).await?,
             FaultKind::Redeploy => self.prepare_redeploy().await?,
         };
-        Ok(Injected {
-            fault: fault.name.clone(),
-            kind: fault.kind.type_name().to_string(),
-            targets: resolved.targets.clone(),
-            undo,
-        })
+        Ok(Injected::new(fault, resolved, undo))
     }
 
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
