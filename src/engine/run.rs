@@ -1,7 +1,7 @@
 //! The dispatcher: one `select!` loop over the fault timeline, the load's per-second windows,
 //! the samplers, stop conditions and signals. Everything it does is emitted as events.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -239,22 +239,42 @@ pub async fn run(
     RunOutcome { record, report_dir }
 }
 
-/// The runbook path as seen from the report directory (reports/<run>/ is two levels below the
-/// working directory), so the markdown link works on GitHub and locally.
+/// The runbook path as seen from the run's report directory (`<reports>/<run>/`), so the
+/// markdown link works on GitHub and locally; absolute when the two share no root.
 fn runbook_link(opts: &RunOptions, runbook: &str) -> String {
-    let base = opts.scenario_file.parent().unwrap_or(std::path::Path::new(""));
-    let joined = base.join(runbook);
-    let rel = normalize(&joined);
+    let base = opts.scenario_file.parent().unwrap_or(Path::new(""));
+    let target = absolute(&base.join(runbook));
     match &opts.reports_dir {
-        Some(d) if d.is_relative() => {
-            let depth = d.components().count() + 1;
-            format!("{}{}", "../".repeat(depth), rel.display())
-        }
-        _ => std::path::absolute(&rel).unwrap_or(rel).display().to_string(),
+        Some(root) => relative_to(&absolute(&root.join("run")), &target),
+        None => target,
     }
+    .display()
+    .to_string()
 }
 
-fn normalize(p: &std::path::Path) -> PathBuf {
+fn absolute(p: &Path) -> PathBuf {
+    normalize(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
+/// `to` as a path relative to the directory `from` (both absolute and normalised).
+fn relative_to(from: &Path, to: &Path) -> PathBuf {
+    let (f, t): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    // Sharing only the root (`/`), a relative path would climb out of everything: absolute.
+    if common <= 1 {
+        return to.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
+fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -266,6 +286,30 @@ fn normalize(p: &std::path::Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(scenario: &str, reports: &str) -> String {
+        let opts = RunOptions {
+            scenario_file: PathBuf::from(scenario),
+            reports_dir: Some(PathBuf::from(reports)),
+            seed: None,
+        };
+        runbook_link(&opts, "../runbooks/task-kill.md")
+    }
+
+    #[test]
+    fn runbook_links_are_relative_to_the_report_directory() {
+        assert_eq!(link("scenarios/task-kill.yaml", "reports"), "../../runbooks/task-kill.md");
+        assert_eq!(link("/srv/gd/scenarios/task-kill.yaml", "/srv/gd/reports"), "../../runbooks/task-kill.md");
+        assert_eq!(link("/srv/gd/scenarios/task-kill.yaml", "/tmp/out"), "/srv/gd/runbooks/task-kill.md");
+        let cwd = std::env::current_dir().unwrap();
+        let abs = cwd.join("scenarios/task-kill.yaml");
+        assert_eq!(link(abs.to_str().unwrap(), "reports"), "../../runbooks/task-kill.md");
+    }
 }
 
 struct Ctx<'a> {
