@@ -88,7 +88,17 @@ impl AwsBackend {
                 "secret {secret} holds binary data; secret-drift changes string secrets only"
             )));
         };
-        let value = drifted_value(old, &random_text(32));
+        let password = random_text(32);
+        let value = drifted_value(old, &password);
+        // Neither the value siege read nor the one it writes may reach a report or a log line.
+        for secret_value in [old, value.as_str(), password.as_str()] {
+            crate::report::secrets::register(secret_value);
+        }
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(old)
+            && let Some(serde_json::Value::String(pw)) = m.get("password")
+        {
+            crate::report::secrets::register(pw);
+        }
         self.clients
             .secrets
             .put_secret_value()
