@@ -201,10 +201,13 @@ impl LabBackend {
                     BackendError::Precondition("the lab database has no writer (a failover is in progress)".into())
                 })?;
                 let replica = st.db.nodes.iter().find(|n| n.name != writer).map(|n| n.name.clone()).unwrap_or_default();
-                let outage = outage.map(|d| format!("{}ms", d.as_millis())).unwrap_or_else(|| "the lab's default outage".into());
+                let outage =
+                    outage.map(|d| format!("{}ms", d.as_millis())).unwrap_or_else(|| "the lab's default outage".into());
                 Ok(Resolved {
                     targets: vec![writer.clone()],
-                    summary: format!("fail over the lab database: drop writer {writer}, no writer for {outage}, promote {replica}"),
+                    summary: format!(
+                        "fail over the lab database: drop writer {writer}, no writer for {outage}, promote {replica}"
+                    ),
                 })
             }
             FaultKind::SecretDrift => Ok(Resolved {

@@ -110,9 +110,7 @@ impl Target {
         let mut sender = match pooled {
             Some(s) => s,
             None => {
-                let stream = TcpStream::connect(("127.0.0.1", self.port))
-                    .await
-                    .map_err(|_| ProxyError::Target)?;
+                let stream = TcpStream::connect(("127.0.0.1", self.port)).await.map_err(|_| ProxyError::Target)?;
                 let _ = stream.set_nodelay(true);
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
@@ -327,7 +325,11 @@ impl Balancer {
             if let Some(state) = changed {
                 self.rebuild_healthy();
                 let why = if ok { String::new() } else { format!(": {reason}") };
-                self.events.push(format!("balancer: target {} is {}{why}", t.id, serde_json::json!(state).as_str().unwrap_or("?")));
+                self.events.push(format!(
+                    "balancer: target {} is {}{why}",
+                    t.id,
+                    serde_json::json!(state).as_str().unwrap_or("?")
+                ));
             }
         }
     }
@@ -346,16 +348,16 @@ impl Balancer {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let healthy = self.healthy.lock().map(|h| h.clone()).unwrap_or_default();
         if healthy.is_empty() {
-            return self.elb_error(StatusCode::SERVICE_UNAVAILABLE, "Service Temporarily Unavailable: no healthy target");
+            return self
+                .elb_error(StatusCode::SERVICE_UNAVAILABLE, "Service Temporarily Unavailable: no healthy target");
         }
         let t = healthy[self.rr.fetch_add(1, Ordering::Relaxed) % healthy.len()].clone();
         let (parts, body) = match web::read_body(req, MAX_BODY).await {
             Ok(x) => x,
             Err(e) => return web::text(StatusCode::BAD_REQUEST, format!("400 {e}\n")),
         };
-        let mut out = Request::builder()
-            .method(parts.method)
-            .uri(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        let mut out =
+            Request::builder().method(parts.method).uri(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
         for (k, v) in parts.headers.iter() {
             if !is_hop_by_hop(k) {
                 out = out.header(k, v);
@@ -431,7 +433,14 @@ impl Balancer {
 fn is_hop_by_hop(k: &http::HeaderName) -> bool {
     matches!(
         k.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "content-length"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "content-length"
     )
 }
 
@@ -440,7 +449,12 @@ mod tests {
     use super::*;
 
     fn cfg(h: u32, u: u32) -> HealthConfig {
-        HealthConfig { interval: Duration::from_secs(1), timeout: Duration::from_millis(500), healthy_threshold: h, unhealthy_threshold: u }
+        HealthConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            healthy_threshold: h,
+            unhealthy_threshold: u,
+        }
     }
 
     #[test]

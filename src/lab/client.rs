@@ -31,7 +31,12 @@ impl ControlClient {
         ControlClient { url: url.trim_end_matches('/').to_string(), token: token.to_string() }
     }
 
-    async fn call(&self, method: http::Method, path: &str, body: Option<&serde_json::Value>) -> Result<bytes::Bytes, ClientError> {
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let url = format!("{}{path}", self.url);
         let r = web::request(method, &url, Some(&self.token), body, TIMEOUT)
             .await

@@ -275,10 +275,8 @@ impl Cluster {
         self.epoch.send_modify(|e| *e += 1);
         self.nodes[old].tell("drop").await;
         let (old_name, new_name) = (self.nodes[old].name.clone(), self.nodes[new].name.clone());
-        self.events.push(format!(
-            "db: failover started, writer {old_name} lost, no writer for {}ms",
-            outage.as_millis()
-        ));
+        self.events
+            .push(format!("db: failover started, writer {old_name} lost, no writer for {}ms", outage.as_millis()));
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(outage).await;

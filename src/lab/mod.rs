@@ -263,7 +263,10 @@ fn already_running() -> anyhow::Result<()> {
     if let Some(a) = running_lab() {
         return Err(Failure::new(
             Exit::Invalid,
-            format!("a lab is already running (pid {}, balancer {}); stop it with `siege lab down`", a.pid, a.balancer_url),
+            format!(
+                "a lab is already running (pid {}, balancer {}); stop it with `siege lab down`",
+                a.pid, a.balancer_url
+            ),
         ));
     }
     Ok(())
@@ -385,7 +388,11 @@ pub fn render_status(st: &LabState) -> String {
             None => String::new(),
         }
     );
-    let _ = writeln!(o, "  {:<6} {:>7} {:>6} {:>4} {:>6} {:<9} {:<10} {:>6}", "TASK", "PID", "PORT", "REV", "SECRET", "STATUS", "HEALTH", "CPU%");
+    let _ = writeln!(
+        o,
+        "  {:<6} {:>7} {:>6} {:>4} {:>6} {:<9} {:<10} {:>6}",
+        "TASK", "PID", "PORT", "REV", "SECRET", "STATUS", "HEALTH", "CPU%"
+    );
     for t in &s.tasks {
         let health = t.health.map(|h| format!("{h:?}").to_lowercase()).unwrap_or_else(|| "-".into());
         let status = format!("{:?}", t.status).to_lowercase();
@@ -457,7 +464,8 @@ fn down() -> anyhow::Result<Exit> {
         return Ok(Exit::Passed);
     }
     let rt = crate::cli::runtime()?;
-    let asked = rt.block_on(ControlClient::new(&addr.control_url, &addr.token).post("/v1/shutdown", serde_json::json!({})));
+    let asked =
+        rt.block_on(ControlClient::new(&addr.control_url, &addr.token).post("/v1/shutdown", serde_json::json!({})));
     // The supervisor stops and reaps its children before it exits; waiting for it is enough.
     let deadline = Instant::now() + Duration::from_secs(10);
     while proc::alive(addr.pid) && Instant::now() < deadline {

@@ -442,7 +442,9 @@ impl Service {
 
     /// Adds `delay` ± `jitter` to everything the selected tasks serve and send.
     pub async fn set_latency(&self, ids: &[String], delay_ms: u64, jitter_ms: u64) -> Vec<String> {
-        let r = self.tell(ids, &format!("latency {delay_ms} {jitter_ms}"), |t| t.latency = Some((delay_ms, jitter_ms))).await;
+        let r = self
+            .tell(ids, &format!("latency {delay_ms} {jitter_ms}"), |t| t.latency = Some((delay_ms, jitter_ms)))
+            .await;
         self.events.push(format!("fault: latency {delay_ms}ms ±{jitter_ms}ms on {}", list(&r)));
         r
     }
@@ -660,7 +662,10 @@ impl Service {
                 cpu_percent: (t.cpu_percent * 10.0).round() / 10.0,
                 uptime_s: now.duration_since(t.started).as_secs(),
                 latency_ms: t.latency,
-                stress: t.stress.filter(|(_, until)| *until > now).map(|(p, until)| (p, (until - now).as_millis() as u64)),
+                stress: t
+                    .stress
+                    .filter(|(_, until)| *until > now)
+                    .map(|(p, until)| (p, (until - now).as_millis() as u64)),
             })
             .collect();
         ServiceView {
@@ -734,7 +739,6 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
         _ => "unknown exit".into(),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -109,15 +109,25 @@ impl Lab {
         let secrets = Arc::new(SecretStore::default());
         let (_, password) = secrets.current().unwrap_or_default();
         let cluster = Cluster::start(&password, cfg.failover_outage, events.clone(), cancel.clone()).await?;
-        let balancer = Balancer::start(cfg.balancer_port, cfg.health, cfg.target_timeout, events.clone(), cancel.clone())
-            .await
-            .map_err(|source| LabError::Bind { what: "the balancer", port: cfg.balancer_port, source })?;
-        let control = TcpListener::bind(("127.0.0.1", cfg.control_port))
-            .await
-            .map_err(|source| LabError::Bind { what: "the control API", port: cfg.control_port, source })?;
-        let control_port = control.local_addr().map_err(|source| LabError::Bind { what: "the control API", port: 0, source })?.port();
-        let service =
-            Service::start(cfg.service.clone(), balancer.clone(), cluster.clone(), secrets.clone(), events.clone(), cancel.clone());
+        let balancer =
+            Balancer::start(cfg.balancer_port, cfg.health, cfg.target_timeout, events.clone(), cancel.clone())
+                .await
+                .map_err(|source| LabError::Bind { what: "the balancer", port: cfg.balancer_port, source })?;
+        let control = TcpListener::bind(("127.0.0.1", cfg.control_port)).await.map_err(|source| LabError::Bind {
+            what: "the control API",
+            port: cfg.control_port,
+            source,
+        })?;
+        let control_port =
+            control.local_addr().map_err(|source| LabError::Bind { what: "the control API", port: 0, source })?.port();
+        let service = Service::start(
+            cfg.service.clone(),
+            balancer.clone(),
+            cluster.clone(),
+            secrets.clone(),
+            events.clone(),
+            cancel.clone(),
+        );
         let lab = Arc::new(Lab {
             address: LabAddress {
                 control_url: format!("http://127.0.0.1:{control_port}"),
@@ -252,7 +262,11 @@ impl Lab {
         }
     }
 
-    async fn post(self: &Arc<Self>, path: &str, body: serde_json::Value) -> Result<serde_json::Value, (StatusCode, String)> {
+    async fn post(
+        self: &Arc<Self>,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, (StatusCode, String)> {
         let bad = |m: String| (StatusCode::BAD_REQUEST, m);
         let tasks = || -> Result<Vec<String>, (StatusCode, String)> {
             match body.get("tasks") {
@@ -298,7 +312,8 @@ impl Lab {
                 Ok(json!({ "writer": self.cluster.writer_name() }))
             }
             "/v1/secret/rotate" => {
-                let (prev, new, pw) = self.secrets.rotate().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                let (prev, new, pw) =
+                    self.secrets.rotate().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                 self.cluster.set_password(&pw).await;
                 self.events.push(format!("secret: {} rotated v{prev} -> v{new}", super::secrets::SECRET_NAME));
                 Ok(json!({ "previous_version": prev, "current_version": new }))
@@ -324,7 +339,8 @@ impl Lab {
                     None => None,
                     Some(serde_json::Value::Null) => Some(None),
                     Some(v) => Some(Some(
-                        serde_json::from_value::<AutoscalingConfig>(v.clone()).map_err(|e| bad(format!("autoscaling: {e}")))?,
+                        serde_json::from_value::<AutoscalingConfig>(v.clone())
+                            .map_err(|e| bad(format!("autoscaling: {e}")))?,
                     )),
                 };
                 self.service.configure(desired, autoscaling);

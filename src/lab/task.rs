@@ -156,9 +156,7 @@ async fn exchange(conn: &mut BufReader<TcpStream>, line: &str) -> Result<String,
         }
         Ok(answer.trim().to_string())
     };
-    tokio::time::timeout(Duration::from_secs(2), fut)
-        .await
-        .map_err(|_| "database query timed out".to_string())?
+    tokio::time::timeout(Duration::from_secs(2), fut).await.map_err(|_| "database query timed out".to_string())?
 }
 
 /// CPU time used by the calling thread so far.
@@ -272,7 +270,12 @@ pub fn run(args: TaskArgs) -> anyhow::Result<Exit> {
         let port = listener.local_addr()?.port();
         let seed = Rng::fresh_seed();
         let app = Arc::new(App {
-            db: Db { addr: args.db.clone(), password, pool: Mutex::new(Vec::new()), backoff: Mutex::new((None, BACKOFF_MIN, String::new())) },
+            db: Db {
+                addr: args.db.clone(),
+                password,
+                pool: Mutex::new(Vec::new()),
+                backoff: Mutex::new((None, BACKOFF_MIN, String::new())),
+            },
             args,
             delay_us: AtomicU64::new(0),
             jitter_us: AtomicU64::new(0),

@@ -55,7 +55,8 @@ impl TestLab {
             .expect("run siege lab up");
         assert!(out.status.success(), "lab up failed: {}", String::from_utf8_lossy(&out.stderr));
         let file: Value =
-            serde_json::from_str(&std::fs::read_to_string(home.path().join("lab.json")).expect("lab.json")).expect("json");
+            serde_json::from_str(&std::fs::read_to_string(home.path().join("lab.json")).expect("lab.json"))
+                .expect("json");
         TestLab {
             control: file["control_url"].as_str().expect("control_url").into(),
             token: file["token"].as_str().expect("token").into(),
@@ -91,7 +92,12 @@ impl TestLab {
     fn healthy(&self) -> Vec<String> {
         self.state()["targets"]
             .as_array()
-            .map(|ts| ts.iter().filter(|t| t["health"] == "healthy").map(|t| t["id"].as_str().unwrap_or("").to_string()).collect())
+            .map(|ts| {
+                ts.iter()
+                    .filter(|t| t["health"] == "healthy")
+                    .map(|t| t["id"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -99,14 +105,21 @@ impl TestLab {
         self.state()["service"]["tasks"]
             .as_array()
             .map(|ts| {
-                ts.iter().filter(|t| t["status"] == "running").map(|t| t["id"].as_str().unwrap_or("").to_string()).collect()
+                ts.iter()
+                    .filter(|t| t["status"] == "running")
+                    .map(|t| t["id"].as_str().unwrap_or("").to_string())
+                    .collect()
             })
             .unwrap_or_default()
     }
 
     fn all_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> =
-            self.state()["child_pids"].as_array().expect("pids").iter().map(|p| p.as_u64().unwrap_or(0) as u32).collect();
+        let mut pids: Vec<u32> = self.state()["child_pids"]
+            .as_array()
+            .expect("pids")
+            .iter()
+            .map(|p| p.as_u64().unwrap_or(0) as u32)
+            .collect();
         pids.push(self.pid);
         pids
     }
@@ -146,7 +159,8 @@ fn killed_task_is_replaced_and_back_in_rotation() {
     .expect("the killed task was not replaced within 15s");
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(10), "replacement took {took:?}");
-    let new_id = replaced.iter().find(|id| !before.to_string().contains(&format!("\"{id}\""))).expect("a new task").clone();
+    let new_id =
+        replaced.iter().find(|id| !before.to_string().contains(&format!("\"{id}\""))).expect("a new task").clone();
     // Round robin reaches the new task through the balancer.
     let seen = (0..6).filter_map(|_| lab.get("/").1["task"].as_str().map(String::from)).collect::<Vec<_>>();
     assert!(seen.contains(&new_id), "new task {new_id} not in rotation: {seen:?}");
@@ -178,7 +192,14 @@ fn balancer_answers_502_while_a_dead_target_is_in_rotation_then_503() {
     })
     .expect("502 and 503 counted in the metrics");
     let last = metrics.last().unwrap();
-    for k in ["RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "HealthyHostCount", "UnHealthyHostCount"] {
+    for k in [
+        "RequestCount",
+        "HTTPCode_ELB_5XX_Count",
+        "HTTPCode_Target_5XX_Count",
+        "TargetResponseTime",
+        "HealthyHostCount",
+        "UnHealthyHostCount",
+    ] {
         assert!(last.get(k).is_some(), "metric {k} missing: {last}");
     }
     lab.down();
@@ -200,7 +221,14 @@ fn balancer_answers_504_when_a_target_is_too_slow() {
 #[test]
 fn health_thresholds_are_honoured() {
     let lab = TestLab::up(&[
-        "--health-interval", "300ms", "--health-timeout", "150ms", "--healthy-threshold", "3", "--unhealthy-threshold", "4",
+        "--health-interval",
+        "300ms",
+        "--health-timeout",
+        "150ms",
+        "--healthy-threshold",
+        "3",
+        "--unhealthy-threshold",
+        "4",
     ]);
     let id = lab.task_ids()[0].clone();
     let t0 = Instant::now();
@@ -274,7 +302,11 @@ fn secret_drift_breaks_db_on_old_tasks_only_until_redeploy() {
     lab.post("/v1/tasks/kill", json!({ "tasks": [old[0]] }));
     let fresh = wait_for(Duration::from_secs(10), || {
         let st = lab.state();
-        st["service"]["tasks"].as_array()?.iter().find(|t| t["secret_version"] == 2 && t["health"] == "healthy").cloned()
+        st["service"]["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["secret_version"] == 2 && t["health"] == "healthy")
+            .cloned()
     })
     .expect("replacement with the new secret");
     let fresh_id = fresh["id"].as_str().unwrap().to_string();
@@ -363,7 +395,11 @@ fn cpu_stress_is_visible_in_task_cpu() {
     let target = ids[0].clone();
     lab.post("/v1/tasks/stress", json!({ "tasks": [target], "percent": 80, "duration_ms": 20000 }));
     let cpu_of = |st: &Value, id: &str| -> f64 {
-        st["service"]["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["id"] == id)).map(|t| t["cpu_percent"].as_f64().unwrap_or(0.0)).unwrap_or(0.0)
+        st["service"]["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["id"] == id))
+            .map(|t| t["cpu_percent"].as_f64().unwrap_or(0.0))
+            .unwrap_or(0.0)
     };
     // The machine may be shared: ask for a clear signal rather than the exact 80%.
     let st = wait_for(Duration::from_secs(10), || {
@@ -404,7 +440,9 @@ fn status_shows_tasks_writer_secret_and_faults() {
     let out = lab.siege().args(["lab", "status"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["service api: 2 running / 2 desired", "writer db-1", "current v1", &format!("latency 100ms ±0ms on {id}")] {
+    for needle in
+        ["service api: 2 running / 2 desired", "writer db-1", "current v1", &format!("latency 100ms ±0ms on {id}")]
+    {
         assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
     }
     let out = lab.siege().args(["lab", "status", "--json"]).output().unwrap();
@@ -437,7 +475,11 @@ fn killing_the_supervisor_kills_every_child() {
     // SAFETY: kill -9 of the lab this test started.
     unsafe { libc::kill(lab.pid as i32, libc::SIGKILL) };
     let gone = wait_for(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)).then_some(()));
-    assert!(gone.is_some(), "children outlived the supervisor: {:?}", pids.iter().filter(|p| pid_alive(**p)).collect::<Vec<_>>());
+    assert!(
+        gone.is_some(),
+        "children outlived the supervisor: {:?}",
+        pids.iter().filter(|p| pid_alive(**p)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -450,7 +492,12 @@ fn second_lab_up_is_refused_while_one_runs() {
 }
 
 /// Sends `/work?ms=N` requests back to back from `threads` threads until `stop`.
-fn work_load(balancer: &str, ms: u32, threads: usize, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+fn work_load(
+    balancer: &str,
+    ms: u32,
+    threads: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..threads)
         .map(|_| {
             let url = format!("{balancer}/work?ms={ms}");
@@ -467,7 +514,16 @@ fn work_load(balancer: &str, ms: u32, threads: usize, stop: std::sync::Arc<std::
 #[test]
 fn heavy_autoscaling_adds_tasks_under_work_load() {
     let lab = TestLab::up(&[
-        "--tasks", "1", "--autoscale-max", "3", "--autoscale-target", "30%", "--autoscale-cooldown", "2s", "--placement-delay", "500ms",
+        "--tasks",
+        "1",
+        "--autoscale-max",
+        "3",
+        "--autoscale-target",
+        "30%",
+        "--autoscale-cooldown",
+        "2s",
+        "--placement-delay",
+        "500ms",
     ]);
     assert_eq!(lab.state()["service"]["desired"], 1);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -511,7 +567,8 @@ fn open_load(url: &str, rate: u64, secs: u64, conns: usize) -> (u64, u64, u64) {
                 while i < total {
                     let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
                     tokio::time::sleep_until(due).await;
-                    let req = http::Request::get(&path).header("host", &host).body(Empty::<bytes::Bytes>::new()).unwrap();
+                    let req =
+                        http::Request::get(&path).header("host", &host).body(Empty::<bytes::Bytes>::new()).unwrap();
                     match send.send_request(req).await {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.into_body().collect().await;
@@ -546,11 +603,18 @@ fn heavy_lab_footprint_and_balancer_latency() {
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(0)
     };
     let total: u64 = pids.iter().map(|p| rss(*p)).sum();
-    println!("lab idle footprint: {} processes, RSS {:.1} MiB (supervisor {:.1} MiB)", pids.len(), total as f64 / 1024.0, rss(lab.pid) as f64 / 1024.0);
+    println!(
+        "lab idle footprint: {} processes, RSS {:.1} MiB (supervisor {:.1} MiB)",
+        pids.len(),
+        total as f64 / 1024.0,
+        rss(lab.pid) as f64 / 1024.0
+    );
     let st = lab.state();
     let task_port = st["service"]["tasks"][0]["port"].as_u64().unwrap();
     let direct = format!("http://127.0.0.1:{task_port}/");
@@ -610,7 +674,11 @@ fn run_owned_lab_through_the_backend() {
             name: "slow".into(),
             at: Duration::ZERO,
             duration: Some(Duration::from_secs(30)),
-            kind: FaultKind::Latency { select: Selection::Percent(1.0), delay: Duration::from_millis(300), jitter: Duration::ZERO },
+            kind: FaultKind::Latency {
+                select: Selection::Percent(1.0),
+                delay: Duration::from_millis(300),
+                jitter: Duration::ZERO,
+            },
         };
         let r = b.resolve(&latency, &mut Rng::new(7)).await.unwrap();
         assert_eq!(r, b.resolve(&latency, &mut Rng::new(7)).await.unwrap());
@@ -687,7 +755,12 @@ fn backend_attaches_to_a_lab_started_separately() {
     unsafe { std::env::set_var("SIEGE_HOME", lab.home.path()) };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let target = Target::Lab(LabTarget { service: "api".into(), tasks: 1, control: Some(lab.control.clone()), autoscaling: None });
+        let target = Target::Lab(LabTarget {
+            service: "api".into(),
+            tasks: 1,
+            control: Some(lab.control.clone()),
+            autoscaling: None,
+        });
         let b = Backend::connect(&target, "run-x").await.expect("attach");
         assert_eq!(b.entry_url(), lab.balancer);
         assert_eq!(b.sample().await.unwrap().running_tasks, Some(1));
