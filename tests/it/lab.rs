@@ -413,6 +413,41 @@ fn cpu_stress_is_visible_in_task_cpu() {
     lab.post("/v1/tasks/clear", json!({ "tasks": [target], "what": "stress" }));
     wait_for(Duration::from_secs(6), || (cpu_of(&lab.state(), &target) < 20.0).then_some(()))
         .expect("CPU did not drop after the revert");
+    // A stress ends by itself after its duration.
+    let other = ids[1].clone();
+    lab.post("/v1/tasks/stress", json!({ "tasks": [other], "percent": 100, "duration_ms": 1500 }));
+    let stress_of = |st: &Value| {
+        st["service"]["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["id"] == other.as_str()))
+            .map(|t| t["stress"].clone())
+    };
+    assert!(stress_of(&lab.state()).is_some_and(|s| !s.is_null()));
+    wait_for(Duration::from_secs(8), || {
+        let st = lab.state();
+        (stress_of(&st).is_some_and(|s| s.is_null()) && cpu_of(&st, &other) < 20.0).then_some(())
+    })
+    .expect("the stress did not end after its duration");
+    lab.down();
+}
+
+#[test]
+fn sigterm_task_kill_stops_the_task_gracefully_and_it_is_replaced() {
+    let lab = TestLab::up(&["--tasks", "2", "--placement-delay", "500ms"]);
+    let id = lab.task_ids()[0].clone();
+    let r = lab.post("/v1/tasks/kill", json!({ "tasks": [id], "signal": "SIGTERM" }));
+    assert_eq!(r["tasks"], json!([id]));
+    let st = wait_for(Duration::from_secs(10), || {
+        let st = lab.state();
+        (lab.healthy().len() == 2 && !lab.task_ids().contains(&id)).then_some(st)
+    })
+    .expect("not replaced");
+    let events = st["events"].to_string();
+    assert!(events.contains(&format!("task {id} stopped unexpectedly (exit code 0)")), "{events}");
+    // Only the two documented signals are accepted.
+    let body = json!({ "tasks": [lab.task_ids()[0]], "signal": "SIGSTOP" });
+    let (s, _) = http("POST", &format!("{}/v1/tasks/kill", lab.control), Some(&lab.token), Some(&body)).unwrap();
+    assert_eq!(s, 400);
     lab.down();
 }
 
