@@ -434,16 +434,21 @@ fn cpu_stress_is_visible_in_task_cpu() {
 #[test]
 fn sigterm_task_kill_stops_the_task_gracefully_and_it_is_replaced() {
     let lab = TestLab::up(&["--tasks", "2", "--placement-delay", "500ms"]);
-    let id = lab.task_ids()[0].clone();
+    let before = lab.task_ids();
+    let id = before[0].clone();
     let r = lab.post("/v1/tasks/kill", json!({ "tasks": [id], "signal": "SIGTERM" }));
     assert_eq!(r["tasks"], json!([id]));
-    let st = wait_for(Duration::from_secs(10), || {
-        let st = lab.state();
-        (lab.healthy().len() == 2 && !lab.task_ids().contains(&id)).then_some(st)
+    wait_for(Duration::from_secs(10), || {
+        let h = lab.healthy();
+        (h.len() == 2 && !h.contains(&id) && h.iter().any(|t| !before.contains(t))).then_some(())
     })
     .expect("not replaced");
-    let events = st["events"].to_string();
-    assert!(events.contains(&format!("task {id} stopped unexpectedly (exit code 0)")), "{events}");
+    let stopped = format!("task {id} stopped unexpectedly (exit code 0)");
+    let events = wait_for(Duration::from_secs(5), || {
+        let events = lab.state()["events"].to_string();
+        events.contains(&stopped).then_some(events)
+    });
+    assert!(events.is_some(), "{}", lab.state()["events"]);
     // Only the two documented signals are accepted.
     let body = json!({ "tasks": [lab.task_ids()[0]], "signal": "SIGSTOP" });
     let (s, _) = http("POST", &format!("{}/v1/tasks/kill", lab.control), Some(&lab.token), Some(&body)).unwrap();
