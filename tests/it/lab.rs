@@ -862,3 +862,23 @@ fn redeploy_without_surge_room_keeps_the_minimum_healthy() {
     assert!(lab.state()["events"].to_string().contains("deployment completed"));
     lab.down();
 }
+
+#[test]
+fn a_stale_lab_file_is_not_trusted() {
+    // A lab file left by a lab that died, whose pid now belongs to another process (this test).
+    let home = tempfile::tempdir().unwrap();
+    let stale = json!({
+        "control_url": "http://127.0.0.1:9", "token": "x", "balancer_url": "http://127.0.0.1:9", "pid": std::process::id(),
+    });
+    std::fs::write(home.path().join("lab.json"), stale.to_string()).unwrap();
+    let siege = || {
+        let mut c = common::siege();
+        c.env("SIEGE_HOME", home.path());
+        c
+    };
+    assert_eq!(siege().args(["lab", "status"]).output().unwrap().status.code(), Some(4));
+    let out = siege().args(["lab", "down"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stale"));
+    assert!(!home.path().join("lab.json").exists());
+}
