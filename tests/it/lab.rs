@@ -882,3 +882,32 @@ fn a_stale_lab_file_is_not_trusted() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("stale"));
     assert!(!home.path().join("lab.json").exists());
 }
+
+#[test]
+fn ctrl_c_at_the_terminal_stops_the_lab_in_order() {
+    use std::os::unix::process::CommandExt;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = common::siege()
+        .env("SIEGE_HOME", home.path())
+        .args(["lab", "up", "--tasks", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let file = home.path().join("lab.json");
+    wait_for(Duration::from_secs(20), || file.exists().then_some(())).expect("lab ready");
+    let pid = child.id();
+    let mut pids = children_of(pid);
+    pids.push(pid);
+    // What a terminal does on Ctrl-C: SIGINT to the whole foreground process group.
+    // SAFETY: signals the process group this test created.
+    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    // Tasks end on the supervisor's SIGTERM (exit code 0), not on the terminal's SIGINT.
+    assert!(!log.contains("signal 2") && !log.contains("stopped unexpectedly"), "children got the SIGINT:\n{log}");
+    assert!(log.contains("stopped by the scheduler (exit code 0)"), "{log}");
+    assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
+}
