@@ -911,3 +911,14 @@ fn ctrl_c_at_the_terminal_stops_the_lab_in_order() {
     assert!(log.contains("stopped by the scheduler (exit code 0)"), "{log}");
     assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
 }
+
+#[test]
+fn balancer_listens_on_a_fixed_port_when_asked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let lab = TestLab::up(&["--tasks", "1", "--balancer-port", &port.to_string()]);
+    assert_eq!(lab.balancer, format!("http://127.0.0.1:{port}"));
+    let (s, v) = lab.get("/");
+    assert_eq!(s, 200);
+    assert_eq!(v["service"], "api");
+    lab.down();
+}
