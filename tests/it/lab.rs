@@ -887,7 +887,7 @@ fn a_stale_lab_file_is_not_trusted() {
 fn ctrl_c_at_the_terminal_stops_the_lab_in_order() {
     use std::os::unix::process::CommandExt;
     let home = tempfile::tempdir().unwrap();
-    let mut child = common::siege()
+    let child = common::siege()
         .env("SIEGE_HOME", home.path())
         .args(["lab", "up", "--tasks", "2"])
         .stdout(std::process::Stdio::null())
