@@ -111,6 +111,9 @@ impl LabBackend {
             .map(std::process::Stdio::from)
             .unwrap_or_else(|_| std::process::Stdio::null());
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(stderr).kill_on_drop(true);
+        // Its own process group: a Ctrl-C at the terminal must reach the run only, which reverts
+        // its faults through the lab before it stops the lab.
+        cmd.process_group(0);
         proc::die_with_parent(&mut cmd);
         let mut child = proc::spawn(cmd).map_err(start)?;
         let stdout = child.stdout.take().ok_or_else(|| BackendError::Api("lab stdout".into()))?;

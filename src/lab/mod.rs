@@ -243,9 +243,17 @@ fn remove_lab_file_if(pid: u32) {
     }
 }
 
+/// Whether `pid` is a running lab supervisor (`siege lab up`), not some process that reused the
+/// pid of a lab that died without cleaning up.
+fn is_lab(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    proc::alive(pid) && args.windows(2).any(|w| w[0] == b"lab" && w[1] == b"up")
+}
+
 /// The background lab that is still running, if any.
 fn running_lab() -> Option<LabAddress> {
-    read_lab_file().filter(|a| proc::alive(a.pid))
+    read_lab_file().filter(|a| is_lab(a.pid))
 }
 
 pub fn cmd_lab(cmd: LabCommand) -> anyhow::Result<Exit> {
@@ -458,7 +466,7 @@ fn down() -> anyhow::Result<Exit> {
         println!("no lab is running");
         return Ok(Exit::Passed);
     };
-    if !proc::alive(addr.pid) {
+    if !is_lab(addr.pid) {
         let _ = std::fs::remove_file(lab_file());
         println!("no lab is running (removed a stale record of pid {})", addr.pid);
         return Ok(Exit::Passed);
@@ -471,7 +479,7 @@ fn down() -> anyhow::Result<Exit> {
     while proc::alive(addr.pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if proc::alive(addr.pid) {
+    if is_lab(addr.pid) {
         // Its children die with it (PR_SET_PDEATHSIG).
         proc::signal(addr.pid, libc::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(5);

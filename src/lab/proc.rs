@@ -135,6 +135,9 @@ pub struct Started {
 pub async fn spawn_ready(mut cmd: Command, deadline: std::time::Duration) -> std::io::Result<Started> {
     use tokio::io::AsyncBufReadExt;
     cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then
+    // stops its children in order (they are killed by pid, and die with it in any case).
+    cmd.process_group(0);
     die_with_parent(&mut cmd);
     let mut child = spawn(cmd)?;
     let pid = child.id().unwrap_or(0);

@@ -691,6 +691,11 @@ impl Service {
     /// Stops every task (SIGTERM, then SIGKILL) and waits until all are reaped.
     pub async fn stop_all(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        if let Ok(mut st) = self.lock() {
+            for t in st.tasks.iter_mut().filter(|t| t.status == TaskStatus::Running) {
+                t.status = TaskStatus::Stopping;
+            }
+        }
         for pid in self.pids() {
             proc::signal(pid, libc::SIGTERM);
         }

@@ -237,7 +237,7 @@ fn health_thresholds_are_honoured() {
     let down = t0.elapsed();
     // Four failed checks 300ms apart: at least three intervals after the first failure.
     assert!(down >= Duration::from_millis(850), "unhealthy after {down:?}, before 4 failed checks");
-    assert!(down < Duration::from_millis(2500), "unhealthy only after {down:?}");
+    assert!(down < Duration::from_secs(4), "unhealthy only after {down:?}");
     // Out of rotation: the balancer does not route to it.
     for _ in 0..6 {
         assert_ne!(lab.get("/").1["task"], json!(id));
@@ -359,18 +359,22 @@ fn secret_drift_breaks_db_on_old_tasks_only_until_redeploy() {
 #[test]
 fn latency_is_visible_at_the_balancer() {
     let lab = TestLab::up(&[]);
+    // The fastest of three requests, so that a busy machine does not pass for latency.
     let time = |lab: &TestLab| {
-        let t = Instant::now();
-        assert_eq!(lab.get("/").0, 200);
-        t.elapsed()
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(lab.get("/").0, 200);
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
     };
     assert!(time(&lab) < Duration::from_millis(150));
     let ids = lab.task_ids();
     lab.post("/v1/tasks/latency", json!({ "tasks": ids, "delay_ms": 300, "jitter_ms": 50 }));
-    for _ in 0..3 {
-        let d = time(&lab);
-        assert!(d >= Duration::from_millis(250) && d < Duration::from_millis(800), "{d:?}");
-    }
+    let d = time(&lab);
+    assert!(d >= Duration::from_millis(250) && d < Duration::from_secs(2), "{d:?}");
     // The balancer's own metric sees it too.
     let rt = wait_for(Duration::from_secs(3), || {
         let (_, b) = http("GET", &format!("{}/v1/metrics", lab.control), Some(&lab.token), None)?;
@@ -409,6 +413,46 @@ fn cpu_stress_is_visible_in_task_cpu() {
     lab.post("/v1/tasks/clear", json!({ "tasks": [target], "what": "stress" }));
     wait_for(Duration::from_secs(6), || (cpu_of(&lab.state(), &target) < 20.0).then_some(()))
         .expect("CPU did not drop after the revert");
+    // A stress ends by itself after its duration.
+    let other = ids[1].clone();
+    lab.post("/v1/tasks/stress", json!({ "tasks": [other], "percent": 100, "duration_ms": 1500 }));
+    let stress_of = |st: &Value| {
+        st["service"]["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["id"] == other.as_str()))
+            .map(|t| t["stress"].clone())
+    };
+    assert!(stress_of(&lab.state()).is_some_and(|s| !s.is_null()));
+    wait_for(Duration::from_secs(8), || {
+        let st = lab.state();
+        (stress_of(&st).is_some_and(|s| s.is_null()) && cpu_of(&st, &other) < 20.0).then_some(())
+    })
+    .expect("the stress did not end after its duration");
+    lab.down();
+}
+
+#[test]
+fn sigterm_task_kill_stops_the_task_gracefully_and_it_is_replaced() {
+    let lab = TestLab::up(&["--tasks", "2", "--placement-delay", "500ms"]);
+    let before = lab.task_ids();
+    let id = before[0].clone();
+    let r = lab.post("/v1/tasks/kill", json!({ "tasks": [id], "signal": "SIGTERM" }));
+    assert_eq!(r["tasks"], json!([id]));
+    wait_for(Duration::from_secs(10), || {
+        let h = lab.healthy();
+        (h.len() == 2 && !h.contains(&id) && h.iter().any(|t| !before.contains(t))).then_some(())
+    })
+    .expect("not replaced");
+    let stopped = format!("task {id} stopped unexpectedly (exit code 0)");
+    let events = wait_for(Duration::from_secs(5), || {
+        let events = lab.state()["events"].to_string();
+        events.contains(&stopped).then_some(events)
+    });
+    assert!(events.is_some(), "{}", lab.state()["events"]);
+    // Only the two documented signals are accepted.
+    let body = json!({ "tasks": [lab.task_ids()[0]], "signal": "SIGSTOP" });
+    let (s, _) = http("POST", &format!("{}/v1/tasks/kill", lab.control), Some(&lab.token), Some(&body)).unwrap();
+    assert_eq!(s, 400);
     lab.down();
 }
 
@@ -687,9 +731,15 @@ fn run_owned_lab_through_the_backend() {
         assert!(t.elapsed() >= Duration::from_millis(280));
         b.revert(&inj).await.unwrap();
         b.revert(&inj).await.unwrap();
-        let t = Instant::now();
-        assert_eq!(status_of(&url), 200);
-        assert!(t.elapsed() < Duration::from_millis(200));
+        let fastest = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(status_of(&url), 200);
+                t.elapsed()
+            })
+            .min()
+            .unwrap();
+        assert!(fastest < Duration::from_millis(250), "{fastest:?}");
 
         // DB failover with a long outage: the revert ends the window at once.
         let failover = Fault {
@@ -810,5 +860,65 @@ fn redeploy_without_surge_room_keeps_the_minimum_healthy() {
     assert!(min_healthy >= 2, "healthy dropped to {min_healthy}");
     assert!(max_running <= 3, "ran {max_running} tasks with a maximum of 100%");
     assert!(lab.state()["events"].to_string().contains("deployment completed"));
+    lab.down();
+}
+
+#[test]
+fn a_stale_lab_file_is_not_trusted() {
+    // A lab file left by a lab that died, whose pid now belongs to another process (this test).
+    let home = tempfile::tempdir().unwrap();
+    let stale = json!({
+        "control_url": "http://127.0.0.1:9", "token": "x", "balancer_url": "http://127.0.0.1:9", "pid": std::process::id(),
+    });
+    std::fs::write(home.path().join("lab.json"), stale.to_string()).unwrap();
+    let siege = || {
+        let mut c = common::siege();
+        c.env("SIEGE_HOME", home.path());
+        c
+    };
+    assert_eq!(siege().args(["lab", "status"]).output().unwrap().status.code(), Some(4));
+    let out = siege().args(["lab", "down"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stale"));
+    assert!(!home.path().join("lab.json").exists());
+}
+
+#[test]
+fn ctrl_c_at_the_terminal_stops_the_lab_in_order() {
+    use std::os::unix::process::CommandExt;
+    let home = tempfile::tempdir().unwrap();
+    let child = common::siege()
+        .env("SIEGE_HOME", home.path())
+        .args(["lab", "up", "--tasks", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let file = home.path().join("lab.json");
+    wait_for(Duration::from_secs(20), || file.exists().then_some(())).expect("lab ready");
+    let pid = child.id();
+    let mut pids = children_of(pid);
+    pids.push(pid);
+    // What a terminal does on Ctrl-C: SIGINT to the whole foreground process group.
+    // SAFETY: signals the process group this test created.
+    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    // Tasks end on the supervisor's SIGTERM (exit code 0), not on the terminal's SIGINT.
+    assert!(!log.contains("signal 2") && !log.contains("stopped unexpectedly"), "children got the SIGINT:\n{log}");
+    assert!(log.contains("stopped by the scheduler (exit code 0)"), "{log}");
+    assert!(pids.iter().all(|p| !pid_alive(*p)), "left running: {pids:?}");
+}
+
+#[test]
+fn balancer_listens_on_a_fixed_port_when_asked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let lab = TestLab::up(&["--tasks", "1", "--balancer-port", &port.to_string()]);
+    assert_eq!(lab.balancer, format!("http://127.0.0.1:{port}"));
+    let (s, v) = lab.get("/");
+    assert_eq!(s, 200);
+    assert_eq!(v["service"], "api");
     lab.down();
 }
