@@ -288,30 +288,6 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(scenario: &str, reports: &str) -> String {
-        let opts = RunOptions {
-            scenario_file: PathBuf::from(scenario),
-            reports_dir: Some(PathBuf::from(reports)),
-            seed: None,
-        };
-        runbook_link(&opts, "../runbooks/task-kill.md")
-    }
-
-    #[test]
-    fn runbook_links_are_relative_to_the_report_directory() {
-        assert_eq!(link("scenarios/task-kill.yaml", "reports"), "../../runbooks/task-kill.md");
-        assert_eq!(link("/srv/gd/scenarios/task-kill.yaml", "/srv/gd/reports"), "../../runbooks/task-kill.md");
-        assert_eq!(link("/srv/gd/scenarios/task-kill.yaml", "/tmp/out"), "/srv/gd/runbooks/task-kill.md");
-        let cwd = std::env::current_dir().unwrap();
-        let abs = cwd.join("scenarios/task-kill.yaml");
-        assert_eq!(link(abs.to_str().unwrap(), "reports"), "../../runbooks/task-kill.md");
-    }
-}
-
 struct Ctx<'a> {
     sc: &'a Scenario,
     run_id: String,
@@ -770,4 +746,28 @@ fn describe_outcomes(outcomes: &[observe::CheckOutcome]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(scenario: &str, reports: &str) -> String {
+        let opts = RunOptions {
+            scenario_file: PathBuf::from(scenario),
+            reports_dir: Some(PathBuf::from(reports)),
+            seed: None,
+        };
+        runbook_link(&opts, "../runbooks/task-kill.md")
+    }
+
+    #[test]
+    fn runbook_links_are_relative_to_the_report_directory() {
+        assert_eq!(link("scenarios/task-kill.yaml", "reports"), "../../runbooks/task-kill.md");
+        assert_eq!(link("/srv/gd/scenarios/task-kill.yaml", "/srv/gd/reports"), "../../runbooks/task-kill.md");
+        assert_eq!(link("/srv/gd/scenarios/task-kill.yaml", "/tmp/out"), "/srv/gd/runbooks/task-kill.md");
+        let cwd = std::env::current_dir().unwrap();
+        let abs = cwd.join("scenarios/task-kill.yaml");
+        assert_eq!(link(abs.to_str().unwrap(), "reports"), "../../runbooks/task-kill.md");
+    }
 }
