@@ -181,7 +181,7 @@ pub struct RecoveryReport {
 /// nothing is left. Safe to run twice. Skips a run whose process is still alive.
 pub async fn recover(rec: &Recorded) -> RecoveryReport {
     let mut out = RecoveryReport { run_id: rec.run_id.clone(), lines: vec![], failed: false };
-    if !rec.finished && rec.pid != std::process::id() && pid_alive(rec.pid) {
+    if !rec.finished && rec.pid != std::process::id() && crate::lab::proc::alive(rec.pid) {
         out.lines.push(format!("run {} is still running (pid {}); left alone", rec.run_id, rec.pid));
         return out;
     }
@@ -226,12 +226,6 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
     out
 }
 
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {
