@@ -226,7 +226,6 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

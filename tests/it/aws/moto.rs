@@ -15,8 +15,8 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -47,6 +47,31 @@ pub struct Moto {
     child: Child,
     pub port: u16,
     pub endpoint: String,
+    /// The end of moto's log (it logs every request to stderr), for failure messages.
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+/// How much of moto's log is kept.
+const LOG_TAIL: usize = 64 * 1024;
+
+/// Reads `pipe` to its end on a thread, keeping the last [`LOG_TAIL`] bytes. moto writes a line
+/// per request: a pipe nobody reads fills after a few hundred requests, and moto then blocks
+/// for ever in the write, in the middle of answering.
+fn drain(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+            log.extend_from_slice(&buf[..n]);
+            if log.len() > LOG_TAIL {
+                let cut = log.len() - LOG_TAIL;
+                log.drain(..cut);
+            }
+        }
+    });
+    (log, thread)
 }
 
 impl Moto {
@@ -77,22 +102,33 @@ impl Moto {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL}", bin.display()));
+        let (log, reader) = drain(child.stderr.take().expect("moto's stderr"));
+        let mut reader = Some(reader);
         let ready = crate::common::wait_for(Duration::from_secs(60), || {
             if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut s) = child.stderr.take() {
-                    let _ = s.read_to_string(&mut err);
+                // Its stderr is closed now: read all of it.
+                if let Some(r) = reader.take() {
+                    let _ = r.join();
                 }
+                let err = String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
                 panic!("moto_server exited at start ({status}): {err}\n{INSTALL}");
             }
             http(port, "GET", "/moto-api/", "", &[]).ok()
         });
-        let moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}") };
+        let moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log };
         assert!(ready.is_some(), "moto_server did not answer on port {port} within 60s. {INSTALL}");
         // ECS tasks in moto move one state towards STOPPED each time they are described; real
         // tasks keep running until stopped.
         moto.set_transition("ecs::task", r#"{"progression": "manual", "times": 1000000000}"#);
         moto
+    }
+
+    /// The last lines of moto's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&log);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     fn set_transition(&self, model: &str, transition: &str) {
@@ -433,16 +469,20 @@ impl World {
 
     /// Every task of the cluster (moto's `ListTasks` ignores the service filter), described.
     pub async fn all_tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
-        all_tasks(&self.ecs).await
+        all_tasks(&self.ecs).await.unwrap_or_else(|e| panic!("{e}\nmoto's log:\n{}", self.moto.log_tail(20)))
     }
 
     /// ARNs of the service's running tasks.
     pub async fn running_service_tasks(&self) -> Vec<String> {
-        running_service_tasks(&self.ecs).await
+        running_service_tasks(&self.ecs)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nmoto's log:\n{}", self.moto.log_tail(20)))
     }
 
     async fn sync_targets(&self) {
-        sync_targets(&self.ecs, &self.elb, &self.target_group_arn).await;
+        sync_targets(&self.ecs, &self.elb, &self.target_group_arn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nmoto's log:\n{}", self.moto.log_tail(20)));
     }
 
     /// Sets the alarm's state, as CloudWatch would when its metric breaches.
@@ -517,31 +557,32 @@ async fn run_service_tasks(ecs: &aws_sdk_ecs::Client, count: usize) {
         .expect("run service tasks");
 }
 
-async fn all_tasks(ecs: &aws_sdk_ecs::Client) -> Vec<aws_sdk_ecs::types::Task> {
-    let Ok(list) = ecs.list_tasks().cluster(CLUSTER).send().await else {
-        return Vec::new();
-    };
+/// Every task of the cluster, described. An error is returned, never read as "no tasks": the
+/// scheduler would start a whole service's worth of extra tasks, a test would see none stopped.
+async fn all_tasks(ecs: &aws_sdk_ecs::Client) -> Result<Vec<aws_sdk_ecs::types::Task>, String> {
+    let list = ecs.list_tasks().cluster(CLUSTER).send().await.map_err(|e| format!("ListTasks: {e:?}"))?;
     let arns = list.task_arns().to_vec();
     if arns.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    ecs.describe_tasks()
+    let out = ecs
+        .describe_tasks()
         .cluster(CLUSTER)
         .set_tasks(Some(arns))
         .send()
         .await
-        .map(|o| o.tasks().to_vec())
-        .unwrap_or_default()
+        .map_err(|e| format!("DescribeTasks: {e:?}"))?;
+    Ok(out.tasks().to_vec())
 }
 
-async fn running_service_tasks(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
+async fn running_service_tasks(ecs: &aws_sdk_ecs::Client) -> Result<Vec<String>, String> {
     let group = format!("service:{SERVICE}");
-    all_tasks(ecs)
-        .await
+    Ok(all_tasks(ecs)
+        .await?
         .into_iter()
         .filter(|t| t.group() == Some(group.as_str()) && t.last_status() == Some("RUNNING"))
         .filter_map(|t| t.task_arn().map(str::to_string))
-        .collect()
+        .collect())
 }
 
 /// A stable private IP per task, so that the target group tracks the running tasks.
@@ -551,31 +592,45 @@ fn task_ip(arn: &str) -> String {
 }
 
 /// Registers the running service tasks with the target group and deregisters the others.
-async fn sync_targets(ecs: &aws_sdk_ecs::Client, elb: &aws_sdk_elasticloadbalancingv2::Client, tg: &str) {
+async fn sync_targets(
+    ecs: &aws_sdk_ecs::Client,
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    tg: &str,
+) -> Result<(), String> {
     use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-    let want: HashSet<String> = running_service_tasks(ecs).await.iter().map(|a| task_ip(a)).collect();
-    let have: HashSet<String> = elb
+    let want: HashSet<String> = running_service_tasks(ecs).await?.iter().map(|a| task_ip(a)).collect();
+    let health = elb
         .describe_target_health()
         .target_group_arn(tg)
         .send()
         .await
-        .map(|o| {
-            o.target_health_descriptions()
-                .iter()
-                .filter(|d| d.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
-                .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+        .map_err(|e| format!("DescribeTargetHealth: {e:?}"))?;
+    let have: HashSet<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| d.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+        .collect();
     let target = |ip: &String| TargetDescription::builder().id(ip).port(8080).build();
     let add: Vec<_> = want.difference(&have).map(target).collect();
     let remove: Vec<_> = have.difference(&want).map(target).collect();
     if !add.is_empty() {
-        let _ = elb.register_targets().target_group_arn(tg).set_targets(Some(add)).send().await;
+        elb.register_targets()
+            .target_group_arn(tg)
+            .set_targets(Some(add))
+            .send()
+            .await
+            .map_err(|e| format!("RegisterTargets: {e:?}"))?;
     }
     if !remove.is_empty() {
-        let _ = elb.deregister_targets().target_group_arn(tg).set_targets(Some(remove)).send().await;
+        elb.deregister_targets()
+            .target_group_arn(tg)
+            .set_targets(Some(remove))
+            .send()
+            .await
+            .map_err(|e| format!("DeregisterTargets: {e:?}"))?;
     }
+    Ok(())
 }
 
 /// The background "ECS scheduler": keeps the service at its desired count by running a
@@ -597,8 +652,10 @@ impl Scheduler {
                 // When each missing task was first noticed.
                 let mut missing_since: HashMap<usize, Instant> = HashMap::new();
                 while !flag.load(Ordering::Relaxed) {
-                    let running = running_service_tasks(&ecs).await.len();
-                    let missing = TASKS.saturating_sub(running);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // A failed call is tried again on the next round, never read as "no tasks".
+                    let Ok(running) = running_service_tasks(&ecs).await else { continue };
+                    let missing = TASKS.saturating_sub(running.len());
                     missing_since.retain(|k, _| *k < missing);
                     for k in 0..missing {
                         missing_since.entry(k).or_insert_with(Instant::now);
@@ -608,8 +665,7 @@ impl Scheduler {
                         run_service_tasks(&ecs, due).await;
                         missing_since.clear();
                     }
-                    sync_targets(&ecs, &elb, &tg).await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = sync_targets(&ecs, &elb, &tg).await;
                 }
             });
         });
