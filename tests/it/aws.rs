@@ -569,28 +569,51 @@ fn ok_server() -> String {
     url
 }
 
+/// `scenarios/aws/NAME.yaml` as shipped, pointed at `world`, written into `dir`. Three lines
+/// change: the load goes to `url` (the placeholder balancer DNS name must never be looked up),
+/// the runbook path becomes absolute (the copy lives elsewhere), and the placeholder target
+/// group ARN becomes the one moto generated. The balancer is found by the name in its
+/// placeholder; the endpoint comes from `AWS_ENDPOINT_URL`, as a user's would.
+fn shipped_for(world: &World, name: &str, url: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let scenarios = crate::common::repo_root().join("scenarios/aws");
+    let text = std::fs::read_to_string(scenarios.join(format!("{name}.yaml"))).expect("shipped scenario");
+    let mut changed = [false; 3];
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let value = |key: &str| line.trim_start().strip_prefix(key).map(str::trim);
+            if let Some(v) = value("url:").filter(|v| v.starts_with("http")) {
+                assert!(v.contains(".elb.amazonaws.com"), "unexpected target url in {name}: {v}");
+                changed[0] = true;
+                format!("{indent}url: {url}")
+            } else if let Some(v) = value("runbook:") {
+                changed[1] = true;
+                format!("{indent}runbook: {}", scenarios.join(v).display())
+            } else if value("target_group:").is_some() {
+                changed[2] = true;
+                format!("{indent}target_group: {}", world.target_group_arn)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(changed, [true; 3], "{name}.yaml no longer has the lines this test points at moto");
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    file
+}
+
 #[tokio::test]
-async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
+async fn heavy_aws_shipped_task_kill_runs_against_moto_and_passes() {
     let mut world = World::start().await;
     world.start_scheduler(Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("task-kill.yaml");
-    let yaml = format!(
-        "name: aws-task-kill\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
-         load: {{ url: /, rate: 20/s, duration: 40s, timeout: 2s }}\n\
-         steady_state: {{ error_rate: \"< 1%\", running_tasks: \">= 4\", healthy_targets: \">= 4\" }}\n\
-         faults:\n  - {{ type: task-kill, at: 10s, select: 50% }}\n\
-         stop:\n  - {{ alarm: {} }}\n\
-         recovery: {{ within: 20s, hold: 3s }}\n",
-        world.target_yaml(),
-        ok_server(),
-        moto::ALARM
-    );
-    std::fs::write(&file, yaml).unwrap();
+    let file = shipped_for(&world, "task-kill", &ok_server(), dir.path());
     let home = tempfile::tempdir().unwrap();
     let reports = home.path().join("reports");
-    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.into()];
-    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(180)).await;
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.clone().into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(240)).await;
     assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
     let run_id = stderr
         .lines()
@@ -598,22 +621,35 @@ async fn heavy_aws_task_kill_run_against_moto_recovers_and_passes() {
         .expect("the run id on stderr")
         .to_string();
 
-    // Two tasks of the service were stopped, with the run in the reason; the bystander runs on.
-    let stopped: Vec<_> = world.all_tasks().await.into_iter().filter(|t| t.last_status() == Some("STOPPED")).collect();
+    // Two of the four tasks of the service were stopped, with the run in the reason; the
+    // bystander task of the same cluster runs on.
+    let tasks = world.all_tasks().await;
+    let stopped: Vec<_> = tasks.iter().filter(|t| t.last_status() == Some("STOPPED")).collect();
     assert_eq!(stopped.len(), 2, "{stopped:?}\n{stderr}");
     for t in &stopped {
         assert_eq!(t.group(), Some("service:api"));
         assert!(t.stopped_reason().unwrap_or_default().contains(&run_id), "{:?}", t.stopped_reason());
     }
-    // The harness scheduler replaces stopped tasks; on a busy machine moto answers slowly, so
-    // give it a bounded while to show the service whole again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut running = world.running_service_tasks().await.len();
-    while running != moto::TASKS && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        running = world.running_service_tasks().await.len();
+    let bystander = tasks.iter().find(|t| t.task_arn() == Some(world.bystander_task.as_str())).expect("bystander");
+    assert_eq!(bystander.last_status(), Some("RUNNING"));
+
+    // The same report as a lab run: three files, the verdict, the fault and the recovery time.
+    let dirs: Vec<_> = std::fs::read_dir(&reports).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
+    for f in ["report.md", "report.json", "junit.xml"] {
+        assert!(dirs[0].join(f).is_file(), "{f} missing in {}", dirs[0].display());
     }
-    assert_eq!(running, moto::TASKS, "the service is back at its desired count");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["verdict"]["outcome"], "passed", "{report:#}");
+    assert_eq!(report["run_id"], run_id.as_str());
+    assert_eq!(report["faults"][0]["targets"].as_array().map(Vec::len), Some(2));
+    assert!(report["timings"]["time_to_recover_s"].is_number(), "{:#}", report["timings"]);
+    let md = std::fs::read_to_string(dirs[0].join("report.md")).unwrap();
+    assert!(md.contains("runbooks/task-kill.md"), "the debrief links the runbook");
+
+    // The harness scheduler replaced the stopped tasks.
+    assert_eq!(world.running_service_tasks().await.len(), moto::TASKS, "the service is back at its desired count");
 }
 
 #[tokio::test]
