@@ -306,6 +306,7 @@ impl LabBackend {
             *c = st.last_event;
         }
         let healthy = st.targets.iter().filter(|t| t.health == TargetHealth::Healthy).count() as u32;
+        let m = st.metrics.as_ref();
         Ok(Sample {
             healthy_targets: Some(healthy),
             unhealthy_targets: Some(st.targets.len() as u32 - healthy),
@@ -314,6 +315,9 @@ impl LabBackend {
             pending_tasks: Some(st.service.pending),
             db_writer: st.db.writer.clone(),
             cpu_percent: Some(st.service.avg_cpu_percent),
+            lb_rps: m.map(|m| m.request_count as f64),
+            lb_5xx_rate: m.and_then(|m| fraction(m.elb_5xx + m.target_5xx, m.request_count)),
+            lb_response_ms: m.and_then(|m| m.target_response_time).map(|s| s * 1000.0),
             events: st.events.into_iter().map(|e| e.message).collect(),
         })
     }
@@ -331,6 +335,11 @@ impl LabBackend {
             }
         }
     }
+}
+
+/// `part / whole`, `None` when nothing was counted.
+fn fraction(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 fn signal_name(s: KillSignal) -> &'static str {

@@ -83,8 +83,20 @@ pub struct Sample {
     pub pending_tasks: Option<u32>,
     /// Current database writer (instance id / lab node name); `None` during a failover window.
     pub db_writer: Option<String>,
-    /// Average task CPU, percent of one core.
+    /// Average task CPU: percent of one core in the lab, of the tasks' reserved CPU on AWS
+    /// (CloudWatch `CPUUtilization` of the latest minute).
     pub cpu_percent: Option<f64>,
+    /// Requests per second the balancer counted, from every client and not only siege's load
+    /// (lab: the last complete second; AWS: CloudWatch `RequestCount` of the latest minute / 60).
+    #[serde(default)]
+    pub lb_rps: Option<f64>,
+    /// Fraction of the balancer's requests answered 5xx, by the balancer or by the targets.
+    #[serde(default)]
+    pub lb_5xx_rate: Option<f64>,
+    /// Target response time in milliseconds (lab: average over the last second; AWS:
+    /// `TargetResponseTime` p95 of the latest minute).
+    #[serde(default)]
+    pub lb_response_ms: Option<f64>,
     /// Service events since the previous sample (ECS service events, lab scheduler events).
     #[serde(default)]
     pub events: Vec<String>,

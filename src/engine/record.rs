@@ -306,6 +306,7 @@ impl RecordBuilder {
 
 fn window_record(s: &Second, steady: bool) -> WindowRecord {
     let w = &s.window;
+    let sample = s.sample.as_ref();
     WindowRecord {
         second: w.second,
         scheduled: w.scheduled,
@@ -314,9 +315,13 @@ fn window_record(s: &Second, steady: bool) -> WindowRecord {
         error_rate: round4(w.error_rate()),
         missed: w.missed,
         latency_ms: w.latency_ms,
-        healthy_targets: s.sample.as_ref().and_then(|x| x.healthy_targets),
-        running_tasks: s.sample.as_ref().and_then(|x| x.running_tasks),
-        db_writer: s.sample.as_ref().and_then(|x| x.db_writer.clone()),
+        healthy_targets: sample.and_then(|x| x.healthy_targets),
+        running_tasks: sample.and_then(|x| x.running_tasks),
+        db_writer: sample.and_then(|x| x.db_writer.clone()),
+        cpu_percent: sample.and_then(|x| x.cpu_percent).map(round2),
+        lb_rps: sample.and_then(|x| x.lb_rps).map(round2),
+        lb_5xx_rate: sample.and_then(|x| x.lb_5xx_rate).map(round4),
+        lb_response_ms: sample.and_then(|x| x.lb_response_ms).map(round2),
         steady,
     }
 }

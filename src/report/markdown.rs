@@ -158,6 +158,10 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
             if let Some(h) = w.healthy_targets {
                 let _ = write!(s, ", {h} healthy target{}", if h == 1 { "" } else { "s" });
             }
+            if let (Some(rps), Some(bad)) = (w.lb_rps, w.lb_5xx_rate) {
+                let _ =
+                    write!(s, "; the balancer counted {} req/s, {} 5xx", format::value(rps, ""), format::percent(bad));
+            }
             s
         }
         None => "n/a".into(),

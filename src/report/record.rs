@@ -226,6 +226,21 @@ pub struct WindowRecord {
     pub running_tasks: Option<u32>,
     /// Current database writer; `null` when unknown or during a failover.
     pub db_writer: Option<String>,
+    /// Average task CPU, percent (lab: of one core; AWS: of the tasks' reserved CPU, CloudWatch,
+    /// per minute).
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Requests per second the load balancer counted, from every client, not only siege's load
+    /// (lab: the latest complete second when sampled; AWS: CloudWatch, the latest minute's average).
+    #[serde(default)]
+    pub lb_rps: Option<f64>,
+    /// Fraction of the balancer's requests answered 5xx by the balancer or the targets.
+    #[serde(default)]
+    pub lb_5xx_rate: Option<f64>,
+    /// Target response time seen by the balancer, ms (lab: average of that second; AWS:
+    /// `TargetResponseTime` p95 of the latest minute).
+    #[serde(default)]
+    pub lb_response_ms: Option<f64>,
     /// Whether every steady-state check held in this second.
     pub steady: bool,
 }

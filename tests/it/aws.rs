@@ -427,6 +427,9 @@ async fn preflight_and_samplers_on_a_healthy_world() {
     assert_eq!(s.unhealthy_targets, Some(0));
     assert_eq!(s.db_writer.as_deref(), Some(moto::DB_WRITER));
     assert_eq!(s.cpu_percent, Some(42.0));
+    // The balancer's view, per second over CloudWatch's minute.
+    assert_eq!(s.lb_rps, Some(10.0));
+    assert_eq!(s.lb_5xx_rate, Some(0.005));
 
     // The backend is found again from its journaled locator.
     let again = AwsBackend::reconnect(&b.locator()).await;

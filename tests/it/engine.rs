@@ -353,6 +353,21 @@ fn heavy_scenario_task_kill_passes() {
     let r = report_json(&home);
     assert_eq!(r["faults"][0]["targets"].as_array().map(Vec::len), Some(2), "50% of 3 tasks");
     assert!(r["timings"]["time_to_recover_s"].is_number());
+    // The balancer's own view and the tasks' CPU are in every window once the lab has a second
+    // of metrics; the balancer counts at least siege's load.
+    let windows = r["windows"].as_array().unwrap();
+    for w in &windows[2..] {
+        assert!(w["cpu_percent"].is_number(), "{w}");
+        assert!(w["lb_rps"].as_f64().is_some_and(|n| n > 0.0), "{w}");
+        assert!(w["lb_5xx_rate"].is_number(), "{w}");
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let lb = median(windows.iter().filter_map(|w| w["lb_rps"].as_f64()).collect());
+    let ours = median(windows.iter().filter_map(|w| w["requests"].as_f64()).collect());
+    assert!((lb - ours).abs() <= ours * 0.1, "balancer {lb} req/s, load {ours} req/s");
 }
 
 #[test]

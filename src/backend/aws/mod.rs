@@ -403,6 +403,12 @@ impl AwsBackend {
         sample.events.extend(self.watch_experiments().await);
         let (metrics, note) = self.cached_metrics().await;
         sample.cpu_percent = metrics.cpu_percent;
+        sample.lb_rps = metrics.request_count.map(|n| n / f64::from(watch::PERIOD_SECS));
+        sample.lb_5xx_rate = match (metrics.http_5xx, metrics.request_count) {
+            (Some(bad), Some(all)) if all > 0.0 => Some(bad / all),
+            _ => None,
+        };
+        sample.lb_response_ms = metrics.target_response_p95_ms;
         sample.events.extend(note);
         Ok(sample)
     }

@@ -16,7 +16,7 @@ use crate::backend::BackendError;
 /// CloudWatch metrics are published per minute: asking more often only costs money.
 const METRICS_EVERY: Duration = Duration::from_secs(60);
 /// Period and look-back of the metric queries.
-const PERIOD_SECS: i32 = 60;
+pub(super) const PERIOD_SECS: i32 = 60;
 const LOOK_BACK: Duration = Duration::from_secs(5 * 60);
 
 /// The latest minute of the ALB's and the service's CloudWatch metrics; `None` where the target
