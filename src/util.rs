@@ -93,6 +93,18 @@ pub fn state_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(home).join(".local/state/siege")
 }
 
+/// Panics here when `SIEGE_FAILPOINT` names `point`, in debug builds only (release builds
+/// compile it away): the integration tests use it to check, on a real process, that a panic in
+/// the engine still reverts every injected fault.
+pub fn failpoint(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("SIEGE_FAILPOINT").is_some_and(|v| v == point) {
+        panic!("failpoint {point}");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -482,6 +482,7 @@ impl Ctx<'_> {
                                         t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(),
                                         summary: summary_of(&em.record, &f.name),
                                     });
+                                    crate::util::failpoint("after-inject");
                                     if needs_revert(f) {
                                         active.push((fault, injected));
                                     } else {

@@ -332,6 +332,51 @@ fn heavy_sigterm_reverts_and_reports_aborted() {
     assert!(r["verdict"]["reason"].as_str().unwrap_or("").contains("SIGTERM"), "{r}");
 }
 
+#[test]
+fn heavy_second_ctrl_c_still_reverts() {
+    let home = Home::new();
+    let control = home.lab_up();
+    let p = home.scenario("twice", &latency_scenario(&control, "200ms", 50, "error_rate > 90% for 30s", "2s"));
+    let (mut child, _, _) = run_until(&home, &p, "fault injected: latency");
+    // An impatient operator: Ctrl-C, then Ctrl-C again at once.
+    let pid = child.id() as i32;
+    // SAFETY: signals the child this test spawned.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(50));
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(2));
+    assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
+    let r = report_json(&home);
+    assert_eq!(r["verdict"]["outcome"], "aborted");
+    assert!(r["verdict"]["reason"].as_str().unwrap_or("").contains("SIGINT"), "{r}");
+    assert!(r["faults"][0]["reverted_s"].is_number(), "{r}");
+}
+
+#[test]
+fn heavy_panic_in_the_engine_still_reverts_from_the_journal() {
+    let home = Home::new();
+    let control = home.lab_up();
+    let p = home.scenario("panics", &latency_scenario(&control, "200ms", 50, "error_rate > 90% for 30s", "2s"));
+    let out = home
+        .siege()
+        .env("SIEGE_FAILPOINT", "after-inject")
+        .arg("run")
+        .arg(&p)
+        .arg("--reports")
+        .arg(home.reports())
+        .output()
+        .expect("run siege");
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(70), "{s}");
+    assert!(s.contains("failpoint after-inject"), "the panic itself is shown: {s}");
+    assert!(s.contains("reverting from the journal"), "{s}");
+    assert!(s.contains("reverted latency (latency)"), "{s}");
+    assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
+    let journal = home.path().join("journal");
+    assert_eq!(std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0), 0, "journal closed");
+}
+
 /// Runs a shipped scenario on its own lab; checks the exit code, the report files and that
 /// nothing is left running.
 fn shipped(name: &str, expected: i32) -> (Home, String) {
