@@ -202,7 +202,12 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
             l.tasks,
             l.control.as_ref().map(|c| format!(", lab at {c}")).unwrap_or_else(|| ", a lab started for the run".into())
         ),
-        Target::Aws(a) => format!("aws {} cluster {} service {}", a.region, a.cluster, a.service),
+        Target::Aws(a) => format!(
+            "aws {} cluster {} service {}",
+            a.region.as_deref().unwrap_or("(region from AWS_REGION or the profile)"),
+            a.cluster,
+            a.service
+        ),
     };
     s += &format!("plan: {} — {target}, seed {seed}\n", sc.name);
     s += &format!(

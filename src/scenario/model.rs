@@ -53,7 +53,8 @@ pub struct Autoscaling {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AwsTarget {
-    pub region: String,
+    /// `None`: the SDK's region chain (`AWS_REGION`, the profile) decides when connecting.
+    pub region: Option<String>,
     /// 12-digit account id the credentials must belong to before anything is mutated.
     pub account: Option<String>,
     pub cluster: String,

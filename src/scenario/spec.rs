@@ -87,8 +87,9 @@ pub struct AutoscalingSpec {
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct AwsSpec {
-    /// e.g. `us-east-1`.
-    region: String,
+    /// e.g. `us-east-1`; default: the SDK's region chain (`AWS_REGION`, `AWS_DEFAULT_REGION`,
+    /// the profile's `region`).
+    region: Option<String>,
     /// 12-digit account id, quoted; siege refuses to mutate anything in another account.
     #[schemars(regex(pattern = r"^[0-9]{12}$"))]
     account: Option<String>,

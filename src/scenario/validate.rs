@@ -312,8 +312,8 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
     })?;
     let before = cx.diags.len();
     let text = |cx: &mut Checker, key: &str| -> Option<String> { f.get(key).and_then(|n| cx.text(n, &f.path(key))) };
-    let region =
-        cx.require(&f, "region", "the AWS region, e.g. `us-east-1`").and_then(|n| cx.text(n, &f.path("region")));
+    // Optional: without it the SDK's region chain (AWS_REGION, the profile) decides.
+    let region = text(cx, "region");
     if let (Some(r), Some(n)) = (&region, f.get("region"))
         && !looks_like_region(r)
     {
@@ -372,7 +372,7 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
         None => Some(false),
     };
     let t = AwsTarget {
-        region: region?,
+        region,
         account,
         cluster: cluster?,
         service: service?,

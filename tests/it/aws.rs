@@ -542,6 +542,51 @@ async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("111111111111"));
 }
 
+#[tokio::test]
+async fn region_comes_from_the_environment_when_the_scenario_names_none() {
+    let world = World::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-region.yaml");
+    let target = world.target_yaml().replace(&format!("    region: {}\n", moto::REGION), "");
+    assert!(!target.contains("region"), "{target}");
+    let yaml = format!(
+        "name: aws-no-region\n{target}    url: http://127.0.0.1:9\n\
+         load: {{ url: /, rate: 10/s, duration: 1m }}\nsteady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n  - {{ type: task-kill, at: 20s, select: 1 }}\n\
+         recovery: {{ within: 30s }}\n"
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let plan = |region: Option<&str>| {
+        let mut cmd = crate::common::siege();
+        cmd.arg("plan")
+            .arg(&file)
+            .envs(world.env())
+            .env("SIEGE_HOME", home.path())
+            // No profile on this machine may supply a region.
+            .env("HOME", home.path())
+            .env("AWS_CONFIG_FILE", home.path().join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("no-credentials"))
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_PROFILE");
+        if let Some(r) = region {
+            cmd.env("AWS_REGION", r);
+        }
+        cmd.output().expect("run siege plan")
+    };
+    let out = plan(Some(moto::REGION));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("stop 1 of 4 running tasks of service api"), "{stdout}");
+
+    // Nowhere to find a region: refused before anything is asked of AWS.
+    let out = plan(None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("no AWS region"), "{stderr}");
+}
+
 /// A tiny HTTP/1.1 server answering 200 to everything, standing in for the service behind the
 /// ALB (moto runs no containers). Returns its base URL.
 fn ok_server() -> String {

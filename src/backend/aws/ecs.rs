@@ -42,7 +42,7 @@ impl AwsBackend {
         out.services().iter().find(|s| s.status() != Some("INACTIVE")).cloned().ok_or_else(|| {
             BackendError::NotFound(format!(
                 "ECS service {} in cluster {} (region {})",
-                self.target.service, self.target.cluster, self.target.region
+                self.target.service, self.target.cluster, self.region
             ))
         })
     }

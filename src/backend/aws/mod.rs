@@ -94,6 +94,8 @@ pub struct State {
     target: AwsTarget,
     run_id: String,
     clients: Clients,
+    /// The region in use: the target's, else the one the SDK's region chain found.
+    region: String,
     /// Account id reported by STS, asked once.
     caller_account: OnceCell<String>,
     /// Base URL of the load (the scenario's `url`, else the ALB's DNS name).
@@ -115,9 +117,13 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AwsBackend {
     /// Connects with the standard credential chain (env, profile, SSO, instance role) and region
-    /// `target.region`; `target.endpoint` (else `AWS_ENDPOINT_URL`) overrides every endpoint.
+    /// `target.region`, else the standard region chain (`AWS_REGION`, the profile);
+    /// `target.endpoint` (else `AWS_ENDPOINT_URL`) overrides every endpoint.
     pub async fn connect(target: &AwsTarget, run_id: &str) -> Result<Self, BackendError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(target.region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &target.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
         if let Some(endpoint) = &target.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
@@ -129,8 +135,13 @@ impl AwsBackend {
     /// endpoint, so that nothing leaks into the process environment). `target.endpoint`, when
     /// set, still wins.
     pub async fn with_config(target: &AwsTarget, run_id: &str, config: &SdkConfig) -> Result<Self, BackendError> {
+        let region = target.region.clone().or_else(|| config.region().map(|r| r.to_string())).ok_or_else(|| {
+            BackendError::Precondition(
+                "no AWS region: set `region` in target.aws, or AWS_REGION, or a region in the AWS profile".into(),
+            )
+        })?;
         let mut builder = config.to_builder();
-        builder.set_region(Some(Region::new(target.region.clone())));
+        builder.set_region(Some(Region::new(region.clone())));
         if let Some(endpoint) = &target.endpoint {
             builder.set_endpoint_url(Some(endpoint.clone()));
         }
@@ -149,6 +160,7 @@ impl AwsBackend {
         let mut backend = AwsBackend(Box::new(State {
             target: target.clone(),
             run_id: run_id.to_string(),
+            region,
             clients,
             caller_account: OnceCell::new(),
             entry_url: target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
@@ -171,7 +183,7 @@ impl AwsBackend {
     pub fn locator(&self) -> serde_json::Value {
         let t = &self.target;
         let l = Locator {
-            region: t.region.clone(),
+            region: self.region.clone(),
             account: t.account.clone(),
             cluster: t.cluster.clone(),
             service: t.service.clone(),
@@ -195,7 +207,7 @@ impl AwsBackend {
         // Neither the entry URL nor the balancer is needed to revert; skipping the balancer
         // lookup keeps `siege recover` working even when the balancer is gone.
         let target = AwsTarget {
-            region: l.region,
+            region: Some(l.region),
             account: l.account,
             cluster: l.cluster,
             service: l.service,

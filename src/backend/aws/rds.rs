@@ -38,7 +38,7 @@ impl AwsBackend {
         out.db_clusters()
             .first()
             .cloned()
-            .ok_or_else(|| BackendError::NotFound(format!("Aurora cluster {name} (region {})", self.target.region)))
+            .ok_or_else(|| BackendError::NotFound(format!("Aurora cluster {name} (region {})", self.region)))
     }
 
     /// The current writer instance of `cluster`; `None` while it has none (mid-failover).

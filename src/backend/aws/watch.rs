@@ -123,7 +123,7 @@ impl AwsBackend {
             });
         match alarm {
             Some(state) => Ok(state == Some(StateValue::Alarm)),
-            None => Err(BackendError::NotFound(format!("CloudWatch alarm {name} (region {})", self.target.region))),
+            None => Err(BackendError::NotFound(format!("CloudWatch alarm {name} (region {})", self.region))),
         }
     }
 

@@ -424,7 +424,7 @@ impl World {
     /// the target group and balancer by name), with the endpoint of this moto.
     pub fn target(&self) -> AwsTarget {
         AwsTarget {
-            region: REGION.into(),
+            region: Some(REGION.into()),
             account: Some(ACCOUNT.into()),
             cluster: CLUSTER.into(),
             service: SERVICE.into(),
