@@ -653,6 +653,40 @@ fn shipped_for(world: &World, name: &str, url: &str, dir: &std::path::Path) -> s
 }
 
 #[tokio::test]
+async fn every_shipped_aws_scenario_plans_against_moto_and_touches_nothing() {
+    let world = World::start().await;
+    let running = world.running_service_tasks().await;
+    let secret = world.secret_current().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(crate::common::repo_root().join("scenarios/aws"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".yaml").map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 7, "{names:?}");
+    for name in &names {
+        let file = shipped_for(&world, name, "http://127.0.0.1:9", dir.path());
+        let out = crate::common::siege()
+            .arg("plan")
+            .arg(&file)
+            .envs(world.env())
+            .env("SIEGE_HOME", home.path())
+            .output()
+            .expect("run siege plan");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("aws us-east-1 cluster prod service api"), "{name}:\n{stdout}");
+        assert!(stdout.contains("nothing was injected (plan only)"), "{name}:\n{stdout}");
+    }
+    assert_eq!(world.running_service_tasks().await, running);
+    assert_eq!(world.secret_current().await, secret);
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
+    assert!(templates(&world).await.is_empty());
+}
+
+#[tokio::test]
 async fn heavy_aws_shipped_task_kill_runs_against_moto_and_passes() {
     let mut world = World::start().await;
     world.start_scheduler(Duration::from_secs(3));

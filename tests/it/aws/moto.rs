@@ -1,7 +1,7 @@
 //! A local AWS for the tests: moto's server on a free loopback port, a world matching the
 //! placeholders of `scenarios/aws/*.yaml` (account 123456789012, region us-east-1, cluster
 //! `prod`, service `api`, target group `api`, balancer `prod-lb`, Aurora cluster `prod-db`,
-//! secret `prod/api/db`, alarm `api-5xx`), and a background scheduler thread that plays ECS:
+//! secret `prod/api/db`, alarms `api-5xx` and `api-unhealthy-hosts`), and a background scheduler thread that plays ECS:
 //! moto records state but runs nothing, so the scheduler replaces stopped tasks after a delay
 //! and keeps the target group's registrations in step with the running tasks.
 //!
@@ -35,6 +35,7 @@ pub const DB_READER: &str = "prod-db-instance-2";
 pub const SECRET: &str = "prod/api/db";
 pub const SECRET_VALUE: &str = r#"{"username":"app","password":"initial-password"}"#;
 pub const ALARM: &str = "api-5xx";
+pub const UNHEALTHY_ALARM: &str = "api-unhealthy-hosts";
 pub const FIS_ROLE: &str = "arn:aws:iam::123456789012:role/siege-fis";
 pub const TASKS: usize = 4;
 
@@ -387,19 +388,23 @@ impl World {
 
         secrets.create_secret().name(SECRET).secret_string(SECRET_VALUE).send().await.expect("create secret");
 
-        cloudwatch
-            .put_metric_alarm()
-            .alarm_name(ALARM)
-            .namespace("AWS/ApplicationELB")
-            .metric_name("HTTPCode_Target_5XX_Count")
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(10.0)
-            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
-            .send()
-            .await
-            .expect("create alarm");
+        for (alarm, metric, threshold) in
+            [(ALARM, "HTTPCode_Target_5XX_Count", 10.0), (UNHEALTHY_ALARM, "UnHealthyHostCount", 1.0)]
+        {
+            cloudwatch
+                .put_metric_alarm()
+                .alarm_name(alarm)
+                .namespace("AWS/ApplicationELB")
+                .metric_name(metric)
+                .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+                .period(60)
+                .evaluation_periods(1)
+                .threshold(threshold)
+                .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+                .send()
+                .await
+                .expect("create alarm");
+        }
 
         let world = World {
             config,
