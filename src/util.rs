@@ -96,10 +96,24 @@ pub fn state_dir() -> std::path::PathBuf {
 /// Panics here when `SIEGE_FAILPOINT` names `point`, in debug builds only (release builds
 /// compile it away): the integration tests use it to check, on a real process, that a panic in
 /// the engine still reverts every injected fault.
+///
+/// The points: `after-inject` (a panic right after a fault is injected) and, with
+/// [`failpoint_wait`], `slow-revert` (the first revert attempt waits 30 s).
 pub fn failpoint(point: &str) {
     #[cfg(debug_assertions)]
     if std::env::var_os("SIEGE_FAILPOINT").is_some_and(|v| v == point) {
         panic!("failpoint {point}");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// Waits 30 s here when `SIEGE_FAILPOINT` names `point`, in debug builds only: a slow step
+/// (a revert) that tests can interrupt.
+pub async fn failpoint_wait(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("SIEGE_FAILPOINT").is_some_and(|v| v == point) {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     }
     #[cfg(not(debug_assertions))]
     let _ = point;

@@ -337,9 +337,10 @@ impl LabBackend {
     }
 }
 
-/// `part / whole`, `None` when nothing was counted.
+/// `part / whole`, at most 1 (an answer can be counted a second after its request), `None` when
+/// nothing was counted.
 fn fraction(part: u64, whole: u64) -> Option<f64> {
-    (whole > 0).then(|| part as f64 / whole as f64)
+    (whole > 0).then(|| (part as f64 / whole as f64).min(1.0))
 }
 
 fn signal_name(s: KillSignal) -> &'static str {

@@ -139,6 +139,15 @@ impl Backend {
         }
     }
 
+    /// The AWS region in use (the scenario's, or the one the SDK's region chain found); `None`
+    /// for a lab.
+    pub fn region(&self) -> Option<String> {
+        match self {
+            Backend::Lab(_) => None,
+            Backend::Aws(b) => Some(b.region().to_string()),
+        }
+    }
+
     /// Base URL the load is sent to (lab balancer or ALB), without a trailing slash.
     pub fn entry_url(&self) -> String {
         match self {

@@ -86,7 +86,9 @@ fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
                 _ = int.recv() => "SIGINT (Ctrl-C)",
                 _ = term.recv() => "SIGTERM",
             };
-            interrupts.interrupt(why);
+            if interrupts.interrupt(why) {
+                eprintln!("\nsiege: {why} again: skipping waits; every fault is still reverted");
+            }
         }
     });
     Ok(())
@@ -140,7 +142,7 @@ pub fn cmd_recover(_args: RecoverArgs) -> anyhow::Result<Exit> {
 
 /// `siege plan FILE`: the resolved timeline and targets; injects nothing.
 pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
-    let sc = load(&args.file)?;
+    let mut sc = load(&args.file)?;
     let seed = args.seed.or(sc.seed).unwrap_or_else(crate::util::Rng::fresh_seed);
     let rt = runtime()?;
     rt.block_on(async {
@@ -155,6 +157,10 @@ pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
                 Some(b)
             }
         };
+        // The plan names the region it would act in, wherever that came from.
+        if let (Some(b), Target::Aws(a)) = (&backend, &mut sc.target) {
+            a.region = b.region().or(a.region.take());
+        }
         let mut rng = crate::util::Rng::new(seed);
         let mut resolved = vec![];
         for f in &sc.faults {
@@ -204,7 +210,7 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
         ),
         Target::Aws(a) => format!(
             "aws {} cluster {} service {}",
-            a.region.as_deref().unwrap_or("(region from AWS_REGION or the profile)"),
+            a.region.as_deref().unwrap_or("(region from the environment)"),
             a.cluster,
             a.service
         ),

@@ -30,14 +30,17 @@ pub struct Interrupts {
 }
 
 impl Interrupts {
-    pub fn interrupt(&self, why: &str) {
+    /// Returns true when this interrupt hurries (it is not the first).
+    pub fn interrupt(&self, why: &str) -> bool {
         if let Ok(mut r) = self.reason.lock() {
             r.get_or_insert_with(|| why.to_string());
         }
         if self.cancel.is_cancelled() {
             self.hurry.cancel();
+            true
         } else {
             self.cancel.cancel();
+            false
         }
     }
 
@@ -708,8 +711,12 @@ impl Ctx<'_> {
     ) {
         let name = self.sc.faults[fi].name.clone();
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
+        let first = async {
+            crate::util::failpoint_wait("slow-revert").await;
+            backend.revert(inj).await
+        };
         let result = tokio::select! {
-            r = tokio::time::timeout(limit, backend.revert(inj)) => r.map_err(|_| BackendError::Api(format!("timed out after {}s", limit.as_secs()))).and_then(|r| r),
+            r = tokio::time::timeout(limit, first) => r.map_err(|_| BackendError::Api(format!("timed out after {}s", limit.as_secs()))).and_then(|r| r),
             // A second Ctrl-C while a long revert waits: retry once with the short limit.
             _ = interrupts.hurry.cancelled(), if !interrupts.hurry.is_cancelled() => {
                 tokio::time::timeout(Duration::from_secs(15), backend.revert(inj)).await

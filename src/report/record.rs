@@ -306,6 +306,18 @@ mod tests {
     }
 
     #[test]
+    fn windows_written_before_the_balancer_fields_still_load() {
+        let old = serde_json::json!({
+            "second": 3, "scheduled": 100, "requests": 100, "errors": 0, "error_rate": 0.0, "missed": 0,
+            "latency_ms": { "p50": 1.0, "p90": 2.0, "p95": 3.0, "p99": 4.0, "max": 5.0 },
+            "healthy_targets": 3, "running_tasks": 3, "db_writer": null, "steady": true
+        });
+        let w: WindowRecord = serde_json::from_value(old).expect("an old window loads");
+        assert_eq!((w.cpu_percent, w.lb_rps, w.lb_5xx_rate, w.lb_response_ms), (None, None, None, None));
+        assert_eq!(w.healthy_targets, Some(3));
+    }
+
+    #[test]
     fn load_type_mirrors_match_the_load_types() {
         assert_eq!(keys(serde_json::to_value(Latency::default()).unwrap()), schema_keys::<LatencySchema>());
         assert_eq!(keys(serde_json::to_value(ErrorCounts::default()).unwrap()), schema_keys::<ErrorCountsSchema>());

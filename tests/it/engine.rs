@@ -134,8 +134,19 @@ fn report_json(home: &Home) -> serde_json::Value {
 /// Spawns `siege run`, returning the child once a stderr line contains `marker`, with the lines
 /// seen so far and a receiver for the rest.
 fn run_until(home: &Home, scenario: &Path, marker: &str) -> (Child, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    run_until_with(home, scenario, marker, &[])
+}
+
+/// [`run_until`] with extra environment variables.
+fn run_until_with(
+    home: &Home,
+    scenario: &Path,
+    marker: &str,
+    env: &[(&str, &str)],
+) -> (Child, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let mut child = home
         .siege()
+        .envs(env.iter().copied())
         .arg("run")
         .arg(scenario)
         .arg("--reports")
@@ -333,19 +344,38 @@ fn heavy_sigterm_reverts_and_reports_aborted() {
 }
 
 #[test]
-fn heavy_second_ctrl_c_still_reverts() {
+#[cfg_attr(not(debug_assertions), ignore = "the failpoint exists in debug builds only")]
+fn heavy_second_ctrl_c_cuts_a_slow_revert_short_and_still_reverts() {
     let home = Home::new();
     let control = home.lab_up();
     let p = home.scenario("twice", &latency_scenario(&control, "200ms", 50, "error_rate > 90% for 30s", "2s"));
-    let (mut child, _, _) = run_until(&home, &p, "fault injected: latency");
-    // An impatient operator: Ctrl-C, then Ctrl-C again at once.
+    // The revert waits 30 s (a slow AWS revert), long enough for the operator to lose patience.
+    let (mut child, _, lines) =
+        run_until_with(&home, &p, "fault injected: latency", &[("SIEGE_FAILPOINT", "slow-revert")]);
     let pid = child.id() as i32;
+    let first = std::time::Instant::now();
     // SAFETY: signals the child this test spawned.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    std::thread::sleep(Duration::from_millis(50));
+    let mut rest = vec![];
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
+        let reverting = l.contains("phase: reverting");
+        rest.push(l);
+        if reverting {
+            break;
+        }
+    }
+    assert!(rest.iter().any(|l| l.contains("phase: reverting")), "{rest:#?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!home.active_faults().is_empty(), "the revert is still waiting: {rest:#?}");
+    // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGINT) };
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(2));
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(l);
+    }
+    assert!(rest.iter().any(|l| l.contains("SIGINT (Ctrl-C) again: skipping waits")), "{rest:#?}");
+    assert!(first.elapsed() < Duration::from_secs(20), "the second Ctrl-C cut the 30 s wait short");
+    assert_eq!(status.code(), Some(2), "{rest:#?}");
     assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
     let r = report_json(&home);
     assert_eq!(r["verdict"]["outcome"], "aborted");
@@ -354,6 +384,7 @@ fn heavy_second_ctrl_c_still_reverts() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the failpoint exists in debug builds only")]
 fn heavy_panic_in_the_engine_still_reverts_from_the_journal() {
     let home = Home::new();
     let control = home.lab_up();
@@ -374,7 +405,7 @@ fn heavy_panic_in_the_engine_still_reverts_from_the_journal() {
     assert!(s.contains("reverted latency (latency)"), "{s}");
     assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
     let journal = home.path().join("journal");
-    assert_eq!(std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0), 0, "journal closed");
+    assert_eq!(std::fs::read_dir(&journal).expect("the run kept a journal").count(), 0, "journal closed");
 }
 
 /// Runs a shipped scenario on its own lab; checks the exit code, the report files and that

@@ -137,7 +137,7 @@ impl AwsBackend {
     pub async fn with_config(target: &AwsTarget, run_id: &str, config: &SdkConfig) -> Result<Self, BackendError> {
         let region = target.region.clone().or_else(|| config.region().map(|r| r.to_string())).ok_or_else(|| {
             BackendError::Precondition(
-                "no AWS region: set `region` in target.aws, or AWS_REGION, or a region in the AWS profile".into(),
+                "no AWS region: set `region` in target.aws, or AWS_REGION / AWS_DEFAULT_REGION, or a region in the AWS profile".into(),
             )
         })?;
         let mut builder = config.to_builder();
@@ -226,6 +226,11 @@ impl AwsBackend {
 
     pub fn entry_url(&self) -> String {
         self.entry_url.clone()
+    }
+
+    /// The region in use: the target's, else the one the SDK's region chain found.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// The account the credentials belong to, from STS (asked once).
@@ -417,7 +422,8 @@ impl AwsBackend {
         sample.cpu_percent = metrics.cpu_percent;
         sample.lb_rps = metrics.request_count.map(|n| n / f64::from(watch::PERIOD_SECS));
         sample.lb_5xx_rate = match (metrics.http_5xx, metrics.request_count) {
-            (Some(bad), Some(all)) if all > 0.0 => Some(bad / all),
+            // ELB 503s are not in RequestCount (no target was chosen): at most 1.
+            (Some(bad), Some(all)) if all > 0.0 => Some((bad / all).min(1.0)),
             _ => None,
         };
         sample.lb_response_ms = metrics.target_response_p95_ms;

@@ -25,7 +25,8 @@ const LOOK_BACK: Duration = Duration::from_secs(5 * 60);
 pub struct CloudMetrics {
     /// `AWS/ApplicationELB RequestCount`, sum over the minute.
     pub request_count: Option<f64>,
-    /// `HTTPCode_ELB_5XX_Count + HTTPCode_Target_5XX_Count`, sum over the minute.
+    /// `HTTPCode_ELB_5XX_Count + HTTPCode_Target_5XX_Count`, sum over the same minute as
+    /// `request_count`.
     pub http_5xx: Option<f64>,
     /// `TargetResponseTime` p95, in milliseconds.
     pub target_response_p95_ms: Option<f64>,
@@ -168,8 +169,9 @@ impl AwsBackend {
             &[("ClusterName", &self.target.cluster), ("ServiceName", &self.target.service)],
             "Average",
         ));
-        let now = SystemTime::now();
-        let end = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        // Whole minutes only: the minute in progress would read as a drop in traffic.
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let end = now - now.rem_euclid(i64::from(PERIOD_SECS));
         let start = end - LOOK_BACK.as_secs() as i64;
         let out = self
             .clients
@@ -177,21 +179,27 @@ impl AwsBackend {
             .get_metric_data()
             .set_metric_data_queries(Some(queries))
             .start_time(DateTime::from_secs(start))
-            .end_time(DateTime::from_secs(end + 1))
+            .end_time(DateTime::from_secs(end))
             .scan_by(ScanBy::TimestampDescending)
             .send()
             .await
             .map_err(|e| aws_error("cloudwatch:GetMetricData", e))?;
-        let latest = |id: &str| {
-            out.metric_data_results().iter().find(|r| r.id() == Some(id)).and_then(|r| r.values().first().copied())
+        let series = |id: &str| out.metric_data_results().iter().find(|r| r.id() == Some(id));
+        let latest = |id: &str| series(id).and_then(|r| r.values().first().copied());
+        // The value of `id` in the minute starting at `t`. ALB publishes no 5xx datapoint for a
+        // minute without any, so a missing one is 0 when that minute had requests.
+        let at = |id: &str, t: &DateTime| {
+            let r = series(id)?;
+            r.timestamps().iter().position(|x| x == t).and_then(|i| r.values().get(i).copied())
         };
-        let http_5xx = match (latest("elb5xx"), latest("target5xx")) {
-            (None, None) if lb.is_some() => Some(0.0).filter(|_| latest("requests").is_some()),
-            (a, b) if lb.is_some() => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-            _ => None,
+        // Requests and 5xx of the same minute: the newest one with requests.
+        let newest = series("requests").and_then(|r| Some((r.timestamps().first()?, *r.values().first()?)));
+        let (request_count, http_5xx) = match newest {
+            Some((t, n)) => (Some(n), Some(at("elb5xx", t).unwrap_or(0.0) + at("target5xx", t).unwrap_or(0.0))),
+            None => (None, None),
         };
         Ok(CloudMetrics {
-            request_count: latest("requests"),
+            request_count,
             http_5xx,
             target_response_p95_ms: latest("p95").map(|s| s * 1000.0),
             cpu_percent: latest("cpu"),

@@ -63,7 +63,13 @@ fn drain(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, std::thr
     let sink = log.clone();
     let thread = std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
-        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
             let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
             log.extend_from_slice(&buf[..n]);
             if log.len() > LOG_TAIL {
