@@ -212,6 +212,54 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
     }
 }
 
+#[tokio::test]
+async fn fis_faults_on_more_than_five_tasks_split_them_over_targets_of_five() {
+    let world = World::start().await;
+    world.add_service_tasks(4).await;
+    let mut target = world.target();
+    target.allow_full_outage = true;
+    let b = backend(&world, target).await;
+    let f = fault(
+        "cpu-wide",
+        FaultKind::CpuStress { select: Selection::Count(7), percent: 50 },
+        Some(Duration::from_secs(60)),
+    );
+    let resolved = b.resolve(&f, &mut Rng::new(5)).await.expect("resolve");
+    assert_eq!(resolved.targets.len(), 7);
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    b.inject(&f, &injected, RUN).await.expect("inject");
+
+    let tmpls = templates(&world).await;
+    assert_eq!(tmpls.len(), 1, "one template for the fault");
+    let t = world.fis.get_experiment_template().id(&tmpls[0].0).send().await.unwrap();
+    let t = t.experiment_template().unwrap();
+    let targets = t.targets().unwrap();
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    let mut arns: Vec<String> = targets
+        .values()
+        .inspect(|t| assert!(t.resource_arns().len() <= 5, "FIS takes at most five ARNs per target: {t:?}"))
+        .flat_map(|t| t.resource_arns().to_vec())
+        .collect();
+    arns.sort();
+    let mut want = resolved.targets.clone();
+    want.sort();
+    assert_eq!(arns, want, "the targets together list exactly the resolved tasks");
+    // Each target has its own copy of the action.
+    let actions = t.actions().unwrap();
+    let mut acted_on: Vec<&str> = actions
+        .values()
+        .inspect(|a| assert_eq!(a.action_id(), Some("aws:ecs:task-cpu-stress")))
+        .filter_map(|a| a.targets()?.get("Tasks").map(String::as_str))
+        .collect();
+    acted_on.sort();
+    let mut names: Vec<&str> = targets.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(acted_on, names);
+
+    b.revert(&injected).await.expect("revert");
+    assert!(templates(&world).await.is_empty(), "template not deleted");
+}
+
 async fn templates(world: &World) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let out = world.fis.list_experiment_templates().send().await.expect("list templates");
     out.experiment_templates()
@@ -735,19 +783,40 @@ async fn heavy_aws_shipped_task_kill_runs_against_moto_and_passes() {
     assert_eq!(bystander.last_status(), Some("RUNNING"));
 
     // The same report as a lab run: three files, the verdict, the fault and the recovery time.
-    let dirs: Vec<_> = std::fs::read_dir(&reports).unwrap().flatten().map(|e| e.path()).collect();
-    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
+    let (report_dir, report) = only_report(&reports);
     for f in ["report.md", "report.json", "junit.xml"] {
-        assert!(dirs[0].join(f).is_file(), "{f} missing in {}", dirs[0].display());
+        assert!(report_dir.join(f).is_file(), "{f} missing in {}", report_dir.display());
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("report.json")).unwrap()).unwrap();
     assert_eq!(report["verdict"]["outcome"], "passed", "{report:#}");
     assert_eq!(report["run_id"], run_id.as_str());
     assert_eq!(report["faults"][0]["targets"].as_array().map(Vec::len), Some(2));
     assert!(report["timings"]["time_to_recover_s"].is_number(), "{:#}", report["timings"]);
-    let md = std::fs::read_to_string(dirs[0].join("report.md")).unwrap();
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(md.contains("runbooks/task-kill.md"), "the debrief links the runbook");
+    let headings: Vec<&str> = md.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        headings,
+        [
+            "# aws-task-kill: PASSED",
+            "## Steady state",
+            "## Timeline",
+            "## Faults",
+            "## Charts",
+            "## Runbook",
+            "## Debrief questions",
+            "## Run details"
+        ],
+        "the sections of a lab report"
+    );
+    for chart in ["rate.svg", "errors.svg", "latency.svg", "targets.svg"] {
+        assert!(report_dir.join(chart).is_file(), "{chart} missing");
+    }
+    // The samplers' view of the target is in the windows, as on the lab.
+    let windows = report["windows"].as_array().expect("windows");
+    assert!(windows.len() >= 90, "{} windows", windows.len());
+    for w in &windows[2..] {
+        assert!(w["healthy_targets"].is_number() && w["running_tasks"].is_number(), "{w}");
+    }
 
     // The harness scheduler replaced the stopped tasks.
     assert_eq!(world.running_service_tasks().await.len(), moto::TASKS, "the service is back at its desired count");
@@ -789,6 +858,96 @@ async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
     assert!(experiments(&world).await.is_empty(), "an experiment still runs");
     assert_eq!(world.secret_current().await, (moto::SECRET_VALUE.to_string(), version0));
     assert_ne!(deployment().await, deployment0);
+}
+
+/// The one report directory a run wrote under `reports`, and its `report.json`.
+fn only_report(reports: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
+    let dirs: Vec<_> = std::fs::read_dir(reports).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
+    let json = std::fs::read_to_string(dirs[0].join("report.json")).expect("report.json");
+    (dirs[0].clone(), serde_json::from_str(&json).expect("report.json parses"))
+}
+
+#[tokio::test]
+async fn heavy_aws_alarm_going_off_mid_run_aborts_with_exit_2_and_reverts() {
+    let world = World::start().await;
+    let secret0 = world.secret_current().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alarm.yaml");
+    let yaml = format!(
+        "name: aws-alarm\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 60s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: cpu-stress, at: 5s, for: 40s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: secret-drift, at: 5s }}\n\
+         stop:\n  - {{ alarm: {} }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+        moto::ALARM,
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.clone().into()];
+    let run = run_siege(&world, home.path(), args, Duration::from_secs(120));
+    // Once both faults are in (a FIS template exists, the secret moved), the alarm goes off.
+    let trip = async {
+        let injected = wait_async(Duration::from_secs(60), || async {
+            let drifted = world.secret_current().await.1 != secret0.1;
+            (drifted && !templates(&world).await.is_empty()).then_some(())
+        })
+        .await;
+        if injected.is_some() {
+            world.set_alarm(StateValue::Alarm).await;
+        }
+        injected
+    };
+    let ((code, stderr), injected) = tokio::join!(run, trip);
+    assert!(injected.is_some(), "the faults were never injected:\n{stderr}");
+    assert_eq!(code, Some(2), "an alarm in ALARM must abort the run:\n{stderr}");
+
+    // Every fault reverted: no template, no running experiment, the secret on its old version.
+    assert!(templates(&world).await.is_empty(), "FIS template left behind:\n{stderr}");
+    assert!(experiments(&world).await.is_empty(), "an experiment still runs:\n{stderr}");
+    assert_eq!(world.secret_current().await, secret0, "the secret was not restored:\n{stderr}");
+    let (_, report) = only_report(&reports);
+    assert_eq!(report["verdict"]["outcome"], "aborted", "{report:#}");
+    let reason = report["verdict"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("alarm api-5xx is in ALARM"), "{reason}");
+}
+
+#[tokio::test]
+async fn siege_run_in_the_wrong_account_exits_4_and_touches_nothing() {
+    let world = World::start().await;
+    let running = world.running_service_tasks().await;
+    let secret = world.secret_current().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wrong-account.yaml");
+    let target = world.target_yaml().replace(&format!("\"{}\"", moto::ACCOUNT), "\"111111111111\"");
+    assert!(target.contains("111111111111"), "{target}");
+    let yaml = format!(
+        "name: aws-wrong-account\n{target}    url: {}\n\
+         load: {{ url: /, rate: 10/s, duration: 30s }}\nsteady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n  - {{ type: task-kill, at: 5s, select: 1 }}\n  - {{ type: secret-drift, at: 6s }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        ok_server()
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.clone().into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("111111111111") && stderr.contains(moto::ACCOUNT), "{stderr}");
+    assert_eq!(world.running_service_tasks().await, running);
+    assert_eq!(world.secret_current().await, secret);
+    assert!(templates(&world).await.is_empty());
+    let (_, report) = only_report(&reports);
+    assert_eq!(report["verdict"]["outcome"], "precondition-failed", "{report:#}");
+    let faults = report["faults"].as_array().expect("faults");
+    assert!(faults.iter().all(|f| f["injected_s"].is_null()), "nothing was injected: {report:#}");
 }
 
 /// Runs `siege ARGS` with the world's environment; kills it and fails (with what it printed) if it

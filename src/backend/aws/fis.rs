@@ -33,8 +33,11 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(5 * 60);
 const START_DEADLINE: Duration = Duration::from_secs(120);
 const STOP_DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(1);
-/// FIS's target name for the tasks in every template siege writes.
+/// FIS's key for the tasks an `aws:ecs:task` action acts on.
 const TARGET: &str = "Tasks";
+/// FIS takes at most five ARNs per target: a larger selection is split over several targets,
+/// each with its own copy of the action, all running at once.
+const ARNS_PER_TARGET: usize = 5;
 
 /// An experiment started by this process, and the last status reported for it.
 #[derive(Debug, Clone)]
@@ -72,6 +75,31 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("siege-{h:016x}-{what}")
+}
+
+/// One target of a template and the action that acts on it.
+#[derive(Debug, PartialEq)]
+struct TemplatePart<'a> {
+    target: String,
+    action: String,
+    arns: &'a [String],
+}
+
+/// Splits the chosen tasks into targets of at most [`ARNS_PER_TARGET`] ARNs, each acted on by a
+/// copy of the action named after the fault type. A selection that fits one target keeps the
+/// plain names (`Tasks`, `cpu-stress`).
+fn template_parts<'a>(action: &str, arns: &'a [String]) -> Vec<TemplatePart<'a>> {
+    let chunks: Vec<&[String]> = arns.chunks(ARNS_PER_TARGET).collect();
+    let single = chunks.len() == 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, arns)| TemplatePart {
+            target: if single { TARGET.to_string() } else { format!("{TARGET}{}", i + 1) },
+            action: if single { action.to_string() } else { format!("{action}-{}", i + 1) },
+            arns,
+        })
+        .collect()
 }
 
 fn is_terminal(status: Option<&ExperimentStatus>) -> bool {
@@ -150,23 +178,9 @@ impl AwsBackend {
             Some(id) => id,
             None => {
                 let build_err = |e: aws_sdk_fis::error::BuildError| BackendError::Api(format!("fis request: {e}"));
-                let target = CreateExperimentTemplateTargetInput::builder()
-                    .resource_type("aws:ecs:task")
-                    .set_resource_arns(Some(injected.targets.clone()))
-                    .selection_mode("ALL")
-                    .build()
-                    .map_err(build_err)?;
-                let mut action = CreateExperimentTemplateActionInput::builder()
-                    .action_id(action_id)
-                    .description(format!("siege fault {}", fault.name))
-                    .targets(TARGET, TARGET);
-                for (k, v) in parameters {
-                    action = action.parameters(k, v);
-                }
-                let action = action.build().map_err(build_err)?;
                 let stop =
                     CreateExperimentTemplateStopConditionInput::builder().source("none").build().map_err(build_err)?;
-                let out = self
+                let mut request = self
                     .clients
                     .fis
                     .create_experiment_template()
@@ -174,12 +188,25 @@ impl AwsBackend {
                     .description(format!("siege run {run_id}: fault {}", fault.name))
                     .role_arn(role)
                     .stop_conditions(stop)
-                    .targets(TARGET, target)
-                    .actions(fault.kind.type_name(), action)
-                    .set_tags(Some(tags.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("fis:CreateExperimentTemplate", e))?;
+                    .set_tags(Some(tags.clone()));
+                for part in template_parts(fault.kind.type_name(), &injected.targets) {
+                    let target = CreateExperimentTemplateTargetInput::builder()
+                        .resource_type("aws:ecs:task")
+                        .set_resource_arns(Some(part.arns.to_vec()))
+                        .selection_mode("ALL")
+                        .build()
+                        .map_err(build_err)?;
+                    let mut action = CreateExperimentTemplateActionInput::builder()
+                        .action_id(action_id)
+                        .description(format!("siege fault {}", fault.name))
+                        .targets(TARGET, &part.target);
+                    for (k, v) in &parameters {
+                        action = action.parameters(*k, v);
+                    }
+                    let action = action.build().map_err(build_err)?;
+                    request = request.targets(&part.target, target).actions(part.action, action);
+                }
+                let out = request.send().await.map_err(|e| aws_error("fis:CreateExperimentTemplate", e))?;
                 out.experiment_template()
                     .and_then(|t| t.id())
                     .map(str::to_string)
@@ -386,6 +413,22 @@ mod tests {
     fn iso_durations() {
         assert_eq!(iso8601(Duration::from_secs(90)), "PT90S");
         assert_eq!(iso8601(Duration::from_millis(200)), "PT1S");
+    }
+
+    #[test]
+    fn more_than_five_tasks_are_split_over_targets_of_five() {
+        let arns: Vec<String> = (0..12).map(|i| format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{i}")).collect();
+        let one = template_parts("latency", &arns[..5]);
+        assert_eq!(one, vec![TemplatePart { target: "Tasks".into(), action: "latency".into(), arns: &arns[..5] }]);
+        let parts = template_parts("cpu-stress", &arns);
+        let names: Vec<(&str, &str, usize)> =
+            parts.iter().map(|p| (p.target.as_str(), p.action.as_str(), p.arns.len())).collect();
+        assert_eq!(
+            names,
+            [("Tasks1", "cpu-stress-1", 5), ("Tasks2", "cpu-stress-2", 5), ("Tasks3", "cpu-stress-3", 2)]
+        );
+        let all: Vec<&String> = parts.iter().flat_map(|p| p.arns).collect();
+        assert_eq!(all, arns.iter().collect::<Vec<_>>(), "every chosen task, each once");
     }
 
     #[test]

@@ -496,6 +496,12 @@ impl World {
             .unwrap_or_else(|e| panic!("{e}\nmoto's log:\n{}", self.moto.log_tail(20)));
     }
 
+    /// Runs `n` more tasks in the service (the scheduler, when started, keeps it at [`TASKS`]).
+    pub async fn add_service_tasks(&self, n: usize) {
+        run_service_tasks(&self.ecs, n).await;
+        self.sync_targets().await;
+    }
+
     /// Sets the alarm's state, as CloudWatch would when its metric breaches.
     pub async fn set_alarm(&self, state: aws_sdk_cloudwatch::types::StateValue) {
         self.cloudwatch
