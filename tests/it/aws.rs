@@ -309,8 +309,13 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
 async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version() {
     let world = World::start().await;
     let b = backend(&world, world.target()).await;
+    // A rotation before the run: the first version is AWSPREVIOUS, the second AWSCURRENT.
+    let rotated = r#"{"username":"app","password":"rotated-password"}"#;
+    world.secrets.put_secret_value().secret_id(moto::SECRET).secret_string(rotated).send().await.unwrap();
     let (value0, version0) = world.secret_current().await;
-    assert_eq!(value0, moto::SECRET_VALUE);
+    assert_eq!(value0, rotated);
+    let labels0 = world.secret_labels().await;
+    assert_eq!(labels0.values().filter(|l| l.contains(&"AWSPREVIOUS".to_string())).count(), 1, "{labels0:?}");
 
     let f = fault("drift", FaultKind::SecretDrift, None);
     let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
@@ -318,7 +323,7 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
     assert_eq!(world.secret_current().await.1, version0, "prepare mutated");
     let journal = serde_json::to_string(&injected).unwrap();
-    assert!(!journal.contains("initial-password"), "the journal holds a secret value");
+    assert!(!journal.contains("rotated-password"), "the journal holds a secret value");
     b.inject(&f, &injected, RUN).await.expect("inject");
 
     let (value1, version1) = world.secret_current().await;
@@ -326,12 +331,19 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     assert_ne!(value1, value0);
     let parsed: serde_json::Value = serde_json::from_str(&value1).expect("still JSON");
     assert_eq!(parsed["username"], "app");
-    assert_ne!(parsed["password"], "initial-password");
+    assert_ne!(parsed["password"], "rotated-password");
 
     b.revert(&injected).await.expect("revert");
     assert_eq!(world.secret_current().await, (value0.clone(), version0.clone()));
+    // AWSPREVIOUS is back on the version that had it; siege's own version keeps no label.
+    let mut labels = world.secret_labels().await;
+    assert_eq!(labels.remove(&version1).unwrap_or_default(), Vec::<String>::new(), "{labels:?}");
+    assert_eq!(labels, labels0);
     b.revert(&injected).await.expect("second revert");
     assert_eq!(world.secret_current().await, (value0.clone(), version0.clone()));
+    let mut labels = world.secret_labels().await;
+    labels.remove(&version1);
+    assert_eq!(labels, labels0);
 
     // Prepared but never injected (a crash between the journal and the call): nothing to undo.
     let never = b.prepare(&f, &resolved, RUN).await.unwrap();

@@ -1,6 +1,8 @@
 //! Secrets Manager: secret-drift. `PutSecretValue` writes a new random value as a new version
 //! (its id chosen in `prepare` and journaled), which becomes AWSCURRENT; the revert moves
-//! AWSCURRENT back to the version that held it before.
+//! AWSCURRENT back to the version that held it before, and AWSPREVIOUS back to where it was
+//! (Secrets Manager moves AWSPREVIOUS along with every move of AWSCURRENT, which would leave it
+//! on siege's random value and the version it used to label unlabelled, that is deprecated).
 //!
 //! A JSON secret keeps its shape: only its `password` field changes, so that applications still
 //! parse it and fail the way a real rotation would make them fail. Secret values are never
@@ -16,6 +18,7 @@ use crate::scenario::Fault;
 use crate::util::Rng;
 
 const CURRENT: &str = "AWSCURRENT";
+const PREVIOUS: &str = "AWSPREVIOUS";
 
 impl AwsBackend {
     /// The secret a secret-drift acts on; only the one the target names.
@@ -43,7 +46,7 @@ impl AwsBackend {
     pub(super) async fn resolve_secret(&self, fault: &Fault) -> Result<Resolved, BackendError> {
         let name = self.secret_name(fault)?;
         let (arn, versions) = self.secret_versions(name).await?;
-        let current = current_version(&versions)
+        let current = version_with(&versions, CURRENT)
             .ok_or_else(|| BackendError::Precondition(format!("secret {name} has no AWSCURRENT version")))?;
         Ok(Resolved {
             summary: format!(
@@ -57,11 +60,13 @@ impl AwsBackend {
         let secret =
             resolved.targets.first().ok_or_else(|| BackendError::Api("secret-drift resolved to no secret".into()))?;
         let (arn, versions) = self.secret_versions(secret).await?;
-        let previous = current_version(&versions)
+        let previous = version_with(&versions, CURRENT)
             .ok_or_else(|| BackendError::Precondition(format!("secret {secret} has no AWSCURRENT version")))?;
         Ok(serde_json::json!({
             "secret": arn,
             "previous_version": previous,
+            // `null` when no version had it.
+            "awsprevious_version": version_with(&versions, PREVIOUS),
             "new_version": new_version_id(),
         }))
     }
@@ -111,39 +116,61 @@ impl AwsBackend {
         Ok(())
     }
 
-    /// Moves AWSCURRENT back to the previous version. Nothing to do when it is already there;
-    /// refuses when AWSCURRENT is on a version siege did not write (someone rotated since).
+    /// Moves AWSCURRENT back to the previous version, then AWSPREVIOUS back to the version that
+    /// had it. Nothing to do for a label already there; refuses when AWSCURRENT is on a version
+    /// siege did not write (someone rotated since). AWSPREVIOUS is only moved off siege's own
+    /// version, never from one someone else labelled.
     pub(super) async fn revert_secret(&self, injected: &Injected) -> Result<(), BackendError> {
         let secret = undo_str(injected, "secret")?;
         let previous = undo_str(injected, "previous_version")?;
         let new_version = undo_str(injected, "new_version")?;
         let (_, versions) = self.secret_versions(secret).await?;
-        let current = current_version(&versions);
-        match current.as_deref() {
-            Some(c) if c == previous => Ok(()),
+        match version_with(&versions, CURRENT).as_deref() {
+            Some(c) if c == previous => {}
             Some(c) if c == new_version => {
-                self.clients
-                    .secrets
-                    .update_secret_version_stage()
-                    .secret_id(secret)
-                    .version_stage(CURRENT)
-                    .move_to_version_id(previous)
-                    .remove_from_version_id(c)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("secretsmanager:UpdateSecretVersionStage", e))?;
-                Ok(())
+                self.move_stage(secret, CURRENT, Some(previous), Some(new_version)).await?;
             }
-            other => Err(BackendError::Api(format!(
-                "secret {secret}: AWSCURRENT is on version {}, which siege did not write; not moving it back to {previous} (check the secret by hand)",
-                other.unwrap_or("<none>")
-            ))),
+            other => {
+                return Err(BackendError::Api(format!(
+                    "secret {secret}: AWSCURRENT is on version {}, which siege did not write; not moving it back to {previous} (check the secret by hand)",
+                    other.unwrap_or("<none>")
+                )));
+            }
         }
+        // Journals written before siege recorded AWSPREVIOUS have no such key: leave it be.
+        let Some(old_previous) = injected.undo.get("awsprevious_version") else { return Ok(()) };
+        let (_, versions) = self.secret_versions(secret).await?;
+        if version_with(&versions, PREVIOUS).as_deref() == Some(new_version) {
+            self.move_stage(secret, PREVIOUS, old_previous.as_str(), Some(new_version)).await?;
+        }
+        Ok(())
+    }
+
+    /// `UpdateSecretVersionStage`: puts `stage` on `to` (if any) and takes it off `from` (if any).
+    async fn move_stage(
+        &self,
+        secret: &str,
+        stage: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(), BackendError> {
+        self.clients
+            .secrets
+            .update_secret_version_stage()
+            .secret_id(secret)
+            .version_stage(stage)
+            .set_move_to_version_id(to.map(str::to_string))
+            .set_remove_from_version_id(from.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| aws_error("secretsmanager:UpdateSecretVersionStage", e))?;
+        Ok(())
     }
 }
 
-fn current_version(versions: &HashMap<String, Vec<String>>) -> Option<String> {
-    versions.iter().find(|(_, stages)| stages.iter().any(|s| s == CURRENT)).map(|(id, _)| id.clone())
+/// The version carrying the staging label `stage`.
+fn version_with(versions: &HashMap<String, Vec<String>>, stage: &str) -> Option<String> {
+    versions.iter().find(|(_, stages)| stages.iter().any(|s| s == stage)).map(|(id, _)| id.clone())
 }
 
 /// The drifted value: a JSON object keeps its shape with a new `password`; anything else is

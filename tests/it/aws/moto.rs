@@ -529,6 +529,14 @@ impl World {
         (out.secret_string().unwrap_or_default().to_string(), out.version_id().unwrap_or_default().to_string())
     }
 
+    /// The secret's versions and their staging labels (sorted).
+    pub async fn secret_labels(&self) -> HashMap<String, Vec<String>> {
+        let out = self.secrets.describe_secret().secret_id(SECRET).send().await.expect("describe secret");
+        let mut labels = out.version_ids_to_stages().cloned().unwrap_or_default();
+        labels.values_mut().for_each(|v| v.sort());
+        labels
+    }
+
     /// The Aurora cluster's writer instance.
     pub async fn db_writer(&self) -> Option<String> {
         let out = self
