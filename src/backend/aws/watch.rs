@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
+use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
 use aws_sdk_ecs::types::ServiceEvent;
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use serde::Serialize;
@@ -41,8 +41,42 @@ pub(super) struct EventMark {
     id: String,
 }
 
+/// `(healthy, unhealthy)` among target states. Targets still registering (`initial`), leaving
+/// (`draining`, `unhealthy.draining`) or not in use (`unused`) count as neither, as in the ALB's
+/// own `HealthyHostCount` / `UnHealthyHostCount`: a replacement task passing its first health
+/// checks is not a failure. A state siege does not know counts as unhealthy.
+fn count_health<'a>(states: impl Iterator<Item = Option<&'a TargetHealthStateEnum>>) -> (u32, u32) {
+    let (mut healthy, mut unhealthy) = (0, 0);
+    for state in states {
+        match state {
+            Some(TargetHealthStateEnum::Healthy) => healthy += 1,
+            Some(
+                TargetHealthStateEnum::Initial
+                | TargetHealthStateEnum::Draining
+                | TargetHealthStateEnum::UnhealthyDraining
+                | TargetHealthStateEnum::Unused,
+            ) => {}
+            _ => unhealthy += 1,
+        }
+    }
+    (healthy, unhealthy)
+}
+
+/// `DescribeAlarms` for one alarm by name, metric or composite: without `AlarmTypes`, CloudWatch
+/// returns metric alarms only.
+fn alarm_query(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    name: &str,
+) -> aws_sdk_cloudwatch::operation::describe_alarms::builders::DescribeAlarmsFluentBuilder {
+    cloudwatch
+        .describe_alarms()
+        .alarm_names(name)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+}
+
 impl AwsBackend {
-    /// `(healthy, not healthy)` targets of the target group (draining ones count as neither).
+    /// `(healthy, unhealthy)` targets of the target group; see [`count_health`].
     pub(super) async fn target_health(&self, target_group: &str) -> Result<(u32, u32), BackendError> {
         let arn = self.target_group_arn(target_group).await?;
         let out = self
@@ -53,15 +87,7 @@ impl AwsBackend {
             .send()
             .await
             .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetHealth", e))?;
-        let (mut healthy, mut unhealthy) = (0, 0);
-        for d in out.target_health_descriptions() {
-            match d.target_health().and_then(|h| h.state()) {
-                Some(TargetHealthStateEnum::Healthy) => healthy += 1,
-                Some(TargetHealthStateEnum::Draining) => {}
-                _ => unhealthy += 1,
-            }
-        }
-        Ok((healthy, unhealthy))
+        Ok(count_health(out.target_health_descriptions().iter().map(|d| d.target_health().and_then(|h| h.state()))))
     }
 
     /// The ARN of a target group given by ARN or by name.
@@ -106,11 +132,7 @@ impl AwsBackend {
 
     /// Whether the alarm is in state ALARM; an alarm that does not exist is an error.
     pub(super) async fn alarm_state(&self, name: &str) -> Result<bool, BackendError> {
-        let out = self
-            .clients
-            .cloudwatch
-            .describe_alarms()
-            .alarm_names(name)
+        let out = alarm_query(&self.clients.cloudwatch, name)
             .send()
             .await
             .map_err(|e| aws_error("cloudwatch:DescribeAlarms", e))?;
@@ -265,6 +287,35 @@ fn query(id: &str, namespace: &str, metric: &str, dims: &[(&str, &str)], stat: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alarms_are_asked_for_as_metric_and_composite_alarms() {
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let client = aws_sdk_cloudwatch::Client::from_conf(config);
+        let q = alarm_query(&client, "api-5xx");
+        assert_eq!(q.get_alarm_names().as_deref(), Some(&["api-5xx".to_string()][..]));
+        assert_eq!(q.get_alarm_types().as_deref(), Some(&[AlarmType::MetricAlarm, AlarmType::CompositeAlarm][..]));
+    }
+
+    #[test]
+    fn registering_draining_and_unused_targets_count_as_neither() {
+        use TargetHealthStateEnum as S;
+        let states = [
+            S::Healthy,
+            S::Healthy,
+            S::Initial,
+            S::Draining,
+            S::UnhealthyDraining,
+            S::Unused,
+            S::Unhealthy,
+            S::Unavailable,
+        ];
+        assert_eq!(count_health(states.iter().map(Some)), (2, 2));
+        assert_eq!(count_health([None].into_iter()), (0, 1), "a target without a state is not healthy");
+    }
 
     fn event(id: &str, secs: i64, msg: &str) -> ServiceEvent {
         ServiceEvent::builder()
