@@ -370,6 +370,30 @@ async fn redeploy_forces_a_new_deployment_and_waits_for_it() {
     let injected = run_fault(&b, &f, 1).await;
     assert_ne!(deployment().await, before);
     b.revert(&injected).await.expect("revert");
+
+    // A blue/green (CodeDeploy) service takes no forced deployment: refused before anything runs.
+    world
+        .ecs
+        .create_service()
+        .cluster(moto::CLUSTER)
+        .service_name("api-bg")
+        .task_definition(moto::SERVICE)
+        .desired_count(1)
+        .deployment_controller(
+            aws_sdk_ecs::types::DeploymentController::builder()
+                .r#type(aws_sdk_ecs::types::DeploymentControllerType::CodeDeploy)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create a CodeDeploy service");
+    let mut bg = world.target();
+    bg.service = "api-bg".into();
+    let b = backend(&world, bg).await;
+    let err = b.resolve(&f, &mut Rng::new(1)).await.expect_err("CodeDeploy service");
+    assert!(matches!(err, BackendError::Precondition(_)), "{err}");
+    assert!(err.to_string().contains("CODE_DEPLOY"), "{err}");
 }
 
 #[tokio::test]

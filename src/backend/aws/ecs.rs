@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecs::types::{DesiredStatus, Task};
+use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, DesiredStatus, Task};
 
 use super::error::aws_error;
 use super::{AwsBackend, undo_str};
@@ -172,6 +172,16 @@ impl AwsBackend {
 
     pub(super) async fn resolve_redeploy(&self) -> Result<Resolved, BackendError> {
         let service = self.describe_service().await?;
+        // Blue/green (CodeDeploy) and external controllers do not take a forced deployment.
+        if let Some(kind) = service.deployment_controller().map(|c| c.r#type())
+            && *kind != DeploymentControllerType::Ecs
+        {
+            return Err(BackendError::Precondition(format!(
+                "redeploy of service {} (deployment controller {}): siege forces new deployments of services with the ECS (rolling update) controller only",
+                self.target.service,
+                kind.as_str()
+            )));
+        }
         let arn = service.service_arn().unwrap_or(&self.target.service).to_string();
         let running = self.running_task_arns().await?.len();
         Ok(Resolved {
@@ -189,11 +199,13 @@ impl AwsBackend {
         Ok(serde_json::json!({ "cluster": self.target.cluster, "previous_deployment": primary }))
     }
 
-    /// redeploy: `UpdateService --force-new-deployment`, then waits until the new deployment is
-    /// the only one and has completed.
+    /// redeploy: `UpdateService --force-new-deployment`, then waits until the deployment it
+    /// started is the only one and has completed. A deployment that fails (the circuit breaker)
+    /// or is replaced (a rollback, someone else's deployment) is an error at once.
     pub(super) async fn redeploy(&self, injected: &Injected) -> Result<(), BackendError> {
         let previous = undo_str(injected, "previous_deployment")?.to_string();
-        self.clients
+        let out = self
+            .clients
             .ecs
             .update_service()
             .cluster(&self.target.cluster)
@@ -202,15 +214,34 @@ impl AwsBackend {
             .send()
             .await
             .map_err(|e| aws_error("ecs:UpdateService", e))?;
+        let started = match out.service().and_then(primary_deployment).and_then(|d| d.id()) {
+            Some(id) => id.to_string(),
+            None => {
+                primary_deployment(&self.describe_service().await?).and_then(|d| d.id()).unwrap_or_default().to_string()
+            }
+        };
+        if started.is_empty() || started == previous {
+            return Err(BackendError::Api(format!(
+                "ecs:UpdateService started no new deployment of service {} (the primary is still {previous})",
+                self.target.service
+            )));
+        }
         let deadline = Instant::now() + DEPLOYMENT_DEADLINE;
         loop {
             let service = self.describe_service().await?;
-            if deployment_settled(&service, &previous) {
-                return Ok(());
+            match rollout(&service, &started) {
+                Rollout::Completed => return Ok(()),
+                Rollout::Failed(why) => {
+                    return Err(BackendError::Api(format!(
+                        "the new deployment {started} of service {}: {why}",
+                        self.target.service
+                    )));
+                }
+                Rollout::InProgress => {}
             }
             if Instant::now() >= deadline {
                 return Err(BackendError::Api(format!(
-                    "the new deployment of service {} did not settle within {}s",
+                    "the new deployment {started} of service {} did not settle within {}s",
                     self.target.service,
                     DEPLOYMENT_DEADLINE.as_secs()
                 )));
@@ -239,19 +270,37 @@ fn primary_deployment(service: &aws_sdk_ecs::types::Service) -> Option<&aws_sdk_
     service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))
 }
 
-/// A forced deployment has settled when a new primary deployment is the only one left and it is
-/// complete (rollout state COMPLETED, or all its tasks running where ECS reports no rollout state).
-fn deployment_settled(service: &aws_sdk_ecs::types::Service, previous: &str) -> bool {
-    let Some(primary) = primary_deployment(service) else {
-        return false;
+/// Where the deployment a redeploy started stands.
+#[derive(Debug, PartialEq)]
+enum Rollout {
+    InProgress,
+    Completed,
+    /// Failed, or no longer the service's primary deployment: why.
+    Failed(String),
+}
+
+/// A deployment has settled when it is the primary, the only one left, and complete (rollout
+/// state COMPLETED, or all its tasks running where ECS reports no rollout state).
+fn rollout(service: &aws_sdk_ecs::types::Service, id: &str) -> Rollout {
+    let primary = primary_deployment(service).and_then(|d| d.id()).unwrap_or("none");
+    let Some(d) = service.deployments().iter().find(|d| d.id() == Some(id)) else {
+        return Rollout::Failed(format!("it is gone; the primary deployment is now {primary}"));
     };
-    if primary.id() == Some(previous) || service.deployments().len() != 1 {
-        return false;
+    if d.rollout_state() == Some(&DeploymentRolloutState::Failed) {
+        let reason = d.rollout_state_reason().unwrap_or("no reason given");
+        return Rollout::Failed(format!("it failed ({reason}); the primary deployment is now {primary}"));
     }
-    match primary.rollout_state() {
-        Some(state) => state.as_str() == "COMPLETED",
-        None => primary.running_count() >= primary.desired_count(),
+    if d.status() != Some("PRIMARY") {
+        return Rollout::Failed(format!("it is no longer the primary deployment; {primary} is"));
     }
+    if service.deployments().len() != 1 {
+        return Rollout::InProgress;
+    }
+    let done = match d.rollout_state() {
+        Some(state) => *state == DeploymentRolloutState::Completed,
+        None => d.running_count() >= d.desired_count(),
+    };
+    if done { Rollout::Completed } else { Rollout::InProgress }
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
@@ -275,20 +324,50 @@ mod tests {
     }
 
     #[test]
-    fn settles_only_on_a_new_completed_deployment() {
-        let old = Service::builder()
-            .deployments(deployment("d1", "PRIMARY", Some(DeploymentRolloutState::Completed)))
-            .build();
-        assert!(!deployment_settled(&old, "d1"));
+    fn settles_only_when_the_started_deployment_completes_alone() {
+        use DeploymentRolloutState::{Completed, InProgress};
         let rolling = Service::builder()
-            .deployments(deployment("d2", "PRIMARY", Some(DeploymentRolloutState::InProgress)))
-            .deployments(deployment("d1", "ACTIVE", Some(DeploymentRolloutState::Completed)))
+            .deployments(deployment("d2", "PRIMARY", Some(InProgress)))
+            .deployments(deployment("d1", "ACTIVE", Some(Completed)))
             .build();
-        assert!(!deployment_settled(&rolling, "d1"));
-        let done = Service::builder()
-            .deployments(deployment("d2", "PRIMARY", Some(DeploymentRolloutState::Completed)))
+        assert_eq!(rollout(&rolling, "d2"), Rollout::InProgress);
+        let draining = Service::builder()
+            .deployments(deployment("d2", "PRIMARY", Some(Completed)))
+            .deployments(deployment("d1", "ACTIVE", Some(Completed)))
             .build();
-        assert!(deployment_settled(&done, "d1"));
+        assert_eq!(rollout(&draining, "d2"), Rollout::InProgress, "the old tasks still run");
+        let done = Service::builder().deployments(deployment("d2", "PRIMARY", Some(Completed))).build();
+        assert_eq!(rollout(&done, "d2"), Rollout::Completed);
+        let no_state = Service::builder().deployments(deployment("d2", "PRIMARY", None)).build();
+        assert_eq!(rollout(&no_state, "d2"), Rollout::Completed, "all its tasks run");
+    }
+
+    #[test]
+    fn a_failed_or_replaced_deployment_fails_at_once() {
+        use DeploymentRolloutState::{Completed, Failed, InProgress};
+        let failed = Service::builder()
+            .deployments(
+                Deployment::builder()
+                    .id("d2")
+                    .status("PRIMARY")
+                    .rollout_state(Failed)
+                    .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+                    .build(),
+            )
+            .deployments(deployment("d1", "ACTIVE", Some(Completed)))
+            .build();
+        let Rollout::Failed(why) = rollout(&failed, "d2") else { panic!("not failed") };
+        assert!(why.contains("circuit breaker"), "{why}");
+        // The circuit breaker rolled back: a new primary, ours on its way out.
+        let rolled_back = Service::builder()
+            .deployments(deployment("d3", "PRIMARY", Some(InProgress)))
+            .deployments(deployment("d2", "ACTIVE", Some(InProgress)))
+            .build();
+        let Rollout::Failed(why) = rollout(&rolled_back, "d2") else { panic!("not failed") };
+        assert!(why.contains("d3 is"), "{why}");
+        let gone = Service::builder().deployments(deployment("d3", "PRIMARY", Some(Completed))).build();
+        let Rollout::Failed(why) = rollout(&gone, "d2") else { panic!("not failed") };
+        assert!(why.contains("gone") && why.contains("d3"), "{why}");
     }
 
     #[test]
