@@ -288,8 +288,12 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
     let world = World::start().await;
     let b = backend(&world, world.target()).await;
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
-    let f =
-        fault("failover", FaultKind::DbFailover { outage: None, target_instance: Some(moto::DB_READER.into()) }, None);
+    // Named as RDS compares identifiers: without regard to case.
+    let f = fault(
+        "failover",
+        FaultKind::DbFailover { outage: None, target_instance: Some(moto::DB_READER.to_uppercase()) },
+        None,
+    );
     let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
     assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2");
     let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");

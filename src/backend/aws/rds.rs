@@ -68,7 +68,7 @@ impl AwsBackend {
             )));
         }
         let to = match target_instance {
-            Some(t) if readers.iter().any(|r| r == t) => t.to_string(),
+            Some(t) if let Some(r) = replica_named(&readers, t) => r.to_string(),
             Some(t) => {
                 return Err(BackendError::Precondition(format!(
                     "target_instance {t} is not a replica of Aurora cluster {name} (replicas: {})",
@@ -87,8 +87,17 @@ impl AwsBackend {
     pub(super) async fn prepare_failover(&self, fault: &Fault) -> Result<serde_json::Value, BackendError> {
         let name = self.db_cluster_name(fault)?;
         let cluster = self.describe_db_cluster(name).await?;
+        // The replica's identifier as RDS spells it (identifiers are lower case; a scenario may
+        // not be).
         let target_instance = match &fault.kind {
-            FaultKind::DbFailover { target_instance, .. } => target_instance.clone(),
+            FaultKind::DbFailover { target_instance: Some(t), .. } => {
+                let members: Vec<String> = cluster
+                    .db_cluster_members()
+                    .iter()
+                    .filter_map(|m| m.db_instance_identifier().map(str::to_string))
+                    .collect();
+                Some(replica_named(&members, t).unwrap_or(t).to_string())
+            }
             _ => None,
         };
         Ok(serde_json::json!({
@@ -98,7 +107,8 @@ impl AwsBackend {
         }))
     }
 
-    /// `FailoverDBCluster`, then waits until a writer other than the previous one is reported.
+    /// `FailoverDBCluster`, then waits until a writer other than the previous one is reported and
+    /// the cluster is `available` again (a cluster still `failing-over` refuses the next failover).
     pub(super) async fn failover(&self, injected: &Injected) -> Result<(), BackendError> {
         let cluster = undo_str(injected, "cluster")?;
         let previous = injected.undo.get("previous_writer").and_then(|v| v.as_str()).map(str::to_string);
@@ -113,13 +123,12 @@ impl AwsBackend {
             .map_err(|e| aws_error("rds:FailoverDBCluster", e))?;
         let deadline = Instant::now() + FAILOVER_DEADLINE;
         loop {
-            let writer = self.writer(cluster).await?;
-            if writer.is_some() && writer != previous {
+            if failover_done(&self.describe_db_cluster(cluster).await?, previous.as_deref()) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(BackendError::Api(format!(
-                    "Aurora cluster {cluster} showed no new writer within {}s of the failover",
+                    "Aurora cluster {cluster} had no new writer, or was not available again, within {}s of the failover",
                     FAILOVER_DEADLINE.as_secs()
                 )));
             }
@@ -128,10 +137,52 @@ impl AwsBackend {
     }
 }
 
+/// A failover is over when the cluster has a writer other than `previous` and is available.
+fn failover_done(cluster: &DbCluster, previous: Option<&str>) -> bool {
+    let writer = writer_of(cluster);
+    writer.is_some() && writer.as_deref() != previous && cluster.status() == Some("available")
+}
+
+/// The member of `ids` named `name`, compared as RDS does: without regard to case.
+fn replica_named<'a>(ids: &'a [String], name: &str) -> Option<&'a str> {
+    ids.iter().find(|id| id.eq_ignore_ascii_case(name)).map(String::as_str)
+}
+
 fn writer_of(cluster: &DbCluster) -> Option<String> {
     cluster
         .db_cluster_members()
         .iter()
         .find(|m| m.is_cluster_writer() == Some(true))
         .and_then(|m| m.db_instance_identifier().map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_rds::types::DbClusterMember;
+
+    fn cluster(status: &str, writer: &str) -> DbCluster {
+        let member =
+            |id: &str| DbClusterMember::builder().db_instance_identifier(id).is_cluster_writer(id == writer).build();
+        DbCluster::builder()
+            .status(status)
+            .db_cluster_members(member("db-1"))
+            .db_cluster_members(member("db-2"))
+            .build()
+    }
+
+    #[test]
+    fn a_failover_is_over_once_a_new_writer_serves_an_available_cluster() {
+        assert!(!failover_done(&cluster("failing-over", "db-1"), Some("db-1")));
+        assert!(!failover_done(&cluster("failing-over", "db-2"), Some("db-1")), "still failing over");
+        assert!(!failover_done(&cluster("available", "db-1"), Some("db-1")), "the old writer");
+        assert!(failover_done(&cluster("available", "db-2"), Some("db-1")));
+    }
+
+    #[test]
+    fn replicas_are_named_without_regard_to_case() {
+        let ids = vec!["prod-db-instance-2".to_string()];
+        assert_eq!(replica_named(&ids, "Prod-DB-Instance-2"), Some("prod-db-instance-2"));
+        assert_eq!(replica_named(&ids, "prod-db-instance-3"), None);
+    }
 }
