@@ -258,6 +258,16 @@ async fn fis_faults_on_more_than_five_tasks_split_them_over_targets_of_five() {
 
     b.revert(&injected).await.expect("revert");
     assert!(templates(&world).await.is_empty(), "template not deleted");
+
+    // FIS does not run its network actions in parallel: a latency on more than five tasks is
+    // refused before anything is created.
+    let wide_latency = fault(
+        "slow-wide",
+        FaultKind::Latency { select: Selection::Count(6), delay: Duration::from_millis(100), jitter: Duration::ZERO },
+        Some(Duration::from_secs(60)),
+    );
+    let err = b.resolve(&wide_latency, &mut Rng::new(5)).await.expect_err("six tasks of latency");
+    assert!(matches!(err, BackendError::Precondition(_)), "{err}");
 }
 
 async fn templates(world: &World) -> Vec<(String, std::collections::HashMap<String, String>)> {

@@ -38,6 +38,9 @@ const TARGET: &str = "Tasks";
 /// FIS takes at most five ARNs per target: a larger selection is split over several targets,
 /// each with its own copy of the action, all running at once.
 const ARNS_PER_TARGET: usize = 5;
+/// FIS runs at most ten actions of an experiment at once (its default quota), so a cpu-stress
+/// reaches at most fifty tasks.
+const PARALLEL_ACTIONS: usize = 10;
 
 /// An experiment started by this process, and the last status reported for it.
 #[derive(Debug, Clone)]
@@ -75,6 +78,28 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("siege-{h:016x}-{what}")
+}
+
+/// Refuses, before anything runs, a selection FIS cannot take in one experiment: more than
+/// [`PARALLEL_ACTIONS`] × [`ARNS_PER_TARGET`] tasks for a cpu-stress, more than one target's worth
+/// for a latency (FIS does not run `aws:ecs:task-network-*` actions in parallel).
+pub(super) fn check_selection(fault: &Fault, tasks: usize) -> Result<(), BackendError> {
+    let max = match fault.kind {
+        FaultKind::Latency { .. } => ARNS_PER_TARGET,
+        _ => PARALLEL_ACTIONS * ARNS_PER_TARGET,
+    };
+    if tasks <= max {
+        return Ok(());
+    }
+    let why = match fault.kind {
+        FaultKind::Latency { .. } => "FIS takes five tasks per target and does not run its network actions in parallel",
+        _ => "FIS takes five tasks per target and runs at most ten actions at once",
+    };
+    Err(BackendError::Precondition(format!(
+        "fault `{}` selects {tasks} tasks, but a {} through FIS reaches at most {max} ({why}); select fewer",
+        fault.name,
+        fault.kind.type_name()
+    )))
 }
 
 /// One target of a template and the action that acts on it.
@@ -429,6 +454,30 @@ mod tests {
         );
         let all: Vec<&String> = parts.iter().flat_map(|p| p.arns).collect();
         assert_eq!(all, arns.iter().collect::<Vec<_>>(), "every chosen task, each once");
+    }
+
+    #[test]
+    fn selections_fis_cannot_take_are_refused() {
+        let stress = Fault {
+            name: "cpu".into(),
+            at: Duration::from_secs(10),
+            duration: Some(Duration::from_secs(30)),
+            kind: FaultKind::CpuStress { select: crate::scenario::Selection::Count(1), percent: 50 },
+        };
+        assert!(check_selection(&stress, 50).is_ok());
+        let err = check_selection(&stress, 51).expect_err("51 tasks").to_string();
+        assert!(err.contains("selects 51 tasks") && err.contains("at most 50"), "{err}");
+        let latency = Fault {
+            kind: FaultKind::Latency {
+                select: crate::scenario::Selection::Count(1),
+                delay: Duration::from_millis(100),
+                jitter: Duration::ZERO,
+            },
+            ..stress
+        };
+        assert!(check_selection(&latency, 5).is_ok());
+        let err = check_selection(&latency, 6).expect_err("6 tasks").to_string();
+        assert!(err.contains("at most 5") && err.contains("network actions"), "{err}");
     }
 
     #[test]

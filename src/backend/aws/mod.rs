@@ -325,6 +325,7 @@ impl AwsBackend {
             }
             FaultKind::CpuStress { select, percent } => {
                 let (chosen, n) = self.select_tasks(*select, rng).await?;
+                fis::check_selection(fault, chosen.len())?;
                 Ok(Resolved {
                     summary: format!(
                         "FIS aws:ecs:task-cpu-stress at {percent}% for {} on {} of {n} running tasks of service {} (cluster {}): {}; {}",
@@ -340,6 +341,7 @@ impl AwsBackend {
             }
             FaultKind::Latency { select, delay, jitter } => {
                 let (chosen, n) = self.select_tasks(*select, rng).await?;
+                fis::check_selection(fault, chosen.len())?;
                 Ok(Resolved {
                     summary: format!(
                         "FIS aws:ecs:task-network-latency +{}ms ±{}ms for {} on {} of {n} running tasks of service {} (cluster {}): {}; {}",
