@@ -94,12 +94,25 @@ fn xml_value(xml: &str, tag: &str) -> Option<String> {
     Some(xml[start..end].to_string())
 }
 
+/// The IAM action an AWS denial names: `... is not authorized to perform: iam:PassRole on ...`.
+fn denied_action(message: &str) -> Option<&str> {
+    let rest = &message[message.find("not authorized to perform: ")? + "not authorized to perform: ".len()..];
+    let action = rest.split(|c: char| c.is_whitespace() || c == ',' || c == ';').next()?;
+    action.contains(':').then_some(action)
+}
+
 /// The classification behind [`aws_error`], separated so that it can be tested without the SDK.
 pub(crate) fn classify(action: &str, code: &str, message: &str) -> BackendError {
     if ACCESS_DENIED.contains(&code) {
-        BackendError::Api(format!(
-            "access denied: the credentials may not call `{action}` ({code}: {message}); grant `{action}` to the role siege runs as (see docs/aws.md)"
-        ))
+        match denied_action(message).filter(|denied| !denied.eq_ignore_ascii_case(action)) {
+            // Another action behind the call: `iam:PassRole` of a FIS template, KMS of a secret.
+            Some(denied) => BackendError::Api(format!(
+                "access denied: `{action}` needs `{denied}`, which the credentials may not perform ({code}: {message}); grant `{denied}` to the role siege runs as (see docs/aws.md)"
+            )),
+            None => BackendError::Api(format!(
+                "access denied: the credentials may not call `{action}` ({code}: {message}); grant `{action}` to the role siege runs as (see docs/aws.md)"
+            )),
+        }
     } else if BAD_CREDENTIALS.contains(&code) {
         BackendError::Api(format!("{action}: the AWS credentials were rejected ({code}: {message})"))
     } else if NOT_FOUND.contains(&code) {
@@ -121,6 +134,25 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("access denied"), "{msg}");
         assert!(msg.contains("`ecs:StopTask`"), "{msg}");
+    }
+
+    #[test]
+    fn access_denied_names_the_action_aws_names() {
+        let e = classify(
+            "fis:CreateExperimentTemplate",
+            "AccessDeniedException",
+            "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: iam:PassRole on resource: arn:aws:iam::123456789012:role/siege-fis",
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("`fis:CreateExperimentTemplate` needs `iam:PassRole`"), "{msg}");
+        assert!(msg.contains("grant `iam:PassRole`"), "{msg}");
+        // Naming the call itself keeps the plain message.
+        let e = classify(
+            "ecs:StopTask",
+            "AccessDeniedException",
+            "User: x is not authorized to perform: ecs:StopTask on resource: y",
+        );
+        assert!(e.to_string().contains("may not call `ecs:StopTask`"), "{e}");
     }
 
     #[test]
