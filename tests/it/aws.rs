@@ -734,6 +734,92 @@ fn ok_server() -> String {
     url
 }
 
+/// A local HTTP/1.1 server that answers the `n`th request with `answers[n]` (status, XML body),
+/// the last one for ever after; counts the requests. Returns its base URL and the count.
+fn scripted_server(answers: Vec<(u16, &'static str)>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut conn = conn;
+            loop {
+                let mut length = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                if line != "\r\n" {
+                    break; // The client closed the connection.
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let (status, xml) = answers[n.min(answers.len() - 1)];
+                let head =
+                    format!("HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n", xml.len());
+                if conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(xml.as_bytes())).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test]
+async fn calls_ride_out_a_burst_of_throttling() {
+    const THROTTLED: &str = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+        <Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+    const IDENTITY: &str = "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+        <GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/ci</Arn><UserId>AIDA</UserId>\
+        <Account>123456789012</Account></GetCallerIdentityResult>\
+        <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>";
+    // Three throttled answers: more than the SDK's default of three attempts rides out.
+    let (url, count) = scripted_server(vec![(400, THROTTLED), (400, THROTTLED), (400, THROTTLED), (200, IDENTITY)]);
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(moto::REGION))
+        .endpoint_url(&url)
+        .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
+        // Short backoff so that the test is quick; siege keeps it and only raises the attempts.
+        .retry_config(aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
+        .load()
+        .await;
+    let target = AwsTarget {
+        region: None,
+        account: Some(moto::ACCOUNT.into()),
+        cluster: moto::CLUSTER.into(),
+        service: moto::SERVICE.into(),
+        target_group: None,
+        load_balancer: None,
+        db_cluster: None,
+        secret: None,
+        url: Some("http://127.0.0.1:9".into()),
+        endpoint: None,
+        fis_role: None,
+        max_select: 0.5,
+        allow_full_outage: false,
+    };
+    let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
+    assert_eq!(b.caller_account().await.expect("the fourth attempt answers"), moto::ACCOUNT);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
 /// `scenarios/aws/NAME.yaml` as shipped, pointed at `world`, written into `dir`. Three lines
 /// change: the load goes to `url` (the placeholder balancer DNS name must never be looked up),
 /// the runbook path becomes absolute (the copy lives elsewhere), and the placeholder target

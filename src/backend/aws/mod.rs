@@ -114,6 +114,10 @@ pub struct State {
 /// Longest any single AWS call may take, retries included, so that a hung endpoint cannot stall
 /// a run (or a revert) for ever.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Fewest attempts per call (the SDK retries throttling and transient errors with backoff):
+/// more than the SDK's default three, because siege polls while a game day may be loading the
+/// same account's APIs, and a revert given up on a throttle leaves a fault in place.
+const MIN_ATTEMPTS: u32 = 5;
 
 impl AwsBackend {
     /// Connects with the standard credential chain (env, profile, SSO, instance role) and region
@@ -147,6 +151,11 @@ impl AwsBackend {
         }
         let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(OPERATION_TIMEOUT).build();
         builder.set_timeout_config(Some(timeouts));
+        // The configured retry mode and backoff stay (`AWS_RETRY_MODE`, the profile); only the
+        // number of attempts is raised.
+        let retry = config.retry_config().cloned().unwrap_or_else(aws_config::retry::RetryConfig::standard);
+        let attempts = retry.max_attempts().max(MIN_ATTEMPTS);
+        builder.set_retry_config(Some(retry.with_max_attempts(attempts)));
         let config = builder.build();
         let clients = Clients {
             sts: aws_sdk_sts::Client::new(&config),
