@@ -341,8 +341,22 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
         },
         None => None,
     };
-    let cluster = cx.require(&f, "cluster", "the ECS cluster name").and_then(|n| cx.text(n, &f.path("cluster")));
-    let service = cx.require(&f, "service", "the ECS service name").and_then(|n| cx.text(n, &f.path("service")));
+    // Names, not ARNs: siege matches tasks by their `service:NAME` group and reads CloudWatch by
+    // `ClusterName` / `ServiceName`.
+    let name = |cx: &mut Checker, key: &str, what: &str| {
+        let n = cx.require(&f, key, what)?;
+        let v = cx.text(n, &f.path(key))?;
+        match v.strip_prefix("arn:") {
+            Some(_) => {
+                let short = v.rsplit('/').next().unwrap_or(&v).to_string();
+                cx.error(n, &f.path(key), format!("give {what}, not its ARN"), Some(format!("`{key}: {short}`")));
+                None
+            }
+            None => Some(v),
+        }
+    };
+    let cluster = name(cx, "cluster", "the ECS cluster name");
+    let service = name(cx, "service", "the ECS service name");
     let target_group = text(cx, "target_group");
     let load_balancer = text(cx, "load_balancer");
     let db_cluster = text(cx, "db_cluster");
