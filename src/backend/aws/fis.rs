@@ -335,16 +335,14 @@ impl AwsBackend {
         for template in self.find_templates(run_id, &injected.fault).await? {
             let experiments = self.template_experiments(&template).await?;
             for (id, status) in &experiments {
-                if !is_terminal(status.as_ref()) {
-                    match self.clients.fis.stop_experiment().id(id).send().await {
-                        Ok(_) => {}
-                        Err(e) => {
-                            let err = aws_error("fis:StopExperiment", e);
-                            // Finished between the listing and the stop: nothing left to stop.
-                            if !matches!(err, BackendError::NotFound(_)) {
-                                return Err(err);
-                            }
-                        }
+                if !is_terminal(status.as_ref())
+                    && let Err(e) = self.clients.fis.stop_experiment().id(id).send().await
+                {
+                    let err = aws_error("fis:StopExperiment", e);
+                    // Finished between the listing and the stop (FIS then answers not found or
+                    // ValidationException): nothing left to stop.
+                    if !matches!(err, BackendError::NotFound(_)) && !self.experiment_finished(id).await? {
+                        return Err(err);
                     }
                 }
             }
@@ -360,6 +358,13 @@ impl AwsBackend {
             }
         }
         Ok(())
+    }
+
+    /// Whether the experiment has finished, as `GetExperiment` reports it now.
+    async fn experiment_finished(&self, id: &str) -> Result<bool, BackendError> {
+        let out =
+            self.clients.fis.get_experiment().id(id).send().await.map_err(|e| aws_error("fis:GetExperiment", e))?;
+        Ok(is_terminal(out.experiment().and_then(|e| e.state()).and_then(|s| s.status())))
     }
 
     async fn template_experiments(
@@ -403,15 +408,7 @@ impl AwsBackend {
             let mut pending = Vec::new();
             for (id, _) in self.template_experiments(template).await? {
                 // GetExperiment reports the freshest state.
-                let out = self
-                    .clients
-                    .fis
-                    .get_experiment()
-                    .id(&id)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("fis:GetExperiment", e))?;
-                if !is_terminal(out.experiment().and_then(|e| e.state()).and_then(|s| s.status())) {
+                if !self.experiment_finished(&id).await? {
                     pending.push(id);
                 }
             }
