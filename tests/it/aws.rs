@@ -1055,6 +1055,63 @@ async fn heavy_aws_alarm_going_off_mid_run_aborts_with_exit_2_and_reverts() {
 }
 
 #[tokio::test]
+async fn heavy_aws_kill9_mid_run_then_recover_reverts_from_the_journal() {
+    let world = World::start().await;
+    let secret0 = world.secret_current().await;
+    let labels0 = world.secret_labels().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("killed.yaml");
+    let yaml = format!(
+        "name: aws-killed\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 60s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: cpu-stress, at: 5s, for: 40s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: secret-drift, at: 5s }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let siege = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = crate::common::siege();
+        cmd.args(args).envs(world.env()).env("SIEGE_HOME", home.path());
+        cmd
+    };
+    let mut child = siege(&["run".as_ref(), file.as_os_str(), "--reports".as_ref(), dir.path().as_os_str()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn siege run");
+    let injected = wait_async(Duration::from_secs(60), || async {
+        let drifted = world.secret_current().await.1 != secret0.1;
+        (drifted && !templates(&world).await.is_empty()).then_some(())
+    })
+    .await;
+    child.kill().expect("kill -9 the run");
+    let _ = child.wait();
+    assert!(injected.is_some(), "the faults were never injected");
+    assert!(!templates(&world).await.is_empty(), "the killed run left its FIS template");
+
+    // `siege recover` finds the run in its journal and reverts in the same account and region,
+    // with nothing but the standard environment.
+    let out = siege(&["recover".as_ref()]).output().expect("siege recover");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(templates(&world).await.is_empty(), "FIS template left behind:\n{text}");
+    assert!(experiments(&world).await.is_empty(), "an experiment still runs:\n{text}");
+    assert_eq!(world.secret_current().await, secret0, "{text}");
+    let mut labels = world.secret_labels().await;
+    labels.retain(|_, l| !l.is_empty());
+    assert_eq!(labels, labels0, "{text}");
+
+    let again = siege(&["recover".as_ref()]).output().expect("siege recover again");
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"), "{again:?}");
+}
+
+#[tokio::test]
 async fn siege_run_in_the_wrong_account_exits_4_and_touches_nothing() {
     let world = World::start().await;
     let running = world.running_service_tasks().await;
