@@ -1004,37 +1004,47 @@ fn only_report(reports: &std::path::Path) -> (std::path::PathBuf, serde_json::Va
     (dirs[0].clone(), serde_json::from_str(&json).expect("report.json parses"))
 }
 
+/// A 60 s scenario that starts a cpu-stress (through FIS, for 40 s) and a secret drift at 5 s,
+/// with `stop` (a `stop:` block, or nothing) as its stop conditions.
+fn fis_and_drift(world: &World, name: &str, stop: &str) -> String {
+    format!(
+        "name: {name}\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
+         load: {{ url: /, rate: 10/s, duration: 60s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: cpu-stress, at: 5s, for: 40s, select: 1, percent: 80 }}\n\
+         \x20 - {{ type: secret-drift, at: 5s }}\n\
+         {stop}recovery: {{ within: 10s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+    )
+}
+
+/// Waits (up to a minute) until the faults of [`fis_and_drift`] are in: a FIS template exists
+/// and the secret has moved off `version0`.
+async fn both_injected(world: &World, version0: &str) -> Option<()> {
+    wait_async(Duration::from_secs(60), || async {
+        let drifted = world.secret_current().await.1 != version0;
+        (drifted && !templates(world).await.is_empty()).then_some(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn heavy_aws_alarm_going_off_mid_run_aborts_with_exit_2_and_reverts() {
     let world = World::start().await;
     let secret0 = world.secret_current().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("alarm.yaml");
-    let yaml = format!(
-        "name: aws-alarm\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
-         load: {{ url: /, rate: 10/s, duration: 60s, timeout: 2s }}\n\
-         steady_state: {{ error_rate: \"< 1%\" }}\n\
-         faults:\n\
-         \x20 - {{ type: cpu-stress, at: 5s, for: 40s, select: 1, percent: 80 }}\n\
-         \x20 - {{ type: secret-drift, at: 5s }}\n\
-         stop:\n  - {{ alarm: {} }}\n\
-         recovery: {{ within: 10s, hold: 3s }}\n",
-        world.target_yaml(),
-        ok_server(),
-        moto::ALARM,
-    );
-    std::fs::write(&file, yaml).unwrap();
+    std::fs::write(&file, fis_and_drift(&world, "aws-alarm", &format!("stop:\n  - {{ alarm: {} }}\n", moto::ALARM)))
+        .unwrap();
     let home = tempfile::tempdir().unwrap();
     let reports = home.path().join("reports");
     let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.clone().into()];
     let run = run_siege(&world, home.path(), args, Duration::from_secs(120));
     // Once both faults are in (a FIS template exists, the secret moved), the alarm goes off.
     let trip = async {
-        let injected = wait_async(Duration::from_secs(60), || async {
-            let drifted = world.secret_current().await.1 != secret0.1;
-            (drifted && !templates(&world).await.is_empty()).then_some(())
-        })
-        .await;
+        let injected = both_injected(&world, &secret0.1).await;
         if injected.is_some() {
             world.set_alarm(StateValue::Alarm).await;
         }
@@ -1061,18 +1071,7 @@ async fn heavy_aws_kill9_mid_run_then_recover_reverts_from_the_journal() {
     let labels0 = world.secret_labels().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("killed.yaml");
-    let yaml = format!(
-        "name: aws-killed\nseed: 7\n{}    url: {}\n    max_select: 50%\n\
-         load: {{ url: /, rate: 10/s, duration: 60s, timeout: 2s }}\n\
-         steady_state: {{ error_rate: \"< 1%\" }}\n\
-         faults:\n\
-         \x20 - {{ type: cpu-stress, at: 5s, for: 40s, select: 1, percent: 80 }}\n\
-         \x20 - {{ type: secret-drift, at: 5s }}\n\
-         recovery: {{ within: 10s, hold: 3s }}\n",
-        world.target_yaml(),
-        ok_server(),
-    );
-    std::fs::write(&file, yaml).unwrap();
+    std::fs::write(&file, fis_and_drift(&world, "aws-killed", "")).unwrap();
     let home = tempfile::tempdir().unwrap();
     let siege = |args: &[&std::ffi::OsStr]| {
         let mut cmd = crate::common::siege();
@@ -1084,11 +1083,7 @@ async fn heavy_aws_kill9_mid_run_then_recover_reverts_from_the_journal() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn siege run");
-    let injected = wait_async(Duration::from_secs(60), || async {
-        let drifted = world.secret_current().await.1 != secret0.1;
-        (drifted && !templates(&world).await.is_empty()).then_some(())
-    })
-    .await;
+    let injected = both_injected(&world, &secret0.1).await;
     child.kill().expect("kill -9 the run");
     let _ = child.wait();
     assert!(injected.is_some(), "the faults were never injected");
