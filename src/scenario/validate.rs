@@ -346,14 +346,12 @@ fn aws(cx: &mut Checker, node: &Node) -> Option<AwsTarget> {
     let name = |cx: &mut Checker, key: &str, what: &str| {
         let n = cx.require(&f, key, what)?;
         let v = cx.text(n, &f.path(key))?;
-        match v.strip_prefix("arn:") {
-            Some(_) => {
-                let short = v.rsplit('/').next().unwrap_or(&v).to_string();
-                cx.error(n, &f.path(key), format!("give {what}, not its ARN"), Some(format!("`{key}: {short}`")));
-                None
-            }
-            None => Some(v),
+        if !v.starts_with("arn:") {
+            return Some(v);
         }
+        let short = v.rsplit('/').next().unwrap_or(&v).to_string();
+        cx.error(n, &f.path(key), format!("give {what}, not its ARN"), Some(format!("`{key}: {short}`")));
+        None
     };
     let cluster = name(cx, "cluster", "the ECS cluster name");
     let service = name(cx, "service", "the ECS service name");

@@ -84,17 +84,17 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
 /// [`PARALLEL_ACTIONS`] × [`ARNS_PER_TARGET`] tasks for a cpu-stress, more than one target's worth
 /// for a latency (FIS does not run `aws:ecs:task-network-*` actions in parallel).
 pub(super) fn check_selection(fault: &Fault, tasks: usize) -> Result<(), BackendError> {
-    let max = match fault.kind {
-        FaultKind::Latency { .. } => ARNS_PER_TARGET,
-        _ => PARALLEL_ACTIONS * ARNS_PER_TARGET,
+    let (max, why) = match fault.kind {
+        FaultKind::Latency { .. } => {
+            (ARNS_PER_TARGET, "FIS takes five tasks per target and does not run its network actions in parallel")
+        }
+        _ => {
+            (PARALLEL_ACTIONS * ARNS_PER_TARGET, "FIS takes five tasks per target and runs at most ten actions at once")
+        }
     };
     if tasks <= max {
         return Ok(());
     }
-    let why = match fault.kind {
-        FaultKind::Latency { .. } => "FIS takes five tasks per target and does not run its network actions in parallel",
-        _ => "FIS takes five tasks per target and runs at most ten actions at once",
-    };
     Err(BackendError::Precondition(format!(
         "fault `{}` selects {tasks} tasks, but a {} through FIS reaches at most {max} ({why}); select fewer",
         fault.name,
