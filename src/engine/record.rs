@@ -256,7 +256,26 @@ impl RecordBuilder {
             .and_then(|first| observe::worst_second(f.history, first))
             .and_then(|w| windows.iter().find(|r| r.second == w.window.second).cloned());
 
-        for fr in &mut self.faults {
+        // Every fault of the scenario, in its order; one the run never reached is listed as not
+        // injected (the debrief should see what was planned and did not happen).
+        let mut faults: Vec<FaultRecord> = sc
+            .faults
+            .iter()
+            .map(|fault| match self.faults.iter().position(|r| r.name == fault.name) {
+                Some(i) => self.faults.swap_remove(i),
+                None => FaultRecord {
+                    name: fault.name.clone(),
+                    kind: fault.kind.type_name().to_string(),
+                    targets: vec![],
+                    summary: String::new(),
+                    injected_s: None,
+                    ends_s: None,
+                    reverted_s: None,
+                    revert_error: None,
+                },
+            })
+            .collect();
+        for fr in &mut faults {
             if let Some(fault) = sc.faults.iter().find(|x| x.name == fr.name) {
                 fr.ends_s = fr.injected_s.map(|t| t + (fault.ends_at() - fault.at).as_secs_f64());
                 if fault.duration.is_none() && fault.kind == crate::scenario::FaultKind::SecretDrift {
@@ -295,7 +314,7 @@ impl RecordBuilder {
             worst_window,
             steady_state,
             timeline: self.timeline,
-            faults: self.faults,
+            faults,
             windows,
             load: f.load,
             debrief_questions: vec![],

@@ -116,19 +116,11 @@ fn text(out: &Output) -> String {
 
 /// The single report directory of a run in `home`.
 fn report_dir(home: &Home) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(home.reports())
-        .expect("reports dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
-    dirs.remove(0)
+    crate::common::only_report_dir(&home.reports())
 }
 
 fn report_json(home: &Home) -> serde_json::Value {
-    let s = std::fs::read_to_string(report_dir(home).join("report.json")).expect("report.json");
-    serde_json::from_str(&s).expect("report.json parses")
+    crate::common::read_report_json(&report_dir(home))
 }
 
 /// Spawns `siege run`, returning the child once a stderr line contains `marker`, with the lines
@@ -257,7 +249,13 @@ recovery: { within: 10s, hold: 5s }
     assert!(!s.contains("fault injected"), "{s}");
     let r = report_json(&home);
     assert_eq!(r["verdict"]["outcome"], "precondition-failed");
-    assert!(r["faults"].as_array().is_some_and(|f| f.is_empty()), "{r}");
+    // The planned fault is listed, never injected.
+    let faults = r["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1, "{r}");
+    assert_eq!(faults[0]["type"], "task-kill");
+    assert!(faults[0]["injected_s"].is_null() && faults[0]["reverted_s"].is_null(), "{r}");
+    let md = std::fs::read_to_string(report_dir(&home).join("report.md")).expect("report.md");
+    assert!(md.contains("| not injected |"), "{md}");
     home.assert_no_processes_left();
 }
 
