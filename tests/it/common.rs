@@ -21,6 +21,20 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The single report directory a run wrote under `reports`.
+pub fn only_report_dir(reports: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(reports).expect("reports dir").flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
+    dirs.remove(0)
+}
+
+/// `report.json` of a run's report directory, parsed.
+pub fn read_report_json(dir: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    serde_json::from_str(&s).expect("report.json parses")
+}
+
 /// Polls `f` until it returns `Some` or `deadline` passes.
 pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + deadline;

@@ -97,7 +97,7 @@ fn xml_value(xml: &str, tag: &str) -> Option<String> {
 /// The IAM action an AWS denial names: `... is not authorized to perform: iam:PassRole on ...`.
 fn denied_action(message: &str) -> Option<&str> {
     let rest = &message[message.find("not authorized to perform: ")? + "not authorized to perform: ".len()..];
-    let action = rest.split(|c: char| c.is_whitespace() || c == ',' || c == ';').next()?;
+    let action = rest.split(|c: char| c.is_whitespace() || c == ',' || c == ';').next()?.trim_end_matches('.');
     action.contains(':').then_some(action)
 }
 
@@ -153,6 +153,9 @@ mod tests {
             "User: x is not authorized to perform: ecs:StopTask on resource: y",
         );
         assert!(e.to_string().contains("may not call `ecs:StopTask`"), "{e}");
+        let e =
+            classify("ecs:StopTask", "AccessDeniedException", "User: x is not authorized to perform: ecs:StopTask.");
+        assert!(e.to_string().contains("may not call `ecs:StopTask`"), "a full stop is not part of the action: {e}");
     }
 
     #[test]

@@ -85,12 +85,14 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
 /// for a latency (FIS does not run `aws:ecs:task-network-*` actions in parallel).
 pub(super) fn check_selection(fault: &Fault, tasks: usize) -> Result<(), BackendError> {
     let (max, why) = match fault.kind {
-        FaultKind::Latency { .. } => {
-            (ARNS_PER_TARGET, "FIS takes five tasks per target and does not run its network actions in parallel")
-        }
-        _ => {
-            (PARALLEL_ACTIONS * ARNS_PER_TARGET, "FIS takes five tasks per target and runs at most ten actions at once")
-        }
+        FaultKind::Latency { .. } => (
+            ARNS_PER_TARGET,
+            format!("FIS takes {ARNS_PER_TARGET} tasks per target and does not run its network actions in parallel"),
+        ),
+        _ => (
+            PARALLEL_ACTIONS * ARNS_PER_TARGET,
+            format!("FIS takes {ARNS_PER_TARGET} tasks per target and runs at most {PARALLEL_ACTIONS} actions at once"),
+        ),
     };
     if tasks <= max {
         return Ok(());
@@ -335,7 +337,9 @@ impl AwsBackend {
         for template in self.find_templates(run_id, &injected.fault).await? {
             let experiments = self.template_experiments(&template).await?;
             for (id, status) in &experiments {
+                // One already stopping (an earlier revert that gave up waiting) is only waited for.
                 if !is_terminal(status.as_ref())
+                    && status != &Some(ExperimentStatus::Stopping)
                     && let Err(e) = self.clients.fis.stop_experiment().id(id).send().await
                 {
                     let err = aws_error("fis:StopExperiment", e);

@@ -108,7 +108,7 @@ impl AwsBackend {
     }
 
     /// `FailoverDBCluster`, then waits until a writer other than the previous one is reported and
-    /// the cluster is `available` again (a cluster still `failing-over` refuses the next failover).
+    /// the cluster is no longer `failing-over` (which would refuse the next failover).
     pub(super) async fn failover(&self, injected: &Injected) -> Result<(), BackendError> {
         let cluster = undo_str(injected, "cluster")?;
         let previous = injected.undo.get("previous_writer").and_then(|v| v.as_str()).map(str::to_string);
@@ -128,7 +128,7 @@ impl AwsBackend {
             }
             if Instant::now() >= deadline {
                 return Err(BackendError::Api(format!(
-                    "Aurora cluster {cluster} had no new writer, or was not available again, within {}s of the failover",
+                    "Aurora cluster {cluster} had no new writer, or was still failing over, {}s after the failover",
                     FAILOVER_DEADLINE.as_secs()
                 )));
             }
@@ -137,10 +137,11 @@ impl AwsBackend {
     }
 }
 
-/// A failover is over when the cluster has a writer other than `previous` and is available.
+/// A failover is over when the cluster has a writer other than `previous` and has left the
+/// `failing-over` status (for `available`, or whatever else it is busy with, e.g. a backup).
 fn failover_done(cluster: &DbCluster, previous: Option<&str>) -> bool {
     let writer = writer_of(cluster);
-    writer.is_some() && writer.as_deref() != previous && cluster.status() == Some("available")
+    writer.is_some() && writer.as_deref() != previous && cluster.status() != Some("failing-over")
 }
 
 /// The member of `ids` named `name`, compared as RDS does: without regard to case.
@@ -177,6 +178,7 @@ mod tests {
         assert!(!failover_done(&cluster("failing-over", "db-2"), Some("db-1")), "still failing over");
         assert!(!failover_done(&cluster("available", "db-1"), Some("db-1")), "the old writer");
         assert!(failover_done(&cluster("available", "db-2"), Some("db-1")));
+        assert!(failover_done(&cluster("backing-up", "db-2"), Some("db-1")), "busy with something else");
     }
 
     #[test]

@@ -118,13 +118,20 @@ impl AwsBackend {
 
     /// Moves AWSCURRENT back to the previous version, then AWSPREVIOUS back to the version that
     /// had it. Nothing to do for a label already there; refuses when AWSCURRENT is on a version
-    /// siege did not write (someone rotated since). AWSPREVIOUS is only moved off siege's own
-    /// version, never from one someone else labelled.
+    /// siege did not write (someone rotated since). AWSPREVIOUS is only ever moved off siege's
+    /// own version, and back to where someone else put it during the run, if someone did.
     pub(super) async fn revert_secret(&self, injected: &Injected) -> Result<(), BackendError> {
         let secret = undo_str(injected, "secret")?;
         let previous = undo_str(injected, "previous_version")?;
         let new_version = undo_str(injected, "new_version")?;
         let (_, versions) = self.secret_versions(secret).await?;
+        // Where AWSPREVIOUS belongs: where it was before the run, unless someone moved it during
+        // the run (siege's own write put it on `previous`; a revert cut short, on `new_version`).
+        let previous_label = match version_with(&versions, PREVIOUS) {
+            Some(v) if v != previous && v != new_version => Some(Some(v)),
+            // Journals written before siege recorded AWSPREVIOUS have no such key: leave it be.
+            _ => injected.undo.get("awsprevious_version").map(|v| v.as_str().map(str::to_string)),
+        };
         match version_with(&versions, CURRENT).as_deref() {
             Some(c) if c == previous => {}
             Some(c) if c == new_version => {
@@ -137,11 +144,10 @@ impl AwsBackend {
                 )));
             }
         }
-        // Journals written before siege recorded AWSPREVIOUS have no such key: leave it be.
-        let Some(old_previous) = injected.undo.get("awsprevious_version") else { return Ok(()) };
+        let Some(to) = previous_label else { return Ok(()) };
         let (_, versions) = self.secret_versions(secret).await?;
         if version_with(&versions, PREVIOUS).as_deref() == Some(new_version) {
-            self.move_stage(secret, PREVIOUS, old_previous.as_str(), Some(new_version)).await?;
+            self.move_stage(secret, PREVIOUS, to.as_deref(), Some(new_version)).await?;
         }
         Ok(())
     }
