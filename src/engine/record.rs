@@ -258,11 +258,18 @@ impl RecordBuilder {
 
         // Every fault of the scenario, in its order; one the run never reached is listed as not
         // injected (the debrief should see what was planned and did not happen).
-        let mut faults: Vec<FaultRecord> = sc
+        let faults: Vec<FaultRecord> = sc
             .faults
             .iter()
             .map(|fault| match self.faults.iter().position(|r| r.name == fault.name) {
-                Some(i) => self.faults.swap_remove(i),
+                Some(i) => {
+                    let mut fr = self.faults.swap_remove(i);
+                    fr.ends_s = fr.injected_s.map(|t| t + (fault.ends_at() - fault.at).as_secs_f64());
+                    if fault.duration.is_none() && fault.kind == crate::scenario::FaultKind::SecretDrift {
+                        fr.ends_s = fr.reverted_s.or(Some(f.duration_s));
+                    }
+                    fr
+                }
                 None => FaultRecord {
                     name: fault.name.clone(),
                     kind: fault.kind.type_name().to_string(),
@@ -275,14 +282,6 @@ impl RecordBuilder {
                 },
             })
             .collect();
-        for fr in &mut faults {
-            if let Some(fault) = sc.faults.iter().find(|x| x.name == fr.name) {
-                fr.ends_s = fr.injected_s.map(|t| t + (fault.ends_at() - fault.at).as_secs_f64());
-                if fault.duration.is_none() && fault.kind == crate::scenario::FaultKind::SecretDrift {
-                    fr.ends_s = fr.reverted_s.or(Some(f.duration_s));
-                }
-            }
-        }
 
         let (target, service) = match &sc.target {
             Target::Lab(l) => ("lab", l.service.clone()),

@@ -173,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failover_is_over_once_a_new_writer_serves_an_available_cluster() {
+    fn a_failover_is_over_once_a_new_writer_is_in_and_the_cluster_left_failing_over() {
         assert!(!failover_done(&cluster("failing-over", "db-1"), Some("db-1")));
         assert!(!failover_done(&cluster("failing-over", "db-2"), Some("db-1")), "still failing over");
         assert!(!failover_done(&cluster("available", "db-1"), Some("db-1")), "the old writer");
