@@ -14,6 +14,10 @@
 //!   it again), then replace, rolling, every task holding another version — which leaves the lab
 //!   healthy whether or not a redeploy ran in between;
 //! - `task-kill`, `redeploy`: nothing to undo (the scheduler replaces tasks by itself).
+//!
+//! A run takes the lab's lease ([`LabBackend::acquire_lease`], `POST /v1/lease`) before anything
+//! else, renews it while it runs and releases it in [`LabBackend::shutdown`]: a second run
+//! against the same lab is refused (exit 4) with the holder's run id and since when.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +25,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
+use super::lease::{self, Keeper, Lease, Renewal};
 use super::{BackendError, Injected, Resolved, Sample};
 use crate::lab::balancer::TargetHealth;
 use crate::lab::client::{ClientError, ControlClient};
@@ -39,6 +44,8 @@ pub struct LabBackend {
     owned: Option<Box<tokio::sync::Mutex<tokio::process::Child>>>,
     /// Sequence number of the last lab event already returned by [`LabBackend::sample`].
     cursor: Mutex<u64>,
+    /// The lab's lease, while this run holds it.
+    lease: Option<Keeper>,
 }
 
 fn api(e: ClientError) -> BackendError {
@@ -92,7 +99,13 @@ impl LabBackend {
         })?;
         let client = ControlClient::new(url, &token);
         let st = client.state(u64::MAX).await.map_err(api)?;
-        Ok(LabBackend { client, balancer_url: st.balancer_url, owned: None, cursor: Mutex::new(st.last_event) })
+        Ok(LabBackend {
+            client,
+            balancer_url: st.balancer_url,
+            owned: None,
+            cursor: Mutex::new(st.last_event),
+            lease: None,
+        })
     }
 
     async fn start_owned(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
@@ -137,6 +150,7 @@ impl LabBackend {
             balancer_url: addr.balancer_url,
             owned: Some(Box::new(tokio::sync::Mutex::new(child))),
             cursor: Mutex::new(0),
+            lease: None,
         })
     }
 
@@ -156,6 +170,35 @@ impl LabBackend {
             return Ok(None);
         }
         Self::attach(url).await.map(Some)
+    }
+
+    /// The target as the lease refusal names it.
+    fn target_name(&self) -> String {
+        format!("lab at {}", self.client.url)
+    }
+
+    /// Takes the lab's lease for `run_id` and keeps renewing it; refuses (exit 4) when another
+    /// run holds it. Mutates nothing else.
+    pub async fn acquire_lease(&mut self, run_id: &str) -> Result<(), BackendError> {
+        let ttl = lease::ttl()?;
+        let taken = take_lease(&self.client, run_id, ttl).await?.map_err(|holder| holder.busy(&self.target_name()))?;
+        let (client, run) = (self.client.clone(), run_id.to_string());
+        self.lease = Some(Keeper::start(&taken, ttl, move || {
+            let (client, run) = (client.clone(), run.clone());
+            async move { take_lease(&client, &run, ttl).await }
+        }));
+        Ok(())
+    }
+
+    /// The run holding the lab, if any; takes nothing.
+    pub async fn lease_holder(&self) -> Result<Option<Lease>, BackendError> {
+        Ok(self.state().await?.lease)
+    }
+
+    /// Releases the lease if `run_id` holds it (`siege recover` for a killed run); whether it did.
+    pub async fn release_lease(&self, run_id: &str) -> Result<bool, BackendError> {
+        let v = self.client.post("/v1/lease/release", json!({ "run_id": run_id })).await.map_err(api)?;
+        Ok(v.get("released").and_then(|r| r.as_bool()).unwrap_or(false))
     }
 
     pub fn entry_url(&self) -> String {
@@ -251,6 +294,9 @@ impl LabBackend {
 
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         let _ = run_id;
+        if let Some(k) = &self.lease {
+            k.check()?;
+        }
         let tasks = &injected.targets;
         let (path, body) = match &fault.kind {
             FaultKind::TaskKill { signal, .. } => {
@@ -318,11 +364,23 @@ impl LabBackend {
             lb_rps: m.map(|m| m.request_count as f64),
             lb_5xx_rate: m.and_then(|m| fraction(m.elb_5xx + m.target_5xx, m.request_count)),
             lb_response_ms: m.and_then(|m| m.target_response_time).map(|s| s * 1000.0),
-            events: st.events.into_iter().map(|e| e.message).collect(),
+            events: st
+                .events
+                .into_iter()
+                .map(|e| e.message)
+                .chain(self.lease.as_ref().and_then(Keeper::lost_note))
+                .collect(),
         })
     }
 
-    pub async fn shutdown(self) -> Result<(), BackendError> {
+    pub async fn shutdown(mut self) -> Result<(), BackendError> {
+        if let Some(k) = self.lease.take() {
+            let run_id = k.run_id.clone();
+            drop(k);
+            if self.owned.is_none() {
+                self.release_lease(&run_id).await?;
+            }
+        }
         let Some(child) = self.owned else { return Ok(()) };
         let mut child = child.into_inner();
         let _ = self.client.post("/v1/shutdown", json!({})).await;
@@ -335,6 +393,16 @@ impl LabBackend {
             }
         }
     }
+}
+
+/// `POST /v1/lease`: the lease granted to `run_id` (taken or renewed), or the holder's.
+async fn take_lease(client: &ControlClient, run_id: &str, ttl: Duration) -> Renewal {
+    let v =
+        client.post("/v1/lease", json!({ "run_id": run_id, "ttl_ms": ttl.as_millis() as u64 })).await.map_err(api)?;
+    let granted = v.get("granted").and_then(|g| g.as_bool()).unwrap_or(false);
+    let lease: Lease = serde_json::from_value(v.get("lease").cloned().unwrap_or_default())
+        .map_err(|e| BackendError::Api(format!("unexpected answer from the lab's lease: {e}")))?;
+    Ok(if granted { Ok(lease) } else { Err(lease) })
 }
 
 /// `part / whole`, at most 1 (an answer can be counted a second after its request), `None` when

@@ -11,6 +11,7 @@
 
 pub mod aws;
 pub mod lab;
+pub mod lease;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,19 @@ pub enum BackendError {
     /// Any other failure of the backend's API, with its message.
     #[error("{0}")]
     Api(String),
+}
+
+/// For `siege recover`: releases the lease the recorded run `run_id` left on the target its
+/// `locator` names, and says so. `None` when there was none (or the target is gone with it).
+pub async fn release_left_lease(locator: &serde_json::Value, run_id: &str) -> Option<String> {
+    let b = Backend::reconnect(locator).await.ok()??;
+    let line = match b.release_lease(run_id).await {
+        Ok(true) => Some(format!("run {run_id}: released its lease on the target")),
+        Ok(false) => None,
+        Err(e) => Some(format!("run {run_id}: could not release its lease on the target (it expires): {e}")),
+    };
+    let _ = b.shutdown().await;
+    line
 }
 
 /// The concrete targets a fault will hit, as printed by `siege plan` and recorded in the report.
@@ -103,12 +117,47 @@ pub struct Sample {
 }
 
 impl Backend {
-    /// Connects to the scenario's target; for a lab target without `control`, starts a lab for
+    /// Connects to the scenario's target for run `run_id` and takes the target's lease (see
+    /// [`lease`]): a target another run holds is refused here, before anything is changed, with
+    /// [`BackendError::Precondition`]. For a lab target without `control`, starts a lab for
     /// this run (torn down by [`Backend::shutdown`], and with the process if it dies).
     pub async fn connect(target: &Target, run_id: &str) -> Result<Backend, BackendError> {
+        let mut b = Self::inspect(target, run_id).await?;
+        let taken = match &mut b {
+            Backend::Lab(l) => l.acquire_lease(run_id).await,
+            Backend::Aws(a) => a.acquire_lease().await,
+        };
+        match taken {
+            Ok(()) => Ok(b),
+            Err(e) => {
+                let _ = b.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects without taking the lease (`siege plan`): reads only.
+    pub async fn inspect(target: &Target, run_id: &str) -> Result<Backend, BackendError> {
         match target {
             Target::Lab(t) => Ok(Backend::Lab(lab::LabBackend::connect(t, run_id).await?)),
             Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id).await?)),
+        }
+    }
+
+    /// The run holding the target's lease, if another run (or this one) holds it. Takes nothing.
+    pub async fn lease_holder(&self) -> Result<Option<lease::Lease>, BackendError> {
+        match self {
+            Backend::Lab(b) => b.lease_holder().await,
+            Backend::Aws(b) => b.lease_holder().await,
+        }
+    }
+
+    /// Releases the lease `run_id` left on the target (a killed run, from `siege recover`);
+    /// whether there was one. Another run's lease is left alone.
+    pub async fn release_lease(&self, run_id: &str) -> Result<bool, BackendError> {
+        match self {
+            Backend::Lab(b) => b.release_lease(run_id).await,
+            Backend::Aws(b) => b.release_lease(run_id).await,
         }
     }
 
@@ -210,7 +259,7 @@ impl Backend {
         }
     }
 
-    /// Releases the backend; tears down a lab started for this run.
+    /// Releases the backend and the run's lease; tears down a lab started for this run.
     pub async fn shutdown(self) -> Result<(), BackendError> {
         match self {
             Backend::Lab(b) => b.shutdown().await,

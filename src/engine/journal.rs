@@ -187,6 +187,7 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
     }
     if rec.pending.is_empty() {
         out.lines.push(format!("run {}: nothing left to revert", rec.run_id));
+        out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
         let _ = std::fs::remove_file(&rec.path);
         return out;
     }
@@ -222,6 +223,7 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
     if !out.failed {
         let _ = std::fs::remove_file(&rec.path);
     }
+    out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
     let _ = backend.shutdown().await;
     out
 }

@@ -150,7 +150,7 @@ pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
         let backend = match &sc.target {
             Target::Lab(l) if l.control.is_none() => None,
             t => {
-                let b = crate::backend::Backend::connect(t, "plan")
+                let b = crate::backend::Backend::inspect(t, "plan")
                     .await
                     .map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
                 b.preflight(&sc).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
@@ -174,11 +174,27 @@ pub fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
             resolved.push(line);
         }
         print!("{}", plan_text(&sc, seed, &resolved));
+        if let Some(b) = &backend {
+            println!("{}", busy_line(b.lease_holder().await));
+        }
         if let Some(b) = backend {
             let _ = b.shutdown().await;
         }
         Ok(Exit::Passed)
     })
+}
+
+/// What `siege plan` says about the target's lease: a run now would be refused while another
+/// run holds it.
+fn busy_line(holder: Result<Option<crate::backend::lease::Lease>, crate::backend::BackendError>) -> String {
+    match holder {
+        Ok(Some(l)) => format!(
+            "target busy: held by {}; `siege run` would be refused now (exit 4)",
+            l.describe(std::time::SystemTime::now())
+        ),
+        Ok(None) => "target free: no run holds its lease".into(),
+        Err(e) => format!("target lease unknown: {e}"),
+    }
 }
 
 fn describe_selection(sc: &Scenario, kind: &FaultKind) -> String {

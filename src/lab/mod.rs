@@ -381,6 +381,10 @@ pub fn render_status(st: &LabState) -> String {
     let mut o = String::new();
     let s = &st.service;
     let _ = writeln!(o, "lab (pid {})  balancer {}  control {}", st.pid, st.balancer_url, st.control_url);
+    let _ = match &st.lease {
+        Some(l) => writeln!(o, "lease: held by {}", l.describe(std::time::SystemTime::now())),
+        None => writeln!(o, "lease: free (no run under way)"),
+    };
     let _ = writeln!(
         o,
         "service {}: {} running / {} desired / {} pending, revision {}{}, avg CPU {:.0}%{}",

@@ -19,6 +19,8 @@
 //! | `POST /v1/secret/restore` | `{version, replace_stale}` make `version` current again |
 //! | `POST /v1/service/redeploy` | `{stale_only}` rolling replacement |
 //! | `POST /v1/service` | `{desired?, autoscaling?}` |
+//! | `POST /v1/lease` | `{run_id, ttl_ms}` take or renew the lease: `{granted, lease}` (the holder's when refused) |
+//! | `POST /v1/lease/release` | `{run_id}` release it if that run holds it: `{released}` |
 //! | `POST /v1/shutdown` | stop the lab |
 
 use std::net::SocketAddr;
@@ -37,6 +39,7 @@ use super::events::{Event, Events};
 use super::secrets::{SecretStore, SecretView};
 use super::service::{AutoscalingConfig, Service, ServiceConfig, ServiceView};
 use super::web::{self, Resp};
+use crate::backend::lease::{self, Lease};
 
 /// Everything `siege lab up` is configured with.
 #[derive(Debug, Clone)]
@@ -69,6 +72,9 @@ pub struct LabState {
     pub metrics: Option<MetricsSecond>,
     /// Every child process of the lab (tasks and DB nodes).
     pub child_pids: Vec<u32>,
+    /// The run holding the lab, unless the lab is free (see [`crate::backend::lease`]).
+    #[serde(default)]
+    pub lease: Option<Lease>,
 }
 
 /// Where a running lab can be reached: printed by `--ready-json`, stored in `lab.json`.
@@ -96,6 +102,8 @@ pub struct Lab {
     service: Arc<Service>,
     secrets: Arc<SecretStore>,
     events: Arc<Events>,
+    /// The lease of the run under way, if any: one run at a time drives the lab.
+    lease: std::sync::Mutex<Option<Lease>>,
     cancel: CancellationToken,
     /// Fired by `POST /v1/shutdown`.
     pub stop: CancellationToken,
@@ -140,6 +148,7 @@ impl Lab {
             service,
             secrets,
             events,
+            lease: std::sync::Mutex::new(None),
             cancel: cancel.clone(),
             stop: CancellationToken::new(),
         });
@@ -219,7 +228,40 @@ impl Lab {
             last_event: self.events.last_seq(),
             metrics: self.balancer.metrics(0).pop(),
             child_pids,
+            lease: self.lease_holder(),
         }
+    }
+
+    /// The lease in force, if any (an expired one is no lease).
+    fn lease_holder(&self) -> Option<Lease> {
+        let now = std::time::SystemTime::now();
+        self.lease.lock().ok()?.clone().filter(|l| !l.expired(now))
+    }
+
+    /// `POST /v1/lease`: grants the lease to `run_id` (or renews it), unless another run holds it.
+    fn take_lease(&self, run_id: &str, ttl: Duration) -> serde_json::Value {
+        let Ok(mut slot) = self.lease.lock() else { return json!({ "granted": false, "lease": null }) };
+        match lease::grant(slot.as_ref(), run_id, ttl, std::time::SystemTime::now()) {
+            Ok(l) => {
+                if slot.as_ref().is_none_or(|old| old.run_id != l.run_id) {
+                    self.events.push(format!("lab: leased to run {run_id}"));
+                }
+                *slot = Some(l.clone());
+                json!({ "granted": true, "lease": l })
+            }
+            Err(holder) => json!({ "granted": false, "lease": holder }),
+        }
+    }
+
+    /// `POST /v1/lease/release`: frees the lab if `run_id` holds it.
+    fn release_lease(&self, run_id: &str) -> bool {
+        let Ok(mut slot) = self.lease.lock() else { return false };
+        if slot.as_ref().is_some_and(|l| l.run_id == run_id) {
+            *slot = None;
+            self.events.push(format!("lab: lease of run {run_id} released"));
+            return true;
+        }
+        false
     }
 
     async fn control(self: Arc<Self>, req: hyper::Request<hyper::body::Incoming>, _peer: SocketAddr) -> Resp {
@@ -345,6 +387,16 @@ impl Lab {
                 };
                 self.service.configure(desired, autoscaling);
                 Ok(json!(self.service.view()))
+            }
+            "/v1/lease" | "/v1/lease/release" => {
+                let run_id = body.get("run_id").and_then(|v| v.as_str()).filter(|r| !r.is_empty());
+                let run_id = run_id.ok_or_else(|| bad("run_id is required".into()))?;
+                if path == "/v1/lease/release" {
+                    return Ok(json!({ "released": self.release_lease(run_id) }));
+                }
+                let ttl = u("ttl_ms").filter(|t| (1..=3_600_000).contains(t));
+                let ttl = ttl.ok_or_else(|| bad("ttl_ms must be between 1 and 3600000".into()))?;
+                Ok(self.take_lease(run_id, Duration::from_millis(ttl)))
             }
             "/v1/shutdown" => {
                 self.stop.cancel();

@@ -8,7 +8,9 @@
 //!   cluster, FIS experiments list their tasks by ARN;
 //! - a selection above `max_select` is refused unless `allow_full_outage` is set;
 //! - everything siege creates (FIS experiment templates) is tagged with the run id and deleted by
-//!   the revert, which finds it again by those tags alone.
+//!   the revert, which finds it again by those tags alone;
+//! - one run at a time: a run takes the service's lease tag ([`lease`]) before its first change
+//!   and refuses to start while another run holds it.
 //!
 //! One submodule per AWS service: [`ecs`] (task-kill, redeploy, service sampling), [`fis`]
 //! (cpu-stress, latency), [`rds`] (db-failover), [`secrets`] (secret-drift), [`watch`]
@@ -17,6 +19,7 @@
 mod ecs;
 mod error;
 mod fis;
+mod lease;
 mod rds;
 mod secrets;
 mod watch;
@@ -109,6 +112,8 @@ pub struct State {
     experiments: Mutex<Vec<fis::Watched>>,
     /// CloudWatch metrics are minute-grained and priced per request: fetched at most once a minute.
     metrics_cache: Mutex<Option<(std::time::Instant, CloudMetrics)>>,
+    /// The service's lease, while this run holds it.
+    lease: Option<crate::backend::lease::Keeper>,
 }
 
 /// Longest any single AWS call may take, retries included, so that a hung endpoint cannot stall
@@ -177,6 +182,7 @@ impl AwsBackend {
             last_event: Mutex::new(None),
             experiments: Mutex::new(Vec::new()),
             metrics_cache: Mutex::new(None),
+            lease: None,
         }));
         if let Some(lb) = &target.load_balancer {
             let (dns, dimension) = backend.describe_load_balancer(lb).await?;
@@ -388,6 +394,9 @@ impl AwsBackend {
 
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         self.ensure_account().await?;
+        if let Some(k) = &self.lease {
+            k.check()?;
+        }
         match &fault.kind {
             FaultKind::TaskKill { .. } => self.stop_tasks(fault, injected, run_id).await,
             FaultKind::CpuStress { .. } | FaultKind::Latency { .. } => self.start_fis(fault, injected, run_id).await,
@@ -439,6 +448,7 @@ impl AwsBackend {
         };
         sample.lb_response_ms = metrics.target_response_p95_ms;
         sample.events.extend(note);
+        sample.events.extend(self.lease.as_ref().and_then(crate::backend::lease::Keeper::lost_note));
         Ok(sample)
     }
 
@@ -448,8 +458,9 @@ impl AwsBackend {
         self.alarm_state(name).await
     }
 
-    pub async fn shutdown(self) -> Result<(), BackendError> {
-        Ok(())
+    /// Removes this run's lease tag.
+    pub async fn shutdown(mut self) -> Result<(), BackendError> {
+        self.end_lease().await
     }
 
     /// Refuses a selection of `k` of `n` tasks above `max_select`, unless the scenario allows a
