@@ -922,3 +922,204 @@ fn balancer_listens_on_a_fixed_port_when_asked() {
     assert_eq!(v["service"], "api");
     lab.down();
 }
+
+/// A scenario on the lab at `control`: `faults` (YAML flow items) on a `secs`-second load.
+fn lab_scenario(lab: &TestLab, name: &str, control: &str, secs: u32, faults: &str) -> std::path::PathBuf {
+    let path = lab.home.path().join(format!("{name}.yaml"));
+    let yaml = format!(
+        "name: {name}\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{control}\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: {secs}s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
+         faults: [ {faults} ]\nrecovery: {{ within: 20s, hold: 3s }}\n"
+    );
+    std::fs::write(&path, yaml).expect("write scenario");
+    path
+}
+
+/// Spawns `siege run FILE` with `env` on the lab's state directory; its stderr lines arrive on
+/// the receiver.
+fn spawn_run(lab: &TestLab, file: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, Receiver) {
+    use std::io::BufRead;
+    let mut child = lab
+        .siege()
+        .envs(env.iter().copied())
+        .arg("run")
+        .arg(file)
+        .arg("--reports")
+        .arg(lab.home.path().join("reports"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn siege run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+type Receiver = std::sync::mpsc::Receiver<String>;
+
+/// Waits (up to a minute) for a line containing `marker`; every line seen on failure.
+fn wait_line(rx: &Receiver, marker: &str) -> String {
+    let mut seen = vec![];
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.contains(marker) => return line,
+            Ok(line) => seen.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    panic!("never saw {marker:?}:\n{}", seen.join("\n"));
+}
+
+fn kill_9(child: &mut std::process::Child) {
+    // SAFETY: kill -9 of a `siege run` this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// The run holding the lab's lease, if any.
+fn lease_holder(lab: &TestLab) -> Option<String> {
+    lab.state()["lease"]["run_id"].as_str().map(String::from)
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn control_api_grants_the_lease_to_one_run_at_a_time() {
+    let lab = TestLab::up(&["--tasks", "1"]);
+    let take = |run: &str| lab.post("/v1/lease", json!({ "run_id": run, "ttl_ms": 60_000 }));
+    let a = take("run-a");
+    assert_eq!((a["granted"].as_bool(), a["lease"]["run_id"].as_str()), (Some(true), Some("run-a")), "{a}");
+    // Another run is refused and told who holds it since when; the holder renews, same since.
+    let b = take("run-b");
+    assert_eq!((b["granted"].as_bool(), b["lease"]["run_id"].as_str()), (Some(false), Some("run-a")), "{b}");
+    assert_eq!(b["lease"]["since_ms"], a["lease"]["since_ms"]);
+    let renewed = take("run-a");
+    assert_eq!((renewed["granted"].as_bool(), &renewed["lease"]["since_ms"]), (Some(true), &a["lease"]["since_ms"]));
+    assert_eq!(lease_holder(&lab).as_deref(), Some("run-a"));
+    // Only the holder releases it.
+    assert_eq!(lab.post("/v1/lease/release", json!({ "run_id": "run-b" }))["released"], false);
+    assert_eq!(lab.post("/v1/lease/release", json!({ "run_id": "run-a" }))["released"], true);
+    assert_eq!(lease_holder(&lab), None);
+    assert_eq!(take("run-b")["granted"], true);
+    // A lease that is not renewed expires, and another run takes it.
+    lab.post("/v1/lease/release", json!({ "run_id": "run-b" }));
+    assert_eq!(lab.post("/v1/lease", json!({ "run_id": "run-c", "ttl_ms": 300 }))["granted"], true);
+    assert_eq!(take("run-d")["granted"], false);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(lease_holder(&lab), None, "an expired lease is no lease");
+    assert_eq!(take("run-d")["granted"], true);
+    let out = lab.siege().args(["lab", "status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lease: held by run run-d since"), "{out:?}");
+    // Without a run id or with a silly time to live: 400.
+    let url = format!("{}/v1/lease", lab.control);
+    assert_eq!(http("POST", &url, Some(&lab.token), Some(&json!({ "ttl_ms": 1000 }))).unwrap().0, 400);
+    assert_eq!(http("POST", &url, Some(&lab.token), Some(&json!({ "run_id": "x", "ttl_ms": 0 }))).unwrap().0, 400);
+    lab.down();
+}
+
+#[test]
+fn a_second_run_against_a_busy_lab_is_refused_and_touches_nothing() {
+    let lab = TestLab::up(&[]);
+    let first =
+        lab_scenario(&lab, "first", &lab.control, 70, "{ type: latency, at: 4s, for: 40s, select: 1, delay: 50ms }");
+    let second = lab_scenario(
+        &lab,
+        "second",
+        &lab.control,
+        30,
+        "{ type: task-kill, at: 3s, select: 1 }, { type: secret-drift, at: 3s }",
+    );
+    let (mut run1, rx) = spawn_run(&lab, &first, &[]);
+    wait_line(&rx, "fault injected: latency");
+    let before = lab.state();
+    let holder = lease_holder(&lab).expect("the first run holds the lab");
+    assert!(holder.starts_with("first-"), "{holder}");
+    assert_eq!(before["faults"].as_array().map(Vec::len), Some(1), "{}", before["faults"]);
+
+    // `siege plan` says so, and takes nothing.
+    let out = lab.siege().args(["plan".as_ref(), second.as_os_str()]).output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("target busy: held by run {holder} since ")), "{text}");
+
+    // A second run is refused at once, naming the holder and since when.
+    let t0 = Instant::now();
+    let out = lab.siege().arg("run").arg(&second).arg("--reports").arg(lab.home.path().join("reports2")).output();
+    let out = out.unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    let since = crate::common::read_report_json(&crate::common::only_report_dir(&lab.home.path().join("reports2")));
+    assert_eq!(since["verdict"]["outcome"], "precondition-failed", "{since}");
+    assert!(text.contains(&format!("target busy: lab at {} is held by run {holder} since 20", lab.control)), "{text}");
+    assert!(text.contains("(lease expires in "), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "refused after {:?}", t0.elapsed());
+    // Nothing touched: same tasks, same secret, only the first run's fault, same holder.
+    let after = lab.state();
+    assert_eq!(after["faults"], before["faults"]);
+    assert_eq!(after["secret"]["current_version"], before["secret"]["current_version"]);
+    assert_eq!(
+        lab.task_ids(),
+        before["service"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] == "running")
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(lease_holder(&lab).as_deref(), Some(holder.as_str()));
+
+    // A killed run's lease stays (until it expires); `siege recover` reverts and releases it.
+    kill_9(&mut run1);
+    assert_eq!(lease_holder(&lab).as_deref(), Some(holder.as_str()));
+    let out = lab.siege().arg("recover").output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("run {holder}: released its lease on the target")), "{text}");
+    assert_eq!(lease_holder(&lab), None, "{text}");
+    assert_eq!(lab.state()["faults"], json!([]), "{text}");
+    lab.down();
+}
+
+#[test]
+fn a_lease_left_by_a_killed_run_expires_or_is_released_by_recover() {
+    let lab = TestLab::up(&["--tasks", "1"]);
+    let file = lab_scenario(&lab, "killed", &lab.control, 60, "{ type: task-kill, at: 30s, select: 1 }");
+    // With a 4 s lease, killed before any fault: the lease expires by itself.
+    let (mut run, rx) = spawn_run(&lab, &file, &[("SIEGE_LEASE_TTL", "4s")]);
+    wait_line(&rx, "siege: run killed-");
+    let holder = wait_for(Duration::from_secs(10), || lease_holder(&lab)).expect("the run holds the lab");
+    kill_9(&mut run);
+    let killed = Instant::now();
+    assert_eq!(lease_holder(&lab).as_deref(), Some(holder.as_str()), "released by a killed run?");
+    wait_for(Duration::from_secs(10), || lease_holder(&lab).is_none().then_some(())).expect("the lease expired");
+    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
+    let out = lab.siege().args(["plan".as_ref(), file.as_os_str()]).output().unwrap();
+    assert!(output_text(&out).contains("target free"), "{}", output_text(&out));
+    let out = lab.siege().arg("recover").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    // With the default lease (30 s), killed with nothing injected: `siege recover` releases it.
+    let (mut run, rx) = spawn_run(&lab, &file, &[]);
+    wait_line(&rx, "siege: run killed-");
+    let holder = wait_for(Duration::from_secs(10), || lease_holder(&lab)).expect("the run holds the lab");
+    kill_9(&mut run);
+    let out = lab.siege().arg("recover").output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("run {holder}: nothing left to revert")), "{text}");
+    assert!(text.contains(&format!("run {holder}: released its lease on the target")), "{text}");
+    assert_eq!(lease_holder(&lab), None);
+    lab.down();
+}
