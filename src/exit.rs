@@ -12,7 +12,8 @@ pub enum Exit {
     Aborted,
     /// Invalid scenario or usage.
     Invalid,
-    /// A precondition failed: steady state not met before any fault, target not found, wrong account.
+    /// A precondition failed: steady state not met before any fault, target not found, wrong account,
+    /// target busy with another run.
     Precondition,
     /// A revert failed: something may still be broken.
     RevertFailed,
@@ -40,7 +41,7 @@ Exit codes:
   1   failed: steady state not restored in time
   2   aborted by a stop condition (every fault reverted)
   3   invalid scenario or usage
-  4   precondition failed (steady state not met before any fault, target not found, wrong account)
+  4   precondition failed (steady state not met before any fault, target not found, wrong account, target busy)
   5   a revert failed: something may still be broken
   70  internal error";
 }

@@ -1213,3 +1213,139 @@ async fn run_siege(
     .await
     .expect("siege runner")
 }
+
+/// The `siege:lease:*` tags on the world's service: (run id, value).
+async fn lease_tags(world: &World) -> Vec<(String, String)> {
+    let out = world.ecs.describe_services().cluster(moto::CLUSTER).services(moto::SERVICE).send().await.unwrap();
+    let arn = out.services()[0].service_arn().expect("service arn").to_string();
+    let tags = world.ecs.list_tags_for_resource().resource_arn(arn).send().await.expect("list tags");
+    tags.tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.strip_prefix("siege:lease:")?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_backends_claiming_one_service_at_once_get_one_lease() {
+    let world = World::start().await;
+    for round in 0..3 {
+        let (ida, idb) = (format!("run-a{round}"), format!("run-b{round}"));
+        let mut a = AwsBackend::with_config(&world.target(), &ida, &world.config).await.unwrap();
+        let mut b = AwsBackend::with_config(&world.target(), &idb, &world.config).await.unwrap();
+        let (ra, rb) = tokio::join!(a.acquire_lease(), b.acquire_lease());
+        let (winner, loser, lost) = match (ra, rb) {
+            (Ok(()), Err(e)) => (a, b, e),
+            (Err(e), Ok(())) => (b, a, e),
+            other => panic!("round {round}: exactly one run must get the lease: {other:?}"),
+        };
+        let holder = if lost.to_string().contains(&ida) { &ida } else { &idb };
+        assert!(matches!(lost, BackendError::Precondition(_)), "{lost}");
+        assert!(
+            lost.to_string().contains(&format!(
+                "target busy: ECS service {} in cluster {}",
+                moto::SERVICE,
+                moto::CLUSTER
+            )),
+            "{lost}"
+        );
+        let seen = winner.lease_holder().await.unwrap().map(|l| l.run_id);
+        assert_eq!(seen.as_deref(), Some(holder.as_str()), "the refusal names the holder: {lost}");
+        assert_eq!(lease_tags(&world).await.len(), 1, "the loser's tag is gone");
+        // Renewals by the holder only: the loser asking again is still refused.
+        let mut again = loser;
+        assert!(again.acquire_lease().await.is_err());
+        winner.shutdown().await.unwrap();
+        again.shutdown().await.unwrap();
+        assert!(lease_tags(&world).await.is_empty(), "round {round}: the holder's shutdown removes its tag");
+    }
+    // A lease a killed run left is released by the run id alone (`siege recover`).
+    let mut killed = AwsBackend::with_config(&world.target(), "run-killed", &world.config).await.unwrap();
+    killed.acquire_lease().await.unwrap();
+    // Dropped without a shutdown, as a killed process: the renewals stop, the tag stays.
+    drop(killed);
+    let other = backend(&world, world.target()).await;
+    assert_eq!(other.lease_holder().await.unwrap().map(|l| l.run_id).as_deref(), Some("run-killed"));
+    assert!(!other.release_lease("run-someone-else").await.unwrap());
+    assert!(other.release_lease("run-killed").await.unwrap());
+    assert!(lease_tags(&world).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_second_siege_run_on_a_service_under_test_exits_4_and_touches_nothing() {
+    let world = World::start().await;
+    let secret0 = world.secret_current().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |name: &str, faults: &str, secs: u32| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        let yaml = format!(
+            "name: {name}\n{}    url: {}\n    max_select: 50%\n\
+             load: {{ url: /, rate: 10/s, duration: {secs}s, timeout: 2s }}\n\
+             steady_state: {{ error_rate: \"< 1%\" }}\nfaults: [ {faults} ]\nrecovery: {{ within: 10s, hold: 2s }}\n",
+            world.target_yaml(),
+            ok_server(),
+        );
+        std::fs::write(&file, yaml).unwrap();
+        file
+    };
+    let first = scenario("aws-lease-first", "{ type: secret-drift, at: 3s }", 16);
+    let second =
+        scenario("aws-lease-second", "{ type: task-kill, at: 3s, select: 1 }, { type: secret-drift, at: 3s }", 16);
+    let home = tempfile::tempdir().unwrap();
+    let mut run1 = crate::common::siege()
+        .args(["run".as_ref(), first.as_os_str(), "--reports".as_ref(), home.path().join("r1").as_os_str()])
+        .envs(world.env())
+        .env("SIEGE_HOME", home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the first run");
+    // The first run holds the lease and has drifted the secret.
+    let drifted = wait_async(Duration::from_secs(60), || async {
+        let s = world.secret_current().await;
+        (s.1 != secret0.1 && !lease_tags(&world).await.is_empty()).then_some(s)
+    })
+    .await
+    .expect("the first run never drifted the secret");
+    let tags = lease_tags(&world).await;
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    let holder = tags[0].0.clone();
+    assert!(holder.starts_with("aws-lease-first-"), "{tags:?}");
+    let running = world.running_service_tasks().await;
+
+    // `siege plan` says the service is busy; `siege run` is refused.
+    let out = crate::common::siege()
+        .args(["plan".as_ref(), second.as_os_str()])
+        .envs(world.env())
+        .env("SIEGE_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("target busy: held by run {holder} since ")),
+        "{out:?}"
+    );
+    let args = vec!["run".into(), second.clone().into(), "--reports".into(), home.path().join("r2").into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "target busy: ECS service {} in cluster {} (region {}) is held by run {holder} since 20",
+            moto::SERVICE,
+            moto::CLUSTER,
+            moto::REGION
+        )),
+        "{stderr}"
+    );
+    // Nothing touched: the first run's drift is still in place, no task stopped, one lease.
+    assert_eq!(world.secret_current().await, drifted);
+    assert_eq!(world.running_service_tasks().await, running);
+    assert_eq!(lease_tags(&world).await, tags);
+    let (_, report) = only_report(&home.path().join("r2"));
+    assert_eq!(report["verdict"]["outcome"], "precondition-failed", "{report:#}");
+
+    // The first run ends normally: its revert restores the secret, its lease tag is removed.
+    let status = tokio::task::spawn_blocking(move || run1.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(world.secret_current().await, secret0);
+    assert!(lease_tags(&world).await.is_empty(), "{:?}", lease_tags(&world).await);
+}
