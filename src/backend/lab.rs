@@ -181,11 +181,15 @@ impl LabBackend {
     /// run holds it. Mutates nothing else.
     pub async fn acquire_lease(&mut self, run_id: &str) -> Result<(), BackendError> {
         let ttl = lease::ttl()?;
-        let taken = take_lease(&self.client, run_id, ttl).await?.map_err(|holder| holder.busy(&self.target_name()))?;
+        let taken = match take_lease(&self.client, run_id, ttl, false).await? {
+            Ok(l) => l,
+            Err(Some(holder)) => return Err(holder.busy(&self.target_name())),
+            Err(None) => return Err(BackendError::Api(format!("{} granted no lease", self.target_name()))),
+        };
         let (client, run) = (self.client.clone(), run_id.to_string());
         self.lease = Some(Keeper::start(&taken, ttl, move || {
             let (client, run) = (client.clone(), run.clone());
-            async move { take_lease(&client, &run, ttl).await }
+            async move { take_lease(&client, &run, ttl, true).await }
         }));
         Ok(())
     }
@@ -395,14 +399,19 @@ impl LabBackend {
     }
 }
 
-/// `POST /v1/lease`: the lease granted to `run_id` (taken or renewed), or the holder's.
-async fn take_lease(client: &ControlClient, run_id: &str, ttl: Duration) -> Renewal {
-    let v =
-        client.post("/v1/lease", json!({ "run_id": run_id, "ttl_ms": ttl.as_millis() as u64 })).await.map_err(api)?;
+/// `POST /v1/lease`: the lease granted to `run_id` (taken, or with `renew` renewed), or the
+/// holder's (`None`: nobody's).
+async fn take_lease(client: &ControlClient, run_id: &str, ttl: Duration, renew: bool) -> Renewal {
+    let body = json!({ "run_id": run_id, "ttl_ms": ttl.as_millis() as u64, "renew": renew });
+    let v = client.post("/v1/lease", body).await.map_err(api)?;
     let granted = v.get("granted").and_then(|g| g.as_bool()).unwrap_or(false);
-    let lease: Lease = serde_json::from_value(v.get("lease").cloned().unwrap_or_default())
+    let lease: Option<Lease> = serde_json::from_value(v.get("lease").cloned().unwrap_or_default())
         .map_err(|e| BackendError::Api(format!("unexpected answer from the lab's lease: {e}")))?;
-    Ok(if granted { Ok(lease) } else { Err(lease) })
+    match lease {
+        Some(l) if granted => Ok(Ok(l)),
+        _ if granted => Err(BackendError::Api("the lab granted a lease without saying which".into())),
+        other => Ok(Err(other)),
+    }
 }
 
 /// `part / whole`, at most 1 (an answer can be counted a second after its request), `None` when

@@ -86,8 +86,18 @@ pub fn grant(current: Option<&Lease>, run_id: &str, ttl: Duration, now: SystemTi
     }
 }
 
-/// What one renewal found.
-pub type Renewal = Result<Result<Lease, Lease>, BackendError>;
+/// Renews the lease of `run_id`, the holder only: `Err` with the other run's lease, or `None`
+/// when nobody holds it any more (released by `siege recover`, as for a run taken for dead).
+pub fn renew(current: Option<&Lease>, run_id: &str, ttl: Duration, now: SystemTime) -> Result<Lease, Option<Lease>> {
+    match current {
+        Some(l) if l.run_id == run_id => grant(current, run_id, ttl, now).map_err(Some),
+        Some(l) if !l.expired(now) => Err(Some(l.clone())),
+        _ => Err(None),
+    }
+}
+
+/// What one renewal found: the renewed lease, or why it is not ours any more (see [`renew`]).
+pub type Renewal = Result<Result<Lease, Option<Lease>>, BackendError>;
 
 /// Renews a lease every `ttl / 3` in the background while it is alive (dropping it stops the
 /// renewals), and remembers when the lease was lost: taken by another run after it expired, or
@@ -122,7 +132,8 @@ impl Keeper {
                         expires_ms = l.expires_ms;
                         continue;
                     }
-                    Ok(Err(other)) => format!("taken by {}", other.describe(SystemTime::now())),
+                    Ok(Err(Some(other))) => format!("taken by {}", other.describe(SystemTime::now())),
+                    Ok(Err(None)) => "released by someone else".to_string(),
                     Err(_) if unix_ms(SystemTime::now()) < expires_ms => continue,
                     Err(e) => format!("expired: it could not be renewed ({e})"),
                 };
@@ -191,6 +202,19 @@ mod tests {
     }
 
     #[test]
+    fn a_renewal_is_the_holders_only() {
+        let a = grant(None, "a", TTL, at(0)).unwrap();
+        assert_eq!(
+            renew(Some(&a), "a", TTL, at(40)).map(|l| (l.since_ms, l.expires_ms)),
+            Ok((a.since_ms, unix_ms(at(70))))
+        );
+        assert_eq!(renew(Some(&a), "b", TTL, at(10)), Err(Some(a.clone())));
+        // Released, or expired and gone: nothing to renew, and a renewal takes nothing.
+        assert_eq!(renew(None, "a", TTL, at(10)), Err(None));
+        assert_eq!(renew(Some(&a), "b", TTL, at(31)), Err(None));
+    }
+
+    #[test]
     fn the_refusal_names_the_holder_and_since_when() {
         let a = Lease { run_id: "slow-20261122T030405Z-1a2b".into(), since_ms: unix_ms(at(0)), expires_ms: u64::MAX };
         let msg = a.busy("lab at http://127.0.0.1:1").to_string();
@@ -239,7 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_keeper_renews_and_reports_a_lost_lease_once() {
-        let (k, calls) = keeper(|n, l| Ok(if n < 3 { Ok(l) } else { Err(Lease { run_id: "b".into(), ..l }) }));
+        let (k, calls) = keeper(|n, l| Ok(if n < 3 { Ok(l) } else { Err(Some(Lease { run_id: "b".into(), ..l })) }));
         assert!(eventually(|| count(&calls) == 2).await);
         assert!(k.check().is_ok() && k.lost_note().is_none(), "two renewals granted");
         assert!(eventually(|| k.check().is_err()).await);

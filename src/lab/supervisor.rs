@@ -19,7 +19,7 @@
 //! | `POST /v1/secret/restore` | `{version, replace_stale}` make `version` current again |
 //! | `POST /v1/service/redeploy` | `{stale_only}` rolling replacement |
 //! | `POST /v1/service` | `{desired?, autoscaling?}` |
-//! | `POST /v1/lease` | `{run_id, ttl_ms}` take or renew the lease: `{granted, lease}` (the holder's when refused) |
+//! | `POST /v1/lease` | `{run_id, ttl_ms, renew?}` take the lease, or renew it (the holder only): `{granted, lease}` (the holder's when refused) |
 //! | `POST /v1/lease/release` | `{run_id}` release it if that run holds it: `{released}` |
 //! | `POST /v1/shutdown` | stop the lab |
 
@@ -238,10 +238,17 @@ impl Lab {
         self.lease.lock().ok()?.clone().filter(|l| !l.expired(now))
     }
 
-    /// `POST /v1/lease`: grants the lease to `run_id` (or renews it), unless another run holds it.
-    fn take_lease(&self, run_id: &str, ttl: Duration) -> serde_json::Value {
+    /// `POST /v1/lease`: grants the lease to `run_id` unless another run holds it; with `renew`,
+    /// only renews it for its holder.
+    fn take_lease(&self, run_id: &str, ttl: Duration, renew: bool) -> serde_json::Value {
         let Ok(mut slot) = self.lease.lock() else { return json!({ "granted": false, "lease": null }) };
-        match lease::grant(slot.as_ref(), run_id, ttl, std::time::SystemTime::now()) {
+        let now = std::time::SystemTime::now();
+        let granted = if renew {
+            lease::renew(slot.as_ref(), run_id, ttl, now)
+        } else {
+            lease::grant(slot.as_ref(), run_id, ttl, now).map_err(Some)
+        };
+        match granted {
             Ok(l) => {
                 if slot.as_ref().is_none_or(|old| old.run_id != l.run_id) {
                     self.events.push(format!("lab: leased to run {run_id}"));
@@ -396,7 +403,8 @@ impl Lab {
                 }
                 let ttl = u("ttl_ms").filter(|t| (1..=3_600_000).contains(t));
                 let ttl = ttl.ok_or_else(|| bad("ttl_ms must be between 1 and 3600000".into()))?;
-                Ok(self.take_lease(run_id, Duration::from_millis(ttl)))
+                let renew = body.get("renew").and_then(|r| r.as_bool()).unwrap_or(false);
+                Ok(self.take_lease(run_id, Duration::from_millis(ttl), renew))
             }
             "/v1/shutdown" => {
                 self.stop.cancel();

@@ -1011,7 +1011,13 @@ fn control_api_grants_the_lease_to_one_run_at_a_time() {
     assert_eq!(lab.post("/v1/lease/release", json!({ "run_id": "run-b" }))["released"], false);
     assert_eq!(lab.post("/v1/lease/release", json!({ "run_id": "run-a" }))["released"], true);
     assert_eq!(lease_holder(&lab), None);
+    // A renewal is the holder's only: once released, renewing takes nothing back.
+    let renew = |run: &str| lab.post("/v1/lease", json!({ "run_id": run, "ttl_ms": 60_000, "renew": true }));
+    assert_eq!(renew("run-a"), json!({ "granted": false, "lease": null }));
+    assert_eq!(lease_holder(&lab), None);
     assert_eq!(take("run-b")["granted"], true);
+    assert_eq!(renew("run-a")["lease"]["run_id"], "run-b", "not the holder: refused");
+    assert_eq!(renew("run-b")["granted"], true);
     // A lease that is not renewed expires, and another run takes it.
     lab.post("/v1/lease/release", json!({ "run_id": "run-b" }));
     assert_eq!(lab.post("/v1/lease", json!({ "run_id": "run-c", "ttl_ms": 300 }))["granted"], true);

@@ -34,6 +34,8 @@ enum Claim {
     Busy(Lease),
     /// Another run claimed it at the same moment: ours was removed again.
     Contended(Lease),
+    /// A renewal found no lease of ours any more (`siege recover` removed it).
+    Gone,
 }
 
 /// The tag value of `l`.
@@ -134,11 +136,14 @@ impl Tags {
         Ok(())
     }
 
-    /// Takes or renews the lease for `run_id` (see the module docs).
-    async fn claim(&self, run_id: &str, ttl: Duration) -> Result<Claim, BackendError> {
+    /// Takes the lease for `run_id`, or with `renew` renews it (see the module docs).
+    async fn claim(&self, run_id: &str, ttl: Duration, renew: bool) -> Result<Claim, BackendError> {
         let now = SystemTime::now();
         let before = self.leases().await?;
         let mine = before.iter().find(|l| l.run_id == run_id);
+        if renew && mine.is_none() {
+            return Ok(Claim::Gone);
+        }
         let lease = Lease {
             run_id: run_id.to_string(),
             since_ms: mine.map_or(unix_ms(now), |l| l.since_ms),
@@ -189,16 +194,17 @@ impl AwsBackend {
         let run_id = self.run_id.clone();
         let mut rng = crate::util::Rng::new(crate::util::Rng::fresh_seed());
         for attempt in 1..=ATTEMPTS {
-            match tags.claim(&run_id, ttl).await? {
+            match tags.claim(&run_id, ttl, false).await? {
                 Claim::Held(taken) => {
                     let (tags, run) = (tags.clone(), run_id.clone());
                     self.lease = Some(Keeper::start(&taken, ttl, move || {
                         let (tags, run) = (tags.clone(), run.clone());
-                        async move { renewal(tags.claim(&run, ttl).await) }
+                        async move { renewal(tags.claim(&run, ttl, true).await) }
                     }));
                     return Ok(());
                 }
                 Claim::Busy(holder) => return Err(holder.busy(&self.lease_target())),
+                Claim::Gone => return Err(BackendError::Api("the lease vanished while it was taken".into())),
                 Claim::Contended(holder) if attempt == ATTEMPTS => return Err(holder.busy(&self.lease_target())),
                 Claim::Contended(_) => {
                     tokio::time::sleep(Duration::from_millis(100 + rng.below(400 * u64::from(attempt)))).await;
@@ -237,7 +243,8 @@ impl AwsBackend {
 fn renewal(claim: Result<Claim, BackendError>) -> Renewal {
     Ok(match claim? {
         Claim::Held(l) => Ok(l),
-        Claim::Busy(other) | Claim::Contended(other) => Err(other),
+        Claim::Busy(other) | Claim::Contended(other) => Err(Some(other)),
+        Claim::Gone => Err(None),
     })
 }
 
