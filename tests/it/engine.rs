@@ -402,6 +402,7 @@ fn heavy_panic_in_the_engine_still_reverts_from_the_journal() {
     assert!(s.contains("reverting from the journal"), "{s}");
     assert!(s.contains("reverted latency (latency)"), "{s}");
     assert!(home.active_faults().is_empty(), "{:?}", home.active_faults());
+    assert!(home.lab_status()["lease"].is_null(), "the lease outlived the run: {s}");
     let journal = home.path().join("journal");
     assert_eq!(std::fs::read_dir(&journal).expect("the run kept a journal").count(), 0, "journal closed");
 }
