@@ -148,7 +148,7 @@ pub struct Recorded {
 /// Why a journal cannot be recovered from automatically.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {source}; {}", path.display(), check_by_hand(path))]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: cannot parse journal entry: {reason}; {}", path.display(), check_by_hand(path))]
     Entry { path: PathBuf, line: usize, reason: String },
@@ -318,7 +318,7 @@ pub fn list_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         Ok(rd) => {
             for e in rd {
                 let p = e?.path();
-                if p.extension().is_some_and(|x| x == "jsonl") {
+                if p.extension().is_some_and(|x| x == "jsonl") && !p.is_dir() {
                     v.push(p);
                 }
             }
@@ -356,16 +356,24 @@ pub fn discard(path: &Path) -> Result<Vec<String>, DiscardError> {
 
 pub fn discard_in(dir: &Path, path: &Path) -> Result<Vec<String>, DiscardError> {
     let open = |source| DiscardError::Open { path: path.to_owned(), source };
-    let real = path.canonicalize().map_err(open)?;
+    let not_a_journal = || DiscardError::NotAJournal { path: path.to_owned(), dir: dir.to_owned() };
     let outside = || DiscardError::Outside { path: path.to_owned(), dir: dir.to_owned() };
-    let jdir = dir.canonicalize().map_err(|_| outside())?;
-    if real.parent() != Some(jdir.as_path()) {
+    // The directory it is in, resolved; the file itself is not (a symlink is removed, not what
+    // it points to), so that whatever `siege recover` lists can be discarded.
+    let name = path.file_name().ok_or_else(not_a_journal)?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let real = parent.canonicalize().map_err(open)?.join(name);
+    let meta = std::fs::symlink_metadata(&real).map_err(open)?;
+    if real.parent() != Some(dir.canonicalize().map_err(|_| outside())?.as_path()) {
         return Err(outside());
     }
-    if !real.is_file() || real.extension().is_none_or(|x| x != "jsonl") {
-        return Err(DiscardError::NotAJournal { path: path.to_owned(), dir: dir.to_owned() });
+    if meta.is_dir() || real.extension().is_none_or(|x| x != "jsonl") {
+        return Err(not_a_journal());
     }
-    let (rec, problem) = parse(&real, &std::fs::read(&real).map_err(open)?);
+    let (rec, problem) = match std::fs::read(&real) {
+        Ok(data) => parse(&real, &data),
+        Err(e) => (parse(&real, b"").0, Some(JournalError::Read { path: real.clone(), source: e })),
+    };
     if let RunProcess::Running(_) = run_process(&rec) {
         return Err(DiscardError::StillRunning { path: path.to_owned(), run_id: rec.run_id, pid: rec.pid });
     }
@@ -782,8 +790,16 @@ mod tests {
         std::fs::write(&other, "").unwrap();
         assert!(matches!(discard_in(&jdir, &other), Err(DiscardError::NotAJournal { .. })));
         assert!(matches!(discard_in(&jdir, &jdir.join("none.jsonl")), Err(DiscardError::Open { .. })));
-        // This very process wrote it and is alive, but a test process is the one asking: the
-        // journal of a live run is refused.
+        let subdir = jdir.join("d.jsonl");
+        std::fs::create_dir(&subdir).unwrap();
+        assert!(matches!(discard_in(&jdir, &subdir), Err(DiscardError::NotAJournal { .. })));
+        assert!(!list_in(&jdir).unwrap().contains(&subdir), "a directory is no journal");
+        // A symlink in the journal directory is removed itself, never what it points to.
+        let link = jdir.join("link.jsonl");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(discard_in(&jdir, &link).is_ok());
+        assert!(!link.exists() && outside.exists());
+        // The journal of a live run is refused.
         let mut child = sleeper();
         let live = jdir.join("live.jsonl");
         let run = Entry::Run {

@@ -74,16 +74,42 @@ fn dead_pid() -> u32 {
     pid
 }
 
-/// A live process that is no siege run, once its command line is that of `sleep`.
-fn sleeper() -> Child {
-    let c = Command::new("sleep").arg("60").spawn().expect("spawn sleep");
-    let pid = c.id();
-    let ready = wait_for(Duration::from_secs(5), || {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        cmdline.starts_with(b"sleep\0").then_some(())
-    });
-    assert!(ready.is_some(), "sleep never started");
-    c
+/// A child process, killed when the test ends however it ends.
+struct Process(Child);
+
+impl Process {
+    /// Starts `cmd` and waits until its command line contains `marker` (it reads empty while
+    /// the exec is under way).
+    fn start(cmd: &mut Command, marker: &[u8]) -> Process {
+        let p = Process(cmd.spawn().expect("spawn"));
+        let pid = p.pid();
+        let ready = wait_for(Duration::from_secs(5), || {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            cmdline.windows(marker.len()).any(|w| w == marker).then_some(())
+        });
+        assert!(ready.is_some(), "{cmd:?} never started");
+        p
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A live process that is no siege run.
+fn sleeper() -> Process {
+    Process::start(Command::new("sleep").arg("60"), b"sleep\x0060")
 }
 
 fn assert_names_file_and_way_out(out: &str, path: &Path, line: usize) {
@@ -166,7 +192,7 @@ fn recover_reverts_the_faults_of_a_run_whose_pid_now_belongs_to_another_process(
     let lab = TestLab::up(&[]);
     drift_secret(&lab);
     let mut other = sleeper();
-    let pid = other.id();
+    let pid = other.pid();
     // A journal of an older siege (pid only), and one whose recorded start time is not the
     // start time of the process that holds the pid now.
     let old = write_journal(
@@ -182,8 +208,7 @@ fn recover_reverts_the_faults_of_a_run_whose_pid_now_belongs_to_another_process(
         &[run_entry(&lab, "r-new", pid, Some(process)).to_string(), drift_entry("drift-2").to_string()],
     );
     let (code, out) = recover(&lab, &[]);
-    let _ = other.kill();
-    let _ = other.wait();
+    other.kill();
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("still running"), "{out}");
     assert!(out.contains(&format!("run r-old: pid {pid} now belongs to another process (`sleep 60`)")), "{out}");
@@ -202,13 +227,8 @@ fn recover_leaves_a_live_run_alone_and_then_reverts_it_once_killed() {
     // can only check: the siege binary itself, waiting in `siege run` on a FIFO that never opens.
     let fifo = lab.home.path().join("never.yaml");
     assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
-    let mut run = lab.siege().arg("run").arg(&fifo).spawn().expect("spawn siege run");
-    let pid = run.id();
-    let ready = wait_for(Duration::from_secs(5), || {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        cmdline.windows(5).any(|w| w == b"\0run\0").then_some(())
-    });
-    assert!(ready.is_some());
+    let mut run = Process::start(lab.siege().arg("run").arg(&fifo), b"\0run\0");
+    let pid = run.pid();
     let path = write_journal(
         &lab,
         "r-live",
@@ -222,8 +242,7 @@ fn recover_leaves_a_live_run_alone_and_then_reverts_it_once_killed() {
     assert_eq!(secret_version(&lab), 2);
     let (code, out) = recover(&lab, &["--discard", &path.display().to_string()]);
     assert_eq!(code, Some(3), "the journal of a live run is not discarded: {out}");
-    let _ = run.kill();
-    let _ = run.wait();
+    run.kill();
     let (code, out) = recover(&lab, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("run r-live: reverted drift (secret-drift)"), "{out}");
