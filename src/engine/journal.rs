@@ -248,9 +248,8 @@ fn parse(path: &Path, data: &[u8]) -> (Recorded, Option<JournalError>) {
     lines.push(tail);
     let mut seen_run = false;
     for (i, line) in lines.into_iter().enumerate() {
-        // Blank lines carry no entry (siege writes none; an editor may add one).
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        if i == torn && line.is_empty() {
+            break;
         }
         let entry = match parse_entry(line) {
             Ok(e) => e,
@@ -361,7 +360,8 @@ pub fn discard_in(dir: &Path, path: &Path) -> Result<Vec<String>, DiscardError> 
     // The directory it is in, resolved; the file itself is not (a symlink is removed, not what
     // it points to), so that whatever `siege recover` lists can be discarded.
     let name = path.file_name().ok_or_else(not_a_journal)?;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // A bare file name is one in the journal directory, wherever this runs from.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir);
     let real = parent.canonicalize().map_err(open)?.join(name);
     let meta = std::fs::symlink_metadata(&real).map_err(open)?;
     if real.parent() != Some(dir.canonicalize().map_err(|_| outside())?.as_path()) {
@@ -631,6 +631,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = journal_with(dir.path(), &[&injecting_line("a"), "garbage\n"]);
         assert_eq!(entry_error(&path).0, 3);
+        // Nor is an empty line (siege writes none): what was on it is unknown.
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal_with(dir.path(), &["\n", &injecting_line("a")]);
+        assert_eq!(entry_error(&path).0, 2);
     }
 
     #[test]
@@ -790,6 +794,7 @@ mod tests {
         std::fs::write(&other, "").unwrap();
         assert!(matches!(discard_in(&jdir, &other), Err(DiscardError::NotAJournal { .. })));
         assert!(matches!(discard_in(&jdir, &jdir.join("none.jsonl")), Err(DiscardError::Open { .. })));
+        assert!(matches!(discard_in(&jdir, Path::new("..")), Err(DiscardError::NotAJournal { .. })));
         let subdir = jdir.join("d.jsonl");
         std::fs::create_dir(&subdir).unwrap();
         assert!(matches!(discard_in(&jdir, &subdir), Err(DiscardError::NotAJournal { .. })));
@@ -815,7 +820,8 @@ mod tests {
         let _ = child.wait();
         assert!(live.exists() && outside.exists() && other.exists());
 
-        let lines = discard_in(&jdir, &path).unwrap().join("\n");
+        // A bare file name is one in the journal directory.
+        let lines = discard_in(&jdir, Path::new(path.file_name().unwrap())).unwrap().join("\n");
         assert!(!path.exists());
         assert!(lines.contains("discarded ") && lines.contains("(run r1, scenario s.yaml)"), "{lines}");
         assert!(lines.contains("could not be read in full (line 3: "), "{lines}");
