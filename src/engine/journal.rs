@@ -1,22 +1,42 @@
 //! The crash-safety journal: one JSON-lines file per run under `<state dir>/journal/`. A fault
 //! is appended (and synced) *before* it is injected and marked reverted after; a run that ends
 //! with everything reverted removes its file. `siege recover` reverts whatever a killed run left.
+//!
+//! A journal is read strictly: only a torn last line (the crash came mid-write) is ignored. Any
+//! other line that does not parse makes the journal unreadable, and `siege recover` then reverts
+//! nothing from it, keeps it and says which file and line, until the user has checked by hand
+//! and removed it with `siege recover --discard FILE`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, EventSink};
 use crate::backend::{Backend, Injected};
+use crate::lab::proc::{self, Identity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Entry {
-    Run { run_id: String, pid: u32, scenario: String, locator: serde_json::Value },
-    Injecting { fault: String, injected: Injected },
-    Reverted { fault: String },
+    Run {
+        run_id: String,
+        pid: u32,
+        /// Which process `pid` was, so that a later process given the same pid is not taken for
+        /// the run. Absent in journals of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<Identity>,
+        scenario: String,
+        locator: serde_json::Value,
+    },
+    Injecting {
+        fault: String,
+        injected: Injected,
+    },
+    Reverted {
+        fault: String,
+    },
     Finished,
 }
 
@@ -60,11 +80,23 @@ impl Journal {
             self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
         }
         let Some(f) = self.file.as_mut() else { return Ok(()) };
-        let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        f.write_all(&line)?;
-        f.sync_data()
+        append_line(f, entry, false)
     }
+}
+
+/// Appends one entry as a line (after a newline first when `newline_first`) and syncs it. A
+/// write that fails half-way is cut off again, so that the next entry does not run into it and
+/// turn both into one unreadable line in the middle of the journal.
+fn append_line(f: &mut File, entry: &Entry, newline_first: bool) -> std::io::Result<()> {
+    let len = f.metadata()?.len();
+    let mut line = if newline_first { vec![b'\n'] } else { vec![] };
+    line.extend(serde_json::to_vec(entry).map_err(std::io::Error::other)?);
+    line.push(b'\n');
+    let written = f.write_all(&line).and_then(|()| f.sync_data());
+    if written.is_err() {
+        let _ = f.set_len(len);
+    }
+    written
 }
 
 impl EventSink for Journal {
@@ -73,6 +105,7 @@ impl EventSink for Journal {
             Event::RunStarted { run_id, scenario, locator, .. } => self.append(&Entry::Run {
                 run_id: run_id.clone(),
                 pid: std::process::id(),
+                process: proc::identity(std::process::id()),
                 scenario: scenario.clone(),
                 locator: locator.clone(),
             }),
@@ -101,8 +134,10 @@ impl EventSink for Journal {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: PathBuf,
+    /// From the run entry; the file name's stem while none was read.
     pub run_id: String,
     pub pid: u32,
+    pub process: Option<Identity>,
     pub scenario: String,
     pub locator: serde_json::Value,
     pub finished: bool,
@@ -110,39 +145,169 @@ pub struct Recorded {
     pub pending: Vec<Injected>,
 }
 
-pub fn read(path: &Path) -> std::io::Result<Recorded> {
+/// Why a journal cannot be recovered from automatically.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{}: cannot read: {source}; {}", path.display(), check_by_hand(path))]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: cannot parse journal entry: {reason}; {}", path.display(), check_by_hand(path))]
+    Entry { path: PathBuf, line: usize, reason: String },
+}
+
+impl JournalError {
+    fn read(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+        move |source| JournalError::Read { path: path.to_owned(), source }
+    }
+
+    /// The problem without the advice, e.g. `line 2: …`.
+    pub fn problem(&self) -> String {
+        match self {
+            JournalError::Read { source, .. } => source.to_string(),
+            JournalError::Entry { line, reason, .. } => format!("line {line}: {reason}"),
+        }
+    }
+}
+
+/// What to do about a journal siege cannot act on by itself.
+fn check_by_hand(path: &Path) -> String {
+    format!(
+        "check by hand what that run left injected (siege lab status / the AWS console), then run \
+         siege recover --discard {}",
+        path.display()
+    )
+}
+
+/// The complete lines of a journal (up to its last newline) and what follows them: nothing, or a
+/// last line without its newline.
+fn split_tail(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().rposition(|b| *b == b'\n') {
+        Some(i) => data.split_at(i + 1),
+        None => (&[], data),
+    }
+}
+
+fn parse_entry(line: &[u8]) -> Result<Entry, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        // Every entry is one line: serde's "at line 1" would only confuse.
+        let msg = e.to_string();
+        let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_owned();
+        format!("{msg} (column {})", e.column())
+    })
+}
+
+fn entry_type(e: &Entry) -> &'static str {
+    match e {
+        Entry::Run { .. } => "run",
+        Entry::Injecting { .. } => "injecting",
+        Entry::Reverted { .. } => "reverted",
+        Entry::Finished => "finished",
+    }
+}
+
+/// Reads a journal for recovery: an unparsable line (other than a torn last one), an unknown
+/// entry type, or a journal that does not start with its run entry is an error naming the file
+/// and the line.
+///
+/// Nothing is reverted from such a journal, not even the faults its readable lines name: a lost
+/// line may be the `reverted` mark of one of them (reverting again would put back an old secret
+/// version or promote a database the user has moved on from), or the run line with the target
+/// the faults live in; and a lost `injecting` line names a fault no one could revert anyway. A
+/// partial revert would make the run look recovered while something stays broken; the user is
+/// told exactly what the readable lines say instead (see [`read_lenient`]).
+pub fn read(path: &Path) -> Result<Recorded, JournalError> {
+    let (rec, problem) = read_lenient(path)?;
+    problem.map_or(Ok(rec), Err)
+}
+
+/// Reads what can be read: every entry that parses, applied in order, and the first problem
+/// [`read`] would fail with. `Err` only when the file cannot be read at all.
+pub fn read_lenient(path: &Path) -> Result<(Recorded, Option<JournalError>), JournalError> {
+    let data = std::fs::read(path).map_err(JournalError::read(path))?;
+    Ok(parse(path, &data))
+}
+
+fn parse(path: &Path, data: &[u8]) -> (Recorded, Option<JournalError>) {
     let mut rec = Recorded {
         path: path.to_owned(),
-        run_id: String::new(),
+        run_id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         pid: 0,
+        process: None,
         scenario: String::new(),
         locator: serde_json::Value::Null,
         finished: false,
         pending: vec![],
     };
-    for line in BufReader::new(File::open(path)?).lines() {
-        let line = line?;
-        // A line cut short by a crash is the last one; everything before it is intact.
-        let Ok(entry) = serde_json::from_str::<Entry>(&line) else { continue };
+    let mut problem = None;
+    let mut fail = |line: usize, reason: String| {
+        problem.get_or_insert(JournalError::Entry { path: path.to_owned(), line, reason });
+    };
+    let (complete, tail) = split_tail(data);
+    let mut lines: Vec<&[u8]> = complete.split(|b| *b == b'\n').collect();
+    lines.pop(); // what follows the last newline is `tail`
+    let torn = lines.len();
+    lines.push(tail);
+    let mut seen_run = false;
+    for (i, line) in lines.into_iter().enumerate() {
+        if i == torn && line.is_empty() {
+            break;
+        }
+        let entry = match parse_entry(line) {
+            Ok(e) => e,
+            // A line cut short by a crash is the last one, and its fault was not injected yet:
+            // the engine injects only after the whole line is synced.
+            Err(_) if i == torn => break,
+            Err(reason) => {
+                fail(i + 1, reason);
+                continue;
+            }
+        };
+        match (&entry, seen_run) {
+            (Entry::Run { .. }, true) => fail(i + 1, "a second run entry".into()),
+            (Entry::Run { .. }, false) => {}
+            (e, false) => {
+                fail(i + 1, format!("the journal does not start with its run entry (found `{}`)", entry_type(e)))
+            }
+            _ => {}
+        }
         match entry {
-            Entry::Run { run_id, pid, scenario, locator } => {
-                (rec.run_id, rec.pid, rec.scenario, rec.locator) = (run_id, pid, scenario, locator)
+            Entry::Run { run_id, pid, process, scenario, locator } => {
+                seen_run = true;
+                if !run_id.is_empty() {
+                    rec.run_id = run_id;
+                }
+                (rec.pid, rec.process, rec.scenario, rec.locator) = (pid, process, scenario, locator)
             }
             Entry::Injecting { injected, .. } => rec.pending.push(injected),
             Entry::Reverted { fault } => rec.pending.retain(|i| i.fault != fault),
             Entry::Finished => rec.finished = true,
         }
     }
-    Ok(rec)
+    (rec, problem)
 }
 
-/// Marks a fault of a recorded run reverted.
+/// One line per fault the journal lists as still injected, for the user to check by hand.
+pub fn describe_pending(rec: &Recorded) -> Vec<String> {
+    if rec.pending.is_empty() {
+        return vec!["it lists no fault as still injected".into()];
+    }
+    let mut v = vec![format!("it lists {} fault(s) as still injected:", rec.pending.len())];
+    for i in &rec.pending {
+        v.push(format!("  - {} ({}) on {}", i.fault, i.kind, i.targets.join(", ")));
+    }
+    v
+}
+
+/// Marks a fault of a recorded run reverted. A torn last line (left by the crash) is cut off
+/// first, and a last entry without its newline gets one, so that the mark is a line of its own.
 pub fn mark_reverted(path: &Path, fault: &str) -> std::io::Result<()> {
+    let data = std::fs::read(path)?;
     let mut f = OpenOptions::new().append(true).open(path)?;
-    let mut line = serde_json::to_vec(&Entry::Reverted { fault: fault.into() }).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    f.write_all(&line)?;
-    f.sync_data()
+    let (complete, tail) = split_tail(&data);
+    let whole_entry = !tail.is_empty() && parse_entry(tail).is_ok();
+    if !tail.is_empty() && !whole_entry {
+        f.set_len(complete.len() as u64)?;
+    }
+    append_line(&mut f, &Entry::Reverted { fault: fault.into() }, whole_entry)
 }
 
 /// Every journal file in `dir`, oldest first.
@@ -152,7 +317,7 @@ pub fn list_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         Ok(rd) => {
             for e in rd {
                 let p = e?.path();
-                if p.extension().is_some_and(|x| x == "jsonl") {
+                if p.extension().is_some_and(|x| x == "jsonl") && !p.is_dir() {
                     v.push(p);
                 }
             }
@@ -169,6 +334,60 @@ pub fn list() -> std::io::Result<Vec<PathBuf>> {
     list_in(&dir())
 }
 
+/// Why `siege recover --discard FILE` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscardError {
+    #[error("{}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{} is not in the journal directory {}: only a journal can be discarded", path.display(), dir.display())]
+    Outside { path: PathBuf, dir: PathBuf },
+    #[error("{} is not a journal (a regular `.jsonl` file in {})", path.display(), dir.display())]
+    NotAJournal { path: PathBuf, dir: PathBuf },
+    #[error("{}: run {run_id} is still running (pid {pid}); its journal is how its faults get reverted if it dies: stop the run first", path.display())]
+    StillRunning { path: PathBuf, run_id: String, pid: u32 },
+}
+
+/// Removes one journal the user checked by hand (`siege recover --discard FILE`), without
+/// reverting anything; returns what to tell the user, including the faults it listed.
+pub fn discard(path: &Path) -> Result<Vec<String>, DiscardError> {
+    discard_in(&dir(), path)
+}
+
+pub fn discard_in(dir: &Path, path: &Path) -> Result<Vec<String>, DiscardError> {
+    let open = |source| DiscardError::Open { path: path.to_owned(), source };
+    let not_a_journal = || DiscardError::NotAJournal { path: path.to_owned(), dir: dir.to_owned() };
+    let outside = || DiscardError::Outside { path: path.to_owned(), dir: dir.to_owned() };
+    // The directory it is in, resolved; the file itself is not (a symlink is removed, not what
+    // it points to), so that whatever `siege recover` lists can be discarded.
+    let name = path.file_name().ok_or_else(not_a_journal)?;
+    // A bare file name is one in the journal directory, wherever this runs from.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir);
+    let real = parent.canonicalize().map_err(open)?.join(name);
+    let meta = std::fs::symlink_metadata(&real).map_err(open)?;
+    if real.parent() != Some(dir.canonicalize().map_err(|_| outside())?.as_path()) {
+        return Err(outside());
+    }
+    if meta.is_dir() || real.extension().is_none_or(|x| x != "jsonl") {
+        return Err(not_a_journal());
+    }
+    let (rec, problem) = match std::fs::read(&real) {
+        Ok(data) => parse(&real, &data),
+        Err(e) => (parse(&real, b"").0, Some(JournalError::Read { path: real.clone(), source: e })),
+    };
+    if let RunProcess::Running(_) = run_process(&rec) {
+        return Err(DiscardError::StillRunning { path: path.to_owned(), run_id: rec.run_id, pid: rec.pid });
+    }
+    std::fs::remove_file(&real).map_err(open)?;
+    let scenario = if rec.scenario.is_empty() { String::new() } else { format!(", scenario {}", rec.scenario) };
+    let mut lines =
+        vec![format!("discarded {} (run {}{scenario}); siege reverted nothing from it", real.display(), rec.run_id)];
+    if let Some(p) = problem {
+        lines.push(format!("it could not be read in full ({}); by the lines that could be read,", p.problem()));
+    }
+    lines.extend(describe_pending(&rec));
+    Ok(lines)
+}
+
 /// What recovering one journal did, for the user.
 #[derive(Debug)]
 pub struct RecoveryReport {
@@ -177,13 +396,74 @@ pub struct RecoveryReport {
     pub failed: bool,
 }
 
+/// Whether the process that wrote a journal is still at it.
+enum RunProcess {
+    /// Still running: its faults are its own business (the line says so).
+    Running(String),
+    /// Ended (crashed, killed, or this very process after a panic).
+    Gone,
+    /// Ended, and its pid now belongs to an unrelated process (the line says which).
+    Reused(String),
+}
+
+/// A live pid does not make a live run: once the run died, the pid may have been given to any
+/// other process, whose liveness must not keep the run's faults injected. The journal records
+/// the run's process identity (boot and start time) and that must match; a journal of an older
+/// version has only the pid, and then the process must at least be a `siege … run …`.
+fn run_process(rec: &Recorded) -> RunProcess {
+    if rec.finished || rec.pid == std::process::id() || !proc::alive(rec.pid) {
+        return RunProcess::Gone;
+    }
+    let (run, pid) = (&rec.run_id, rec.pid);
+    match &rec.process {
+        Some(id) if proc::is_process(pid, id) => {
+            RunProcess::Running(format!("run {run} is still running (pid {pid}); left alone"))
+        }
+        Some(_) => RunProcess::Reused(format!(
+            "run {run}: pid {pid} now belongs to another process (it started after the run); the run is gone"
+        )),
+        None => {
+            let args = proc::args(pid).unwrap_or_default();
+            let siege = args
+                .first()
+                .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n.to_string_lossy().contains("siege")));
+            if siege && args.iter().skip(1).any(|a| a == "run") {
+                RunProcess::Running(format!(
+                    "run {run} is still running (pid {pid}; a journal of an older siege without the process start \
+                     time, so identified by its command line `{}` only); left alone",
+                    args.join(" ")
+                ))
+            } else {
+                RunProcess::Reused(format!(
+                    "run {run}: pid {pid} now belongs to another process (`{}`), not that siege run; the run is gone",
+                    args.join(" ")
+                ))
+            }
+        }
+    }
+}
+
+/// The way out for a journal recover had to keep.
+fn kept(rec: &Recorded) -> String {
+    format!(
+        "run {}: journal {} kept: run siege recover again once the target answers, or {}",
+        rec.run_id,
+        rec.path.display(),
+        check_by_hand(&rec.path)
+    )
+}
+
 /// Reverts every pending fault of one recorded run (newest first) and removes the journal when
 /// nothing is left. Safe to run twice. Skips a run whose process is still alive.
 pub async fn recover(rec: &Recorded) -> RecoveryReport {
     let mut out = RecoveryReport { run_id: rec.run_id.clone(), lines: vec![], failed: false };
-    if !rec.finished && rec.pid != std::process::id() && crate::lab::proc::alive(rec.pid) {
-        out.lines.push(format!("run {} is still running (pid {}); left alone", rec.run_id, rec.pid));
-        return out;
+    match run_process(rec) {
+        RunProcess::Running(line) => {
+            out.lines.push(line);
+            return out;
+        }
+        RunProcess::Reused(line) => out.lines.push(line),
+        RunProcess::Gone => {}
     }
     if rec.pending.is_empty() {
         out.lines.push(format!("run {}: nothing left to revert", rec.run_id));
@@ -205,6 +485,7 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
         Err(e) => {
             out.failed = true;
             out.lines.push(format!("run {}: cannot reach its target: {e}", rec.run_id));
+            out.lines.push(kept(rec));
             return out;
         }
     };
@@ -220,7 +501,9 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
             }
         }
     }
-    if !out.failed {
+    if out.failed {
+        out.lines.push(kept(rec));
+    } else {
         let _ = std::fs::remove_file(&rec.path);
     }
     out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
@@ -287,5 +570,263 @@ mod tests {
         let record = crate::report::tests_support::minimal_record();
         j.on_event(&Event::RunFinished { record: Box::new(record), report_dir: None, report_ms: 0.0 }).unwrap();
         assert!(list_in(dir.path()).unwrap().is_empty());
+    }
+
+    /// A journal as siege writes it: run `r1` of this process, then `lines` as given.
+    fn journal_with(dir: &Path, lines: &[&str]) -> PathBuf {
+        let mut j = Journal::in_dir(dir.to_owned());
+        j.on_event(&started()).unwrap();
+        let path = list_in(dir).unwrap().remove(0);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        for l in lines {
+            f.write_all(l.as_bytes()).unwrap();
+        }
+        path
+    }
+
+    fn injecting_line(name: &str) -> String {
+        let mut l = serde_json::to_string(&Entry::Injecting { fault: name.into(), injected: injected(name) }).unwrap();
+        l.push('\n');
+        l
+    }
+
+    fn entry_error(path: &Path) -> (usize, String, String) {
+        match read(path) {
+            Err(e @ JournalError::Entry { .. }) => {
+                let JournalError::Entry { line, ref reason, .. } = e else { unreachable!() };
+                (line, reason.clone(), e.to_string())
+            }
+            other => panic!("expected an entry error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unparsable_line_before_the_last_makes_the_journal_unreadable_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = injecting_line("b");
+        let path = journal_with(dir.path(), &[&injecting_line("a"), "{\"type\":\"injec\n", &b]);
+        let (line, _, msg) = entry_error(&path);
+        assert_eq!(line, 3);
+        assert!(msg.starts_with(&format!("{}:3: cannot parse journal entry: ", path.display())), "{msg}");
+        assert!(msg.contains(&format!("then run siege recover --discard {}", path.display())), "{msg}");
+        assert!(msg.contains("siege lab status / the AWS console"), "{msg}");
+        assert!(!msg.contains("at line 1"), "serde's own line number is not the file's: {msg}");
+        // What can be read is still there, for the user to check by hand.
+        let (rec, problem) = read_lenient(&path).unwrap();
+        assert!(problem.is_some());
+        assert_eq!(rec.pending, vec![injected("a"), injected("b")]);
+        let listed = describe_pending(&rec).join("\n");
+        assert!(listed.contains("2 fault(s)") && listed.contains("- b (latency) on t-1"), "{listed}");
+    }
+
+    #[test]
+    fn an_unknown_entry_type_makes_the_journal_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal_with(dir.path(), &["{\"type\":\"paused\",\"fault\":\"a\"}\n", &injecting_line("a")]);
+        let (line, reason, _) = entry_error(&path);
+        assert_eq!(line, 2);
+        assert!(reason.contains("unknown variant `paused`"), "{reason}");
+    }
+
+    #[test]
+    fn a_complete_last_line_that_does_not_parse_is_not_taken_for_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal_with(dir.path(), &[&injecting_line("a"), "garbage\n"]);
+        assert_eq!(entry_error(&path).0, 3);
+        // Nor is an empty line (siege writes none): what was on it is unknown.
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal_with(dir.path(), &["\n", &injecting_line("a")]);
+        assert_eq!(entry_error(&path).0, 2);
+    }
+
+    #[test]
+    fn a_corrupt_or_missing_run_line_names_the_file_and_line_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r9.jsonl");
+        std::fs::write(&path, format!("{{\"type\":\"run\",\"run_id\":\"r9\",\"pid\":\"x\"}}\n{}", injecting_line("a")))
+            .unwrap();
+        let (line, _, msg) = entry_error(&path);
+        assert_eq!(line, 1);
+        assert!(msg.starts_with(&format!("{}:1: ", path.display())), "{msg}");
+        // The run id of the messages then comes from the file name, never empty.
+        assert_eq!(read_lenient(&path).unwrap().0.run_id, "r9");
+
+        std::fs::write(&path, injecting_line("a")).unwrap();
+        let (line, reason, _) = entry_error(&path);
+        assert_eq!(line, 1);
+        assert!(reason.contains("does not start with its run entry"), "{reason}");
+    }
+
+    #[test]
+    fn a_journal_with_no_entry_at_all_has_nothing_to_revert() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r2.jsonl");
+        // The crash came after the file was created, within its first line: nothing was injected.
+        std::fs::write(&path, "{\"type\":\"ru").unwrap();
+        let rec = read(&path).unwrap();
+        assert!(rec.pending.is_empty());
+        assert_eq!(rec.run_id, "r2");
+    }
+
+    #[test]
+    fn marking_a_fault_reverted_after_a_crash_keeps_the_journal_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        // A torn last line: cut off before the mark, else both would make one unreadable line.
+        let path = journal_with(dir.path(), &[&injecting_line("a"), &injecting_line("b"), "{\"type\":\"rev"]);
+        mark_reverted(&path, "b").unwrap();
+        assert_eq!(read(&path).unwrap().pending, vec![injected("a")]);
+        // A last entry that lost only its newline is kept, and the mark goes on a line of its own.
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal_with(dir.path(), &[injecting_line("c").trim_end()]);
+        assert_eq!(read(&path).unwrap().pending, vec![injected("c")]);
+        mark_reverted(&path, "x").unwrap();
+        assert_eq!(read(&path).unwrap().pending, vec![injected("c")]);
+        mark_reverted(&path, "c").unwrap();
+        assert!(read(&path).unwrap().pending.is_empty());
+    }
+
+    /// `cmd` started, once its command line is that of the new program (it reads empty while
+    /// the exec is under way).
+    fn started_child(cmd: &mut std::process::Command) -> std::process::Child {
+        let child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proc::args(child.id()).is_none_or(|a| a.first().is_none_or(|a0| a0.is_empty())) {
+            assert!(std::time::Instant::now() < deadline, "the child never ran");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child
+    }
+
+    /// A `sleep` child: a live process that is not a siege run.
+    fn sleeper() -> std::process::Child {
+        started_child(std::process::Command::new("sleep").arg("30"))
+    }
+
+    fn recorded(pid: u32, process: Option<Identity>) -> Recorded {
+        Recorded {
+            path: PathBuf::from("/nonexistent/r1.jsonl"),
+            run_id: "r1".into(),
+            pid,
+            process,
+            scenario: "s.yaml".into(),
+            locator: serde_json::Value::Null,
+            finished: false,
+            pending: vec![injected("a")],
+        }
+    }
+
+    #[test]
+    fn the_run_entry_records_the_process_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = read(&journal_with(dir.path(), &[])).unwrap();
+        assert_eq!(rec.process, proc::identity(std::process::id()));
+        assert!(rec.process.is_some());
+    }
+
+    #[test]
+    fn a_live_pid_is_the_run_only_if_it_is_the_same_process() {
+        let mut child = sleeper();
+        let pid = child.id();
+        let id = proc::identity(pid).unwrap();
+        assert!(matches!(run_process(&recorded(pid, Some(id.clone()))), RunProcess::Running(_)));
+        // Same pid, another start: the pid was reused after the run died.
+        let other = Identity { start_ticks: id.start_ticks.saturating_sub(1), ..id.clone() };
+        let RunProcess::Reused(line) = run_process(&recorded(pid, Some(other))) else { panic!("not reused") };
+        assert!(line.contains(&format!("pid {pid} now belongs to another process")), "{line}");
+        let other_boot = Identity { boot_id: "another-boot".into(), ..id };
+        assert!(matches!(run_process(&recorded(pid, Some(other_boot))), RunProcess::Reused(_)));
+        // An older journal without the identity: `sleep` is no siege run.
+        let RunProcess::Reused(line) = run_process(&recorded(pid, None)) else { panic!("not reused") };
+        assert!(line.contains("(`sleep 30`), not that siege run"), "{line}");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(run_process(&recorded(pid, None)), RunProcess::Gone));
+    }
+
+    #[test]
+    fn an_older_journal_is_matched_to_a_siege_run_by_its_command_line() {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so that the `sleep` goes with the shell.
+        let mut sh = std::process::Command::new("sh");
+        sh.arg0("/opt/bin/siege").args(["-c", "sleep 30; true", "run", "s.yaml"]).process_group(0);
+        let mut child = started_child(&mut sh);
+        let pid = child.id();
+        let RunProcess::Running(line) = run_process(&recorded(pid, None)) else { panic!("not running") };
+        assert!(line.contains("identified by its command line"), "{line}");
+        // SAFETY: a plain kill of the process group this test started.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        let _ = child.wait();
+    }
+
+    #[tokio::test]
+    async fn recover_leaves_a_run_that_is_still_running_alone_and_reverts_one_whose_pid_was_reused() {
+        let mut child = sleeper();
+        let pid = child.id();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r1.jsonl");
+        std::fs::write(&path, b"").unwrap();
+        let mut rec = recorded(pid, proc::identity(pid));
+        rec.path = path.clone();
+        let r = recover(&rec).await;
+        assert!(!r.failed && r.lines[0].contains("still running"), "{:?}", r.lines);
+        assert!(path.exists());
+        // Not that process: its faults are recovered (here: the target cannot be reached).
+        rec.process = None;
+        let r = recover(&rec).await;
+        assert!(r.failed, "{:?}", r.lines);
+        assert!(r.lines[0].contains("not that siege run"), "{:?}", r.lines);
+        assert!(r.lines[1].contains("cannot reach its target"), "{:?}", r.lines);
+        assert!(r.lines[2].contains(&format!("siege recover --discard {}", path.display())), "{:?}", r.lines);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn discard_removes_only_a_journal_and_lists_its_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        let path = journal_with(&jdir, &[&injecting_line("a"), "garbage\n"]);
+        // Not in the journal directory, not a journal.
+        let outside = dir.path().join("x.jsonl");
+        std::fs::write(&outside, "").unwrap();
+        assert!(matches!(discard_in(&jdir, &outside), Err(DiscardError::Outside { .. })));
+        let via_dots = jdir.join("..").join("x.jsonl");
+        assert!(matches!(discard_in(&jdir, &via_dots), Err(DiscardError::Outside { .. })));
+        let other = jdir.join("notes.txt");
+        std::fs::write(&other, "").unwrap();
+        assert!(matches!(discard_in(&jdir, &other), Err(DiscardError::NotAJournal { .. })));
+        assert!(matches!(discard_in(&jdir, &jdir.join("none.jsonl")), Err(DiscardError::Open { .. })));
+        assert!(matches!(discard_in(&jdir, Path::new("..")), Err(DiscardError::NotAJournal { .. })));
+        let subdir = jdir.join("d.jsonl");
+        std::fs::create_dir(&subdir).unwrap();
+        assert!(matches!(discard_in(&jdir, &subdir), Err(DiscardError::NotAJournal { .. })));
+        assert!(!list_in(&jdir).unwrap().contains(&subdir), "a directory is no journal");
+        // A symlink in the journal directory is removed itself, never what it points to.
+        let link = jdir.join("link.jsonl");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(discard_in(&jdir, &link).is_ok());
+        assert!(!link.exists() && outside.exists());
+        // The journal of a live run is refused.
+        let mut child = sleeper();
+        let live = jdir.join("live.jsonl");
+        let run = Entry::Run {
+            run_id: "live".into(),
+            pid: child.id(),
+            process: proc::identity(child.id()),
+            scenario: "s.yaml".into(),
+            locator: serde_json::Value::Null,
+        };
+        std::fs::write(&live, serde_json::to_string(&run).unwrap() + "\n").unwrap();
+        assert!(matches!(discard_in(&jdir, &live), Err(DiscardError::StillRunning { .. })));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(live.exists() && outside.exists() && other.exists());
+
+        // A bare file name is one in the journal directory.
+        let lines = discard_in(&jdir, Path::new(path.file_name().unwrap())).unwrap().join("\n");
+        assert!(!path.exists());
+        assert!(lines.contains("discarded ") && lines.contains("(run r1, scenario s.yaml)"), "{lines}");
+        assert!(lines.contains("could not be read in full (line 3: "), "{lines}");
+        assert!(lines.contains("- a (latency) on t-1"), "{lines}");
     }
 }

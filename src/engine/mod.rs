@@ -39,7 +39,12 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RecoverArgs {}
+pub struct RecoverArgs {
+    /// Remove one journal that `siege recover` cannot act on (it names the file), after you have
+    /// checked by hand what that run left injected; reverts nothing.
+    #[arg(long, value_name = "FILE")]
+    pub discard: Option<PathBuf>,
+}
 
 /// Loads and validates a scenario, printing every diagnostic; `Err` carries exit 3.
 fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
@@ -98,21 +103,46 @@ fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
 async fn recover_own_runs() -> bool {
     let mut failed = false;
     for path in journal::list().unwrap_or_default() {
-        if let Ok(rec) = journal::read(&path)
-            && rec.pid == std::process::id()
-        {
-            let r = journal::recover(&rec).await;
-            failed |= r.failed;
-            for l in r.lines {
-                eprintln!("siege: {l}");
+        let lines = match journal::read(&path) {
+            Ok(rec) if rec.pid == std::process::id() => {
+                let r = journal::recover(&rec).await;
+                failed |= r.failed;
+                r.lines
             }
+            Ok(_) => continue,
+            Err(e) => match journal::read_lenient(&path) {
+                Ok((rec, _)) if rec.pid == std::process::id() => {
+                    failed = true;
+                    unreadable(&e, &rec)
+                }
+                _ => continue,
+            },
+        };
+        for l in lines {
+            eprintln!("siege: {l}");
         }
     }
     failed
 }
 
+/// What to tell about a journal that cannot be recovered from: the error (file, line, what to
+/// do) and what its readable lines list, to check by hand.
+fn unreadable(e: &journal::JournalError, readable: &journal::Recorded) -> Vec<String> {
+    let mut v = vec![e.to_string(), "by the lines that can be read,".to_string()];
+    v.extend(journal::describe_pending(readable));
+    v
+}
+
 /// `siege recover`: reverts whatever killed runs left behind, according to the journal.
-pub fn cmd_recover(_args: RecoverArgs) -> anyhow::Result<Exit> {
+/// `siege recover --discard FILE`: removes one journal the user checked by hand.
+pub fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
+    if let Some(file) = args.discard {
+        let lines = journal::discard(&file).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+        for l in lines {
+            println!("{l}");
+        }
+        return Ok(Exit::Passed);
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let paths = journal::list()?;
@@ -130,9 +160,16 @@ pub fn cmd_recover(_args: RecoverArgs) -> anyhow::Result<Exit> {
                         println!("{l}");
                     }
                 }
+                // Reverts nothing from it (see `journal::read`), keeps it, and says what to do.
                 Err(e) => {
                     failed = true;
-                    println!("{}: cannot read: {e}", path.display());
+                    let lines = match journal::read_lenient(&path) {
+                        Ok((rec, _)) => unreadable(&e, &rec),
+                        Err(_) => vec![e.to_string()],
+                    };
+                    for l in lines {
+                        println!("{l}");
+                    }
                 }
             }
         }

@@ -246,9 +246,7 @@ fn remove_lab_file_if(pid: u32) {
 /// Whether `pid` is a running lab supervisor (`siege lab up`), not some process that reused the
 /// pid of a lab that died without cleaning up.
 fn is_lab(pid: u32) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    proc::alive(pid) && args.windows(2).any(|w| w[0] == b"lab" && w[1] == b"up")
+    proc::runs_command(pid, &["lab", "up"])
 }
 
 /// The background lab that is still running, if any.

@@ -77,12 +77,55 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may contain spaces and
+/// parentheses): index 0 is field 3 (state), index `n - 3` is field `n` of proc(5).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(s.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
+}
+
 /// Whether `pid` is running (exists and is not a zombie).
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|state| state != "Z"))
+}
+
+/// What tells a process apart from a later one that was given the same pid: the boot it started
+/// in and its start time (clock ticks after boot, field 22 of `/proc/PID/stat`). Two processes
+/// never share both.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub boot_id: String,
+    pub start_ticks: u64,
+}
+
+/// The identity of `pid`, `None` when it does not exist.
+pub fn identity(pid: u32) -> Option<Identity> {
+    let start_ticks = stat_fields(pid)?.get(22 - 3)?.parse().ok()?;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_owned();
+    Some(Identity { boot_id, start_ticks })
+}
+
+/// Whether `pid` is running and is the very process `id` was taken from.
+pub fn is_process(pid: u32, id: &Identity) -> bool {
+    alive(pid) && identity(pid).as_ref() == Some(id)
+}
+
+/// The arguments of running process `pid` (`argv[0]` first), `None` when it is gone or a zombie.
+pub fn args(pid: u32) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if !alive(pid) {
+        return None;
     }
+    let body = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
+    Some(body.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+}
+
+/// Whether `pid` is running with `words` as consecutive arguments of its command line (a check
+/// that a recorded pid was not reused by an unrelated process, for records without an
+/// [`Identity`]).
+pub fn runs_command(pid: u32, words: &[&str]) -> bool {
+    let Some(args) = args(pid) else { return false };
+    words.is_empty() || args.windows(words.len()).any(|w| w.iter().zip(words).all(|(a, b)| a == b))
 }
 
 /// Clock ticks per second for `/proc/PID/stat` times.
@@ -94,12 +137,9 @@ pub fn ticks_per_second() -> f64 {
 
 /// User + system CPU time of `pid` in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start at field 3 (state).
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
+    let f = stat_fields(pid)?;
+    let utime: u64 = f.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = f.get(15 - 3)?.parse().ok()?;
     Some(utime + stime)
 }
 

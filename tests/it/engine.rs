@@ -286,6 +286,11 @@ fn heavy_kill9_then_recover_reverts_the_fault_on_a_separate_lab() {
     let control = home.lab_up();
     let p = home.scenario("slow", &latency_scenario(&control, "200ms", 50, "error_rate > 90% for 30s", "2s"));
     let (mut child, _, _) = run_until(&home, &p, "fault injected: latency");
+    // While the run is alive (its journal names its process by pid and start time), recover
+    // leaves it alone.
+    let out = home.siege().arg("recover").output().expect("recover during the run");
+    assert!(text(&out).contains(&format!("is still running (pid {}); left alone", child.id())), "{}", text(&out));
+    assert!(!home.active_faults().is_empty());
     kill9(&mut child);
     assert!(!home.active_faults().is_empty(), "the killed run left its fault active");
 

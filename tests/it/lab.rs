@@ -36,16 +36,16 @@ fn status_of(url: &str) -> u16 {
 }
 
 /// A lab started with `siege lab up --detach` in its own state directory; stopped on drop.
-struct TestLab {
-    home: tempfile::TempDir,
-    control: String,
+pub(crate) struct TestLab {
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) control: String,
     token: String,
     balancer: String,
     pid: u32,
 }
 
 impl TestLab {
-    fn up(extra: &[&str]) -> TestLab {
+    pub(crate) fn up(extra: &[&str]) -> TestLab {
         let home = tempfile::tempdir().expect("tempdir");
         let out = common::siege()
             .env("SIEGE_HOME", home.path())
@@ -66,19 +66,19 @@ impl TestLab {
         }
     }
 
-    fn siege(&self) -> Command {
+    pub(crate) fn siege(&self) -> Command {
         let mut c = common::siege();
         c.env("SIEGE_HOME", self.home.path());
         c
     }
 
-    fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         let (s, b) = http("GET", &format!("{}/v1/state", self.control), Some(&self.token), None).expect("state");
         assert_eq!(s, 200, "{b}");
         serde_json::from_str(&b).expect("state json")
     }
 
-    fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) fn post(&self, path: &str, body: Value) -> Value {
         let (s, b) = http("POST", &format!("{}{path}", self.control), Some(&self.token), Some(&body)).expect("post");
         assert_eq!(s, 200, "{path}: {b}");
         serde_json::from_str(&b).expect("post json")

@@ -5,5 +5,6 @@ mod common;
 mod engine;
 mod lab;
 mod load;
+mod recover;
 mod report;
 mod validate;
