@@ -84,7 +84,7 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
     let name = cx.require(&f, "name", "a short identifier such as `task-kill`").and_then(|n| identifier(cx, n, "name"));
     let description = f.get("description").and_then(|n| cx.text(n, "description"));
     let runbook = f.get("runbook").and_then(|n| runbook(cx, n, dir));
-    let seed = f.get("seed").and_then(|n| cx.count(n, "seed", 0, i64::MAX as u64));
+    let seed = f.get("seed").and_then(|n| cx.count(n, "seed", 0, u64::MAX));
 
     let target = match f.get("target") {
         None => Some(Target::Lab(default_lab())),
@@ -1163,6 +1163,24 @@ mod tests {
         assert_eq!(s.load.timeout, Duration::from_secs(2));
         assert_eq!(s.recovery.hold, Duration::from_secs(5));
         assert!(s.faults.is_empty() && s.stop.is_empty() && s.seed.is_none());
+    }
+
+    #[test]
+    fn every_seed_a_report_can_print_is_accepted_exactly() {
+        for seed in [0u64, 7, 1 << 53, 1 << 63, (1 << 63) + 1, u64::MAX] {
+            let s = load(&format!("{MINIMAL}seed: {seed}\n")).unwrap_or_else(|d| panic!("{seed}: {d:?}"));
+            assert_eq!(s.seed, Some(seed));
+            let quoted = load(&format!("{MINIMAL}seed: \"{seed}\"\n")).unwrap_or_else(|d| panic!("{seed}: {d:?}"));
+            assert_eq!(quoted.seed, Some(seed));
+        }
+        for (big, shown) in [("18446744073709551616", "too large"), ("99999999999999999999999", "too large")] {
+            let e = errors(&format!("{MINIMAL}seed: {big}\n"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].contains(&format!("{shown}: at most 18446744073709551615")), "{e:?}");
+            assert!(!e[0].contains("18446744073709552000") && !e[0].contains("e+"), "no rounded number: {e:?}");
+        }
+        let e = errors(&format!("{MINIMAL}seed: -1\n"));
+        assert!(e.len() == 1 && e[0].contains("must not be negative"), "{e:?}");
     }
 
     #[test]

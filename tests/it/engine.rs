@@ -211,6 +211,26 @@ fn plan_prints_the_timeline_and_starts_nothing() {
 }
 
 #[test]
+fn plan_replays_any_seed_a_report_prints() {
+    let home = Home::new();
+    let max = u64::MAX.to_string();
+    let yaml = std::fs::read_to_string(crate::common::repo_root().join("scenarios/task-kill.yaml")).expect("scenario");
+    let yaml: String = yaml
+        .lines()
+        .filter(|l| !l.starts_with("seed:") && !l.starts_with("runbook:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let p = home.scenario("seeded", &format!("seed: {max}\n{yaml}"));
+    let out = home.siege().arg("plan").arg(&p).output().expect("plan");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("seed {max}")), "{}", text(&out));
+    let big = ((1u64 << 63) + 5).to_string();
+    let out = home.siege().args(["plan", "scenarios/task-kill.yaml", "--seed", &big]).output().expect("plan");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("seed {big}")), "{}", text(&out));
+}
+
+#[test]
 fn run_of_an_invalid_scenario_exits_3_before_touching_anything() {
     let home = Home::new();
     let p = home.scenario("bad", "name: bad\nload: { url: /, rate: fast }\n");
