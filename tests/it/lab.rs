@@ -285,6 +285,31 @@ fn db_failover_window_is_observed_from_db() {
 }
 
 #[test]
+fn a_failover_ended_early_does_not_cut_the_next_one_short() {
+    let lab = TestLab::up(&[]);
+    let outage = json!({ "outage_ms": 3000 });
+    lab.post("/v1/db/failover", outage.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    // Ended early, as a revert does: its 3 s timer is still to fire, 2 s from now.
+    assert_eq!(lab.post("/v1/db/promote", json!({}))["writer"], "db-2");
+    let second = Instant::now();
+    assert_eq!(lab.post("/v1/db/failover", outage)["new_writer"], "db-1");
+    let mut restored = None;
+    while second.elapsed() < Duration::from_secs(8) {
+        if lab.state()["db"]["writer"] != Value::Null {
+            restored = Some(second.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let restored = restored.expect("the second failover never ended");
+    assert!(restored >= Duration::from_millis(2900), "the second 3 s outage ended after {restored:?}");
+    assert!(restored < Duration::from_secs(5), "{restored:?}");
+    assert_eq!(lab.state()["db"]["writer"], "db-1");
+    lab.down();
+}
+
+#[test]
 fn secret_drift_breaks_db_on_old_tasks_only_until_redeploy() {
     let lab = TestLab::up(&["--placement-delay", "500ms"]);
     assert_eq!(lab.get("/db").0, 200);
