@@ -468,6 +468,53 @@ mod tests {
     }
 
     #[test]
+    fn the_worst_window_quotes_the_balancer_of_that_second() {
+        // The balancer's 5xx share of Unix second 1000 + k; the load started at 1000.2, so window
+        // k is balancer second 1000 + k. Window 12 is the worst.
+        let lb = |k: u64| {
+            let bad = if k == 1012 {
+                0.9
+            } else if (1010..1025).contains(&k) {
+                0.5
+            } else {
+                0.0
+            };
+            (Some(100.0), Some(bad), Some(3.0))
+        };
+        let mut h = history(40, 10..25);
+        h[12].window.errors.timeout = 90;
+        for s in &mut h {
+            // As sampled: the balancer's last complete second, two seconds behind the window.
+            let at = 1000 + u64::from(s.window.second).saturating_sub(2);
+            let sample = s.sample.as_mut().unwrap();
+            (sample.lb_rps, sample.lb_5xx_rate, sample.lb_response_ms) = lb(at);
+            sample.lb_second = Some(at);
+        }
+        let mut balancer: std::collections::BTreeMap<u64, _> = (1000..1040).map(|k| (k, lb(k))).collect();
+        let worst_line = |h: &[Second]| {
+            let r = record(&scenario(), &injected(), h, None);
+            assert_eq!(r.worst_window.as_ref().map(|w| w.second), Some(12));
+            let md = crate::report::render_markdown(&r, &Redactor::noop());
+            md.lines().find(|l| l.contains("Worst window")).unwrap().to_string()
+        };
+        let mut aligned = h.clone();
+        super::super::run::align_balancer(&mut aligned, &balancer, 1000.2);
+        let line = worst_line(&aligned);
+        assert!(
+            line.contains("t+12s: 90% errors") && line.contains("the balancer counted 100 req/s, 90% 5xx"),
+            "{line}"
+        );
+
+        // No sample brought that balancer second: no balancer figures, rather than another second's.
+        balancer.remove(&1012);
+        let mut aligned = h.clone();
+        super::super::run::align_balancer(&mut aligned, &balancer, 1000.2);
+        let line = worst_line(&aligned);
+        assert!(line.contains("t+12s: 90% errors") && !line.contains("balancer"), "{line}");
+        assert_eq!(aligned[13].sample.as_ref().and_then(|s| s.lb_second), Some(1013));
+    }
+
+    #[test]
     fn a_run_that_injected_nothing_was_not_late_to_recover() {
         let sc = scenario();
         let why = CancelReason::Precondition("steady state did not hold before any fault".into());

@@ -240,7 +240,8 @@ pub struct WindowRecord {
     #[serde(default)]
     pub cpu_percent: Option<f64>,
     /// Requests per second the load balancer counted, from every client, not only siege's load
-    /// (lab: the latest complete second when sampled; AWS: CloudWatch, the latest minute's average).
+    /// (lab: the balancer's count of this same second, `null` when no sample brought that second;
+    /// AWS: CloudWatch, the latest minute's average).
     #[serde(default)]
     pub lb_rps: Option<f64>,
     /// Fraction of the balancer's requests answered 5xx by the balancer or the targets.

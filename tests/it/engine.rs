@@ -280,6 +280,27 @@ recovery: { within: 10s, hold: 5s }
 }
 
 #[test]
+fn heavy_first_fault_at_recovery_hold_passes_the_gate() {
+    let home = Home::new();
+    // `siege validate` accepts a first fault at exactly `recovery.hold`: the run must too.
+    let fault = "{ type: latency, at: 5s, for: 2s, select: 1, delay: 5ms }";
+    let yaml = format!(
+        "name: edge\nload: {{ url: /, rate: 20/s, duration: 16s }}\nsteady_state: {{ error_rate: \"< 50%\" }}\nfaults: [ {fault} ]\nrecovery: {{ within: 4s, hold: 5s }}\n"
+    );
+    let p = home.scenario("edge", &yaml);
+    let check = home.siege().arg("validate").arg(&p).output().expect("validate");
+    assert!(check.status.success(), "{}", text(&check));
+    let out = home.run(&p);
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    let r = report_json(&home);
+    assert_eq!(r["verdict"]["outcome"], "passed", "{r}");
+    let injected = r["faults"][0]["injected_s"].as_f64().expect("injected");
+    assert!((5.0..6.0).contains(&injected), "injected at {injected}");
+    assert_eq!(r["steady_state"][0]["before_ok"], true, "{r}");
+}
+
+#[test]
 fn heavy_stop_condition_aborts_reverts_and_leaves_the_lab_healthy() {
     let home = Home::new();
     let control = home.lab_up();

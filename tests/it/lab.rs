@@ -733,6 +733,18 @@ fn run_owned_lab_through_the_backend() {
         assert_eq!((s.healthy_targets, s.running_tasks, s.desired_tasks), (Some(2), Some(2), Some(2)));
         assert_eq!(s.db_writer.as_deref(), Some("db-1"));
         assert!(!s.events.is_empty());
+        // The balancer's figures say which second they are of (the report joins them by it).
+        let mut s = s;
+        for _ in 0..40 {
+            if s.lb_rps.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s = b.sample().await.unwrap();
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let at = s.lb_second.expect("a balancer second is named");
+        assert!(s.lb_rps.is_some() && at < now && at + 3 >= now, "{at} vs {now}: {s:?}");
 
         // Latency: seeded selection, inject, visible at the entry point, idempotent revert.
         let latency = Fault {
