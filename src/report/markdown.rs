@@ -163,6 +163,10 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
             if let (Some(rps), Some(bad)) = (w.lb_rps, w.lb_5xx_rate) {
                 let _ =
                     write!(s, "; the balancer counted {} req/s, {} 5xx", format::value(rps, ""), format::percent(bad));
+                // The lab's figures are of that same second; CloudWatch's are per minute.
+                if r.scenario.target == "aws" {
+                    s.push_str(" (CloudWatch, the latest minute)");
+                }
             }
             s
         }
@@ -363,6 +367,24 @@ mod tests {
         assert!(md.contains("| Time to detect         | n/a: the run ended with an error |"), "{md}");
         assert!(md.contains("| Load                   | no requests were sent            |"), "{md}");
         assert!(md.contains("| `error_rate < 1%` | not evaluated     | not evaluated  |"), "{md}");
+    }
+
+    #[test]
+    fn the_worst_window_says_when_the_balancer_figures_are_per_minute() {
+        let mut r = crate::report::tests_support::minimal_record();
+        r.worst_window = Some(crate::report::WindowRecord {
+            second: 12,
+            requests: 100,
+            lb_rps: Some(40.0),
+            lb_5xx_rate: Some(0.25),
+            ..Default::default()
+        });
+        let line = |r: &RunRecord| {
+            render(r, &[], &Redactor::noop()).lines().find(|l| l.contains("Worst window")).unwrap().to_string()
+        };
+        assert!(line(&r).contains("the balancer counted 40 req/s, 25% 5xx |"), "{}", line(&r));
+        r.scenario.target = "aws".into();
+        assert!(line(&r).contains("25% 5xx (CloudWatch, the latest minute)"), "{}", line(&r));
     }
 
     #[test]
