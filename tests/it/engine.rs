@@ -380,6 +380,11 @@ fn heavy_sigterm_reverts_and_reports_aborted() {
     let r = report_json(&home);
     assert_eq!(r["verdict"]["outcome"], "aborted");
     assert!(r["verdict"]["reason"].as_str().unwrap_or("").contains("SIGTERM"), "{r}");
+    assert_eq!(r["verdict"]["interrupted_by"], "SIGTERM", "{r}");
+    let md = std::fs::read_to_string(report_dir(&home).join("report.md")).expect("report.md");
+    let mttr = md.lines().find(|l| l.contains("Time to recover (MTTR)")).expect("MTTR row");
+    assert!(mttr.contains("n/a: interrupted by SIGTERM"), "{mttr}");
+    assert!(!md.contains("stop condition"), "{md}");
 }
 
 #[test]
