@@ -12,12 +12,17 @@ impl Rng {
         Rng(seed)
     }
 
-    /// A seed from the clock and the process id, for runs that do not name one.
+    /// A seed from the clock and the process id, for runs that do not name one. Below 2^53,
+    /// so that it survives every JSON reader (`report.json` is read by JavaScript too, where
+    /// larger integers are rounded) and can be copied back into `seed:` to replay the run.
     pub fn fresh_seed() -> u64 {
         let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut r = Rng(t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32));
-        r.next_u64()
+        r.next_u64() >> (64 - Self::FRESH_SEED_BITS)
     }
+
+    /// Bits of a [`Rng::fresh_seed`]: a JSON number is exact up to 2^53.
+    pub const FRESH_SEED_BITS: u32 = 53;
 
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -130,6 +135,20 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_316_645);
         assert_eq!(rfc3339(t), "2026-11-22T03:04:05Z");
         assert_eq!(compact_utc(t), "20261122T030405Z");
+    }
+
+    #[test]
+    fn fresh_seeds_are_exact_in_json() {
+        let limit = 1u64 << 53;
+        let seeds: Vec<u64> = (0..200).map(|_| Rng::fresh_seed()).collect();
+        assert!(seeds.iter().all(|s| *s < limit), "{seeds:?}");
+        // Still spread over the range, not stuck in its low bits.
+        assert!(seeds.iter().any(|s| *s >= limit / 2), "{seeds:?}");
+        for s in seeds {
+            let json = serde_json::to_string(&serde_json::json!({ "seed": s })).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back["seed"].as_f64().map(|f| f as u64), Some(s), "a double holds it exactly");
+        }
     }
 
     #[test]

@@ -368,6 +368,7 @@ impl LabBackend {
             lb_rps: m.map(|m| m.request_count as f64),
             lb_5xx_rate: m.and_then(|m| fraction(m.elb_5xx + m.target_5xx, m.request_count)),
             lb_response_ms: m.and_then(|m| m.target_response_time).map(|s| s * 1000.0),
+            lb_second: m.map(|m| m.timestamp),
             events: st
                 .events
                 .into_iter()

@@ -111,6 +111,10 @@ pub struct Sample {
     /// `TargetResponseTime` p95 of the latest minute).
     #[serde(default)]
     pub lb_response_ms: Option<f64>,
+    /// Unix time of the start of the balancer second the `lb_*` figures describe, when they
+    /// describe one second (lab); `None` when they are averages over a minute (AWS).
+    #[serde(default)]
+    pub lb_second: Option<u64>,
     /// Service events since the previous sample (ECS service events, lab scheduler events).
     #[serde(default)]
     pub events: Vec<String>,

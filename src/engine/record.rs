@@ -247,6 +247,10 @@ impl RecordBuilder {
             );
         }
         let (outcome, reason) = outcome_reason;
+        let interrupted_by = match &f.cancel {
+            Some(CancelReason::Interrupted(s)) => Some(s.clone()),
+            _ => None,
+        };
 
         let steady_seconds: Vec<bool> =
             f.history.iter().map(|s| observe::all_hold(&observe::evaluate(checks, std::slice::from_ref(s)))).collect();
@@ -301,13 +305,14 @@ impl RecordBuilder {
             started_at: f.started_at,
             finished_at: f.finished_at,
             seed: f.seed,
-            verdict: Verdict { outcome, exit_code: outcome.exit().code(), reason },
+            verdict: Verdict { outcome, exit_code: outcome.exit().code(), reason, interrupted_by },
             timings: Timings {
                 first_fault_s: f.first_disruption,
                 last_fault_end_s: f.last_disruption_end,
                 time_to_detect_s: ttd,
                 time_to_recover_s: mttr,
-                recovery_deadline_s: f.last_disruption_end.unwrap_or(0.0) + within,
+                recovery_deadline_s: within,
+                recovery_deadline_at_s: f.last_disruption_end.map(|end| end + within),
                 duration_s: round(f.duration_s),
             },
             worst_window,
@@ -354,4 +359,199 @@ fn round4(v: f64) -> f64 {
 
 fn secs(s: f64) -> String {
     crate::scenario::units::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Sample;
+    use crate::load::{ErrorCounts, Window};
+    use crate::report::{Outcome, Redactor};
+
+    /// A latency fault from 10 s to 20 s; the steady state must hold again within 30 s.
+    const SCENARIO: &str = "name: slow\nload: { url: /, rate: 100/s, duration: 60s }\nsteady_state: { error_rate: \"< 5%\" }\nfaults:\n  - { type: latency, at: 10s, for: 10s, select: 1, delay: 300ms }\nrecovery: { within: 30s, hold: 5s }\n";
+
+    fn scenario() -> Scenario {
+        crate::scenario::load_bytes("slow.yaml", SCENARIO.as_bytes(), std::path::Path::new("."))
+            .unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    /// `n` seconds of 100 requests; the seconds in `broken` fail half of them.
+    fn history(n: u32, broken: std::ops::Range<u32>) -> Vec<Second> {
+        (0..n)
+            .map(|s| {
+                let errors = if broken.contains(&s) { 50 } else { 0 };
+                let window = Window {
+                    second: s,
+                    requests: 100,
+                    scheduled: 100,
+                    errors: ErrorCounts { timeout: errors, ..ErrorCounts::default() },
+                    ..Window::default()
+                };
+                Second { window, sample: Some(Sample { healthy_targets: Some(3), ..Sample::default() }) }
+            })
+            .collect()
+    }
+
+    fn record(sc: &Scenario, events: &[Event], history: &[Second], cancel: Option<CancelReason>) -> RunRecord {
+        let mut b = RecordBuilder::default();
+        for e in events {
+            b.on_event(e);
+        }
+        b.finish(Finish {
+            scenario: sc,
+            scenario_file: "slow.yaml".into(),
+            runbook: None,
+            run_id: "slow-1".into(),
+            seed: 7,
+            started_at: "2026-11-22T03:04:05Z".into(),
+            finished_at: "2026-11-22T03:05:05Z".into(),
+            history,
+            cancel,
+            revert_failures: vec![],
+            first_disruption: Some(10.0),
+            last_disruption_end: Some(20.0),
+            load: LoadTotals::default(),
+            duration_s: f64::from(history.len() as u32),
+        })
+    }
+
+    fn injected() -> Vec<Event> {
+        let injected = crate::backend::Injected {
+            fault: "latency".into(),
+            kind: "latency".into(),
+            targets: vec!["t-1".into()],
+            undo: serde_json::Value::Null,
+        };
+        vec![
+            Event::FaultInjecting {
+                t: 10.0,
+                fault: "latency".into(),
+                resolved: crate::backend::Resolved::default(),
+                injected,
+            },
+            Event::FaultInjected { t: 10.0, fault: "latency".into(), kind: "latency".into(), summary: String::new() },
+            Event::FaultReverted { t: 20.0, fault: "latency".into() },
+        ]
+    }
+
+    fn mttr_row(md: &str) -> &str {
+        md.lines().find(|l| l.contains("Time to recover (MTTR)")).unwrap_or_else(|| panic!("{md}"))
+    }
+
+    #[test]
+    fn every_report_quotes_the_same_recovery_deadline() {
+        let sc = scenario();
+        let r = record(&sc, &injected(), &history(60, 10..25), None);
+        assert_eq!(r.verdict.outcome, Outcome::Passed, "{}", r.verdict.reason);
+        assert_eq!((r.timings.recovery_deadline_s, r.timings.recovery_deadline_at_s), (30.0, Some(50.0)));
+        assert!(r.verdict.reason.contains("(deadline 30s)"), "{}", r.verdict.reason);
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(mttr_row(&md).contains("allowed: 30s"), "{}", mttr_row(&md));
+        let xml = crate::report::render_junit(&r, &Redactor::noop());
+        assert!(xml.contains("steady state restored within 30s"), "{xml}");
+        // The deadline (t+50s) is inside the 60 s time axis: every chart marks it.
+        for (name, svg) in crate::report::render_charts(&r) {
+            assert!(svg.contains(">recovery deadline</text>"), "{name}");
+        }
+
+        // Not recovered: the deadline is quoted as the point t+50s, 30 s after the end at t+20s.
+        let r = record(&sc, &injected(), &history(60, 10..60), None);
+        assert_eq!(r.verdict.outcome, Outcome::Failed);
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(
+            mttr_row(&md)
+                .contains("not recovered by the deadline (t+50s, 30s after the last disruption ended at t+20s)"),
+            "{}",
+            mttr_row(&md)
+        );
+    }
+
+    #[test]
+    fn the_worst_window_quotes_the_balancer_of_that_second() {
+        // The balancer's 5xx share of Unix second 1000 + k; the load started at 1000.2, so window
+        // k is balancer second 1000 + k. Window 12 is the worst.
+        let lb = |k: u64| {
+            let bad = if k == 1012 {
+                0.9
+            } else if (1010..1025).contains(&k) {
+                0.5
+            } else {
+                0.0
+            };
+            (Some(100.0), Some(bad), Some(3.0))
+        };
+        let mut h = history(40, 10..25);
+        h[12].window.errors.timeout = 90;
+        for s in &mut h {
+            // As sampled: the balancer's last complete second, two seconds behind the window.
+            let at = 1000 + u64::from(s.window.second).saturating_sub(2);
+            let sample = s.sample.as_mut().unwrap();
+            (sample.lb_rps, sample.lb_5xx_rate, sample.lb_response_ms) = lb(at);
+            sample.lb_second = Some(at);
+        }
+        let mut balancer: std::collections::BTreeMap<u64, _> = (1000..1040).map(|k| (k, lb(k))).collect();
+        let worst_line = |h: &[Second]| {
+            let r = record(&scenario(), &injected(), h, None);
+            assert_eq!(r.worst_window.as_ref().map(|w| w.second), Some(12));
+            let md = crate::report::render_markdown(&r, &Redactor::noop());
+            md.lines().find(|l| l.contains("Worst window")).unwrap().to_string()
+        };
+        let mut aligned = h.clone();
+        super::super::run::align_balancer(&mut aligned, &balancer, 1000.2);
+        let line = worst_line(&aligned);
+        assert!(
+            line.contains("t+12s: 90% errors") && line.contains("the balancer counted 100 req/s, 90% 5xx"),
+            "{line}"
+        );
+
+        // No sample brought that balancer second: no balancer figures, rather than another second's.
+        balancer.remove(&1012);
+        let mut aligned = h.clone();
+        super::super::run::align_balancer(&mut aligned, &balancer, 1000.2);
+        let line = worst_line(&aligned);
+        assert!(line.contains("t+12s: 90% errors") && !line.contains("balancer"), "{line}");
+        assert_eq!(aligned[13].sample.as_ref().and_then(|s| s.lb_second), Some(1013));
+    }
+
+    #[test]
+    fn a_run_that_injected_nothing_was_not_late_to_recover() {
+        let sc = scenario();
+        let why = CancelReason::Precondition("steady state did not hold before any fault".into());
+        let r = record(&sc, &[], &history(10, 0..10), Some(why));
+        assert_eq!(r.verdict.outcome, Outcome::PreconditionFailed);
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(!md.contains("not recovered"), "{md}");
+        assert!(mttr_row(&md).contains("n/a: no fault was injected"), "{}", mttr_row(&md));
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_in_every_report() {
+        let sc = scenario();
+        let r =
+            record(&sc, &injected(), &history(15, 10..15), Some(CancelReason::Interrupted("SIGINT (Ctrl-C)".into())));
+        assert_eq!(r.verdict.outcome, Outcome::Aborted);
+        assert_eq!(r.verdict.interrupted_by.as_deref(), Some("SIGINT (Ctrl-C)"));
+        assert!(r.verdict.reason.starts_with("interrupted by SIGINT (Ctrl-C)"), "{}", r.verdict.reason);
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(mttr_row(&md).contains("n/a: interrupted by SIGINT (Ctrl-C)"), "{}", mttr_row(&md));
+        assert!(!md.contains("stop condition"), "{md}");
+        let xml = crate::report::render_junit(&r, &Redactor::noop());
+        assert!(xml.contains(r#"<failure type="interrupted""#) && !xml.contains("stop condition"), "{xml}");
+        // Interrupted during the baseline: nothing to judge after it, and the reason is the signal.
+        let r = record(&sc, &[], &history(8, 0..0), Some(CancelReason::Interrupted("SIGTERM".into())));
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(mttr_row(&md).contains("n/a: interrupted by SIGTERM"), "{}", mttr_row(&md));
+        let xml = crate::report::render_junit(&r, &Redactor::noop());
+        assert!(xml.contains(r#"<skipped message="not evaluated: interrupted by SIGTERM"/>"#), "{xml}");
+
+        // A stop condition keeps its own words.
+        let stop = CancelReason::StopCondition("error_rate > 40% for 3s".into());
+        let r = record(&sc, &injected(), &history(15, 10..15), Some(stop));
+        assert_eq!((r.verdict.outcome, r.verdict.interrupted_by.as_deref()), (Outcome::Aborted, None));
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(mttr_row(&md).contains("n/a: aborted by a stop condition"), "{}", mttr_row(&md));
+        let xml = crate::report::render_junit(&r, &Redactor::noop());
+        assert!(xml.contains(r#"<failure type="stop-condition""#), "{xml}");
+    }
 }

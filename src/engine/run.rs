@@ -1,6 +1,7 @@
 //! The dispatcher: one `select!` loop over the fault timeline, the load's per-second windows,
 //! the samplers, stop conditions and signals. Everything it does is emitted as events.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -144,6 +145,8 @@ pub async fn run(
         revert_failures: vec![],
         load_report: None,
         t0: t_start,
+        load_started: None,
+        balancer: BTreeMap::new(),
     };
 
     let backend = tokio::select! {
@@ -189,6 +192,10 @@ pub async fn run(
     let load = ctx.load_report.take().unwrap_or_default();
     let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
     let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&opts, r));
+    if let Some(start) = ctx.load_started {
+        let start = start.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        align_balancer(&mut ctx.history, &ctx.balancer, start);
+    }
     let record_builder = std::mem::take(&mut em.record);
     let record = record_builder.finish(Finish {
         scenario: &scenario,
@@ -300,6 +307,30 @@ struct Ctx<'a> {
     revert_failures: Vec<String>,
     load_report: Option<LoadReport>,
     t0: Instant,
+    /// Wall-clock time of `t0` once the load started, to find the balancer's seconds.
+    load_started: Option<SystemTime>,
+    /// The balancer's per-second figures the samples brought, by Unix second.
+    balancer: BTreeMap<u64, BalancerSecond>,
+}
+
+/// The balancer's figures of one second: `lb_rps`, `lb_5xx_rate`, `lb_response_ms` of a sample.
+type BalancerSecond = (Option<f64>, Option<f64>, Option<f64>);
+
+/// Gives each second of `history` the balancer figures of that same second. A sample carries
+/// the balancer's last complete second when it was taken, which is one or two seconds before the
+/// end of the load window it is joined to; `balancer` holds every balancer second the samples
+/// brought, by Unix second, and `load_start` is the Unix time the load started. The balancer
+/// second that overlaps a window most starts at the window's start, rounded. A window whose
+/// balancer second no sample brought has no balancer figures rather than another second's;
+/// samples whose figures are not per second (AWS: per minute) are left as they are.
+pub(super) fn align_balancer(history: &mut [Second], balancer: &BTreeMap<u64, BalancerSecond>, load_start: f64) {
+    for s in history {
+        let Some(sample) = s.sample.as_mut().filter(|x| x.lb_second.is_some()) else { continue };
+        let at = (load_start + f64::from(s.window.second)).round() as u64;
+        let found = balancer.get(&at);
+        (sample.lb_rps, sample.lb_5xx_rate, sample.lb_response_ms) = found.copied().unwrap_or_default();
+        sample.lb_second = found.map(|_| at);
+    }
 }
 
 impl Ctx<'_> {
@@ -342,6 +373,7 @@ impl Ctx<'_> {
 
         let _ = em.emit(Event::LoadStarted { setup_s: self.t0.elapsed().as_secs_f64() });
         self.t0 = Instant::now();
+        self.load_started = Some(SystemTime::now());
         let mut load_task = tokio::spawn(load::run(plan, stop_all.clone(), Some(win_tx)));
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
@@ -382,6 +414,9 @@ impl Ctx<'_> {
         let mut broken = false;
         let mut gate_passed = false;
         let first_second = first.map(|f| f.floor() as u32);
+        // The gate judges the seconds before it; the last of them closes at the gate's own time,
+        // a few milliseconds before its window arrives. Set while the gate waits for it.
+        let mut gate_waits_until: Option<Instant> = None;
 
         let backend_ref: &Backend = backend;
         let sample_loop = async {
@@ -419,7 +454,7 @@ impl Ctx<'_> {
         let mut recovery_announced = false;
 
         loop {
-            let next_at = actions.get(next).map(|(at, _)| self.t0 + *at);
+            let next_at = gate_waits_until.or_else(|| actions.get(next).map(|(at, _)| self.t0 + *at));
             let deadline = max_duration.map(|d| self.t0 + d);
             tokio::select! {
                 biased;
@@ -506,6 +541,9 @@ impl Ctx<'_> {
                 }
                 Some(s) = sample_rx.recv() => match s {
                     Ok(s) => {
+                        if let Some(at) = s.lb_second {
+                            self.balancer.insert(at, (s.lb_rps, s.lb_5xx_rate, s.lb_response_ms));
+                        }
                         for ev in &s.events {
                             let _ = em.emit(Event::ServiceEvent { t: self.now(), text: ev.clone() });
                         }
@@ -526,6 +564,15 @@ impl Ctx<'_> {
                             self.cancel(em, reason);
                             break;
                         }
+                        if gate_waits_until.is_some() && self.baseline_complete(actions[next].0) {
+                            gate_waits_until = None;
+                            next += 1;
+                            if let Err(reason) = self.gate(em) {
+                                self.cancel(em, reason);
+                                break;
+                            }
+                            gate_passed = true;
+                        }
                         // Past the deadline without recovery the verdict cannot change: end the
                         // drill now rather than keep a broken service under load.
                         if let Some(end) = last_end
@@ -543,27 +590,22 @@ impl Ctx<'_> {
                     None => load_done = true,
                 },
                 _ = async { tokio::time::sleep_until(next_at.unwrap_or_else(Instant::now)).await }, if next_at.is_some() => {
-                    let (_, action) = &actions[next];
+                    let (at, action) = &actions[next];
+                    if matches!(action, Action::Gate) && gate_waits_until.is_none() && !self.baseline_complete(*at) {
+                        // Wait for the window closing now, but not forever: without it the gate
+                        // judges what there is.
+                        gate_waits_until = Some(Instant::now() + Duration::from_secs(1));
+                        continue;
+                    }
+                    gate_waits_until = None;
                     next += 1;
                     match action {
                         Action::Gate => {
-                            let hold = sc.recovery.hold.as_secs().max(1) as usize;
-                            let span = &self.history[self.history.len().saturating_sub(hold)..];
-                            let outcomes = observe::evaluate(&sc.steady_state.checks, span);
-                            let held = span.len() >= hold && observe::all_hold(&outcomes);
-                            let detail = describe_outcomes(&outcomes);
-                            let _ = em.emit(Event::BaselineChecked { t: self.now(), held, detail: detail.clone() });
-                            if !held {
-                                let why = if span.len() < hold {
-                                    format!("only {} second(s) of baseline before the first fault; {} needed", span.len(), hold)
-                                } else {
-                                    format!("steady state did not hold before any fault: {detail}")
-                                };
-                                self.cancel(em, CancelReason::Precondition(why));
+                            if let Err(reason) = self.gate(em) {
+                                self.cancel(em, reason);
                                 break;
                             }
                             gate_passed = true;
-                            let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Faults });
                         }
                         Action::Stage(i) => {
                             let _ = em.emit(Event::StageStarted { t: self.now(), rate: sc.load.stages[*i].rate.per_second });
@@ -640,6 +682,34 @@ impl Ctx<'_> {
                 self.push_second(w, &latest_sample);
             }
         }
+    }
+
+    /// Whether every window that closes by `gate_at` (seconds since the load started) is in.
+    fn baseline_complete(&self, gate_at: Duration) -> bool {
+        match (gate_at.as_secs() as u32).checked_sub(1) {
+            Some(last) => self.history.last().is_some_and(|s| s.window.second >= last),
+            None => true,
+        }
+    }
+
+    /// The steady-state gate: the `recovery.hold` seconds before the first disruption must hold.
+    fn gate(&mut self, em: &mut Emitter) -> Result<(), CancelReason> {
+        let sc = self.sc;
+        let hold = sc.recovery.hold.as_secs().max(1) as usize;
+        let span = &self.history[self.history.len().saturating_sub(hold)..];
+        let outcomes = observe::evaluate(&sc.steady_state.checks, span);
+        let held = span.len() >= hold && observe::all_hold(&outcomes);
+        let detail = describe_outcomes(&outcomes);
+        let _ = em.emit(Event::BaselineChecked { t: self.now(), held, detail: detail.clone() });
+        if !held {
+            return Err(CancelReason::Precondition(if span.len() < hold {
+                format!("only {} second(s) of baseline before the first fault; {} needed", span.len(), hold)
+            } else {
+                format!("steady state did not hold before any fault: {detail}")
+            }));
+        }
+        let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Faults });
+        Ok(())
     }
 
     fn push_second(&mut self, w: Window, sample: &Option<Sample>) {

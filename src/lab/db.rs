@@ -264,13 +264,13 @@ impl Cluster {
     /// then promotes the replica.
     pub async fn failover(self: &Arc<Self>, outage: Option<Duration>) -> Result<(String, String), DbError> {
         let outage = outage.unwrap_or(self.default_outage);
-        let (old, new) = {
+        let (old, new, this) = {
             let mut s = self.state.lock().map_err(|_| DbError::FailoverInProgress)?;
             let Some(old) = s.writer else { return Err(DbError::FailoverInProgress) };
             s.writer = None;
             s.outage_until = Some(Instant::now() + outage);
             s.failovers += 1;
-            (old, (old + 1) % self.nodes.len())
+            (old, (old + 1) % self.nodes.len(), s.failovers)
         };
         self.epoch.send_modify(|e| *e += 1);
         self.nodes[old].tell("drop").await;
@@ -280,16 +280,23 @@ impl Cluster {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(outage).await;
-            me.promote().await;
+            me.end_failover(Some(this)).await;
         });
         Ok((old_name, new_name))
     }
 
     /// Ends a failover window now (promoting the replica); nothing when the cluster has a writer.
     pub async fn promote(&self) {
+        self.end_failover(None).await;
+    }
+
+    /// Promotes the replica if a failover is in progress; with `only`, only if that is failover
+    /// number `only`. The timer of a failover ended early (by a promote or a revert) must not
+    /// end the next one: it would cut that outage short.
+    async fn end_failover(&self, only: Option<u32>) {
         let promoted = {
             let Ok(mut s) = self.state.lock() else { return };
-            if s.writer.is_some() {
+            if s.writer.is_some() || only.is_some_and(|n| n != s.failovers) {
                 return;
             }
             // The replica is the node that was not the writer before the failover: with two

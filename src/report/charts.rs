@@ -58,7 +58,8 @@ fn markers(r: &RunRecord) -> Vec<Marker> {
         out.push(Marker { at: end + mttr, label: "steady state restored".into(), color: GREEN });
     }
     if let Some(end) = r.timings.last_fault_end_s {
-        out.push(Marker { at: end + r.timings.recovery_deadline_s, label: "recovery deadline".into(), color: GREY });
+        let at = r.timings.recovery_deadline_at_s.unwrap_or(end + r.timings.recovery_deadline_s);
+        out.push(Marker { at, label: "recovery deadline".into(), color: GREY });
     }
     out
 }

@@ -89,7 +89,8 @@ pub fn questions(record: &RunRecord) -> Vec<String> {
     for q in &record.debrief_questions {
         push(q);
     }
-    if record.verdict.outcome == Outcome::Aborted {
+    // An interrupt is someone's decision, not a finding about the system.
+    if record.verdict.outcome == Outcome::Aborted && record.verdict.interrupted_by.is_none() {
         ABORTED.iter().for_each(|q| push(q));
     }
     // Types of the faults that were injected, in the order they ran, each once: a fault the run
@@ -175,7 +176,7 @@ mod tests {
     #[test]
     fn duplicates_of_defaults_are_dropped_and_aborts_ask_about_blast_radius() {
         let mut r = record(&["task-kill"], &["  which alarm fired, and which one should have but did not?  "]);
-        r.verdict = Verdict { outcome: Outcome::Aborted, exit_code: 2, reason: String::new() };
+        r.verdict = Verdict { outcome: Outcome::Aborted, exit_code: 2, reason: String::new(), interrupted_by: None };
         let q = questions(&r);
         assert_eq!(q.iter().filter(|x| x.to_lowercase().contains("which alarm fired")).count(), 1);
         assert!(q[1].contains("blast radius"));

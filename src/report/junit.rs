@@ -48,6 +48,9 @@ fn cases(r: &RunRecord) -> Vec<Case> {
 
     let not_evaluated = match r.verdict.outcome {
         Outcome::PreconditionFailed => "not evaluated: the steady state did not hold before the faults".to_string(),
+        _ if r.verdict.interrupted_by.is_some() => {
+            format!("not evaluated: interrupted by {}", r.verdict.interrupted_by.as_deref().unwrap_or_default())
+        }
         Outcome::Aborted => format!("not evaluated: aborted by a stop condition ({})", r.verdict.reason.trim()),
         Outcome::Error => "not evaluated: the run ended with an error".to_string(),
         _ => "not evaluated".to_string(),
@@ -77,7 +80,11 @@ fn cases(r: &RunRecord) -> Vec<Case> {
         Outcome::PreconditionFailed => CaseResult::Skipped(not_evaluated.clone()),
         Outcome::Error => CaseResult::Error(r.verdict.reason.clone()),
         Outcome::Aborted | Outcome::Failed | Outcome::RevertFailed => CaseResult::Failed {
-            kind: if r.verdict.outcome == Outcome::Aborted { "stop-condition" } else { "recovery" },
+            kind: match r.verdict.outcome {
+                Outcome::Aborted if r.verdict.interrupted_by.is_some() => "interrupted",
+                Outcome::Aborted => "stop-condition",
+                _ => "recovery",
+            },
             message: r.verdict.reason.clone(),
             detail: worst(r),
         },
@@ -228,7 +235,12 @@ mod tests {
             fault("forgotten", Some(1.0), None, None, None),
             fault("never", None, Some(5.0), None, None),
         ];
-        r.verdict = Verdict { outcome: Outcome::RevertFailed, exit_code: 5, reason: "a revert failed".into() };
+        r.verdict = Verdict {
+            outcome: Outcome::RevertFailed,
+            exit_code: 5,
+            reason: "a revert failed".into(),
+            interrupted_by: None,
+        };
         let xml = render(&r, &Redactor::noop());
         assert!(!xml.contains("instant (") && !xml.contains("never ("), "{xml}");
         assert!(
@@ -251,7 +263,12 @@ mod tests {
             unit: "ms".into(),
             threshold: Some(250.0),
         }];
-        r.verdict = Verdict { outcome: Outcome::PreconditionFailed, exit_code: 4, reason: "baseline failed".into() };
+        r.verdict = Verdict {
+            outcome: Outcome::PreconditionFailed,
+            exit_code: 4,
+            reason: "baseline failed".into(),
+            interrupted_by: None,
+        };
         let xml = render(&r, &Redactor::noop());
         assert!(xml.contains(r#"tests="3" failures="1" errors="0" skipped="2""#), "{xml}");
         assert!(xml.contains("`p95 &lt; 250ms` did not hold before the faults: observed 480ms"), "{xml}");
@@ -270,7 +287,12 @@ mod tests {
             unit: "ms".into(),
             threshold: Some(250.0),
         }];
-        r.verdict = Verdict { outcome: Outcome::Error, exit_code: 70, reason: "sampler panicked & died".into() };
+        r.verdict = Verdict {
+            outcome: Outcome::Error,
+            exit_code: 70,
+            reason: "sampler panicked & died".into(),
+            interrupted_by: None,
+        };
         let xml = render(&r, &Redactor::noop());
         assert!(xml.contains(r#"errors="1""#) && xml.contains("sampler panicked &amp; died"), "{xml}");
         // Nothing was judged, so nothing failed.

@@ -123,24 +123,26 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
     table.row(vec!["Time to detect".into(), detect]);
 
     let within = secs(t.recovery_deadline_s);
+    // Nothing to recover from: no fault was injected and no load stage ran.
+    let disrupted =
+        r.faults.iter().any(|f| f.injected_s.is_some()) || r.timeline.iter().any(|e| e.kind == TimelineKind::Stage);
     let recover = match (t.time_to_recover_s, t.last_fault_end_s) {
         (Some(m), Some(end)) => {
             format!("{} after the last disruption ended ({}); allowed: {within}", red.duration(m, secs), offset(end))
         }
         (Some(m), None) => red.duration(m, secs),
-        (None, Some(end)) => match r.verdict.outcome {
-            Outcome::Aborted => "n/a: aborted by a stop condition".into(),
-            Outcome::Error => "n/a: the run ended with an error".into(),
-            _ => format!(
-                "not recovered by the deadline ({}, {within} after the last disruption ended at {})",
-                offset(end + t.recovery_deadline_s),
-                offset(end)
-            ),
-        },
-        (None, None) => match r.verdict.outcome {
-            Outcome::Aborted => "n/a: aborted by a stop condition".into(),
-            _ => "n/a: no fault was injected".into(),
-        },
+        (None, _) if r.verdict.interrupted_by.is_some() => {
+            format!("n/a: interrupted by {}", r.verdict.interrupted_by.as_deref().unwrap_or_default())
+        }
+        (None, _) if r.verdict.outcome == Outcome::Aborted => "n/a: aborted by a stop condition".into(),
+        (None, _) if r.verdict.outcome == Outcome::Error => "n/a: the run ended with an error".into(),
+        (None, _) if !disrupted => "n/a: no fault was injected".into(),
+        (None, Some(end)) => format!(
+            "not recovered by the deadline ({}, {within} after the last disruption ended at {})",
+            offset(t.recovery_deadline_at_s.unwrap_or(end + t.recovery_deadline_s)),
+            offset(end)
+        ),
+        (None, None) => "n/a: no fault was injected".into(),
     };
     table.row(vec!["Time to recover (MTTR)".into(), recover]);
 
@@ -161,6 +163,10 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
             if let (Some(rps), Some(bad)) = (w.lb_rps, w.lb_5xx_rate) {
                 let _ =
                     write!(s, "; the balancer counted {} req/s, {} 5xx", format::value(rps, ""), format::percent(bad));
+                // The lab's figures are of that same second; CloudWatch's are per minute.
+                if r.scenario.target == "aws" {
+                    s.push_str(" (CloudWatch, the latest minute)");
+                }
             }
             s
         }
@@ -338,8 +344,12 @@ mod tests {
     #[test]
     fn a_run_that_ended_in_an_error_claims_nothing_it_did_not_see() {
         let mut r = crate::report::tests_support::minimal_record();
-        r.verdict =
-            crate::report::Verdict { outcome: Outcome::Error, exit_code: 70, reason: "lab did not start".into() };
+        r.verdict = crate::report::Verdict {
+            outcome: Outcome::Error,
+            exit_code: 70,
+            reason: "lab did not start".into(),
+            interrupted_by: None,
+        };
         r.timings.first_fault_s = Some(20.0);
         r.timings.last_fault_end_s = Some(20.0);
         r.steady_state.push(crate::report::CheckRecord {
@@ -357,6 +367,24 @@ mod tests {
         assert!(md.contains("| Time to detect         | n/a: the run ended with an error |"), "{md}");
         assert!(md.contains("| Load                   | no requests were sent            |"), "{md}");
         assert!(md.contains("| `error_rate < 1%` | not evaluated     | not evaluated  |"), "{md}");
+    }
+
+    #[test]
+    fn the_worst_window_says_when_the_balancer_figures_are_per_minute() {
+        let mut r = crate::report::tests_support::minimal_record();
+        r.worst_window = Some(crate::report::WindowRecord {
+            second: 12,
+            requests: 100,
+            lb_rps: Some(40.0),
+            lb_5xx_rate: Some(0.25),
+            ..Default::default()
+        });
+        let line = |r: &RunRecord| {
+            render(r, &[], &Redactor::noop()).lines().find(|l| l.contains("Worst window")).unwrap().to_string()
+        };
+        assert!(line(&r).contains("the balancer counted 40 req/s, 25% 5xx |"), "{}", line(&r));
+        r.scenario.target = "aws".into();
+        assert!(line(&r).contains("25% 5xx (CloudWatch, the latest minute)"), "{}", line(&r));
     }
 
     #[test]

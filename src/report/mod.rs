@@ -137,7 +137,13 @@ fn prepared(record: &RunRecord) -> Result<RunRecord, serde_json::Error> {
         }
     };
     let t = &mut r.timings;
-    for v in [&mut t.first_fault_s, &mut t.last_fault_end_s, &mut t.time_to_detect_s, &mut t.time_to_recover_s] {
+    for v in [
+        &mut t.first_fault_s,
+        &mut t.last_fault_end_s,
+        &mut t.time_to_detect_s,
+        &mut t.time_to_recover_s,
+        &mut t.recovery_deadline_at_s,
+    ] {
         opt(v);
     }
     for c in &mut r.steady_state {
@@ -246,7 +252,36 @@ pub fn load_record(dir: &Path) -> Result<RunRecord, ReportError> {
         }
     }
     // Parsed again from the text, so that errors carry a line and column.
-    serde_json::from_str(&text).map_err(|e| ReportError::Invalid { path, message: e.to_string() })
+    let mut record: RunRecord =
+        serde_json::from_str(&text).map_err(|e| ReportError::Invalid { path, message: e.to_string() })?;
+    read_older_fields(&mut record, &value);
+    Ok(record)
+}
+
+/// Reads a file written before `timings.recovery_deadline_at_s` and `verdict.interrupted_by`
+/// existed the way its writer meant it, so that `siege report` renders it right.
+fn read_older_fields(record: &mut RunRecord, raw: &serde_json::Value) {
+    let t = &mut record.timings;
+    if raw.pointer("/timings/recovery_deadline_at_s").is_none() {
+        // Those writers stored the deadline as a point in time in `recovery_deadline_s`:
+        // `last_fault_end_s + recovery.within` (`recovery.within` alone without a disruption).
+        // A value that cannot be such a point (not after the end) is already the duration.
+        let within = t.recovery_deadline_s - t.last_fault_end_s.unwrap_or(0.0);
+        if within > 0.0 {
+            t.recovery_deadline_s = within;
+        }
+        t.recovery_deadline_at_s = t.last_fault_end_s.map(|end| end + t.recovery_deadline_s);
+    }
+    let v = &mut record.verdict;
+    if raw.pointer("/verdict/interrupted_by").is_none() && v.interrupted_by.is_none() {
+        // Their verdict said it: "interrupted by SIGTERM; every fault was reverted".
+        v.interrupted_by = v
+            .reason
+            .strip_prefix("interrupted by ")
+            .and_then(|rest| rest.split(';').next())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+    }
 }
 
 /// The JSON Schema of `report.json` as written (every field present), committed as
@@ -294,7 +329,7 @@ pub(crate) mod tests_support {
             started_at: "2026-11-22T03:04:05Z".into(),
             finished_at: "2026-11-22T03:06:05Z".into(),
             seed: 7,
-            verdict: Verdict { outcome: Outcome::Passed, exit_code: 0, reason: "ok".into() },
+            verdict: Verdict { outcome: Outcome::Passed, exit_code: 0, reason: "ok".into(), interrupted_by: None },
             timings: Timings::default(),
             worst_window: None,
             steady_state: vec![],

@@ -114,6 +114,10 @@ pub struct Verdict {
     pub exit_code: u8,
     /// One line: why this verdict.
     pub reason: String,
+    /// The signal that interrupted the run (`SIGINT (Ctrl-C)`, `SIGTERM`), if one did (the
+    /// outcome is then `aborted`, or `revert-failed`); `null` otherwise, a stop condition included.
+    #[serde(default)]
+    pub interrupted_by: Option<String>,
 }
 
 /// Key times of a run, in seconds. `first_fault_s` and `last_fault_end_s` are points in time
@@ -130,6 +134,11 @@ pub struct Timings {
     pub time_to_recover_s: Option<f64>,
     /// How long after `last_fault_end_s` the steady state had to hold again (`recovery.within`).
     pub recovery_deadline_s: f64,
+    /// The deadline as a point in time: `last_fault_end_s + recovery_deadline_s`; `null` without
+    /// a disruption. Absent from files written before it existed, whose `recovery_deadline_s`
+    /// holds this point in time instead; `siege report` reads those that way.
+    #[serde(default)]
+    pub recovery_deadline_at_s: Option<f64>,
     /// Length of the run, from the start of the load to the verdict.
     pub duration_s: f64,
 }
@@ -231,7 +240,8 @@ pub struct WindowRecord {
     #[serde(default)]
     pub cpu_percent: Option<f64>,
     /// Requests per second the load balancer counted, from every client, not only siege's load
-    /// (lab: the latest complete second when sampled; AWS: CloudWatch, the latest minute's average).
+    /// (lab: the balancer's count of this same second, `null` when no sample brought that second;
+    /// AWS: CloudWatch, the latest minute's average).
     #[serde(default)]
     pub lb_rps: Option<f64>,
     /// Fraction of the balancer's requests answered 5xx by the balancer or the targets.

@@ -172,11 +172,20 @@ impl Checker {
 
     /// A whole number in `min..=max`.
     pub fn count(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
-        let n = match &node.kind {
+        let n: i128 = match &node.kind {
             Kind::Int(i) => *i,
-            Kind::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse::<i64>().unwrap_or(0),
+            Kind::Str(s) if s.trim().parse::<i128>().is_ok() => s.trim().parse::<i128>().unwrap_or(0),
             Kind::Float(x) => {
-                self.error(node, path, format!("`{x}` is not a whole number"), None);
+                // An integer too long for the tree arrives as a float: quoting it would show a
+                // rounded number that is not what was written.
+                let msg = if x.fract() == 0.0 && *x >= 2f64.powi(64) {
+                    format!("too large: at most {max}")
+                } else if x.fract() == 0.0 && *x <= -(2f64.powi(64)) {
+                    format!("too small: at least {min}")
+                } else {
+                    format!("`{x}` is not a whole number")
+                };
+                self.error(node, path, msg, None);
                 return None;
             }
             k => {
@@ -184,16 +193,18 @@ impl Checker {
                 return None;
             }
         };
-        if n < min as i64 || n > max as i64 {
+        let (lo, hi) = (i128::from(min), i128::from(max));
+        if n < lo || n > hi {
             let msg = match (min, max) {
-                (0, m) if m >= i64::MAX as u64 => "must not be negative".to_string(),
-                (_, m) if m >= i64::MAX as u64 => format!("must be at least {min}"),
+                (0, m) if m >= i64::MAX as u64 && n < 0 => "must not be negative".to_string(),
+                (_, m) if m >= i64::MAX as u64 && n < lo => format!("must be at least {min}"),
+                (_, m) if m >= i64::MAX as u64 => format!("{n} is too large: at most {max}"),
                 _ => format!("{n} is out of range: expected {min} to {max}"),
             };
             self.error(node, path, msg, None);
             return None;
         }
-        Some(n as u64)
+        u64::try_from(n).ok()
     }
 
     pub fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {

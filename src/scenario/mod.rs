@@ -59,7 +59,7 @@ pub fn load_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
     if path.is_dir() {
         return Err(whole(1, 1, "is a directory, not a scenario file".into(), None));
     }
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_at_most(path, MAX_FILE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(whole(1, 1, "no such file".into(), None));
@@ -67,9 +67,24 @@ pub fn load_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
         Err(e) => return Err(whole(1, 1, format!("cannot read the file: {}", lowercase_io(&e)), None)),
     };
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(whole(1, 1, format!("the file is {} bytes: a scenario is at most 1 MiB", bytes.len()), None));
+        // The whole size when the file has one; a device or a pipe may never end.
+        let size = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+        let message = match size {
+            Some(n) => format!("the file is {n} bytes: a scenario is at most 1 MiB"),
+            None => "the input is larger than 1 MiB: a scenario is at most 1 MiB".to_string(),
+        };
+        return Err(whole(1, 1, message, None));
     }
     load_bytes(&file, &bytes, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The first `limit + 1` bytes of `path` at most: enough to tell that it is too large without
+/// reading an endless input (`/dev/zero`, a pipe) to its end.
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Parses and validates the bytes of a scenario; `file` labels the diagnostics and `dir` is where

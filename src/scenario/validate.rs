@@ -84,7 +84,7 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
     let name = cx.require(&f, "name", "a short identifier such as `task-kill`").and_then(|n| identifier(cx, n, "name"));
     let description = f.get("description").and_then(|n| cx.text(n, "description"));
     let runbook = f.get("runbook").and_then(|n| runbook(cx, n, dir));
-    let seed = f.get("seed").and_then(|n| cx.count(n, "seed", 0, i64::MAX as u64));
+    let seed = f.get("seed").and_then(|n| cx.count(n, "seed", 0, u64::MAX));
 
     let target = match f.get("target") {
         None => Some(Target::Lab(default_lab())),
@@ -1096,19 +1096,36 @@ fn timeline(
             ok = false;
         }
     }
-    if let Some(first) = faults.iter().min_by_key(|f| f.fault.at)
-        && first.fault.at < recovery.hold
+    // The gate before the first disruption (a fault or a load stage) judges whole seconds of
+    // load, at least one: the engine runs it over `max(hold, 1s)` of baseline.
+    let baseline = recovery.hold.max(std::time::Duration::from_secs(1));
+    let first_fault = faults.iter().enumerate().min_by_key(|(_, f)| f.fault.at);
+    let first_stage = stages.iter().enumerate().min_by_key(|(_, s)| s.stage.at);
+    let first = match (first_fault, first_stage) {
+        (Some((i, f)), Some((_, s))) if f.fault.at <= s.stage.at => {
+            Some((f.at, format!("faults[{i}].at"), "fault", f.fault.at))
+        }
+        (_, Some((i, s))) => Some((s.at, format!("load.stages[{i}].at"), "load stage", s.stage.at)),
+        (Some((i, f)), None) => Some((f.at, format!("faults[{i}].at"), "fault", f.fault.at)),
+        (None, None) => None,
+    };
+    if let Some((node, path, what, at)) = first
+        && at < baseline
     {
-        let i = faults.iter().position(|f| std::ptr::eq(f, first)).unwrap_or(0);
+        let why = if baseline > recovery.hold {
+            format!("recovery.hold {}, and at least a second", fmt(recovery.hold))
+        } else {
+            "recovery.hold".to_string()
+        };
         cx.error(
-            first.at,
-            &format!("faults[{i}].at"),
+            node,
+            &path,
             format!(
-                "the first fault is at {}, but the steady state is checked over the {} before it (recovery.hold)",
-                fmt(first.fault.at),
-                fmt(recovery.hold)
+                "the first {what} is at {}, but the steady state is checked over the {} before it ({why})",
+                fmt(at),
+                fmt(baseline)
             ),
-            Some(format!("inject it at {} or later", fmt(recovery.hold))),
+            Some(format!("{} it at {} or later", if what == "fault" { "inject" } else { "start" }, fmt(baseline))),
         );
         ok = false;
     }
@@ -1163,6 +1180,57 @@ mod tests {
         assert_eq!(s.load.timeout, Duration::from_secs(2));
         assert_eq!(s.recovery.hold, Duration::from_secs(5));
         assert!(s.faults.is_empty() && s.stop.is_empty() && s.seed.is_none());
+    }
+
+    #[test]
+    fn every_seed_a_report_can_print_is_accepted_exactly() {
+        for seed in [0u64, 7, 1 << 53, 1 << 63, (1 << 63) + 1, u64::MAX] {
+            let s = load(&format!("{MINIMAL}seed: {seed}\n")).unwrap_or_else(|d| panic!("{seed}: {d:?}"));
+            assert_eq!(s.seed, Some(seed));
+            let quoted = load(&format!("{MINIMAL}seed: \"{seed}\"\n")).unwrap_or_else(|d| panic!("{seed}: {d:?}"));
+            assert_eq!(quoted.seed, Some(seed));
+        }
+        for (big, shown) in [("18446744073709551616", "too large"), ("99999999999999999999999", "too large")] {
+            let e = errors(&format!("{MINIMAL}seed: {big}\n"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].contains(&format!("{shown}: at most 18446744073709551615")), "{e:?}");
+            assert!(!e[0].contains("18446744073709552000") && !e[0].contains("e+"), "no rounded number: {e:?}");
+        }
+        let e = errors(&format!("{MINIMAL}seed: -1\n"));
+        assert!(e.len() == 1 && e[0].contains("must not be negative"), "{e:?}");
+    }
+
+    #[test]
+    fn the_baseline_before_the_first_disruption_is_what_the_gate_needs() {
+        let base = "name: t\nsteady_state: { error_rate: \"< 1%\" }\n";
+        let with = |load: &str, rest: &str| errors(&format!("{base}load: {load}\n{rest}"));
+        let plain = "{ url: /, rate: 10/s, duration: 60s }";
+        // A fault at exactly `hold` is fine (the engine waits for the last baseline second).
+        assert!(
+            with(plain, "faults: [ { type: task-kill, at: 5s, select: 1 } ]\nrecovery: { within: 10s, hold: 5s }")
+                .is_empty()
+        );
+        // A load stage is a disruption too: the gate runs before it.
+        let staged = "{ url: /, rate: 10/s, duration: 60s, stages: [ { at: 2s, rate: 50/s, for: 5s } ] }";
+        let e = with(staged, "recovery: { within: 10s, hold: 5s }");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("load.stages[0].at: the first load stage is at 2s, but the steady state is checked over the 5s before it (recovery.hold) (start it at 5s or later)"), "{e:?}");
+        // The gate judges at least one whole second.
+        let e = with(
+            plain,
+            "faults: [ { type: task-kill, at: 500ms, select: 1 } ]\nrecovery: { within: 10s, hold: 500ms }",
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(
+                "checked over the 1s before it (recovery.hold 500ms, and at least a second) (inject it at 1s or later)"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            with(plain, "faults: [ { type: task-kill, at: 1s, select: 1 } ]\nrecovery: { within: 10s, hold: 500ms }")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub(crate) struct Node {
 pub(crate) enum Kind {
     Null,
     Bool(bool),
-    Int(i64),
+    /// Wide enough for every `i64` and `u64` (a seed may be any `u64`), so that no integer a
+    /// field accepts is rounded through a float on the way.
+    Int(i128),
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
@@ -132,16 +134,16 @@ impl<'de> Visitor<'de> for KindVisitor {
         Ok(Kind::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Kind, E> {
-        Ok(Kind::Int(v))
+        Ok(Kind::Int(i128::from(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(Kind::Int(i128::from(v)))
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(Kind::Int(v))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Kind, E> {
-        Ok(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
+        Ok(i128::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Kind, E> {
         Ok(Kind::Float(v))

@@ -211,6 +211,26 @@ fn plan_prints_the_timeline_and_starts_nothing() {
 }
 
 #[test]
+fn plan_replays_any_seed_a_report_prints() {
+    let home = Home::new();
+    let max = u64::MAX.to_string();
+    let yaml = std::fs::read_to_string(crate::common::repo_root().join("scenarios/task-kill.yaml")).expect("scenario");
+    let yaml: String = yaml
+        .lines()
+        .filter(|l| !l.starts_with("seed:") && !l.starts_with("runbook:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let p = home.scenario("seeded", &format!("seed: {max}\n{yaml}"));
+    let out = home.siege().arg("plan").arg(&p).output().expect("plan");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("seed {max}")), "{}", text(&out));
+    let big = ((1u64 << 63) + 5).to_string();
+    let out = home.siege().args(["plan", "scenarios/task-kill.yaml", "--seed", &big]).output().expect("plan");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("seed {big}")), "{}", text(&out));
+}
+
+#[test]
 fn run_of_an_invalid_scenario_exits_3_before_touching_anything() {
     let home = Home::new();
     let p = home.scenario("bad", "name: bad\nload: { url: /, rate: fast }\n");
@@ -257,6 +277,27 @@ recovery: { within: 10s, hold: 5s }
     let md = std::fs::read_to_string(report_dir(&home).join("report.md")).expect("report.md");
     assert!(md.contains("| not injected |"), "{md}");
     home.assert_no_processes_left();
+}
+
+#[test]
+fn heavy_first_fault_at_recovery_hold_passes_the_gate() {
+    let home = Home::new();
+    // `siege validate` accepts a first fault at exactly `recovery.hold`: the run must too.
+    let fault = "{ type: latency, at: 5s, for: 2s, select: 1, delay: 5ms }";
+    let yaml = format!(
+        "name: edge\nload: {{ url: /, rate: 20/s, duration: 16s }}\nsteady_state: {{ error_rate: \"< 50%\" }}\nfaults: [ {fault} ]\nrecovery: {{ within: 4s, hold: 5s }}\n"
+    );
+    let p = home.scenario("edge", &yaml);
+    let check = home.siege().arg("validate").arg(&p).output().expect("validate");
+    assert!(check.status.success(), "{}", text(&check));
+    let out = home.run(&p);
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    let r = report_json(&home);
+    assert_eq!(r["verdict"]["outcome"], "passed", "{r}");
+    let injected = r["faults"][0]["injected_s"].as_f64().expect("injected");
+    assert!((5.0..6.0).contains(&injected), "injected at {injected}");
+    assert_eq!(r["steady_state"][0]["before_ok"], true, "{r}");
 }
 
 #[test]
@@ -344,6 +385,11 @@ fn heavy_sigterm_reverts_and_reports_aborted() {
     let r = report_json(&home);
     assert_eq!(r["verdict"]["outcome"], "aborted");
     assert!(r["verdict"]["reason"].as_str().unwrap_or("").contains("SIGTERM"), "{r}");
+    assert_eq!(r["verdict"]["interrupted_by"], "SIGTERM", "{r}");
+    let md = std::fs::read_to_string(report_dir(&home).join("report.md")).expect("report.md");
+    let mttr = md.lines().find(|l| l.contains("Time to recover (MTTR)")).expect("MTTR row");
+    assert!(mttr.contains("n/a: interrupted by SIGTERM"), "{mttr}");
+    assert!(!md.contains("stop condition"), "{md}");
 }
 
 #[test]

@@ -285,6 +285,31 @@ fn db_failover_window_is_observed_from_db() {
 }
 
 #[test]
+fn a_failover_ended_early_does_not_cut_the_next_one_short() {
+    let lab = TestLab::up(&[]);
+    let outage = json!({ "outage_ms": 3000 });
+    lab.post("/v1/db/failover", outage.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    // Ended early, as a revert does: its 3 s timer is still to fire, 2 s from now.
+    assert_eq!(lab.post("/v1/db/promote", json!({}))["writer"], "db-2");
+    let second = Instant::now();
+    assert_eq!(lab.post("/v1/db/failover", outage)["new_writer"], "db-1");
+    let mut restored = None;
+    while second.elapsed() < Duration::from_secs(8) {
+        if lab.state()["db"]["writer"] != Value::Null {
+            restored = Some(second.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let restored = restored.expect("the second failover never ended");
+    assert!(restored >= Duration::from_millis(2900), "the second 3 s outage ended after {restored:?}");
+    assert!(restored < Duration::from_secs(5), "{restored:?}");
+    assert_eq!(lab.state()["db"]["writer"], "db-1");
+    lab.down();
+}
+
+#[test]
 fn secret_drift_breaks_db_on_old_tasks_only_until_redeploy() {
     let lab = TestLab::up(&["--placement-delay", "500ms"]);
     assert_eq!(lab.get("/db").0, 200);
@@ -708,6 +733,18 @@ fn run_owned_lab_through_the_backend() {
         assert_eq!((s.healthy_targets, s.running_tasks, s.desired_tasks), (Some(2), Some(2), Some(2)));
         assert_eq!(s.db_writer.as_deref(), Some("db-1"));
         assert!(!s.events.is_empty());
+        // The balancer's figures say which second they are of (the report joins them by it).
+        let mut s = s;
+        for _ in 0..40 {
+            if s.lb_rps.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s = b.sample().await.unwrap();
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let at = s.lb_second.expect("a balancer second is named");
+        assert!(s.lb_rps.is_some() && at < now && at + 3 >= now, "{at} vs {now}: {s:?}");
 
         // Latency: seeded selection, inject, visible at the entry point, idempotent revert.
         let latency = Fault {

@@ -203,6 +203,48 @@ fn siege_report_re_renders_a_run_directory() {
     assert_eq!(std::fs::read(dir.join("report.json")).unwrap(), std::fs::read(fixture_path("aborted")).unwrap());
 }
 
+/// A `report.json` as the sieges before `recovery_deadline_at_s` and `interrupted_by` wrote it:
+/// the deadline stored as a point in time (`last_fault_end_s` + within), the signal only in the
+/// reason.
+fn older_file(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path(name)).unwrap()).unwrap();
+    let t = v["timings"].as_object_mut().unwrap();
+    let at = t.remove("recovery_deadline_at_s").unwrap();
+    t.insert("recovery_deadline_s".into(), at);
+    v["verdict"].as_object_mut().unwrap().remove("interrupted_by");
+    edit(&mut v);
+    v
+}
+
+fn re_render(v: &Value) -> (String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("report.json"), v.to_string()).unwrap();
+    let out = common::siege().arg("report").arg(tmp.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |f: &str| std::fs::read_to_string(tmp.path().join(f)).unwrap();
+    (read("report.md"), read("junit.xml"))
+}
+
+#[test]
+fn siege_report_reads_older_files_as_their_writer_meant() {
+    // passed: last disruption ended at t+20s, 60 s allowed, stored as 80.
+    let old = older_file("passed", |_| {});
+    assert_eq!(old["timings"]["recovery_deadline_s"], 80.0);
+    let (md, xml) = re_render(&old);
+    assert_eq!(md, report::render_markdown(&fixture("passed"), &Redactor::noop()));
+    assert!(md.contains("allowed: 1m") && !md.contains("1m20s"), "{md}");
+    assert!(xml.contains("steady state restored within 1m\""), "{xml}");
+
+    // An interrupted run of an older siege: the signal comes from the reason.
+    let old = older_file("aborted", |v| {
+        v["verdict"]["reason"] = "interrupted by SIGTERM; every fault was reverted".into();
+    });
+    let (md, xml) = re_render(&old);
+    let row = md.lines().find(|l| l.contains("Time to recover (MTTR)")).unwrap();
+    assert!(row.contains("n/a: interrupted by SIGTERM"), "{row}");
+    assert!(xml.contains(r#"<failure type="interrupted""#), "{xml}");
+}
+
 #[test]
 fn siege_report_rejects_missing_invalid_and_unknown_reports() {
     let tmp = tempfile::tempdir().unwrap();

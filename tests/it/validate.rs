@@ -256,3 +256,54 @@ fn docs_fault_reference_matches_the_registry() {
     }
     assert_eq!(doc[start..stop], generated, "docs/scenario.md is stale: run the tests with SIEGE_UPDATE_DOCS=1");
 }
+
+/// `siege validate PATH`, killed if it has not answered within 20 s (an input read to its end
+/// would never answer).
+fn validate_within_20s(path: &Path) -> Output {
+    let mut child = siege()
+        .arg("validate")
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run siege validate");
+    let done = crate::common::wait_for(std::time::Duration::from_secs(20), || child.try_wait().ok().flatten());
+    if done.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("siege validate {} did not finish within 20 s", path.display());
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn endless_inputs_are_refused_after_the_size_limit() {
+    let out = validate_within_20s(Path::new("/dev/zero"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("/dev/zero:1:1: the input is larger than 1 MiB"), "{err}");
+
+    // A pipe whose writer never stops.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("endless.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let writer_path = fifo.clone();
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&writer_path) else { return };
+        let line = b"# a comment line, again and again\n".repeat(1000);
+        while w.write_all(&line).is_ok() {}
+    });
+    let out = validate_within_20s(&fifo);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("endless.yaml:1:1: the input is larger than 1 MiB"), "{err}");
+
+    // A regular file still says how large it is.
+    let big = tmp.path().join("big.yaml");
+    std::fs::write(&big, b"# padding\n".repeat(200_000)).unwrap();
+    let out = validate_within_20s(&big);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("big.yaml:1:1: the file is 2000000 bytes: a scenario is at most 1 MiB"), "{err}");
+}
