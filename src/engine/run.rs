@@ -333,6 +333,7 @@ impl Ctx<'_> {
             mode: Mode::Open { rate: sc.load.rate.per_second, stages: sc.load.stages.clone(), max_connections: 512 },
             duration: sc.load.duration,
             timeout: sc.load.timeout,
+            insecure_tls: sc.load.insecure_tls,
         };
 
         let stop_all = CancellationToken::new();
