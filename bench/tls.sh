@@ -10,6 +10,7 @@
 #
 #   bench/tls.sh                      # defaults below
 #   CONNECTIONS=100 DURATION=5 ROUNDS=5 bench/tls.sh
+#   SCHEME=http bench/tls.sh          # the same over plain HTTP
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +18,11 @@ CONNECTIONS=${CONNECTIONS:-50}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WRK_THREADS=${WRK_THREADS:-1}
+# SCHEME=http measures the same over plain HTTP, for comparison.
+SCHEME=${SCHEME:-https}
 
 . bench/nginx.sh
-start_nginx https
+start_nginx "$SCHEME"
 
 # Runs a client under GNU time; prints "requests cpu_seconds".
 measure() {
@@ -36,7 +39,7 @@ measure() {
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') ($(openssl version | cut -d' ' -f1-2)), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nproc) cores, $URL"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other processes on the machine skew every figure)"
 echo
-echo "== TLS, closed model: $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS vs siege load -c $CONNECTIONS --insecure"
+echo "== $SCHEME, closed model: $CONNECTIONS connections, ${DURATION}s, wrk -t$WRK_THREADS vs siege load -c $CONNECTIONS --insecure"
 printf '%-6s %12s %8s %12s %12s %8s %12s %8s\n' round "wrk req/s" "CPU s" "req/CPU-s" "siege req/s" "CPU s" "req/CPU-s" ratio
 ratios=()
 for round in $(seq "$ROUNDS"); do

@@ -532,6 +532,9 @@ async fn https_to_a_plain_http_server_is_a_tls_error() {
 /// `--max-error-rate`, exit 1 above that share of errors and 0 within it.
 #[test]
 fn siege_load_exit_code_says_whether_requests_failed() {
+    let help = common::siege().args(["load", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("1   every request failed, or the error rate was above --max-error-rate"), "{help}");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = common::siege()
         .args(["load", &format!("http://127.0.0.1:{port}/"), "--rate", "20/s", "-d", "1s", "--json"])
