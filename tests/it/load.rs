@@ -570,34 +570,63 @@ fn siege_load_exit_code_says_whether_requests_failed() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `siege run` of `yaml` in a fresh `SIEGE_HOME` (reports under its `reports`), with
+/// `SSL_CERT_FILE` set when given; returns the home, the output and stdout + stderr.
+fn siege_run(yaml: &str, ssl_cert_file: Option<&str>) -> (tempfile::TempDir, std::process::Output, String) {
+    let home = tempfile::tempdir().unwrap();
+    let scenario = home.path().join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    let mut cmd = common::siege();
+    cmd.env("SIEGE_HOME", home.path()).arg("run").arg(&scenario).arg("--reports").arg(home.path().join("reports"));
+    if let Some(file) = ssl_cert_file {
+        cmd.env("SSL_CERT_FILE", file).env_remove("SSL_CERT_DIR");
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (home, out, text)
+}
+
+/// No trusted root certificate at all (`SSL_CERT_FILE` an empty file): `siege load` and
+/// `siege run` stop before any request with exit 4, a precondition, and say why.
+#[test]
+fn https_without_trusted_roots_is_a_precondition() {
+    let server = TestServer::start_tls();
+    let out = common::siege()
+        .env("SSL_CERT_FILE", "/dev/null")
+        .env_remove("SSL_CERT_DIR")
+        .args(["load", &server.localhost_url("/"), "-c", "1", "-d", "1s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("no trusted root certificates"), "{err}");
+
+    let yaml = format!(
+        "name: roots\ntarget: {{ lab: {{ tasks: 1 }} }}\nload: {{ url: \"{}\", rate: 10/s, duration: 12s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\nfaults: [ {{ type: task-kill, at: 4s, select: 1 }} ]\n\
+         recovery: {{ within: 4s, hold: 2s }}\n",
+        server.localhost_url("/")
+    );
+    let (_home, out, text) = siege_run(&yaml, Some("/dev/null"));
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("no trusted root certificates"), "{text}");
+    assert!(!text.contains("fault injected"), "{text}");
+}
+
 /// `siege run` sends its load to an absolute https:// URL (here a self-signed local endpoint,
 /// hence `insecure_tls`) and the run passes on it.
 #[test]
 fn siege_run_loads_an_https_url() {
     let server = TestServer::start_tls();
-    let home = tempfile::tempdir().unwrap();
-    let scenario = home.path().join("tls.yaml");
-    std::fs::write(
-        &scenario,
-        format!(
-            "name: tls\ntarget: {{ lab: {{ tasks: 1 }} }}\n\
-             load: {{ url: \"{}\", rate: 20/s, duration: 12s, insecure_tls: true,\n\
-               stages: [ {{ at: 4s, rate: 40/s, for: 2s }} ] }}\n\
-             steady_state: {{ error_rate: \"< 1%\" }}\nrecovery: {{ within: 4s, hold: 2s }}\n",
-            server.localhost_url("/")
-        ),
-    )
-    .unwrap();
+    let yaml = format!(
+        "name: tls\ntarget: {{ lab: {{ tasks: 1 }} }}\n\
+         load: {{ url: \"{}\", rate: 20/s, duration: 12s, insecure_tls: true,\n\
+           stages: [ {{ at: 4s, rate: 40/s, for: 2s }} ] }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\nrecovery: {{ within: 4s, hold: 2s }}\n",
+        server.localhost_url("/")
+    );
+    let (home, out, text) = siege_run(&yaml, None);
     let reports = home.path().join("reports");
-    let out = common::siege()
-        .env("SIEGE_HOME", home.path())
-        .arg("run")
-        .arg(&scenario)
-        .arg("--reports")
-        .arg(&reports)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{text}");
     let report = common::read_report_json(&common::only_report_dir(&reports));
     let load = &report["load"];
