@@ -6,7 +6,7 @@
 #      median ratio;
 #   2. open model: achieved rate, p99 and missed requests at 5,000 and 20,000 requests/s;
 #   3. memory: peak RSS of a 10 s and a 60 s open-model run (skip with SKIP_RSS=1).
-# Installs nginx and wrk from Debian packages when they are missing (needs root).
+# Installs nginx and wrk from Debian packages when they are missing (needs root; bench/nginx.sh).
 #
 #   bench/load.sh                     # defaults below
 #   CONNECTIONS=100 DURATION=5 bench/load.sh
@@ -19,59 +19,8 @@ ROUNDS=${ROUNDS:-3}
 RATES=${RATES:-"5000 20000"}
 RSS_RATE=${RSS_RATE:-5000}
 
-NGINX=$(command -v nginx || true)
-[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
-if [ -z "$NGINX" ] || ! command -v wrk >/dev/null; then
-    echo "bench: installing nginx and wrk" >&2
-    apt-get update && apt-get install -y nginx wrk
-    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-
-cargo build --release --quiet --bin siege
-SIEGE=$PWD/target/release/siege
-
-WORK=$(mktemp -d)
-NGINX_PID=
-cleanup() {
-    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-URL="http://127.0.0.1:$PORT/"
-cat > "$WORK/nginx.conf" <<CONF
-daemon off;
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    # Both tools keep their connections for the whole run.
-    keepalive_requests 10000000;
-    client_body_temp_path $WORK/body;
-    proxy_temp_path $WORK/proxy;
-    fastcgi_temp_path $WORK/fastcgi;
-    uwsgi_temp_path $WORK/uwsgi;
-    scgi_temp_path $WORK/scgi;
-    server {
-        listen 127.0.0.1:$PORT;
-        location / {
-            default_type text/plain;
-            return 200 "hello from nginx\n";
-        }
-    }
-}
-CONF
-"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" &
-NGINX_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
-
-json() { python3 -c "import json, sys; r = json.load(sys.stdin); print($1)"; }
+. bench/nginx.sh
+start_nginx http
 
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nproc) cores, $URL"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other processes on the machine skew every figure)"
@@ -88,7 +37,7 @@ for round in $(seq "$ROUNDS"); do
     ratios+=("$ratio")
     printf '%-6s %14.0f %14.0f %8s\n' "$round" "$w" "$s" "$ratio"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
+median=$(printf '%s\n' "${ratios[@]}" | median)
 echo "median ratio siege/wrk: $median"
 
 echo

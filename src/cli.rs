@@ -46,6 +46,7 @@ pub enum Command {
         command: crate::lab::LabCommand,
     },
     /// Drive HTTP load at a URL on its own and print latency and errors.
+    #[command(after_help = crate::load::EXIT_HELP)]
     Load(crate::load::LoadArgs),
     /// Re-render a report from a stored run directory.
     Report {

@@ -364,6 +364,7 @@ impl Ctx<'_> {
             mode: Mode::Open { rate: sc.load.rate.per_second, stages: sc.load.stages.clone(), max_connections: 512 },
             duration: sc.load.duration,
             timeout: sc.load.timeout,
+            insecure_tls: sc.load.insecure_tls,
         };
 
         let stop_all = CancellationToken::new();
@@ -636,6 +637,10 @@ impl Ctx<'_> {
                 r = &mut load_task => {
                     match r {
                         Ok(Ok(report)) => self.load_report = Some(report),
+                        // The target's address or its TLS trust is a precondition of the run.
+                        Ok(Err(e @ (load::LoadError::Resolve { .. } | load::LoadError::Tls(_)))) => {
+                            self.cancel(em, CancelReason::Precondition(format!("load: {e}")))
+                        }
                         Ok(Err(e)) => self.cancel(em, CancelReason::Error(format!("load: {e}"))),
                         Err(e) => self.cancel(em, CancelReason::Error(format!("the load driver failed: {e}"))),
                     }

@@ -10,9 +10,13 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::tls::Tls;
 
 /// Largest response head accepted; more is treated as a protocol error.
 const MAX_HEAD: usize = 64 * 1024;
@@ -20,13 +24,11 @@ const BUF: usize = 16 * 1024;
 
 /// The fixed request sent over and over, serialised once.
 pub(crate) fn request_bytes(uri: &http::Uri) -> Result<Vec<u8>, String> {
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// is supported".into());
-    }
+    let default_port = default_port(uri).ok_or("expected an http:// or https:// URL")?;
     let host = uri.host().ok_or("the URL has no host")?;
     let path = uri.path_and_query().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or("/");
     let authority = match uri.port_u16() {
-        Some(port) if port != 80 => format!("{host}:{port}"),
+        Some(port) if port != default_port => format!("{host}:{port}"),
         _ => host.to_string(),
     };
     Ok(format!(
@@ -34,6 +36,15 @@ pub(crate) fn request_bytes(uri: &http::Uri) -> Result<Vec<u8>, String> {
         env!("CARGO_PKG_VERSION")
     )
     .into_bytes())
+}
+
+/// The port of a URL without one (80 for `http`, 443 for `https`); `None` for another scheme.
+pub(crate) fn default_port(uri: &http::Uri) -> Option<u16> {
+    match uri.scheme_str() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    }
 }
 
 /// One completed exchange.
@@ -53,9 +64,56 @@ pub(crate) struct ExchangeError {
     pub got_bytes: bool,
 }
 
-/// A keep-alive HTTP/1.1 connection.
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The TCP connection failed (refused, unreachable).
+    Tcp(io::Error),
+    /// The TLS handshake failed.
+    Handshake(io::Error),
+}
+
+/// A plain or TLS socket.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection, over TLS or not.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
@@ -63,10 +121,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
+    pub async fn connect(addr: SocketAddr, tls: Option<&Tls>) -> Result<Conn, ConnectError> {
+        let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Tcp)?;
         // Requests are single small writes; Nagle would only add delay.
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => Stream::Tls(Box::new(tls.handshake(tcp).await.map_err(ConnectError::Handshake)?)),
+        };
         Ok(Conn { stream, buf: vec![0; BUF], start: 0, end: 0 })
     }
 
@@ -81,6 +143,8 @@ impl Conn {
 
     async fn exchange_inner(&mut self, request: &[u8], got_bytes: &mut bool) -> io::Result<Response> {
         self.stream.write_all(request).await?;
+        // TLS may hold back the last record until flushed (a no-op on a plain socket).
+        self.stream.flush().await?;
         loop {
             let head = loop {
                 if let Some(head) = parse_head(&self.buf[self.start..self.end])? {
@@ -346,7 +410,11 @@ mod tests {
         assert!(s.ends_with("\r\n\r\n"));
         let r = String::from_utf8(request_bytes(&"http://example.com".parse().unwrap()).unwrap()).unwrap();
         assert!(r.starts_with("GET / HTTP/1.1\r\nHost: example.com\r\n"), "{r}");
-        assert!(request_bytes(&"https://example.com/".parse().unwrap()).is_err());
+        let r = String::from_utf8(request_bytes(&"https://example.com:443/x".parse().unwrap()).unwrap()).unwrap();
+        assert!(r.starts_with("GET /x HTTP/1.1\r\nHost: example.com\r\n"), "{r}");
+        let r = String::from_utf8(request_bytes(&"https://example.com:80/".parse().unwrap()).unwrap()).unwrap();
+        assert!(r.contains("Host: example.com:80\r\n"), "{r}");
+        assert!(request_bytes(&"ftp://example.com/".parse().unwrap()).is_err());
     }
 
     #[test]

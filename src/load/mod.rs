@@ -10,6 +10,7 @@
 mod http1;
 mod schedule;
 mod stats;
+mod tls;
 mod worker;
 
 use std::io::{IsTerminal, Write};
@@ -27,11 +28,14 @@ use crate::scenario::Stage;
 /// Everything the workers need, resolved before the first request.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
-    /// Full `http://host:port/path?query` URL.
+    /// Full `http://` or `https://host:port/path?query` URL.
     pub url: http::Uri,
     pub mode: Mode,
     pub duration: Duration,
     pub timeout: Duration,
+    /// `https://`: accept any certificate (self-signed test endpoints). Without it the
+    /// certificate must chain to a root the platform trusts and name the URL's host.
+    pub insecure_tls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,10 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ErrorCounts {
     pub connect: u64,
+    /// The TLS handshake failed (certificate not trusted or not for the host, no common
+    /// protocol, not TLS at all) or a TLS record was bad. Absent from reports of older versions.
+    #[serde(default)]
+    pub tls: u64,
     pub reset: u64,
     pub timeout: u64,
     pub status_502: u64,
@@ -58,9 +66,10 @@ pub struct ErrorCounts {
 
 impl ErrorCounts {
     /// Every class with its display label, in a fixed order (for summaries and reports).
-    pub fn classes(&self) -> [(&'static str, u64); 9] {
+    pub fn classes(&self) -> [(&'static str, u64); 10] {
         [
             ("connect", self.connect),
+            ("tls", self.tls),
             ("reset", self.reset),
             ("timeout", self.timeout),
             ("502", self.status_502),
@@ -75,6 +84,7 @@ impl ErrorCounts {
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &ErrorCounts) {
         self.connect += other.connect;
+        self.tls += other.tls;
         self.reset += other.reset;
         self.timeout += other.timeout;
         self.status_502 += other.status_502;
@@ -87,6 +97,7 @@ impl ErrorCounts {
 
     pub fn total(&self) -> u64 {
         self.connect
+            + self.tls
             + self.reset
             + self.timeout
             + self.status_502
@@ -151,13 +162,18 @@ pub struct LoadReport {
     /// reports it; shown for comparison only.
     #[serde(default)]
     pub uncorrected_latency_ms: Latency,
+    /// The first TLS error (`https://`), e.g. why the certificate was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_error: Option<String>,
     pub per_second: Vec<Window>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("unsupported URL {0}: only http:// is supported")]
+    #[error("unsupported URL {0}: expected http:// or https://")]
     Url(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("invalid load plan: {0}")]
     Plan(String),
     #[error("cannot resolve {host}")]
@@ -191,7 +207,8 @@ pub async fn run(
 ) -> Result<LoadReport, LoadError> {
     let request = http1::request_bytes(&plan.url).map_err(|_| LoadError::Url(plan.url.to_string()))?;
     let host = plan.url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = plan.url.port_u16().unwrap_or(80);
+    let https = plan.url.scheme_str() == Some("https");
+    let port = plan.url.port_u16().or_else(|| http1::default_port(&plan.url)).unwrap_or(80);
     if plan.duration.is_zero() {
         return Err(LoadError::Plan("the duration must be more than zero".into()));
     }
@@ -227,7 +244,8 @@ pub async fn run(
             wanted.min(cores).min(*max_connections)
         }
     };
-    let target = Arc::new(worker::Target { addr, request });
+    let tls = if https { Some(tls::Tls::new(&host, plan.insecure_tls).map_err(LoadError::Tls)?) } else { None };
+    let target = Arc::new(worker::Target { addr, request, tls });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = cancel.child_token();
     let start = Instant::now();
@@ -261,7 +279,9 @@ pub async fn run(
     while let Some(msg) = rx.recv().await {
         match msg {
             stats::Msg::Second { second, slot } => agg.second(second, slot),
-            stats::Msg::Done { uncorrected, connections, stopped } => agg.done(&uncorrected, connections, stopped),
+            stats::Msg::Done { uncorrected, connections, stopped, tls_error } => {
+                agg.done(&uncorrected, connections, stopped, tls_error)
+            }
             stats::Msg::Failed(e) => {
                 stop.cancel();
                 failure = Some(e);
@@ -276,10 +296,20 @@ pub async fn run(
     Ok(agg.finish(elapsed))
 }
 
+/// The exit codes of `siege load` (its `--help`, the README and docs/load.md).
+pub const EXIT_HELP: &str = "\
+Exit codes:
+  0   the load ran and the error rate was within --max-error-rate (by default: at least one
+      request succeeded)
+  1   every request failed, or the error rate was above --max-error-rate
+  3   invalid usage (bad URL, rate, duration, percentage)
+  4   the host does not resolve, or https:// and no trusted root certificate on this system
+  70  internal error";
+
 /// `siege load URL`: arguments.
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Target URL (http://host:port/path).
+    /// Target URL (http://host[:port]/path or https://host[:port]/path).
     pub url: String,
     /// Open model: constant arrival rate, e.g. `1000/s` or `6000/m`. Latency is measured from
     /// each request's scheduled send time.
@@ -297,6 +327,13 @@ pub struct LoadArgs {
     /// Open model: most connections opened; a request due while all are busy waits for one.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, conflicts_with = "concurrency")]
     pub max_connections: usize,
+    /// https://: accept any certificate, self-signed or for another name (test endpoints only).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+    /// Exit 1 when more than this share of the requests failed, e.g. `1%` (errors and missed
+    /// requests over all requests). Without it, exit 1 only when every request failed.
+    #[arg(long, value_name = "PERCENT")]
+    pub max_error_rate: Option<String>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -306,11 +343,8 @@ impl LoadArgs {
     /// Checks the arguments and resolves them into a plan; the message says what is wrong.
     fn plan(&self) -> Result<LoadPlan, String> {
         let url: http::Uri = self.url.parse().map_err(|e| format!("invalid URL `{}`: {e}", self.url))?;
-        if url.scheme_str() != Some("http") || url.host().is_none() {
-            return Err(format!(
-                "invalid URL `{}`: expected http://host[:port]/path (https is not supported)",
-                self.url
-            ));
+        if http1::default_port(&url).is_none() || url.host().is_none() {
+            return Err(format!("invalid URL `{}`: expected http://host[:port]/path or https://…", self.url));
         }
         let duration =
             crate::scenario::units::parse_duration(&self.duration).map_err(|e| format!("--duration: {e}"))?;
@@ -336,7 +370,44 @@ impl LoadArgs {
             (None, Some(connections)) => Mode::Closed { connections },
             _ => return Err("give either --rate R/s (open model) or --concurrency N (closed model)".into()),
         };
-        Ok(LoadPlan { url, mode, duration, timeout })
+        Ok(LoadPlan { url, mode, duration, timeout, insecure_tls: self.insecure })
+    }
+
+    /// `--max-error-rate` as a fraction.
+    fn max_error_rate(&self) -> Result<Option<f64>, String> {
+        let Some(s) = &self.max_error_rate else { return Ok(None) };
+        let rate = crate::scenario::units::parse_percent(s).map_err(|e| format!("--max-error-rate: {e}"))?;
+        if rate > 1.0 {
+            return Err(format!("--max-error-rate: `{s}` is above 100%"));
+        }
+        Ok(Some(rate))
+    }
+}
+
+/// Why a finished load counts as failed (exit 1), if it does: every request failed (at least
+/// one was due), or more than `max_error_rate` of them did.
+fn verdict(r: &LoadReport, max_error_rate: Option<f64>) -> Option<String> {
+    let all = r.requests + r.missed;
+    let failed = r.errors.total() + r.missed;
+    if all == 0 {
+        return None;
+    }
+    let mut why: Vec<String> =
+        r.errors.classes().iter().filter(|(_, n)| *n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+    if r.missed > 0 {
+        why.push(format!("missed {}", r.missed));
+    }
+    let rate = failed as f64 / all as f64;
+    match max_error_rate {
+        _ if failed == all => Some(format!("every request failed ({} of {all}: {})", failed, why.join(", "))),
+        Some(max) if rate > max => Some(format!(
+            "error rate {:.2}% is above --max-error-rate {}% ({failed} of {all}: {})",
+            100.0 * rate,
+            // `40%` parses to 0.4, which times 100 is not quite 40 again.
+            (100.0 * max * 1e6).round() / 1e6,
+            why.join(", ")
+        )),
+        _ => None,
     }
 }
 
@@ -346,6 +417,7 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
     use crate::exit::Exit;
 
     let plan = args.plan().map_err(|m| Failure::new(Exit::Invalid, m))?;
+    let max_error_rate = args.max_error_rate().map_err(|m| Failure::new(Exit::Invalid, m))?;
     let heading = describe(&plan);
     let rt = crate::cli::runtime()?;
     let report = rt.block_on(async {
@@ -374,6 +446,7 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
         LoadError::Resolve { host, source } => {
             Failure::new(Exit::Precondition, format!("cannot resolve {host}: {source}"))
         }
+        LoadError::Tls(_) => Failure::new(Exit::Precondition, e.to_string()),
         LoadError::Worker(_) => anyhow::Error::from(e),
     })?;
     if args.json {
@@ -381,7 +454,10 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
     } else {
         print!("{}", summary(&heading, &report));
     }
-    Ok(Exit::Passed)
+    match verdict(&report, max_error_rate) {
+        Some(why) => Err(Failure::new(Exit::Failed, why)),
+        None => Ok(Exit::Passed),
+    }
 }
 
 fn describe(plan: &LoadPlan) -> String {
@@ -468,6 +544,9 @@ fn summary(heading: &str, r: &LoadReport) -> String {
     } else {
         let pct = 100.0 * total as f64 / (r.requests.max(1)) as f64;
         s += &format!("  errors     {total} ({pct:.2}%): {}\n", errors.join(", "));
+    }
+    if let Some(e) = &r.tls_error {
+        s += &format!("  tls        {e} (--insecure accepts a self-signed certificate)\n");
     }
     s
 }

@@ -41,6 +41,7 @@ impl Schedule {
             stages: stages.to_vec(),
             duration,
             timeout: Duration::ZERO,
+            insecure_tls: false,
         };
         Schedule {
             profile,

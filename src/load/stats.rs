@@ -30,6 +30,8 @@ pub(crate) enum Outcome {
     /// A response with this status code.
     Status(u16),
     Connect,
+    /// The TLS handshake failed, or a TLS record was bad.
+    Tls,
     Reset,
     Timeout,
     Other,
@@ -46,6 +48,7 @@ impl Outcome {
             Outcome::Status(s) if s >= 500 => errors.status_5xx += 1,
             Outcome::Status(_) => errors.status_4xx += 1,
             Outcome::Connect => errors.connect += 1,
+            Outcome::Tls => errors.tls += 1,
             Outcome::Reset => errors.reset += 1,
             Outcome::Timeout => errors.timeout += 1,
             Outcome::Other => errors.other += 1,
@@ -85,7 +88,7 @@ pub(crate) enum Msg {
     /// A closed second of one worker. Every worker sends every second from 0, in order.
     Second { second: u32, slot: Slot },
     /// The worker has stopped; its last seconds were sent before this.
-    Done { uncorrected: Histogram<u64>, connections: usize, stopped: Instant },
+    Done { uncorrected: Histogram<u64>, connections: usize, stopped: Instant, tls_error: Option<String> },
     /// The worker could not start.
     Failed(String),
 }
@@ -102,13 +105,15 @@ pub(crate) struct Recorder {
     /// Latency from the actual send time, for comparison (what a load tool without
     /// coordinated-omission correction would report).
     uncorrected: Histogram<u64>,
+    /// The first TLS error, for the report.
+    tls_error: Option<String>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl Recorder {
     pub fn new(start: Instant, duration: Duration, tx: mpsc::UnboundedSender<Msg>) -> Recorder {
         let last_second = (duration.as_secs_f64().ceil() as u32).max(1) - 1;
-        Recorder { start, last_second, base: 0, slots: VecDeque::new(), uncorrected: histogram(), tx }
+        Recorder { start, last_second, base: 0, slots: VecDeque::new(), uncorrected: histogram(), tls_error: None, tx }
     }
 
     /// The second `t` falls in, clamped to the run.
@@ -146,6 +151,13 @@ impl Recorder {
         slot.latency.saturating_record(micros(now.saturating_duration_since(intended)));
     }
 
+    /// Keeps the first TLS error's text (a certificate rejected says why once, not per request).
+    pub fn tls_error(&mut self, e: &std::io::Error) {
+        if self.tls_error.is_none() {
+            self.tls_error = Some(e.to_string());
+        }
+    }
+
     /// A request became due at `intended`.
     pub fn scheduled(&mut self, intended: Instant) {
         let second = self.second_of(intended);
@@ -164,7 +176,8 @@ impl Recorder {
     /// Flushes everything up to and including `last` and reports the worker done.
     pub fn finish(mut self, last: u32, connections: usize, stopped: Instant) {
         self.flush_before(last.max(self.base.saturating_sub(1)) + 1);
-        let _ = self.tx.send(Msg::Done { uncorrected: self.uncorrected, connections, stopped });
+        let _ =
+            self.tx.send(Msg::Done { uncorrected: self.uncorrected, connections, stopped, tls_error: self.tls_error });
     }
 
     pub fn last_second(&self) -> u32 {
@@ -199,6 +212,7 @@ pub(crate) struct Aggregator {
     pub connections: usize,
     pub stopped: Option<Instant>,
     pub done: usize,
+    tls_error: Option<String>,
 }
 
 impl Aggregator {
@@ -214,6 +228,7 @@ impl Aggregator {
             connections: 0,
             stopped: None,
             done: 0,
+            tls_error: None,
         }
     }
 
@@ -230,8 +245,17 @@ impl Aggregator {
         }
     }
 
-    pub fn done(&mut self, uncorrected: &Histogram<u64>, connections: usize, stopped: Instant) {
+    pub fn done(
+        &mut self,
+        uncorrected: &Histogram<u64>,
+        connections: usize,
+        stopped: Instant,
+        tls_error: Option<String>,
+    ) {
         let _ = self.uncorrected.add(uncorrected);
+        if self.tls_error.is_none() {
+            self.tls_error = tls_error;
+        }
         self.connections += connections;
         self.stopped = Some(self.stopped.map_or(stopped, |s| s.max(stopped)));
         self.done += 1;
@@ -270,6 +294,7 @@ impl Aggregator {
             connections: self.connections,
             latency_ms: latency(&self.total.latency),
             uncorrected_latency_ms: latency(&self.uncorrected),
+            tls_error: self.tls_error,
             per_second: self.windows,
         }
     }
@@ -291,6 +316,7 @@ mod tests {
             Outcome::Status(503),
             Outcome::Status(504),
             Outcome::Connect,
+            Outcome::Tls,
             Outcome::Reset,
             Outcome::Timeout,
             Outcome::Other,
@@ -299,6 +325,7 @@ mod tests {
         }
         let want = ErrorCounts {
             connect: 1,
+            tls: 1,
             reset: 1,
             timeout: 1,
             status_502: 1,
@@ -334,7 +361,9 @@ mod tests {
         while let Ok(m) = rx.try_recv() {
             match m {
                 Msg::Second { second, slot } => agg.second(second, slot),
-                Msg::Done { uncorrected, connections, stopped } => agg.done(&uncorrected, connections, stopped),
+                Msg::Done { uncorrected, connections, stopped, tls_error } => {
+                    agg.done(&uncorrected, connections, stopped, tls_error)
+                }
                 Msg::Failed(e) => panic!("{e}"),
             }
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::http1::Conn;
+use super::http1::{Conn, ConnectError};
 use super::schedule::Schedule;
 use super::stats::{Msg, Outcome, Recorder};
 
@@ -37,6 +37,8 @@ const FLUSH_DELAY: Duration = Duration::from_millis(2);
 pub(crate) struct Target {
     pub addr: SocketAddr,
     pub request: Vec<u8>,
+    /// For an `https://` URL.
+    pub tls: Option<super::tls::Tls>,
 }
 
 /// One worker's part of the plan.
@@ -232,7 +234,7 @@ async fn connection(w: Rc<Worker>) {
         timer.as_mut().reset((sent + w.timeout).into());
         let outcome = tokio::select! {
             biased;
-            outcome = exchange(&mut conn, &w.target) => outcome,
+            outcome = exchange(&mut conn, &w) => outcome,
             _ = &mut timer => {
                 conn = None;
                 Outcome::Timeout
@@ -247,16 +249,17 @@ async fn connection(w: Rc<Worker>) {
 
 /// One request on `conn`, connecting first if needed; leaves `conn` empty when it cannot be
 /// reused.
-async fn exchange(conn: &mut Option<Conn>, target: &Target) -> Outcome {
+async fn exchange(conn: &mut Option<Conn>, w: &Worker) -> Outcome {
+    let target = &w.target;
     // A reused connection the server closed while idle fails before any byte of a response
     // arrives; such a request is sent once more on a fresh connection.
     for attempt in 0..2 {
         let reused = conn.is_some();
         let c = match conn {
             Some(c) => c,
-            None => match Conn::connect(target.addr).await {
+            None => match Conn::connect(target.addr, target.tls.as_ref()).await {
                 Ok(c) => conn.insert(c),
-                Err(e) => return connect_outcome(&e),
+                Err(e) => return connect_outcome(&e, w),
             },
         };
         match c.exchange(&target.request).await {
@@ -268,7 +271,7 @@ async fn exchange(conn: &mut Option<Conn>, target: &Target) -> Outcome {
             }
             Err(e) => {
                 *conn = None;
-                let outcome = io_outcome(&e.error);
+                let outcome = io_outcome(&e.error, w);
                 if !(reused && !e.got_bytes && attempt == 0 && outcome == Outcome::Reset) {
                     return outcome;
                 }
@@ -278,15 +281,22 @@ async fn exchange(conn: &mut Option<Conn>, target: &Target) -> Outcome {
     Outcome::Reset
 }
 
-fn connect_outcome(e: &io::Error) -> Outcome {
-    match e.kind() {
-        io::ErrorKind::TimedOut => Outcome::Timeout,
-        _ => Outcome::Connect,
+fn connect_outcome(e: &ConnectError, w: &Worker) -> Outcome {
+    match e {
+        ConnectError::Tcp(e) if e.kind() == io::ErrorKind::TimedOut => Outcome::Timeout,
+        ConnectError::Tcp(_) => Outcome::Connect,
+        // A handshake cut off by the server (reset, closed) is a reset like any other.
+        ConnectError::Handshake(e) => io_outcome(e, w),
     }
 }
 
-fn io_outcome(e: &io::Error) -> Outcome {
+/// The class of a failed exchange; a TLS error's text is kept for the report.
+fn io_outcome(e: &io::Error, w: &Worker) -> Outcome {
     use io::ErrorKind::*;
+    if super::tls::is_tls_error(e) {
+        w.recorder.borrow_mut().tls_error(e);
+        return Outcome::Tls;
+    }
     match e.kind() {
         ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Outcome::Reset,
         TimedOut => Outcome::Timeout,

@@ -290,6 +290,9 @@ struct LatencySchema {
 #[allow(dead_code)]
 struct ErrorCountsSchema {
     connect: u64,
+    /// TLS handshake failed (certificate rejected, no common protocol); absent before TLS support.
+    #[schemars(default)]
+    tls: u64,
     reset: u64,
     timeout: u64,
     status_502: u64,

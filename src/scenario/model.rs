@@ -78,12 +78,14 @@ pub struct AwsTarget {
 /// The load profile: open model, constant arrival rate with stages.
 #[derive(Debug, Clone, Serialize)]
 pub struct Load {
-    /// Path (and query) relative to the target's entry point, or an absolute `http://` URL.
+    /// Path (and query) relative to the target's entry point, or an absolute `http(s)://` URL.
     pub url: String,
     pub rate: Rate,
     pub stages: Vec<Stage>,
     pub duration: Duration,
     pub timeout: Duration,
+    /// `https://`: accept any certificate (a self-signed test endpoint).
+    pub insecure_tls: bool,
 }
 
 /// Requests per second.

@@ -130,6 +130,9 @@ pub struct LoadSpec {
     duration: DurationText,
     /// Per-request timeout; default `2s`.
     timeout: Option<DurationText>,
+    /// `https://`: accept any certificate, self-signed or for another name (test endpoints
+    /// only); default `false`.
+    insecure_tls: Option<bool>,
 }
 
 /// A different rate for a while (a spike).

@@ -34,7 +34,7 @@ pub(crate) const AWS_KEYS: &[&str] = &[
     "max_select",
     "allow_full_outage",
 ];
-pub(crate) const LOAD_KEYS: &[&str] = &["url", "rate", "stages", "duration", "timeout"];
+pub(crate) const LOAD_KEYS: &[&str] = &["url", "rate", "stages", "duration", "timeout", "insecure_tls"];
 pub(crate) const STAGE_KEYS: &[&str] = &["at", "rate", "for", "duration", "ramp"];
 pub(crate) const STOP_KEYS: &[&str] = &["alarm", "max_duration"];
 pub(crate) const RECOVERY_KEYS: &[&str] = &["within", "hold"];
@@ -435,12 +435,17 @@ fn load<'n>(cx: &mut Checker, node: &'n Node) -> Option<(Load, Vec<StageAt<'n>>)
         Some(n) => stages(cx, n, &f),
         None => Some(Vec::new()),
     };
+    let insecure_tls = match f.get("insecure_tls") {
+        Some(n) => cx.boolean(n, &f.path("insecure_tls")),
+        None => Some(false),
+    };
     let load = Load {
         url: url?,
         rate: Rate { per_second: rate? },
         stages: Vec::new(),
         duration: duration?,
         timeout: timeout?,
+        insecure_tls: insecure_tls?,
     };
     let stages = stages?;
     Some((Load { stages: stages.iter().map(|s| s.stage.clone()).collect(), ..load }, stages))
@@ -1180,6 +1185,20 @@ mod tests {
         assert_eq!(s.load.timeout, Duration::from_secs(2));
         assert_eq!(s.recovery.hold, Duration::from_secs(5));
         assert!(s.faults.is_empty() && s.stop.is_empty() && s.seed.is_none());
+        assert!(!s.load.insecure_tls);
+    }
+
+    #[test]
+    fn insecure_tls_is_a_boolean_of_the_load() {
+        let text = MINIMAL
+            .replace("duration: 100s }", "duration: 100s, url: \"https://localhost:8443/\", insecure_tls: true }");
+        let text = text.replace("url: /, ", "");
+        let s = load(&text).unwrap_or_else(|d| panic!("{d:?}"));
+        assert!(s.load.insecure_tls);
+        assert_eq!(s.load.url, "https://localhost:8443/");
+        let bad = MINIMAL.replace("duration: 100s }", "duration: 100s, insecure_tls: maybe }");
+        let e = errors(&bad);
+        assert!(e.len() == 1 && e[0].contains("load.insecure_tls"), "{e:?}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ fn scenario(target: AwsTarget, faults: Vec<Fault>, stop: Vec<StopCondition>) -> 
             stages: vec![],
             duration: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
+            insecure_tls: false,
         },
         steady_state: SteadyState { checks: vec![] },
         faults,

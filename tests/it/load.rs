@@ -1,11 +1,12 @@
 //! Integration tests: load. Real sockets on loopback against small in-test servers: a hyper
-//! server (status codes by path, an optional one-time stall), a server that resets every
-//! connection and one that never answers.
+//! server (status codes by path, an optional one-time stall; plain or TLS with the test-only
+//! certificate of tests/fixtures/tls), a server that resets every connection and one that never
+//! answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,11 +20,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common;
 
-/// A hyper server on its own runtime. `GET /status/NNN` answers NNN; anything else 200. When
+/// A hyper server on its own runtime. `GET /status/NNN` answers NNN, `/half` 503 to every
+/// other request; anything else 200. When
 /// `stall_at` is set, that request (counted from 1) is held for `stall` before it is answered.
+/// Over TLS ([`TestServer::start_tls`]) it records the SNI name and ALPN protocol of every
+/// handshake.
 struct TestServer {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    handshakes: Arc<Mutex<Vec<Handshake>>>,
+    scheme: &'static str,
     _rt: Background,
 }
 
@@ -38,12 +44,44 @@ impl Drop for Background {
     }
 }
 
+/// `(SNI name, ALPN protocol)` of a TLS handshake the server accepted.
+type Handshake = (Option<String>, Option<String>);
+
+/// The test-only certificate for `localhost` (tests/fixtures/tls), issued by `ca.pem` there.
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_slice_iter(include_bytes!("../fixtures/tls/server.pem")).map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/tls/server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 impl TestServer {
     fn start(stall_at: Option<u64>, stall: Duration) -> TestServer {
+        TestServer::start_with(stall_at, stall, None)
+    }
+
+    fn start_tls() -> TestServer {
+        TestServer::start_with(None, Duration::ZERO, Some(tls_acceptor()))
+    }
+
+    fn start_with(stall_at: Option<u64>, stall: Duration, tls: Option<tokio_rustls::TlsAcceptor>) -> TestServer {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let (std_listener, addr) = bind();
         let requests = Arc::new(AtomicU64::new(0));
+        let handshakes = Arc::new(Mutex::new(Vec::new()));
         let counter = requests.clone();
+        let seen = handshakes.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         rt.spawn(async move {
             let listener = TcpListener::from_std(std_listener).unwrap();
             loop {
@@ -51,6 +89,8 @@ impl TestServer {
                     continue;
                 };
                 let counter = counter.clone();
+                let seen = seen.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
@@ -58,8 +98,13 @@ impl TestServer {
                             if Some(n) == stall_at {
                                 tokio::time::sleep(stall).await;
                             }
-                            let status =
-                                req.uri().path().strip_prefix("/status/").and_then(|s| s.parse().ok()).unwrap_or(200);
+                            let path = req.uri().path();
+                            let status = match path.strip_prefix("/status/") {
+                                Some(s) => s.parse().unwrap_or(200),
+                                // Every other request fails.
+                                None if path == "/half" && n.is_multiple_of(2) => 503,
+                                None => 200,
+                            };
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .status(status)
@@ -68,17 +113,31 @@ impl TestServer {
                             )
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await,
+                        Some(tls) => {
+                            // A rejected handshake (the client refused the certificate) ends here.
+                            let Ok(stream) = tls.accept(stream).await else { return };
+                            let conn = stream.get_ref().1;
+                            let alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+                            seen.lock().unwrap().push((conn.server_name().map(str::to_string), alpn));
+                            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await
+                        }
+                    };
                 });
             }
         });
-        TestServer { addr, requests, _rt: Background(Some(rt)) }
+        TestServer { addr, requests, handshakes, scheme, _rt: Background(Some(rt)) }
     }
 
     fn url(&self, path: &str) -> http::Uri {
-        format!("http://{}{path}", self.addr).parse().unwrap()
+        format!("{}://{}{path}", self.scheme, self.addr).parse().unwrap()
+    }
+
+    /// The URL by the name the certificate is for.
+    fn localhost_url(&self, path: &str) -> String {
+        format!("{}://localhost:{}{path}", self.scheme, self.addr.port())
     }
 }
 
@@ -114,6 +173,18 @@ fn open(url: http::Uri, rate: f64, secs: f64, max_connections: usize, timeout: D
         mode: Mode::Open { rate, stages: Vec::new(), max_connections },
         duration: Duration::from_secs_f64(secs),
         timeout,
+        insecure_tls: false,
+    }
+}
+
+/// `connections` connections back to back for `secs` seconds, timeout 2 s.
+fn closed(url: http::Uri, connections: usize, secs: u64) -> LoadPlan {
+    LoadPlan {
+        url,
+        mode: Mode::Closed { connections },
+        duration: Duration::from_secs(secs),
+        timeout: Duration::from_secs(2),
+        insecure_tls: false,
     }
 }
 
@@ -164,13 +235,7 @@ async fn heavy_stall_shows_in_corrected_p99_but_not_in_uncorrected() {
 #[tokio::test]
 async fn heavy_closed_model_keeps_every_connection_busy() {
     let server = TestServer::start(None, Duration::ZERO);
-    let plan = LoadPlan {
-        url: server.url("/"),
-        mode: Mode::Closed { connections: 4 },
-        duration: Duration::from_secs(2),
-        timeout: Duration::from_secs(2),
-    };
-    let r = drive(plan).await;
+    let r = drive(closed(server.url("/"), 4, 2)).await;
     assert_eq!(r.connections, 4);
     assert_eq!((r.errors.total(), r.missed, r.scheduled), (0, 0, 0), "{r:?}");
     assert!(r.requests > 1000, "{} requests in 2s", r.requests);
@@ -314,9 +379,15 @@ fn bad_arguments_exit_3_with_a_clear_message() {
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
     }
-    let out = common::siege().args(["load", "https://127.0.0.1:9/", "--rate", "1/s"]).output().unwrap();
+    let out = common::siege().args(["load", "ftp://127.0.0.1:9/", "--rate", "1/s"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected http://"));
+    for bad in ["5", "101%", "-1%"] {
+        let arg = format!("--max-error-rate={bad}");
+        let out = common::siege().args(["load", "http://127.0.0.1:9/", "-c", "1", &arg]).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--max-error-rate"), "{bad}");
+    }
 }
 
 #[tokio::test]
@@ -334,6 +405,7 @@ async fn stages_change_the_scheduled_rate_per_window() {
         mode: Mode::Open { rate: 100.0, stages: vec![spike], max_connections: 64 },
         duration: Duration::from_secs(3),
         timeout: Duration::from_secs(1),
+        insecure_tls: false,
     };
     let r = drive(plan).await;
     assert_eq!(r.per_second.iter().map(|w| w.scheduled).collect::<Vec<_>>(), vec![100, 300, 100], "{r:?}");
@@ -369,4 +441,197 @@ fn ctrl_c_stops_siege_load_and_prints_what_was_measured() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["duration_s"].as_f64().unwrap() < 30.0, "{v}");
     assert!(v["requests"].as_u64().unwrap() > 10, "{v}");
+}
+
+fn tls_fixture(name: &str) -> String {
+    common::repo_root().join("tests/fixtures/tls").join(name).display().to_string()
+}
+
+/// `siege load` on `url` for one second at 20/s, trusting only the certificates in `ca` (as
+/// `SSL_CERT_FILE`); returns the exit code, the JSON report and stderr.
+fn siege_load_trusting(ca: &str, url: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = common::siege()
+        .env("SSL_CERT_FILE", tls_fixture(ca))
+        .env_remove("SSL_CERT_DIR")
+        .args(["load", url, "--rate", "20/s", "-d", "1s", "--timeout", "1s", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (out.status.code(), v, stderr)
+}
+
+/// An https:// URL is loaded over TLS: the certificate must chain to a trusted root and name the
+/// host (SNI is the URL's host, ALPN http/1.1); without that every request is a `tls` error that
+/// says why, and `--insecure` accepts the certificate anyway.
+#[test]
+fn https_verifies_the_certificate_and_sends_sni() {
+    let server = TestServer::start_tls();
+    let url = server.localhost_url("/");
+
+    let (code, v, err) = siege_load_trusting("ca.pem", &url, &[]);
+    assert_eq!(code, Some(0), "{err} {v}");
+    assert_eq!((v["requests"].as_u64(), v["errors"]["tls"].as_u64()), (Some(20), Some(0)), "{v}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 20);
+    let handshakes = server.handshakes.lock().unwrap().clone();
+    assert!(!handshakes.is_empty());
+    for (sni, alpn) in &handshakes {
+        assert_eq!((sni.as_deref(), alpn.as_deref()), (Some("localhost"), Some("http/1.1")));
+    }
+    // Keep-alive over TLS: far fewer handshakes than requests.
+    assert!(handshakes.len() < 20, "{} handshakes", handshakes.len());
+
+    // An issuer nobody trusts: every request fails with a certificate error, exit 1.
+    let (code, v, err) = siege_load_trusting("other-ca.pem", &url, &[]);
+    assert_eq!(code, Some(1), "{err} {v}");
+    assert_eq!(v["errors"]["tls"], v["requests"], "{v}");
+    assert!(v["requests"].as_u64().unwrap() >= 15, "{v}");
+    assert!(v["tls_error"].as_str().unwrap().contains("certificate"), "{v}");
+    assert!(err.contains("every request failed") && err.contains("tls"), "{err}");
+
+    // A trusted certificate for another name (it is for localhost, not 127.0.0.1).
+    let (code, v, _) = siege_load_trusting("ca.pem", &server.url("/").to_string(), &[]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["errors"]["tls"], v["requests"], "{v}");
+    assert!(v["tls_error"].as_str().unwrap().contains("not valid for name"), "{v}");
+
+    // --insecure accepts it.
+    let before = server.requests.load(Ordering::SeqCst);
+    let (code, v, err) = siege_load_trusting("other-ca.pem", &url, &["--insecure"]);
+    assert_eq!(code, Some(0), "{err} {v}");
+    assert_eq!((v["requests"].as_u64(), v["errors"]["tls"].as_u64()), (Some(20), Some(0)), "{v}");
+    assert!(v.get("tls_error").is_none(), "{v}");
+    assert_eq!(server.requests.load(Ordering::SeqCst) - before, 20);
+}
+
+/// The load driver itself, in process: `insecure_tls` accepts the test certificate for an IP
+/// address (no SNI is sent for one), and the closed model keeps its TLS connections alive.
+#[tokio::test]
+async fn insecure_tls_plan_loads_a_self_signed_endpoint() {
+    let server = TestServer::start_tls();
+    let r = drive(LoadPlan { insecure_tls: true, ..closed(server.url("/status/201"), 2, 1) }).await;
+    assert_eq!((r.errors.total(), r.connections), (0, 2), "{r:?}");
+    assert!(r.requests > 50, "{r:?}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), r.requests);
+    let handshakes = server.handshakes.lock().unwrap().clone();
+    assert_eq!(handshakes, vec![(None, Some("http/1.1".to_string())); 2]);
+}
+
+/// A plain-HTTP server behind an https:// URL: the handshake fails as a `tls` error.
+#[tokio::test]
+async fn https_to_a_plain_http_server_is_a_tls_error() {
+    let server = TestServer::start(None, Duration::ZERO);
+    let url = format!("https://{}/", server.addr).parse().unwrap();
+    let r = drive(LoadPlan { insecure_tls: true, ..open(url, 20.0, 1.0, 4, Duration::from_secs(1)) }).await;
+    assert_eq!(r.errors.tls, r.requests, "{r:?}");
+    assert!(r.requests >= 15 && r.tls_error.is_some(), "{r:?}");
+}
+
+/// Exit 1 when every request failed (nothing listens), with the report still printed; with
+/// `--max-error-rate`, exit 1 above that share of errors and 0 within it.
+#[test]
+fn siege_load_exit_code_says_whether_requests_failed() {
+    let help = common::siege().args(["load", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("1   every request failed, or the error rate was above --max-error-rate"), "{help}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = common::siege()
+        .args(["load", &format!("http://127.0.0.1:{port}/"), "--rate", "20/s", "-d", "1s", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("every request failed (20 of 20: connect 20)"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"]["connect"], 20);
+
+    let server = TestServer::start(None, Duration::ZERO);
+    let run = |path: &str, max: &str| {
+        common::siege()
+            .args(["load", &server.url(path).to_string(), "--rate", "20/s", "-d", "1s", "--max-error-rate", max])
+            .output()
+            .unwrap()
+    };
+    let out = run("/status/503", "50%");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("every request failed"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("errors     20 (100.00%): 503 20"));
+    let out = run("/", "0%");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run("/half", "40%");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error rate 50.00% is above --max-error-rate 40% (10 of 20: 503 10)"), "{err}");
+    assert_eq!(run("/half", "50%").status.code(), Some(0));
+    // Without --max-error-rate, some successes are enough.
+    let out = common::siege().args(["load", &server.url("/half").to_string(), "-c", "1", "-d", "1s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `siege run` of `yaml` in a fresh `SIEGE_HOME` (reports under its `reports`), with
+/// `SSL_CERT_FILE` set when given; returns the home, the output and stdout + stderr.
+fn siege_run(yaml: &str, ssl_cert_file: Option<&str>) -> (tempfile::TempDir, std::process::Output, String) {
+    let home = tempfile::tempdir().unwrap();
+    let scenario = home.path().join("scenario.yaml");
+    std::fs::write(&scenario, yaml).unwrap();
+    let mut cmd = common::siege();
+    cmd.env("SIEGE_HOME", home.path()).arg("run").arg(&scenario).arg("--reports").arg(home.path().join("reports"));
+    if let Some(file) = ssl_cert_file {
+        cmd.env("SSL_CERT_FILE", file).env_remove("SSL_CERT_DIR");
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (home, out, text)
+}
+
+/// No trusted root certificate at all (`SSL_CERT_FILE` an empty file): `siege load` and
+/// `siege run` stop before any request with exit 4, a precondition, and say why.
+#[test]
+fn https_without_trusted_roots_is_a_precondition() {
+    let server = TestServer::start_tls();
+    let out = common::siege()
+        .env("SSL_CERT_FILE", "/dev/null")
+        .env_remove("SSL_CERT_DIR")
+        .args(["load", &server.localhost_url("/"), "-c", "1", "-d", "1s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("no trusted root certificates"), "{err}");
+
+    let yaml = format!(
+        "name: roots\ntarget: {{ lab: {{ tasks: 1 }} }}\nload: {{ url: \"{}\", rate: 10/s, duration: 12s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\nfaults: [ {{ type: task-kill, at: 4s, select: 1 }} ]\n\
+         recovery: {{ within: 4s, hold: 2s }}\n",
+        server.localhost_url("/")
+    );
+    let (_home, out, text) = siege_run(&yaml, Some("/dev/null"));
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("no trusted root certificates"), "{text}");
+    assert!(!text.contains("fault injected"), "{text}");
+}
+
+/// `siege run` sends its load to an absolute https:// URL (here a self-signed local endpoint,
+/// hence `insecure_tls`) and the run passes on it.
+#[test]
+fn siege_run_loads_an_https_url() {
+    let server = TestServer::start_tls();
+    let yaml = format!(
+        "name: tls\ntarget: {{ lab: {{ tasks: 1 }} }}\n\
+         load: {{ url: \"{}\", rate: 20/s, duration: 12s, insecure_tls: true,\n\
+           stages: [ {{ at: 4s, rate: 40/s, for: 2s }} ] }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\nrecovery: {{ within: 4s, hold: 2s }}\n",
+        server.localhost_url("/")
+    );
+    let (home, out, text) = siege_run(&yaml, None);
+    let reports = home.path().join("reports");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report = common::read_report_json(&common::only_report_dir(&reports));
+    let load = &report["load"];
+    assert_eq!(load["errors"]["tls"], 0, "{load}");
+    assert!(load["requests"].as_u64().unwrap() >= 200, "{load}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), load["requests"].as_u64().unwrap());
+    assert!(server.handshakes.lock().unwrap().iter().all(|(sni, _)| sni.as_deref() == Some("localhost")));
 }
