@@ -319,6 +319,7 @@ impl LabBackend {
             lb_5xx_rate: m.and_then(|m| fraction(m.elb_5xx + m.target_5xx, m.request_count)),
             lb_response_ms: m.and_then(|m| m.target_response_time).map(|s| s * 1000.0),
             events: st.events.into_iter().map(|e| e.message).collect(),
+            stale: Vec::new(),
         })
     }
 
