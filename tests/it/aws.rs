@@ -1247,7 +1247,21 @@ async fn heavy_aws_shipped_task_kill_runs_against_moto_and_passes() {
     assert!(first < windows.len() / 2, "the first sample came only in window {first}");
     for w in &windows[first..] {
         assert!(w["healthy_targets"].is_number() && w["running_tasks"].is_number(), "{w}");
+        assert!(w.get("stale").is_none(), "every sampler answers moto in time: {w}");
     }
+    // What the samplers saw change is on the timeline, after the kill, as on the lab.
+    let injected = report["faults"][0]["injected_s"].as_f64().expect("injected_s");
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let seen = |prefix: &str| {
+        timeline.iter().find(|e| e["kind"] == "event" && e["text"].as_str().is_some_and(|t| t.starts_with(prefix)))
+    };
+    let gap = seen("ECS service api: running tasks 4 -> 2 (desired 4").expect("the gap is not on the timeline");
+    assert!(gap["t_s"].as_f64().is_some_and(|t| t >= injected), "{gap} before the kill at {injected}");
+    assert!(seen("target group api: healthy targets 4 -> ").is_some(), "{timeline:#?}");
+    let back = timeline
+        .iter()
+        .filter(|e| e["text"].as_str().is_some_and(|t| t.contains("running tasks") && t.contains("-> 4 ")));
+    assert!(back.count() >= 1, "the replacements are not on the timeline: {timeline:#?}");
 
     // The harness scheduler replaced the stopped tasks.
     assert_eq!(world.running_service_tasks().await.len(), moto::TASKS, "the service is back at its desired count");
