@@ -176,8 +176,9 @@ impl Drop for Samplers {
     }
 }
 
-/// Starts the sampler tasks of `backend` (once) and waits up to [`FIRST_WAIT`] for every source's
-/// first answer, so that the first sample already holds what could be read quickly.
+/// Starts the sampler tasks of `backend` (once) and waits up to [`FIRST_WAIT`] for the first
+/// answer of every per-second source (task counts, target health, writer), so that the first
+/// sample already holds them; CloudWatch, however slow, is not waited for.
 pub(super) async fn start(backend: &AwsBackend) {
     backend
         .samplers
@@ -192,9 +193,10 @@ pub(super) async fn start(backend: &AwsBackend) {
             if let Ok(mut tasks) = backend.samplers.tasks.lock() {
                 tasks.extend(handles);
             }
+            let waited: Vec<&Source> = sources.iter().filter(|s| s.cadence().every <= Duration::from_secs(1)).collect();
             let until = Instant::now() + FIRST_WAIT;
             while Instant::now() < until {
-                let all = backend.samplers.latest.lock().map(|l| sources.iter().all(|s| l.tried.contains(s)));
+                let all = backend.samplers.latest.lock().map(|l| waited.iter().all(|s| l.tried.contains(s)));
                 if all.unwrap_or(true) {
                     break;
                 }
