@@ -1093,6 +1093,16 @@ async fn a_500_html_answer_is_one_line_with_the_call_and_status() {
     assert!(count.load(std::sync::atomic::Ordering::SeqCst) >= 2, "a 500 is retried");
 }
 
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_is_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b = scripted_backend(&format!("http://127.0.0.1:{port}")).await;
+    let e = b.caller_account().await.expect_err("nothing listens").to_string();
+    assert!(e.starts_with("sts GetCallerIdentity: cannot reach the AWS endpoint (dispatch failure"), "{e}");
+    assert!(e.contains("Connection refused") && !e.contains('\n') && !e.contains("DispatchFailure {"), "{e}");
+    assert!(e.len() < 400, "{} characters: {e}", e.len());
+}
+
 /// A backend whose every call goes to the local server at `url`, with a target naming nothing
 /// but a service. Short backoff so that the test is quick; siege keeps it and only raises the
 /// attempts.
