@@ -375,6 +375,7 @@ impl LabBackend {
                 .map(|e| e.message)
                 .chain(self.lease.as_ref().and_then(Keeper::lost_note))
                 .collect(),
+            stale: Vec::new(),
         })
     }
 

@@ -115,9 +115,14 @@ pub struct Sample {
     /// describe one second (lab); `None` when they are averages over a minute (AWS).
     #[serde(default)]
     pub lb_second: Option<u64>,
-    /// Service events since the previous sample (ECS service events, lab scheduler events).
+    /// Service events since the previous sample (ECS service events, lab scheduler events, and on
+    /// AWS the changes of task counts, healthy targets and writer the samplers saw).
     #[serde(default)]
     pub events: Vec<String>,
+    /// Fields (`healthy_targets`, `lb_response_ms`, …) that are `None` because their source has
+    /// not answered within its freshness bound: unknown now, as opposed to not observable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
 }
 
 impl Backend {

@@ -345,6 +345,7 @@ fn window_record(s: &Second, steady: bool) -> WindowRecord {
         lb_rps: sample.and_then(|x| x.lb_rps).map(round2),
         lb_5xx_rate: sample.and_then(|x| x.lb_5xx_rate).map(round4),
         lb_response_ms: sample.and_then(|x| x.lb_response_ms).map(round2),
+        stale: sample.map(|x| x.stale.clone()).unwrap_or_default(),
         steady,
     }
 }

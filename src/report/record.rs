@@ -251,6 +251,10 @@ pub struct WindowRecord {
     /// `TargetResponseTime` p95 of the latest minute).
     #[serde(default)]
     pub lb_response_ms: Option<f64>,
+    /// Fields above that are `null` because their sampler had not answered within its freshness
+    /// bound (AWS: a slow or failing call), as opposed to not observable; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
     /// Whether every steady-state check held in this second.
     pub steady: bool,
 }

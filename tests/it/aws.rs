@@ -67,6 +67,9 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
     let b = backend(&world, world.target()).await;
     let before = world.running_service_tasks().await;
     assert_eq!(before.len(), moto::TASKS);
+    let first = b.sample().await.expect("sample");
+    assert_eq!((first.running_tasks, first.healthy_targets), (Some(4), Some(4)));
+    let mut events = first.events;
 
     let f = fault("kill-half", kill(Selection::Percent(0.5)), None);
     let resolved = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
@@ -106,16 +109,36 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
     }
 
     // The sampler sees the gap, then (once the scheduler plays ECS) the replacements.
-    let s = b.sample().await.expect("sample");
-    assert_eq!(s.desired_tasks, Some(4));
-    assert_eq!(s.running_tasks, Some(2), "{s:?}");
+    let mut gap = None;
+    for _ in 0..50 {
+        let s = b.sample().await.expect("sample");
+        events.extend(s.events.clone());
+        if s.running_tasks == Some(2) {
+            gap = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gap.expect("the sampler did not see the stopped tasks").desired_tasks, Some(4));
     world.start_scheduler(Duration::from_millis(500));
-    let recovered = wait_async(Duration::from_secs(30), || async {
-        let s = b.sample().await.ok()?;
-        (s.running_tasks == Some(4) && s.healthy_targets == Some(4)).then_some(s)
-    })
-    .await;
-    assert!(recovered.is_some(), "the scheduler did not replace the stopped tasks");
+    let mut recovered = false;
+    for _ in 0..300 {
+        let s = b.sample().await.expect("sample");
+        events.extend(s.events);
+        if s.running_tasks == Some(4) && s.healthy_targets == Some(4) {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the scheduler did not replace the stopped tasks");
+    // What changed is in the events (the run's timeline), when the samplers saw it.
+    let changes: Vec<&String> = events.iter().filter(|e| e.contains(" -> ")).collect();
+    let running = |from: u32, to: u32| format!("ECS service api: running tasks {from} -> {to} (desired 4");
+    let first_running = changes.iter().find(|e| e.contains("running tasks"));
+    assert!(first_running.is_some_and(|e| e.starts_with(&running(4, 2))), "{changes:#?}");
+    assert!(changes.iter().any(|e| e.contains("running tasks") && e.contains("-> 4 (desired 4")), "{changes:#?}");
+    assert!(changes.iter().any(|e| e.starts_with("target group api: healthy targets 4 -> ")), "{changes:#?}");
     // Nothing to revert for a kill; revert is still accepted (idempotent).
     b.revert(&injected).await.expect("revert");
 }
@@ -202,9 +225,17 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
         assert_eq!(exp.experiment().unwrap().state().unwrap().status().unwrap().as_str(), "stopped");
         // The sampler watches the experiments the run started and reports their changes once.
         let note = format!("FIS experiment {} of fault {}: stopped", exps[0].0, f.name);
-        let events = b.sample().await.expect("sample").events;
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            events.extend(b.sample().await.expect("sample").events);
+            if events.iter().any(|e| e.starts_with(&note)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(events.iter().any(|e| e.starts_with(&note)), "{events:?}");
-        assert!(!b.sample().await.expect("sample").events.iter().any(|e| e.starts_with(&note)));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!b.sample().await.expect("sample").events.iter().any(|e| e.starts_with(&note)), "reported once");
         // Idempotent.
         b.revert(&injected).await.expect("second revert");
         // A record whose injection never ran reverts to nothing.
@@ -310,9 +341,23 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
     assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2");
     let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER), "prepare mutated");
+    let first = b.sample().await.unwrap();
+    assert_eq!(first.db_writer.as_deref(), Some(moto::DB_WRITER));
     b.inject(&f, &injected, RUN).await.expect("inject");
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER));
-    assert_eq!(b.sample().await.unwrap().db_writer.as_deref(), Some(moto::DB_READER));
+    let mut events = first.events;
+    let moved = wait_async(Duration::from_secs(5), || {
+        let s = b.sample();
+        async {
+            let s = s.await.ok()?;
+            (s.db_writer.as_deref() == Some(moto::DB_READER)).then_some(s)
+        }
+    })
+    .await
+    .expect("the sampler did not see the new writer");
+    events.extend(moved.events);
+    let change = format!("Aurora cluster prod-db: writer {} -> {}", moto::DB_WRITER, moto::DB_READER);
+    assert!(events.contains(&change), "{events:?}");
     b.revert(&injected).await.expect("revert");
 
     // A target instance outside the cluster is refused before anything happens.
@@ -366,6 +411,22 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     b.revert(&never).await.expect("revert of a never-injected drift");
     assert_eq!(world.secret_current().await.1, version0);
 
+    // moto's default version does not follow UpdateSecretVersionStage, and its next
+    // PutSecretValue would leave AWSCURRENT on two versions (which siege refuses to act on):
+    // AWSCURRENT goes back to moto's default, then a rotation puts moto back in step.
+    world
+        .secrets
+        .update_secret_version_stage()
+        .secret_id(moto::SECRET)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&version1)
+        .remove_from_version_id(&version0)
+        .send()
+        .await
+        .unwrap();
+    world.secrets.put_secret_value().secret_id(moto::SECRET).secret_string(rotated).send().await.unwrap();
+    let version0 = world.secret_current().await.1;
+
     // Someone moves AWSPREVIOUS to a version of their own during a drift: the revert leaves it
     // there rather than putting back the one it saw before the run.
     let again = run_fault(&b, &f, 1).await;
@@ -395,6 +456,63 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     assert_eq!(world.secret_current().await.1, version0);
     let labels = world.secret_labels().await;
     assert!(labels[&theirs].contains(&"AWSPREVIOUS".to_string()), "{labels:?}");
+}
+
+#[tokio::test]
+async fn a_secret_with_awscurrent_on_two_versions_is_refused_by_run_and_recover() {
+    let world = World::start().await;
+    let b = backend(&world, world.target()).await;
+    let put = |password: &'static str| {
+        world
+            .secrets
+            .put_secret_value()
+            .secret_id(moto::SECRET)
+            .secret_string(format!(r#"{{"username":"app","password":"{password}"}}"#))
+            .send()
+    };
+    let (_, version0) = world.secret_current().await;
+    let version1 = put("second").await.unwrap().version_id().unwrap().to_string();
+    world
+        .secrets
+        .update_secret_version_stage()
+        .secret_id(moto::SECRET)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&version0)
+        .remove_from_version_id(&version1)
+        .send()
+        .await
+        .unwrap();
+    // moto's default version stayed on `version1`, so this write leaves AWSCURRENT on
+    // `version0` as well as on the new version: the state to refuse.
+    let version2 = put("third").await.unwrap().version_id().unwrap().to_string();
+    let labels = world.secret_labels().await;
+    let current: Vec<&String> =
+        labels.iter().filter(|(_, l)| l.contains(&"AWSCURRENT".to_string())).map(|(v, _)| v).collect();
+    assert_eq!(current.len(), 2, "moto no longer makes this state: {labels:?}");
+
+    let refused = |e: BackendError| {
+        let msg = e.to_string();
+        assert!(matches!(e, BackendError::Precondition(_)), "{msg}");
+        assert!(msg.contains("2 versions carry AWSCURRENT") && msg.contains("ambiguous"), "{msg}");
+        assert!(msg.contains(&version0) && msg.contains(&version2), "{msg}");
+    };
+    // The run: plan and prepare refuse.
+    let f = fault("drift", FaultKind::SecretDrift, None);
+    refused(b.resolve(&f, &mut Rng::new(1)).await.expect_err("resolve"));
+    let resolved = siege::backend::Resolved { targets: vec![moto::SECRET.into()], summary: String::new() };
+    refused(b.prepare(&f, &resolved, RUN).await.expect_err("prepare"));
+    // The recovery of a journaled drift (its new version is one of the two): refuses, and
+    // moves no label.
+    let journaled = Injected {
+        fault: "drift".into(),
+        kind: "secret-drift".into(),
+        targets: vec![moto::SECRET.into()],
+        undo: serde_json::json!({
+            "secret": moto::SECRET, "previous_version": version0, "awsprevious_version": version1, "new_version": version2,
+        }),
+    };
+    refused(b.revert(&journaled).await.expect_err("revert"));
+    assert_eq!(world.secret_labels().await, labels, "a label was moved");
 }
 
 #[tokio::test]
@@ -553,16 +671,39 @@ async fn preflight_and_samplers_on_a_healthy_world() {
     )
     .await
     .unwrap();
-    let m = b.cloud_metrics().await.expect("metrics");
+    let m = b.cloud_metrics().await;
+    assert!(m.failed.is_empty(), "{:?}", m.failed);
     let by_name = backend(&world, world.target()).await;
-    assert_eq!(by_name.cloud_metrics().await.expect("metrics"), m, "same balancer by name and by ARN");
+    assert_eq!(by_name.cloud_metrics().await, m, "same balancer by name and by ARN");
     assert_eq!(m.request_count, Some(600.0));
     assert_eq!(m.http_5xx, Some(3.0));
     assert_eq!(m.cpu_percent, Some(42.0));
 
+    // moto answers HTTP 500 to a p95 query once TargetResponseTime has data: that one metric
+    // is unknown, the others are still read.
+    put("AWS/ApplicationELB", "TargetResponseTime", vec![("LoadBalancer", lb_dim.clone())], 0.2).await.unwrap();
+    let m = b.cloud_metrics().await;
+    assert_eq!(m.failed.len(), 1, "{:?}", m.failed);
+    assert_eq!((m.failed[0].metric, m.failed[0].fields), ("TargetResponseTime p95", &["lb_response_ms"][..]));
+    let error = &m.failed[0].error;
+    assert!(error.starts_with("cloudwatch GetMetricData: ") && !error.contains('\n') && error.len() < 300, "{error}");
+    assert_eq!(m.target_response_p95_ms, None);
+    assert_eq!((m.request_count, m.http_5xx, m.cpu_percent), (Some(600.0), Some(3.0), Some(42.0)));
+
+    // The first sample has the per-second sources; CloudWatch's answers follow.
     let s = b.sample().await.expect("sample");
     assert_eq!(s.running_tasks, Some(4));
     assert_eq!(s.desired_tasks, Some(4));
+    let mut events = s.events.clone();
+    let mut s = s;
+    for _ in 0..50 {
+        if s.cpu_percent.is_some() && s.lb_rps.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = b.sample().await.expect("sample");
+        events.extend(s.events.clone());
+    }
     assert_eq!(s.pending_tasks, Some(0));
     assert_eq!(s.healthy_targets, Some(4));
     assert_eq!(s.unhealthy_targets, Some(0));
@@ -571,6 +712,27 @@ async fn preflight_and_samplers_on_a_healthy_world() {
     // The balancer's view, per second over CloudWatch's minute.
     assert_eq!(s.lb_rps, Some(10.0));
     assert_eq!(s.lb_5xx_rate, Some(0.005));
+    // The one metric moto cannot answer is stale, and said so once on the timeline.
+    assert_eq!((s.lb_response_ms, s.stale.clone()), (None, vec!["lb_response_ms".to_string()]));
+    let failed = |events: &[String]| events.iter().filter(|e| e.contains("TargetResponseTime p95")).count();
+    for _ in 0..150 {
+        if failed(&events) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        events.extend(b.sample().await.expect("sample").events);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    events.extend(b.sample().await.expect("sample").events);
+    assert_eq!(failed(&events), 1, "{events:?}");
+    let line = events.iter().find(|e| e.contains("TargetResponseTime p95")).unwrap();
+    assert!(line.starts_with("sampling CloudWatch TargetResponseTime p95 failed (lb_response_ms stale after 150s): cloudwatch GetMetricData: "), "{line}");
+    let s = b.sample().await.expect("sample");
+    assert_eq!(
+        (s.healthy_targets, s.cpu_percent, s.lb_rps),
+        (Some(4), Some(42.0), Some(10.0)),
+        "the others stay fresh"
+    );
 
     // The backend is found again from its journaled locator.
     let again = AwsBackend::reconnect(&b.locator()).await;
@@ -803,8 +965,9 @@ fn scripted_server(answers: Vec<(u16, &'static str)>) -> (String, std::sync::Arc
                 }
                 let n = seen.fetch_add(1, Ordering::SeqCst);
                 let (status, xml) = answers[n.min(answers.len() - 1)];
+                let kind = if xml.starts_with("<!DOCTYPE html") { "text/html" } else { "text/xml" };
                 let head =
-                    format!("HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n", xml.len());
+                    format!("HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n", xml.len());
                 if conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(xml.as_bytes())).is_err() {
                     break;
                 }
@@ -824,11 +987,131 @@ async fn calls_ride_out_a_burst_of_throttling() {
         <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>";
     // Three throttled answers: more than the SDK's default of three attempts rides out.
     let (url, count) = scripted_server(vec![(400, THROTTLED), (400, THROTTLED), (400, THROTTLED), (200, IDENTITY)]);
+    let b = scripted_backend(&url).await;
+    assert_eq!(b.caller_account().await.expect("the fourth attempt answers"), moto::ACCOUNT);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+/// What a proxy or a load balancer in front of an endpoint answers when its backend breaks.
+const HTML_500: &str = "<!DOCTYPE html>\n<html>\n<head><title>500 Internal Server Error</title>\n\
+    <style>body { font-family: sans-serif; }</style></head>\n<body>\n<center><h1>500 Internal Server Error</h1></center>\n\
+    <hr><center>nginx/1.25.3</center>\n</body>\n</html>\n";
+
+/// A server that accepts connections and reads requests but never answers.
+fn stalling_server() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    url
+}
+
+/// Endpoints per service, as `AWS_ENDPOINT_URL_<SERVICE>` gives them: `special` for the named
+/// SDK service ids, `rest` for every other.
+#[derive(Debug)]
+struct Endpoints {
+    special: Vec<(&'static str, String)>,
+    rest: String,
+}
+
+impl aws_types::service_config::LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        if key.profile() != "endpoint_url" {
+            return None;
+        }
+        let url = self.special.iter().find(|(id, _)| *id == key.service_id()).map(|(_, u)| u);
+        Some(url.unwrap_or(&self.rest).clone())
+    }
+}
+
+/// SDK configuration for `world`'s moto, with the services in `special` sent elsewhere. Short
+/// backoff, so that the SDK's retries of a 500 end within a sampler's deadline.
+async fn config_with_endpoints(world: &World, special: Vec<(&'static str, String)>) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(moto::REGION))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
+        .load()
+        .await
+        .to_builder()
+        .service_config(Endpoints { special, rest: world.moto.endpoint.clone() })
+        .build()
+}
+
+#[tokio::test]
+async fn a_stalled_cloudwatch_and_a_failing_rds_leave_only_their_own_values_stale() {
+    let world = World::start().await;
+    let (rds, _) = scripted_server(vec![(500, HTML_500)]);
+    let config = config_with_endpoints(&world, vec![("CloudWatch", stalling_server()), ("RDS", rds)]).await;
+    let mut target = world.target();
+    target.endpoint = None;
+    let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
+    let started = std::time::Instant::now();
+    let s = b.sample().await.expect("sample");
+    assert!(started.elapsed() < Duration::from_millis(1500), "the first sample took {:?}", started.elapsed());
+    assert_eq!((s.healthy_targets, s.unhealthy_targets, s.running_tasks), (Some(4), Some(0), Some(4)), "{s:?}");
+    for field in ["cpu_percent", "lb_rps", "lb_5xx_rate", "lb_response_ms", "db_writer"] {
+        assert!(s.stale.iter().any(|f| f == field), "{field} is not marked stale: {s:?}");
+    }
+    assert!(!s.stale.iter().any(|f| f.contains("targets") || f.contains("tasks")), "{:?}", s.stale);
+    assert_eq!((s.cpu_percent, s.db_writer.as_deref()), (None, None));
+
+    // Every later sample answers at once, with the target health and task counts fresh, while
+    // CloudWatch still has not answered.
+    let mut events = s.events.clone();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let asked = std::time::Instant::now();
+        let s = b.sample().await.expect("sample");
+        assert!(asked.elapsed() < Duration::from_millis(200), "a sample took {:?}", asked.elapsed());
+        assert_eq!((s.healthy_targets, s.running_tasks), (Some(4), Some(4)), "{s:?}");
+        assert!(s.stale.iter().any(|f| f == "db_writer") && s.stale.iter().any(|f| f == "cpu_percent"));
+        events.extend(s.events);
+    }
+    // Each failing source says so once, on one line: the service, the operation, the error.
+    let writer: Vec<&String> = events.iter().filter(|e| e.contains("Aurora cluster")).collect();
+    assert_eq!(writer.len(), 1, "{events:?}");
+    assert_eq!(
+        writer[0].as_str(),
+        "sampling Aurora cluster prod-db failed, its values are stale after 5s: \
+         rds DescribeDBClusters: HTTP 500 Internal Server Error: 500 Internal Server Error"
+    );
+    for e in &events {
+        assert!(!e.contains('\n') && !e.contains("<html") && e.len() < 300, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_500_html_answer_is_one_line_with_the_call_and_status() {
+    let (url, count) = scripted_server(vec![(500, HTML_500)]);
+    let b = scripted_backend(&url).await;
+    let e = b.caller_account().await.expect_err("every answer is a 500");
+    assert_eq!(e.to_string(), "sts GetCallerIdentity: HTTP 500 Internal Server Error: 500 Internal Server Error");
+    assert!(count.load(std::sync::atomic::Ordering::SeqCst) >= 2, "a 500 is retried");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_is_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b = scripted_backend(&format!("http://127.0.0.1:{port}")).await;
+    let e = b.caller_account().await.expect_err("nothing listens").to_string();
+    assert!(e.starts_with("sts GetCallerIdentity: cannot reach the AWS endpoint (dispatch failure"), "{e}");
+    assert!(e.contains("Connection refused") && !e.contains('\n') && !e.contains("DispatchFailure {"), "{e}");
+    assert!(e.len() < 400, "{} characters: {e}", e.len());
+}
+
+/// A backend whose every call goes to the local server at `url`, with a target naming nothing
+/// but a service. Short backoff so that the test is quick; siege keeps it and only raises the
+/// attempts.
+async fn scripted_backend(url: &str) -> AwsBackend {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(moto::REGION))
-        .endpoint_url(&url)
+        .endpoint_url(url)
         .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
-        // Short backoff so that the test is quick; siege keeps it and only raises the attempts.
         .retry_config(aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
         .load()
         .await;
@@ -847,9 +1130,7 @@ async fn calls_ride_out_a_burst_of_throttling() {
         max_select: 0.5,
         allow_full_outage: false,
     };
-    let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
-    assert_eq!(b.caller_account().await.expect("the fourth attempt answers"), moto::ACCOUNT);
-    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+    AwsBackend::with_config(&target, RUN, &config).await.expect("connect")
 }
 
 /// `scenarios/aws/NAME.yaml` as shipped, pointed at `world`, written into `dir`. Three lines
@@ -987,7 +1268,21 @@ async fn heavy_aws_shipped_task_kill_runs_against_moto_and_passes() {
     assert!(first < windows.len() / 2, "the first sample came only in window {first}");
     for w in &windows[first..] {
         assert!(w["healthy_targets"].is_number() && w["running_tasks"].is_number(), "{w}");
+        assert!(w.get("stale").is_none(), "every sampler answers moto in time: {w}");
     }
+    // What the samplers saw change is on the timeline, after the kill, as on the lab.
+    let injected = report["faults"][0]["injected_s"].as_f64().expect("injected_s");
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let seen = |prefix: &str| {
+        timeline.iter().find(|e| e["kind"] == "event" && e["text"].as_str().is_some_and(|t| t.starts_with(prefix)))
+    };
+    let gap = seen("ECS service api: running tasks 4 -> 2 (desired 4").expect("the gap is not on the timeline");
+    assert!(gap["t_s"].as_f64().is_some_and(|t| t >= injected), "{gap} before the kill at {injected}");
+    assert!(seen("target group api: healthy targets 4 -> ").is_some(), "{timeline:#?}");
+    let back = timeline
+        .iter()
+        .filter(|e| e["text"].as_str().is_some_and(|t| t.contains("running tasks") && t.contains("-> 4 ")));
+    assert!(back.count() >= 1, "the replacements are not on the timeline: {timeline:#?}");
 
     // The harness scheduler replaced the stopped tasks.
     assert_eq!(world.running_service_tasks().await.len(), moto::TASKS, "the service is back at its desired count");
@@ -1231,8 +1526,8 @@ async fn two_backends_claiming_one_service_at_once_get_one_lease() {
     let world = World::start().await;
     for round in 0..3 {
         let (ida, idb) = (format!("run-a{round}"), format!("run-b{round}"));
-        let mut a = AwsBackend::with_config(&world.target(), &ida, &world.config).await.unwrap();
-        let mut b = AwsBackend::with_config(&world.target(), &idb, &world.config).await.unwrap();
+        let a = AwsBackend::with_config(&world.target(), &ida, &world.config).await.unwrap();
+        let b = AwsBackend::with_config(&world.target(), &idb, &world.config).await.unwrap();
         let (ra, rb) = tokio::join!(a.acquire_lease(), b.acquire_lease());
         let (winner, loser, lost) = match (ra, rb) {
             (Ok(()), Err(e)) => (a, b, e),
@@ -1253,14 +1548,14 @@ async fn two_backends_claiming_one_service_at_once_get_one_lease() {
         assert_eq!(seen.as_deref(), Some(holder.as_str()), "the refusal names the holder: {lost}");
         assert_eq!(lease_tags(&world).await.len(), 1, "the loser's tag is gone");
         // Renewals by the holder only: the loser asking again is still refused.
-        let mut again = loser;
+        let again = loser;
         assert!(again.acquire_lease().await.is_err());
         winner.shutdown().await.unwrap();
         again.shutdown().await.unwrap();
         assert!(lease_tags(&world).await.is_empty(), "round {round}: the holder's shutdown removes its tag");
     }
     // A lease a killed run left is released by the run id alone (`siege recover`).
-    let mut killed = AwsBackend::with_config(&world.target(), "run-killed", &world.config).await.unwrap();
+    let killed = AwsBackend::with_config(&world.target(), "run-killed", &world.config).await.unwrap();
     killed.acquire_lease().await.unwrap();
     // Dropped without a shutdown, as a killed process: the renewals stop, the tag stays.
     drop(killed);

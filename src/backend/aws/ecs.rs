@@ -11,7 +11,7 @@ use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, Desir
 
 use super::error::aws_error;
 use super::{AwsBackend, undo_str};
-use crate::backend::{BackendError, Injected, Resolved, Sample};
+use crate::backend::{BackendError, Injected, Resolved};
 use crate::scenario::{Fault, Selection};
 use crate::util::Rng;
 
@@ -250,20 +250,27 @@ impl AwsBackend {
         }
     }
 
-    /// Desired count and events from the service; running and pending counts from its tasks
+    /// Desired count and new events from the service; running and pending counts from its tasks
     /// (which stay exact while ECS's own counters lag).
-    pub(super) async fn sample_service(&self, sample: &mut Sample) -> Result<(), BackendError> {
+    pub(super) async fn service_counts(&self) -> Result<(ServiceCounts, Vec<String>), BackendError> {
         let service = self.describe_service().await?;
-        sample.desired_tasks = Some(service.desired_count().max(0) as u32);
         let tasks = self.service_tasks().await?;
-        let running = tasks.iter().filter(|t| t.last_status() == Some("RUNNING")).count();
-        let pending =
-            tasks.iter().filter(|t| matches!(t.last_status(), Some("PROVISIONING" | "PENDING" | "ACTIVATING"))).count();
-        sample.running_tasks = Some(running as u32);
-        sample.pending_tasks = Some(pending as u32);
-        sample.events = self.new_events(service.events());
-        Ok(())
+        let count = |f: fn(Option<&str>) -> bool| tasks.iter().filter(|t| f(t.last_status())).count() as u32;
+        let counts = ServiceCounts {
+            desired: service.desired_count().max(0) as u32,
+            running: count(|s| s == Some("RUNNING")),
+            pending: count(|s| matches!(s, Some("PROVISIONING" | "PENDING" | "ACTIVATING"))),
+        };
+        Ok((counts, self.new_events(service.events())))
     }
+}
+
+/// Task counts of the service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ServiceCounts {
+    pub desired: u32,
+    pub running: u32,
+    pub pending: u32,
 }
 
 fn primary_deployment(service: &aws_sdk_ecs::types::Service) -> Option<&aws_sdk_ecs::types::Deployment> {

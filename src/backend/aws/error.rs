@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use aws_sdk_ecs::config::http::HttpResponse;
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::backend::BackendError;
 
@@ -40,30 +40,36 @@ const NOT_FOUND: &[&str] = &[
     "LoadBalancerNotFound",
 ];
 
+/// Longest message kept from an error answer: AWS messages are a sentence; anything longer is a
+/// page someone's proxy sent.
+const MAX_MESSAGE: usize = 240;
+
 /// Maps an SDK error of the call `action` (the IAM action name, e.g. `ecs:StopTask`) to a
-/// [`BackendError`].
+/// [`BackendError`] with a one-line message: the service, the operation, the error code and the
+/// message (never the SDK's debug dump of the request, the headers or an HTML body).
 pub(crate) fn aws_error<E>(action: &str, err: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+    let call = call_name(action);
     match &err {
         // Identity resolution fails before anything is sent and surfaces as a dispatch failure.
-        SdkError::DispatchFailure(_) if DisplayErrorContext(&err).to_string().contains("credential") => {
+        SdkError::DispatchFailure(_) if causes(&err).contains("credential") => {
             return BackendError::Api(format!(
-                "{action}: no usable AWS credentials (siege uses the standard chain: environment, profile, SSO, instance role): {}",
-                DisplayErrorContext(&err)
+                "{call}: no usable AWS credentials (siege uses the standard chain: environment, profile, SSO, instance role): {}",
+                causes(&err)
             ));
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             return BackendError::Api(format!(
-                "{action}: cannot reach the AWS endpoint ({}); check the network, `endpoint:` or AWS_ENDPOINT_URL",
-                DisplayErrorContext(&err)
+                "{call}: cannot reach the AWS endpoint ({}); check the network, `endpoint:` or AWS_ENDPOINT_URL",
+                causes(&err)
             ));
         }
         SdkError::ConstructionFailure(_) => {
             return BackendError::Api(format!(
-                "{action}: the request could not be built ({}); are credentials and a region configured?",
-                DisplayErrorContext(&err)
+                "{call}: the request could not be built ({}); are credentials and a region configured?",
+                causes(&err)
             ));
         }
         _ => {}
@@ -76,15 +82,104 @@ where
         // An error body the SDK could not parse (a proxy, or an emulator answering in another
         // protocol): the status and any XML `<Code>`/`<Message>` still say what happened.
         let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+        let status = raw.status().as_u16();
         if let Some(c) = xml_value(&body, "Code") {
             code = c;
             message = xml_value(&body, "Message").or(message);
-        } else if raw.status().as_u16() == 403 {
+        } else if status == 403 {
             code = "AccessDenied".into();
+            message = message.or_else(|| Some(http_reason(status, &body)));
+        } else {
+            message = Some(http_reason(status, &body));
         }
     }
-    let message = message.unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let message = message.map(|m| one_line(&m)).unwrap_or_else(|| causes(&err));
     classify(action, &code, &message)
+}
+
+/// `service Operation` of an IAM action name: `cloudwatch:GetMetricData` → `cloudwatch GetMetricData`.
+fn call_name(action: &str) -> String {
+    action.replacen(':', " ", 1)
+}
+
+/// The chain of causes of an error, each once, on one line: `dispatch failure: io error: tcp
+/// connect error: Connection refused (os error 111)`. The SDK's `Display` of its wrappers is
+/// short; their `Debug` (which `DisplayErrorContext` appends) is a dump of the whole response.
+fn causes(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = one_line(&e.to_string());
+        // Wrappers often repeat their source's text: keep the new part only.
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    one_line(&parts.join(": "))
+}
+
+/// `HTTP 500 Internal Server Error: <reason>` for an answer that is not an AWS error: the HTML
+/// page's title (or first text), a JSON `message`, or the start of a plain body.
+fn http_reason(status: u16, body: &str) -> String {
+    let canonical = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
+    let head = match canonical {
+        Some(r) => format!("HTTP {status} {r}"),
+        None => format!("HTTP {status}"),
+    };
+    let reason = if body.trim_start().starts_with('<') {
+        html_text(body)
+    } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        ["message", "Message", "error", "__type"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    } else {
+        body.to_string()
+    };
+    let reason = one_line(&reason);
+    if reason.is_empty() || canonical.is_some_and(|c| c.eq_ignore_ascii_case(&reason)) {
+        head
+    } else {
+        format!("{head}: {reason}")
+    }
+}
+
+/// The readable text of an HTML page: its `<title>`, else its text without tags, scripts or styles.
+fn html_text(html: &str) -> String {
+    let lower = html.to_ascii_lowercase();
+    if let Some(start) = lower.find("<title>").map(|i| i + "<title>".len())
+        && let Some(len) = lower[start..].find("</title>")
+        && !html[start..start + len].trim().is_empty()
+    {
+        return html[start..start + len].to_string();
+    }
+    let mut text = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        text.push(' ');
+        let tag = rest[open..].to_ascii_lowercase();
+        // Skip what a script or a style contains, not only its tags.
+        let skip_to = ["script", "style"]
+            .iter()
+            .find(|t| tag.starts_with(&format!("<{t}")))
+            .and_then(|t| tag.find(&format!("</{t}>")).map(|i| i + t.len() + 3));
+        let end = skip_to.or_else(|| rest[open..].find('>').map(|i| i + 1)).unwrap_or(rest.len() - open);
+        rest = &rest[open + end..];
+    }
+    text.push_str(rest);
+    text
+}
+
+/// `text` on one line, whitespace collapsed, at most [`MAX_MESSAGE`] characters.
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= MAX_MESSAGE {
+        return line;
+    }
+    let cut: String = line.chars().take(MAX_MESSAGE).collect();
+    format!("{}…", cut.trim_end())
 }
 
 /// The text of the first `<tag>…</tag>` in `xml`.
@@ -114,13 +209,13 @@ pub(crate) fn classify(action: &str, code: &str, message: &str) -> BackendError 
             )),
         }
     } else if BAD_CREDENTIALS.contains(&code) {
-        BackendError::Api(format!("{action}: the AWS credentials were rejected ({code}: {message})"))
+        BackendError::Api(format!("{}: the AWS credentials were rejected ({code}: {message})", call_name(action)))
     } else if NOT_FOUND.contains(&code) {
-        BackendError::NotFound(format!("{action}: {message}"))
+        BackendError::NotFound(format!("{}: {message}", call_name(action)))
     } else if code.is_empty() {
-        BackendError::Api(format!("{action} failed: {message}"))
+        BackendError::Api(format!("{}: {message}", call_name(action)))
     } else {
-        BackendError::Api(format!("{action} failed: {code}: {message}"))
+        BackendError::Api(format!("{}: {code}: {message}", call_name(action)))
     }
 }
 
@@ -167,6 +262,31 @@ mod tests {
     }
 
     #[test]
+    fn a_non_aws_answer_is_its_status_and_a_short_reason() {
+        let html = "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title>\n<style>p {}</style></head>\n\
+            <body><h1>Internal Server Error</h1><p>The server encountered an internal error.</p></body></html>";
+        assert_eq!(http_reason(500, html), "HTTP 500 Internal Server Error: 500 Internal Server Error");
+        let untitled = "<html><head><script>var x = 1;</script></head><body><h1>Bad\n  gateway</h1></body></html>";
+        assert_eq!(http_reason(502, untitled), "HTTP 502 Bad Gateway");
+        assert_eq!(
+            http_reason(503, "<html><body><p>Try again  later</p></body></html>"),
+            "HTTP 503 Service Unavailable: Try again later"
+        );
+        assert_eq!(http_reason(500, r#"{"message":"boom"}"#), "HTTP 500 Internal Server Error: boom");
+        assert_eq!(http_reason(500, ""), "HTTP 500 Internal Server Error");
+        let long = "x".repeat(5000);
+        assert!(http_reason(500, &long).chars().count() < MAX_MESSAGE + 40);
+    }
+
+    #[test]
+    fn messages_are_one_short_line() {
+        assert_eq!(one_line("a\n  b\tc "), "a b c");
+        assert_eq!(one_line(&"y".repeat(1000)).chars().count(), MAX_MESSAGE + 1);
+        let e = classify("cloudwatch:GetMetricData", "InternalFailure", "boom");
+        assert_eq!(e.to_string(), "cloudwatch GetMetricData: InternalFailure: boom");
+    }
+
+    #[test]
     fn missing_resources_are_not_found() {
         let e = classify("rds:DescribeDBClusters", "DBClusterNotFoundFault", "DBCluster prod-db not found");
         assert!(matches!(e, BackendError::NotFound(_)));
@@ -176,6 +296,6 @@ mod tests {
     #[test]
     fn other_errors_keep_code_and_message() {
         let e = classify("fis:StartExperiment", "ValidationException", "bad role");
-        assert_eq!(e.to_string(), "fis:StartExperiment failed: ValidationException: bad role");
+        assert_eq!(e.to_string(), "fis StartExperiment: ValidationException: bad role");
     }
 }

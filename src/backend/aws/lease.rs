@@ -187,7 +187,7 @@ impl AwsBackend {
 
     /// Takes the service's lease for this run and keeps renewing it; refuses (exit 4) when
     /// another run holds it. Checks the account first: the tag is the run's first change.
-    pub async fn acquire_lease(&mut self) -> Result<(), BackendError> {
+    pub async fn acquire_lease(&self) -> Result<(), BackendError> {
         self.ensure_account().await?;
         let ttl = lease::ttl()?;
         let tags = self.tags().await?;
@@ -197,10 +197,11 @@ impl AwsBackend {
             match tags.claim(&run_id, ttl, false).await? {
                 Claim::Held(taken) => {
                     let (tags, run) = (tags.clone(), run_id.clone());
-                    self.lease = Some(Keeper::start(&taken, ttl, move || {
-                        let (tags, run) = (tags.clone(), run.clone());
-                        async move { renewal(tags.claim(&run, ttl, true).await) }
-                    }));
+                    *self.lease.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Keeper::start(&taken, ttl, move || {
+                            let (tags, run) = (tags.clone(), run.clone());
+                            async move { renewal(tags.claim(&run, ttl, true).await) }
+                        }));
                     return Ok(());
                 }
                 Claim::Busy(holder) => return Err(holder.busy(&self.lease_target())),
@@ -212,6 +213,16 @@ impl AwsBackend {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Refuses to inject once this run's lease is lost.
+    pub(super) fn lease_check(&self) -> Result<(), BackendError> {
+        self.lease.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(Ok(()), Keeper::check)
+    }
+
+    /// Once, after this run's lease was lost: a line for the run's events.
+    pub(super) fn lease_lost_note(&self) -> Option<String> {
+        self.lease.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(Keeper::lost_note)
     }
 
     /// The run holding the service's lease, if any; changes nothing.
@@ -232,8 +243,8 @@ impl AwsBackend {
     }
 
     /// Stops renewing and removes this run's lease (at the end of the run).
-    pub(super) async fn end_lease(&mut self) -> Result<(), BackendError> {
-        let Some(k) = self.lease.take() else { return Ok(()) };
+    pub(super) async fn end_lease(&self) -> Result<(), BackendError> {
+        let Some(k) = self.lease.lock().unwrap_or_else(|e| e.into_inner()).take() else { return Ok(()) };
         drop(k);
         let run_id = self.run_id.clone();
         self.release_lease(&run_id).await.map(|_| ())

@@ -21,10 +21,11 @@ mod error;
 mod fis;
 mod lease;
 mod rds;
+mod sampler;
 mod secrets;
 mod watch;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -35,7 +36,7 @@ use super::{BackendError, Injected, Resolved, Sample};
 use crate::scenario::{AwsTarget, Fault, FaultKind, Scenario, Selection, StopCondition};
 use crate::util::Rng;
 
-pub use watch::CloudMetrics;
+pub use watch::{CloudMetrics, MetricFailure};
 
 use error::aws_error;
 
@@ -76,19 +77,14 @@ pub struct Locator {
 }
 
 /// A connection to one ECS service (and its balancer, database and secret) in one account.
-/// Boxed, so that the `Backend` enum stays small.
-pub struct AwsBackend(Box<State>);
+/// Shared (and so small in the `Backend` enum) with the sampler tasks, which hold it weakly and
+/// end when it is dropped.
+pub struct AwsBackend(Arc<State>);
 
 impl std::ops::Deref for AwsBackend {
     type Target = State;
     fn deref(&self) -> &State {
         &self.0
-    }
-}
-
-impl std::ops::DerefMut for AwsBackend {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
     }
 }
 
@@ -110,10 +106,11 @@ pub struct State {
     /// FIS experiments this process started, watched by [`AwsBackend::sample`]: (fault, id,
     /// last status reported).
     experiments: Mutex<Vec<fis::Watched>>,
-    /// CloudWatch metrics are minute-grained and priced per request: fetched at most once a minute.
-    metrics_cache: Mutex<Option<(std::time::Instant, CloudMetrics)>>,
+    /// The latest value of every source [`AwsBackend::sample`] reports, kept by one task per
+    /// source, each on its own cadence and deadline (started by the first sample).
+    samplers: sampler::Samplers,
     /// The service's lease, while this run holds it.
-    lease: Option<crate::backend::lease::Keeper>,
+    lease: Mutex<Option<crate::backend::lease::Keeper>>,
 }
 
 /// Longest any single AWS call may take, retries included, so that a hung endpoint cannot stall
@@ -171,27 +168,28 @@ impl AwsBackend {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
         };
-        let mut backend = AwsBackend(Box::new(State {
+        let mut entry_url = target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
+        let mut lb_dimension = None;
+        if let Some(lb) = &target.load_balancer {
+            let (dns, dimension) = watch::describe_load_balancer(&clients.elb, lb).await?;
+            if target.url.is_none() {
+                entry_url = format!("http://{dns}");
+            }
+            lb_dimension = Some(dimension);
+        }
+        Ok(AwsBackend(Arc::new(State {
             target: target.clone(),
             run_id: run_id.to_string(),
             region,
             clients,
             caller_account: OnceCell::new(),
-            entry_url: target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
-            lb_dimension: None,
+            entry_url,
+            lb_dimension,
             last_event: Mutex::new(None),
             experiments: Mutex::new(Vec::new()),
-            metrics_cache: Mutex::new(None),
-            lease: None,
-        }));
-        if let Some(lb) = &target.load_balancer {
-            let (dns, dimension) = backend.describe_load_balancer(lb).await?;
-            if target.url.is_none() {
-                backend.entry_url = format!("http://{dns}");
-            }
-            backend.lb_dimension = Some(dimension);
-        }
-        Ok(backend)
+            samplers: sampler::Samplers::default(),
+            lease: Mutex::new(None),
+        })))
     }
 
     /// How to reach this target again from `siege recover`.
@@ -394,9 +392,7 @@ impl AwsBackend {
 
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         self.ensure_account().await?;
-        if let Some(k) = &self.lease {
-            k.check()?;
-        }
+        self.lease_check()?;
         match &fault.kind {
             FaultKind::TaskKill { .. } => self.stop_tasks(fault, injected, run_id).await,
             FaultKind::CpuStress { .. } | FaultKind::Latency { .. } => self.start_fis(fault, injected, run_id).await,
@@ -424,42 +420,33 @@ impl AwsBackend {
         }
     }
 
-    /// Service task counts and events, target health, the Aurora writer, task CPU, and changes of
-    /// state of the FIS experiments this run started.
+    /// Service task counts and events, target health, the Aurora writer, CloudWatch metrics, and
+    /// changes of state of the FIS experiments this run started: the latest value of each, at
+    /// once. Each source is read by its own task on its own cadence, each call under its own
+    /// deadline; a value older than its source's freshness bound is `None` and named in
+    /// [`Sample::stale`], and a slow or failing source never holds up the others. The first call
+    /// starts the tasks and waits (briefly) for their first answers.
     pub async fn sample(&self) -> Result<Sample, BackendError> {
-        let mut sample = Sample::default();
-        self.sample_service(&mut sample).await?;
-        if let Some(tg) = &self.target.target_group {
-            let (healthy, unhealthy) = self.target_health(tg).await?;
-            sample.healthy_targets = Some(healthy);
-            sample.unhealthy_targets = Some(unhealthy);
-        }
-        if let Some(cluster) = &self.target.db_cluster {
-            sample.db_writer = self.writer(cluster).await?;
-        }
-        sample.events.extend(self.watch_experiments().await);
-        let (metrics, note) = self.cached_metrics().await;
-        sample.cpu_percent = metrics.cpu_percent;
-        sample.lb_rps = metrics.request_count.map(|n| n / f64::from(watch::PERIOD_SECS));
-        sample.lb_5xx_rate = match (metrics.http_5xx, metrics.request_count) {
-            // ELB 503s are not in RequestCount (no target was chosen): at most 1.
-            (Some(bad), Some(all)) if all > 0.0 => Some((bad / all).min(1.0)),
-            _ => None,
-        };
-        sample.lb_response_ms = metrics.target_response_p95_ms;
-        sample.events.extend(note);
-        sample.events.extend(self.lease.as_ref().and_then(crate::backend::lease::Keeper::lost_note));
+        sampler::start(self).await;
+        let mut sample = self.samplers.sample(self);
+        sample.events.extend(self.lease_lost_note());
         Ok(sample)
     }
 
     /// Whether the named CloudWatch alarm is in state ALARM; a missing alarm is an error (a stop
     /// condition that can never trip is worse than none).
     pub async fn alarm_firing(&self, name: &str) -> Result<bool, BackendError> {
-        self.alarm_state(name).await
+        match tokio::time::timeout(sampler::ALARM_DEADLINE, self.alarm_state(name)).await {
+            Ok(state) => state,
+            Err(_) => Err(BackendError::Api(format!(
+                "cloudwatch DescribeAlarms: no answer within {}s for alarm {name}",
+                sampler::ALARM_DEADLINE.as_secs()
+            ))),
+        }
     }
 
     /// Removes this run's lease tag.
-    pub async fn shutdown(mut self) -> Result<(), BackendError> {
+    pub async fn shutdown(self) -> Result<(), BackendError> {
         self.end_lease().await
     }
 

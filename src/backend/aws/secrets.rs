@@ -29,7 +29,8 @@ impl AwsBackend {
             .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.secret`", fault.name)))
     }
 
-    /// The secret's ARN and its version ids with their staging labels.
+    /// The secret's ARN and its version ids with their staging labels; an error when a label is
+    /// on more than one version (see [`check_labels`]), so that no step acts on a guess.
     async fn secret_versions(&self, secret: &str) -> Result<(String, HashMap<String, Vec<String>>), BackendError> {
         let out = self
             .clients
@@ -40,7 +41,9 @@ impl AwsBackend {
             .await
             .map_err(|e| aws_error("secretsmanager:DescribeSecret", e))?;
         let arn = out.arn().unwrap_or(secret).to_string();
-        Ok((arn, out.version_ids_to_stages().cloned().unwrap_or_default()))
+        let versions = out.version_ids_to_stages().cloned().unwrap_or_default();
+        check_labels(secret, &versions)?;
+        Ok((arn, versions))
     }
 
     pub(super) async fn resolve_secret(&self, fault: &Fault) -> Result<Resolved, BackendError> {
@@ -179,6 +182,28 @@ fn version_with(versions: &HashMap<String, Vec<String>>, stage: &str) -> Option<
     versions.iter().find(|(_, stages)| stages.iter().any(|s| s == stage)).map(|(id, _)| id.clone())
 }
 
+/// Refuses a secret whose AWSCURRENT or AWSPREVIOUS label is on more than one version: which one
+/// the application reads, and which one a revert should go back to, is then anybody's guess
+/// (and would differ between `siege run` and `siege recover`).
+fn check_labels(secret: &str, versions: &HashMap<String, Vec<String>>) -> Result<(), BackendError> {
+    for stage in [CURRENT, PREVIOUS] {
+        let mut on: Vec<&str> = versions
+            .iter()
+            .filter(|(_, stages)| stages.iter().any(|s| s == stage))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if on.len() > 1 {
+            on.sort_unstable();
+            return Err(BackendError::Precondition(format!(
+                "secret {secret}: {} versions carry {stage} ({}); siege does not act on an ambiguous label state; leave {stage} on one version (UpdateSecretVersionStage) and try again",
+                on.len(),
+                on.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The drifted value: a JSON object keeps its shape with a new `password`; anything else is
 /// replaced whole.
 fn drifted_value(old: &str, fresh: &str) -> String {
@@ -239,5 +264,21 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_ne!(a, new_version_id());
         assert_eq!(random_text(32).len(), 32);
+    }
+
+    #[test]
+    fn a_label_on_two_versions_is_refused() {
+        let labels = |pairs: &[(&str, &[&str])]| -> HashMap<String, Vec<String>> {
+            pairs.iter().map(|(id, st)| (id.to_string(), st.iter().map(|s| s.to_string()).collect())).collect()
+        };
+        let fine = labels(&[("v1", &["AWSPREVIOUS"]), ("v2", &["AWSCURRENT", "custom"]), ("v3", &[])]);
+        assert!(check_labels("s", &fine).is_ok());
+        let two = labels(&[("v1", &["AWSCURRENT"]), ("v2", &["AWSCURRENT"]), ("v3", &["AWSPREVIOUS"])]);
+        let e = check_labels("s", &two).unwrap_err();
+        assert!(matches!(e, BackendError::Precondition(_)), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("2 versions carry AWSCURRENT (v1, v2)") && msg.contains("ambiguous"), "{msg}");
+        let prev = labels(&[("v1", &["AWSPREVIOUS"]), ("v2", &["AWSCURRENT", "AWSPREVIOUS"])]);
+        assert!(check_labels("s", &prev).unwrap_err().to_string().contains("AWSPREVIOUS"));
     }
 }

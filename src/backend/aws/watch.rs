@@ -1,7 +1,7 @@
 //! Observation: ALB target health (ELBv2), ALB and ECS metrics (CloudWatch `GetMetricData`),
 //! CloudWatch alarm state for `alarm:` stop conditions, and new ECS service events.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
@@ -13,8 +13,8 @@ use super::AwsBackend;
 use super::error::aws_error;
 use crate::backend::BackendError;
 
-/// CloudWatch metrics are published per minute: asking more often only costs money.
-const METRICS_EVERY: Duration = Duration::from_secs(60);
+/// Longest one metric's `GetMetricData` may take, retries included.
+const METRIC_DEADLINE: Duration = Duration::from_secs(10);
 /// Period and look-back of the metric queries.
 pub(super) const PERIOD_SECS: i32 = 60;
 const LOOK_BACK: Duration = Duration::from_secs(5 * 60);
@@ -32,6 +32,67 @@ pub struct CloudMetrics {
     pub target_response_p95_ms: Option<f64>,
     /// `AWS/ECS CPUUtilization` of the service, average percent of the tasks' reserved CPU.
     pub cpu_percent: Option<f64>,
+    /// The metrics that could not be read: their values above are `None`.
+    pub failed: Vec<MetricFailure>,
+}
+
+/// A metric `GetMetricData` could not read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricFailure {
+    /// `RequestCount`, `TargetResponseTime p95`, …
+    pub metric: &'static str,
+    /// The [`crate::backend::Sample`] fields it feeds.
+    pub fields: &'static [&'static str],
+    /// One line: `cloudwatch GetMetricData: InternalFailure: …`.
+    pub error: String,
+}
+
+/// Metrics read together (and sampled by one task): the balancer's request and 5xx counts (of
+/// the same minute), its response time, the service's CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MetricGroup {
+    AlbCounts,
+    AlbLatency,
+    Cpu,
+}
+
+impl MetricGroup {
+    pub(super) const ALL: [MetricGroup; 3] = [MetricGroup::AlbCounts, MetricGroup::AlbLatency, MetricGroup::Cpu];
+
+    /// What a read of the whole group is called in events.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            MetricGroup::AlbCounts => "ALB request counts",
+            MetricGroup::AlbLatency => "TargetResponseTime",
+            MetricGroup::Cpu => "CPUUtilization",
+        }
+    }
+
+    /// The metrics of the group, as named in [`MetricFailure::metric`].
+    pub(super) fn metrics(self) -> &'static [&'static str] {
+        match self {
+            MetricGroup::AlbCounts => &["RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count"],
+            MetricGroup::AlbLatency => &["TargetResponseTime p95"],
+            MetricGroup::Cpu => &["CPUUtilization"],
+        }
+    }
+
+    /// The [`crate::backend::Sample`] fields this group feeds.
+    pub(super) fn fields(self) -> &'static [&'static str] {
+        match self {
+            MetricGroup::AlbCounts => &["lb_rps", "lb_5xx_rate"],
+            MetricGroup::AlbLatency => &["lb_response_ms"],
+            MetricGroup::Cpu => &["cpu_percent"],
+        }
+    }
+}
+
+/// Datapoints of one metric, newest first: (start of the minute, value).
+type Series = Vec<(i64, f64)>;
+
+/// The value of the minute starting at `t`.
+fn value_at(series: &Series, t: i64) -> Option<f64> {
+    series.iter().find(|(at, _)| *at == t).map(|(_, v)| *v)
 }
 
 /// The newest ECS service event already reported: its time and id.
@@ -60,6 +121,29 @@ fn count_health<'a>(states: impl Iterator<Item = Option<&'a TargetHealthStateEnu
         }
     }
     (healthy, unhealthy)
+}
+
+/// DNS name and CloudWatch dimension (`app/NAME/ID`) of the balancer given by ARN, by
+/// `app/NAME/ID` or by name.
+pub(super) async fn describe_load_balancer(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    lb: &str,
+) -> Result<(String, String), BackendError> {
+    let req = elb.describe_load_balancers();
+    let req = if lb.starts_with("arn:") {
+        req.load_balancer_arns(lb)
+    } else {
+        let name = lb.strip_prefix("app/").and_then(|s| s.split('/').next()).unwrap_or(lb);
+        req.names(name)
+    };
+    let out = req.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
+    let found = out.load_balancers().first();
+    let dns = found.and_then(|l| l.dns_name());
+    let arn = found.and_then(|l| l.load_balancer_arn()).unwrap_or(lb);
+    match dns {
+        Some(dns) => Ok((dns.to_string(), lb_dimension(arn))),
+        None => Err(BackendError::NotFound(format!("load balancer {lb}"))),
+    }
 }
 
 /// `DescribeAlarms` for one alarm by name, metric or composite: without `AlarmTypes`, CloudWatch
@@ -110,26 +194,6 @@ impl AwsBackend {
             .ok_or_else(|| BackendError::NotFound(format!("target group {target_group}")))
     }
 
-    /// DNS name and CloudWatch dimension (`app/NAME/ID`) of the balancer given by ARN, by
-    /// `app/NAME/ID` or by name.
-    pub(super) async fn describe_load_balancer(&self, lb: &str) -> Result<(String, String), BackendError> {
-        let req = self.clients.elb.describe_load_balancers();
-        let req = if lb.starts_with("arn:") {
-            req.load_balancer_arns(lb)
-        } else {
-            let name = lb.strip_prefix("app/").and_then(|s| s.split('/').next()).unwrap_or(lb);
-            req.names(name)
-        };
-        let out = req.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
-        let found = out.load_balancers().first();
-        let dns = found.and_then(|l| l.dns_name());
-        let arn = found.and_then(|l| l.load_balancer_arn()).unwrap_or(lb);
-        match dns {
-            Some(dns) => Ok((dns.to_string(), lb_dimension(arn))),
-            None => Err(BackendError::NotFound(format!("load balancer {lb}"))),
-        }
-    }
-
     /// Whether the alarm is in state ALARM; an alarm that does not exist is an error.
     pub(super) async fn alarm_state(&self, name: &str) -> Result<bool, BackendError> {
         let out = alarm_query(&self.clients.cloudwatch, name)
@@ -150,82 +214,97 @@ impl AwsBackend {
         }
     }
 
-    /// [`AwsBackend::cloud_metrics`], asked at most once a minute. A failure is not fatal to
-    /// sampling (task counts and target health matter more): it comes back as a note, once per
-    /// attempt, and the metrics stay unknown until the next attempt.
-    pub(super) async fn cached_metrics(&self) -> (CloudMetrics, Option<String>) {
-        if let Ok(guard) = self.metrics_cache.lock()
-            && let Some((at, m)) = guard.as_ref()
-            && at.elapsed() < METRICS_EVERY
-        {
-            return (m.clone(), None);
-        }
-        let (m, note) = match self.cloud_metrics().await {
-            Ok(m) => (m, None),
-            Err(e) => (CloudMetrics::default(), Some(format!("CloudWatch metrics unavailable: {e}"))),
-        };
-        if let Ok(mut guard) = self.metrics_cache.lock() {
-            *guard = Some((Instant::now(), m.clone()));
-        }
-        (m, note)
+    /// The latest minute of ALB request count, 5xx, p95 target response time and service CPU:
+    /// [`AwsBackend::metric_groups`] of every group.
+    pub async fn cloud_metrics(&self) -> CloudMetrics {
+        self.metric_groups(&MetricGroup::ALL).await
     }
 
-    /// The latest minute of ALB request count, 5xx, p95 target response time and service CPU,
-    /// in one `GetMetricData` call.
-    pub async fn cloud_metrics(&self) -> Result<CloudMetrics, BackendError> {
-        let mut queries = Vec::new();
+    /// The metrics of `groups`: one `GetMetricData` request per metric, all at once and each
+    /// under [`METRIC_DEADLINE`], because one failing query fails its whole request (moto
+    /// answers 500 to a `p95` query once there is data, AWS refuses a malformed one): a metric
+    /// that cannot be read is `None` and listed in [`CloudMetrics::failed`]; the others are
+    /// still read. The balancer's metrics are not asked for without a balancer.
+    pub(super) async fn metric_groups(&self, groups: &[MetricGroup]) -> CloudMetrics {
         let lb = self.lb_dimension.as_deref();
-        if let Some(lb) = lb {
-            let alb = |id: &str, metric: &str, stat: &str| {
-                query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat)
-            };
-            queries.push(alb("requests", "RequestCount", "Sum"));
-            queries.push(alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum"));
-            queries.push(alb("target5xx", "HTTPCode_Target_5XX_Count", "Sum"));
-            queries.push(alb("p95", "TargetResponseTime", "p95"));
+        let alb = |group: MetricGroup, id: &'static str, metric: &str, stat: &str| {
+            lb.filter(|_| groups.contains(&group))
+                .map(|lb| query(id, "AWS/ApplicationELB", metric, &[("LoadBalancer", lb)], stat))
+        };
+        let cpu = groups.contains(&MetricGroup::Cpu).then(|| {
+            query(
+                "cpu",
+                "AWS/ECS",
+                "CPUUtilization",
+                &[("ClusterName", &self.target.cluster), ("ServiceName", &self.target.service)],
+                "Average",
+            )
+        });
+        let (requests, elb5xx, target5xx, p95, cpu) = tokio::join!(
+            self.metric_series(alb(MetricGroup::AlbCounts, "requests", "RequestCount", "Sum")),
+            self.metric_series(alb(MetricGroup::AlbCounts, "elb5xx", "HTTPCode_ELB_5XX_Count", "Sum")),
+            self.metric_series(alb(MetricGroup::AlbCounts, "target5xx", "HTTPCode_Target_5XX_Count", "Sum")),
+            self.metric_series(alb(MetricGroup::AlbLatency, "p95", "TargetResponseTime", "p95")),
+            self.metric_series(cpu),
+        );
+        let mut failed = Vec::new();
+        let mut ok = |series: Result<Series, BackendError>, metric: &'static str, fields: &'static [&'static str]| {
+            series.map_err(|e| failed.push(MetricFailure { metric, fields, error: e.to_string() })).ok()
+        };
+        let requests = ok(requests, "RequestCount", &["lb_rps", "lb_5xx_rate"]);
+        let elb5xx = ok(elb5xx, "HTTPCode_ELB_5XX_Count", &["lb_5xx_rate"]);
+        let target5xx = ok(target5xx, "HTTPCode_Target_5XX_Count", &["lb_5xx_rate"]);
+        let p95 = ok(p95, "TargetResponseTime p95", &["lb_response_ms"]);
+        let cpu = ok(cpu, "CPUUtilization", &["cpu_percent"]);
+        // Requests and 5xx of the same minute: the newest one with requests. ALB publishes no
+        // 5xx datapoint for a minute without any, so a missing one is 0 when that minute had
+        // requests.
+        let newest = requests.as_ref().and_then(|r| r.first().copied());
+        let request_count = newest.map(|(_, n)| n);
+        let http_5xx = match (newest, &elb5xx, &target5xx) {
+            (Some((t, _)), Some(e), Some(g)) => Some(value_at(e, t).unwrap_or(0.0) + value_at(g, t).unwrap_or(0.0)),
+            _ => None,
+        };
+        CloudMetrics {
+            request_count,
+            http_5xx,
+            target_response_p95_ms: p95.and_then(|s| s.first().map(|(_, v)| v * 1000.0)),
+            cpu_percent: cpu.and_then(|s| s.first().map(|(_, v)| *v)),
+            failed,
         }
-        queries.push(query(
-            "cpu",
-            "AWS/ECS",
-            "CPUUtilization",
-            &[("ClusterName", &self.target.cluster), ("ServiceName", &self.target.service)],
-            "Average",
-        ));
+    }
+
+    /// The datapoints of one query, newest first, as (minute start, value); empty when
+    /// CloudWatch has none or there is nothing to ask (`None`: no balancer).
+    async fn metric_series(&self, query: Option<MetricDataQuery>) -> Result<Series, BackendError> {
+        let Some(query) = query else { return Ok(Vec::new()) };
         // Whole minutes only: the minute in progress would read as a drop in traffic.
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let end = now - now.rem_euclid(i64::from(PERIOD_SECS));
         let start = end - LOOK_BACK.as_secs() as i64;
-        let out = self
+        let id = query.id().unwrap_or_default().to_string();
+        let call = self
             .clients
             .cloudwatch
             .get_metric_data()
-            .set_metric_data_queries(Some(queries))
+            .metric_data_queries(query)
             .start_time(DateTime::from_secs(start))
             .end_time(DateTime::from_secs(end))
             .scan_by(ScanBy::TimestampDescending)
-            .send()
-            .await
-            .map_err(|e| aws_error("cloudwatch:GetMetricData", e))?;
-        let series = |id: &str| out.metric_data_results().iter().find(|r| r.id() == Some(id));
-        let latest = |id: &str| series(id).and_then(|r| r.values().first().copied());
-        // The value of `id` in the minute starting at `t`. ALB publishes no 5xx datapoint for a
-        // minute without any, so a missing one is 0 when that minute had requests.
-        let at = |id: &str, t: &DateTime| {
-            let r = series(id)?;
-            r.timestamps().iter().position(|x| x == t).and_then(|i| r.values().get(i).copied())
+            .send();
+        let out = match tokio::time::timeout(METRIC_DEADLINE, call).await {
+            Ok(out) => out.map_err(|e| aws_error("cloudwatch:GetMetricData", e))?,
+            Err(_) => {
+                return Err(BackendError::Api(format!(
+                    "cloudwatch GetMetricData: no answer within {}s",
+                    METRIC_DEADLINE.as_secs()
+                )));
+            }
         };
-        // Requests and 5xx of the same minute: the newest one with requests.
-        let newest = series("requests").and_then(|r| Some((r.timestamps().first()?, *r.values().first()?)));
-        let (request_count, http_5xx) = match newest {
-            Some((t, n)) => (Some(n), Some(at("elb5xx", t).unwrap_or(0.0) + at("target5xx", t).unwrap_or(0.0))),
-            None => (None, None),
+        let Some(r) = out.metric_data_results().iter().find(|r| r.id() == Some(id.as_str())) else {
+            return Ok(Vec::new());
         };
-        Ok(CloudMetrics {
-            request_count,
-            http_5xx,
-            target_response_p95_ms: latest("p95").map(|s| s * 1000.0),
-            cpu_percent: latest("cpu"),
-        })
+        Ok(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()).collect())
     }
 
     /// Service events newer than the last ones reported, oldest first.
