@@ -382,7 +382,7 @@ impl LabBackend {
     pub async fn shutdown(mut self) -> Result<(), BackendError> {
         if let Some(k) = self.lease.take() {
             let run_id = k.run_id.clone();
-            drop(k);
+            k.stop().await;
             if self.owned.is_none() {
                 self.release_lease(&run_id).await?;
             }

@@ -7,11 +7,12 @@
 //! it at the end. A lease left by a killed run expires, and `siege recover` releases it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 use super::BackendError;
 
@@ -19,6 +20,8 @@ use super::BackendError;
 pub const TTL_ENV: &str = "SIEGE_LEASE_TTL";
 /// Time to live of a lease unless [`TTL_ENV`] says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// The longest lease the lab grants, and so the longest [`TTL_ENV`] may ask for.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// The time to live of the leases this process takes: [`TTL_ENV`] (e.g. `5s`, at least 1s),
 /// else [`DEFAULT_TTL`].
@@ -26,8 +29,8 @@ pub fn ttl() -> Result<Duration, BackendError> {
     match std::env::var(TTL_ENV) {
         Err(_) => Ok(DEFAULT_TTL),
         Ok(s) => match crate::scenario::units::parse_duration(&s) {
-            Ok(d) if d >= Duration::from_secs(1) => Ok(d),
-            _ => Err(BackendError::Precondition(format!("{TTL_ENV}={s} is not a duration of at least 1s, e.g. 30s"))),
+            Ok(d) if d >= Duration::from_secs(1) && d <= MAX_TTL => Ok(d),
+            _ => Err(BackendError::Precondition(format!("{TTL_ENV}={s} is not a duration from 1s to 1h, e.g. 30s"))),
         },
     }
 }
@@ -99,15 +102,27 @@ pub fn renew(current: Option<&Lease>, run_id: &str, ttl: Duration, now: SystemTi
 /// What one renewal found: the renewed lease, or why it is not ours any more (see [`renew`]).
 pub type Renewal = Result<Result<Lease, Option<Lease>>, BackendError>;
 
-/// Renews a lease every `ttl / 3` in the background while it is alive (dropping it stops the
-/// renewals), and remembers when the lease was lost: taken by another run after it expired, or
-/// expired because renewals kept failing.
+/// Renews a lease every `ttl / 3` in the background while it is alive, and remembers when the
+/// lease was lost: taken by another run after it expired, or expired because renewals kept
+/// failing. [`Keeper::stop`] ends the renewals and waits for one in flight, so that a late
+/// renewal cannot write the lease back after the run released it.
 pub struct Keeper {
     pub run_id: String,
     lost: Arc<Mutex<Option<String>>>,
+    /// When the lease last confirmed runs out (Unix ms), by this machine's clock.
+    expires_ms: Arc<AtomicU64>,
+    /// How long before that this run stops counting on it.
+    margin_ms: u64,
     /// Whether [`Keeper::lost_note`] already reported the loss.
     reported: Mutex<bool>,
-    _stop: DropGuard,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Keeper {
@@ -119,22 +134,24 @@ impl Keeper {
     {
         let stop = CancellationToken::new();
         let lost = Arc::new(Mutex::new(None));
-        let (cancel, flag) = (stop.clone(), lost.clone());
-        let mut expires_ms = lease.expires_ms;
-        tokio::spawn(async move {
+        let expires = Arc::new(AtomicU64::new(lease.expires_ms));
+        let (cancel, flag, until) = (stop.clone(), lost.clone(), expires.clone());
+        let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(ttl / 3) => {}
                 }
+                // A renewal is never cut off half-way (its write would land unseen), but
+                // `stop` waits for it before the lease is released.
                 let why = match renew().await {
                     Ok(Ok(l)) => {
-                        expires_ms = l.expires_ms;
+                        until.store(l.expires_ms, Ordering::SeqCst);
                         continue;
                     }
                     Ok(Err(Some(other))) => format!("taken by {}", other.describe(SystemTime::now())),
                     Ok(Err(None)) => "released by someone else".to_string(),
-                    Err(_) if unix_ms(SystemTime::now()) < expires_ms => continue,
+                    Err(_) if unix_ms(SystemTime::now()) < until.load(Ordering::SeqCst) => continue,
                     Err(e) => format!("expired: it could not be renewed ({e})"),
                 };
                 if let Ok(mut l) = flag.lock() {
@@ -143,16 +160,39 @@ impl Keeper {
                 return;
             }
         });
-        Keeper { run_id: lease.run_id.clone(), lost, reported: Mutex::new(false), _stop: stop.drop_guard() }
+        Keeper {
+            run_id: lease.run_id.clone(),
+            lost,
+            expires_ms: expires,
+            margin_ms: (ttl / 6).as_millis() as u64,
+            reported: Mutex::new(false),
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Ends the renewals and waits for a renewal in flight to finish; call before releasing.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
     }
 
     fn lost(&self) -> Option<String> {
         self.lost.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Refuses to inject once the lease is lost: the target may be another run's now.
+    /// Refuses to inject once the lease is lost, or is about to run out by this machine's clock
+    /// without a renewal having confirmed it (the renewals may be failing or late): the target
+    /// may be another run's by then.
     pub fn check(&self) -> Result<(), BackendError> {
-        match self.lost() {
+        let why = self.lost().or_else(|| {
+            let until = self.expires_ms.load(Ordering::SeqCst);
+            (unix_ms(SystemTime::now()) + self.margin_ms >= until)
+                .then(|| "it runs out before a renewal confirmed it".to_string())
+        });
+        match why {
             Some(why) => Err(BackendError::Precondition(format!(
                 "the lease of run {} on the target was lost ({why}); no further fault is injected",
                 self.run_id

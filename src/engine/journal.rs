@@ -72,8 +72,20 @@ impl Journal {
     }
 
     fn append(&mut self, entry: &Entry) -> std::io::Result<()> {
-        if let Entry::Run { run_id, .. } = entry {
+        if let Entry::Run { run_id, .. } = entry
+            && self.file.is_none()
+        {
+            // The journal appears under its name with its run line in it, never empty: a
+            // `siege recover` looking at that moment must not take it for a finished run's.
             self.path = self.dir.join(format!("{run_id}.jsonl"));
+            let fresh = self.dir.join(format!("{run_id}.jsonl.new"));
+            std::fs::create_dir_all(&self.dir)?;
+            let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&fresh)?;
+            append_line(&mut f, entry, false)?;
+            std::fs::rename(&fresh, &self.path)?;
+            File::open(&self.dir)?.sync_all()?;
+            self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
+            return Ok(());
         }
         if self.file.is_none() {
             std::fs::create_dir_all(&self.dir)?;
@@ -502,11 +514,13 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
         }
     }
     if out.failed {
+        // Something the run injected may still be in place: the target is not free for another
+        // run yet. Its lease is left to expire; the next recover releases it.
         out.lines.push(kept(rec));
     } else {
         let _ = std::fs::remove_file(&rec.path);
+        out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
     }
-    out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
     let _ = backend.shutdown().await;
     out
 }

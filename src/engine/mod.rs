@@ -160,6 +160,8 @@ pub fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
                         println!("{l}");
                     }
                 }
+                // A run that ended between the listing and now removed its own journal.
+                Err(journal::JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 // Reverts nothing from it (see `journal::read`), keeps it, and says what to do.
                 Err(e) => {
                     failed = true;

@@ -191,24 +191,32 @@ impl RecordBuilder {
             }
             Some(CancelReason::Precondition(d)) => (Outcome::PreconditionFailed, d.clone()),
             Some(CancelReason::Error(e)) => (Outcome::Error, e.clone()),
+            // A load-only check with nothing to recover from: the steady state must hold at the end.
+            None if f.last_disruption_end.is_none() => {
+                let broken: Vec<String> = after.iter().filter(|o| !o.ok).map(describe_broken).collect();
+                if broken.is_empty() {
+                    (
+                        Outcome::Passed,
+                        format!("no disruption; the steady state held over the last {}", secs(hold as f64)),
+                    )
+                } else {
+                    (
+                        Outcome::Failed,
+                        format!(
+                            "no disruption, and the steady state did not hold over the last {}: {}",
+                            secs(hold as f64),
+                            broken.join(", ")
+                        ),
+                    )
+                }
+            }
             None => match mttr {
                 Some(m) if m <= within => (
                     Outcome::Passed,
                     format!("steady state restored {} after the last disruption (deadline {})", secs(m), secs(within)),
                 ),
                 _ => {
-                    let broken: Vec<String> = after
-                        .iter()
-                        .filter(|o| !o.ok)
-                        .map(|o| match o.value {
-                            Some(v) => format!(
-                                "{} was {}",
-                                observe::describe_check(&o.check),
-                                observe::format_value(o.check.metric, v)
-                            ),
-                            None => format!("{} was not observed", observe::describe_check(&o.check)),
-                        })
-                        .collect();
+                    let broken: Vec<String> = after.iter().filter(|o| !o.ok).map(describe_broken).collect();
                     let late = match mttr {
                         Some(m) => format!("steady state restored only after {} (deadline {})", secs(m), secs(within)),
                         None => format!("steady state not restored within {} of the last disruption", secs(within)),
@@ -362,6 +370,14 @@ fn secs(s: f64) -> String {
     crate::scenario::units::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
 }
 
+/// "error_rate < 1% was 3.2%", or "… was not observed".
+fn describe_broken(o: &observe::CheckOutcome) -> String {
+    match o.value {
+        Some(v) => format!("{} was {}", observe::describe_check(&o.check), observe::format_value(o.check.metric, v)),
+        None => format!("{} was not observed", observe::describe_check(&o.check)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +529,60 @@ mod tests {
         let line = worst_line(&aligned);
         assert!(line.contains("t+12s: 90% errors") && !line.contains("balancer"), "{line}");
         assert_eq!(aligned[13].sample.as_ref().and_then(|s| s.lb_second), Some(1013));
+    }
+
+    #[test]
+    fn a_load_only_run_without_a_disruption_is_judged_on_its_last_seconds() {
+        let sc = scenario();
+        let judge = |history: &[Second]| {
+            RecordBuilder::default().finish(Finish {
+                scenario: &sc,
+                scenario_file: "slow.yaml".into(),
+                runbook: None,
+                run_id: "slow-1".into(),
+                seed: 7,
+                started_at: "2026-11-22T03:04:05Z".into(),
+                finished_at: "2026-11-22T03:05:05Z".into(),
+                history,
+                cancel: None,
+                revert_failures: vec![],
+                first_disruption: None,
+                last_disruption_end: None,
+                load: LoadTotals::default(),
+                duration_s: f64::from(history.len() as u32),
+            })
+        };
+        let r = judge(&history(30, 0..0));
+        assert_eq!(r.verdict.outcome, Outcome::Passed, "{}", r.verdict.reason);
+        assert!(r.verdict.reason.starts_with("no disruption; the steady state held"), "{}", r.verdict.reason);
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(mttr_row(&md).contains("n/a: no fault was injected"), "{}", mttr_row(&md));
+        let r = judge(&history(30, 20..30));
+        assert_eq!(r.verdict.outcome, Outcome::Failed);
+        assert!(
+            r.verdict.reason.contains("did not hold over the last") && r.verdict.reason.contains("error_rate"),
+            "{}",
+            r.verdict.reason
+        );
+    }
+
+    #[test]
+    fn a_run_cut_short_before_its_deadline_was_not_late_to_recover() {
+        let sc = scenario();
+        let mut r = record(
+            &sc,
+            &injected(),
+            &history(15, 10..15),
+            Some(CancelReason::StopCondition("error_rate > 20% for 3s".into())),
+        );
+        // A revert then failed: the outcome is no longer `aborted`, and recovery was never judged.
+        r.verdict.outcome = Outcome::RevertFailed;
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(
+            mttr_row(&md).contains("n/a: the run ended at t+15s, before the deadline (revert failed)"),
+            "{}",
+            mttr_row(&md)
+        );
     }
 
     #[test]

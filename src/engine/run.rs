@@ -100,9 +100,9 @@ enum TaskDone {
 
 fn classify(e: &BackendError) -> CancelReason {
     match e {
-        BackendError::NotFound(_) | BackendError::Precondition(_) | BackendError::Unsupported { .. } => {
-            CancelReason::Precondition(e.to_string())
-        }
+        // The verdict already says "precondition failed": the reason is the bare message.
+        BackendError::Precondition(m) => CancelReason::Precondition(m.clone()),
+        BackendError::NotFound(_) | BackendError::Unsupported { .. } => CancelReason::Precondition(e.to_string()),
         BackendError::Api(_) => CancelReason::Error(e.to_string()),
     }
 }

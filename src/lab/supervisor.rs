@@ -401,7 +401,7 @@ impl Lab {
                 if path == "/v1/lease/release" {
                     return Ok(json!({ "released": self.release_lease(run_id) }));
                 }
-                let ttl = u("ttl_ms").filter(|t| (1..=3_600_000).contains(t));
+                let ttl = u("ttl_ms").filter(|t| (1..=crate::backend::lease::MAX_TTL.as_millis() as u64).contains(t));
                 let ttl = ttl.ok_or_else(|| bad("ttl_ms must be between 1 and 3600000".into()))?;
                 let renew = body.get("renew").and_then(|r| r.as_bool()).unwrap_or(false);
                 Ok(self.take_lease(run_id, Duration::from_millis(ttl), renew))

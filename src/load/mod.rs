@@ -452,7 +452,7 @@ pub fn cmd_load(args: LoadArgs) -> anyhow::Result<crate::exit::Exit> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", summary(&heading, &report));
+        print!("{}", summary(&heading, &report, args.insecure));
     }
     match verdict(&report, max_error_rate) {
         Some(why) => Err(Failure::new(Exit::Failed, why)),
@@ -509,7 +509,7 @@ fn ms(v: f64) -> String {
 }
 
 /// The human summary printed at the end.
-fn summary(heading: &str, r: &LoadReport) -> String {
+fn summary(heading: &str, r: &LoadReport, insecure: bool) -> String {
     let l = &r.latency_ms;
     let u = &r.uncorrected_latency_ms;
     let errors: Vec<String> =
@@ -546,7 +546,10 @@ fn summary(heading: &str, r: &LoadReport) -> String {
         s += &format!("  errors     {total} ({pct:.2}%): {}\n", errors.join(", "));
     }
     if let Some(e) = &r.tls_error {
-        s += &format!("  tls        {e} (--insecure accepts a self-signed certificate)\n");
+        // The hint only helps with a certificate that is not trusted, and only when not given.
+        let hint =
+            if !insecure && e.contains("certificate") { " (--insecure accepts a self-signed certificate)" } else { "" };
+        s += &format!("  tls        {e}{hint}\n");
     }
     s
 }

@@ -137,6 +137,17 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
         (None, _) if r.verdict.outcome == Outcome::Aborted => "n/a: aborted by a stop condition".into(),
         (None, _) if r.verdict.outcome == Outcome::Error => "n/a: the run ended with an error".into(),
         (None, _) if !disrupted => "n/a: no fault was injected".into(),
+        // Cut short (a stop condition whose revert then failed, a fault that could not be
+        // injected): recovery was never judged.
+        (None, Some(_))
+            if r.verdict.outcome != Outcome::Failed && t.recovery_deadline_at_s.is_some_and(|at| t.duration_s < at) =>
+        {
+            format!(
+                "n/a: the run ended at {}, before the deadline ({})",
+                offset(t.duration_s),
+                r.verdict.outcome.word().to_lowercase()
+            )
+        }
         (None, Some(end)) => format!(
             "not recovered by the deadline ({}, {within} after the last disruption ended at {})",
             offset(t.recovery_deadline_at_s.unwrap_or(end + t.recovery_deadline_s)),

@@ -138,8 +138,10 @@ impl Tags {
 
     /// Takes the lease for `run_id`, or with `renew` renews it (see the module docs).
     async fn claim(&self, run_id: &str, ttl: Duration, renew: bool) -> Result<Claim, BackendError> {
-        let now = SystemTime::now();
         let before = self.leases().await?;
+        // The clock is read after the tags: a slow read must not make an expired lease of ours
+        // look still in force.
+        let now = SystemTime::now();
         let mine = before.iter().find(|l| l.run_id == run_id);
         if renew && mine.is_none() {
             return Ok(Claim::Gone);
@@ -149,8 +151,15 @@ impl Tags {
             since_ms: mine.map_or(unix_ms(now), |l| l.since_ms),
             expires_ms: unix_ms(now) + ttl.as_millis() as u64,
         };
-        // Ours and still in force: every other claimer backs off on seeing it.
-        if mine.is_some_and(|l| !l.expired(now)) {
+        // Ours and still in force: every other claimer backs off on seeing it. Should another
+        // run's unexpired lease sit beside it all the same (ours ran out unseen while a renewal
+        // was late, and it took the service), the older of the two keeps the service.
+        if let Some(mine) = mine.filter(|l| !l.expired(now)) {
+            if let Some(other) = other_holder(&before, run_id, now)
+                && (other.since_ms, &other.run_id) < (mine.since_ms, &mine.run_id)
+            {
+                return Ok(Claim::Busy(other));
+            }
             self.write(&lease).await?;
             return Ok(Claim::Held(lease));
         }
@@ -206,7 +215,14 @@ impl AwsBackend {
                 }
                 Claim::Busy(holder) => return Err(holder.busy(&self.lease_target())),
                 Claim::Gone => return Err(BackendError::Api("the lease vanished while it was taken".into())),
-                Claim::Contended(holder) if attempt == ATTEMPTS => return Err(holder.busy(&self.lease_target())),
+                Claim::Contended(holder) if attempt == ATTEMPTS => {
+                    return Err(BackendError::Precondition(format!(
+                        "target busy: {} was claimed by run {} at the same moment, again and again; \
+                         nothing was changed. Try again in a few seconds",
+                        self.lease_target(),
+                        holder.run_id
+                    )));
+                }
                 Claim::Contended(_) => {
                     tokio::time::sleep(Duration::from_millis(100 + rng.below(400 * u64::from(attempt)))).await;
                 }
@@ -245,7 +261,7 @@ impl AwsBackend {
     /// Stops renewing and removes this run's lease (at the end of the run).
     pub(super) async fn end_lease(&self) -> Result<(), BackendError> {
         let Some(k) = self.lease.lock().unwrap_or_else(|e| e.into_inner()).take() else { return Ok(()) };
-        drop(k);
+        k.stop().await;
         let run_id = self.run_id.clone();
         self.release_lease(&run_id).await.map(|_| ())
     }
