@@ -269,7 +269,7 @@ mod tests {
     }
 
     /// A keeper renewing every 100 ms (a lease of 300 ms) whose renewal `n` (from 1) answers
-    /// `answer(n)`; returns it with the count of renewals.
+    /// `answer(n, the lease renewed now)`; returns it with the count of renewals.
     fn keeper(answer: fn(u32, Lease) -> Renewal) -> (Keeper, Arc<Mutex<u32>>) {
         let ttl = Duration::from_millis(300);
         let lease = grant(None, "a", ttl, SystemTime::now()).unwrap();
@@ -280,7 +280,7 @@ mod tests {
             async move {
                 let mut n = counter.lock().unwrap();
                 *n += 1;
-                answer(*n, lease)
+                answer(*n, grant(Some(&lease), "a", ttl, SystemTime::now()).unwrap())
             }
         });
         (k, calls)
@@ -321,9 +321,49 @@ mod tests {
         let (k, calls) = keeper(|_, _| Err(BackendError::Api("unreachable".into())));
         assert!(eventually(|| count(&calls) >= 1).await);
         assert!(eventually(|| k.check().is_err()).await);
-        assert!(start.elapsed() >= Duration::from_millis(300), "lost before it expired");
+        // The holder stops counting on it a sixth of its time to live before it runs out.
+        assert!(start.elapsed() >= Duration::from_millis(250), "given up long before it expired");
+        assert!(
+            eventually(|| k
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("expired: it could not be renewed (unreachable)"))
+            .await,
+            "{:?}",
+            k.check()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_renewal_that_never_answers_does_not_keep_the_lease_alive_for_its_holder() {
+        let ttl = Duration::from_millis(300);
+        let lease = grant(None, "a", ttl, SystemTime::now()).unwrap();
+        let k = Keeper::start(&lease, ttl, || std::future::pending::<Renewal>());
+        assert!(k.check().is_ok());
+        assert!(eventually(|| k.check().is_err()).await, "a hung renewal kept the lease alive");
         let err = k.check().unwrap_err().to_string();
-        assert!(err.contains("expired: it could not be renewed (unreachable)"), "{err}");
+        assert!(err.contains("runs out before a renewal confirmed it"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stop_waits_for_a_renewal_in_flight() {
+        let ttl = Duration::from_millis(300);
+        let lease = grant(None, "a", ttl, SystemTime::now()).unwrap();
+        let (started, finished) = (Arc::new(Mutex::new(false)), Arc::new(Mutex::new(false)));
+        let (s, f, granted) = (started.clone(), finished.clone(), lease.clone());
+        let k = Keeper::start(&lease, ttl, move || {
+            let (s, f, l) = (s.clone(), f.clone(), granted.clone());
+            async move {
+                *s.lock().unwrap() = true;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                *f.lock().unwrap() = true;
+                Ok(Ok(l))
+            }
+        });
+        assert!(eventually(|| *started.lock().unwrap()).await);
+        k.stop().await;
+        assert!(*finished.lock().unwrap(), "stop returned while a renewal could still write the lease back");
     }
 
     #[tokio::test]
