@@ -26,8 +26,8 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use super::lease::{self, Keeper, Lease, Renewal};
-use super::{BackendError, Injected, Resolved, Sample};
-use crate::lab::balancer::TargetHealth;
+use super::{BackendError, BalancerFigures, Injected, Resolved, Sample};
+use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
 use crate::lab::proc;
 use crate::lab::supervisor::{LabAddress, LabState};
@@ -349,6 +349,13 @@ impl LabBackend {
         self.client.post(path, body).await.map(|_| ()).map_err(api)
     }
 
+    /// The balancer's figures of every complete second after Unix second `since` (the lab keeps
+    /// the last 15 minutes), by second.
+    pub async fn balancer_seconds(&self, since: u64) -> Result<Vec<(u64, BalancerFigures)>, BackendError> {
+        let ms: Vec<MetricsSecond> = self.client.get(&format!("/v1/metrics?since={since}")).await.map_err(api)?;
+        Ok(ms.iter().map(|m| (m.timestamp, figures(m))).collect())
+    }
+
     pub async fn sample(&self) -> Result<Sample, BackendError> {
         let since = self.cursor.lock().map(|c| *c).unwrap_or(0);
         let st = self.client.state(since).await.map_err(api)?;
@@ -365,9 +372,9 @@ impl LabBackend {
             pending_tasks: Some(st.service.pending),
             db_writer: st.db.writer.clone(),
             cpu_percent: Some(st.service.avg_cpu_percent),
-            lb_rps: m.map(|m| m.request_count as f64),
-            lb_5xx_rate: m.and_then(|m| fraction(m.elb_5xx + m.target_5xx, m.request_count)),
-            lb_response_ms: m.and_then(|m| m.target_response_time).map(|s| s * 1000.0),
+            lb_rps: m.map(|m| figures(m).0).unwrap_or_default(),
+            lb_5xx_rate: m.map(|m| figures(m).1).unwrap_or_default(),
+            lb_response_ms: m.map(|m| figures(m).2).unwrap_or_default(),
             lb_second: m.map(|m| m.timestamp),
             events: st
                 .events
@@ -418,6 +425,15 @@ async fn take_lease(client: &ControlClient, run_id: &str, ttl: Duration, renew: 
 
 /// `part / whole`, at most 1 (an answer can be counted a second after its request), `None` when
 /// nothing was counted.
+/// A balancer second as a sample's `lb_rps`, `lb_5xx_rate` and `lb_response_ms`.
+fn figures(m: &MetricsSecond) -> BalancerFigures {
+    (
+        Some(m.request_count as f64),
+        fraction(m.elb_5xx + m.target_5xx, m.request_count),
+        m.target_response_time.map(|s| s * 1000.0),
+    )
+}
+
 fn fraction(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 / whole as f64).min(1.0))
 }

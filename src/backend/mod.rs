@@ -52,6 +52,9 @@ pub async fn release_left_lease(locator: &serde_json::Value, run_id: &str) -> Op
     line
 }
 
+/// The balancer's figures of one second: a sample's `lb_rps`, `lb_5xx_rate`, `lb_response_ms`.
+pub type BalancerFigures = (Option<f64>, Option<f64>, Option<f64>);
+
 /// The concrete targets a fault will hit, as printed by `siege plan` and recorded in the report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resolved {
@@ -257,6 +260,15 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.sample().await,
             Backend::Aws(b) => b.sample().await,
+        }
+    }
+
+    /// The balancer's figures of every second after Unix second `since` that it still keeps,
+    /// where it counts per second (the lab); empty where it does not (AWS: per minute).
+    pub async fn balancer_seconds(&self, since: u64) -> Vec<(u64, BalancerFigures)> {
+        match self {
+            Backend::Lab(b) => b.balancer_seconds(since).await.unwrap_or_default(),
+            Backend::Aws(_) => vec![],
         }
     }
 

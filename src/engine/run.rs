@@ -194,6 +194,9 @@ pub async fn run(
     let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&opts, r));
     if let Some(start) = ctx.load_started {
         let start = start.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        if let Some(b) = &backend {
+            fill_balancer(b, &mut ctx.balancer, &ctx.history, start).await;
+        }
         align_balancer(&mut ctx.history, &ctx.balancer, start);
     }
     let record_builder = std::mem::take(&mut em.record);
@@ -313,8 +316,32 @@ struct Ctx<'a> {
     balancer: BTreeMap<u64, BalancerSecond>,
 }
 
-/// The balancer's figures of one second: `lb_rps`, `lb_5xx_rate`, `lb_response_ms` of a sample.
-type BalancerSecond = (Option<f64>, Option<f64>, Option<f64>);
+type BalancerSecond = crate::backend::BalancerFigures;
+
+/// Adds the balancer seconds no sample brought (a sample carries only the latest one, and
+/// samples are a little over a second apart), from the balancer's own history. The balancer
+/// completes the second of the last window just after the load ends: waits for it briefly.
+async fn fill_balancer(
+    backend: &Backend,
+    balancer: &mut BTreeMap<u64, BalancerSecond>,
+    history: &[Second],
+    load_start: f64,
+) {
+    let Some(last) = history.last().map(|s| (load_start + f64::from(s.window.second)).round() as u64) else {
+        return;
+    };
+    for attempt in 0..8 {
+        let seconds = backend.balancer_seconds(load_start as u64 - 1).await;
+        if seconds.is_empty() {
+            return;
+        }
+        balancer.extend(seconds);
+        if balancer.contains_key(&last) || attempt == 7 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// Gives each second of `history` the balancer figures of that same second. A sample carries
 /// the balancer's last complete second when it was taken, which is one or two seconds before the
