@@ -120,6 +120,20 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(gap.expect("the sampler did not see the stopped tasks").desired_tasks, Some(4));
+    // The stopped tasks leave the target group; the target-health sampler (every second) sees it
+    // before the replacements come.
+    world.sync_targets().await;
+    let mut drained = false;
+    for _ in 0..50 {
+        let s = b.sample().await.expect("sample");
+        events.extend(s.events.clone());
+        if s.healthy_targets == Some(2) {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(drained, "the sampler did not see the stopped tasks leave the target group");
     world.start_scheduler(Duration::from_millis(500));
     let mut recovered = false;
     for _ in 0..300 {

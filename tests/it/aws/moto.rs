@@ -490,7 +490,9 @@ impl World {
             .unwrap_or_else(|e| panic!("{e}\nmoto's log:\n{}", self.moto.log_tail(20)))
     }
 
-    async fn sync_targets(&self) {
+    /// Registers the running service tasks with the target group and deregisters the others,
+    /// as the ALB's ECS integration would.
+    pub async fn sync_targets(&self) {
         sync_targets(&self.ecs, &self.elb, &self.target_group_arn)
             .await
             .unwrap_or_else(|e| panic!("{e}\nmoto's log:\n{}", self.moto.log_tail(20)));
