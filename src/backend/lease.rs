@@ -339,7 +339,7 @@ mod tests {
     async fn a_renewal_that_never_answers_does_not_keep_the_lease_alive_for_its_holder() {
         let ttl = Duration::from_millis(300);
         let lease = grant(None, "a", ttl, SystemTime::now()).unwrap();
-        let k = Keeper::start(&lease, ttl, || std::future::pending::<Renewal>());
+        let k = Keeper::start(&lease, ttl, std::future::pending::<Renewal>);
         assert!(k.check().is_ok());
         assert!(eventually(|| k.check().is_err()).await, "a hung renewal kept the lease alive");
         let err = k.check().unwrap_err().to_string();
