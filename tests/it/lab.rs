@@ -400,8 +400,10 @@ fn latency_is_visible_at_the_balancer() {
     lab.post("/v1/tasks/latency", json!({ "tasks": ids, "delay_ms": 300, "jitter_ms": 50 }));
     let d = time(&lab);
     assert!(d >= Duration::from_millis(250) && d < Duration::from_secs(2), "{d:?}");
-    // The balancer's own metric sees it too.
-    let rt = wait_for(Duration::from_secs(3), || {
+    // The balancer's own metric sees it too. It is the average of a second's responses: keep
+    // sending slow requests, so that some second holds none of the fast ones from before.
+    let rt = wait_for(Duration::from_secs(6), || {
+        assert_eq!(lab.get("/").0, 200);
         let (_, b) = http("GET", &format!("{}/v1/metrics", lab.control), Some(&lab.token), None)?;
         let m: Vec<Value> = serde_json::from_str(&b).ok()?;
         m.iter().filter_map(|s| s["TargetResponseTime"].as_f64()).find(|t| *t >= 0.25)
