@@ -1,5 +1,5 @@
 # Sourced by the benchmarks: installs nginx and wrk from Debian packages when they are missing
-# (needs root), builds the release binary, and starts nginx on a free loopback port serving a
+# (needs root), builds the release binary (unless $SIEGE names one), and starts nginx on a free loopback port serving a
 # 17-byte body. After `start_nginx [http|https]`: $URL, $WORK (removed on exit), $SIEGE, $NGINX.
 # For https a self-signed RSA 2048 certificate for 127.0.0.1 is made with openssl.
 
@@ -11,8 +11,10 @@ if [ -z "$NGINX" ] || ! command -v wrk >/dev/null; then
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 fi
 
-cargo build --release --quiet --bin siege
-SIEGE=$PWD/target/release/siege
+if [ -z "${SIEGE:-}" ]; then
+    cargo build --release --quiet --bin siege
+    SIEGE=$PWD/target/release/siege
+fi
 
 WORK=$(mktemp -d)
 NGINX_PID=
