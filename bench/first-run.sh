@@ -9,12 +9,13 @@
 #
 #   bench/first-run.sh              # 2 rounds
 #   ROUNDS=1 SKIP_RUN=1 KEEP=/tmp/siege-new bench/first-run.sh
+#   REPO=/path/to/other/checkout bench/first-run.sh   # measure another commit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-2}
 SKIP_RUN=${SKIP_RUN:-0}
-REPO=$PWD
+REPO=${REPO:-$PWD}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
