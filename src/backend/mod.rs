@@ -43,11 +43,7 @@ pub enum BackendError {
 /// `locator` names, and says so. `None` when there was none (or the target is gone with it).
 pub async fn release_left_lease(locator: &serde_json::Value, run_id: &str) -> Option<String> {
     let b = Backend::reconnect(locator).await.ok()??;
-    let line = match b.release_lease(run_id).await {
-        Ok(true) => Some(format!("run {run_id}: released its lease on the target")),
-        Ok(false) => None,
-        Err(e) => Some(format!("run {run_id}: could not release its lease on the target (it expires): {e}")),
-    };
+    let line = b.release_left_lease(run_id).await;
     let _ = b.shutdown().await;
     line
 }
@@ -161,6 +157,15 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.lease_holder().await,
             Backend::Aws(b) => b.lease_holder().await,
+        }
+    }
+
+    /// [`Backend::release_lease`] of a killed run's lease, as a line for `siege recover`.
+    pub async fn release_left_lease(&self, run_id: &str) -> Option<String> {
+        match self.release_lease(run_id).await {
+            Ok(true) => Some(format!("run {run_id}: released its lease on the target")),
+            Ok(false) => None,
+            Err(e) => Some(format!("run {run_id}: could not release its lease on the target (it expires): {e}")),
         }
     }
 

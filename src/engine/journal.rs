@@ -519,7 +519,7 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
         out.lines.push(kept(rec));
     } else {
         let _ = std::fs::remove_file(&rec.path);
-        out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
+        out.lines.extend(backend.release_left_lease(&rec.run_id).await);
     }
     let _ = backend.shutdown().await;
     out

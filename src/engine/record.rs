@@ -411,6 +411,17 @@ mod tests {
     }
 
     fn record(sc: &Scenario, events: &[Event], history: &[Second], cancel: Option<CancelReason>) -> RunRecord {
+        record_of(sc, events, history, cancel, Some((10.0, 20.0)))
+    }
+
+    /// The record of a run whose disruptions span `disrupted` (first start, last end).
+    fn record_of(
+        sc: &Scenario,
+        events: &[Event],
+        history: &[Second],
+        cancel: Option<CancelReason>,
+        disrupted: Option<(f64, f64)>,
+    ) -> RunRecord {
         let mut b = RecordBuilder::default();
         for e in events {
             b.on_event(e);
@@ -426,8 +437,8 @@ mod tests {
             history,
             cancel,
             revert_failures: vec![],
-            first_disruption: Some(10.0),
-            last_disruption_end: Some(20.0),
+            first_disruption: disrupted.map(|d| d.0),
+            last_disruption_end: disrupted.map(|d| d.1),
             load: LoadTotals::default(),
             duration_s: f64::from(history.len() as u32),
         })
@@ -534,24 +545,7 @@ mod tests {
     #[test]
     fn a_load_only_run_without_a_disruption_is_judged_on_its_last_seconds() {
         let sc = scenario();
-        let judge = |history: &[Second]| {
-            RecordBuilder::default().finish(Finish {
-                scenario: &sc,
-                scenario_file: "slow.yaml".into(),
-                runbook: None,
-                run_id: "slow-1".into(),
-                seed: 7,
-                started_at: "2026-11-22T03:04:05Z".into(),
-                finished_at: "2026-11-22T03:05:05Z".into(),
-                history,
-                cancel: None,
-                revert_failures: vec![],
-                first_disruption: None,
-                last_disruption_end: None,
-                load: LoadTotals::default(),
-                duration_s: f64::from(history.len() as u32),
-            })
-        };
+        let judge = |history: &[Second]| record_of(&sc, &[], history, None, None);
         let r = judge(&history(30, 0..0));
         assert_eq!(r.verdict.outcome, Outcome::Passed, "{}", r.verdict.reason);
         assert!(r.verdict.reason.starts_with("no disruption; the steady state held"), "{}", r.verdict.reason);
