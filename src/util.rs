@@ -24,6 +24,16 @@ impl Rng {
     /// Bits of a [`Rng::fresh_seed`]: a JSON number is exact up to 2^53.
     pub const FRESH_SEED_BITS: u32 = 53;
 
+    /// The generator of `label` (a fault's name) under `seed`: each label draws from its own,
+    /// so that what one draws does not depend on the order in which labels are drawn.
+    pub fn derive(seed: u64, label: &str) -> Self {
+        // FNV-1a: stable across builds and platforms, unlike the std hasher.
+        let h = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let mut r = Rng(seed ^ h);
+        r.next_u64();
+        r
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -183,7 +183,7 @@ impl LabBackend {
         let ttl = lease::ttl()?;
         let taken = match take_lease(&self.client, run_id, ttl, false).await? {
             Ok(l) => l,
-            Err(Some(holder)) => return Err(holder.busy(&self.target_name())),
+            Err(Some(holder)) => return Err(super::lease::busy(&holder, &self.target_name())),
             Err(None) => return Err(BackendError::Api(format!("{} granted no lease", self.target_name()))),
         };
         let (client, run) = (self.client.clone(), run_id.to_string());

@@ -139,7 +139,7 @@ pub async fn run(
     let mut ctx = Ctx {
         sc: &scenario,
         run_id: run_id.clone(),
-        rng: Rng::new(seed),
+        seed,
         history: vec![],
         cancel: None,
         revert_failures: vec![],
@@ -304,7 +304,9 @@ fn normalize(p: &Path) -> PathBuf {
 struct Ctx<'a> {
     sc: &'a Scenario,
     run_id: String,
-    rng: Rng,
+    /// Each fault draws its selections from its own generator ([`Rng::derive`]), so that the
+    /// plan and the run pick the same tasks whatever the order of the faults.
+    seed: u64,
     history: Vec<Second>,
     cancel: Option<CancelReason>,
     revert_failures: Vec<String>,
@@ -640,7 +642,7 @@ impl Ctx<'_> {
                         }
                         Action::Inject(i) => {
                             let f = sc.faults[*i].clone();
-                            let mut rng = Rng::new(self.rng.next_u64());
+                            let mut rng = Rng::derive(self.seed, &f.name);
                             let (b, run_id, fault) = (backend.clone(), self.run_id.clone(), *i);
                             tasks.spawn(async move {
                                 let (resolved, injected) = match b.resolve(&f, &mut rng).await {

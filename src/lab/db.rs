@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use super::events::Events;
 use super::proc;
 use super::task::PASSWORD_ENV;
-use crate::exit::Exit;
 
 /// `siege lab db-node` (internal).
 #[derive(Debug, clap::Args)]
@@ -81,7 +80,7 @@ async fn node_session(stream: TcpStream, name: Arc<str>, mut state: watch::Recei
 }
 
 /// Runs one database node until the end of stdin.
-pub fn run_node(args: DbNodeArgs) -> anyhow::Result<Exit> {
+pub fn run_node(args: DbNodeArgs) -> std::io::Result<()> {
     let password = std::env::var(PASSWORD_ENV).unwrap_or_default();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -104,9 +103,8 @@ pub fn run_node(args: DbNodeArgs) -> anyhow::Result<Exit> {
                 _ => {}
             });
         }
-        anyhow::Ok(())
-    })?;
-    Ok(Exit::Passed)
+        Ok(())
+    })
 }
 
 struct Node {

@@ -39,7 +39,7 @@ use super::events::{Event, Events};
 use super::secrets::{SecretStore, SecretView};
 use super::service::{AutoscalingConfig, Service, ServiceConfig, ServiceView};
 use super::web::{self, Resp};
-use crate::backend::lease::{self, Lease};
+use crate::lease::{self, Lease};
 
 /// Everything `siege lab up` is configured with.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub struct LabState {
     pub metrics: Option<MetricsSecond>,
     /// Every child process of the lab (tasks and DB nodes).
     pub child_pids: Vec<u32>,
-    /// The run holding the lab, unless the lab is free (see [`crate::backend::lease`]).
+    /// The run holding the lab, unless the lab is free (see [`crate::lease`]).
     #[serde(default)]
     pub lease: Option<Lease>,
 }
@@ -401,7 +401,7 @@ impl Lab {
                 if path == "/v1/lease/release" {
                     return Ok(json!({ "released": self.release_lease(run_id) }));
                 }
-                let ttl = u("ttl_ms").filter(|t| (1..=crate::backend::lease::MAX_TTL.as_millis() as u64).contains(t));
+                let ttl = u("ttl_ms").filter(|t| (1..=lease::MAX_TTL.as_millis() as u64).contains(t));
                 let ttl = ttl.ok_or_else(|| bad("ttl_ms must be between 1 and 3600000".into()))?;
                 let renew = body.get("renew").and_then(|r| r.as_bool()).unwrap_or(false);
                 Ok(self.take_lease(run_id, Duration::from_millis(ttl), renew))

@@ -3,7 +3,7 @@
 //! Renderers read only the [`RunRecord`]; `siege report DIR` re-renders from `report.json`.
 //!
 //! Every writer goes through one path: the record is redacted of registered secret values
-//! ([`secrets`]) first, and everything is rendered from the redacted record, so that a secret
+//! ([`crate::redact`]) first, and everything is rendered from the redacted record, so that a secret
 //! cannot reach an output however a renderer escapes or splits text.
 
 mod charts;
@@ -12,17 +12,13 @@ mod format;
 mod junit;
 mod markdown;
 pub mod record;
-pub mod secrets;
 mod svg;
 
+pub use crate::redact::redact;
 pub use format::Redactor;
 pub use record::*;
-pub use secrets::redact;
 
 use std::path::{Path, PathBuf};
-
-use crate::cli::Failure;
-use crate::exit::Exit;
 
 /// What can go wrong reading or writing a report.
 #[derive(Debug, thiserror::Error)]
@@ -159,13 +155,13 @@ fn prepared(record: &RunRecord) -> Result<RunRecord, serde_json::Error> {
     if !fixed.is_empty() {
         r.notes.push(format!("report: non-finite values were written as 0: {}", fixed.join(", ")));
     }
-    let secrets = secrets::registered();
+    let secrets = crate::redact::registered();
     if !secrets.is_empty() {
         // Through JSON, so that every string field is covered, including ones added later. The
         // numbers are finite now, so the round trip does not fail; if it ever did, nothing is
         // written rather than something unredacted.
         let mut v = serde_json::to_value(&r)?;
-        secrets::redact_json(&mut v, &secrets);
+        crate::redact::redact_json(&mut v, &secrets);
         r = serde_json::from_value(v)?;
     }
     Ok(r)
@@ -294,19 +290,13 @@ pub fn json_schema() -> serde_json::Value {
     schema.to_value()
 }
 
-/// `siege report DIR`: re-renders the markdown (and charts, JUnit) from `DIR/report.json`.
-pub fn cmd_report(dir: &Path) -> anyhow::Result<Exit> {
-    let record = load_record(dir).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+/// Re-renders the markdown (and charts, JUnit) of a stored run from `DIR/report.json` (or the
+/// `report.json` file given), beside it. Returns the record, the directory and the files written.
+pub fn rerender(dir: &Path) -> Result<(RunRecord, PathBuf, Vec<&'static str>), ReportError> {
+    let record = load_record(dir)?;
     let out = if dir.is_file() { dir.parent().unwrap_or(Path::new(".")) } else { dir };
     let written = render_all(&prepare_in(&record, out)?, out)?;
-    println!(
-        "{}: {} — re-rendered {} in {}",
-        record.scenario.name,
-        record.verdict.outcome.word().to_lowercase(),
-        written.join(", "),
-        out.display()
-    );
-    Ok(Exit::Passed)
+    Ok((record, out.to_path_buf(), written))
 }
 
 #[cfg(test)]
@@ -383,7 +373,7 @@ mod tests {
     #[test]
     fn registered_secrets_reach_no_output() {
         let secret = "pw-Zq8!rotated\"value";
-        secrets::register(secret);
+        crate::redact::register(secret);
         let mut r = tests_support::minimal_record();
         r.notes.push(format!("task t-2 printed: password authentication failed for {secret}"));
         r.timeline.push(TimelineEntry {

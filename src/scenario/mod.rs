@@ -208,34 +208,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
-/// `siege validate FILE...`: prints every diagnostic (stderr), and `FILE: ok` for each valid file
-/// (stdout); exits 3 on any error, 0 when all are valid.
-pub fn cmd_validate(files: &[std::path::PathBuf]) -> crate::exit::Exit {
-    use std::io::Write;
-    let mut ok = true;
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    for f in files {
-        match load_file(f) {
-            Ok(_) => {
-                let _ = writeln!(stdout.lock(), "{}: ok", f.display());
-            }
-            Err(diags) => {
-                ok = false;
-                let mut err = stderr.lock();
-                for d in diags {
-                    let _ = writeln!(err, "{d}");
-                }
-            }
-        }
-    }
-    if ok { crate::exit::Exit::Passed } else { crate::exit::Exit::Invalid }
-}
-
-/// `siege schema`: prints the JSON Schema of the scenario format.
-pub fn cmd_schema() -> crate::exit::Exit {
-    println!("{}", spec::schema_json());
-    crate::exit::Exit::Passed
+/// The JSON Schema of the scenario format (`siege schema`), as pretty-printed JSON.
+pub fn schema_json() -> String {
+    spec::schema_json()
 }
 
 #[cfg(test)]

@@ -1168,3 +1168,34 @@ fn a_lease_left_by_a_killed_run_expires_or_is_released_by_recover() {
     assert_eq!(lease_holder(&lab), None);
     lab.down();
 }
+
+#[test]
+fn plan_and_run_pick_the_same_tasks_whatever_the_order_of_the_faults() {
+    let lab = TestLab::up(&["--tasks", "6"]);
+    // Listed out of time order: the later fault first.
+    let path = lab.home.path().join("order.yaml");
+    let yaml = format!(
+        "name: order\nseed: 11\ntarget:\n  lab: {{ service: api, tasks: 6, control: \"{}\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: 10s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
+         faults:\n\
+         \x20 - {{ type: latency, name: late, at: 5s, for: 2s, select: 2, delay: 20ms }}\n\
+         \x20 - {{ type: latency, name: early, at: 3s, for: 2s, select: 2, delay: 20ms }}\n\
+         recovery: {{ within: 1s, hold: 2s }}\n",
+        lab.control
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let out = lab.siege().args(["plan".as_ref(), path.as_os_str()]).output().unwrap();
+    let plan = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{plan}");
+    let reports = lab.home.path().join("reports");
+    let out = lab.siege().arg("run").arg(&path).arg("--reports").arg(&reports).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = crate::common::read_report_json(&crate::common::only_report_dir(&reports));
+    for name in ["early", "late"] {
+        let fault = report["faults"].as_array().unwrap().iter().find(|f| f["name"] == name).expect(name);
+        let summary = fault["summary"].as_str().unwrap();
+        assert!(summary.contains("2 of 6 tasks"), "{summary}");
+        assert!(plan.contains(&format!("inject {name} (latency): {summary}")), "run: {summary}\nplan:\n{plan}");
+    }
+    lab.down();
+}

@@ -213,7 +213,7 @@ impl AwsBackend {
                         }));
                     return Ok(());
                 }
-                Claim::Busy(holder) => return Err(holder.busy(&self.lease_target())),
+                Claim::Busy(holder) => return Err(lease::busy(&holder, &self.lease_target())),
                 Claim::Gone => return Err(BackendError::Api("the lease vanished while it was taken".into())),
                 Claim::Contended(holder) if attempt == ATTEMPTS => {
                     return Err(BackendError::Precondition(format!(

@@ -1,6 +1,12 @@
-//! Command-line interface: argument definitions and dispatch. Each command's arguments and
-//! implementation live in the module that owns it; this file only wires them together and maps
-//! the outcome to a documented exit code.
+//! The command line: every command, its clap arguments, the tokio runtime, signal handling and
+//! the mapping of errors to the documented exit codes. Library modules take typed inputs and
+//! return typed errors; nothing below this module parses arguments, reads the process's
+//! arguments or decides an exit code.
+
+mod lab;
+mod load;
+mod report;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,16 +23,16 @@ use crate::exit::Exit;
     after_help = Exit::HELP,
     propagate_version = true
 )]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Run one scenario end to end; the exit code is the verdict.
     #[command(after_help = Exit::HELP)]
-    Run(crate::engine::RunArgs),
+    Run(run::RunArgs),
     /// Check scenarios without touching anything.
     #[command(after_help = Exit::HELP)]
     Validate {
@@ -36,18 +42,18 @@ pub enum Command {
     },
     /// Dry run: resolve targets and print the timeline; injects nothing.
     #[command(after_help = Exit::HELP)]
-    Plan(crate::engine::PlanArgs),
+    Plan(run::PlanArgs),
     /// Revert every fault that a crashed or killed run left behind.
     #[command(after_help = Exit::HELP)]
-    Recover(crate::engine::RecoverArgs),
+    Recover(run::RecoverArgs),
     /// The embedded practice lab (ECS + ALB + Aurora of local processes).
     Lab {
         #[command(subcommand)]
-        command: crate::lab::LabCommand,
+        command: lab::LabCommand,
     },
     /// Drive HTTP load at a URL on its own and print latency and errors.
-    #[command(after_help = crate::load::EXIT_HELP)]
-    Load(crate::load::LoadArgs),
+    #[command(after_help = load::EXIT_HELP)]
+    Load(load::LoadArgs),
     /// Re-render a report from a stored run directory.
     Report {
         /// A run directory under reports/ (holding report.json).
@@ -69,7 +75,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    match run(cli) {
+    match dispatch(cli) {
         Ok(exit) => exit.into(),
         Err(e) => {
             let exit = e.downcast_ref::<Failure>().map(|f| f.exit).unwrap_or(Exit::Internal);
@@ -79,23 +85,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<Exit> {
+fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => crate::engine::cmd_run(args),
-        Command::Validate { files } => Ok(crate::scenario::cmd_validate(&files)),
-        Command::Plan(args) => crate::engine::cmd_plan(args),
-        Command::Recover(args) => crate::engine::cmd_recover(args),
-        Command::Lab { command } => crate::lab::cmd_lab(command),
-        Command::Load(args) => crate::load::cmd_load(args),
-        Command::Report { dir } => crate::report::cmd_report(&dir),
-        Command::Schema => Ok(crate::scenario::cmd_schema()),
+        Command::Run(args) => run::cmd_run(args),
+        Command::Validate { files } => Ok(report::cmd_validate(&files)),
+        Command::Plan(args) => run::cmd_plan(args),
+        Command::Recover(args) => run::cmd_recover(args),
+        Command::Lab { command } => lab::cmd_lab(command),
+        Command::Load(args) => load::cmd_load(args),
+        Command::Report { dir } => report::cmd_report(&dir),
+        Command::Schema => Ok(report::cmd_schema()),
     }
 }
 
 /// An error that ends a command with a specific exit code (usage, precondition…), as opposed to
 /// an internal error (70).
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub exit: Exit,
     pub message: String,
 }
@@ -117,6 +123,6 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// A multi-threaded tokio runtime for the async commands.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

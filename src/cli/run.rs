@@ -1,0 +1,316 @@
+//! `siege run`, `siege plan` and `siege recover`: the commands around one run of the engine.
+
+use std::path::PathBuf;
+
+use super::{Failure, runtime};
+use crate::engine::{Interrupts, RunOptions, events, journal, progress};
+use crate::exit::Exit;
+use crate::scenario::{FaultKind, Scenario, Target};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    /// Scenario file.
+    pub file: PathBuf,
+    /// Directory for reports (a subdirectory per run is created).
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Seed for random selections (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct PlanArgs {
+    /// Scenario file.
+    pub file: PathBuf,
+    /// Seed for random selections (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RecoverArgs {
+    /// Remove one journal that `siege recover` cannot act on (it names the file), after you have
+    /// checked by hand what that run left injected; reverts nothing.
+    #[arg(long, value_name = "FILE")]
+    pub discard: Option<PathBuf>,
+}
+
+/// Loads and validates a scenario, printing every diagnostic; `Err` carries exit 3.
+fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
+    crate::scenario::load_file(file).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        Failure::new(Exit::Invalid, format!("{} is not a valid scenario ({} error(s))", file.display(), diags.len()))
+    })
+}
+
+/// `siege run FILE`.
+pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
+    let scenario = load(&args.file)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let interrupts = Interrupts::default();
+        spawn_signal_listener(interrupts.clone())?;
+        let sinks: Vec<Box<dyn events::EventSink>> =
+            vec![Box::new(journal::Journal::new()), Box::new(progress::Progress::new())];
+        let opts =
+            RunOptions { scenario_file: args.file.clone(), reports_dir: Some(args.reports.clone()), seed: args.seed };
+        let handle = tokio::spawn(crate::engine::run::run(scenario, opts, sinks, interrupts));
+        match handle.await {
+            Ok(outcome) => Ok(outcome.record.verdict.outcome.exit()),
+            Err(e) => {
+                // A panic in the engine: the journal still knows what was injected.
+                eprintln!("siege: internal error: {e}; reverting from the journal");
+                let failed = recover_own_runs().await;
+                Ok(if failed { Exit::RevertFailed } else { Exit::Internal })
+            }
+        }
+    })
+}
+
+/// Ctrl-C and SIGTERM: the first cancels the run (faults are reverted), the second skips waits.
+fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let why = tokio::select! {
+                _ = int.recv() => "SIGINT (Ctrl-C)",
+                _ = term.recv() => "SIGTERM",
+            };
+            if interrupts.interrupt(why) {
+                eprintln!("\nsiege: {why} again: skipping waits; every fault is still reverted");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Reverts the journaled faults of runs of this very process (after a panic).
+async fn recover_own_runs() -> bool {
+    let mut failed = false;
+    for path in journal::list().unwrap_or_default() {
+        let lines = match journal::read(&path) {
+            Ok(rec) if rec.pid == std::process::id() => {
+                let r = journal::recover(&rec).await;
+                failed |= r.failed;
+                r.lines
+            }
+            Ok(_) => continue,
+            Err(e) => match journal::read_lenient(&path) {
+                Ok((rec, _)) if rec.pid == std::process::id() => {
+                    failed = true;
+                    unreadable(&e, &rec)
+                }
+                _ => continue,
+            },
+        };
+        for l in lines {
+            eprintln!("siege: {l}");
+        }
+    }
+    failed
+}
+
+/// What to tell about a journal that cannot be recovered from: the error (file, line, what to
+/// do) and what its readable lines list, to check by hand.
+fn unreadable(e: &journal::JournalError, readable: &journal::Recorded) -> Vec<String> {
+    let mut v = vec![e.to_string(), "by the lines that can be read,".to_string()];
+    v.extend(journal::describe_pending(readable));
+    v
+}
+
+/// `siege recover`: reverts whatever killed runs left behind, according to the journal.
+/// `siege recover --discard FILE`: removes one journal the user checked by hand.
+pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
+    if let Some(file) = args.discard {
+        let lines = journal::discard(&file).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+        for l in lines {
+            println!("{l}");
+        }
+        return Ok(Exit::Passed);
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let paths = journal::list()?;
+        if paths.is_empty() {
+            println!("nothing to recover: no run left faults behind ({})", journal::dir().display());
+            return Ok(Exit::Passed);
+        }
+        let mut failed = false;
+        for path in paths {
+            match journal::read(&path) {
+                Ok(rec) => {
+                    let r = journal::recover(&rec).await;
+                    failed |= r.failed;
+                    for l in r.lines {
+                        println!("{l}");
+                    }
+                }
+                // A run that ended between the listing and now removed its own journal.
+                Err(journal::JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                // Reverts nothing from it (see `journal::read`), keeps it, and says what to do.
+                Err(e) => {
+                    failed = true;
+                    let lines = match journal::read_lenient(&path) {
+                        Ok((rec, _)) => unreadable(&e, &rec),
+                        Err(_) => vec![e.to_string()],
+                    };
+                    for l in lines {
+                        println!("{l}");
+                    }
+                }
+            }
+        }
+        Ok(if failed { Exit::RevertFailed } else { Exit::Passed })
+    })
+}
+
+/// `siege plan FILE`: the resolved timeline and targets; injects nothing.
+pub(super) fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
+    let mut sc = load(&args.file)?;
+    let seed = args.seed.or(sc.seed).unwrap_or_else(crate::util::Rng::fresh_seed);
+    let rt = runtime()?;
+    rt.block_on(async {
+        // A lab started per run does not exist yet: describe selections instead of starting one.
+        let backend = match &sc.target {
+            Target::Lab(l) if l.control.is_none() => None,
+            t => {
+                let b = crate::backend::Backend::inspect(t, "plan")
+                    .await
+                    .map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
+                b.preflight(&sc).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
+                Some(b)
+            }
+        };
+        // The plan names the region it would act in, wherever that came from.
+        if let (Some(b), Target::Aws(a)) = (&backend, &mut sc.target) {
+            a.region = b.region().or(a.region.take());
+        }
+        let mut resolved = vec![];
+        for f in &sc.faults {
+            let mut frng = crate::util::Rng::derive(seed, &f.name);
+            let line = match &backend {
+                Some(b) => {
+                    b.resolve(f, &mut frng).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?.summary
+                }
+                None => describe_selection(&sc, &f.kind),
+            };
+            resolved.push(line);
+        }
+        print!("{}", plan_text(&sc, seed, &resolved));
+        if let Some(b) = &backend {
+            println!("{}", busy_line(b.lease_holder().await));
+        }
+        if let Some(b) = backend {
+            let _ = b.shutdown().await;
+        }
+        Ok(Exit::Passed)
+    })
+}
+
+/// What `siege plan` says about the target's lease: a run now would be refused while another
+/// run holds it.
+fn busy_line(holder: Result<Option<crate::backend::lease::Lease>, crate::backend::BackendError>) -> String {
+    match holder {
+        Ok(Some(l)) => format!(
+            "target busy: held by {}; `siege run` would be refused now (exit 4)",
+            l.describe(std::time::SystemTime::now())
+        ),
+        Ok(None) => "target free: no run holds its lease".into(),
+        Err(e) => format!("target lease unknown: {e}"),
+    }
+}
+
+fn describe_selection(sc: &Scenario, kind: &FaultKind) -> String {
+    let n = match &sc.target {
+        Target::Lab(l) => l.tasks as usize,
+        Target::Aws(_) => 0,
+    };
+    match kind.selection() {
+        Some(sel) => format!("{} of the {n} tasks of the run's lab, chosen at run time with the seed", sel.of(n)),
+        None => match kind {
+            FaultKind::DbFailover { .. } => "the lab database cluster's writer".into(),
+            FaultKind::SecretDrift => "the lab's database secret".into(),
+            FaultKind::Redeploy => "every task of the lab service".into(),
+            _ => String::new(),
+        },
+    }
+}
+
+/// The text `siege plan` prints.
+pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
+    use crate::scenario::units::format_duration as d;
+    let mut s = String::new();
+    let target = match &sc.target {
+        Target::Lab(l) => format!(
+            "lab service {} ({} tasks{})",
+            l.service,
+            l.tasks,
+            l.control.as_ref().map(|c| format!(", lab at {c}")).unwrap_or_else(|| ", a lab started for the run".into())
+        ),
+        Target::Aws(a) => format!(
+            "aws {} cluster {} service {}",
+            a.region.as_deref().unwrap_or("(region from the environment)"),
+            a.cluster,
+            a.service
+        ),
+    };
+    s += &format!("plan: {} — {target}, seed {seed}\n", sc.name);
+    s += &format!(
+        "load: {:.0}/s on {} for {} (timeout {})\n",
+        sc.load.rate.per_second,
+        sc.load.url,
+        d(sc.load.duration),
+        d(sc.load.timeout)
+    );
+    let checks: Vec<String> = sc.steady_state.checks.iter().map(crate::observe::describe_check).collect();
+    s += &format!("steady state: {} (held for {})\n", checks.join(", "), d(sc.recovery.hold));
+    s += "timeline:\n";
+    let mut rows: Vec<(std::time::Duration, String)> =
+        vec![(std::time::Duration::ZERO, format!("load starts at {:.0}/s", sc.load.rate.per_second))];
+    let (first, last) = crate::engine::disruption_span(sc);
+    if let Some(f) = first {
+        rows.push((
+            std::time::Duration::from_secs_f64(f),
+            "steady-state gate: the seconds before must hold, else nothing is injected (exit 4)".into(),
+        ));
+    }
+    for st in &sc.load.stages {
+        rows.push((st.at, format!("stage: rate → {:.0}/s for {}", st.rate.per_second, d(st.duration))));
+        rows.push((st.at + st.duration, format!("stage ends: rate back to {:.0}/s", sc.load.rate.per_second)));
+    }
+    for (f, r) in sc.faults.iter().zip(resolved) {
+        rows.push((f.at, format!("inject {} ({}): {r}", f.name, f.kind.type_name())));
+        if let Some(dur) = f.duration {
+            rows.push((f.at + dur, format!("revert {}", f.name)));
+        }
+    }
+    if let Some(l) = last {
+        let l = std::time::Duration::from_secs_f64(l);
+        rows.push((l, format!("recovery clock starts: steady state must hold again by {}", d(l + sc.recovery.within))));
+    }
+    rows.push((sc.load.duration, "load ends; faults still active are reverted; verdict and report".into()));
+    rows.sort_by_key(|(t, _)| *t);
+    for (t, text) in rows {
+        s += &format!("  {:>7}  {text}\n", d(t));
+    }
+    if !sc.stop.is_empty() {
+        s += "stop conditions (any aborts the run and reverts every fault):\n";
+        for c in &sc.stop {
+            let text = match c {
+                crate::scenario::StopCondition::Threshold { text, .. } => text.clone(),
+                crate::scenario::StopCondition::Alarm { name } => format!("CloudWatch alarm {name} in ALARM"),
+                crate::scenario::StopCondition::MaxDuration { limit } => {
+                    format!("the run takes longer than {}", d(*limit))
+                }
+            };
+            s += &format!("  - {text}\n");
+        }
+    }
+    s += "nothing was injected (plan only)\n";
+    s
+}
