@@ -14,6 +14,7 @@ mod tls;
 mod worker;
 
 pub(crate) use http1::default_port;
+pub use schedule::RateControl;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -206,6 +207,16 @@ pub async fn run(
     cancel: CancellationToken,
     windows: Option<mpsc::UnboundedSender<Window>>,
 ) -> Result<LoadReport, LoadError> {
+    run_controlled(plan, cancel, windows, None).await
+}
+
+/// [`run`], with the open model's rate changed while it runs by the stages set on `control`.
+pub async fn run_controlled(
+    plan: LoadPlan,
+    cancel: CancellationToken,
+    windows: Option<mpsc::UnboundedSender<Window>>,
+    control: Option<RateControl>,
+) -> Result<LoadReport, LoadError> {
     let request = http1::request_bytes(&plan.url).map_err(|_| LoadError::Url(plan.url.to_string()))?;
     let host = plan.url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
     let https = plan.url.scheme_str() == Some("https");
@@ -256,7 +267,10 @@ pub async fn run(
         let source = match &plan.mode {
             Mode::Closed { connections } => worker::SourceSpec::Closed { connections: share(*connections, i) },
             Mode::Open { rate, stages, max_connections } => worker::SourceSpec::Open {
-                schedule: schedule::Schedule::new(*rate, stages, plan.duration, i, workers),
+                schedule: match &control {
+                    Some(c) => schedule::Schedule::new(*rate, stages, plan.duration, i, workers).controlled(c),
+                    None => schedule::Schedule::new(*rate, stages, plan.duration, i, workers),
+                },
                 max_connections: share(*max_connections, i),
             },
         };

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::scenario::{Load, Rate, Stage};
 
 /// Largest step of the numeric integration, in seconds.
@@ -28,6 +30,34 @@ pub(crate) struct Schedule {
     /// Accumulated fraction of a request.
     credit: f64,
     end: f64,
+    /// The plan's own stages; stages set while the load runs ([`RateControl`]) go before them.
+    planned: Vec<Stage>,
+    control: Option<watch::Receiver<Vec<Stage>>>,
+}
+
+/// Changes the open model's rate while the load runs: a stage set here (its `at` counted from
+/// the start of the load) takes precedence over the plan's stages and the base rate for its
+/// duration, and the latest one set wins where two overlap. Every worker sees it at once.
+#[derive(Debug, Clone)]
+pub struct RateControl {
+    stages: std::sync::Arc<watch::Sender<Vec<Stage>>>,
+}
+
+impl Default for RateControl {
+    fn default() -> Self {
+        RateControl { stages: std::sync::Arc::new(watch::Sender::new(Vec::new())) }
+    }
+}
+
+impl RateControl {
+    /// Sets the rate to `stage.rate` from `stage.at` for `stage.duration`.
+    pub fn set(&self, stage: Stage) {
+        self.stages.send_modify(|s| s.insert(0, stage));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Vec<Stage>> {
+        self.stages.subscribe()
+    }
 }
 
 impl Schedule {
@@ -50,6 +80,52 @@ impl Schedule {
             // Worker 0 sends at t = 0, worker i one whole-schedule interval later, and so on.
             credit: 1.0 - index as f64 / workers as f64,
             end: duration.as_secs_f64(),
+            planned: stages.to_vec(),
+            control: None,
+        }
+    }
+
+    /// The same schedule, following the stages set on `control` as well.
+    pub fn controlled(mut self, control: &RateControl) -> Schedule {
+        let mut rx = control.subscribe();
+        rx.mark_changed();
+        self.control = Some(rx);
+        self.adopt();
+        self
+    }
+
+    /// Waits until a stage is set on the control (forever without one).
+    pub async fn changed(&mut self) {
+        match &mut self.control {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    // The control is gone: nothing will change any more.
+                    self.control = None;
+                    std::future::pending::<()>().await
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Takes the stages set on the control into account from `now` (since the start of the
+    /// load): the next time is computed again from there, under the new rate.
+    pub fn replan(&mut self, now: Duration) {
+        let now = now.as_secs_f64();
+        if now <= self.t {
+            // The pending time is given up: what it had accumulated by `now` under the old rate
+            // is kept, so that no request is lost or added at the change.
+            let old = self.profile.rate_at(Duration::from_secs_f64(now)) * self.share;
+            self.credit = (1.0 - (self.t - now) * old).clamp(0.0, 1.0);
+            self.t = now;
+        }
+        self.adopt();
+    }
+
+    fn adopt(&mut self) {
+        if let Some(rx) = &mut self.control {
+            let set = rx.borrow_and_update().clone();
+            self.profile.stages = set.into_iter().chain(self.planned.iter().cloned()).collect();
         }
     }
 
@@ -136,6 +212,35 @@ mod tests {
         let n = per_second(&times, 4);
         assert!((n[0] as i64 - 25).abs() <= 2 && (n[1] as i64 - 75).abs() <= 2, "{n:?}");
         assert_eq!(&n[2..], &[100, 100]);
+    }
+
+    #[test]
+    fn a_stage_set_while_running_overrides_the_plan_from_then_on() {
+        let control = RateControl::default();
+        // 10/s with a planned pause in [3s, 4s); at 1.5s a spike to 100/s for 2s is set.
+        let mut s = Schedule::new(10.0, &[stage(3, 0.0, 1, 0)], Duration::from_secs(5), 0, 1).controlled(&control);
+        let (mut times, mut set) = (vec![], false);
+        while let Some(t) = s.next() {
+            if !set && t >= Duration::from_millis(1500) {
+                set = true;
+                let at = Duration::from_millis(1500);
+                control.set(Stage {
+                    at,
+                    rate: Rate { per_second: 100.0 },
+                    duration: Duration::from_secs(2),
+                    ramp: Duration::ZERO,
+                });
+                s.replan(at);
+                continue;
+            }
+            times.push(t.as_secs_f64());
+        }
+        // Second 1 is half at 10/s, half at 100/s; the spike covers half the planned pause. (A
+        // request on a stage's edge may fall on either side: sums of intervals are inexact.)
+        let got = per_second(&times, 5);
+        let want = [10, 55, 100, 50, 10];
+        assert!(got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 1), "{got:?}, want {want:?}");
+        assert_eq!(&got[..3], &want[..3], "{got:?}");
     }
 
     #[test]

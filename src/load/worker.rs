@@ -183,7 +183,14 @@ async fn dispatch(w: Rc<Worker>, mut schedule: Schedule, start: Instant, max_con
     while let Some(due) = next {
         let horizon = Instant::now() + EARLY;
         if due > horizon {
-            tokio::time::sleep_until((due - EARLY).into()).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until((due - EARLY).into()) => {}
+                // The rate was changed while waiting: the next time is computed again from now.
+                _ = schedule.changed() => {
+                    schedule.replan(start.elapsed());
+                    next = schedule.next().map(|t| start + t);
+                }
+            }
             continue;
         }
         w.recorder.borrow_mut().scheduled(due);

@@ -412,6 +412,33 @@ async fn stages_change_the_scheduled_rate_per_window() {
     assert_eq!(r.requests, 500);
 }
 
+/// A rate set while the load runs takes effect at once, even while the workers wait for a far
+/// send time of a slow base rate, and ends when its duration does.
+#[tokio::test]
+async fn a_rate_set_while_running_takes_effect_at_once_and_ends_on_time() {
+    use siege::load::RateControl;
+    use siege::scenario::{Rate, Stage};
+    let server = TestServer::start(None, Duration::ZERO);
+    let control = RateControl::default();
+    let plan = open(server.url("/"), 0.5, 4.0, 64, Duration::from_secs(1));
+    let started = Instant::now();
+    let load = tokio::spawn(siege::load::run_controlled(plan, CancellationToken::new(), None, Some(control.clone())));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let at = started.elapsed();
+    control.set(Stage {
+        at,
+        rate: Rate { per_second: 100.0 },
+        duration: Duration::from_millis(1500),
+        ramp: Duration::ZERO,
+    });
+    let r = load.await.unwrap().unwrap();
+    let scheduled: Vec<u64> = r.per_second.iter().map(|w| w.scheduled).collect();
+    // About 80 in second 1 (from 1.2s), 70 in second 2 (to 2.7s), then the base rate again.
+    assert!(scheduled[1] >= 60 && scheduled[2] >= 55, "{scheduled:?}");
+    assert!(scheduled[3] <= 1, "{scheduled:?}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+}
+
 /// On a terminal, a progress line is rewritten once a second (run under `script`, which gives
 /// the command a pseudo-terminal).
 #[test]
