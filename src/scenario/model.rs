@@ -20,6 +20,9 @@ pub struct Scenario {
     pub load: Load,
     pub steady_state: SteadyState,
     pub faults: Vec<Fault>,
+    /// The manual catalog: faults declared without `at`, injected only when commanded during the
+    /// run (never by the timeline). Names are unique across `faults` and `manual`.
+    pub manual: Vec<ManualFault>,
     pub stop: Vec<StopCondition>,
     pub recovery: Recovery,
 }
@@ -237,6 +240,65 @@ impl Fault {
             _ => Duration::ZERO,
         };
         self.at + self.duration.unwrap_or_default().max(outage)
+    }
+}
+
+/// One fault of the manual catalog (`manual:`): a fault entry without `at`, injected when a
+/// command asks for it during the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManualFault {
+    /// Unique within the scenario (across `faults` and `manual`).
+    pub name: String,
+    /// How long it stays from its injection before the engine reverts it; `None` as for
+    /// [`Fault::duration`].
+    pub duration: Option<Duration>,
+    pub kind: FaultKind,
+}
+
+impl ManualFault {
+    /// The fault as injected at `at` (time since the load started): it lasts its `for:` from
+    /// there, like a timeline fault at `at`.
+    pub fn at(&self, at: Duration) -> Fault {
+        Fault { name: self.name.clone(), at, duration: self.duration, kind: self.kind.clone() }
+    }
+
+    /// One line for `siege plan`: what injecting it would do and how long it would last.
+    pub fn describe(&self) -> String {
+        use super::units::format_duration as d;
+        let tasks = |s: &Selection| match s {
+            Selection::Count(1) => "1 task".to_string(),
+            Selection::Count(n) => format!("{n} tasks"),
+            Selection::Percent(p) => format!("{}% of the tasks", (p * 100.0).round()),
+        };
+        let what = match &self.kind {
+            FaultKind::TaskKill { select, signal } => {
+                let sig = match signal {
+                    KillSignal::Sigkill => "SIGKILL",
+                    KillSignal::Sigterm => "SIGTERM",
+                };
+                format!("stop {} ({sig} on the lab)", tasks(select))
+            }
+            FaultKind::CpuStress { select, percent } => format!("burn {percent}% CPU in {}", tasks(select)),
+            FaultKind::Latency { select, delay, jitter } if jitter.is_zero() => {
+                format!("delay every response of {} by {}", tasks(select), d(*delay))
+            }
+            FaultKind::Latency { select, delay, jitter } => {
+                format!("delay every response of {} by {} ± {}", tasks(select), d(*delay), d(*jitter))
+            }
+            FaultKind::DbFailover { outage: Some(o), .. } => {
+                format!("fail the database over (no writer for {})", d(*o))
+            }
+            FaultKind::DbFailover { .. } => "fail the database over".to_string(),
+            FaultKind::SecretDrift => "rotate the database secret under the running tasks".to_string(),
+            FaultKind::Redeploy => "replace every task of the service".to_string(),
+        };
+        let lasts = match (self.duration, &self.kind) {
+            (Some(dur), _) => format!("for {} from its injection, then reverted", d(dur)),
+            (None, FaultKind::SecretDrift) => "until the run ends".to_string(),
+            (None, _) => "at once".to_string(),
+        };
+        let picked = if self.kind.selection().is_some() { "; tasks chosen when injected" } else { "" };
+        format!("{} ({}): {what}, {lasts}{picked}", self.name, self.kind.type_name())
     }
 }
 
