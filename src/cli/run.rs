@@ -298,6 +298,12 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
     for (t, text) in rows {
         s += &format!("  {:>7}  {text}\n", d(t));
     }
+    if !sc.manual.is_empty() {
+        s += "manual catalog (never on the timeline: injected only when commanded during the run, by number):\n";
+        for (i, m) in sc.manual.iter().enumerate() {
+            s += &format!("  {:>2}. {}\n", i + 1, m.describe());
+        }
+    }
     if !sc.stop.is_empty() {
         s += "stop conditions (any aborts the run and reverts every fault):\n";
         for c in &sc.stop {

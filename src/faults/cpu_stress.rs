@@ -1,7 +1,6 @@
 //! `cpu-stress`: burn CPU inside some tasks for a while.
 
-use super::{FaultDef, Param, ParamKind, Params, Timing};
-use crate::scenario::FaultKind;
+use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "cpu-stress",

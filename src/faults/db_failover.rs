@@ -1,7 +1,6 @@
 //! `db-failover`: the database cluster loses its writer and promotes a replica.
 
-use super::{FaultDef, Param, ParamKind, Params, Timing};
-use crate::scenario::FaultKind;
+use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "db-failover",

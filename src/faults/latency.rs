@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use super::{FaultDef, Param, ParamKind, Params, Timing};
-use crate::scenario::FaultKind;
+use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "latency",

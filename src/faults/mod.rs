@@ -5,6 +5,7 @@
 
 mod cpu_stress;
 mod db_failover;
+mod kind;
 mod latency;
 mod redeploy;
 mod secret_drift;
@@ -12,7 +13,7 @@ mod task_kill;
 
 use std::time::Duration;
 
-use crate::scenario::{FaultKind, KillSignal, Selection};
+pub use kind::{FaultKind, KillSignal, Selection};
 
 /// One fault type.
 #[derive(Debug)]

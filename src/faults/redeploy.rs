@@ -1,7 +1,6 @@
 //! `redeploy`: the remediation step, replace every task of the service.
 
-use super::{FaultDef, Params, Timing};
-use crate::scenario::FaultKind;
+use super::{FaultDef, FaultKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "redeploy",

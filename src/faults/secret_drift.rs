@@ -1,7 +1,6 @@
 //! `secret-drift`: rotate the database secret under running tasks.
 
-use super::{FaultDef, Params, Timing};
-use crate::scenario::FaultKind;
+use super::{FaultDef, FaultKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "secret-drift",

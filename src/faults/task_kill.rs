@@ -1,7 +1,6 @@
 //! `task-kill`: stop some of the service's tasks at once.
 
-use super::{FaultDef, Param, ParamKind, Params, Timing};
-use crate::scenario::FaultKind;
+use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "task-kill",

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::faults::{FaultKind, KillSignal, Selection};
+
 /// A validated scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
@@ -18,6 +20,9 @@ pub struct Scenario {
     pub load: Load,
     pub steady_state: SteadyState,
     pub faults: Vec<Fault>,
+    /// The manual catalog: faults declared without `at`, injected only when commanded during the
+    /// run (never by the timeline). Names are unique across `faults` and `manual`.
+    pub manual: Vec<ManualFault>,
     pub stop: Vec<StopCondition>,
     pub recovery: Recovery,
 }
@@ -238,81 +243,63 @@ impl Fault {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum FaultKind {
-    TaskKill {
-        select: Selection,
-        signal: KillSignal,
-    },
-    CpuStress {
-        select: Selection,
-        percent: u32,
-    },
-    Latency {
-        select: Selection,
-        delay: Duration,
-        jitter: Duration,
-    },
-    /// `outage`: how long the cluster has no writer (lab); `target_instance`: replica to promote (aws).
-    DbFailover {
-        outage: Option<Duration>,
-        target_instance: Option<String>,
-    },
-    SecretDrift,
-    Redeploy,
+/// One fault of the manual catalog (`manual:`): a fault entry without `at`, injected when a
+/// command asks for it during the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManualFault {
+    /// Unique within the scenario (across `faults` and `manual`).
+    pub name: String,
+    /// How long it stays from its injection before the engine reverts it; `None` as for
+    /// [`Fault::duration`].
+    pub duration: Option<Duration>,
+    pub kind: FaultKind,
 }
 
-impl FaultKind {
-    /// The `type:` tag of this fault in YAML.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            FaultKind::TaskKill { .. } => "task-kill",
-            FaultKind::CpuStress { .. } => "cpu-stress",
-            FaultKind::Latency { .. } => "latency",
-            FaultKind::DbFailover { .. } => "db-failover",
-            FaultKind::SecretDrift => "secret-drift",
-            FaultKind::Redeploy => "redeploy",
-        }
+impl ManualFault {
+    /// The fault as injected at `at` (time since the load started): it lasts its `for:` from
+    /// there, like a timeline fault at `at`.
+    pub fn at(&self, at: Duration) -> Fault {
+        Fault { name: self.name.clone(), at, duration: self.duration, kind: self.kind.clone() }
     }
 
-    pub fn selection(&self) -> Option<Selection> {
-        match self {
-            FaultKind::TaskKill { select, .. }
-            | FaultKind::CpuStress { select, .. }
-            | FaultKind::Latency { select, .. } => Some(*select),
-            _ => None,
-        }
-    }
-}
-
-/// How many tasks a fault selects.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Selection {
-    Count(u32),
-    /// A fraction in `0.0..=1.0`.
-    Percent(f64),
-}
-
-impl Selection {
-    /// How many of `n` candidates are selected (a non-zero percentage selects at least one).
-    pub fn of(self, n: usize) -> usize {
-        match self {
-            Selection::Count(c) => (c as usize).min(n),
-            Selection::Percent(p) => {
-                let k = (p * n as f64).round() as usize;
-                if p > 0.0 && n > 0 { k.clamp(1, n) } else { 0 }
+    /// One line for `siege plan`: what injecting it would do and how long it would last.
+    pub fn describe(&self) -> String {
+        use super::units::format_duration as d;
+        let tasks = |s: &Selection| match s {
+            Selection::Count(1) => "1 task".to_string(),
+            Selection::Count(n) => format!("{n} tasks"),
+            Selection::Percent(p) => format!("{}% of the tasks", (p * 100.0).round()),
+        };
+        let what = match &self.kind {
+            FaultKind::TaskKill { select, signal } => {
+                let sig = match signal {
+                    KillSignal::Sigkill => "SIGKILL",
+                    KillSignal::Sigterm => "SIGTERM",
+                };
+                format!("stop {} ({sig} on the lab)", tasks(select))
             }
-        }
+            FaultKind::CpuStress { select, percent } => format!("burn {percent}% CPU in {}", tasks(select)),
+            FaultKind::Latency { select, delay, jitter } if jitter.is_zero() => {
+                format!("delay every response of {} by {}", tasks(select), d(*delay))
+            }
+            FaultKind::Latency { select, delay, jitter } => {
+                format!("delay every response of {} by {} ± {}", tasks(select), d(*delay), d(*jitter))
+            }
+            FaultKind::DbFailover { outage: Some(o), .. } => {
+                format!("fail the database over (no writer for {})", d(*o))
+            }
+            FaultKind::DbFailover { .. } => "fail the database over".to_string(),
+            FaultKind::SecretDrift => "rotate the database secret under the running tasks".to_string(),
+            FaultKind::Redeploy => "replace every task of the service".to_string(),
+        };
+        let lasts = match (self.duration, &self.kind) {
+            (Some(dur), _) => format!("for {} from its injection, then reverted", d(dur)),
+            (None, FaultKind::SecretDrift) => "until the run ends".to_string(),
+            (None, _) => "at once".to_string(),
+        };
+        let picked = if self.kind.selection().is_some() { "; tasks chosen when injected" } else { "" };
+        format!("{} ({}): {what}, {lasts}{picked}", self.name, self.kind.type_name())
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum KillSignal {
-    Sigkill,
-    Sigterm,
 }
 
 /// Any one of these aborts the run; every fault is then reverted.

@@ -38,6 +38,8 @@ pub struct ScenarioSpec {
     steady_state: SteadyStateSpec,
     /// Faults on the timeline.
     faults: Option<Vec<FaultSpec>>,
+    /// The manual catalog: faults without `at`, injected only when commanded during the run.
+    manual: Option<Vec<ManualFaultSpec>>,
     /// Any one aborts the run; every fault is then reverted.
     stop: Option<Vec<StopSpec>>,
     recovery: RecoverySpec,
@@ -219,60 +221,81 @@ impl JsonSchema for FaultSpec {
         "Fault".into()
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let duration = generator.subschema_for::<DurationText>();
-        let mut variants = Vec::new();
-        for def in faults::REGISTRY {
-            let mut props = serde_json::Map::new();
-            props.insert("type".into(), serde_json::json!({ "const": def.name, "description": def.summary }));
-            props.insert("name".into(), serde_json::json!({ "type": "string", "description": "Unique name; default: the type, suffixed when repeated." }));
-            props.insert("at".into(), with_description(&duration, "When to inject it, from the start of the load."));
-            let mut required = vec!["type".to_string(), "at".to_string()];
-            if def.timing == Timing::Window {
-                props.insert("for".into(), with_description(&duration, "How long it lasts (`duration` is a synonym)."));
-                props.insert("duration".into(), with_description(&duration, "Synonym of `for`."));
-            }
-            for p in def.params {
-                let s = match p.kind {
-                    ParamKind::Selection => serde_json::json!({
-                        "oneOf": [
-                            { "type": "integer", "minimum": 1 },
-                            { "type": "string", "pattern": PERCENT_PATTERN }
-                        ]
-                    }),
-                    ParamKind::Duration => duration.as_value().clone(),
-                    ParamKind::Percent => serde_json::json!({
-                        "oneOf": [
-                            { "type": "integer", "minimum": 1, "maximum": 100 },
-                            { "type": "string", "pattern": PERCENT_PATTERN }
-                        ]
-                    }),
-                    ParamKind::Signal => serde_json::json!({ "enum": ["SIGKILL", "SIGTERM"] }),
-                    ParamKind::Text => serde_json::json!({ "type": "string" }),
-                };
-                let mut s = Schema::try_from(s).unwrap_or_default();
-                let mut doc = p.doc.to_string();
-                if let Some(b) = p.backend {
-                    doc.push_str(&format!(" ({b} only)"));
-                }
-                if let Some(d) = p.default {
-                    doc.push_str(&format!("; default `{d}`"));
-                }
-                s.insert("description".into(), doc.into());
-                props.insert(p.name.into(), s.to_value());
-                if p.default.is_none() && p.backend.is_none() {
-                    required.push(p.name.into());
-                }
-            }
-            variants.push(serde_json::json!({
-                "type": "object",
-                "description": format!("{} Lab: {}. AWS: {}.", def.summary, def.lab, def.aws),
-                "properties": props,
-                "required": required,
-                "additionalProperties": false,
-            }));
-        }
-        json_schema!({ "oneOf": variants })
+        fault_variants(generator, true)
     }
+}
+
+/// A fault of the manual catalog: as [`FaultSpec`] without `at`.
+pub struct ManualFaultSpec;
+
+impl JsonSchema for ManualFaultSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "ManualFault".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        fault_variants(generator, false)
+    }
+}
+
+/// One schema per fault type; `timed`: with the `at` of the timeline.
+fn fault_variants(generator: &mut SchemaGenerator, timed: bool) -> Schema {
+    let duration = generator.subschema_for::<DurationText>();
+    let mut variants = Vec::new();
+    for def in faults::REGISTRY {
+        let mut props = serde_json::Map::new();
+        props.insert("type".into(), serde_json::json!({ "const": def.name, "description": def.summary }));
+        props.insert("name".into(), serde_json::json!({ "type": "string", "description": "Unique name across `faults` and `manual`; default: the type, suffixed when repeated." }));
+        let mut required = vec!["type".to_string()];
+        if timed {
+            props.insert("at".into(), with_description(&duration, "When to inject it, from the start of the load."));
+            required.push("at".to_string());
+        }
+        if def.timing == Timing::Window {
+            let lasts = if timed { "How long it lasts" } else { "How long it lasts from its injection" };
+            props.insert("for".into(), with_description(&duration, &format!("{lasts} (`duration` is a synonym).")));
+            props.insert("duration".into(), with_description(&duration, "Synonym of `for`."));
+        }
+        for p in def.params {
+            let s = match p.kind {
+                ParamKind::Selection => serde_json::json!({
+                    "oneOf": [
+                        { "type": "integer", "minimum": 1 },
+                        { "type": "string", "pattern": PERCENT_PATTERN }
+                    ]
+                }),
+                ParamKind::Duration => duration.as_value().clone(),
+                ParamKind::Percent => serde_json::json!({
+                    "oneOf": [
+                        { "type": "integer", "minimum": 1, "maximum": 100 },
+                        { "type": "string", "pattern": PERCENT_PATTERN }
+                    ]
+                }),
+                ParamKind::Signal => serde_json::json!({ "enum": ["SIGKILL", "SIGTERM"] }),
+                ParamKind::Text => serde_json::json!({ "type": "string" }),
+            };
+            let mut s = Schema::try_from(s).unwrap_or_default();
+            let mut doc = p.doc.to_string();
+            if let Some(b) = p.backend {
+                doc.push_str(&format!(" ({b} only)"));
+            }
+            if let Some(d) = p.default {
+                doc.push_str(&format!("; default `{d}`"));
+            }
+            s.insert("description".into(), doc.into());
+            props.insert(p.name.into(), s.to_value());
+            if p.default.is_none() && p.backend.is_none() {
+                required.push(p.name.into());
+            }
+        }
+        variants.push(serde_json::json!({
+            "type": "object",
+            "description": format!("{} Lab: {}. AWS: {}.", def.summary, def.lab, def.aws),
+            "properties": props,
+            "required": required,
+            "additionalProperties": false,
+        }));
+    }
+    json_schema!({ "oneOf": variants })
 }
 
 fn with_description(schema: &Schema, desc: &str) -> serde_json::Value {
@@ -354,6 +377,13 @@ mod tests {
         let faults = schema["$defs"]["Fault"]["oneOf"].as_array().unwrap();
         for (v, def) in faults.iter().zip(crate::faults::REGISTRY) {
             assert_eq!(props(v, ""), sorted(&def.keys()), "{}", def.name);
+        }
+        let manual = schema["$defs"]["ManualFault"]["oneOf"].as_array().unwrap();
+        assert_eq!(manual.len(), crate::faults::REGISTRY.len());
+        for (v, def) in manual.iter().zip(crate::faults::REGISTRY) {
+            let keys: Vec<&str> = def.keys().into_iter().filter(|k| *k != "at").collect();
+            assert_eq!(props(v, ""), sorted(&keys), "{}", def.name);
+            assert!(!v["required"].as_array().unwrap().contains(&"at".into()), "{}", def.name);
         }
         assert_eq!(schema["additionalProperties"], false);
     }

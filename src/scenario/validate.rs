@@ -14,8 +14,19 @@ use super::units::{format_duration, parse_duration};
 use super::yaml::{Kind, Node};
 use crate::faults::{self, FaultDef, ParamKind, Params, Timing, Value};
 
-pub(crate) const TOP_KEYS: &[&str] =
-    &["name", "description", "runbook", "seed", "target", "load", "steady_state", "faults", "stop", "recovery"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "runbook",
+    "seed",
+    "target",
+    "load",
+    "steady_state",
+    "faults",
+    "manual",
+    "stop",
+    "recovery",
+];
 pub(crate) const TARGET_KEYS: &[&str] = &["lab", "aws"];
 pub(crate) const LAB_KEYS: &[&str] = &["service", "tasks", "control", "autoscaling"];
 pub(crate) const AUTOSCALING_KEYS: &[&str] = &["min", "max", "target_cpu", "cooldown"];
@@ -57,7 +68,25 @@ struct FaultAt<'n> {
     fault: Fault,
     at: &'n Node,
     window: Option<&'n Node>,
-    name: Option<&'n Node>,
+}
+
+/// One checked entry of `faults:` or `manual:`, before the two lists are named together.
+struct FaultEntry<'n> {
+    /// `faults[i]` or `manual[i]`.
+    path: String,
+    name: String,
+    name_node: Option<&'n Node>,
+    /// `None` in the manual catalog.
+    at: Option<(Duration, &'n Node)>,
+    window: Option<(Duration, &'n Node)>,
+    kind: FaultKind,
+}
+
+/// A manual fault with the node that later checks point at.
+struct ManualAt<'n> {
+    fault: ManualFault,
+    window: Option<&'n Node>,
+    path: String,
 }
 
 /// A stage with the nodes that later checks point at.
@@ -94,9 +123,17 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
     let steady = cx
         .require(&f, "steady_state", "the checks that must hold, e.g. `error_rate: \"< 1%\"`")
         .and_then(|n| steady_state(cx, n, target.as_ref()));
-    let faults = match f.get("faults") {
-        Some(n) => fault_list(cx, n, target.as_ref()),
+    let entries = |cx: &mut Checker, key: &str| match f.get(key) {
+        Some(n) => fault_list(cx, n, key, target.as_ref()),
         None => Some(Vec::new()),
+    };
+    let (timed, manual) = (entries(cx, "faults"), entries(cx, "manual"));
+    let (faults, manual) = match (timed, manual) {
+        (Some(mut timed), Some(mut manual)) => {
+            name_faults(cx, timed.iter_mut().chain(manual.iter_mut()));
+            (Some(timed.into_iter().filter_map(FaultEntry::timed).collect::<Vec<_>>()), Some(manual_faults(manual)))
+        }
+        _ => (None, None),
     };
     let stop = match f.get("stop") {
         Some(n) => stop_list(cx, n, target.as_ref()),
@@ -107,6 +144,9 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
 
     if let (Some((load, stages)), Some(faults), Some((recovery, within_node))) = (&load, &faults, &recovery) {
         timeline(cx, load, stages, faults, recovery, within_node);
+    }
+    if let (Some((load, _)), Some(manual)) = (&load, &manual) {
+        manual_rules(cx, load, manual);
     }
     if let (Some(Target::Aws(a)), Some((load, _)), Some(url_node)) =
         (&target, &load, f.get("load").and_then(|n| load_url_node(n)))
@@ -140,8 +180,16 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
         }
     }
 
-    let (Some(name), Some(target), Some((load, _)), Some(steady), Some(faults), Some(stop), Some((recovery, _))) =
-        (name, target, load, steady, faults, stop, recovery)
+    let (
+        Some(name),
+        Some(target),
+        Some((load, _)),
+        Some(steady),
+        Some(faults),
+        Some(manual),
+        Some(stop),
+        Some((recovery, _)),
+    ) = (name, target, load, steady, faults, manual, stop, recovery)
     else {
         return None;
     };
@@ -157,6 +205,7 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
         load,
         steady_state: steady,
         faults: faults.into_iter().map(|f| f.fault).collect(),
+        manual: manual.into_iter().map(|m| m.fault).collect(),
         stop: stop.into_iter().map(|(c, _)| c).collect(),
         recovery,
     })
@@ -621,32 +670,63 @@ fn comparison(cx: &mut Checker, node: &Node, path: &str, metric: Metric) -> Opti
     }
 }
 
-fn fault_list<'n>(cx: &mut Checker, node: &'n Node, target: Option<&Target>) -> Option<Vec<FaultAt<'n>>> {
+/// The entries of `faults:` (`key` = `"faults"`, each with `at`) or of the manual catalog
+/// (`"manual"`, without `at`); unnamed ones are named later, across both lists.
+fn fault_list<'n>(cx: &mut Checker, node: &'n Node, key: &str, target: Option<&Target>) -> Option<Vec<FaultEntry<'n>>> {
+    let manual = key == "manual";
     let Kind::Seq(items) = &node.kind else {
+        let example =
+            if manual { "`- { type: task-kill, select: 1 }`" } else { "`- { type: task-kill, at: 20s, select: 50% }`" };
         cx.error(
             node,
-            "faults",
+            key,
             format!("expected a list of faults, found {}", node.kind.describe()),
-            Some("each fault is an item `- { type: task-kill, at: 20s, select: 50% }`".into()),
+            Some(format!("each fault is an item {example}")),
         );
         return None;
     };
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        match fault(cx, item, &index("faults", i), target) {
+        match fault(cx, item, &index(key, i), manual, target) {
             Some(f) => out.push(f),
             None => ok = false,
         }
     }
-    if !ok {
-        return None;
-    }
-    name_faults(cx, &mut out);
-    Some(out)
+    ok.then_some(out)
 }
 
-fn fault<'n>(cx: &mut Checker, node: &'n Node, path: &str, target: Option<&Target>) -> Option<FaultAt<'n>> {
+impl<'n> FaultEntry<'n> {
+    /// A `faults:` entry as a timeline fault.
+    fn timed(self) -> Option<FaultAt<'n>> {
+        let (at, at_node) = self.at?;
+        Some(FaultAt {
+            fault: Fault { name: self.name, at, duration: self.window.map(|w| w.0), kind: self.kind },
+            at: at_node,
+            window: self.window.map(|w| w.1),
+        })
+    }
+}
+
+fn manual_faults(entries: Vec<FaultEntry<'_>>) -> Vec<ManualAt<'_>> {
+    entries
+        .into_iter()
+        .map(|e| ManualAt {
+            fault: ManualFault { name: e.name, duration: e.window.map(|w| w.0), kind: e.kind },
+            window: e.window.map(|w| w.1),
+            path: e.path,
+        })
+        .collect()
+}
+
+/// A fault entry of `faults:` or, with `manual`, of the manual catalog (which refuses `at`).
+fn fault<'n>(
+    cx: &mut Checker,
+    node: &'n Node,
+    path: &str,
+    manual: bool,
+    target: Option<&Target>,
+) -> Option<FaultEntry<'n>> {
     let types = faults::names();
     let Kind::Map(entries) = &node.kind else {
         cx.error(
@@ -672,13 +752,28 @@ fn fault<'n>(cx: &mut Checker, node: &'n Node, path: &str, target: Option<&Targe
         return None;
     };
     let allowed = def.keys();
-    let f = cx.fields(node, path, &allowed, &|k| param_hint(def, k))?;
+    // An unknown key (a misspelt parameter) is enough to refuse the entry: checking it further
+    // would report the parameter it meant as missing or zero.
     let before = cx.diags.len();
+    let f = cx.fields(node, path, &allowed, &|k| param_hint(def, k))?;
 
     let name_node = f.get("name");
     let name = name_node.and_then(|n| identifier(cx, n, &f.path("name")));
-    let at_node = cx.require(&f, "at", "when to inject it, e.g. `at: 20s`");
-    let at = at_node.and_then(|n| cx.duration(n, &f.path("at")));
+    let at = if manual {
+        if let Some(k) = f.key_node("at") {
+            cx.error(
+                k,
+                &f.path("at"),
+                "a manual fault has no `at`: it is injected when commanded during the run",
+                Some("move it under `faults:` to put it on the timeline".into()),
+            );
+        }
+        None
+    } else {
+        let at_node = cx.require(&f, "at", "when to inject it, e.g. `at: 20s`");
+        let at = at_node.and_then(|n| cx.duration(n, &f.path("at")));
+        Some(at.zip(at_node))
+    };
     let window_node = if def.timing == Timing::Window {
         window_of(cx, &f, true, &format!("how long {} lasts, e.g. `for: 30s`", def.name))
     } else {
@@ -733,12 +828,15 @@ fn fault<'n>(cx: &mut Checker, node: &'n Node, path: &str, target: Option<&Targe
     if cx.diags.len() > before {
         return None;
     }
-    Some(FaultAt {
-        fault: Fault { name: name.unwrap_or_default(), at: at?, duration: window, kind },
-        at: at_node?,
-        window: window_node.map(|(n, _)| n),
-        name: name_node,
-    })
+    let at = match at {
+        Some(at) => Some(at?),
+        None => None,
+    };
+    let window = match window_node {
+        Some((n, _)) => Some((window?, n)),
+        None => None,
+    };
+    Some(FaultEntry { path: path.to_string(), name: name.unwrap_or_default(), name_node, at, window, kind })
 }
 
 /// Why a key does not belong in a fault of type `def`, when that says more than did-you-mean.
@@ -883,24 +981,26 @@ fn pct(f: f64) -> String {
     if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v}") }
 }
 
-/// Gives unnamed faults their type as a name (suffixed when repeated) and reports duplicates.
-fn name_faults(cx: &mut Checker, faults: &mut [FaultAt<'_>]) {
+/// Gives unnamed faults their type as a name (suffixed when repeated) and reports duplicates,
+/// across `faults:` and then `manual:`.
+fn name_faults<'a, 'n: 'a>(cx: &mut Checker, faults: impl Iterator<Item = &'a mut FaultEntry<'n>>) {
+    let mut faults: Vec<&mut FaultEntry<'n>> = faults.collect();
     let mut taken: Vec<String> = Vec::new();
-    for (i, f) in faults.iter().enumerate() {
-        if let Some(n) = f.name {
-            if taken.contains(&f.fault.name) {
+    for f in &faults {
+        if let Some(n) = f.name_node {
+            if taken.contains(&f.name) {
                 cx.error(
                     n,
-                    &format!("faults[{i}].name"),
-                    format!("duplicate fault name `{}`", f.fault.name),
+                    &join(&f.path, "name"),
+                    format!("duplicate fault name `{}`", f.name),
                     Some("fault names must be unique: the report and the journal refer to faults by name".into()),
                 );
             }
-            taken.push(f.fault.name.clone());
+            taken.push(f.name.clone());
         }
     }
-    for f in faults.iter_mut().filter(|f| f.name.is_none()) {
-        let base = f.fault.kind.type_name();
+    for f in faults.iter_mut().filter(|f| f.name_node.is_none()) {
+        let base = f.kind.type_name();
         let mut name = base.to_string();
         let mut k = 2;
         while taken.contains(&name) {
@@ -908,7 +1008,29 @@ fn name_faults(cx: &mut Checker, faults: &mut [FaultAt<'_>]) {
             k += 1;
         }
         taken.push(name.clone());
-        f.fault.name = name;
+        f.name = name;
+    }
+}
+
+/// A manual fault may be injected at any time while the load runs: what it lasts must fit in
+/// the load at least when injected at its start.
+fn manual_rules(cx: &mut Checker, load: &Load, manual: &[ManualAt<'_>]) {
+    for m in manual {
+        let lasts = m.fault.at(Duration::ZERO).ends_at();
+        if lasts > load.duration
+            && let Some(n) = m.window
+        {
+            cx.error(
+                n,
+                &m.path,
+                format!(
+                    "the fault lasts {}, longer than the whole load (load.duration: {})",
+                    format_duration(lasts),
+                    format_duration(load.duration)
+                ),
+                None,
+            );
+        }
     }
 }
 
@@ -1280,6 +1402,75 @@ mod tests {
         );
         let names: Vec<&str> = s.faults.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["task-kill", "task-kill-2", "task-kill-3"]);
+    }
+
+    #[test]
+    fn manual_faults_are_checked_like_timeline_faults_without_at() {
+        let s = load(&format!(
+            "{MINIMAL}faults:\n  - {{ type: task-kill, at: 20s, select: 1 }}\nmanual:\n  - {{ type: task-kill, select: 1, signal: SIGTERM }}\n  - {{ type: latency, for: 15s, select: 1, delay: 300ms }}\n  - {{ type: secret-drift, name: drift }}\n"
+        ))
+        .unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(s.faults.len(), 1);
+        let names: Vec<&str> = s.manual.iter().map(|m| m.name.as_str()).collect();
+        // Unnamed entries are named across both lists: the timeline's task-kill came first.
+        assert_eq!(names, ["task-kill-2", "latency", "drift"]);
+        assert_eq!(s.manual[0].kind, FaultKind::TaskKill { select: Selection::Count(1), signal: KillSignal::Sigterm });
+        assert_eq!(s.manual[0].duration, None);
+        assert_eq!(s.manual[1].duration, Some(Duration::from_secs(15)));
+        // Injected at 40s, the latency lasts its `for` from there.
+        let f = s.manual[1].at(Duration::from_secs(40));
+        assert_eq!((f.at, f.ends_at(), f.name.as_str()), (Duration::from_secs(40), Duration::from_secs(55), "latency"));
+        assert!(load(MINIMAL).unwrap().manual.is_empty());
+    }
+
+    #[test]
+    fn bad_manual_faults_get_the_same_diagnostics() {
+        let cases = [
+            (
+                "{ type: task-kill, at: 30s, select: 1 }",
+                "8:24: manual[0].at: a manual fault has no `at`: it is injected when commanded during the run (move it under `faults:` to put it on the timeline)",
+            ),
+            (
+                "{ type: task_kil, select: 1 }",
+                "8:13: manual[0].type: unknown fault type `task_kil` (did you mean `task-kill`?)",
+            ),
+            (
+                "{ type: latency, select: 1, dealy: 1s, for: 5s }",
+                "8:33: manual[0].dealy: unknown key `dealy` (did you mean `delay`?)",
+            ),
+            (
+                "{ type: latency, select: 1, delay: 1s }",
+                "8:5: manual[0]: missing required key `for` (how long latency lasts, e.g. `for: 30s`)",
+            ),
+            (
+                "{ type: task-kill, select: 1, for: 5s }",
+                "8:35: manual[0].for: unknown key `for` (task-kill is instantaneous: `for` does not apply)",
+            ),
+            (
+                "{ type: task-kill, select: 9 }",
+                "8:32: manual[0].select: selects 9 tasks, but the lab service runs 3 (select fewer tasks, or a percentage such as `50%`)",
+            ),
+            (
+                "{ type: task-kill, name: slow, select: 1 }",
+                "8:30: manual[0].name: duplicate fault name `slow` (fault names must be unique: the report and the journal refer to faults by name)",
+            ),
+            (
+                "{ type: latency, select: 1, delay: 1s, for: 101s }",
+                "8:49: manual[0]: the fault lasts 1m41s, longer than the whole load (load.duration: 1m40s)",
+            ),
+        ];
+        let timed = "faults:\n  - { type: latency, name: slow, at: 20s, for: 5s, select: 1, delay: 1s }\n";
+        for (entry, want) in cases {
+            let e = errors(&format!("{MINIMAL}{timed}manual:\n  - {entry}\n"));
+            assert_eq!(e, [format!("t.yaml:{want}")], "{entry}");
+        }
+        let e = errors(&format!("{MINIMAL}{timed}manual:\n  {{ type: task-kill }}\n"));
+        assert_eq!(
+            e,
+            [
+                "t.yaml:8:3: manual: expected a list of faults, found a mapping (each fault is an item `- { type: task-kill, select: 1 }`)"
+            ]
+        );
     }
 
     #[test]

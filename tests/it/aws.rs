@@ -44,6 +44,7 @@ fn scenario(target: AwsTarget, faults: Vec<Fault>, stop: Vec<StopCondition>) -> 
         },
         steady_state: SteadyState { checks: vec![] },
         faults,
+        manual: vec![],
         stop,
         recovery: Recovery { within: Duration::from_secs(60), hold: Duration::from_secs(5) },
     }

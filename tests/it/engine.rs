@@ -206,6 +206,17 @@ fn plan_prints_the_timeline_and_starts_nothing() {
     assert!(out.status.success(), "{s}");
     assert!(s.contains("inject task-kill (task-kill): 2 of the 3 tasks"), "{s}");
     assert!(s.contains("steady-state gate"), "{s}");
+    // The manual catalog follows the timeline, numbered from 1, and is not on the timeline.
+    let catalog = s.find("manual catalog (never on the timeline").expect("manual catalog");
+    assert!(catalog > s.find("load ends").unwrap(), "{s}");
+    assert!(s[catalog..].contains("\n   1. kill-one (task-kill): stop 1 task (SIGKILL on the lab), at once"), "{s}");
+    assert!(
+        s[catalog..].contains(
+            "\n   2. slow-one (latency): delay every response of 1 task by 300ms, for 15s from its injection"
+        ),
+        "{s}"
+    );
+    assert!(!s[..catalog].contains("kill-one") && !s[..catalog].contains("slow-one"), "{s}");
     assert!(s.contains("nothing was injected"), "{s}");
     assert!(home.processes().is_empty());
 }
