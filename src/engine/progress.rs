@@ -1,9 +1,44 @@
 //! Terminal progress: a live status line on a TTY (phase, elapsed, rate, errors, p95, healthy
 //! targets, next action), plain lines otherwise. Events worth remembering print as lines.
+//!
+//! A subscriber of the run's bus on a thread of its own ([`spawn`]): a terminal that is slow or
+//! blocked holds up the display only, never the run; when the display falls too far behind it
+//! says how many events it missed.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
-use super::events::{CancelReason, Event, EventSink};
+use super::bus::{Received, Subscription};
+use super::events::{CancelReason, Event};
+
+/// The progress display running for one run.
+pub struct ProgressTask {
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Shows the events of `sub` on stderr until the run ends.
+pub fn spawn(mut sub: Subscription) -> ProgressTask {
+    let (tx, done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut p = Progress::new();
+        while let Some(r) = sub.blocking_recv() {
+            match r {
+                Received::Event(e) => p.show(&e.event),
+                Received::Lagged(n) => p.line(None, &format!("siege: the display fell behind: missed {n} events")),
+            }
+        }
+        let _ = tx.send(());
+    });
+    ProgressTask { done }
+}
+
+impl ProgressTask {
+    /// Waits for the display to show the end of the run, but not for a terminal that stopped
+    /// taking output.
+    pub async fn finish(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.done).await;
+    }
+}
 
 pub struct Progress {
     tty: bool,
@@ -37,8 +72,8 @@ impl Default for Progress {
     }
 }
 
-impl EventSink for Progress {
-    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+impl Progress {
+    pub fn show(&mut self, event: &Event) {
         match event {
             Event::RunStarted { run_id, seed, backend, .. } => {
                 self.line(None, &format!("siege: run {run_id} on {backend} (seed {seed})"))
@@ -88,7 +123,7 @@ impl EventSink for Progress {
                     .unwrap_or_default();
                 let next = next
                     .as_ref()
-                    .map(|(at, what)| format!("  next: {what} in {:.0}s", (at - f64::from(w.second) - 1.0).max(0.0)))
+                    .map(|n| format!("  next: {} in {:.0}s", n.what, (n.at - f64::from(w.second) - 1.0).max(0.0)))
                     .unwrap_or_default();
                 let status = format!(
                     "[{:>5}s] {:<10} {:>5} rps  err {:>5.1}%  p95 {:>7.1}ms{healthy}  {}{next}",
@@ -111,9 +146,8 @@ impl EventSink for Progress {
             Event::LoadStarted { setup_s } => {
                 self.line(Some(0.0), &format!("load started ({setup_s:.2}s of setup: target, preflight)"))
             }
-            Event::RunFinished { record, report_dir, report_ms } => {
-                let v = &record.verdict;
-                self.line(None, &format!("\n{}: {}", v.outcome.word(), v.reason));
+            Event::RunFinished { outcome, reason, report_dir, report_ms } => {
+                self.line(None, &format!("\n{}: {reason}", outcome.word()));
                 if let Some(d) = report_dir {
                     self.line(
                         None,
@@ -122,6 +156,5 @@ impl EventSink for Progress {
                 }
             }
         }
-        Ok(())
     }
 }

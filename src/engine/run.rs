@@ -1,5 +1,6 @@
 //! The dispatcher: one `select!` loop over the fault timeline, the load's per-second windows,
-//! the samplers, stop conditions and signals. Everything it does is emitted as events.
+//! the samplers, stop conditions and interrupts. Everything it does is emitted as events. Runs
+//! are started through [`super::handle::start`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{CancelReason, Event, EventSink, Phase};
+use super::bus::Publisher;
+use super::events::{CancelReason, Envelope, Event, Phase, Upcoming};
+use super::journal::Journal;
 use super::record::{Finish, RecordBuilder};
 use crate::backend::{Backend, BackendError, Injected, Resolved, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
@@ -20,18 +23,20 @@ use crate::report::{LoadTotals, RunRecord};
 use crate::scenario::{Fault, FaultKind, Scenario, StopCondition};
 use crate::util::Rng;
 
-/// How a run is asked to stop from outside: the first Ctrl-C / SIGTERM cancels (faults are
-/// reverted, the report is written); the second hurries (waits are skipped; reverts still run).
+/// How a run is asked to stop from outside (Ctrl-C, SIGTERM, a daemon's stop): the first
+/// interrupt cancels (faults are reverted, the report is written); any later one hurries (waits
+/// are skipped; reverts still run). Cheap to clone; see [`super::RunHandle::interrupter`].
 #[derive(Clone, Default)]
-pub struct Interrupts {
-    pub cancel: CancellationToken,
-    pub hurry: CancellationToken,
-    /// Which signal cancelled, for the report.
-    pub reason: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+pub struct Interrupter {
+    cancel: CancellationToken,
+    hurry: CancellationToken,
+    /// What interrupted first, for the report.
+    reason: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
-impl Interrupts {
-    /// Returns true when this interrupt hurries (it is not the first).
+impl Interrupter {
+    /// Interrupts the run, `why` naming the cause (e.g. `SIGTERM`). Returns true when this
+    /// interrupt hurries (it is not the first).
     pub fn interrupt(&self, why: &str) -> bool {
         if let Ok(mut r) = self.reason.lock() {
             r.get_or_insert_with(|| why.to_string());
@@ -50,12 +55,25 @@ impl Interrupts {
     }
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The scenario file as given (for the report and the runbook link).
-    pub scenario_file: PathBuf,
     /// Where `reports/<scenario>-<time>/` goes; `None` writes no files.
     pub reports_dir: Option<PathBuf>,
+    /// Overrides the scenario's `seed`; neither picks a fresh one.
     pub seed: Option<u64>,
+}
+
+/// Everything a run needs, passed in rather than read from the process.
+pub struct RunRequest {
+    /// Validated.
+    pub scenario: Scenario,
+    /// Where the scenario came from, for the report and the runbook link: its file path as
+    /// given, or a name such as `posted.yaml` (a runbook is then found from the working
+    /// directory).
+    pub source: String,
+    pub options: RunOptions,
+    /// The directory of the run's journal (`journal::dir()` for the CLI).
+    pub journal_dir: PathBuf,
 }
 
 pub struct RunOutcome {
@@ -63,26 +81,32 @@ pub struct RunOutcome {
     pub report_dir: Option<PathBuf>,
 }
 
-/// Fans events out to the sinks and the record builder. The journal is a sink whose failure
-/// matters: [`Emitter::emit`] reports it so the engine does not inject what it could not journal.
-struct Emitter {
-    sinks: Vec<Box<dyn EventSink>>,
+/// Hands each event to the engine's own consumers, the record builder and the journal, then
+/// publishes it on the run's bus in its envelope. Only the journal's failure matters:
+/// [`Emitter::emit`] reports it so the engine does not inject what it could not journal. Nothing
+/// a bus subscriber does reaches the run.
+pub(super) struct Emitter {
     record: RecordBuilder,
+    journal: Journal,
+    publisher: Publisher,
+    run_id: String,
+    seq: u64,
+    load_started: Option<Instant>,
 }
 
 impl Emitter {
-    fn emit(&mut self, e: Event) -> Result<(), String> {
-        self.record.on_event(&e);
-        let mut first_err = None;
-        for s in &mut self.sinks {
-            if let Err(err) = s.on_event(&e) {
-                first_err.get_or_insert(err.to_string());
-            }
-        }
-        match first_err {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+    pub(super) fn new(run_id: String, journal: Journal, publisher: Publisher) -> Self {
+        Emitter { record: RecordBuilder::default(), journal, publisher, run_id, seq: 0, load_started: None }
+    }
+
+    fn emit(&mut self, event: Event) -> Result<(), String> {
+        self.record.on_event(&event);
+        let journaled = self.journal.on_event(&event).map_err(|e| e.to_string());
+        let t = self.load_started.map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        let at = super::events::rfc3339_ms(SystemTime::now());
+        self.publisher.publish(Envelope { run_id: self.run_id.clone(), seq: self.seq, at, t, event });
+        self.seq += 1;
+        journaled
     }
 }
 
@@ -123,16 +147,10 @@ pub fn disruption_span(sc: &Scenario) -> (Option<f64>, Option<f64>) {
 
 /// Runs one validated scenario end to end. Never returns without having tried to revert every
 /// fault it injected.
-pub async fn run(
-    scenario: Scenario,
-    opts: RunOptions,
-    sinks: Vec<Box<dyn EventSink>>,
-    interrupts: Interrupts,
-) -> RunOutcome {
+pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interrupts: Interrupter) -> RunOutcome {
+    let RunRequest { scenario, source, options: opts, journal_dir: _ } = req;
     let started_wall = SystemTime::now();
-    let run_id = new_run_id(&scenario.name);
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
-    let mut em = Emitter { sinks, record: RecordBuilder::default() };
     let t_start = Instant::now();
     let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Connecting });
 
@@ -168,9 +186,9 @@ pub async fn run(
     if let Some(backend) = &backend {
         let _ = em.emit(Event::RunStarted {
             run_id: run_id.clone(),
-            scenario: opts.scenario_file.display().to_string(),
+            scenario: source.clone(),
             seed,
-            backend: backend.name(),
+            backend: backend.name().to_string(),
             locator: backend.locator(),
         });
         let _ = em.emit(Event::BackendReady { entry_url: backend.entry_url() });
@@ -191,7 +209,7 @@ pub async fn run(
     let (first, last_end) = disruption_span(&scenario);
     let load = ctx.load_report.take().unwrap_or_default();
     let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
-    let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&opts, r));
+    let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&source, &opts, r));
     if let Some(start) = ctx.load_started {
         let start = start.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         if let Some(b) = &backend {
@@ -202,7 +220,7 @@ pub async fn run(
     let record_builder = std::mem::take(&mut em.record);
     let record = record_builder.finish(Finish {
         scenario: &scenario,
-        scenario_file: opts.scenario_file.display().to_string(),
+        scenario_file: source.clone(),
         runbook,
         run_id: run_id.clone(),
         seed,
@@ -238,7 +256,12 @@ pub async fn run(
         None => None,
     };
     let report_ms = reporting.elapsed().as_secs_f64() * 1000.0;
-    let _ = em.emit(Event::RunFinished { record: Box::new(record.clone()), report_dir: report_dir.clone(), report_ms });
+    let _ = em.emit(Event::RunFinished {
+        outcome: record.verdict.outcome,
+        reason: record.verdict.reason.clone(),
+        report_dir: report_dir.clone(),
+        report_ms,
+    });
     if let Some(b) = backend {
         match Arc::try_unwrap(b) {
             Ok(b) => {
@@ -254,8 +277,8 @@ pub async fn run(
 
 /// The runbook path as seen from the run's report directory (`<reports>/<run>/`), so the
 /// markdown link works on GitHub and locally; absolute when the two share no root.
-fn runbook_link(opts: &RunOptions, runbook: &str) -> String {
-    let base = opts.scenario_file.parent().unwrap_or(Path::new(""));
+fn runbook_link(source: &str, opts: &RunOptions, runbook: &str) -> String {
+    let base = Path::new(source).parent().unwrap_or(Path::new(""));
     let target = absolute(&base.join(runbook));
     match &opts.reports_dir {
         Some(root) => relative_to(&absolute(&root.join("run")), &target),
@@ -374,7 +397,7 @@ impl Ctx<'_> {
 
     /// Load, timeline, observation, then revert. Returns when the load has ended or the run was
     /// cancelled, with every fault reverted (or its failure recorded).
-    async fn drive(&mut self, backend: &Arc<Backend>, em: &mut Emitter, interrupts: &Interrupts) {
+    async fn drive(&mut self, backend: &Arc<Backend>, em: &mut Emitter, interrupts: &Interrupter) {
         let sc = self.sc;
         let base = backend.entry_url();
         let url = if sc.load.url.starts_with("http://") || sc.load.url.starts_with("https://") {
@@ -399,9 +422,11 @@ impl Ctx<'_> {
         let (sample_tx, mut sample_rx) = mpsc::channel::<Result<Sample, BackendError>>(4);
         let (alarm_tx, mut alarm_rx) = mpsc::channel::<Result<String, BackendError>>(4);
 
-        let _ = em.emit(Event::LoadStarted { setup_s: self.t0.elapsed().as_secs_f64() });
+        let setup_s = self.t0.elapsed().as_secs_f64();
         self.t0 = Instant::now();
+        em.load_started = Some(self.t0);
         self.load_started = Some(SystemTime::now());
+        let _ = em.emit(Event::LoadStarted { setup_s });
         let mut load_task = tokio::spawn(load::run(plan, stop_all.clone(), Some(win_tx)));
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
@@ -486,6 +511,8 @@ impl Ctx<'_> {
             let deadline = max_duration.map(|d| self.t0 + d);
             tokio::select! {
                 biased;
+                // Run commands (inject, spike, marks, stop) from the run's handle will be served
+                // here, next to the interrupts.
                 _ = interrupts.cancel.cancelled() => {
                     let why = interrupts.reason();
                     self.cancel(em, CancelReason::Interrupted(why));
@@ -775,7 +802,7 @@ impl Ctx<'_> {
                 Action::Inject(i) => format!("inject {}", sc.faults[*i].name),
                 Action::Revert(i) => format!("revert {}", sc.faults[*i].name),
             };
-            (at.as_secs_f64(), what)
+            Upcoming { at: at.as_secs_f64(), what }
         });
         let _ = em.emit(Event::SecondClosed { window: w.clone(), sample: sample.clone(), steady, next });
 
@@ -809,7 +836,7 @@ impl Ctx<'_> {
         em: &mut Emitter,
         fi: usize,
         inj: &Injected,
-        interrupts: &Interrupts,
+        interrupts: &Interrupter,
     ) {
         let name = self.sc.faults[fi].name.clone();
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
@@ -863,12 +890,8 @@ mod tests {
     use super::*;
 
     fn link(scenario: &str, reports: &str) -> String {
-        let opts = RunOptions {
-            scenario_file: PathBuf::from(scenario),
-            reports_dir: Some(PathBuf::from(reports)),
-            seed: None,
-        };
-        runbook_link(&opts, "../runbooks/task-kill.md")
+        let opts = RunOptions { reports_dir: Some(PathBuf::from(reports)), seed: None };
+        runbook_link(scenario, &opts, "../runbooks/task-kill.md")
     }
 
     #[test]
