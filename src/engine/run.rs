@@ -82,7 +82,8 @@ pub struct RunOutcome {
 }
 
 /// Hands each event to the engine's own consumers, the record builder and the journal, then
-/// publishes it on the run's bus in its envelope. Only the journal's failure matters:
+/// publishes it on the run's bus in its envelope, with every registered secret value redacted
+/// (the stream is an output like the reports). Only the journal's failure matters:
 /// [`Emitter::emit`] reports it so the engine does not inject what it could not journal. Nothing
 /// a bus subscriber does reaches the run.
 pub(super) struct Emitter {
@@ -104,10 +105,24 @@ impl Emitter {
         let journaled = self.journal.on_event(&event).map_err(|e| e.to_string());
         let t = self.load_started.map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         let at = super::events::rfc3339_ms(SystemTime::now());
+        let event = redacted(event, &crate::report::secrets::registered());
         self.publisher.publish(Envelope { run_id: self.run_id.clone(), seq: self.seq, at, t, event });
         self.seq += 1;
         journaled
     }
+}
+
+/// `event` without any of `secrets` in its strings.
+fn redacted(event: Event, secrets: &[String]) -> Event {
+    if secrets.is_empty() {
+        return event;
+    }
+    let Ok(mut v) = serde_json::to_value(&event) else { return event };
+    crate::report::secrets::redact_json(&mut v, secrets);
+    // Redaction keeps every field's type, so the value reads back; should it not, the event
+    // is told without its details rather than with a secret.
+    serde_json::from_value(v)
+        .unwrap_or_else(|e| Event::Note { t: 0.0, text: format!("an event could not be redacted: {e}") })
 }
 
 enum Action {
@@ -892,6 +907,37 @@ mod tests {
     fn link(scenario: &str, reports: &str) -> String {
         let opts = RunOptions { reports_dir: Some(PathBuf::from(reports)), seed: None };
         runbook_link(scenario, &opts, "../runbooks/task-kill.md")
+    }
+
+    #[test]
+    fn published_events_carry_no_secret_value_and_the_journal_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bus, publisher) = super::super::bus::Bus::new(16);
+        let mut em = Emitter::new("r1".into(), Journal::in_dir(dir.path().to_owned()), publisher);
+        crate::report::secrets::register("hunter2-in-events");
+        let started = Event::RunStarted {
+            run_id: "r1".into(),
+            scenario: "s.yaml".into(),
+            seed: 1,
+            backend: "lab".into(),
+            locator: serde_json::json!({}),
+        };
+        em.emit(started).unwrap();
+        let injected = Injected {
+            fault: "drift".into(),
+            kind: "secret-drift".into(),
+            targets: vec!["db".into()],
+            undo: serde_json::json!({"previous": "hunter2-in-events"}),
+        };
+        em.emit(Event::FaultInjecting { t: 1.0, fault: "drift".into(), resolved: Resolved::default(), injected })
+            .unwrap();
+        em.emit(Event::Note { t: 2.0, text: "connect failed: password hunter2-in-events".into() }).unwrap();
+        let published = serde_json::to_string(&bus.history().iter().map(|e| &**e).collect::<Vec<_>>()).unwrap();
+        assert!(!published.contains("hunter2"), "{published}");
+        assert!(published.contains("password [redacted]"), "{published}");
+        assert_eq!(bus.history().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let journal = std::fs::read_to_string(dir.path().join("r1.jsonl")).unwrap();
+        assert!(journal.contains("hunter2-in-events"), "the journal keeps what a revert needs: {journal}");
     }
 
     #[test]
