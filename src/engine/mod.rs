@@ -70,6 +70,7 @@ pub fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             source: args.file.display().to_string(),
             options: RunOptions { reports_dir: Some(args.reports.clone()), seed: args.seed },
             journal_dir: journal::dir(),
+            failpoint: crate::util::failpoint_from_env(),
         });
         spawn_signal_listener(handle.interrupter())?;
         let display = progress::spawn(handle.subscribe());

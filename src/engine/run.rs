@@ -74,6 +74,9 @@ pub struct RunRequest {
     pub options: RunOptions,
     /// The directory of the run's journal (`journal::dir()` for the CLI).
     pub journal_dir: PathBuf,
+    /// A failpoint for tests of the failure paths (see [`crate::util::failpoint`]); debug
+    /// builds only.
+    pub failpoint: Option<String>,
 }
 
 pub struct RunOutcome {
@@ -163,7 +166,7 @@ pub fn disruption_span(sc: &Scenario) -> (Option<f64>, Option<f64>) {
 /// Runs one validated scenario end to end. Never returns without having tried to revert every
 /// fault it injected.
 pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interrupts: Interrupter) -> RunOutcome {
-    let RunRequest { scenario, source, options: opts, journal_dir: _ } = req;
+    let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint } = req;
     let started_wall = SystemTime::now();
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
     let t_start = Instant::now();
@@ -180,6 +183,7 @@ pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interr
         t0: t_start,
         load_started: None,
         balancer: BTreeMap::new(),
+        failpoint,
     };
 
     let backend = tokio::select! {
@@ -352,6 +356,7 @@ struct Ctx<'a> {
     load_started: Option<SystemTime>,
     /// The balancer's per-second figures the samples brought, by Unix second.
     balancer: BTreeMap<u64, BalancerSecond>,
+    failpoint: Option<String>,
 }
 
 type BalancerSecond = crate::backend::BalancerFigures;
@@ -590,7 +595,7 @@ impl Ctx<'_> {
                                         t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(),
                                         summary: summary_of(&em.record, &f.name),
                                     });
-                                    crate::util::failpoint("after-inject");
+                                    crate::util::failpoint(self.failpoint.as_deref(), "after-inject");
                                     if needs_revert(f) {
                                         active.push((fault, injected));
                                     } else {
@@ -856,7 +861,7 @@ impl Ctx<'_> {
         let name = self.sc.faults[fi].name.clone();
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
         let first = async {
-            crate::util::failpoint_wait("slow-revert").await;
+            crate::util::failpoint_wait(self.failpoint.as_deref(), "slow-revert").await;
             backend.revert(inj).await
         };
         let result = tokio::select! {

@@ -47,6 +47,7 @@ faults:
         source: file.display().to_string(),
         options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(1) },
         journal_dir: home.join("journal"),
+        failpoint: None,
     }
 }
 
@@ -169,10 +170,9 @@ fn interrupting_through_the_handle_reverts_and_ends_the_run_aborted() {
 #[cfg_attr(not(debug_assertions), ignore = "the failpoint exists in debug builds only")]
 fn a_panic_in_the_run_ends_its_stream_and_the_outcome_reverts_from_its_journal() {
     let home = home();
-    // SAFETY: as in `home`.
-    unsafe { std::env::set_var("SIEGE_FAILPOINT", "after-inject") };
     runtime().block_on(async {
-        let handle = siege::engine::start(request(home.path()));
+        let handle =
+            siege::engine::start(RunRequest { failpoint: Some("after-inject".into()), ..request(home.path()) });
         let sub = handle.subscribe();
         let run_id = handle.run_id().to_string();
         let panicked = handle.outcome().await.err().expect("the failpoint panics");
