@@ -108,30 +108,39 @@ pub fn state_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(home).join(".local/state/siege")
 }
 
-/// Panics here when `SIEGE_FAILPOINT` names `point`, in debug builds only (release builds
-/// compile it away): the integration tests use it to check, on a real process, that a panic in
-/// the engine still reverts every injected fault.
+/// The failpoint `SIEGE_FAILPOINT` names, read once at the edge and passed to the run (debug
+/// builds only; always `None` in release builds).
+pub fn failpoint_from_env() -> Option<String> {
+    #[cfg(debug_assertions)]
+    return std::env::var("SIEGE_FAILPOINT").ok().filter(|v| !v.is_empty());
+    #[cfg(not(debug_assertions))]
+    None
+}
+
+/// Panics here when `set` (see [`failpoint_from_env`]) names `point`, in debug builds only
+/// (release builds compile it away): the integration tests use it to check, on a real process,
+/// that a panic in the engine still reverts every injected fault.
 ///
 /// The points: `after-inject` (a panic right after a fault is injected) and, with
 /// [`failpoint_wait`], `slow-revert` (the first revert attempt waits 30 s).
-pub fn failpoint(point: &str) {
+pub fn failpoint(set: Option<&str>, point: &str) {
     #[cfg(debug_assertions)]
-    if std::env::var_os("SIEGE_FAILPOINT").is_some_and(|v| v == point) {
+    if set == Some(point) {
         panic!("failpoint {point}");
     }
     #[cfg(not(debug_assertions))]
-    let _ = point;
+    let _ = (set, point);
 }
 
-/// Waits 30 s here when `SIEGE_FAILPOINT` names `point`, in debug builds only: a slow step
-/// (a revert) that tests can interrupt.
-pub async fn failpoint_wait(point: &str) {
+/// Waits 30 s here when `set` names `point`, in debug builds only: a slow step (a revert) that
+/// tests can interrupt.
+pub async fn failpoint_wait(set: Option<&str>, point: &str) {
     #[cfg(debug_assertions)]
-    if std::env::var_os("SIEGE_FAILPOINT").is_some_and(|v| v == point) {
+    if set == Some(point) {
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     }
     #[cfg(not(debug_assertions))]
-    let _ = point;
+    let _ = (set, point);
 }
 
 #[cfg(test)]

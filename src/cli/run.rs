@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Failure, runtime};
-use crate::engine::{Interrupts, RunOptions, events, journal, progress};
+use crate::engine::{Interrupter, RunOptions, RunRequest, journal, progress, start};
 use crate::exit::Exit;
 use crate::scenario::{FaultKind, Scenario, Target};
 
@@ -51,27 +51,33 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
     let scenario = load(&args.file)?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let interrupts = Interrupts::default();
-        spawn_signal_listener(interrupts.clone())?;
-        let sinks: Vec<Box<dyn events::EventSink>> =
-            vec![Box::new(journal::Journal::new()), Box::new(progress::Progress::new())];
-        let opts =
-            RunOptions { scenario_file: args.file.clone(), reports_dir: Some(args.reports.clone()), seed: args.seed };
-        let handle = tokio::spawn(crate::engine::run::run(scenario, opts, sinks, interrupts));
-        match handle.await {
-            Ok(outcome) => Ok(outcome.record.verdict.outcome.exit()),
-            Err(e) => {
-                // A panic in the engine: the journal still knows what was injected.
-                eprintln!("siege: internal error: {e}; reverting from the journal");
-                let failed = recover_own_runs().await;
-                Ok(if failed { Exit::RevertFailed } else { Exit::Internal })
+        let handle = start(RunRequest {
+            scenario,
+            source: args.file.display().to_string(),
+            options: RunOptions { reports_dir: Some(args.reports.clone()), seed: args.seed },
+            journal_dir: journal::dir(),
+            failpoint: crate::util::failpoint_from_env(),
+        });
+        spawn_signal_listener(handle.interrupter())?;
+        let display = progress::spawn(handle.subscribe());
+        let outcome = handle.outcome().await;
+        display.finish().await;
+        Ok(match outcome {
+            Ok(outcome) => outcome.record.verdict.outcome.exit(),
+            Err(p) => {
+                // The journal still knew what was injected; the handle reverted it.
+                eprintln!("siege: internal error: {}; reverting from the journal", p.message);
+                for l in &p.lines {
+                    eprintln!("siege: {l}");
+                }
+                if p.revert_failed { Exit::RevertFailed } else { Exit::Internal }
             }
-        }
+        })
     })
 }
 
 /// Ctrl-C and SIGTERM: the first cancels the run (faults are reverted), the second skips waits.
-fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
+fn spawn_signal_listener(interrupts: Interrupter) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -87,40 +93,6 @@ fn spawn_signal_listener(interrupts: Interrupts) -> anyhow::Result<()> {
         }
     });
     Ok(())
-}
-
-/// Reverts the journaled faults of runs of this very process (after a panic).
-async fn recover_own_runs() -> bool {
-    let mut failed = false;
-    for path in journal::list().unwrap_or_default() {
-        let lines = match journal::read(&path) {
-            Ok(rec) if rec.pid == std::process::id() => {
-                let r = journal::recover(&rec).await;
-                failed |= r.failed;
-                r.lines
-            }
-            Ok(_) => continue,
-            Err(e) => match journal::read_lenient(&path) {
-                Ok((rec, _)) if rec.pid == std::process::id() => {
-                    failed = true;
-                    unreadable(&e, &rec)
-                }
-                _ => continue,
-            },
-        };
-        for l in lines {
-            eprintln!("siege: {l}");
-        }
-    }
-    failed
-}
-
-/// What to tell about a journal that cannot be recovered from: the error (file, line, what to
-/// do) and what its readable lines list, to check by hand.
-fn unreadable(e: &journal::JournalError, readable: &journal::Recorded) -> Vec<String> {
-    let mut v = vec![e.to_string(), "by the lines that can be read,".to_string()];
-    v.extend(journal::describe_pending(readable));
-    v
 }
 
 /// `siege recover`: reverts whatever killed runs left behind, according to the journal.
@@ -156,7 +128,7 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
                 Err(e) => {
                     failed = true;
                     let lines = match journal::read_lenient(&path) {
-                        Ok((rec, _)) => unreadable(&e, &rec),
+                        Ok((rec, _)) => journal::unreadable(&e, &rec),
                         Err(_) => vec![e.to_string()],
                     };
                     for l in lines {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::events::{Event, EventSink};
+use super::events::Event;
 use crate::backend::{Backend, Injected};
 use crate::lab::proc::{self, Identity};
 
@@ -45,8 +45,13 @@ pub fn dir() -> PathBuf {
     crate::util::state_dir().join("journal")
 }
 
-/// Appends entries for one run; an [`EventSink`] that fails loudly, because the engine must not
-/// inject a fault it could not journal.
+/// The journal file of run `run_id` in `dir`.
+pub fn path_in(dir: &Path, run_id: &str) -> PathBuf {
+    dir.join(format!("{run_id}.jsonl"))
+}
+
+/// Appends entries for one run. The engine's own consumer of events, called synchronously; it
+/// fails loudly, because the engine must not inject a fault it could not journal.
 pub struct Journal {
     dir: PathBuf,
     path: PathBuf,
@@ -77,7 +82,7 @@ impl Journal {
         {
             // The journal appears under its name with its run line in it, never empty: a
             // `siege recover` looking at that moment must not take it for a finished run's.
-            self.path = self.dir.join(format!("{run_id}.jsonl"));
+            self.path = path_in(&self.dir, run_id);
             let fresh = self.dir.join(format!("{run_id}.jsonl.new"));
             std::fs::create_dir_all(&self.dir)?;
             let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&fresh)?;
@@ -111,8 +116,9 @@ fn append_line(f: &mut File, entry: &Entry, newline_first: bool) -> std::io::Res
     written
 }
 
-impl EventSink for Journal {
-    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+impl Journal {
+    /// Journals what `event` changes; `Err` when it could not be written and synced.
+    pub fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
             Event::RunStarted { run_id, scenario, locator, .. } => self.append(&Entry::Run {
                 run_id: run_id.clone(),
@@ -400,6 +406,34 @@ pub fn discard_in(dir: &Path, path: &Path) -> Result<Vec<String>, DiscardError> 
     Ok(lines)
 }
 
+/// What to tell about a journal that cannot be recovered from: the error (file, line, what to
+/// do) and what its readable lines list, to check by hand.
+pub fn unreadable(e: &JournalError, readable: &Recorded) -> Vec<String> {
+    let mut v = vec![e.to_string(), "by the lines that can be read,".to_string()];
+    v.extend(describe_pending(readable));
+    v
+}
+
+/// Reverts what the run of the journal at `path` left (after that run panicked in this
+/// process); nothing when the file is gone (nothing was left). An unreadable journal reverts
+/// nothing and says so (`failed`).
+pub async fn recover_file(path: &Path) -> RecoveryReport {
+    let nothing = |run_id: String| RecoveryReport { run_id, lines: vec![], failed: false };
+    match read(path) {
+        Ok(rec) => recover(&rec).await,
+        Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            nothing(path.file_stem().unwrap_or_default().to_string_lossy().into_owned())
+        }
+        Err(e) => {
+            let (run_id, lines) = match read_lenient(path) {
+                Ok((rec, _)) => (rec.run_id.clone(), unreadable(&e, &rec)),
+                Err(_) => (String::new(), vec![e.to_string()]),
+            };
+            RecoveryReport { run_id, lines, failed: true }
+        }
+    }
+}
+
 /// What recovering one journal did, for the user.
 #[derive(Debug)]
 pub struct RecoveryReport {
@@ -548,7 +582,7 @@ mod tests {
             run_id: "r1".into(),
             scenario: "s.yaml".into(),
             seed: 1,
-            backend: "lab",
+            backend: "lab".into(),
             locator: serde_json::json!({"lab": {"control": "http://127.0.0.1:1"}}),
         }
     }
@@ -581,8 +615,13 @@ mod tests {
         j.on_event(&injecting("a")).unwrap();
         j.on_event(&Event::FaultSettled { t: 2.0, fault: "a".into() }).unwrap();
         assert_eq!(list_in(dir.path()).unwrap().len(), 1);
-        let record = crate::report::tests_support::minimal_record();
-        j.on_event(&Event::RunFinished { record: Box::new(record), report_dir: None, report_ms: 0.0 }).unwrap();
+        j.on_event(&Event::RunFinished {
+            outcome: crate::report::Outcome::Passed,
+            reason: String::new(),
+            report_dir: None,
+            report_ms: 0.0,
+        })
+        .unwrap();
         assert!(list_in(dir.path()).unwrap().is_empty());
     }
 

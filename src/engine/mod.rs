@@ -1,12 +1,16 @@
 //! The run engine: validate → preflight → steady state before → load + fault timeline with stop
-//! conditions → revert → recovery → verdict and report. One dispatcher loop ([`run`]); everything
-//! the run does is emitted as [`events::Event`]s that the progress display, the journal and the
-//! report consume.
+//! conditions → revert → recovery → verdict and report. One dispatcher loop ([`run`]), started
+//! with [`start`]; everything the run does is emitted as [`events::Event`]s, which the journal
+//! and the record builder see synchronously and every other consumer (the progress display, a
+//! live view) reads from the run's [`bus`].
 
+pub mod bus;
 pub mod events;
+pub mod handle;
 pub mod journal;
 pub mod progress;
 pub mod record;
 pub mod run;
 
-pub use run::{Interrupts, RunOptions, RunOutcome, disruption_span};
+pub use handle::{RunHandle, RunPanicked, start};
+pub use run::{Interrupter, RunOptions, RunOutcome, RunRequest, disruption_span};

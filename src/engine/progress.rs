@@ -1,33 +1,79 @@
 //! Terminal progress: a live status line on a TTY (phase, elapsed, rate, errors, p95, healthy
 //! targets, next action), plain lines otherwise. Events worth remembering print as lines.
+//!
+//! A subscriber of the run's bus on a thread of its own ([`spawn`]): a terminal that is slow or
+//! blocked holds up the display only, never the run; when the display falls too far behind it
+//! says how many events it missed.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
-use super::events::{CancelReason, Event, EventSink};
+use super::bus::{Received, Subscription};
+use super::events::{CancelReason, Event};
+
+/// The progress display running for one run.
+pub struct ProgressTask {
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Shows the events of `sub` on stderr until the run ends.
+pub fn spawn(sub: Subscription) -> ProgressTask {
+    spawn_to(sub, Progress::new())
+}
+
+/// Shows the events of `sub` with `p` until the run ends.
+pub fn spawn_to(mut sub: Subscription, mut p: Progress) -> ProgressTask {
+    let (tx, done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        while let Some(r) = sub.blocking_recv() {
+            match r {
+                Received::Event(e) => p.show(&e.event),
+                Received::Lagged(n) => p.line(None, &format!("siege: the display fell behind: missed {n} events")),
+            }
+        }
+        let _ = tx.send(());
+    });
+    ProgressTask { done }
+}
+
+impl ProgressTask {
+    /// Waits for the display to show the end of the run, but not for a terminal that stopped
+    /// taking output.
+    pub async fn finish(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.done).await;
+    }
+}
 
 pub struct Progress {
     tty: bool,
     phase: &'static str,
     status_shown: bool,
-    out: std::io::Stderr,
+    out: Box<dyn Write + Send>,
 }
 
 impl Progress {
+    /// On stderr, with a status line when it is a terminal.
     pub fn new() -> Self {
-        let out = std::io::stderr();
-        Progress { tty: out.is_terminal(), phase: "connecting", status_shown: false, out }
+        let tty = std::io::stderr().is_terminal();
+        Progress::to(Box::new(std::io::stderr()), tty)
+    }
+
+    /// On `out`; `tty` draws the status line.
+    pub fn to(out: Box<dyn Write + Send>, tty: bool) -> Self {
+        Progress { tty, phase: "connecting", status_shown: false, out }
     }
 
     fn line(&mut self, t: Option<f64>, text: &str) {
-        let mut o = self.out.lock();
+        let mut s = String::new();
         if self.tty && self.status_shown {
-            let _ = write!(o, "\r\x1b[2K");
+            s += "\r\x1b[2K";
             self.status_shown = false;
         }
-        let _ = match t {
-            Some(t) => writeln!(o, "[{:>5.1}s] {text}", t),
-            None => writeln!(o, "{text}"),
+        s += &match t {
+            Some(t) => format!("[{t:>5.1}s] {text}\n"),
+            None => format!("{text}\n"),
         };
+        let _ = self.out.write_all(s.as_bytes());
     }
 }
 
@@ -37,8 +83,8 @@ impl Default for Progress {
     }
 }
 
-impl EventSink for Progress {
-    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+impl Progress {
+    pub fn show(&mut self, event: &Event) {
         match event {
             Event::RunStarted { run_id, seed, backend, .. } => {
                 self.line(None, &format!("siege: run {run_id} on {backend} (seed {seed})"))
@@ -88,7 +134,7 @@ impl EventSink for Progress {
                     .unwrap_or_default();
                 let next = next
                     .as_ref()
-                    .map(|(at, what)| format!("  next: {what} in {:.0}s", (at - f64::from(w.second) - 1.0).max(0.0)))
+                    .map(|n| format!("  next: {} in {:.0}s", n.what, (n.at - f64::from(w.second) - 1.0).max(0.0)))
                     .unwrap_or_default();
                 let status = format!(
                     "[{:>5}s] {:<10} {:>5} rps  err {:>5.1}%  p95 {:>7.1}ms{healthy}  {}{next}",
@@ -100,9 +146,8 @@ impl EventSink for Progress {
                     if *steady { "steady" } else { "DISRUPTED" },
                 );
                 if self.tty {
-                    let mut o = self.out.lock();
-                    let _ = write!(o, "\r\x1b[2K{status}");
-                    let _ = o.flush();
+                    let _ = write!(self.out, "\r\x1b[2K{status}");
+                    let _ = self.out.flush();
                     self.status_shown = true;
                 } else if (w.second + 1) % 5 == 0 {
                     self.line(None, &status);
@@ -111,9 +156,8 @@ impl EventSink for Progress {
             Event::LoadStarted { setup_s } => {
                 self.line(Some(0.0), &format!("load started ({setup_s:.2}s of setup: target, preflight)"))
             }
-            Event::RunFinished { record, report_dir, report_ms } => {
-                let v = &record.verdict;
-                self.line(None, &format!("\n{}: {}", v.outcome.word(), v.reason));
+            Event::RunFinished { outcome, reason, report_dir, report_ms } => {
+                self.line(None, &format!("\n{}: {reason}", outcome.word()));
                 if let Some(d) = report_dir {
                     self.line(
                         None,
@@ -122,6 +166,52 @@ impl EventSink for Progress {
                 }
             }
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::bus::Bus;
+    use crate::engine::events::Envelope;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_display_that_fell_behind_says_how_many_events_it_missed_and_still_shows_the_verdict() {
+        let (bus, publisher) = Bus::new(4);
+        let sub = bus.subscribe();
+        let env = |seq: u64, event: Event| Envelope { run_id: "r".into(), seq, at: String::new(), t: Some(1.0), event };
+        for i in 0..10 {
+            publisher.publish(env(i, Event::Note { t: 1.0, text: format!("n{i}") }));
+        }
+        publisher.publish(env(
+            10,
+            Event::RunFinished {
+                outcome: crate::report::Outcome::Passed,
+                reason: "all good".into(),
+                report_dir: None,
+                report_ms: 1.0,
+            },
+        ));
+        drop(publisher);
+        let out = Shared::default();
+        spawn_to(sub, Progress::to(Box::new(out.clone()), false)).finish().await;
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.starts_with("siege: the display fell behind: missed 7 events\n"), "{text}");
+        assert!(text.contains("note: n7\n") && !text.contains("note: n6"), "{text}");
+        assert!(text.ends_with("PASSED: all good\n"), "{text}");
     }
 }

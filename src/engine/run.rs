@@ -1,5 +1,6 @@
 //! The dispatcher: one `select!` loop over the fault timeline, the load's per-second windows,
-//! the samplers, stop conditions and signals. Everything it does is emitted as events.
+//! the samplers, stop conditions and interrupts. Everything it does is emitted as events. Runs
+//! are started through [`super::handle::start`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{CancelReason, Event, EventSink, Phase};
+use super::bus::Publisher;
+use super::events::{CancelReason, Envelope, Event, Phase, Upcoming};
+use super::journal::Journal;
 use super::record::{Finish, RecordBuilder};
 use crate::backend::{Backend, BackendError, Injected, Resolved, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
@@ -20,18 +23,20 @@ use crate::report::{LoadTotals, RunRecord};
 use crate::scenario::{Fault, FaultKind, Scenario, StopCondition};
 use crate::util::Rng;
 
-/// How a run is asked to stop from outside: the first Ctrl-C / SIGTERM cancels (faults are
-/// reverted, the report is written); the second hurries (waits are skipped; reverts still run).
+/// How a run is asked to stop from outside (Ctrl-C, SIGTERM, a daemon's stop): the first
+/// interrupt cancels (faults are reverted, the report is written); any later one hurries (waits
+/// are skipped; reverts still run). Cheap to clone; see [`super::RunHandle::interrupter`].
 #[derive(Clone, Default)]
-pub struct Interrupts {
-    pub cancel: CancellationToken,
-    pub hurry: CancellationToken,
-    /// Which signal cancelled, for the report.
-    pub reason: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+pub struct Interrupter {
+    cancel: CancellationToken,
+    hurry: CancellationToken,
+    /// What interrupted first, for the report.
+    reason: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
-impl Interrupts {
-    /// Returns true when this interrupt hurries (it is not the first).
+impl Interrupter {
+    /// Interrupts the run, `why` naming the cause (e.g. `SIGTERM`). Returns true when this
+    /// interrupt hurries (it is not the first).
     pub fn interrupt(&self, why: &str) -> bool {
         if let Ok(mut r) = self.reason.lock() {
             r.get_or_insert_with(|| why.to_string());
@@ -50,12 +55,28 @@ impl Interrupts {
     }
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The scenario file as given (for the report and the runbook link).
-    pub scenario_file: PathBuf,
     /// Where `reports/<scenario>-<time>/` goes; `None` writes no files.
     pub reports_dir: Option<PathBuf>,
+    /// Overrides the scenario's `seed`; neither picks a fresh one.
     pub seed: Option<u64>,
+}
+
+/// Everything a run needs, passed in rather than read from the process.
+pub struct RunRequest {
+    /// Validated.
+    pub scenario: Scenario,
+    /// Where the scenario came from, for the report and the runbook link: its file path as
+    /// given, or a name such as `posted.yaml` (a runbook is then found from the working
+    /// directory).
+    pub source: String,
+    pub options: RunOptions,
+    /// The directory of the run's journal (`journal::dir()` for the CLI).
+    pub journal_dir: PathBuf,
+    /// A failpoint for tests of the failure paths (see [`crate::util::failpoint`]); debug
+    /// builds only.
+    pub failpoint: Option<String>,
 }
 
 pub struct RunOutcome {
@@ -63,27 +84,48 @@ pub struct RunOutcome {
     pub report_dir: Option<PathBuf>,
 }
 
-/// Fans events out to the sinks and the record builder. The journal is a sink whose failure
-/// matters: [`Emitter::emit`] reports it so the engine does not inject what it could not journal.
-struct Emitter {
-    sinks: Vec<Box<dyn EventSink>>,
+/// Hands each event to the engine's own consumers, the record builder and the journal, then
+/// publishes it on the run's bus in its envelope, with every registered secret value redacted
+/// (the stream is an output like the reports). Only the journal's failure matters:
+/// [`Emitter::emit`] reports it so the engine does not inject what it could not journal. Nothing
+/// a bus subscriber does reaches the run.
+pub(super) struct Emitter {
     record: RecordBuilder,
+    journal: Journal,
+    publisher: Publisher,
+    run_id: String,
+    seq: u64,
+    load_started: Option<Instant>,
 }
 
 impl Emitter {
-    fn emit(&mut self, e: Event) -> Result<(), String> {
-        self.record.on_event(&e);
-        let mut first_err = None;
-        for s in &mut self.sinks {
-            if let Err(err) = s.on_event(&e) {
-                first_err.get_or_insert(err.to_string());
-            }
-        }
-        match first_err {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+    pub(super) fn new(run_id: String, journal: Journal, publisher: Publisher) -> Self {
+        Emitter { record: RecordBuilder::default(), journal, publisher, run_id, seq: 0, load_started: None }
     }
+
+    fn emit(&mut self, event: Event) -> Result<(), String> {
+        self.record.on_event(&event);
+        let journaled = self.journal.on_event(&event).map_err(|e| e.to_string());
+        let t = self.load_started.map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        let at = super::events::rfc3339_ms(SystemTime::now());
+        let event = redacted(event, &crate::redact::registered());
+        self.publisher.publish(Envelope { run_id: self.run_id.clone(), seq: self.seq, at, t, event });
+        self.seq += 1;
+        journaled
+    }
+}
+
+/// `event` without any of `secrets` in its strings.
+fn redacted(event: Event, secrets: &[String]) -> Event {
+    if secrets.is_empty() {
+        return event;
+    }
+    let Ok(mut v) = serde_json::to_value(&event) else { return event };
+    crate::redact::redact_json(&mut v, secrets);
+    // Redaction keeps every field's type, so the value reads back; should it not, the event
+    // is told without its details rather than with a secret.
+    serde_json::from_value(v)
+        .unwrap_or_else(|e| Event::Note { t: 0.0, text: format!("an event could not be redacted: {e}") })
 }
 
 enum Action {
@@ -123,16 +165,10 @@ pub fn disruption_span(sc: &Scenario) -> (Option<f64>, Option<f64>) {
 
 /// Runs one validated scenario end to end. Never returns without having tried to revert every
 /// fault it injected.
-pub async fn run(
-    scenario: Scenario,
-    opts: RunOptions,
-    sinks: Vec<Box<dyn EventSink>>,
-    interrupts: Interrupts,
-) -> RunOutcome {
+pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interrupts: Interrupter) -> RunOutcome {
+    let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint } = req;
     let started_wall = SystemTime::now();
-    let run_id = new_run_id(&scenario.name);
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
-    let mut em = Emitter { sinks, record: RecordBuilder::default() };
     let t_start = Instant::now();
     let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Connecting });
 
@@ -147,6 +183,7 @@ pub async fn run(
         t0: t_start,
         load_started: None,
         balancer: BTreeMap::new(),
+        failpoint,
     };
 
     let backend = tokio::select! {
@@ -168,9 +205,9 @@ pub async fn run(
     if let Some(backend) = &backend {
         let _ = em.emit(Event::RunStarted {
             run_id: run_id.clone(),
-            scenario: opts.scenario_file.display().to_string(),
+            scenario: source.clone(),
             seed,
-            backend: backend.name(),
+            backend: backend.name().to_string(),
             locator: backend.locator(),
         });
         let _ = em.emit(Event::BackendReady { entry_url: backend.entry_url() });
@@ -191,7 +228,7 @@ pub async fn run(
     let (first, last_end) = disruption_span(&scenario);
     let load = ctx.load_report.take().unwrap_or_default();
     let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
-    let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&opts, r));
+    let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&source, &opts, r));
     if let Some(start) = ctx.load_started {
         let start = start.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         if let Some(b) = &backend {
@@ -202,7 +239,7 @@ pub async fn run(
     let record_builder = std::mem::take(&mut em.record);
     let record = record_builder.finish(Finish {
         scenario: &scenario,
-        scenario_file: opts.scenario_file.display().to_string(),
+        scenario_file: source.clone(),
         runbook,
         run_id: run_id.clone(),
         seed,
@@ -238,7 +275,12 @@ pub async fn run(
         None => None,
     };
     let report_ms = reporting.elapsed().as_secs_f64() * 1000.0;
-    let _ = em.emit(Event::RunFinished { record: Box::new(record.clone()), report_dir: report_dir.clone(), report_ms });
+    let _ = em.emit(Event::RunFinished {
+        outcome: record.verdict.outcome,
+        reason: record.verdict.reason.clone(),
+        report_dir: report_dir.clone(),
+        report_ms,
+    });
     if let Some(b) = backend {
         match Arc::try_unwrap(b) {
             Ok(b) => {
@@ -254,8 +296,8 @@ pub async fn run(
 
 /// The runbook path as seen from the run's report directory (`<reports>/<run>/`), so the
 /// markdown link works on GitHub and locally; absolute when the two share no root.
-fn runbook_link(opts: &RunOptions, runbook: &str) -> String {
-    let base = opts.scenario_file.parent().unwrap_or(Path::new(""));
+fn runbook_link(source: &str, opts: &RunOptions, runbook: &str) -> String {
+    let base = Path::new(source).parent().unwrap_or(Path::new(""));
     let target = absolute(&base.join(runbook));
     match &opts.reports_dir {
         Some(root) => relative_to(&absolute(&root.join("run")), &target),
@@ -316,6 +358,7 @@ struct Ctx<'a> {
     load_started: Option<SystemTime>,
     /// The balancer's per-second figures the samples brought, by Unix second.
     balancer: BTreeMap<u64, BalancerSecond>,
+    failpoint: Option<String>,
 }
 
 type BalancerSecond = crate::backend::BalancerFigures;
@@ -376,7 +419,7 @@ impl Ctx<'_> {
 
     /// Load, timeline, observation, then revert. Returns when the load has ended or the run was
     /// cancelled, with every fault reverted (or its failure recorded).
-    async fn drive(&mut self, backend: &Arc<Backend>, em: &mut Emitter, interrupts: &Interrupts) {
+    async fn drive(&mut self, backend: &Arc<Backend>, em: &mut Emitter, interrupts: &Interrupter) {
         let sc = self.sc;
         let base = backend.entry_url();
         let url = if sc.load.url.starts_with("http://") || sc.load.url.starts_with("https://") {
@@ -401,9 +444,11 @@ impl Ctx<'_> {
         let (sample_tx, mut sample_rx) = mpsc::channel::<Result<Sample, BackendError>>(4);
         let (alarm_tx, mut alarm_rx) = mpsc::channel::<Result<String, BackendError>>(4);
 
-        let _ = em.emit(Event::LoadStarted { setup_s: self.t0.elapsed().as_secs_f64() });
+        let setup_s = self.t0.elapsed().as_secs_f64();
         self.t0 = Instant::now();
+        em.load_started = Some(self.t0);
         self.load_started = Some(SystemTime::now());
+        let _ = em.emit(Event::LoadStarted { setup_s });
         let mut load_task = tokio::spawn(load::run(plan, stop_all.clone(), Some(win_tx)));
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
@@ -488,6 +533,8 @@ impl Ctx<'_> {
             let deadline = max_duration.map(|d| self.t0 + d);
             tokio::select! {
                 biased;
+                // Run commands (inject, spike, marks, stop) from the run's handle will be served
+                // here, next to the interrupts.
                 _ = interrupts.cancel.cancelled() => {
                     let why = interrupts.reason();
                     self.cancel(em, CancelReason::Interrupted(why));
@@ -550,7 +597,7 @@ impl Ctx<'_> {
                                         t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(),
                                         summary: summary_of(&em.record, &f.name),
                                     });
-                                    crate::util::failpoint("after-inject");
+                                    crate::util::failpoint(self.failpoint.as_deref(), "after-inject");
                                     if needs_revert(f) {
                                         active.push((fault, injected));
                                     } else {
@@ -777,7 +824,7 @@ impl Ctx<'_> {
                 Action::Inject(i) => format!("inject {}", sc.faults[*i].name),
                 Action::Revert(i) => format!("revert {}", sc.faults[*i].name),
             };
-            (at.as_secs_f64(), what)
+            Upcoming { at: at.as_secs_f64(), what }
         });
         let _ = em.emit(Event::SecondClosed { window: w.clone(), sample: sample.clone(), steady, next });
 
@@ -811,12 +858,12 @@ impl Ctx<'_> {
         em: &mut Emitter,
         fi: usize,
         inj: &Injected,
-        interrupts: &Interrupts,
+        interrupts: &Interrupter,
     ) {
         let name = self.sc.faults[fi].name.clone();
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
         let first = async {
-            crate::util::failpoint_wait("slow-revert").await;
+            crate::util::failpoint_wait(self.failpoint.as_deref(), "slow-revert").await;
             backend.revert(inj).await
         };
         let result = tokio::select! {
@@ -865,12 +912,39 @@ mod tests {
     use super::*;
 
     fn link(scenario: &str, reports: &str) -> String {
-        let opts = RunOptions {
-            scenario_file: PathBuf::from(scenario),
-            reports_dir: Some(PathBuf::from(reports)),
-            seed: None,
+        let opts = RunOptions { reports_dir: Some(PathBuf::from(reports)), seed: None };
+        runbook_link(scenario, &opts, "../runbooks/task-kill.md")
+    }
+
+    #[test]
+    fn published_events_carry_no_secret_value_and_the_journal_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bus, publisher) = super::super::bus::Bus::new(16);
+        let mut em = Emitter::new("r1".into(), Journal::in_dir(dir.path().to_owned()), publisher);
+        crate::redact::register("hunter2-in-events");
+        let started = Event::RunStarted {
+            run_id: "r1".into(),
+            scenario: "s.yaml".into(),
+            seed: 1,
+            backend: "lab".into(),
+            locator: serde_json::json!({}),
         };
-        runbook_link(&opts, "../runbooks/task-kill.md")
+        em.emit(started).unwrap();
+        let injected = Injected {
+            fault: "drift".into(),
+            kind: "secret-drift".into(),
+            targets: vec!["db".into()],
+            undo: serde_json::json!({"previous": "hunter2-in-events"}),
+        };
+        em.emit(Event::FaultInjecting { t: 1.0, fault: "drift".into(), resolved: Resolved::default(), injected })
+            .unwrap();
+        em.emit(Event::Note { t: 2.0, text: "connect failed: password hunter2-in-events".into() }).unwrap();
+        let published = serde_json::to_string(&bus.history().iter().map(|e| &**e).collect::<Vec<_>>()).unwrap();
+        assert!(!published.contains("hunter2"), "{published}");
+        assert!(published.contains("password [redacted]"), "{published}");
+        assert_eq!(bus.history().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let journal = std::fs::read_to_string(dir.path().join("r1.jsonl")).unwrap();
+        assert!(journal.contains("hunter2-in-events"), "the journal keeps what a revert needs: {journal}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod aws;
 mod common;
 mod engine;
+mod events;
 mod lab;
 mod load;
 mod recover;
