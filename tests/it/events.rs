@@ -111,11 +111,13 @@ fn consumers_that_lag_panic_block_or_vanish_change_nothing_and_every_subscriber_
         let outcome = handle.outcome().await.expect("the run ends without a panic");
         let r = &outcome.record;
         assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
-        // On time: the load ran its 5 s, the fault came and went when the scenario says.
-        assert!((5.0..5.8).contains(&r.timings.duration_s), "{:?}", r.timings);
+        // On time: the load ran its 5 s, the fault came and went when the scenario says. (A run
+        // that waited on the blocked consumer would take a second per event, dozens of seconds;
+        // the margins are for a busy machine, not for the consumers.)
+        assert!((5.0..7.0).contains(&r.timings.duration_s), "{:?}", r.timings);
         let f = &r.faults[0];
-        assert!(f.injected_s.is_some_and(|t| (2.0..2.5).contains(&t)), "{f:?}");
-        assert!(f.reverted_s.is_some_and(|t| (3.0..3.5).contains(&t)), "{f:?}");
+        assert!(f.injected_s.is_some_and(|t| (2.0..3.0).contains(&t)), "{f:?}");
+        assert!(f.reverted_s.is_some_and(|t| (3.0..4.0).contains(&t)), "{f:?}");
         assert_eq!(r.windows.len(), 5, "a window per second");
         assert!(panics.await.unwrap_err().is_panic());
 
