@@ -182,6 +182,11 @@ pub enum Event {
         report_dir: Option<std::path::PathBuf>,
         report_ms: f64,
     },
+    /// A person marked the run (detected, mitigated, a note); `t` is when the engine took it.
+    MarkAdded {
+        t: f64,
+        mark: crate::report::Mark,
+    },
 }
 
 impl Event {

@@ -126,6 +126,7 @@ impl Progress {
             }
             Event::ServiceEvent { t, text } => self.line(Some(*t), &format!("event: {text}")),
             Event::Note { t, text } => self.line(Some(*t), &format!("note: {text}")),
+            Event::MarkAdded { t, mark } => self.line(Some(*t), &format!("mark: {}", mark.describe())),
             Event::SecondClosed { window, sample, steady, next } => {
                 let w = window;
                 let healthy = sample

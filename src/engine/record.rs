@@ -4,7 +4,7 @@
 use super::events::{CancelReason, Event};
 use crate::observe::{self, Second};
 use crate::report::{
-    CheckRecord, FaultRecord, LoadTotals, Outcome, RunRecord, SCHEMA_VERSION, ScenarioInfo, TimelineEntry,
+    CheckRecord, FaultRecord, LoadTotals, Mark, Outcome, RunRecord, SCHEMA_VERSION, ScenarioInfo, TimelineEntry,
     TimelineKind, Timings, Verdict, WindowRecord,
 };
 use crate::scenario::{Scenario, Target};
@@ -14,6 +14,7 @@ pub struct RecordBuilder {
     pub timeline: Vec<TimelineEntry>,
     pub faults: Vec<FaultRecord>,
     pub notes: Vec<String>,
+    pub marks: Vec<Mark>,
 }
 
 impl RecordBuilder {
@@ -47,6 +48,7 @@ impl RecordBuilder {
                 ends_s: None,
                 reverted_s: None,
                 revert_error: None,
+                human: vec![],
             }),
             Event::FaultInjected { t, fault, kind, summary } => {
                 if let Some(f) = self.fault(fault) {
@@ -90,6 +92,10 @@ impl RecordBuilder {
             Event::Note { t, text } => {
                 self.notes.push(text.clone());
                 self.push(*t, TimelineKind::Note, text.clone());
+            }
+            Event::MarkAdded { t, mark } => {
+                self.push(*t, TimelineKind::Mark, mark.describe());
+                self.marks.push(Mark { t: round(*t), ..mark.clone() });
             }
             Event::FaultSettled { .. }
             | Event::LoadStarted { .. }
@@ -291,9 +297,21 @@ impl RecordBuilder {
                     ends_s: None,
                     reverted_s: None,
                     revert_error: None,
+                    human: vec![],
                 },
             })
             .collect();
+        // Manual faults the run injected on command, in the order they were injected.
+        let mut faults = faults;
+        self.faults.sort_by(|a, b| a.injected_s.unwrap_or(f64::MAX).total_cmp(&b.injected_s.unwrap_or(f64::MAX)));
+        for mut fr in self.faults.drain(..) {
+            if let Some(m) = sc.manual.iter().find(|m| m.name == fr.name) {
+                let lasts = m.at(std::time::Duration::ZERO).ends_at().as_secs_f64();
+                fr.ends_s = fr.injected_s.map(|t| t + lasts);
+            }
+            faults.push(fr);
+        }
+        crate::report::attribute_marks(&mut faults, &self.marks);
 
         let (target, service) = match &sc.target {
             Target::Lab(l) => ("lab", l.service.clone()),
@@ -327,6 +345,7 @@ impl RecordBuilder {
             steady_state,
             timeline: self.timeline,
             faults,
+            marks: self.marks,
             windows,
             load: f.load,
             debrief_questions: vec![],
@@ -465,6 +484,73 @@ mod tests {
 
     fn mttr_row(md: &str) -> &str {
         md.lines().find(|l| l.contains("Time to recover (MTTR)")).unwrap_or_else(|| panic!("{md}"))
+    }
+
+    #[test]
+    fn marks_become_the_records_marks_timeline_and_human_times() {
+        use crate::report::{Mark, MarkKind, TimelineKind};
+        let sc = crate::scenario::load_bytes(
+            "slow.yaml",
+            format!("{SCENARIO}manual:\n  - {{ type: task-kill, name: kill-one, select: 1 }}\n").as_bytes(),
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|d| panic!("{d:?}"));
+        let mark = |t: f64, kind: MarkKind, author: &str, text: &str| Event::MarkAdded {
+            t,
+            mark: Mark { t: 0.0, kind, author: author.into(), text: text.into() },
+        };
+        let mut events = vec![mark(5.0, MarkKind::Detected, "alice", "too early")];
+        events.extend(injected());
+        events.push(mark(12.34, MarkKind::Detected, "alice", "p95 is up"));
+        // A manual fault injected on command at 30 s: later marks are its own.
+        let manual = crate::backend::Injected {
+            fault: "kill-one".into(),
+            kind: "task-kill".into(),
+            targets: vec!["t-2".into()],
+            undo: serde_json::Value::Null,
+        };
+        events.push(Event::FaultInjecting {
+            t: 30.0,
+            fault: "kill-one".into(),
+            resolved: crate::backend::Resolved::default(),
+            injected: manual,
+        });
+        events.push(Event::FaultInjected {
+            t: 30.0,
+            fault: "kill-one".into(),
+            kind: "task-kill".into(),
+            summary: "t-2".into(),
+        });
+        events.push(mark(33.0, MarkKind::Detected, "bob", ""));
+        events.push(mark(36.0, MarkKind::Note, "carol", "scheduler is slow"));
+        events.push(mark(40.0, MarkKind::Mitigated, "alice", ""));
+        let r = record(&sc, &events, &history(60, 10..25), None);
+
+        assert_eq!(r.marks.len(), 5);
+        assert_eq!(
+            r.marks[1],
+            Mark { t: 12.3, kind: MarkKind::Detected, author: "alice".into(), text: "p95 is up".into() }
+        );
+        let marks: Vec<(f64, &str)> =
+            r.timeline.iter().filter(|e| e.kind == TimelineKind::Mark).map(|e| (e.t_s, e.text.as_str())).collect();
+        assert_eq!(
+            marks,
+            [
+                (5.0, "detected (alice): too early"),
+                (12.3, "detected (alice): p95 is up"),
+                (33.0, "detected (bob)"),
+                (36.0, "note (carol): scheduler is slow"),
+                (40.0, "mitigated (alice)"),
+            ]
+        );
+        let names: Vec<&str> = r.faults.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["latency", "kill-one"], "the manual fault follows the timeline's");
+        assert_eq!((r.faults[1].injected_s, r.faults[1].ends_s), (Some(30.0), Some(30.0)));
+        let human = |i: usize| -> Vec<(String, Option<f64>, Option<f64>)> {
+            r.faults[i].human.iter().map(|h| (h.author.clone(), h.detected_s, h.mitigated_s)).collect()
+        };
+        assert_eq!(human(0), [("alice".to_string(), Some(2.3), None)]);
+        assert_eq!(human(1), [("bob".to_string(), Some(3.0), None), ("alice".to_string(), None, Some(10.0))]);
     }
 
     #[test]

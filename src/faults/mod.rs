@@ -1,7 +1,9 @@
 //! The fault registry: one entry per fault type (one file each), with its parameters and what it
-//! does on each backend. This one table drives the parsing of `faults:` entries (which keys a
-//! type takes, their defaults, did-you-mean hints), the JSON Schema and the fault reference in
-//! `docs/scenario.md`.
+//! does on each backend. This one table drives the parsing of `faults:` and `manual:` entries
+//! (which keys a type takes, their defaults, did-you-mean hints), the JSON Schema and the fault
+//! reference in `docs/scenario.md`. The fault model the entries are built into ([`FaultKind`],
+//! [`Selection`], [`KillSignal`]) lives here too, so that `faults` depends on no other module
+//! of the crate.
 
 mod cpu_stress;
 mod db_failover;

@@ -134,6 +134,7 @@ mod tests {
                 ends_s: Some(1.0),
                 reverted_s: None,
                 revert_error: None,
+                human: vec![],
             })
             .collect();
         r.debrief_questions = own.iter().map(|q| q.to_string()).collect();

@@ -222,6 +222,7 @@ mod tests {
             ends_s: ends,
             reverted_s: reverted,
             revert_error: error.map(Into::into),
+            human: vec![],
         }
     }
 

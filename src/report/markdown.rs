@@ -20,6 +20,7 @@ fn kind_label(k: TimelineKind) -> &'static str {
         TimelineKind::StopCondition => "STOP CONDITION",
         TimelineKind::Event => "event",
         TimelineKind::Note => "note",
+        TimelineKind::Mark => "mark",
     }
 }
 
@@ -292,6 +293,40 @@ fn faults(o: &mut String, r: &RunRecord) {
         ]);
     }
     let _ = writeln!(o, "{}", t.render());
+    human_times(o, r);
+}
+
+/// Per injected fault, when people marked it detected and mitigated, beside what siege measured
+/// (only when the run received such marks).
+fn human_times(o: &mut String, r: &RunRecord) {
+    if !r.faults.iter().any(|f| !f.human.is_empty()) {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "### Human times
+"
+    );
+    let _ = writeln!(
+        o,
+        "After each fault's injection: a mark counts for the fault injected last before it; each author's first `detected` and first `mitigated` count.\n"
+    );
+    let after = |s: Option<f64>| s.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "not marked".into());
+    for (i, f) in r.faults.iter().enumerate() {
+        let Some(at) = f.injected_s else { continue };
+        let _ = writeln!(o, "{} (injected {}):\n", code(&f.name), offset(at));
+        let mut t = Table::new(["Who", "Time to detect", "Time to mitigate"]);
+        let (detect, restored) = super::marks::measured(r, i);
+        t.row(vec![
+            "siege (measured: steady state broken, steady again)".into(),
+            detect.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "never broken".into()),
+            restored.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "n/a".into()),
+        ]);
+        for h in &f.human {
+            t.row(vec![md(&h.author), after(h.detected_s), after(h.mitigated_s)]);
+        }
+        let _ = writeln!(o, "{}", t.render());
+    }
 }
 
 /// A link to the runbook. The path is relative to the report directory; the text drops the

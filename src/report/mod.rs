@@ -11,11 +11,13 @@ mod debrief;
 mod format;
 mod junit;
 mod markdown;
+mod marks;
 pub mod record;
 mod svg;
 
 pub use crate::redact::redact;
 pub use format::Redactor;
+pub use marks::attribute_marks;
 pub use record::*;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ pub enum ReportError {
     #[error("{path} is not a valid report: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
-        "{path} has schema_version {found}, but this siege reads version {SCHEMA_VERSION}; re-render it with the siege that wrote it"
+        "{path} has schema_version {found}, but this siege reads versions {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}; re-render it with the siege that wrote it"
     )]
     UnknownVersion { path: PathBuf, found: String },
 }
@@ -238,7 +240,10 @@ pub fn load_record(dir: &Path) -> Result<RunRecord, ReportError> {
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ReportError::Invalid { path: path.clone(), message: e.to_string() })?;
     match value.get("schema_version") {
-        Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+        // Version 1 is version 2 without marks: its fields all have defaults.
+        Some(v)
+            if v.as_u64()
+                .is_some_and(|n| (u64::from(OLDEST_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&n)) => {}
         Some(v) => return Err(ReportError::UnknownVersion { path, found: v.to_string() }),
         None => {
             return Err(ReportError::Invalid {
@@ -325,6 +330,7 @@ pub(crate) mod tests_support {
             steady_state: vec![],
             timeline: vec![],
             faults: vec![],
+            marks: vec![],
             windows: vec![],
             load: LoadTotals::default(),
             debrief_questions: vec![],

@@ -7,7 +7,9 @@
 //! defence (a service event or a note may quote what a process printed).
 //!
 //! Compatibility: within one schema version, fields are only ever added, each with a default,
-//! so that `siege report` can re-render an older `report.json` of the same version.
+//! so that `siege report` can re-render an older `report.json` of the same version. Version 2
+//! added the marks (`marks`, `faults[].human`, the `mark` timeline kind) to version 1, with
+//! defaults: a version 1 file reads as a version 2 file without marks.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,10 @@ use crate::exit::Exit;
 use crate::load::{ErrorCounts, Latency};
 
 /// Version of the `report.json` layout; bumped on any change that is not a pure addition.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest `report.json` layout this siege still reads (see the module's compatibility note).
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 /// One finished run: what `report.json` holds and every report is rendered from.
@@ -43,6 +48,9 @@ pub struct RunRecord {
     pub timeline: Vec<TimelineEntry>,
     /// Every fault of the scenario, with what it hit and whether it was reverted.
     pub faults: Vec<FaultRecord>,
+    /// What people said during the run (detected, mitigated, notes), in the order received.
+    #[serde(default)]
+    pub marks: Vec<Mark>,
     /// One entry per second of load, with the samples taken in it.
     pub windows: Vec<WindowRecord>,
     /// Totals of the load over the whole run.
@@ -179,6 +187,8 @@ pub enum TimelineKind {
     StopCondition,
     Event,
     Note,
+    /// A mark from a person: detected, mitigated or a note.
+    Mark,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -211,6 +221,66 @@ pub struct FaultRecord {
     pub reverted_s: Option<f64>,
     /// Why the revert failed: something may still be broken.
     pub revert_error: Option<String>,
+    /// Per author, how long after this fault's injection they marked it detected and mitigated
+    /// (see [`crate::report::attribute_marks`] for which marks count); in the order of each
+    /// author's first mark.
+    #[serde(default)]
+    pub human: Vec<HumanTimes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+/// What a mark says.
+pub enum MarkKind {
+    /// The author noticed that something is wrong.
+    Detected,
+    /// The author considers the impact mitigated.
+    Mitigated,
+    /// Free text for the timeline.
+    Note,
+}
+
+impl MarkKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            MarkKind::Detected => "detected",
+            MarkKind::Mitigated => "mitigated",
+            MarkKind::Note => "note",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// A mark a person added during the run.
+pub struct Mark {
+    /// Seconds since the load started, when the engine received the mark.
+    #[serde(rename = "t_s")]
+    pub t: f64,
+    pub kind: MarkKind,
+    /// Who marked it, e.g. `alice` or `team-blue`.
+    pub author: String,
+    /// What they said; may be empty for `detected` and `mitigated`.
+    pub text: String,
+}
+
+impl Mark {
+    /// One line for the timeline: `detected (alice): the error rate is up`.
+    pub fn describe(&self) -> String {
+        match self.text.trim() {
+            "" => format!("{} ({})", self.kind.label(), self.author),
+            said => format!("{} ({}): {said}", self.kind.label(), self.author),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One author's times for one fault, in seconds after its injection.
+pub struct HumanTimes {
+    pub author: String,
+    /// Time from the injection to the author's first `detected` mark attributed to the fault.
+    pub detected_s: Option<f64>,
+    /// Time from the injection to the author's first `mitigated` mark attributed to the fault.
+    pub mitigated_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -245,6 +245,51 @@ fn siege_report_reads_older_files_as_their_writer_meant() {
     assert!(xml.contains(r#"<failure type="interrupted""#), "{xml}");
 }
 
+/// A version 1 file (before marks) is a version 2 file without marks.
+#[test]
+fn siege_report_reads_version_1_files_as_runs_without_marks() {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path("aborted")).unwrap()).unwrap();
+    v["schema_version"] = 1.into();
+    v.as_object_mut().unwrap().remove("marks");
+    for f in v["faults"].as_array_mut().unwrap() {
+        f.as_object_mut().unwrap().remove("human");
+    }
+    let (md, _) = re_render(&v);
+    assert_eq!(md, report::render_markdown(&fixture("aborted"), &Redactor::noop()));
+}
+
+#[test]
+fn marks_are_on_the_timeline_and_give_human_times_per_fault() {
+    let r = fixture("passed");
+    assert_eq!(r.marks.len(), 5);
+    let md = report::render_markdown(&r, &Redactor::noop());
+    let timeline = md.split("## Timeline").nth(1).unwrap().split("\n## ").next().unwrap();
+    for line in [
+        "| t+24.5s | mark                  | detected (alice): 502s on the dashboard",
+        "| t+27s   | mark                  | detected (bob)",
+        "| t+28s   | mark                  | note (carol): the scheduler is placing t-4 and t-5",
+        "| t+33s   | mark                  | mitigated (alice): both new tasks healthy",
+    ] {
+        assert!(timeline.contains(line), "{line}\n{timeline}");
+    }
+    let human = md.split("### Human times").nth(1).expect("a human times section").split("\n## ").next().unwrap();
+    let rows: Vec<&str> = human.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(
+        rows,
+        [
+            "| Who                                                 | Time to detect | Time to mitigate |",
+            "| siege (measured: steady state broken, steady again) | 0s after       | 11s after        |",
+            "| alice                                               | 4.5s after     | 13s after        |",
+            "| bob                                                 | 7s after       | not marked       |",
+        ],
+        "{human}"
+    );
+    assert!(human.contains("`kill-two` (injected t+20s):"), "{human}");
+    // Without marks there is no such section.
+    let md = report::render_markdown(&fixture("aborted"), &Redactor::noop());
+    assert!(!md.contains("Human times"), "{md}");
+}
+
 #[test]
 fn siege_report_rejects_missing_invalid_and_unknown_reports() {
     let tmp = tempfile::tempdir().unwrap();
@@ -279,11 +324,11 @@ fn siege_report_rejects_missing_invalid_and_unknown_reports() {
     let newer = tmp.path().join("newer");
     std::fs::create_dir(&newer).unwrap();
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path("passed")).unwrap()).unwrap();
-    v["schema_version"] = 2.into();
+    v["schema_version"] = 3.into();
     std::fs::write(newer.join("report.json"), v.to_string()).unwrap();
     let (code, err) = run(&newer);
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("has schema_version 2, but this siege reads version 1"), "{err}");
+    assert!(err.contains("has schema_version 3, but this siege reads versions 1 to 2"), "{err}");
     assert!(!newer.join("report.md").exists(), "nothing is rendered from an unknown version");
 }
 
