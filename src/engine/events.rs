@@ -174,6 +174,11 @@ pub enum Event {
         t: f64,
         text: String,
     },
+    /// A person marked the run (detected, mitigated, a note); `t` is when the engine took it.
+    MarkAdded {
+        t: f64,
+        mark: crate::report::Mark,
+    },
     /// The last event of a run: the verdict (the full record is in the run's outcome and in
     /// `report.json`); `report_ms`: time to build and write the report after the last window.
     RunFinished {
@@ -181,11 +186,6 @@ pub enum Event {
         reason: String,
         report_dir: Option<std::path::PathBuf>,
         report_ms: f64,
-    },
-    /// A person marked the run (detected, mitigated, a note); `t` is when the engine took it.
-    MarkAdded {
-        t: f64,
-        mark: crate::report::Mark,
     },
 }
 
@@ -266,6 +266,15 @@ mod tests {
             Event::Cancelled { t: 14.2, reason: CancelReason::Interrupted("SIGINT (Ctrl-C)".into()) },
             Event::ServiceEvent { t: 10.4, text: "service api: started task t-4".into() },
             Event::Note { t: 3.1, text: "sampling the target failed: connection refused".into() },
+            Event::MarkAdded {
+                t: 12.5,
+                mark: crate::report::Mark {
+                    t: 12.5,
+                    kind: crate::report::MarkKind::Detected,
+                    author: "alice".into(),
+                    text: "error rate up on the dashboard".into(),
+                },
+            },
             Event::RunFinished {
                 outcome: Outcome::Passed,
                 reason: "steady state restored 4s after the last disruption (deadline 20s)".into(),
@@ -296,7 +305,8 @@ mod tests {
             Event::Cancelled { .. } => 15,
             Event::ServiceEvent { .. } => 16,
             Event::Note { .. } => 17,
-            Event::RunFinished { .. } => 18,
+            Event::MarkAdded { .. } => 18,
+            Event::RunFinished { .. } => 19,
         }
     }
 
@@ -314,7 +324,7 @@ mod tests {
     #[test]
     fn there_is_an_example_of_every_event() {
         let seen: Vec<usize> = examples().iter().map(variant).collect();
-        assert_eq!(seen, (0..=18).collect::<Vec<_>>());
+        assert_eq!(seen, (0..=19).collect::<Vec<_>>());
     }
 
     #[test]

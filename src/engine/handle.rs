@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use tokio::task::JoinHandle;
 
 use super::bus::{Bus, DEFAULT_CAPACITY, Subscription};
+use super::command::Commander;
 use super::journal::{self, Journal};
 use super::run::{self, Emitter, Interrupter, RunOutcome, RunRequest};
 
@@ -14,6 +15,7 @@ pub struct RunHandle {
     run_id: String,
     bus: Bus,
     interrupter: Interrupter,
+    commander: Commander,
     journal: PathBuf,
     task: JoinHandle<RunOutcome>,
 }
@@ -41,8 +43,9 @@ pub fn start_with_capacity(req: RunRequest, capacity: usize) -> RunHandle {
     let interrupter = Interrupter::default();
     let journal = journal::path_in(&req.journal_dir, &run_id);
     let em = Emitter::new(run_id.clone(), Journal::in_dir(req.journal_dir.clone()), publisher);
-    let task = tokio::spawn(run::run(req, run_id.clone(), em, interrupter.clone()));
-    RunHandle { run_id, bus, interrupter, journal, task }
+    let (commander, commands) = Commander::channel();
+    let task = tokio::spawn(run::run(req, run_id.clone(), em, interrupter.clone(), commands));
+    RunHandle { run_id, bus, interrupter, commander, journal, task }
 }
 
 impl RunHandle {
@@ -63,6 +66,11 @@ impl RunHandle {
     /// Interrupts the run (see [`Interrupter::interrupt`]); true when this one hurries.
     pub fn interrupt(&self, why: &str) -> bool {
         self.interrupter.interrupt(why)
+    }
+
+    /// What sends the run commands (inject, rate, marks, stop); as many clones as wanted.
+    pub fn commander(&self) -> Commander {
+        self.commander.clone()
     }
 
     /// What interrupts the run, to hand to a signal handler.

@@ -5,6 +5,7 @@
 //! live view) reads from the run's [`bus`].
 
 pub mod bus;
+pub mod command;
 pub mod events;
 pub mod handle;
 pub mod journal;
@@ -12,5 +13,6 @@ pub mod progress;
 pub mod record;
 pub mod run;
 
+pub use command::{Commander, FaultChoice, Refused, Reply, RunCommand};
 pub use handle::{RunHandle, RunPanicked, start};
 pub use run::{Interrupter, RunOptions, RunOutcome, RunRequest, disruption_span};

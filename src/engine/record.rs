@@ -305,7 +305,11 @@ impl RecordBuilder {
         let mut faults = faults;
         self.faults.sort_by(|a, b| a.injected_s.unwrap_or(f64::MAX).total_cmp(&b.injected_s.unwrap_or(f64::MAX)));
         for mut fr in self.faults.drain(..) {
-            if let Some(m) = sc.manual.iter().find(|m| m.name == fr.name) {
+            // A repeated injection is `NAME#2`, `NAME#3`…
+            let of = |m: &&crate::scenario::ManualFault| {
+                fr.name == m.name || fr.name.strip_prefix(m.name.as_str()).is_some_and(|k| k.starts_with('#'))
+            };
+            if let Some(m) = sc.manual.iter().find(of) {
                 let lasts = m.at(std::time::Duration::ZERO).ends_at().as_secs_f64();
                 fr.ends_s = fr.injected_s.map(|t| t + lasts);
             }

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::bus::Publisher;
+use super::command::{Envelope as CommandEnvelope, FaultChoice, Refused, Reply, RunCommand};
 use super::events::{CancelReason, Envelope, Event, Phase, Upcoming};
 use super::journal::Journal;
 use super::record::{Finish, RecordBuilder};
@@ -20,7 +21,7 @@ use crate::backend::{Backend, BackendError, Injected, Resolved, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
 use crate::observe::{self, Second, StopWatch};
 use crate::report::{LoadTotals, RunRecord};
-use crate::scenario::{Fault, FaultKind, Scenario, StopCondition};
+use crate::scenario::{Fault, FaultKind, Rate, Scenario, Stage, StopCondition};
 use crate::util::Rng;
 
 /// How a run is asked to stop from outside (Ctrl-C, SIGTERM, a daemon's stop): the first
@@ -149,6 +150,10 @@ fn classify(e: &BackendError) -> CancelReason {
     }
 }
 
+/// The highest rate a command may set: what the load driver's connection bound can carry on a
+/// fast local target.
+const MAX_COMMANDED_RATE: f64 = 100_000.0;
+
 /// A new run id: `<scenario>-<UTC time>-<4 hex>`.
 pub fn new_run_id(name: &str) -> String {
     let suffix = Rng::new(Rng::fresh_seed()).below(0x10000);
@@ -165,7 +170,13 @@ pub fn disruption_span(sc: &Scenario) -> (Option<f64>, Option<f64>) {
 
 /// Runs one validated scenario end to end. Never returns without having tried to revert every
 /// fault it injected.
-pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interrupts: Interrupter) -> RunOutcome {
+pub(super) async fn run(
+    req: RunRequest,
+    run_id: String,
+    mut em: Emitter,
+    interrupts: Interrupter,
+    commands: mpsc::Receiver<CommandEnvelope>,
+) -> RunOutcome {
     let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint } = req;
     let started_wall = SystemTime::now();
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
@@ -184,6 +195,9 @@ pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interr
         load_started: None,
         balancer: BTreeMap::new(),
         failpoint,
+        faults: scenario.faults.clone(),
+        span: disruption_span(&scenario),
+        replies: BTreeMap::new(),
     };
 
     let backend = tokio::select! {
@@ -212,7 +226,7 @@ pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interr
         });
         let _ = em.emit(Event::BackendReady { entry_url: backend.entry_url() });
         match backend.preflight(&scenario).await {
-            Ok(()) => ctx.drive(backend, &mut em, &interrupts).await,
+            Ok(()) => ctx.drive(backend, &mut em, &interrupts, commands).await,
             Err(e) => ctx.cancel = Some(classify(&e)),
         }
     }
@@ -225,7 +239,7 @@ pub(super) async fn run(req: RunRequest, run_id: String, mut em: Emitter, interr
 
     let _ = em.emit(Event::PhaseChanged { t: ctx.now(), phase: Phase::Reporting });
     let reporting = Instant::now();
-    let (first, last_end) = disruption_span(&scenario);
+    let (first, last_end) = ctx.span;
     let load = ctx.load_report.take().unwrap_or_default();
     let duration_s = if load.duration_s > 0.0 { load.duration_s } else { ctx.now() };
     let runbook = scenario.runbook.as_ref().map(|r| runbook_link(&source, &opts, r));
@@ -359,6 +373,14 @@ struct Ctx<'a> {
     /// The balancer's per-second figures the samples brought, by Unix second.
     balancer: BTreeMap<u64, BalancerSecond>,
     failpoint: Option<String>,
+    /// Every fault of the run: the scenario's timeline, then the manual ones commanded, in the
+    /// order they were commanded (indexes are stable).
+    faults: Vec<Fault>,
+    /// The start of the first disruption and the end of the last one, seconds since the load
+    /// started: the scenario's, moved by commanded faults and rate changes.
+    span: (Option<f64>, Option<f64>),
+    /// The answers owed to inject commands, by fault index, until the fault is in (or refused).
+    replies: BTreeMap<usize, oneshot::Sender<Reply>>,
 }
 
 type BalancerSecond = crate::backend::BalancerFigures;
@@ -419,7 +441,13 @@ impl Ctx<'_> {
 
     /// Load, timeline, observation, then revert. Returns when the load has ended or the run was
     /// cancelled, with every fault reverted (or its failure recorded).
-    async fn drive(&mut self, backend: &Arc<Backend>, em: &mut Emitter, interrupts: &Interrupter) {
+    async fn drive(
+        &mut self,
+        backend: &Arc<Backend>,
+        em: &mut Emitter,
+        interrupts: &Interrupter,
+        mut commands: mpsc::Receiver<CommandEnvelope>,
+    ) {
         let sc = self.sc;
         let base = backend.entry_url();
         let url = if sc.load.url.starts_with("http://") || sc.load.url.starts_with("https://") {
@@ -449,11 +477,13 @@ impl Ctx<'_> {
         em.load_started = Some(self.t0);
         self.load_started = Some(SystemTime::now());
         let _ = em.emit(Event::LoadStarted { setup_s });
-        let mut load_task = tokio::spawn(load::run(plan, stop_all.clone(), Some(win_tx)));
+        let rate_control = load::RateControl::default();
+        let mut load_task =
+            tokio::spawn(load::run_controlled(plan, stop_all.clone(), Some(win_tx), Some(rate_control.clone())));
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
         let mut actions: Vec<(Duration, Action)> = vec![];
-        let (first, last_end) = disruption_span(sc);
+        let (mut first, mut last_end) = self.span;
         match first {
             Some(f) => actions.push((Duration::from_secs_f64(f), Action::Gate)),
             None => actions.push((sc.recovery.hold + Duration::from_secs(1), Action::Gate)),
@@ -488,7 +518,7 @@ impl Ctx<'_> {
         let mut injecting: Vec<(usize, Injected)> = vec![];
         let mut broken = false;
         let mut gate_passed = false;
-        let first_second = first.map(|f| f.floor() as u32);
+        let mut first_second = first.map(|f| f.floor() as u32);
         // The gate judges the seconds before it; the last of them closes at the gate's own time,
         // a few milliseconds before its window arrives. Set while the gate waits for it.
         let mut gate_waits_until: Option<Instant> = None;
@@ -555,6 +585,47 @@ impl Ctx<'_> {
                         let _ = em.emit(Event::Note { t: self.now(), text: format!("alarm check failed: {e}") });
                     }
                 },
+                Some(CommandEnvelope { command, reply }) = commands.recv() => match command {
+                    RunCommand::Stop { reason } => {
+                        let _ = reply.send(Ok("stopping the run: every fault is reverted".into()));
+                        self.cancel(em, CancelReason::Interrupted(format!("stop command: {reason}")));
+                        break;
+                    }
+                    RunCommand::Mark { kind, author, text } => {
+                        let t = self.now();
+                        let mark = crate::report::Mark { t, kind, author, text };
+                        let _ = reply.send(Ok(format!("marked {}", mark.describe())));
+                        let _ = em.emit(Event::MarkAdded { t, mark });
+                    }
+                    RunCommand::SetRate { rate, duration } => {
+                        let answer = self.rate_stage(rate, duration, gate_passed).map(|stage| {
+                            let (at, end) = (stage.at.as_secs_f64(), (stage.at + stage.duration).as_secs_f64());
+                            rate_control.set(stage);
+                            first = first.or(Some(at));
+                            first_second = first_second.or(Some(at.floor() as u32));
+                            last_end = Some(last_end.map_or(end, |e| e.max(end)));
+                            if recovery_announced {
+                                recovery_announced = false;
+                                let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Faults });
+                            }
+                            let _ = em.emit(Event::StageStarted { t: self.now(), rate });
+                            format!("rate {rate}/s for {}", crate::scenario::units::format_duration(duration))
+                        });
+                        let _ = reply.send(answer);
+                    }
+                    RunCommand::Inject(choice) => match self.commanded_fault(choice, gate_passed) {
+                        Ok(f) => {
+                            let fault = self.faults.len();
+                            let rng = Rng::derive(self.seed, &f.name);
+                            self.faults.push(f.clone());
+                            self.replies.insert(fault, reply);
+                            spawn_prepare(&mut tasks, backend, f, rng, &self.run_id, fault);
+                        }
+                        Err(refused) => {
+                            let _ = reply.send(Err(refused));
+                        }
+                    },
+                },
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let done = match done {
                         Ok(d) => d,
@@ -566,7 +637,7 @@ impl Ctx<'_> {
                     match done {
                         TaskDone::Prepared { fault, resolved, injected } => match injected {
                             Ok(injected) => {
-                                let f = &sc.faults[fault];
+                                let f = self.faults[fault].clone();
                                 let journaled = em.emit(Event::FaultInjecting {
                                     t: self.now(), fault: f.name.clone(), resolved: resolved.clone(), injected: injected.clone(),
                                 });
@@ -575,14 +646,39 @@ impl Ctx<'_> {
                                     break;
                                 }
                                 injecting.push((fault, injected.clone()));
-                                let (b, f, run_id) = (backend.clone(), f.clone(), self.run_id.clone());
+                                if self.replies.contains_key(&fault) {
+                                    // A commanded fault starts now: it moves the recovery clock, and
+                                    // one that lasts is reverted when its time is up.
+                                    let at = self.now();
+                                    self.faults[fault].at = Duration::from_secs_f64(at);
+                                    let end = at + (f.ends_at() - f.at).as_secs_f64();
+                                    first = first.or(Some(at));
+                                    first_second = first_second.or(Some(at.floor() as u32));
+                                    last_end = Some(last_end.map_or(end, |e| e.max(end)));
+                                    if let Some(d) = f.duration {
+                                        insert_action(&mut actions, next, Duration::from_secs_f64(at) + d, Action::Revert(fault));
+                                    }
+                                    if recovery_announced {
+                                        recovery_announced = false;
+                                        let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Faults });
+                                    }
+                                }
+                                let (b, f, run_id) = (backend.clone(), f, self.run_id.clone());
                                 tasks.spawn(async move {
                                     let result = b.inject(&f, &injected, &run_id).await;
                                     TaskDone::Injected { fault, result }
                                 });
                             }
                             Err(e) => {
-                                let _ = em.emit(Event::FaultInjectFailed { t: self.now(), fault: sc.faults[fault].name.clone(), error: e.to_string() });
+                                // A commanded fault the target will not take is refused; the run
+                                // goes on. Nothing was changed (prepare mutates nothing).
+                                if let Some(reply) = self.replies.remove(&fault) {
+                                    let name = self.faults[fault].name.clone();
+                                    let _ = em.emit(Event::Note { t: self.now(), text: format!("{name} not injected: {e}") });
+                                    let _ = reply.send(Err(Refused::Target(e.to_string())));
+                                    continue;
+                                }
+                                let _ = em.emit(Event::FaultInjectFailed { t: self.now(), fault: self.faults[fault].name.clone(), error: e.to_string() });
                                 self.cancel(em, classify(&e));
                                 break;
                             }
@@ -590,15 +686,19 @@ impl Ctx<'_> {
                         TaskDone::Injected { fault, result } => {
                             let Some(pos) = injecting.iter().position(|(i, _)| *i == fault) else { continue };
                             let (_, injected) = injecting.remove(pos);
-                            let f = &sc.faults[fault];
+                            let f = self.faults[fault].clone();
+                            let reply = self.replies.remove(&fault);
                             match result {
                                 Ok(()) => {
+                                    let summary = summary_of(&em.record, &f.name);
+                                    if let Some(reply) = reply {
+                                        let _ = reply.send(Ok(format!("injected {}: {summary}", f.name)));
+                                    }
                                     let _ = em.emit(Event::FaultInjected {
-                                        t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(),
-                                        summary: summary_of(&em.record, &f.name),
+                                        t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(), summary,
                                     });
                                     crate::util::failpoint(self.failpoint.as_deref(), "after-inject");
-                                    if needs_revert(f) {
+                                    if needs_revert(&f) {
                                         active.push((fault, injected));
                                     } else {
                                         // Nothing to undo (a kill, a redeploy): close the journal entry.
@@ -606,6 +706,9 @@ impl Ctx<'_> {
                                     }
                                 }
                                 Err(e) => {
+                                    if let Some(reply) = reply {
+                                        let _ = reply.send(Err(Refused::Target(e.to_string())));
+                                    }
                                     // Half-injected: keep it for the revert pass.
                                     active.push((fault, injected));
                                     let _ = em.emit(Event::FaultInjectFailed { t: self.now(), fault: f.name.clone(), error: e.to_string() });
@@ -688,19 +791,9 @@ impl Ctx<'_> {
                             let _ = em.emit(Event::StageStarted { t: self.now(), rate: sc.load.stages[*i].rate.per_second });
                         }
                         Action::Inject(i) => {
-                            let f = sc.faults[*i].clone();
-                            let mut rng = Rng::derive(self.seed, &f.name);
-                            let (b, run_id, fault) = (backend.clone(), self.run_id.clone(), *i);
-                            tasks.spawn(async move {
-                                let (resolved, injected) = match b.resolve(&f, &mut rng).await {
-                                    Ok(r) => {
-                                        let inj = b.prepare(&f, &r, &run_id).await;
-                                        (r, inj)
-                                    }
-                                    Err(e) => (Resolved::default(), Err(e)),
-                                };
-                                TaskDone::Prepared { fault, resolved, injected }
-                            });
+                            let f = self.faults[*i].clone();
+                            let rng = Rng::derive(self.seed, &f.name);
+                            spawn_prepare(&mut tasks, backend, f, rng, &self.run_id, *i);
                         }
                         Action::Revert(i) => {
                             if let Some(pos) = active.iter().position(|(f, _)| f == i) {
@@ -727,6 +820,11 @@ impl Ctx<'_> {
                 _ = &mut alarm_loop => {}
             }
         }
+
+        // No more commands: whoever waits for an answer is told the run has ended.
+        drop(commands);
+        self.replies.clear();
+        self.span = (first, last_end);
 
         // Revert pass: stop injecting, then undo everything still active, newest first.
         let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Reverting });
@@ -763,6 +861,58 @@ impl Ctx<'_> {
                 self.push_second(w, &latest_sample);
             }
         }
+    }
+
+    /// The fault an inject command asks for, named uniquely within the run (a second injection
+    /// of `kill-one` is `kill-one#2`), at the time of the command; or why it is refused.
+    fn commanded_fault(&self, choice: FaultChoice, gate_passed: bool) -> Result<Fault, Refused> {
+        if !gate_passed {
+            return Err(Refused::NotNow(
+                "the baseline is still being measured: faults can be injected once the steady state held (phase faults)"
+                    .into(),
+            ));
+        }
+        let catalog = &self.sc.manual;
+        let names = || catalog.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
+        let m = match choice {
+            FaultChoice::Named(name) => catalog.iter().find(|m| m.name == name).cloned().ok_or_else(|| {
+                Refused::UnknownFault(match catalog.is_empty() {
+                    true => format!("no manual fault {name}: the scenario has no manual catalog"),
+                    false => format!("no manual fault {name}; the catalog has {}", names()),
+                })
+            })?,
+            FaultChoice::Numbered(n) => catalog.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
+                Refused::UnknownFault(match catalog.len() {
+                    0 => format!("no manual fault {n}: the scenario has no manual catalog"),
+                    len => format!("no manual fault {n}; the catalog has 1 to {len}: {}", names()),
+                })
+            })?,
+            FaultChoice::Given(m) => m,
+        };
+        let taken = |name: &str| self.faults.iter().any(|f| f.name == name);
+        let mut name = m.name.clone();
+        let mut k = 1;
+        while taken(&name) {
+            k += 1;
+            name = format!("{}#{k}", m.name);
+        }
+        Ok(Fault { name, ..m.at(self.t0.elapsed()) })
+    }
+
+    /// The stage a rate command sets, from now; or why it is refused.
+    fn rate_stage(&self, rate: f64, duration: Duration, gate_passed: bool) -> Result<Stage, Refused> {
+        if !gate_passed {
+            return Err(Refused::NotNow(
+                "the baseline is still being measured: the rate can be changed once the steady state held".into(),
+            ));
+        }
+        if !rate.is_finite() || !(0.0..=MAX_COMMANDED_RATE).contains(&rate) {
+            return Err(Refused::Invalid(format!("a rate from 0 to {MAX_COMMANDED_RATE}/s, not {rate}")));
+        }
+        if duration.is_zero() {
+            return Err(Refused::Invalid("the rate change needs a duration longer than zero".into()));
+        }
+        Ok(Stage { at: self.t0.elapsed(), rate: Rate { per_second: rate }, duration, ramp: Duration::ZERO })
     }
 
     /// Whether every window that closes by `gate_at` (seconds since the load started) is in.
@@ -821,8 +971,8 @@ impl Ctx<'_> {
             let what = match a {
                 Action::Gate => "steady-state gate".to_string(),
                 Action::Stage(i) => format!("stage {:.0}/s", sc.load.stages[*i].rate.per_second),
-                Action::Inject(i) => format!("inject {}", sc.faults[*i].name),
-                Action::Revert(i) => format!("revert {}", sc.faults[*i].name),
+                Action::Inject(i) => format!("inject {}", self.faults[*i].name),
+                Action::Revert(i) => format!("revert {}", self.faults[*i].name),
             };
             Upcoming { at: at.as_secs_f64(), what }
         });
@@ -860,7 +1010,7 @@ impl Ctx<'_> {
         inj: &Injected,
         interrupts: &Interrupter,
     ) {
-        let name = self.sc.faults[fi].name.clone();
+        let name = self.faults[fi].name.clone();
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
         let first = async {
             crate::util::failpoint_wait(self.failpoint.as_deref(), "slow-revert").await;
@@ -884,6 +1034,35 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// Resolves `f`'s targets and reads what undoes it, in the background; mutates nothing.
+fn spawn_prepare(
+    tasks: &mut JoinSet<TaskDone>,
+    backend: &Arc<Backend>,
+    f: Fault,
+    mut rng: Rng,
+    run_id: &str,
+    fault: usize,
+) {
+    let (b, run_id) = (backend.clone(), run_id.to_string());
+    tasks.spawn(async move {
+        let (resolved, injected) = match b.resolve(&f, &mut rng).await {
+            Ok(r) => {
+                let inj = b.prepare(&f, &r, &run_id).await;
+                (r, inj)
+            }
+            Err(e) => (Resolved::default(), Err(e)),
+        };
+        TaskDone::Prepared { fault, resolved, injected }
+    });
+}
+
+/// Puts `action` at `at` among the actions still to come (from `next`), after those due at the
+/// same time.
+fn insert_action(actions: &mut Vec<(Duration, Action)>, next: usize, at: Duration, action: Action) {
+    let pos = next + actions[next..].partition_point(|(t, _)| *t <= at);
+    actions.insert(pos, (at, action));
 }
 
 fn needs_revert(f: &Fault) -> bool {

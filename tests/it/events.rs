@@ -11,7 +11,7 @@ use siege::report::Outcome;
 
 /// A private state directory for this test process; a run's lab is started from the test
 /// binary's `siege`.
-fn home() -> tempfile::TempDir {
+pub(crate) fn home() -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     // SAFETY: nextest runs each test in its own process, before any thread reads the environment.
     unsafe {
@@ -21,7 +21,7 @@ fn home() -> tempfile::TempDir {
     home
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
