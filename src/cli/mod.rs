@@ -3,6 +3,7 @@
 //! return typed errors; nothing below this module parses arguments, reads the process's
 //! arguments or decides an exit code.
 
+mod keys;
 mod lab;
 mod load;
 mod report;

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use super::{Failure, runtime};
-use crate::engine::{Interrupter, RunOptions, RunRequest, journal, progress, start};
+use crate::engine::{
+    Commander, FaultChoice, Interrupter, Refused, RunCommand, RunOptions, RunRequest, journal, progress, start,
+};
 use crate::exit::Exit;
 use crate::scenario::{FaultKind, Scenario, Target};
 
@@ -17,6 +19,13 @@ pub(super) struct RunArgs {
     /// Seed for random selections (overrides the scenario's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The instructor's keys on this terminal: 1-9 inject that fault of the manual catalog, s
+    /// triples the traffic for 30s, d / m mark detected / mitigated, n types a note, q stops.
+    #[arg(long)]
+    pub interactive: bool,
+    /// The name the marks carry (default: $USER).
+    #[arg(long, value_name = "NAME", requires = "interactive")]
+    pub author: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +58,14 @@ fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
 /// `siege run FILE`.
 pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
     let scenario = load(&args.file)?;
+    let keys = match args.interactive {
+        true => Some(
+            super::keys::Keys::start()
+                .map_err(|e| Failure::new(Exit::Invalid, format!("--interactive needs a terminal on stdin: {e}")))?,
+        ),
+        false => None,
+    };
+    let spike = scenario.load.rate.per_second * 3.0;
     let rt = runtime()?;
     rt.block_on(async move {
         let handle = start(RunRequest {
@@ -59,8 +76,23 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             failpoint: crate::util::failpoint_from_env(),
         });
         spawn_signal_listener(handle.interrupter())?;
-        let display = progress::spawn(handle.subscribe());
+        let display = match &keys {
+            Some(_) => progress::spawn_to(handle.subscribe(), progress::Progress::new().with_keys(super::keys::LEGEND)),
+            None => progress::spawn(handle.subscribe()),
+        };
+        let (guard, serving) = match keys {
+            Some((guard, actions)) => {
+                let author = args.author.clone().or_else(|| std::env::var("USER").ok()).unwrap_or("instructor".into());
+                (Some(guard), Some(tokio::spawn(serve_keys(actions, handle.commander(), author, spike))))
+            }
+            None => (None, None),
+        };
         let outcome = handle.outcome().await;
+        if let Some(s) = serving {
+            s.abort();
+        }
+        // The terminal as it was, before the verdict is printed.
+        drop(guard);
         display.finish().await;
         Ok(match outcome {
             Ok(outcome) => outcome.record.verdict.outcome.exit(),
@@ -74,6 +106,41 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             }
         })
     })
+}
+
+/// Sends the run what the instructor's keys ask for, and says on the terminal what came of it.
+async fn serve_keys(
+    mut actions: tokio::sync::mpsc::UnboundedReceiver<super::keys::Action>,
+    run: Commander,
+    author: String,
+    spike: f64,
+) {
+    use super::keys::Action;
+    use crate::report::MarkKind;
+    let mark = |kind, text: String| RunCommand::Mark { kind, author: author.clone(), text };
+    while let Some(a) = actions.recv().await {
+        let command = match a {
+            Action::Inject(n) => RunCommand::Inject(FaultChoice::Numbered(n)),
+            Action::Spike => RunCommand::SetRate { rate: spike, duration: std::time::Duration::from_secs(30) },
+            Action::Detected => mark(MarkKind::Detected, String::new()),
+            Action::Mitigated => mark(MarkKind::Mitigated, String::new()),
+            Action::Note(text) => mark(MarkKind::Note, text),
+            Action::Typing(text) => {
+                eprint!("\r\x1b[2Knote (Enter adds it, Esc drops it)> {text}");
+                continue;
+            }
+            Action::NoteDropped => {
+                eprint!("\r\x1b[2K");
+                continue;
+            }
+            Action::Stop => RunCommand::Stop { reason: "q pressed on the terminal".into() },
+        };
+        match run.send(command).await {
+            Ok(done) => eprintln!("\r\x1b[2Ksiege: {done}"),
+            Err(Refused::Ended) => return,
+            Err(why) => eprintln!("\r\x1b[2Ksiege: refused: {why}"),
+        }
+    }
 }
 
 /// Ctrl-C and SIGTERM: the first cancels the run (faults are reverted), the second skips waits.

@@ -46,6 +46,8 @@ impl ProgressTask {
 
 pub struct Progress {
     tty: bool,
+    /// The keys an interactive run answers to, shown with the status line.
+    keys: Option<&'static str>,
     phase: &'static str,
     status_shown: bool,
     out: Box<dyn Write + Send>,
@@ -60,7 +62,12 @@ impl Progress {
 
     /// On `out`; `tty` draws the status line.
     pub fn to(out: Box<dyn Write + Send>, tty: bool) -> Self {
-        Progress { tty, phase: "connecting", status_shown: false, out }
+        Progress { tty, keys: None, phase: "connecting", status_shown: false, out }
+    }
+
+    /// Shows `legend` (the keys of an interactive run) when the load starts and on the status line.
+    pub fn with_keys(self, legend: &'static str) -> Self {
+        Progress { keys: Some(legend), ..self }
     }
 
     fn line(&mut self, t: Option<f64>, text: &str) {
@@ -137,8 +144,9 @@ impl Progress {
                     .as_ref()
                     .map(|n| format!("  next: {} in {:.0}s", n.what, (n.at - f64::from(w.second) - 1.0).max(0.0)))
                     .unwrap_or_default();
+                let keys = if self.keys.is_some() { "  [1-9 s d m n q]" } else { "" };
                 let status = format!(
-                    "[{:>5}s] {:<10} {:>5} rps  err {:>5.1}%  p95 {:>7.1}ms{healthy}  {}{next}",
+                    "[{:>5}s] {:<10} {:>5} rps  err {:>5.1}%  p95 {:>7.1}ms{healthy}  {}{next}{keys}",
                     w.second + 1,
                     self.phase,
                     w.requests,
@@ -155,7 +163,10 @@ impl Progress {
                 }
             }
             Event::LoadStarted { setup_s } => {
-                self.line(Some(0.0), &format!("load started ({setup_s:.2}s of setup: target, preflight)"))
+                self.line(Some(0.0), &format!("load started ({setup_s:.2}s of setup: target, preflight)"));
+                if let Some(k) = self.keys {
+                    self.line(None, k);
+                }
             }
             Event::RunFinished { outcome, reason, report_dir, report_ms } => {
                 self.line(None, &format!("\n{}: {reason}", outcome.word()));

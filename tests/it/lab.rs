@@ -1199,3 +1199,84 @@ fn plan_and_run_pick_the_same_tasks_whatever_the_order_of_the_faults() {
     }
     lab.down();
 }
+
+/// `siege run --interactive` on a real pseudo-terminal (`script` gives the command one, and
+/// passes what is written to its stdin on as key presses): the instructor injects the manual
+/// task-kill with key 1, marks detected, then mitigated; the report has the fault, the marks
+/// and the human times.
+#[test]
+fn interactive_keys_inject_a_manual_fault_and_mark_it_through_a_terminal() {
+    use std::sync::{Arc, Mutex};
+    let lab = TestLab::up(&["--tasks", "3"]);
+    let path = lab.home.path().join("interactive.yaml");
+    let yaml = format!(
+        "name: interactive\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: 16s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
+         manual:\n  - {{ type: task-kill, name: kill-one, select: 1 }}\nrecovery: {{ within: 10s, hold: 2s }}\n",
+        lab.control
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let reports = lab.home.path().join("reports");
+    let cmd = format!(
+        "{} run --interactive --author alice {} --reports {}",
+        common::siege_bin().display(),
+        path.display(),
+        reports.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("SIEGE_HOME", lab.home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs the command on a pseudo-terminal");
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_text = |text: &str| {
+        wait_for(Duration::from_secs(30), || screen.lock().unwrap().contains(text).then_some(()))
+            .unwrap_or_else(|| panic!("never showed {text:?}:\n{}", screen.lock().unwrap()))
+    };
+    let mut keys = child.stdin.take().unwrap();
+    let mut press = |k: &str| keys.write_all(k.as_bytes()).and_then(|()| keys.flush()).unwrap();
+    wait_text("keys: 1-9 inject");
+    wait_text("phase: faults");
+    let before = lab.task_ids();
+    press("1");
+    wait_text("fault injected: kill-one");
+    press("d");
+    wait_text("mark: detected (alice)");
+    std::thread::sleep(Duration::from_millis(1500));
+    press("m");
+    wait_text("mark: mitigated (alice)");
+    let status = child.wait().unwrap();
+    let text = screen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("PASSED"), "{text}");
+    assert_ne!(lab.task_ids(), before, "a task was killed and replaced");
+
+    let dir = common::only_report_dir(&reports);
+    let report = common::read_report_json(&dir);
+    let fault = &report["faults"][0];
+    assert_eq!(fault["name"], "kill-one", "{report}");
+    assert!(fault["injected_s"].as_f64().is_some(), "{fault}");
+    let marks: Vec<&str> = report["marks"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(marks, ["detected", "mitigated"], "{report}");
+    let human = &fault["human"][0];
+    assert_eq!(human["author"], "alice", "{fault}");
+    let (d, m) = (human["detected_s"].as_f64().unwrap(), human["mitigated_s"].as_f64().unwrap());
+    assert!(0.0 <= d && d + 1.0 <= m, "{human}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("detected (alice)") && md.contains("mitigated (alice)"), "{md}");
+    lab.down();
+}
