@@ -3,5 +3,6 @@
 //! The groundwork that does not depend on the engine: the history [`store`], the [`schedule`]
 //! arithmetic (due times, jitter, catch-up) and the daemon's [`config`] file.
 
+pub mod config;
 pub mod schedule;
 pub mod store;
