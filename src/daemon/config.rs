@@ -380,6 +380,17 @@ schedules:
         assert_eq!(w.zone_name(), "UTC", "UTC when no timezone is given");
     }
 
+    /// The example of docs/daemon.md is a valid config, read from the repository's root.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/daemon.md")).unwrap();
+        let example = doc.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+        let c = load_str("docs/daemon.md", example, root).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.schedules.len(), 2);
+        assert_eq!(c.retention, Retention { keep_runs: Some(200), max_age: Some(Duration::from_secs(720 * 3600)) });
+    }
+
     #[test]
     fn no_schedules_is_a_valid_config() {
         for text in ["", "# nothing yet\n", "schedules: []\n", "webhook: http://127.0.0.1:9/hook\n"] {

@@ -1059,6 +1059,36 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    /// A child process commits a run and an event, then is killed with SIGKILL in the middle of
+    /// its next transaction: the committed data is there, the uncommitted is not.
+    #[test]
+    fn a_process_killed_mid_transaction_loses_only_the_uncommitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        // SAFETY: the child only opens its own connection, writes and kills itself; it never
+        // returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let wrote = std::panic::catch_unwind(|| {
+                let mut store = Store::open(&path).unwrap();
+                store.insert_run(&new_run("r1", "s", t("2026-12-01T10:00:00Z"))).unwrap();
+                store.append_events("r1", &[StoredEvent { seq: 0, json: "{}".into() }]).unwrap();
+                let tx = store.conn.transaction().unwrap();
+                tx.execute("INSERT INTO run_events (run, seq, json) VALUES (1, 1, '{}')", []).unwrap();
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            });
+            // Only reached when a step failed: leave without running anything of the harness.
+            unsafe { libc::_exit(if wrote.is_err() { 1 } else { 2 }) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL, "status {status}");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.run("r1").unwrap().unwrap().state, RunState::Running);
+        assert_eq!(store.events("r1", 0, 10).unwrap(), [StoredEvent { seq: 0, json: "{}".into() }]);
+    }
+
     /// The process dies without closing the database (no checkpoint, the WAL file left behind):
     /// everything committed is there at the next open.
     #[test]
