@@ -79,6 +79,10 @@ pub enum StoreError {
         "the history database {path} has schema version {found}, newer than version {supported} that this siege knows: use a newer siege (the database was not changed)"
     )]
     NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    #[error(
+        "the history database {path} cannot use WAL (journal mode stays `{mode}`): put the data directory on a local file system"
+    )]
+    NoWal { path: PathBuf, mode: String },
     #[error("migrating the history database {path} to version {version}: {source}")]
     Migrate { path: PathBuf, version: i64, source: rusqlite::Error },
     #[error("history database: {0}")]
@@ -420,9 +424,7 @@ impl Store {
         }
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(open_err(rusqlite::Error::InvalidParameterName(format!(
-                "journal mode `{mode}`: the database must be on a local file system that supports WAL"
-            ))));
+            return Err(StoreError::NoWal { path: path.to_path_buf(), mode });
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;").map_err(open_err)?;
         let mut store = Store { conn, path: path.to_path_buf() };
@@ -496,7 +498,8 @@ impl Store {
         Ok(())
     }
 
-    /// Changes only a run's state (e.g. back to `running` is never needed; used for corrections).
+    /// Changes a run's state alone, without finishing it (e.g. to `error` for a run whose
+    /// figures never came).
     pub fn set_state(&self, id: &str, state: RunState) -> Result<(), StoreError> {
         let n = self.conn.execute("UPDATE runs SET state = ?2 WHERE id = ?1", params![id, state.as_str()])?;
         if n == 0 {
@@ -1040,6 +1043,14 @@ mod tests {
         );
         assert_eq!(std::fs::read(&path).unwrap(), before, "not one byte changed");
         assert!(!dir.path().join("history.db-wal").exists(), "not switched to WAL");
+    }
+
+    /// An in-memory database cannot be in WAL mode: refused, as a file system without shared
+    /// memory would be.
+    #[test]
+    fn a_database_that_cannot_use_wal_is_refused() {
+        let err = Store::open(Path::new(":memory:")).err().expect("opened without WAL");
+        assert!(matches!(&err, StoreError::NoWal { mode, .. } if mode == "memory"), "{err}");
     }
 
     #[test]
