@@ -320,6 +320,9 @@ mod tests {
             dues(&s, "2026-10-23T12:00:00Z", 3),
             ["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]
         );
+        // Looking back (the catch-up decision) finds the same instants.
+        assert_eq!(s.last_due(t("2026-03-29T05:00:00Z")), Some(t("2026-03-29T01:00:00Z")));
+        assert_eq!(s.last_due(t("2026-10-25T05:00:00Z")), Some(t("2026-10-25T00:30:00Z")));
         // An hourly schedule keeps firing once per real hour through the fall-back.
         let h = cron("a", "0 * * * *", "Europe/Berlin");
         assert_eq!(
