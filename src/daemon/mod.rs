@@ -1,1 +1,8 @@
 //! The daemon: scheduled resilience checks, an HTTP API and run history.
+//!
+//! The groundwork that does not depend on the engine: the history [`store`], the [`schedule`]
+//! arithmetic (due times, jitter, catch-up) and the daemon's [`config`] file.
+
+pub mod config;
+pub mod schedule;
+pub mod store;

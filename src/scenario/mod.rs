@@ -7,13 +7,13 @@
 //! *every* problem of a file, each at its own position. `spec` describes the same format as serde
 //! types for the JSON Schema (`siege schema`); a test keeps their keys in step.
 
-mod check;
+pub(crate) mod check;
 mod expr;
 pub mod model;
 mod spec;
 pub mod units;
-mod validate;
-mod yaml;
+pub(crate) mod validate;
+pub(crate) mod yaml;
 
 pub use model::*;
 
@@ -80,7 +80,7 @@ pub fn load_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
 
 /// The first `limit + 1` bytes of `path` at most: enough to tell that it is too large without
 /// reading an endless input (`/dev/zero`, a pipe) to its end.
-fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
@@ -141,7 +141,7 @@ pub(crate) fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenari
 }
 
 /// `No such file or directory (os error 2)` → `no such file or directory (os error 2)`.
-fn lowercase_io(e: &std::io::Error) -> String {
+pub(crate) fn lowercase_io(e: &std::io::Error) -> String {
     let s = e.to_string();
     let mut c = s.chars();
     match c.next() {

@@ -212,7 +212,7 @@ pub(crate) fn check(cx: &mut Checker, root: &Node, dir: &Path) -> Option<Scenari
 }
 
 /// Names end up in report directory names and journal entries: keep them to a safe alphabet.
-fn identifier(cx: &mut Checker, node: &Node, path: &str) -> Option<String> {
+pub(crate) fn identifier(cx: &mut Checker, node: &Node, path: &str) -> Option<String> {
     let s = cx.text(node, path)?;
     let ok = s.len() <= 64
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
