@@ -1280,3 +1280,56 @@ fn interactive_keys_inject_a_manual_fault_and_mark_it_through_a_terminal() {
     assert!(md.contains("detected (alice)") && md.contains("mitigated (alice)"), "{md}");
     lab.down();
 }
+
+/// Two runs in one process, each on a lab of its own and with a journal of its own; one panics
+/// after injecting. The other passes untouched, and only the panicking run's fault is reverted
+/// (from its own journal).
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "the failpoint exists in debug builds only")]
+fn two_runs_in_one_process_one_panics_the_other_passes_and_only_its_faults_are_reverted() {
+    use siege::engine::{RunOptions, RunRequest};
+    let (a, b) = (TestLab::up(&["--tasks", "2"]), TestLab::up(&["--tasks", "2"]));
+    // The runs find lab a's token in its lab file, lab b's in the environment.
+    // SAFETY: nextest runs each test in its own process, before any thread reads the environment.
+    unsafe {
+        std::env::set_var("SIEGE_HOME", a.home.path());
+        std::env::set_var("SIEGE_LAB_TOKEN", &b.token);
+    }
+    let request = |lab: &TestLab, name: &str, fault_for: &str, failpoint: Option<&str>| {
+        let file = lab.home.path().join(format!("{name}.yaml"));
+        let yaml = format!(
+            "name: {name}\ntarget:\n  lab: {{ service: api, tasks: 2, control: \"{}\" }}\n\
+             load: {{ url: /, rate: 20/s, duration: 8s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
+             faults:\n  - {{ type: latency, name: slow, at: 2s, for: {fault_for}, select: 1, delay: 10ms }}\n\
+             recovery: {{ within: 2s, hold: 1s }}\n",
+            lab.control
+        );
+        std::fs::write(&file, yaml).unwrap();
+        RunRequest {
+            scenario: siege::scenario::load_file(&file).unwrap_or_else(|d| panic!("{d:?}")),
+            source: file.display().to_string(),
+            options: RunOptions { reports_dir: None, seed: Some(5) },
+            journal_dir: lab.home.path().join(format!("journal-{name}")),
+            failpoint: failpoint.map(String::from),
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let panics = siege::engine::start(request(&a, "panics", "3s", Some("after-inject")));
+        let passes = siege::engine::start(request(&b, "passes", "1s", None));
+        let (panicked, passed) = tokio::join!(panics.outcome(), passes.outcome());
+        let panicked = panicked.err().expect("the failpoint panics");
+        assert!(!panicked.revert_failed, "{panicked:?}");
+        let passed = passed.expect("no panic").record;
+        assert_eq!(passed.verdict.outcome, siege::report::Outcome::Passed, "{:?}", passed.verdict);
+        assert!(passed.faults[0].reverted_s.is_some(), "{:?}", passed.faults);
+    });
+    // The panicking run's latency is gone from its lab, its journal closed; the other lab clean.
+    assert_eq!(a.state()["faults"], json!([]), "{}", a.state());
+    assert_eq!(b.state()["faults"], json!([]), "{}", b.state());
+    for dir in [a.home.path().join("journal-panics"), b.home.path().join("journal-passes")] {
+        assert!(std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(true), "{dir:?} not empty");
+    }
+    a.down();
+    b.down();
+}
