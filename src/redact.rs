@@ -1,14 +1,16 @@
 //! Keeps secret values out of every output. The run record names secrets by id only, but text
 //! that reaches it from outside (a service event, a process's stderr quoted in a note) could
-//! carry a value. Whoever handles a secret value (a backend rotating a password) registers it
-//! with [`register`]; every writer passes its output through [`redact`] with [`registered`].
+//! carry a value. Whoever handles a secret value (a backend rotating a password) registers it in
+//! the run's [`Secrets`]; every writer passes its output through [`redact`] with their values.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a secret value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
-static REGISTERED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The secret values one run (or one daemon) has handled; cheap to clone, shared by its clones.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets(Arc<Mutex<Vec<String>>>);
 
 /// Replaces every occurrence of each secret in `text` with [`REDACTED`]. Longer secrets are
 /// replaced first, so that a secret containing another one is not left half visible. Empty
@@ -25,22 +27,23 @@ pub fn redact<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
     out
 }
 
-/// Registers a secret value for the rest of the process: no report written afterwards contains
-/// it.
-pub fn register(value: &str) {
-    if value.is_empty() {
-        return;
+impl Secrets {
+    /// Registers a secret value: nothing written through these secrets afterwards contains it.
+    pub fn register(&self, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        // A poisoned lock still holds a valid list: a panic elsewhere must not disable redaction.
+        let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !list.iter().any(|v| v == value) {
+            list.push(value.to_string());
+        }
     }
-    // A poisoned lock still holds a valid list: a panic elsewhere must not disable redaction.
-    let mut list = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
-    if !list.iter().any(|v| v == value) {
-        list.push(value.to_string());
-    }
-}
 
-/// The secret values registered so far.
-pub fn registered() -> Vec<String> {
-    REGISTERED.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    /// The secret values registered so far.
+    pub fn values(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 /// Redacts every string inside a JSON value (keys included), so that a serialised record stays
@@ -91,11 +94,13 @@ mod tests {
     }
 
     #[test]
-    fn registered_values_are_kept_once() {
-        register("s3cr3t-registry-test");
-        register("s3cr3t-registry-test");
-        register("");
-        let list = registered();
+    fn registered_values_are_kept_once_and_shared_by_clones() {
+        let secrets = Secrets::default();
+        let other = secrets.clone();
+        secrets.register("s3cr3t-registry-test");
+        other.register("s3cr3t-registry-test");
+        secrets.register("");
+        let list = other.values();
         assert_eq!(list.iter().filter(|v| *v == "s3cr3t-registry-test").count(), 1);
         assert!(!list.iter().any(String::is_empty));
     }

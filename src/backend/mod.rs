@@ -15,6 +15,7 @@ pub mod lease;
 
 use serde::{Deserialize, Serialize};
 
+use crate::redact::Secrets;
 use crate::scenario::{Fault, Scenario, Target};
 use crate::util::Rng;
 
@@ -129,8 +130,9 @@ impl Backend {
     /// [`lease`]): a target another run holds is refused here, before anything is changed, with
     /// [`BackendError::Precondition`]. For a lab target without `control`, starts a lab for
     /// this run (torn down by [`Backend::shutdown`], and with the process if it dies).
-    pub async fn connect(target: &Target, run_id: &str) -> Result<Backend, BackendError> {
-        let mut b = Self::inspect(target, run_id).await?;
+    /// Secret values the backend handles are registered in `secrets`.
+    pub async fn connect(target: &Target, run_id: &str, secrets: &Secrets) -> Result<Backend, BackendError> {
+        let mut b = Self::open(target, run_id, secrets).await?;
         let taken = match &mut b {
             Backend::Lab(l) => l.acquire_lease(run_id).await,
             Backend::Aws(a) => a.acquire_lease().await,
@@ -146,9 +148,13 @@ impl Backend {
 
     /// Connects without taking the lease (`siege plan`): reads only.
     pub async fn inspect(target: &Target, run_id: &str) -> Result<Backend, BackendError> {
+        Self::open(target, run_id, &Secrets::default()).await
+    }
+
+    async fn open(target: &Target, run_id: &str, secrets: &Secrets) -> Result<Backend, BackendError> {
         match target {
             Target::Lab(t) => Ok(Backend::Lab(lab::LabBackend::connect(t, run_id).await?)),
-            Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id).await?)),
+            Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id, secrets.clone()).await?)),
         }
     }
 

@@ -74,6 +74,7 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             options: RunOptions { reports_dir: Some(args.reports.clone()), seed: args.seed },
             journal_dir: journal::dir(),
             failpoint: crate::util::failpoint_from_env(),
+            secrets: Default::default(),
         });
         spawn_signal_listener(handle.interrupter())?;
         let display = match &keys {

@@ -42,7 +42,7 @@ pub fn start_with_capacity(req: RunRequest, capacity: usize) -> RunHandle {
     let (bus, publisher) = Bus::new(capacity);
     let interrupter = Interrupter::default();
     let journal = journal::path_in(&req.journal_dir, &run_id);
-    let em = Emitter::new(run_id.clone(), Journal::in_dir(req.journal_dir.clone()), publisher);
+    let em = Emitter::new(run_id.clone(), Journal::in_dir(req.journal_dir.clone()), publisher, req.secrets.clone());
     let (commander, commands) = Commander::channel();
     let task = tokio::spawn(run::run(req, run_id.clone(), em, interrupter.clone(), commands));
     RunHandle { run_id, bus, interrupter, commander, journal, task }

@@ -78,6 +78,9 @@ pub struct RunRequest {
     /// A failpoint for tests of the failure paths (see [`crate::util::failpoint`]); debug
     /// builds only.
     pub failpoint: Option<String>,
+    /// Where the secret values the run handles are registered; none of them reaches the event
+    /// stream or the report. Shared with whoever else writes output about the run.
+    pub secrets: crate::redact::Secrets,
 }
 
 pub struct RunOutcome {
@@ -97,11 +100,12 @@ pub(super) struct Emitter {
     run_id: String,
     seq: u64,
     load_started: Option<Instant>,
+    secrets: crate::redact::Secrets,
 }
 
 impl Emitter {
-    pub(super) fn new(run_id: String, journal: Journal, publisher: Publisher) -> Self {
-        Emitter { record: RecordBuilder::default(), journal, publisher, run_id, seq: 0, load_started: None }
+    pub(super) fn new(run_id: String, journal: Journal, publisher: Publisher, secrets: crate::redact::Secrets) -> Self {
+        Emitter { record: RecordBuilder::default(), journal, publisher, run_id, seq: 0, load_started: None, secrets }
     }
 
     fn emit(&mut self, event: Event) -> Result<(), String> {
@@ -109,7 +113,7 @@ impl Emitter {
         let journaled = self.journal.on_event(&event).map_err(|e| e.to_string());
         let t = self.load_started.map(|s| (s.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         let at = super::events::rfc3339_ms(SystemTime::now());
-        let event = redacted(event, &crate::redact::registered());
+        let event = redacted(event, &self.secrets.values());
         self.publisher.publish(Envelope { run_id: self.run_id.clone(), seq: self.seq, at, t, event });
         self.seq += 1;
         journaled
@@ -177,7 +181,7 @@ pub(super) async fn run(
     interrupts: Interrupter,
     commands: mpsc::Receiver<CommandEnvelope>,
 ) -> RunOutcome {
-    let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint } = req;
+    let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint, secrets } = req;
     let started_wall = SystemTime::now();
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
     let t_start = Instant::now();
@@ -201,7 +205,7 @@ pub(super) async fn run(
     };
 
     let backend = tokio::select! {
-        b = Backend::connect(&scenario.target, &run_id) => b,
+        b = Backend::connect(&scenario.target, &run_id, &secrets) => b,
         _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
     };
     let backend = match backend {
@@ -276,7 +280,7 @@ pub(super) async fn run(
     let report_dir = match &opts.reports_dir {
         Some(root) => match crate::report::create_run_dir(root, &record) {
             Ok(dir) => {
-                if let Err(e) = crate::report::write_all(&record, &dir) {
+                if let Err(e) = crate::report::write_all(&record, &dir, &secrets) {
                     eprintln!("siege: could not write the report: {e}");
                 }
                 Some(dir)
@@ -1099,8 +1103,9 @@ mod tests {
     fn published_events_carry_no_secret_value_and_the_journal_keeps_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let (bus, publisher) = super::super::bus::Bus::new(16);
-        let mut em = Emitter::new("r1".into(), Journal::in_dir(dir.path().to_owned()), publisher);
-        crate::redact::register("hunter2-in-events");
+        let secrets = crate::redact::Secrets::default();
+        let mut em = Emitter::new("r1".into(), Journal::in_dir(dir.path().to_owned()), publisher, secrets.clone());
+        secrets.register("hunter2-in-events");
         let started = Event::RunStarted {
             run_id: "r1".into(),
             scenario: "s.yaml".into(),

@@ -15,7 +15,7 @@ mod marks;
 pub mod record;
 mod svg;
 
-pub use crate::redact::redact;
+pub use crate::redact::{Secrets, redact};
 pub use format::Redactor;
 pub use marks::attribute_marks;
 pub use record::*;
@@ -93,7 +93,7 @@ pub fn create_run_dir(reports_root: &Path, record: &RunRecord) -> Result<PathBuf
 /// `record` ready to be written: every registered secret value replaced in every string, and
 /// every non-finite number (a 0/0 somewhere upstream) replaced, because JSON has no NaN and a
 /// `null` in a number field would make `report.json` unreadable. Replacements are noted.
-fn prepared(record: &RunRecord) -> Result<RunRecord, serde_json::Error> {
+fn prepared(record: &RunRecord, secrets: &[String]) -> Result<RunRecord, serde_json::Error> {
     let mut r = record.clone();
     let mut fixed: Vec<String> = Vec::new();
     {
@@ -157,20 +157,20 @@ fn prepared(record: &RunRecord) -> Result<RunRecord, serde_json::Error> {
     if !fixed.is_empty() {
         r.notes.push(format!("report: non-finite values were written as 0: {}", fixed.join(", ")));
     }
-    let secrets = crate::redact::registered();
     if !secrets.is_empty() {
         // Through JSON, so that every string field is covered, including ones added later. The
         // numbers are finite now, so the round trip does not fail; if it ever did, nothing is
         // written rather than something unredacted.
         let mut v = serde_json::to_value(&r)?;
-        crate::redact::redact_json(&mut v, &secrets);
+        crate::redact::redact_json(&mut v, secrets);
         r = serde_json::from_value(v)?;
     }
     Ok(r)
 }
 
-fn prepare_in(record: &RunRecord, dir: &Path) -> Result<RunRecord, ReportError> {
-    prepared(record).map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })
+fn prepare_in(record: &RunRecord, dir: &Path, secrets: &[String]) -> Result<RunRecord, ReportError> {
+    prepared(record, secrets)
+        .map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
@@ -179,10 +179,11 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
 }
 
 /// Writes `report.json`, `report.md`, the charts and `junit.xml` into `dir` (created if
-/// missing). Use [`create_run_dir`] for the conventional `reports/<scenario>-<time>/`.
-pub fn write_all(record: &RunRecord, dir: &Path) -> Result<(), ReportError> {
+/// missing), with every value of `secrets` redacted. Use [`create_run_dir`] for the
+/// conventional `reports/<scenario>-<time>/`.
+pub fn write_all(record: &RunRecord, dir: &Path, secrets: &Secrets) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write { path: dir.to_path_buf(), source })?;
-    let record = prepare_in(record, dir)?;
+    let record = prepare_in(record, dir, &secrets.values())?;
     let json = serde_json::to_string_pretty(&record)
         .map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })?;
     write(dir, REPORT_JSON, &(json + "\n"))?;
@@ -300,7 +301,8 @@ pub fn json_schema() -> serde_json::Value {
 pub fn rerender(dir: &Path) -> Result<(RunRecord, PathBuf, Vec<&'static str>), ReportError> {
     let record = load_record(dir)?;
     let out = if dir.is_file() { dir.parent().unwrap_or(Path::new(".")) } else { dir };
-    let written = render_all(&prepare_in(&record, out)?, out)?;
+    // A stored record was redacted when it was written.
+    let written = render_all(&prepare_in(&record, out, &[])?, out)?;
     Ok((record, out.to_path_buf(), written))
 }
 
@@ -369,7 +371,7 @@ mod tests {
         r.timings.time_to_recover_s = Some(f64::INFINITY);
         r.load.rps = f64::NAN;
         let tmp = tempfile::tempdir().unwrap();
-        write_all(&r, tmp.path()).unwrap();
+        write_all(&r, tmp.path(), &Secrets::default()).unwrap();
         let back = load_record(tmp.path()).unwrap();
         assert_eq!(back.windows[0].error_rate, 0.0);
         assert_eq!(back.timings.time_to_recover_s, None);
@@ -379,7 +381,8 @@ mod tests {
     #[test]
     fn registered_secrets_reach_no_output() {
         let secret = "pw-Zq8!rotated\"value";
-        crate::redact::register(secret);
+        let secrets = Secrets::default();
+        secrets.register(secret);
         let mut r = tests_support::minimal_record();
         r.notes.push(format!("task t-2 printed: password authentication failed for {secret}"));
         r.timeline.push(TimelineEntry {
@@ -389,7 +392,7 @@ mod tests {
         });
         r.verdict.reason = format!("db said {secret}");
         let tmp = tempfile::tempdir().unwrap();
-        write_all(&r, tmp.path()).unwrap();
+        write_all(&r, tmp.path(), &secrets).unwrap();
         let mut files = 0;
         for entry in std::fs::read_dir(tmp.path()).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();

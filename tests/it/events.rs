@@ -48,6 +48,7 @@ faults:
         options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(1) },
         journal_dir: home.join("journal"),
         failpoint: None,
+        secrets: Default::default(),
     }
 }
 
@@ -142,9 +143,11 @@ fn consumers_that_lag_panic_block_or_vanish_change_nothing_and_every_subscriber_
                 assert_eq!(**e, *late[e.seq as usize], "{name}");
             }
         }
+        // It gets what was in the history when it subscribed (on a busy machine, a few events),
+        // then is told what it missed, then the last 8.
         let (tail, missed) = drain(idle).await;
-        assert!(n > 8 && missed == n - 8, "{n} events, missed {missed}");
-        assert_eq!(seqs(&tail), (n - 8..n).collect::<Vec<_>>());
+        assert!(n > 8 && missed > 0 && missed + tail.len() as u64 == n, "{n} events, missed {missed}");
+        assert_eq!(seqs(&tail[tail.len() - 8..]), (n - 8..n).collect::<Vec<_>>());
     });
 }
 

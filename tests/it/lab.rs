@@ -723,7 +723,7 @@ fn run_owned_lab_through_the_backend() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let target = Target::Lab(LabTarget { service: "api".into(), tasks: 2, control: None, autoscaling: None });
-        let b = Backend::connect(&target, "run-test").await.expect("connect starts a lab");
+        let b = Backend::connect(&target, "run-test", &Default::default()).await.expect("connect starts a lab");
         let locator = b.locator();
         assert_eq!(locator["lab"]["owned"], true);
         assert!(locator["lab"].get("token").is_none(), "token journaled: {locator}");
@@ -840,7 +840,7 @@ fn backend_attaches_to_a_lab_started_separately() {
             control: Some(lab.control.clone()),
             autoscaling: None,
         });
-        let b = Backend::connect(&target, "run-x").await.expect("attach");
+        let b = Backend::connect(&target, "run-x", &Default::default()).await.expect("attach");
         assert_eq!(b.entry_url(), lab.balancer);
         assert_eq!(b.sample().await.unwrap().running_tasks, Some(1));
         let loc = b.locator();
@@ -851,7 +851,10 @@ fn backend_attaches_to_a_lab_started_separately() {
         assert!(Backend::reconnect(&loc).await.unwrap().is_some());
         // Without the lab file and without SIEGE_LAB_TOKEN there is no token: target not found.
         unsafe { std::env::set_var("SIEGE_HOME", "/nonexistent-siege-home") };
-        assert!(matches!(Backend::connect(&target, "run-y").await, Err(siege::backend::BackendError::NotFound(_))));
+        assert!(matches!(
+            Backend::connect(&target, "run-y", &Default::default()).await,
+            Err(siege::backend::BackendError::NotFound(_))
+        ));
     });
     lab.down();
 }
@@ -1311,6 +1314,7 @@ fn two_runs_in_one_process_one_panics_the_other_passes_and_only_its_faults_are_r
             options: RunOptions { reports_dir: None, seed: Some(5) },
             journal_dir: lab.home.path().join(format!("journal-{name}")),
             failpoint: failpoint.map(String::from),
+            secrets: Default::default(),
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

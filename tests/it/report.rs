@@ -337,7 +337,7 @@ fn write_all_creates_a_run_directory_per_run() {
     let tmp = tempfile::tempdir().unwrap();
     let record = fixture("passed");
     let dir = report::create_run_dir(&tmp.path().join("reports"), &record).unwrap();
-    report::write_all(&record, &dir).unwrap();
+    report::write_all(&record, &dir, &Default::default()).unwrap();
     assert_eq!(dir.file_name().unwrap(), "task-kill-20261122T030405Z");
     let mut files: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::{BackendError, Injected, Resolved, Sample};
+use crate::redact::Secrets;
 use crate::scenario::{AwsTarget, Fault, FaultKind, Scenario, Selection, StopCondition};
 use crate::util::Rng;
 
@@ -90,6 +91,9 @@ impl std::ops::Deref for AwsBackend {
 
 /// What an [`AwsBackend`] holds.
 pub struct State {
+    /// Where the secret values this backend handles are registered, to keep them out of every
+    /// output of the run.
+    secrets: Secrets,
     target: AwsTarget,
     run_id: String,
     clients: Clients,
@@ -125,7 +129,8 @@ impl AwsBackend {
     /// Connects with the standard credential chain (env, profile, SSO, instance role) and region
     /// `target.region`, else the standard region chain (`AWS_REGION`, the profile);
     /// `target.endpoint` (else `AWS_ENDPOINT_URL`) overrides every endpoint.
-    pub async fn connect(target: &AwsTarget, run_id: &str) -> Result<Self, BackendError> {
+    /// Secret values the backend reads or writes are registered in `registry`.
+    pub async fn connect(target: &AwsTarget, run_id: &str, registry: Secrets) -> Result<Self, BackendError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &target.region {
             loader = loader.region(Region::new(region.clone()));
@@ -134,7 +139,12 @@ impl AwsBackend {
             loader = loader.endpoint_url(endpoint);
         }
         let config = loader.load().await;
-        Self::with_config(target, run_id, &config).await
+        let mut b = Self::with_config(target, run_id, &config).await?;
+        // Just built: nothing else holds the state yet.
+        if let Some(state) = Arc::get_mut(&mut b.0) {
+            state.secrets = registry;
+        }
+        Ok(b)
     }
 
     /// Connects with a ready [`SdkConfig`] (tests pass one with fixed credentials and a local
@@ -189,6 +199,7 @@ impl AwsBackend {
             experiments: Mutex::new(Vec::new()),
             samplers: sampler::Samplers::default(),
             lease: Mutex::new(None),
+            secrets: Secrets::default(),
         })))
     }
 
@@ -234,7 +245,8 @@ impl AwsBackend {
             max_select: 1.0,
             allow_full_outage: false,
         };
-        Ok(Some(Self::connect(&target, &l.run_id).await?))
+        // A revert reads no secret value: nothing to register.
+        Ok(Some(Self::connect(&target, &l.run_id, Secrets::default()).await?))
     }
 
     pub fn entry_url(&self) -> String {

@@ -100,12 +100,12 @@ impl AwsBackend {
         let value = drifted_value(old, &password);
         // Neither the value siege read nor the one it writes may reach a report or a log line.
         for secret_value in [old, value.as_str(), password.as_str()] {
-            crate::redact::register(secret_value);
+            self.secrets.register(secret_value);
         }
         if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(old)
             && let Some(serde_json::Value::String(pw)) = m.get("password")
         {
-            crate::redact::register(pw);
+            self.secrets.register(pw);
         }
         self.clients
             .secrets
