@@ -25,8 +25,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
-use super::lease::{self, Keeper, Lease, Renewal};
-use super::{BackendError, BalancerFigures, Injected, Resolved, Sample};
+use super::lease::{Keeper, Lease, Renewal};
+use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Sample};
 use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
 use crate::lab::proc;
@@ -57,12 +57,12 @@ fn api(e: ClientError) -> BackendError {
 
 /// The token of the lab at `control_url`: from the lab file when it names that URL, else from
 /// the environment.
-fn token_for(control_url: &str) -> Option<String> {
+fn token_for(control_url: &str, conn: &Connection) -> Option<String> {
     let url = control_url.trim_end_matches('/');
-    crate::lab::read_lab_file()
+    crate::lab::read_lab_file_in(&conn.state_dir)
         .filter(|a| a.control_url.trim_end_matches('/') == url)
         .map(|a| a.token)
-        .or_else(|| std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()))
+        .or_else(|| conn.lab_token.clone())
 }
 
 /// Task ids in a stable order (t-2 before t-10), so a seed selects the same tasks again.
@@ -84,15 +84,15 @@ fn running_ids(st: &LabState) -> Vec<String> {
 }
 
 impl LabBackend {
-    pub async fn connect(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
+    pub async fn connect(target: &LabTarget, run_id: &str, conn: &Connection) -> Result<Self, BackendError> {
         match &target.control {
-            Some(url) => Self::attach(url).await,
-            None => Self::start_owned(target, run_id).await,
+            Some(url) => Self::attach(url, conn).await,
+            None => Self::start_owned(target, run_id, conn).await,
         }
     }
 
-    async fn attach(url: &str) -> Result<Self, BackendError> {
-        let token = token_for(url).ok_or_else(|| {
+    async fn attach(url: &str, conn: &Connection) -> Result<Self, BackendError> {
+        let token = token_for(url, conn).ok_or_else(|| {
             BackendError::NotFound(format!(
                 "no control token for the lab at {url}: start it with `siege lab up` on this machine, or set {TOKEN_ENV}"
             ))
@@ -108,7 +108,7 @@ impl LabBackend {
         })
     }
 
-    async fn start_owned(target: &LabTarget, run_id: &str) -> Result<Self, BackendError> {
+    async fn start_owned(target: &LabTarget, run_id: &str, conn: &Connection) -> Result<Self, BackendError> {
         let start = |e: std::io::Error| BackendError::Api(format!("start a lab for the run: {e}"));
         let exe = proc::siege_exe().map_err(start)?;
         let mut cmd = tokio::process::Command::new(exe);
@@ -118,7 +118,7 @@ impl LabBackend {
                 .args(["--autoscale-target", &format!("{}%", a.target_cpu * 100.0)])
                 .args(["--autoscale-cooldown", &format!("{}ms", a.cooldown.as_millis())]);
         }
-        let log_dir = crate::util::state_dir().join("labs");
+        let log_dir = conn.state_dir.join("labs");
         let stderr = std::fs::create_dir_all(&log_dir)
             .and_then(|_| std::fs::File::create(log_dir.join(format!("{run_id}.log"))))
             .map(std::process::Stdio::from)
@@ -161,7 +161,7 @@ impl LabBackend {
 
     /// A lab keeps all its state in memory: once it is gone (a run's own lab dies with the run),
     /// every fault went with it, so `Ok(None)`.
-    pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Self>, BackendError> {
+    pub async fn reconnect(locator: &serde_json::Value, conn: &Connection) -> Result<Option<Self>, BackendError> {
         let url = locator
             .get("control_url")
             .and_then(|u| u.as_str())
@@ -169,7 +169,7 @@ impl LabBackend {
         if !ControlClient::new(url, "").ping().await {
             return Ok(None);
         }
-        Self::attach(url).await.map(Some)
+        Self::attach(url, conn).await.map(Some)
     }
 
     /// The target as the lease refusal names it.
@@ -179,8 +179,7 @@ impl LabBackend {
 
     /// Takes the lab's lease for `run_id` and keeps renewing it; refuses (exit 4) when another
     /// run holds it. Mutates nothing else.
-    pub async fn acquire_lease(&mut self, run_id: &str) -> Result<(), BackendError> {
-        let ttl = lease::ttl()?;
+    pub async fn acquire_lease(&mut self, run_id: &str, ttl: Duration) -> Result<(), BackendError> {
         let taken = match take_lease(&self.client, run_id, ttl, false).await? {
             Ok(l) => l,
             Err(Some(holder)) => return Err(super::lease::busy(&holder, &self.target_name())),

@@ -23,7 +23,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// The time to live of the leases this process takes: [`TTL_ENV`] (e.g. `5s`, at least 1s),
 /// else [`DEFAULT_TTL`].
-pub fn ttl() -> Result<Duration, BackendError> {
+pub fn ttl_from_env() -> Result<Duration, BackendError> {
     match std::env::var(TTL_ENV) {
         Err(_) => Ok(DEFAULT_TTL),
         Ok(s) => match crate::scenario::units::parse_duration(&s) {

@@ -40,10 +40,38 @@ pub enum BackendError {
     Api(String),
 }
 
+/// What connecting to a target takes besides the scenario: what the environment says (read
+/// once, by the command line: [`Connection::from_env`]) and where the run's secret values are
+/// registered. Runs in one process each get their own.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// siege's state directory: the lab file of a background lab (its address and token) and
+    /// the logs of labs started for runs.
+    pub state_dir: std::path::PathBuf,
+    /// The control token of a lab the lab file does not name.
+    pub lab_token: Option<String>,
+    /// Time to live of the leases the run takes.
+    pub lease_ttl: std::time::Duration,
+    pub secrets: Secrets,
+}
+
+impl Connection {
+    /// From `SIEGE_HOME` (see [`crate::util::state_dir`]), [`lab::TOKEN_ENV`] and
+    /// [`lease::TTL_ENV`]; a new, empty set of secrets.
+    pub fn from_env() -> Result<Connection, BackendError> {
+        Ok(Connection {
+            state_dir: crate::util::state_dir(),
+            lab_token: std::env::var(lab::TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+            lease_ttl: lease::ttl_from_env()?,
+            secrets: Secrets::default(),
+        })
+    }
+}
+
 /// For `siege recover`: releases the lease the recorded run `run_id` left on the target its
 /// `locator` names, and says so. `None` when there was none (or the target is gone with it).
-pub async fn release_left_lease(locator: &serde_json::Value, run_id: &str) -> Option<String> {
-    let b = Backend::reconnect(locator).await.ok()??;
+pub async fn release_left_lease(locator: &serde_json::Value, run_id: &str, conn: &Connection) -> Option<String> {
+    let b = Backend::reconnect(locator, conn).await.ok()??;
     let line = b.release_left_lease(run_id).await;
     let _ = b.shutdown().await;
     line
@@ -130,12 +158,12 @@ impl Backend {
     /// [`lease`]): a target another run holds is refused here, before anything is changed, with
     /// [`BackendError::Precondition`]. For a lab target without `control`, starts a lab for
     /// this run (torn down by [`Backend::shutdown`], and with the process if it dies).
-    /// Secret values the backend handles are registered in `secrets`.
-    pub async fn connect(target: &Target, run_id: &str, secrets: &Secrets) -> Result<Backend, BackendError> {
-        let mut b = Self::open(target, run_id, secrets).await?;
+    /// Secret values the backend handles are registered in `conn.secrets`.
+    pub async fn connect(target: &Target, run_id: &str, conn: &Connection) -> Result<Backend, BackendError> {
+        let mut b = Self::open(target, run_id, conn).await?;
         let taken = match &mut b {
-            Backend::Lab(l) => l.acquire_lease(run_id).await,
-            Backend::Aws(a) => a.acquire_lease().await,
+            Backend::Lab(l) => l.acquire_lease(run_id, conn.lease_ttl).await,
+            Backend::Aws(a) => a.acquire_lease(conn.lease_ttl).await,
         };
         match taken {
             Ok(()) => Ok(b),
@@ -147,14 +175,14 @@ impl Backend {
     }
 
     /// Connects without taking the lease (`siege plan`): reads only.
-    pub async fn inspect(target: &Target, run_id: &str) -> Result<Backend, BackendError> {
-        Self::open(target, run_id, &Secrets::default()).await
+    pub async fn inspect(target: &Target, run_id: &str, conn: &Connection) -> Result<Backend, BackendError> {
+        Self::open(target, run_id, conn).await
     }
 
-    async fn open(target: &Target, run_id: &str, secrets: &Secrets) -> Result<Backend, BackendError> {
+    async fn open(target: &Target, run_id: &str, conn: &Connection) -> Result<Backend, BackendError> {
         match target {
-            Target::Lab(t) => Ok(Backend::Lab(lab::LabBackend::connect(t, run_id).await?)),
-            Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id, secrets.clone()).await?)),
+            Target::Lab(t) => Ok(Backend::Lab(lab::LabBackend::connect(t, run_id, conn).await?)),
+            Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id, conn.secrets.clone()).await?)),
         }
     }
 
@@ -194,9 +222,9 @@ impl Backend {
 
     /// Reconnects from a journaled locator. `Ok(None)` when the target is gone for good (a run's
     /// own lab that died with it): there is nothing left to revert.
-    pub async fn reconnect(locator: &serde_json::Value) -> Result<Option<Backend>, BackendError> {
+    pub async fn reconnect(locator: &serde_json::Value, conn: &Connection) -> Result<Option<Backend>, BackendError> {
         if let Some(l) = locator.get("lab") {
-            Ok(lab::LabBackend::reconnect(l).await?.map(Backend::Lab))
+            Ok(lab::LabBackend::reconnect(l, conn).await?.map(Backend::Lab))
         } else if let Some(l) = locator.get("aws") {
             Ok(aws::AwsBackend::reconnect(l).await?.map(Backend::Aws))
         } else {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Failure, runtime};
+use crate::backend::Connection;
 use crate::engine::{
     Commander, FaultChoice, Interrupter, Refused, RunCommand, RunOptions, RunRequest, journal, progress, start,
 };
@@ -45,6 +46,12 @@ pub(super) struct RecoverArgs {
     pub discard: Option<PathBuf>,
 }
 
+/// What the backends take from the environment (`SIEGE_HOME`, `SIEGE_LAB_TOKEN`,
+/// `SIEGE_LEASE_TTL`), read here once; a bad value is a usage error (exit 3).
+fn connection() -> anyhow::Result<Connection> {
+    Connection::from_env().map_err(|e| Failure::new(Exit::Invalid, e.to_string()))
+}
+
 /// Loads and validates a scenario, printing every diagnostic; `Err` carries exit 3.
 fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
     crate::scenario::load_file(file).map_err(|diags| {
@@ -66,6 +73,7 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
         false => None,
     };
     let spike = scenario.load.rate.per_second * 3.0;
+    let connection = connection()?;
     let rt = runtime()?;
     rt.block_on(async move {
         let handle = start(RunRequest {
@@ -74,7 +82,7 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             options: RunOptions { reports_dir: Some(args.reports.clone()), seed: args.seed },
             journal_dir: journal::dir(),
             failpoint: crate::util::failpoint_from_env(),
-            secrets: Default::default(),
+            connection,
         });
         spawn_signal_listener(handle.interrupter())?;
         let display = match &keys {
@@ -173,6 +181,7 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Passed);
     }
+    let conn = connection()?;
     let rt = runtime()?;
     rt.block_on(async {
         let paths = journal::list()?;
@@ -184,7 +193,7 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
         for path in paths {
             match journal::read(&path) {
                 Ok(rec) => {
-                    let r = journal::recover(&rec).await;
+                    let r = journal::recover(&rec, &conn).await;
                     failed |= r.failed;
                     for l in r.lines {
                         println!("{l}");
@@ -213,13 +222,14 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
 pub(super) fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
     let mut sc = load(&args.file)?;
     let seed = args.seed.or(sc.seed).unwrap_or_else(crate::util::Rng::fresh_seed);
+    let conn = connection()?;
     let rt = runtime()?;
     rt.block_on(async {
         // A lab started per run does not exist yet: describe selections instead of starting one.
         let backend = match &sc.target {
             Target::Lab(l) if l.control.is_none() => None,
             t => {
-                let b = crate::backend::Backend::inspect(t, "plan")
+                let b = crate::backend::Backend::inspect(t, "plan", &conn)
                     .await
                     .map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
                 b.preflight(&sc).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;

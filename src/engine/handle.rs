@@ -9,6 +9,7 @@ use super::bus::{Bus, DEFAULT_CAPACITY, Subscription};
 use super::command::Commander;
 use super::journal::{self, Journal};
 use super::run::{self, Emitter, Interrupter, RunOutcome, RunRequest};
+use crate::backend::Connection;
 
 /// A run in progress.
 pub struct RunHandle {
@@ -17,6 +18,8 @@ pub struct RunHandle {
     interrupter: Interrupter,
     commander: Commander,
     journal: PathBuf,
+    /// To reconnect after a panic, as the run connected.
+    connection: Connection,
     task: JoinHandle<RunOutcome>,
 }
 
@@ -42,10 +45,12 @@ pub fn start_with_capacity(req: RunRequest, capacity: usize) -> RunHandle {
     let (bus, publisher) = Bus::new(capacity);
     let interrupter = Interrupter::default();
     let journal = journal::path_in(&req.journal_dir, &run_id);
-    let em = Emitter::new(run_id.clone(), Journal::in_dir(req.journal_dir.clone()), publisher, req.secrets.clone());
+    let connection = req.connection.clone();
+    let em =
+        Emitter::new(run_id.clone(), Journal::in_dir(req.journal_dir.clone()), publisher, connection.secrets.clone());
     let (commander, commands) = Commander::channel();
     let task = tokio::spawn(run::run(req, run_id.clone(), em, interrupter.clone(), commands));
-    RunHandle { run_id, bus, interrupter, commander, journal, task }
+    RunHandle { run_id, bus, interrupter, commander, journal, connection, task }
 }
 
 impl RunHandle {
@@ -93,7 +98,7 @@ impl RunHandle {
                 } else {
                     e.to_string()
                 };
-                let r = journal::recover_file(&self.journal).await;
+                let r = journal::recover_file(&self.journal, &self.connection).await;
                 Err(RunPanicked { message, lines: r.lines, revert_failed: r.failed })
             }
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::events::Event;
-use crate::backend::{Backend, Injected};
+use crate::backend::{Backend, Connection, Injected};
 use crate::lab::proc::{self, Identity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -417,10 +417,10 @@ pub fn unreadable(e: &JournalError, readable: &Recorded) -> Vec<String> {
 /// Reverts what the run of the journal at `path` left (after that run panicked in this
 /// process); nothing when the file is gone (nothing was left). An unreadable journal reverts
 /// nothing and says so (`failed`).
-pub async fn recover_file(path: &Path) -> RecoveryReport {
+pub async fn recover_file(path: &Path, conn: &Connection) -> RecoveryReport {
     let nothing = |run_id: String| RecoveryReport { run_id, lines: vec![], failed: false };
     match read(path) {
-        Ok(rec) => recover(&rec).await,
+        Ok(rec) => recover(&rec, conn).await,
         Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             nothing(path.file_stem().unwrap_or_default().to_string_lossy().into_owned())
         }
@@ -501,7 +501,7 @@ fn kept(rec: &Recorded) -> String {
 
 /// Reverts every pending fault of one recorded run (newest first) and removes the journal when
 /// nothing is left. Safe to run twice. Skips a run whose process is still alive.
-pub async fn recover(rec: &Recorded) -> RecoveryReport {
+pub async fn recover(rec: &Recorded, conn: &Connection) -> RecoveryReport {
     let mut out = RecoveryReport { run_id: rec.run_id.clone(), lines: vec![], failed: false };
     match run_process(rec) {
         RunProcess::Running(line) => {
@@ -513,11 +513,11 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
     }
     if rec.pending.is_empty() {
         out.lines.push(format!("run {}: nothing left to revert", rec.run_id));
-        out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id).await);
+        out.lines.extend(crate::backend::release_left_lease(&rec.locator, &rec.run_id, conn).await);
         let _ = std::fs::remove_file(&rec.path);
         return out;
     }
-    let backend = match Backend::reconnect(&rec.locator).await {
+    let backend = match Backend::reconnect(&rec.locator, conn).await {
         Ok(Some(b)) => b,
         Ok(None) => {
             out.lines.push(format!(
@@ -562,6 +562,15 @@ pub async fn recover(rec: &Recorded) -> RecoveryReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_connection() -> Connection {
+        Connection {
+            state_dir: std::env::temp_dir().join("siege-journal-tests"),
+            lab_token: None,
+            lease_ttl: std::time::Duration::from_secs(30),
+            secrets: Default::default(),
+        }
+    }
     use crate::backend::{Injected, Resolved};
 
     fn injected(name: &str) -> Injected {
@@ -820,12 +829,12 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let mut rec = recorded(pid, proc::identity(pid));
         rec.path = path.clone();
-        let r = recover(&rec).await;
+        let r = recover(&rec, &test_connection()).await;
         assert!(!r.failed && r.lines[0].contains("still running"), "{:?}", r.lines);
         assert!(path.exists());
         // Not that process: its faults are recovered (here: the target cannot be reached).
         rec.process = None;
-        let r = recover(&rec).await;
+        let r = recover(&rec, &test_connection()).await;
         assert!(r.failed, "{:?}", r.lines);
         assert!(r.lines[0].contains("not that siege run"), "{:?}", r.lines);
         assert!(r.lines[1].contains("cannot reach its target"), "{:?}", r.lines);

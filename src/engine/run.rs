@@ -78,9 +78,9 @@ pub struct RunRequest {
     /// A failpoint for tests of the failure paths (see [`crate::util::failpoint`]); debug
     /// builds only.
     pub failpoint: Option<String>,
-    /// Where the secret values the run handles are registered; none of them reaches the event
-    /// stream or the report. Shared with whoever else writes output about the run.
-    pub secrets: crate::redact::Secrets,
+    /// What connecting to the target takes from the environment, and where the secret values
+    /// the run handles are registered (none of them reaches the event stream or the report).
+    pub connection: crate::backend::Connection,
 }
 
 pub struct RunOutcome {
@@ -181,7 +181,8 @@ pub(super) async fn run(
     interrupts: Interrupter,
     commands: mpsc::Receiver<CommandEnvelope>,
 ) -> RunOutcome {
-    let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint, secrets } = req;
+    let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint, connection } = req;
+    let secrets = connection.secrets.clone();
     let started_wall = SystemTime::now();
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(Rng::fresh_seed);
     let t_start = Instant::now();
@@ -205,7 +206,7 @@ pub(super) async fn run(
     };
 
     let backend = tokio::select! {
-        b = Backend::connect(&scenario.target, &run_id, &secrets) => b,
+        b = Backend::connect(&scenario.target, &run_id, &connection) => b,
         _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
     };
     let backend = match backend {

@@ -26,12 +26,21 @@ use supervisor::{LabAddress, LabState};
 
 /// `state_dir()/lab.json`: where a background lab can be found.
 pub fn lab_file() -> PathBuf {
-    crate::util::state_dir().join("lab.json")
+    lab_file_in(&crate::util::state_dir())
+}
+
+fn lab_file_in(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("lab.json")
 }
 
 /// The address of the background lab, when one is recorded.
 pub fn read_lab_file() -> Option<LabAddress> {
-    let s = std::fs::read_to_string(lab_file()).ok()?;
+    read_lab_file_in(&crate::util::state_dir())
+}
+
+/// The address of the background lab recorded in the state directory `dir`.
+pub fn read_lab_file_in(dir: &std::path::Path) -> Option<LabAddress> {
+    let s = std::fs::read_to_string(lab_file_in(dir)).ok()?;
     serde_json::from_str(&s).ok()
 }
 

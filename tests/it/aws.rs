@@ -1546,6 +1546,9 @@ async fn lease_tags(world: &World) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The default time to live of a run's lease.
+const TTL: Duration = siege::backend::lease::DEFAULT_TTL;
+
 #[tokio::test]
 async fn two_backends_claiming_one_service_at_once_get_one_lease() {
     let world = World::start().await;
@@ -1553,7 +1556,7 @@ async fn two_backends_claiming_one_service_at_once_get_one_lease() {
         let (ida, idb) = (format!("run-a{round}"), format!("run-b{round}"));
         let a = AwsBackend::with_config(&world.target(), &ida, &world.config).await.unwrap();
         let b = AwsBackend::with_config(&world.target(), &idb, &world.config).await.unwrap();
-        let (ra, rb) = tokio::join!(a.acquire_lease(), b.acquire_lease());
+        let (ra, rb) = tokio::join!(a.acquire_lease(TTL), b.acquire_lease(TTL));
         let (winner, loser, lost) = match (ra, rb) {
             (Ok(()), Err(e)) => (a, b, e),
             (Err(e), Ok(())) => (b, a, e),
@@ -1574,14 +1577,14 @@ async fn two_backends_claiming_one_service_at_once_get_one_lease() {
         assert_eq!(lease_tags(&world).await.len(), 1, "the loser's tag is gone");
         // Renewals by the holder only: the loser asking again is still refused.
         let again = loser;
-        assert!(again.acquire_lease().await.is_err());
+        assert!(again.acquire_lease(TTL).await.is_err());
         winner.shutdown().await.unwrap();
         again.shutdown().await.unwrap();
         assert!(lease_tags(&world).await.is_empty(), "round {round}: the holder's shutdown removes its tag");
     }
     // A lease a killed run left is released by the run id alone (`siege recover`).
     let killed = AwsBackend::with_config(&world.target(), "run-killed", &world.config).await.unwrap();
-    killed.acquire_lease().await.unwrap();
+    killed.acquire_lease(TTL).await.unwrap();
     // Dropped without a shutdown, as a killed process: the renewals stop, the tag stays.
     drop(killed);
     let other = backend(&world, world.target()).await;

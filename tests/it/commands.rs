@@ -35,7 +35,7 @@ manual:
         options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(3) },
         journal_dir: home.join("journal"),
         failpoint: None,
-        secrets: Default::default(),
+        connection: siege::backend::Connection::from_env().unwrap(),
     }
 }
 

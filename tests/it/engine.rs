@@ -616,3 +616,16 @@ fn heavy_lab_still_replaces_tasks_after_its_binary_file_is_replaced() {
     });
     assert!(replaced.is_some(), "the killed task was not replaced: {}", home.lab_status());
 }
+
+#[test]
+fn a_bad_lease_time_to_live_in_the_environment_is_a_usage_error_before_anything_starts() {
+    let home = Home::new();
+    for cmd in [&["run", "scenarios/task-kill.yaml"][..], &["plan", "scenarios/task-kill.yaml"], &["recover"]] {
+        let out = home.siege().env("SIEGE_LEASE_TTL", "forever").args(cmd).output().expect("siege");
+        let s = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}: {s}");
+        assert!(s.contains("SIEGE_LEASE_TTL=forever is not a duration from 1s to 1h"), "{cmd:?}: {s}");
+    }
+    // Nothing was started: no lab log, no journal.
+    assert!(!home.path().join("labs").exists() && !home.path().join("journal").exists());
+}

@@ -48,7 +48,7 @@ faults:
         options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(1) },
         journal_dir: home.join("journal"),
         failpoint: None,
-        secrets: Default::default(),
+        connection: siege::backend::Connection::from_env().unwrap(),
     }
 }
 

@@ -723,7 +723,9 @@ fn run_owned_lab_through_the_backend() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let target = Target::Lab(LabTarget { service: "api".into(), tasks: 2, control: None, autoscaling: None });
-        let b = Backend::connect(&target, "run-test", &Default::default()).await.expect("connect starts a lab");
+        let b = Backend::connect(&target, "run-test", &siege::backend::Connection::from_env().unwrap())
+            .await
+            .expect("connect starts a lab");
         let locator = b.locator();
         assert_eq!(locator["lab"]["owned"], true);
         assert!(locator["lab"].get("token").is_none(), "token journaled: {locator}");
@@ -821,7 +823,9 @@ fn run_owned_lab_through_the_backend() {
         let gone = wait_for(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)).then_some(()));
         assert!(gone.is_some(), "left running: {pids:?}");
         // The run's own lab is gone for good: nothing left to revert.
-        assert!(Backend::reconnect(&locator).await.unwrap().is_none());
+        assert!(
+            Backend::reconnect(&locator, &siege::backend::Connection::from_env().unwrap()).await.unwrap().is_none()
+        );
     });
 }
 
@@ -840,7 +844,8 @@ fn backend_attaches_to_a_lab_started_separately() {
             control: Some(lab.control.clone()),
             autoscaling: None,
         });
-        let b = Backend::connect(&target, "run-x", &Default::default()).await.expect("attach");
+        let b =
+            Backend::connect(&target, "run-x", &siege::backend::Connection::from_env().unwrap()).await.expect("attach");
         assert_eq!(b.entry_url(), lab.balancer);
         assert_eq!(b.sample().await.unwrap().running_tasks, Some(1));
         let loc = b.locator();
@@ -848,11 +853,11 @@ fn backend_attaches_to_a_lab_started_separately() {
         b.shutdown().await.unwrap();
         // Not ours: still running after shutdown, and reachable again from the journal.
         assert!(pid_alive(lab.pid));
-        assert!(Backend::reconnect(&loc).await.unwrap().is_some());
+        assert!(Backend::reconnect(&loc, &siege::backend::Connection::from_env().unwrap()).await.unwrap().is_some());
         // Without the lab file and without SIEGE_LAB_TOKEN there is no token: target not found.
         unsafe { std::env::set_var("SIEGE_HOME", "/nonexistent-siege-home") };
         assert!(matches!(
-            Backend::connect(&target, "run-y", &Default::default()).await,
+            Backend::connect(&target, "run-y", &siege::backend::Connection::from_env().unwrap()).await,
             Err(siege::backend::BackendError::NotFound(_))
         ));
     });
@@ -1314,7 +1319,7 @@ fn two_runs_in_one_process_one_panics_the_other_passes_and_only_its_faults_are_r
             options: RunOptions { reports_dir: None, seed: Some(5) },
             journal_dir: lab.home.path().join(format!("journal-{name}")),
             failpoint: failpoint.map(String::from),
-            secrets: Default::default(),
+            connection: siege::backend::Connection::from_env().unwrap(),
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -196,9 +196,8 @@ impl AwsBackend {
 
     /// Takes the service's lease for this run and keeps renewing it; refuses (exit 4) when
     /// another run holds it. Checks the account first: the tag is the run's first change.
-    pub async fn acquire_lease(&self) -> Result<(), BackendError> {
+    pub async fn acquire_lease(&self, ttl: Duration) -> Result<(), BackendError> {
         self.ensure_account().await?;
-        let ttl = lease::ttl()?;
         let tags = self.tags().await?;
         let run_id = self.run_id.clone();
         let mut rng = crate::util::Rng::new(crate::util::Rng::fresh_seed());
