@@ -10,6 +10,8 @@
 //!   injection completed, half-ran or never ran (a crashed run is recovered by `siege recover`).
 
 pub mod aws;
+#[cfg(test)]
+pub mod fake;
 pub mod lab;
 pub mod lease;
 
@@ -23,6 +25,9 @@ use crate::util::Rng;
 pub enum Backend {
     Lab(lab::LabBackend),
     Aws(aws::AwsBackend),
+    /// In memory, for engine tests under paused time.
+    #[cfg(test)]
+    Fake(fake::FakeBackend),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +169,8 @@ impl Backend {
         let taken = match &mut b {
             Backend::Lab(l) => l.acquire_lease(run_id, conn.lease_ttl).await,
             Backend::Aws(a) => a.acquire_lease(conn.lease_ttl).await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(()),
         };
         match taken {
             Ok(()) => Ok(b),
@@ -191,6 +198,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.lease_holder().await,
             Backend::Aws(b) => b.lease_holder().await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(None),
         }
     }
 
@@ -209,6 +218,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.release_lease(run_id).await,
             Backend::Aws(b) => b.release_lease(run_id).await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(false),
         }
     }
 
@@ -217,6 +228,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => serde_json::json!({ "lab": b.locator() }),
             Backend::Aws(b) => serde_json::json!({ "aws": b.locator() }),
+            #[cfg(test)]
+            Backend::Fake(_) => serde_json::json!({ "fake": {} }),
         }
     }
 
@@ -236,6 +249,8 @@ impl Backend {
         match self {
             Backend::Lab(_) => "lab",
             Backend::Aws(_) => "aws",
+            #[cfg(test)]
+            Backend::Fake(_) => "fake",
         }
     }
 
@@ -245,6 +260,8 @@ impl Backend {
         match self {
             Backend::Lab(_) => None,
             Backend::Aws(b) => Some(b.region().to_string()),
+            #[cfg(test)]
+            Backend::Fake(_) => None,
         }
     }
 
@@ -253,6 +270,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.entry_url(),
             Backend::Aws(b) => b.entry_url(),
+            #[cfg(test)]
+            Backend::Fake(_) => "http://fake.invalid".into(),
         }
     }
 
@@ -261,6 +280,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.preflight(scenario).await,
             Backend::Aws(b) => b.preflight(scenario).await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(()),
         }
     }
 
@@ -269,6 +290,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.resolve(fault, rng).await,
             Backend::Aws(b) => b.resolve(fault, rng).await,
+            #[cfg(test)]
+            Backend::Fake(b) => b.resolve(fault, rng),
         }
     }
 
@@ -277,6 +300,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.prepare(fault, resolved, run_id).await,
             Backend::Aws(b) => b.prepare(fault, resolved, run_id).await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(Injected::new(fault, resolved, serde_json::Value::Null)),
         }
     }
 
@@ -284,6 +309,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.inject(fault, injected, run_id).await,
             Backend::Aws(b) => b.inject(fault, injected, run_id).await,
+            #[cfg(test)]
+            Backend::Fake(b) => b.inject(fault, injected),
         }
     }
 
@@ -292,6 +319,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.revert(injected).await,
             Backend::Aws(b) => b.revert(injected).await,
+            #[cfg(test)]
+            Backend::Fake(b) => b.revert(injected),
         }
     }
 
@@ -299,6 +328,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.sample().await,
             Backend::Aws(b) => b.sample().await,
+            #[cfg(test)]
+            Backend::Fake(b) => Ok(b.sample()),
         }
     }
 
@@ -308,6 +339,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.balancer_seconds(since).await.unwrap_or_default(),
             Backend::Aws(_) => vec![],
+            #[cfg(test)]
+            Backend::Fake(_) => vec![],
         }
     }
 
@@ -316,6 +349,8 @@ impl Backend {
         match self {
             Backend::Lab(_) => Err(BackendError::Unsupported { kind: "alarm stop condition", backend: "lab" }),
             Backend::Aws(b) => b.alarm_firing(name).await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(false),
         }
     }
 
@@ -324,6 +359,8 @@ impl Backend {
         match self {
             Backend::Lab(b) => b.shutdown().await,
             Backend::Aws(b) => b.shutdown().await,
+            #[cfg(test)]
+            Backend::Fake(_) => Ok(()),
         }
     }
 }

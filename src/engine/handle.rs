@@ -41,6 +41,16 @@ pub fn start(req: RunRequest) -> RunHandle {
 
 /// [`start`] with a live event buffer of `capacity` events per subscriber.
 pub fn start_with_capacity(req: RunRequest, capacity: usize) -> RunHandle {
+    start_on(req, capacity, None)
+}
+
+/// A run on a target already connected (the in-memory one of the engine's tests).
+#[cfg(test)]
+pub(crate) fn start_connected(req: RunRequest, capacity: usize, backend: crate::backend::Backend) -> RunHandle {
+    start_on(req, capacity, Some(backend))
+}
+
+fn start_on(req: RunRequest, capacity: usize, connected: Option<crate::backend::Backend>) -> RunHandle {
     let run_id = run::new_run_id(&req.scenario.name);
     let (bus, publisher) = Bus::new(capacity);
     let interrupter = Interrupter::default();
@@ -49,7 +59,7 @@ pub fn start_with_capacity(req: RunRequest, capacity: usize) -> RunHandle {
     let em =
         Emitter::new(run_id.clone(), Journal::in_dir(req.journal_dir.clone()), publisher, connection.secrets.clone());
     let (commander, commands) = Commander::channel();
-    let task = tokio::spawn(run::run(req, run_id.clone(), em, interrupter.clone(), commands));
+    let task = tokio::spawn(run::run(req, run_id.clone(), em, interrupter.clone(), commands, connected));
     RunHandle { run_id, bus, interrupter, commander, journal, connection, task }
 }
 

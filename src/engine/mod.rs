@@ -12,6 +12,8 @@ pub mod journal;
 pub mod progress;
 pub mod record;
 pub mod run;
+#[cfg(test)]
+mod tests;
 
 pub use command::{Commander, FaultChoice, Refused, Reply, RunCommand};
 pub use handle::{RunHandle, RunPanicked, start};

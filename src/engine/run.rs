@@ -180,6 +180,7 @@ pub(super) async fn run(
     mut em: Emitter,
     interrupts: Interrupter,
     commands: mpsc::Receiver<CommandEnvelope>,
+    connected: Option<Backend>,
 ) -> RunOutcome {
     let RunRequest { scenario, source, options: opts, journal_dir: _, failpoint, connection } = req;
     let secrets = connection.secrets.clone();
@@ -205,9 +206,12 @@ pub(super) async fn run(
         replies: BTreeMap::new(),
     };
 
-    let backend = tokio::select! {
-        b = Backend::connect(&scenario.target, &run_id, &connection) => b,
-        _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
+    let backend = match connected {
+        Some(b) => Ok(b),
+        None => tokio::select! {
+            b = Backend::connect(&scenario.target, &run_id, &connection) => b,
+            _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
+        },
     };
     let backend = match backend {
         Ok(b) => Some(Arc::new(b)),
@@ -483,8 +487,11 @@ impl Ctx<'_> {
         self.load_started = Some(SystemTime::now());
         let _ = em.emit(Event::LoadStarted { setup_s });
         let rate_control = load::RateControl::default();
-        let mut load_task =
-            tokio::spawn(load::run_controlled(plan, stop_all.clone(), Some(win_tx), Some(rate_control.clone())));
+        let mut load_task = match &**backend {
+            #[cfg(test)]
+            Backend::Fake(fake) => tokio::spawn(fake.load(plan, stop_all.clone(), win_tx)),
+            _ => tokio::spawn(load::run_controlled(plan, stop_all.clone(), Some(win_tx), Some(rate_control.clone()))),
+        };
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
         let mut actions: Vec<(Duration, Action)> = vec![];

@@ -89,7 +89,7 @@ pub(crate) fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> 
 
 /// Parses and validates the bytes of a scenario; `file` labels the diagnostics and `dir` is where
 /// `runbook` is resolved from.
-pub(crate) fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<Diagnostic>> {
+pub fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<Diagnostic>> {
     let whole = |line: usize, column: usize, message: String, hint: Option<String>| {
         vec![Diagnostic { file: file.to_string(), line, column, path: String::new(), message, hint }]
     };

@@ -1,0 +1,197 @@
+//! The engine in-process on the fake target under paused tokio time: the timeline, a stop
+//! condition, the recovery deadline, commanded faults and the recovery clock, marks, the stop
+//! command, consumers that lag or panic, and a revert on every way out. Each run takes
+//! milliseconds of real time; its timings are exact.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::bus::Received;
+use super::command::{FaultChoice, RunCommand};
+use super::events::{Event, Phase};
+use super::handle::{RunHandle, start_connected};
+use super::run::{RunOptions, RunRequest};
+use crate::backend::fake::FakeBackend;
+use crate::backend::{Backend, Connection};
+use crate::report::{MarkKind, Outcome, RunRecord};
+
+fn request(yaml: &str, journal: &Path) -> RunRequest {
+    let scenario =
+        crate::scenario::load_bytes("test.yaml", yaml.as_bytes(), Path::new(".")).unwrap_or_else(|d| panic!("{d:#?}"));
+    RunRequest {
+        scenario,
+        source: "test.yaml".into(),
+        options: RunOptions { reports_dir: None, seed: Some(1) },
+        journal_dir: journal.to_path_buf(),
+        failpoint: None,
+        connection: Connection {
+            state_dir: journal.to_path_buf(),
+            lab_token: None,
+            lease_ttl: Duration::from_secs(30),
+            secrets: Default::default(),
+        },
+    }
+}
+
+/// A scenario on the fake target: 20 s of load at 100/s unless `rest` says otherwise.
+fn scenario(rest: &str) -> String {
+    format!(
+        "name: fake\ntarget:\n  lab: {{ service: api, tasks: 4 }}\nsteady_state: {{ error_rate: \"< 1%\", p95: \"< 50ms\" }}\n{rest}"
+    )
+}
+
+fn start(yaml: &str, fake: &FakeBackend, journal: &Path) -> RunHandle {
+    start_connected(request(yaml, journal), super::bus::DEFAULT_CAPACITY, Backend::Fake(fake.clone()))
+}
+
+async fn record(handle: RunHandle) -> RunRecord {
+    handle.outcome().await.expect("no panic").record
+}
+
+async fn until_phase(handle: &RunHandle, phase: Phase) {
+    let mut sub = handle.subscribe();
+    while let Some(r) = sub.recv().await {
+        if let Received::Event(e) = r
+            && matches!(e.event, Event::PhaseChanged { phase: p, .. } if p == phase)
+        {
+            return;
+        }
+    }
+    panic!("the run ended before {phase:?}");
+}
+
+const TIMELINE: &str = "load: { url: /, rate: 100/s, duration: 20s }\n\
+    faults:\n  - { type: latency, name: slow, at: 5s, for: 3s, select: 1, delay: 100ms }\n\
+    recovery: { within: 5s, hold: 2s }\n";
+
+#[tokio::test(start_paused = true)]
+async fn the_timeline_injects_and_reverts_on_time_and_the_run_passes() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let r = record(start(&scenario(TIMELINE), &fake, dir.path())).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let f = &r.faults[0];
+    assert_eq!(f.injected_s.map(|t| t.floor()), Some(5.0), "{f:?}");
+    assert_eq!(f.reverted_s.map(|t| t.floor()), Some(8.0), "{f:?}");
+    assert_eq!(r.timings.time_to_detect_s, Some(0.0), "{:?}", r.timings);
+    assert_eq!(r.windows.len(), 20);
+    assert_eq!(fake.log(), ["inject slow", "revert slow"]);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".jsonl")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_condition_aborts_the_run_and_every_fault_is_reverted() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, None));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 60s }\n\
+         faults:\n  - { type: latency, name: slow, at: 5s, for: 40s, select: 1, delay: 100ms }\n\
+         \x20 - { type: task-kill, name: kill, at: 6s, select: 75% }\n\
+         stop: [ \"error_rate > 50% for 3s\" ]\nrecovery: { within: 5s, hold: 2s }\n",
+    );
+    let r = record(start(&yaml, &fake, dir.path())).await;
+    assert_eq!(r.verdict.outcome, Outcome::Aborted, "{:?}", r.verdict);
+    assert!(r.timings.duration_s < 12.0, "aborted at once: {:?}", r.timings);
+    assert_eq!(fake.log(), ["inject slow", "inject kill", "revert slow"]);
+    assert_eq!(fake.active(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_does_not_recover_by_the_deadline_fails_and_ends_there() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, None));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 60s }\n\
+         faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\nrecovery: { within: 5s, hold: 2s }\n",
+    );
+    let r = record(start(&yaml, &fake, dir.path())).await;
+    assert_eq!(r.verdict.outcome, Outcome::Failed, "{:?}", r.verdict);
+    // Deadline 5 + 5 s, and the hold after it: the run does not go on to 60 s.
+    assert!((12.0..15.0).contains(&r.timings.duration_s), "{:?}", r.timings);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commanded_fault_moves_the_recovery_clock_and_marks_give_human_times() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 30s }\n\
+         manual:\n  - { type: latency, name: slow, for: 4s, select: 1, delay: 100ms }\n\
+         recovery: { within: 5s, hold: 2s }\n",
+    );
+    let handle = start(&yaml, &fake, dir.path());
+    let cmd = handle.commander();
+    until_phase(&handle, Phase::Faults).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let injected = cmd.send(RunCommand::Inject(FaultChoice::Named("slow".into()))).await;
+    assert!(injected.is_ok(), "{injected:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mark = |kind, author: &str| RunCommand::Mark { kind, author: author.into(), text: String::new() };
+    assert!(cmd.send(mark(MarkKind::Detected, "alice")).await.is_ok());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(cmd.send(mark(MarkKind::Mitigated, "alice")).await.is_ok());
+    let r = record(handle).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let f = &r.faults[0];
+    let at = f.injected_s.expect("injected");
+    assert!((10.0..11.0).contains(&at), "{f:?}");
+    assert_eq!(r.timings.first_fault_s.map(f64::floor), Some(at.floor()), "{:?}", r.timings);
+    assert_eq!(r.timings.last_fault_end_s, Some(at + 4.0), "{:?}", r.timings);
+    assert_eq!(f.human.len(), 1);
+    let (d, m) = (f.human[0].detected_s.unwrap(), f.human[0].mitigated_s.unwrap());
+    assert!((2.0..2.2).contains(&d) && (5.0..5.2).contains(&m), "{:?}", f.human);
+    assert_eq!(fake.log(), ["inject slow", "revert slow"]);
+}
+
+/// A fault that lasts most of a minute of load.
+const LONG_FAULT: &str = "load: { url: /, rate: 100/s, duration: 60s }\n\
+    faults:\n  - { type: latency, name: slow, at: 5s, for: 40s, select: 1, delay: 100ms }\n\
+    recovery: { within: 5s, hold: 2s }\n";
+
+#[tokio::test(start_paused = true)]
+async fn the_stop_command_ends_the_run_aborted_with_every_fault_reverted() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, None));
+    let handle = start(&scenario(LONG_FAULT), &fake, dir.path());
+    let cmd = handle.commander();
+    until_phase(&handle, Phase::Faults).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(cmd.send(RunCommand::Stop { reason: "enough".into() }).await.is_ok());
+    let r = record(handle).await;
+    assert_eq!(r.verdict.outcome, Outcome::Aborted, "{:?}", r.verdict);
+    assert_eq!(r.verdict.interrupted_by.as_deref(), Some("stop command: enough"));
+    assert_eq!(fake.log(), ["inject slow", "revert slow"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_reverts_every_fault() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, None));
+    let handle = start(&scenario(LONG_FAULT), &fake, dir.path());
+    until_phase(&handle, Phase::Faults).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    handle.interrupt("SIGINT (Ctrl-C)");
+    let r = record(handle).await;
+    assert_eq!(r.verdict.outcome, Outcome::Aborted, "{:?}", r.verdict);
+    assert_eq!(fake.log(), ["inject slow", "revert slow"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consumers_that_lag_or_panic_change_neither_the_verdict_nor_the_timing() {
+    let alone = {
+        let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+        record(start(&scenario(TIMELINE), &fake, dir.path())).await
+    };
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    // The same run with a live buffer of 4 events, a subscriber that never reads (it lags at
+    // once) and one that panics on its first event.
+    let handle = start_connected(request(&scenario(TIMELINE), dir.path()), 4, Backend::Fake(fake.clone()));
+    let idle = handle.subscribe();
+    let mut first = handle.subscribe();
+    let panics = tokio::spawn(async move {
+        first.recv().await;
+        panic!("a consumer panics");
+    });
+    let watched = record(handle).await;
+    assert!(panics.await.unwrap_err().is_panic());
+    assert_eq!(watched.verdict, alone.verdict);
+    assert_eq!(watched.timings.duration_s, alone.timings.duration_s);
+    assert_eq!(watched.faults[0].injected_s, alone.faults[0].injected_s);
+    assert_eq!(watched.faults[0].reverted_s, alone.faults[0].reverted_s);
+    assert_eq!(watched.windows.len(), alone.windows.len());
+    drop(idle);
+}
