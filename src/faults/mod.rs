@@ -1,5 +1,8 @@
-//! The fault registry: one entry per fault type (one file each), with its parameters and what it
-//! does on each backend. This one table drives the parsing of `faults:` and `manual:` entries
+//! The fault registry: one entry per fault type (one file each), with its parameters and their
+//! checks, how it sits on the timeline and whether it is reverted, when its disruption ends, how
+//! `siege plan` words it, its debrief questions and what it does on each backend. Callers reach
+//! an entry with [`FaultKind::def`] (or [`lookup`] by name) instead of matching on fault types.
+//! This one table drives the parsing of `faults:` and `manual:` entries
 //! (which keys a type takes, their defaults, did-you-mean hints), the JSON Schema and the fault
 //! reference in `docs/scenario.md`. The fault model the entries are built into ([`FaultKind`],
 //! [`Selection`], [`KillSignal`]) lives here too, so that `faults` depends on no other module
