@@ -282,12 +282,7 @@ fn describe_selection(sc: &Scenario, kind: &FaultKind) -> String {
     };
     match kind.selection() {
         Some(sel) => format!("{} of the {n} tasks of the run's lab, chosen at run time with the seed", sel.of(n)),
-        None => match kind {
-            FaultKind::DbFailover { .. } => "the lab database cluster's writer".into(),
-            FaultKind::SecretDrift => "the lab's database secret".into(),
-            FaultKind::Redeploy => "every task of the lab service".into(),
-            _ => String::new(),
-        },
+        None => kind.def().lab_hits.into(),
     }
 }
 
@@ -369,4 +364,24 @@ pub fn plan_text(sc: &Scenario, seed: u64, resolved: &[String]) -> String {
     }
     s += "nothing was injected (plan only)\n";
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_plan_says_what_a_fault_hits_on_a_lab_started_for_the_run() {
+        let text = "name: t\ntarget: { lab: { tasks: 4 } }\nload: { url: /, rate: 10/s, duration: 100s }\nsteady_state: { error_rate: \"< 1%\" }\nrecovery: { within: 45s }\nfaults:\n  - { type: task-kill, at: 10s, select: 50% }\n  - { type: db-failover, at: 20s }\n  - { type: secret-drift, at: 30s }\n  - { type: redeploy, at: 40s }\n";
+        let sc = crate::scenario::load_bytes("t.yaml", text.as_bytes(), std::path::Path::new("."))
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        let hits: Vec<String> = sc.faults.iter().map(|f| super::describe_selection(&sc, &f.kind)).collect();
+        assert_eq!(
+            hits,
+            [
+                "2 of the 4 tasks of the run's lab, chosen at run time with the seed",
+                "the lab database cluster's writer",
+                "the lab's database secret",
+                "every task of the lab service",
+            ]
+        );
+    }
 }

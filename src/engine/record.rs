@@ -227,24 +227,31 @@ impl RecordBuilder {
                         Some(m) => format!("steady state restored only after {} (deadline {})", secs(m), secs(within)),
                         None => format!("steady state not restored within {} of the last disruption", secs(within)),
                     };
-                    // A drift that no later redeploy remediated stays in effect until the run
-                    // ends: the usual reason such a drill fails, so name it.
-                    let lingering: Vec<&str> = sc
+                    // A lingering fault (a secret drift) that no later remediating one (a
+                    // redeploy) took away stays in effect until the run ends: the usual reason
+                    // such a drill fails, so name it.
+                    let lingering: Vec<(&str, &str)> = sc
                         .faults
                         .iter()
-                        .filter(|x| x.kind == crate::scenario::FaultKind::SecretDrift)
-                        .filter(|x| {
-                            !sc.faults.iter().any(|r| r.kind == crate::scenario::FaultKind::Redeploy && r.at > x.at)
-                        })
-                        .filter(|x| self.faults.iter().any(|fr| fr.name == x.name && fr.injected_s.is_some()))
-                        .map(|x| x.name.as_str())
+                        .filter_map(|x| x.kind.def().lingers.map(|l| (x, l.still)))
+                        .filter(|(x, _)| !sc.faults.iter().any(|r| r.kind.def().remediates && r.at > x.at))
+                        .filter(|(x, _)| self.faults.iter().any(|fr| fr.name == x.name && fr.injected_s.is_some()))
+                        .map(|(x, still)| (x.name.as_str(), still))
                         .collect();
                     let mut why =
                         if broken.is_empty() { late } else { format!("{late}: at the end, {}", broken.join(", ")) };
                     if !lingering.is_empty() {
+                        let names: Vec<&str> = lingering.iter().map(|(n, _)| *n).collect();
+                        let mut reasons: Vec<&str> = Vec::new();
+                        for (_, r) in &lingering {
+                            if !reasons.contains(r) {
+                                reasons.push(r);
+                            }
+                        }
                         why += &format!(
-                            "; still in effect: {} (nothing replaced the tasks holding the stale secret — see the runbook)",
-                            lingering.join(", ")
+                            "; still in effect: {} ({} — see the runbook)",
+                            names.join(", "),
+                            reasons.join("; ")
                         );
                     }
                     (Outcome::Failed, why)
@@ -283,7 +290,8 @@ impl RecordBuilder {
                 Some(i) => {
                     let mut fr = self.faults.swap_remove(i);
                     fr.ends_s = fr.injected_s.map(|t| t + (fault.ends_at() - fault.at).as_secs_f64());
-                    if fault.duration.is_none() && fault.kind == crate::scenario::FaultKind::SecretDrift {
+                    // A persistent fault lasts until its revert, or the end of the run.
+                    if fault.duration.is_none() && fault.kind.def().timing == crate::faults::Timing::Persistent {
                         fr.ends_s = fr.reverted_s.or(Some(f.duration_s));
                     }
                     fr
@@ -484,6 +492,53 @@ mod tests {
             Event::FaultInjected { t: 10.0, fault: "latency".into(), kind: "latency".into(), summary: String::new() },
             Event::FaultReverted { t: 20.0, fault: "latency".into() },
         ]
+    }
+
+    /// A scenario drifting the secret at 10 s, with `more` faults after it.
+    fn drift_scenario(more: &str) -> Scenario {
+        let text = format!(
+            "name: drift\nload: {{ url: /, rate: 100/s, duration: 60s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\nfaults:\n  - {{ type: secret-drift, name: drift, at: 10s }}\n{more}recovery: {{ within: 30s, hold: 5s }}\n"
+        );
+        crate::scenario::load_bytes("drift.yaml", text.as_bytes(), std::path::Path::new("."))
+            .unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    /// The events of `fault` (of type `kind`) injected at `t`.
+    fn injected_at(fault: &str, kind: &str, t: f64) -> Vec<Event> {
+        let injected = crate::backend::Injected {
+            fault: fault.into(),
+            kind: kind.into(),
+            targets: vec![],
+            undo: serde_json::Value::Null,
+        };
+        vec![
+            Event::FaultInjecting { t, fault: fault.into(), resolved: crate::backend::Resolved::default(), injected },
+            Event::FaultInjected { t, fault: fault.into(), kind: kind.into(), summary: String::new() },
+        ]
+    }
+
+    #[test]
+    fn a_lingering_fault_no_remedy_followed_is_named_in_the_verdict_and_lasts_the_run() {
+        let sc = drift_scenario("");
+        let r =
+            record_of(&sc, &injected_at("drift", "secret-drift", 10.0), &history(60, 10..60), None, Some((10.0, 10.0)));
+        assert_eq!(r.verdict.outcome, Outcome::Failed);
+        assert!(
+            r.verdict.reason.ends_with(
+                "; still in effect: drift (nothing replaced the tasks holding the stale secret — see the runbook)"
+            ),
+            "{}",
+            r.verdict.reason
+        );
+        assert_eq!(r.faults[0].ends_s, Some(60.0), "a persistent fault lasts until the run ends");
+
+        // A later redeploy remediates it: the run may still fail, but not for the drift.
+        let sc = drift_scenario("  - { type: redeploy, at: 20s }\n");
+        let mut events = injected_at("drift", "secret-drift", 10.0);
+        events.extend(injected_at("redeploy", "redeploy", 20.0));
+        let r = record_of(&sc, &events, &history(60, 10..60), None, Some((10.0, 20.0)));
+        assert_eq!(r.verdict.outcome, Outcome::Failed);
+        assert!(!r.verdict.reason.contains("still in effect"), "{}", r.verdict.reason);
     }
 
     fn mttr_row(md: &str) -> &str {

@@ -1078,7 +1078,7 @@ fn insert_action(actions: &mut Vec<(Duration, Action)>, next: usize, at: Duratio
 }
 
 fn needs_revert(f: &Fault) -> bool {
-    !matches!(f.kind, FaultKind::TaskKill { .. } | FaultKind::Redeploy)
+    FaultKind::def(&f.kind).reverted
 }
 
 fn summary_of(record: &RecordBuilder, fault: &str) -> String {

@@ -1,6 +1,6 @@
 //! `cpu-stress`: burn CPU inside some tasks for a while.
 
-use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use super::{AWS_FIS, BASE, FaultDef, FaultKind, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "cpu-stress",
@@ -26,8 +26,23 @@ pub(super) static DEF: FaultDef = FaultDef {
         },
     ],
     build,
+    aws_needs: Some(AWS_FIS),
+    reverted: true,
+    describe,
+    debrief: &[
+        "What moved first under CPU pressure: latency, errors or the CPU alarm?",
+        "Did autoscaling react? How long until new tasks were healthy, and did it scale back in afterwards?",
+        "Is the CPU target of the scaling policy right for this service?",
+    ],
+    remediates: false,
+    ..BASE
 };
 
 fn build(p: &Params) -> FaultKind {
     FaultKind::CpuStress { select: p.selection("select"), percent: p.percent("percent") }
+}
+
+fn describe(kind: &FaultKind) -> String {
+    let FaultKind::CpuStress { select, percent } = kind else { return String::new() };
+    format!("burn {percent}% CPU in {}", select.phrase())
 }

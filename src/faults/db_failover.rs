@@ -1,6 +1,9 @@
 //! `db-failover`: the database cluster loses its writer and promotes a replica.
 
-use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use std::time::Duration;
+
+use super::{AwsNeed, BASE, FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use crate::util::format_duration;
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "db-failover",
@@ -26,8 +29,39 @@ pub(super) static DEF: FaultDef = FaultDef {
         },
     ],
     build,
+    for_hint: Some("db-failover is instantaneous; the lab's writer outage is set by `outage`"),
+    aws_needs: Some(AwsNeed { key: "db_cluster", why: "fails over this Aurora cluster" }),
+    // The revert promotes the lab's writer back, should the run end inside the outage.
+    reverted: true,
+    ends_after,
+    describe,
+    lab_hits: "the lab database cluster's writer",
+    debrief: &[
+        "How long did database requests fail, compared with the failover window itself?",
+        "Did the service reconnect on its own, or did tasks need a restart?",
+        "Which alarm or log line would have told on-call that the writer changed?",
+    ],
+    remediates: false,
+    ..BASE
 };
 
 fn build(p: &Params) -> FaultKind {
     FaultKind::DbFailover { outage: p.duration("outage"), target_instance: p.text("target_instance") }
+}
+
+/// On the lab the disruption lasts the writer outage.
+fn ends_after(kind: &FaultKind) -> Duration {
+    match kind {
+        FaultKind::DbFailover { outage: Some(o), .. } => *o,
+        _ => Duration::ZERO,
+    }
+}
+
+fn describe(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::DbFailover { outage: Some(o), .. } => {
+            format!("fail the database over (no writer for {})", format_duration(*o))
+        }
+        _ => "fail the database over".to_string(),
+    }
 }

@@ -32,16 +32,28 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The registry entry of this fault's type: what callers ask instead of matching on the
+    /// type.
+    pub fn def(&self) -> &'static super::FaultDef {
+        use super::*;
+        match self {
+            FaultKind::TaskKill { .. } => &task_kill::DEF,
+            FaultKind::CpuStress { .. } => &cpu_stress::DEF,
+            FaultKind::Latency { .. } => &latency::DEF,
+            FaultKind::DbFailover { .. } => &db_failover::DEF,
+            FaultKind::SecretDrift => &secret_drift::DEF,
+            FaultKind::Redeploy => &redeploy::DEF,
+        }
+    }
+
     /// The `type:` tag of this fault in YAML.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            FaultKind::TaskKill { .. } => "task-kill",
-            FaultKind::CpuStress { .. } => "cpu-stress",
-            FaultKind::Latency { .. } => "latency",
-            FaultKind::DbFailover { .. } => "db-failover",
-            FaultKind::SecretDrift => "secret-drift",
-            FaultKind::Redeploy => "redeploy",
-        }
+        self.def().name
+    }
+
+    /// What injecting it does, in a phrase ("stop 2 tasks (SIGKILL on the lab)").
+    pub fn describe(&self) -> String {
+        (self.def().describe)(self)
     }
 
     pub fn selection(&self) -> Option<Selection> {
@@ -64,6 +76,15 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// The selection in words: "1 task", "3 tasks", "50% of the tasks".
+    pub fn phrase(self) -> String {
+        match self {
+            Selection::Count(1) => "1 task".to_string(),
+            Selection::Count(n) => format!("{n} tasks"),
+            Selection::Percent(p) => format!("{}% of the tasks", (p * 100.0).round()),
+        }
+    }
+
     /// How many of `n` candidates are selected (a non-zero percentage selects at least one).
     pub fn of(self, n: usize) -> usize {
         match self {

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use super::{AWS_FIS, BASE, FaultDef, FaultKind, Param, ParamKind, ParamProblem, Params, Timing};
+use crate::util::format_duration as d;
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "latency",
@@ -29,6 +30,17 @@ pub(super) static DEF: FaultDef = FaultDef {
         },
     ],
     build,
+    check,
+    aws_needs: Some(AWS_FIS),
+    reverted: true,
+    describe,
+    debrief: &[
+        "Which percentile showed the added delay first, and does any alarm watch it?",
+        "Did timeouts or retries turn the delay into errors?",
+        "Are the timeouts of the client, the balancer, the service and the database set in a sensible order?",
+    ],
+    remediates: false,
+    ..BASE
 };
 
 fn build(p: &Params) -> FaultKind {
@@ -36,5 +48,28 @@ fn build(p: &Params) -> FaultKind {
         select: p.selection("select"),
         delay: p.duration("delay").unwrap_or_default(),
         jitter: p.duration("jitter").unwrap_or(Duration::ZERO),
+    }
+}
+
+/// A delay of zero does nothing, and a jitter larger than the delay would ask for negative
+/// delays.
+fn check(kind: &FaultKind) -> Vec<ParamProblem> {
+    let FaultKind::Latency { delay, jitter, .. } = kind else { return Vec::new() };
+    if delay.is_zero() {
+        vec![ParamProblem { param: "delay", message: "the delay must be longer than zero".into() }]
+    } else if jitter > delay {
+        let message = format!("the jitter ({}) is larger than the delay ({})", d(*jitter), d(*delay));
+        vec![ParamProblem { param: "jitter", message }]
+    } else {
+        Vec::new()
+    }
+}
+
+fn describe(kind: &FaultKind) -> String {
+    let FaultKind::Latency { select, delay, jitter } = kind else { return String::new() };
+    if jitter.is_zero() {
+        format!("delay every response of {} by {}", select.phrase(), d(*delay))
+    } else {
+        format!("delay every response of {} by {} ± {}", select.phrase(), d(*delay), d(*jitter))
     }
 }

@@ -1,5 +1,8 @@
-//! The fault registry: one entry per fault type (one file each), with its parameters and what it
-//! does on each backend. This one table drives the parsing of `faults:` and `manual:` entries
+//! The fault registry: one entry per fault type (one file each), with its parameters and their
+//! checks, how it sits on the timeline and whether it is reverted, when its disruption ends, how
+//! `siege plan` words it, its debrief questions and what it does on each backend. Callers reach
+//! an entry with [`FaultKind::def`] (or [`lookup`] by name) instead of matching on fault types.
+//! This one table drives the parsing of `faults:` and `manual:` entries
 //! (which keys a type takes, their defaults, did-you-mean hints), the JSON Schema and the fault
 //! reference in `docs/scenario.md`. The fault model the entries are built into ([`FaultKind`],
 //! [`Selection`], [`KillSignal`]) lives here too, so that `faults` depends on no other module
@@ -35,7 +38,89 @@ pub struct FaultDef {
     /// Builds the fault from its parameters, which the scenario checker has already parsed and
     /// completed with defaults (so every required parameter is present).
     pub build: fn(&Params) -> FaultKind,
+    /// Rules on the built fault's parameters beyond their value types (a latency's jitter at
+    /// most its delay); the scenario checker reports each problem at the parameter it names.
+    pub check: fn(&FaultKind) -> Vec<ParamProblem>,
+    /// Why `for` does not apply, when the timing alone does not say enough (`None`: the
+    /// checker words it from the timing).
+    pub for_hint: Option<&'static str>,
+    /// The `target.aws` key this type needs on AWS, and why.
+    pub aws_needs: Option<AwsNeed>,
+    /// Whether the engine reverts the fault once injected: every one that lasts, and an
+    /// instantaneous one whose effect can be undone (a db-failover promotes the writer back).
+    pub reverted: bool,
+    /// How long the disruption lasts from the injection whatever `for` says (a lab
+    /// db-failover's writer outage); zero for most types.
+    pub ends_after: fn(&FaultKind) -> Duration,
+    /// What injecting the fault does, in a phrase for `siege plan` ("stop 2 tasks").
+    pub describe: fn(&FaultKind) -> String,
+    /// What the fault hits on a lab started for the run, for a type that selects no tasks
+    /// (empty for the ones that do: the plan counts their tasks).
+    pub lab_hits: &'static str,
+    /// Debrief questions for a run in which this type was injected, in the order a debrief
+    /// would take them.
+    pub debrief: &'static [&'static str],
+    /// Set when the fault stays in effect until a later remediating fault (see
+    /// [`FaultDef::remediates`]) replaces what holds it, however long the run goes on.
+    pub lingers: Option<Lingering>,
+    /// Whether this type remediates the faults that linger before it on the timeline.
+    pub remediates: bool,
 }
+
+/// A problem with a fault's parameters, found by [`FaultDef::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// The parameter the problem is reported at.
+    pub param: &'static str,
+    pub message: String,
+}
+
+/// A `target.aws` key a fault type needs on AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsNeed {
+    pub key: &'static str,
+    /// Why, as a clause after "it" ("fails over this Aurora cluster").
+    pub why: &'static str,
+}
+
+/// What the debrief asks about a lingering fault, depending on whether a remediating fault ran
+/// in the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lingering {
+    /// Why it is still in effect, for a failed verdict ("nothing replaced the tasks holding
+    /// the stale secret").
+    pub still: &'static str,
+    pub remedied: &'static str,
+    pub unremedied: &'static str,
+}
+
+/// What the faults that run through AWS FIS need.
+const AWS_FIS: AwsNeed = AwsNeed { key: "fis_role", why: "runs through AWS FIS, which assumes this role" };
+
+/// What a fault file takes for the fields it does not write (`..BASE`): no parameter rules, no
+/// `for` hint, nothing needed on AWS, not reverted, no outage, nothing lingering or remediated.
+/// Every file writes the fields from `name` to `build`, `describe` and `debrief` itself; the
+/// registry tests fail on a file that leaves them empty.
+const BASE: FaultDef = FaultDef {
+    name: "",
+    summary: "",
+    lab: "",
+    aws: "",
+    timing: Timing::Instant,
+    note: "",
+    params: &[],
+    build: |_| FaultKind::Redeploy,
+    check: |_| Vec::new(),
+    for_hint: None,
+    aws_needs: None,
+    reverted: false,
+    ends_after: |_| Duration::ZERO,
+    describe: |_| String::new(),
+    lab_hits: "",
+    debrief: &[],
+    lingers: None,
+    remediates: false,
+};
 
 /// How a fault sits on the timeline, which decides whether `for:` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +247,11 @@ pub fn lookup(name: &str) -> Option<&'static FaultDef> {
     REGISTRY.iter().copied().find(|d| d.name == name)
 }
 
+/// The type that remediates lingering faults (`redeploy`).
+pub fn remedy() -> Option<&'static FaultDef> {
+    REGISTRY.iter().copied().find(|d| d.remediates)
+}
+
 /// Every `type:` tag.
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|d| d.name).collect()
@@ -170,6 +260,11 @@ pub fn names() -> Vec<&'static str> {
 impl FaultDef {
     pub fn param(&self, name: &str) -> Option<&'static Param> {
         self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Whether, once injected, it lingers until a remediating fault runs.
+    pub fn lingers(&self) -> bool {
+        self.lingers.is_some()
     }
 
     /// Every key an entry of this type takes.
@@ -234,21 +329,80 @@ mod tests {
         assert_eq!(n.len(), REGISTRY.len());
     }
 
+    /// Every parameter of `d` with a valid value.
+    fn sample_params(d: &FaultDef) -> Params {
+        let mut p = Params::default();
+        for param in d.params {
+            let v = match param.kind {
+                ParamKind::Selection => Value::Selection(Selection::Count(1)),
+                ParamKind::Duration => Value::Duration(Duration::from_secs(1)),
+                ParamKind::Percent => Value::Percent(50),
+                ParamKind::Signal => Value::Signal(KillSignal::Sigterm),
+                ParamKind::Text => Value::Text("x".into()),
+            };
+            p.0.push((param.name, v));
+        }
+        p
+    }
+
+    #[test]
+    fn every_fault_type_has_debrief_questions_and_a_description() {
+        for d in REGISTRY {
+            assert!(!d.debrief.is_empty(), "{} has no debrief questions", d.name);
+            assert!(d.debrief.iter().all(|q| q.trim().ends_with('?')), "{}: {:?}", d.name, d.debrief);
+            let kind = (d.build)(&sample_params(d));
+            assert!(!kind.describe().trim().is_empty(), "{} has no description", d.name);
+            assert!((d.check)(&kind).is_empty(), "{}: valid parameters refused", d.name);
+            // The plan says what a fault hits: its tasks, or else what the registry names.
+            assert!(kind.selection().is_some() || !d.lab_hits.is_empty(), "{} says nothing it hits", d.name);
+            assert!(kind.def().name == d.name);
+        }
+    }
+
+    #[test]
+    fn faults_that_last_are_reverted_and_lingering_ones_have_a_remedy() {
+        for d in REGISTRY {
+            assert!(d.timing == Timing::Instant || d.reverted, "{} lasts but is never reverted", d.name);
+            if let Some(l) = d.lingers {
+                assert_eq!(d.timing, Timing::Persistent, "{} lingers but is reverted by `for`", d.name);
+                assert!(l.remedied.ends_with('?') && l.unremedied.ends_with('?'));
+            }
+        }
+        // Nothing to undo after a kill or a redeploy; a db-failover's revert promotes the writer.
+        let settled: Vec<&str> = REGISTRY.iter().filter(|d| !d.reverted).map(|d| d.name).collect();
+        assert_eq!(settled, ["task-kill", "redeploy"]);
+        assert!(REGISTRY.iter().all(|d| !d.lingers() || remedy().is_some()));
+        assert_eq!(remedy().map(|d| d.name), Some("redeploy"));
+        assert!(lookup("secret-drift").is_some_and(FaultDef::lingers));
+    }
+
+    #[test]
+    fn latency_checks_its_delay_and_jitter() {
+        let l = |delay: u64, jitter: u64| FaultKind::Latency {
+            select: Selection::Count(1),
+            delay: Duration::from_millis(delay),
+            jitter: Duration::from_millis(jitter),
+        };
+        let check = |k: &FaultKind| (k.def().check)(k);
+        assert_eq!(check(&l(0, 0))[0].param, "delay");
+        assert_eq!(check(&l(100, 200))[0].message, "the jitter (200ms) is larger than the delay (100ms)");
+        assert!(check(&l(100, 100)).is_empty());
+    }
+
+    #[test]
+    fn db_failover_disruption_lasts_its_outage() {
+        let k = |outage| FaultKind::DbFailover { outage, target_instance: None };
+        let after = |k: &FaultKind| (k.def().ends_after)(k);
+        assert_eq!(after(&k(Some(Duration::from_secs(5)))), Duration::from_secs(5));
+        assert_eq!(after(&k(None)), Duration::ZERO);
+        assert_eq!(k(Some(Duration::from_secs(5))).describe(), "fail the database over (no writer for 5s)");
+        assert_eq!(after(&FaultKind::Redeploy), Duration::ZERO);
+    }
+
     #[test]
     fn build_matches_type_name() {
         for d in REGISTRY {
-            let mut p = Params::default();
-            for param in d.params {
-                let v = match param.kind {
-                    ParamKind::Selection => Value::Selection(Selection::Count(1)),
-                    ParamKind::Duration => Value::Duration(Duration::from_secs(1)),
-                    ParamKind::Percent => Value::Percent(50),
-                    ParamKind::Signal => Value::Signal(KillSignal::Sigterm),
-                    ParamKind::Text => Value::Text("x".into()),
-                };
-                p.0.push((param.name, v));
-            }
-            assert_eq!((d.build)(&p).type_name(), d.name);
+            assert_eq!((d.build)(&sample_params(d)).type_name(), d.name);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `redeploy`: the remediation step, replace every task of the service.
 
-use super::{FaultDef, FaultKind, Params, Timing};
+use super::{BASE, FaultDef, FaultKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "redeploy",
@@ -12,6 +12,15 @@ pub(super) static DEF: FaultDef = FaultDef {
     note: "as the last event of the timeline it ends the disruption: recovery is timed from it",
     params: &[],
     build,
+    describe: |_| "replace every task of the service".to_string(),
+    lab_hits: "every task of the lab service",
+    debrief: &[
+        "How long did the deployment take to replace every task, and did it drop requests?",
+        "Did health checks and connection draining keep the service within its steady state during the deployment?",
+    ],
+    // The new tasks read fresh secrets and configuration.
+    remediates: true,
+    ..BASE
 };
 
 fn build(_: &Params) -> FaultKind {

@@ -1,6 +1,6 @@
 //! `secret-drift`: rotate the database secret under running tasks.
 
-use super::{FaultDef, FaultKind, Params, Timing};
+use super::{AwsNeed, BASE, FaultDef, FaultKind, Lingering, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "secret-drift",
@@ -12,6 +12,23 @@ pub(super) static DEF: FaultDef = FaultDef {
     note: "without a later `redeploy` the service stays broken and the run fails; that is the lesson of `scenarios/secret-drift.yaml`",
     params: &[],
     build,
+    aws_needs: Some(AwsNeed { key: "secret", why: "rotates this Secrets Manager secret" }),
+    reverted: true,
+    describe: |_| "rotate the database secret under the running tasks".to_string(),
+    lab_hits: "the lab's database secret",
+    debrief: &[
+        "What did we see first: errors on the database path, failing health checks or an alarm?",
+        "How long until someone connected the errors to the rotated secret?",
+        "How do running tasks pick up a rotated secret here, and how should they?",
+    ],
+    // Running tasks keep the stale copy until something replaces them.
+    lingers: Some(Lingering {
+        still: "nothing replaced the tasks holding the stale secret",
+        remedied: "Was a redeploy the right remediation, and how long did it take to replace every task?",
+        unremedied: "Nothing remediated the drift: what would have fixed it, who would have done it, and after how long?",
+    }),
+    remediates: false,
+    ..BASE
 };
 
 fn build(_: &Params) -> FaultKind {

@@ -1,6 +1,6 @@
 //! `task-kill`: stop some of the service's tasks at once.
 
-use super::{FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use super::{BASE, FaultDef, FaultKind, KillSignal, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "task-kill",
@@ -26,8 +26,26 @@ pub(super) static DEF: FaultDef = FaultDef {
         },
     ],
     build,
+    describe,
+    debrief: &[
+        "Which signal showed the lost tasks first: errors in the load, the healthy-target count or an alarm?",
+        "How long did the scheduler take to place replacement tasks, and how long until the balancer marked them healthy?",
+        "Did the balancer keep routing to killed tasks (502s) before its health checks caught up? Would faster deregistration help?",
+        "Was the remaining capacity enough to carry the load while tasks were replaced?",
+    ],
+    remediates: false,
+    ..BASE
 };
 
 fn build(p: &Params) -> FaultKind {
     FaultKind::TaskKill { select: p.selection("select"), signal: p.signal("signal") }
+}
+
+fn describe(kind: &FaultKind) -> String {
+    let FaultKind::TaskKill { select, signal } = kind else { return String::new() };
+    let sig = match signal {
+        KillSignal::Sigkill => "SIGKILL",
+        KillSignal::Sigterm => "SIGTERM",
+    };
+    format!("stop {} ({sig} on the lab)", select.phrase())
 }

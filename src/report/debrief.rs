@@ -6,41 +6,9 @@
 
 use super::{Outcome, RunRecord};
 
-/// Questions for a fault type, in the order a debrief would take them.
+/// Questions for a fault type (the registry's), in the order a debrief would take them.
 fn for_fault(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "task-kill" => &[
-            "Which signal showed the lost tasks first: errors in the load, the healthy-target count or an alarm?",
-            "How long did the scheduler take to place replacement tasks, and how long until the balancer marked them healthy?",
-            "Did the balancer keep routing to killed tasks (502s) before its health checks caught up? Would faster deregistration help?",
-            "Was the remaining capacity enough to carry the load while tasks were replaced?",
-        ],
-        "cpu-stress" => &[
-            "What moved first under CPU pressure: latency, errors or the CPU alarm?",
-            "Did autoscaling react? How long until new tasks were healthy, and did it scale back in afterwards?",
-            "Is the CPU target of the scaling policy right for this service?",
-        ],
-        "latency" => &[
-            "Which percentile showed the added delay first, and does any alarm watch it?",
-            "Did timeouts or retries turn the delay into errors?",
-            "Are the timeouts of the client, the balancer, the service and the database set in a sensible order?",
-        ],
-        "db-failover" => &[
-            "How long did database requests fail, compared with the failover window itself?",
-            "Did the service reconnect on its own, or did tasks need a restart?",
-            "Which alarm or log line would have told on-call that the writer changed?",
-        ],
-        "secret-drift" => &[
-            "What did we see first: errors on the database path, failing health checks or an alarm?",
-            "How long until someone connected the errors to the rotated secret?",
-            "How do running tasks pick up a rotated secret here, and how should they?",
-        ],
-        "redeploy" => &[
-            "How long did the deployment take to replace every task, and did it drop requests?",
-            "Did health checks and connection draining keep the service within its steady state during the deployment?",
-        ],
-        _ => &[],
-    }
+    crate::faults::lookup(kind).map_or(&[], |d| d.debrief)
 }
 
 /// Questions for every run, closing the debrief.
@@ -101,15 +69,12 @@ pub fn questions(record: &RunRecord) -> Vec<String> {
             kinds.push(&f.kind);
         }
     }
+    let remedied = kinds.iter().any(|k| crate::faults::lookup(k).is_some_and(|d| d.remediates));
     for k in &kinds {
         for_fault(k).iter().for_each(|q| push(q));
-        // Whether the scenario remediated the drift changes what there is to ask.
-        if *k == "secret-drift" {
-            push(if kinds.contains(&"redeploy") {
-                "Was a redeploy the right remediation, and how long did it take to replace every task?"
-            } else {
-                "Nothing remediated the drift: what would have fixed it, who would have done it, and after how long?"
-            });
+        // Whether the scenario remediated a lingering fault changes what there is to ask.
+        if let Some(l) = crate::faults::lookup(k).and_then(|d| d.lingers) {
+            push(if remedied { l.remedied } else { l.unremedied });
         }
     }
     GENERAL.iter().for_each(|q| push(q));

@@ -235,10 +235,7 @@ impl Fault {
     /// When the fault's effect ends on the timeline: `at + for` for faults that last, the end of
     /// the writer outage for a lab `db-failover`, the injection time for instantaneous faults.
     pub fn ends_at(&self) -> Duration {
-        let outage = match &self.kind {
-            FaultKind::DbFailover { outage: Some(o), .. } => *o,
-            _ => Duration::ZERO,
-        };
+        let outage = (self.kind.def().ends_after)(&self.kind);
         self.at + self.duration.unwrap_or_default().max(outage)
     }
 }
@@ -265,37 +262,11 @@ impl ManualFault {
     /// One line for `siege plan`: what injecting it would do and how long it would last.
     pub fn describe(&self) -> String {
         use super::units::format_duration as d;
-        let tasks = |s: &Selection| match s {
-            Selection::Count(1) => "1 task".to_string(),
-            Selection::Count(n) => format!("{n} tasks"),
-            Selection::Percent(p) => format!("{}% of the tasks", (p * 100.0).round()),
-        };
-        let what = match &self.kind {
-            FaultKind::TaskKill { select, signal } => {
-                let sig = match signal {
-                    KillSignal::Sigkill => "SIGKILL",
-                    KillSignal::Sigterm => "SIGTERM",
-                };
-                format!("stop {} ({sig} on the lab)", tasks(select))
-            }
-            FaultKind::CpuStress { select, percent } => format!("burn {percent}% CPU in {}", tasks(select)),
-            FaultKind::Latency { select, delay, jitter } if jitter.is_zero() => {
-                format!("delay every response of {} by {}", tasks(select), d(*delay))
-            }
-            FaultKind::Latency { select, delay, jitter } => {
-                format!("delay every response of {} by {} ± {}", tasks(select), d(*delay), d(*jitter))
-            }
-            FaultKind::DbFailover { outage: Some(o), .. } => {
-                format!("fail the database over (no writer for {})", d(*o))
-            }
-            FaultKind::DbFailover { .. } => "fail the database over".to_string(),
-            FaultKind::SecretDrift => "rotate the database secret under the running tasks".to_string(),
-            FaultKind::Redeploy => "replace every task of the service".to_string(),
-        };
-        let lasts = match (self.duration, &self.kind) {
-            (Some(dur), _) => format!("for {} from its injection, then reverted", d(dur)),
-            (None, FaultKind::SecretDrift) => "until the run ends".to_string(),
-            (None, _) => "at once".to_string(),
+        let what = self.kind.describe();
+        let lasts = match self.duration {
+            Some(dur) => format!("for {} from its injection, then reverted", d(dur)),
+            None if self.kind.def().timing == crate::faults::Timing::Persistent => "until the run ends".to_string(),
+            None => "at once".to_string(),
         };
         let picked = if self.kind.selection().is_some() { "; tasks chosen when injected" } else { "" };
         format!("{} ({}): {what}, {lasts}{picked}", self.name, self.kind.type_name())
@@ -320,4 +291,36 @@ pub struct Recovery {
     pub within: Duration,
     /// How long the steady state must hold in a row to count as restored.
     pub hold: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    /// A scenario on a lab of 4 tasks whose manual catalog is `manual`.
+    fn with_manual(manual: &str) -> super::Scenario {
+        let text = format!(
+            "name: t\ntarget: {{ lab: {{ tasks: 4 }} }}\nload: {{ url: /, rate: 10/s, duration: 100s }}\nsteady_state: {{ error_rate: \"< 1%\" }}\nrecovery: {{ within: 45s }}\nmanual:\n{manual}"
+        );
+        crate::scenario::load_bytes("t.yaml", text.as_bytes(), std::path::Path::new("."))
+            .unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn a_manual_fault_is_described_by_its_type_and_its_timing() {
+        let s = with_manual(
+            "  - { type: task-kill, select: 2, signal: SIGTERM }\n  - { type: cpu-stress, for: 20s, select: 50%, percent: 80 }\n  - { type: latency, for: 10s, select: 1, delay: 200ms, jitter: 50ms }\n  - { type: db-failover, outage: 3s }\n  - { type: secret-drift }\n  - { type: redeploy }\n",
+        );
+        let lines: Vec<String> = s.manual.iter().map(super::ManualFault::describe).collect();
+        assert_eq!(
+            lines,
+            [
+                "task-kill (task-kill): stop 2 tasks (SIGTERM on the lab), at once; tasks chosen when injected",
+                "cpu-stress (cpu-stress): burn 80% CPU in 50% of the tasks, for 20s from its injection, then reverted; tasks chosen when injected",
+                "latency (latency): delay every response of 1 task by 200ms ± 50ms, for 10s from its injection, then reverted; tasks chosen when injected",
+                "db-failover (db-failover): fail the database over (no writer for 3s), at once",
+                "secret-drift (secret-drift): rotate the database secret under the running tasks, until the run ends",
+                "redeploy (redeploy): replace every task of the service, at once",
+            ]
+        );
+        assert_eq!(s.manual[3].at(std::time::Duration::from_secs(10)).ends_at(), std::time::Duration::from_secs(13));
+    }
 }

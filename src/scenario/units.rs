@@ -69,24 +69,7 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(n / 100.0)
 }
 
-/// Renders a duration the way the format writes it: `250ms`, `20s`, `1m30s`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if !ms.is_multiple_of(1000) {
-        return if ms < 1000 { format!("{ms}ms") } else { format!("{:.1}s", d.as_secs_f64()) };
-    }
-    let s = ms / 1000;
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
+pub use crate::util::format_duration;
 
 #[cfg(test)]
 mod tests {

@@ -842,12 +842,13 @@ fn fault<'n>(
 /// Why a key does not belong in a fault of type `def`, when that says more than did-you-mean.
 fn param_hint(def: &FaultDef, key: &str) -> Option<String> {
     if matches!(key, "for" | "duration") {
-        return Some(match (def.timing, def.name) {
-            (_, "db-failover") => "db-failover is instantaneous; the lab's writer outage is set by `outage`".into(),
-            (Timing::Persistent, n) => {
-                format!("{n} persists until the run ends; remediate it with a later `redeploy` fault")
+        return Some(match (def.timing, def.for_hint, faults::remedy()) {
+            (_, Some(hint), _) => hint.into(),
+            (Timing::Persistent, None, Some(remedy)) => {
+                format!("{} persists until the run ends; remediate it with a later `{}` fault", def.name, remedy.name)
             }
-            (_, n) => format!("{n} is instantaneous: `for` does not apply"),
+            (Timing::Persistent, None, None) => format!("{} persists until the run ends", def.name),
+            (_, None, _) => format!("{} is instantaneous: `for` does not apply", def.name),
         });
     }
     if let Some(other) = faults::REGISTRY.iter().find(|d| d.name != def.name && d.param(key).is_some()) {
@@ -921,23 +922,9 @@ fn fault_rules(
     target: Option<&Target>,
     type_node: &Node,
 ) {
-    if let FaultKind::Latency { delay, jitter, .. } = kind {
-        if delay.is_zero() {
-            let n = f.get("delay").unwrap_or(f.node);
-            cx.error(n, &f.path("delay"), "the delay must be longer than zero", None);
-        } else if jitter > delay {
-            let n = f.get("jitter").unwrap_or(f.node);
-            cx.error(
-                n,
-                &f.path("jitter"),
-                format!(
-                    "the jitter ({}) is larger than the delay ({})",
-                    format_duration(*jitter),
-                    format_duration(*delay)
-                ),
-                None,
-            );
-        }
+    for problem in (def.check)(kind) {
+        let n = f.get(problem.param).unwrap_or(f.node);
+        cx.error(n, &f.path(problem.param), problem.message, None);
     }
     if let (Some(sel), Some(n)) = (kind.selection(), f.get("select")) {
         match (target, sel) {
@@ -956,23 +943,28 @@ fn fault_rules(
             _ => {}
         }
     }
-    if let Some(Target::Aws(a)) = target {
-        let missing = match def.name {
-            "cpu-stress" | "latency" if a.fis_role.is_none() => {
-                Some(("fis_role", "runs through AWS FIS, which assumes this role"))
-            }
-            "db-failover" if a.db_cluster.is_none() => Some(("db_cluster", "fails over this Aurora cluster")),
-            "secret-drift" if a.secret.is_none() => Some(("secret", "rotates this Secrets Manager secret")),
-            _ => None,
-        };
-        if let Some((key, why)) = missing {
-            cx.error(
-                type_node,
-                &f.path("type"),
-                format!("{} on aws needs `target.aws.{key}`", def.name),
-                Some(format!("it {why}")),
-            );
-        }
+    let missing = match target {
+        Some(Target::Aws(a)) => def.aws_needs.filter(|n| aws_key_set(a, n.key) == Some(false)),
+        _ => None,
+    };
+    if let Some(faults::AwsNeed { key, why }) = missing {
+        cx.error(
+            type_node,
+            &f.path("type"),
+            format!("{} on aws needs `target.aws.{key}`", def.name),
+            Some(format!("it {why}")),
+        );
+    }
+}
+
+/// Whether `target.aws.<key>` is set, for the keys a fault type may need (see
+/// [`faults::AwsNeed`]); `None` for a key this checker does not know.
+fn aws_key_set(a: &AwsTarget, key: &str) -> Option<bool> {
+    match key {
+        "fis_role" => Some(a.fis_role.is_some()),
+        "db_cluster" => Some(a.db_cluster.is_some()),
+        "secret" => Some(a.secret.is_some()),
+        _ => None,
     }
 }
 
@@ -1494,6 +1486,29 @@ mod tests {
         assert_eq!(s.faults[0].kind, FaultKind::DbFailover { outage: None, target_instance: None });
         let Target::Aws(a) = &s.target else { panic!() };
         assert_eq!((a.max_select, a.allow_full_outage), (0.5, false));
+    }
+
+    #[test]
+    fn a_db_failover_with_for_points_at_its_outage() {
+        let e = errors(&format!("{MINIMAL}faults:\n  - {{ type: db-failover, at: 20s, for: 10s }}\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("db-failover is instantaneous; the lab's writer outage is set by `outage`"), "{e:?}");
+    }
+
+    #[test]
+    fn every_aws_key_a_fault_type_needs_is_checked_on_the_target() {
+        let s = load(&format!(
+            "{MINIMAL}target:\n  aws: {{ region: eu-west-1, cluster: c, service: s, db_cluster: d, url: http://lb }}\n"
+        ))
+        .unwrap();
+        let Target::Aws(a) = &s.target else { panic!() };
+        for d in faults::REGISTRY {
+            if let Some(need) = d.aws_needs {
+                assert!(aws_key_set(a, need.key).is_some(), "{}: unknown target.aws key {}", d.name, need.key);
+            }
+        }
+        assert_eq!(aws_key_set(a, "db_cluster"), Some(true));
+        assert_eq!(aws_key_set(a, "secret"), Some(false));
     }
 
     #[test]
