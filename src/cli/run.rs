@@ -21,7 +21,7 @@ pub(super) struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// The instructor's keys on this terminal: 1-9 inject that fault of the manual catalog, s
-    /// triples the traffic for 30s, d / m mark detected / mitigated, n types a note, q stops.
+    /// triples the traffic for 15s, d / m mark detected / mitigated, n types a note, q stops.
     #[arg(long)]
     pub interactive: bool,
     /// The name the marks carry (default: $USER).
@@ -76,6 +76,7 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
     let connection = connection()?;
     let rt = runtime()?;
     rt.block_on(async move {
+        let signals = Signals::take()?;
         let handle = start(RunRequest {
             scenario,
             source: args.file.display().to_string(),
@@ -84,7 +85,7 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             failpoint: crate::util::failpoint_from_env(),
             connection,
         });
-        spawn_signal_listener(handle.interrupter())?;
+        signals.forward_to(handle.interrupter());
         let display = match &keys {
             Some(_) => progress::spawn_to(handle.subscribe(), progress::Progress::new().with_keys(super::keys::LEGEND)),
             None => progress::spawn(handle.subscribe()),
@@ -130,7 +131,7 @@ async fn serve_keys(
     while let Some(a) = actions.recv().await {
         let command = match a {
             Action::Inject(n) => RunCommand::Inject(FaultChoice::Numbered(n)),
-            Action::Spike => RunCommand::SetRate { rate: spike, duration: std::time::Duration::from_secs(30) },
+            Action::Spike => RunCommand::SetRate { rate: spike, duration: std::time::Duration::from_secs(15) },
             Action::Detected => mark(MarkKind::Detected, String::new()),
             Action::Mitigated => mark(MarkKind::Mitigated, String::new()),
             Action::Note(text) => mark(MarkKind::Note, text),
@@ -144,31 +145,45 @@ async fn serve_keys(
             }
             Action::Stop => RunCommand::Stop { reason: "q pressed on the terminal".into() },
         };
-        match run.send(command).await {
-            Ok(done) => eprintln!("\r\x1b[2Ksiege: {done}"),
-            Err(Refused::Ended) => return,
-            Err(why) => eprintln!("\r\x1b[2Ksiege: refused: {why}"),
-        }
+        // Each on its own: the next key (`q` above all) is not held up by an answer that
+        // waits for an injection.
+        let run = run.clone();
+        tokio::spawn(async move {
+            match run.send(command).await {
+                Ok(done) => eprintln!("\r\x1b[2Ksiege: {done}"),
+                Err(Refused::Ended) => {}
+                Err(why) => eprintln!("\r\x1b[2Ksiege: {why}"),
+            }
+        });
     }
 }
 
-/// Ctrl-C and SIGTERM: the first cancels the run (faults are reverted), the second skips waits.
-fn spawn_signal_listener(interrupts: Interrupter) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        loop {
-            let why = tokio::select! {
-                _ = int.recv() => "SIGINT (Ctrl-C)",
-                _ = term.recv() => "SIGTERM",
-            };
-            if interrupts.interrupt(why) {
-                eprintln!("\nsiege: {why} again: skipping waits; every fault is still reverted");
+/// Ctrl-C, SIGTERM and SIGHUP: the first cancels the run (faults are reverted), the second skips waits.
+/// SIGHUP (the terminal closed) counts as SIGTERM. Taken before the run starts, so that a run
+/// never goes without them.
+struct Signals([tokio::signal::unix::Signal; 3]);
+
+impl Signals {
+    fn take() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals([signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?, signal(SignalKind::hangup())?]))
+    }
+
+    fn forward_to(self, interrupts: Interrupter) {
+        let Signals([mut int, mut term, mut hup]) = self;
+        tokio::spawn(async move {
+            loop {
+                let why = tokio::select! {
+                    _ = int.recv() => "SIGINT (Ctrl-C)",
+                    _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP (the terminal closed)",
+                };
+                if interrupts.interrupt(why) {
+                    eprintln!("\nsiege: {why} again: skipping waits; every fault is still reverted");
+                }
             }
-        }
-    });
-    Ok(())
+        });
+    }
 }
 
 /// `siege recover`: reverts whatever killed runs left behind, according to the journal.

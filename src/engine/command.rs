@@ -36,19 +36,25 @@ pub enum FaultChoice {
     Given(ManualFault),
 }
 
-/// Why a command was not carried out. The run goes on.
+/// Why a command was not carried out. The run goes on, but after [`Refused::Failed`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refused {
-    #[error("{0}")]
+    #[error("refused: {0}")]
     UnknownFault(String),
-    /// Not at this point of the run (still measuring the baseline, already reverting…).
-    #[error("{0}")]
+    /// Not at this point of the run (still measuring the baseline, too close to the end of the
+    /// load for a recovery to be judged…).
+    #[error("refused: {0}")]
     NotNow(String),
-    /// The backend will not do it (nothing to select, a blast-radius limit…).
-    #[error("{0}")]
+    /// The backend will not do it (nothing to select, a blast-radius limit…); nothing was
+    /// changed.
+    #[error("refused: {0}")]
     Target(String),
-    #[error("{0}")]
+    #[error("refused: {0}")]
     Invalid(String),
+    /// Not a refusal: the injection was tried and failed, so the fault may be half in place;
+    /// the run is ending and reverting everything, as for a scheduled fault.
+    #[error("the injection failed, the run ends and reverts every fault: {0}")]
+    Failed(String),
     /// The run has ended or is ending; it takes no more commands.
     #[error("the run has ended")]
     Ended,

@@ -477,6 +477,8 @@ impl Ctx<'_> {
         };
 
         let stop_all = CancellationToken::new();
+        // However `drive` ends (a panic included), the load stops with it.
+        let _stop_load = stop_all.clone().drop_guard();
         let (win_tx, mut win_rx) = mpsc::unbounded_channel::<Window>();
         let (sample_tx, mut sample_rx) = mpsc::channel::<Result<Sample, BackendError>>(4);
         let (alarm_tx, mut alarm_rx) = mpsc::channel::<Result<String, BackendError>>(4);
@@ -658,23 +660,6 @@ impl Ctx<'_> {
                                     break;
                                 }
                                 injecting.push((fault, injected.clone()));
-                                if self.replies.contains_key(&fault) {
-                                    // A commanded fault starts now: it moves the recovery clock, and
-                                    // one that lasts is reverted when its time is up.
-                                    let at = self.now();
-                                    self.faults[fault].at = Duration::from_secs_f64(at);
-                                    let end = at + (f.ends_at() - f.at).as_secs_f64();
-                                    first = first.or(Some(at));
-                                    first_second = first_second.or(Some(at.floor() as u32));
-                                    last_end = Some(last_end.map_or(end, |e| e.max(end)));
-                                    if let Some(d) = f.duration {
-                                        insert_action(&mut actions, next, Duration::from_secs_f64(at) + d, Action::Revert(fault));
-                                    }
-                                    if recovery_announced {
-                                        recovery_announced = false;
-                                        let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Faults });
-                                    }
-                                }
                                 let (b, f, run_id) = (backend.clone(), f, self.run_id.clone());
                                 tasks.spawn(async move {
                                     let result = b.inject(&f, &injected, &run_id).await;
@@ -685,7 +670,8 @@ impl Ctx<'_> {
                                 // A commanded fault the target will not take is refused; the run
                                 // goes on. Nothing was changed (prepare mutates nothing).
                                 if let Some(reply) = self.replies.remove(&fault) {
-                                    let name = self.faults[fault].name.clone();
+                                    // Its name is free again for the next injection.
+                                    let name = std::mem::take(&mut self.faults[fault].name);
                                     let _ = em.emit(Event::Note { t: self.now(), text: format!("{name} not injected: {e}") });
                                     let _ = reply.send(Err(Refused::Target(e.to_string())));
                                     continue;
@@ -703,11 +689,27 @@ impl Ctx<'_> {
                             match result {
                                 Ok(()) => {
                                     let summary = summary_of(&em.record, &f.name);
+                                    let t = self.now();
                                     if let Some(reply) = reply {
+                                        // A commanded fault starts now, on the clock the record
+                                        // uses: it moves the recovery clock, and one that lasts is
+                                        // reverted when its time is up.
+                                        self.faults[fault].at = Duration::from_secs_f64(t);
+                                        let end = t + (f.ends_at() - f.at).as_secs_f64();
+                                        first = first.or(Some(t));
+                                        first_second = first_second.or(Some(t.floor() as u32));
+                                        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+                                        if let Some(d) = f.duration {
+                                            insert_action(&mut actions, next, Duration::from_secs_f64(t) + d, Action::Revert(fault));
+                                        }
+                                        if recovery_announced {
+                                            recovery_announced = false;
+                                            let _ = em.emit(Event::PhaseChanged { t, phase: Phase::Faults });
+                                        }
                                         let _ = reply.send(Ok(format!("injected {}: {summary}", f.name)));
                                     }
                                     let _ = em.emit(Event::FaultInjected {
-                                        t: self.now(), fault: f.name.clone(), kind: injected.kind.clone(), summary,
+                                        t, fault: f.name.clone(), kind: injected.kind.clone(), summary,
                                     });
                                     crate::util::failpoint(self.failpoint.as_deref(), "after-inject");
                                     if needs_revert(&f) {
@@ -719,7 +721,7 @@ impl Ctx<'_> {
                                 }
                                 Err(e) => {
                                     if let Some(reply) = reply {
-                                        let _ = reply.send(Err(Refused::Target(e.to_string())));
+                                        let _ = reply.send(Err(Refused::Failed(e.to_string())));
                                     }
                                     // Half-injected: keep it for the revert pass.
                                     active.push((fault, injected));
@@ -838,10 +840,18 @@ impl Ctx<'_> {
         self.replies.clear();
         self.span = (first, last_end);
 
-        // Revert pass: stop injecting, then undo everything still active, newest first.
+        // Revert pass: stop injecting, then undo everything still active, newest first. An
+        // injection under way is waited for (for a while) rather than cut short: its request may
+        // already be on its way, and a revert that overtook it would leave the fault in place
+        // with its journal entry closed. Preparations mutate nothing; they end with the rest.
         let _ = em.emit(Event::PhaseChanged { t: self.now(), phase: Phase::Reverting });
-        tasks.abort_all();
-        while let Some(done) = tasks.join_next().await {
+        let wait = if interrupts.hurry.is_cancelled() { Duration::from_secs(5) } else { Duration::from_secs(30) };
+        let settle_until = Instant::now() + wait;
+        while !injecting.is_empty() {
+            let Ok(Some(done)) = tokio::time::timeout_at(settle_until, tasks.join_next()).await else {
+                // Not done in time: what is left is reverted anyway.
+                break;
+            };
             if let Ok(TaskDone::Injected { fault, result: Ok(()) }) = done
                 && let Some(pos) = injecting.iter().position(|(i, _)| *i == fault)
             {
@@ -849,6 +859,8 @@ impl Ctx<'_> {
                 active.push((fi, inj));
             }
         }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
         // Injections cut short may have half-run: revert them too (revert is idempotent).
         active.append(&mut injecting);
         while let Some((fi, inj)) = active.pop() {
@@ -901,6 +913,8 @@ impl Ctx<'_> {
             })?,
             FaultChoice::Given(m) => m,
         };
+        let fault = m.at(self.t0.elapsed());
+        self.fits_before_the_end(fault.ends_at() - fault.at, &format!("{} lasts", m.name))?;
         let taken = |name: &str| self.faults.iter().any(|f| f.name == name);
         let mut name = m.name.clone();
         let mut k = 1;
@@ -908,7 +922,26 @@ impl Ctx<'_> {
             k += 1;
             name = format!("{}#{k}", m.name);
         }
-        Ok(Fault { name, ..m.at(self.t0.elapsed()) })
+        Ok(Fault { name, ..fault })
+    }
+
+    /// Whether a disruption of `lasts` from now leaves the recovery (`within` and `hold`) time
+    /// to be judged before the load ends; refused otherwise, as the verdict could only be
+    /// "not restored".
+    fn fits_before_the_end(&self, lasts: Duration, what: &str) -> Result<(), Refused> {
+        use crate::scenario::units::format_duration as d;
+        let (now, sc) = (self.t0.elapsed(), self.sc);
+        let needed = lasts + sc.recovery.within + sc.recovery.hold;
+        match sc.load.duration.checked_sub(now) {
+            Some(left) if left >= needed => Ok(()),
+            left => Err(Refused::NotNow(format!(
+                "the load ends in {}: {what} {} and its recovery needs {} (within) + {} (hold) more",
+                d(left.unwrap_or_default()),
+                d(lasts),
+                d(sc.recovery.within),
+                d(sc.recovery.hold)
+            ))),
+        }
     }
 
     /// The stage a rate command sets, from now; or why it is refused.
@@ -924,6 +957,7 @@ impl Ctx<'_> {
         if duration.is_zero() {
             return Err(Refused::Invalid("the rate change needs a duration longer than zero".into()));
         }
+        self.fits_before_the_end(duration, "the rate change lasts")?;
         Ok(Stage { at: self.t0.elapsed(), rate: Rate { per_second: rate }, duration, ramp: Duration::ZERO })
     }
 

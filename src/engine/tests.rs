@@ -195,3 +195,27 @@ async fn consumers_that_lag_or_panic_change_neither_the_verdict_nor_the_timing()
     assert_eq!(watched.windows.len(), alone.windows.len());
     drop(idle);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_command_whose_recovery_could_not_be_judged_before_the_load_ends_is_refused() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 20s }\n\
+         manual:\n  - { type: latency, name: slow, for: 4s, select: 1, delay: 100ms }\n\
+         recovery: { within: 5s, hold: 2s }\n",
+    );
+    let handle = start(&yaml, &fake, dir.path());
+    let cmd = handle.commander();
+    until_phase(&handle, Phase::Faults).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let late = cmd.send(RunCommand::Inject(FaultChoice::Named("slow".into()))).await;
+    assert!(
+        matches!(&late, Err(super::command::Refused::NotNow(m)) if m.starts_with("the load ends in 8s: slow lasts 4s")),
+        "{late:?}"
+    );
+    let spike = cmd.send(RunCommand::SetRate { rate: 300.0, duration: Duration::from_secs(2) }).await;
+    assert!(matches!(spike, Err(super::command::Refused::NotNow(_))), "{spike:?}");
+    let r = record(handle).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "nothing was done: {:?}", r.verdict);
+    assert!(fake.log().is_empty() && r.faults.is_empty(), "{:?}", fake.log());
+}

@@ -122,8 +122,9 @@ pub struct Verdict {
     pub exit_code: u8,
     /// One line: why this verdict.
     pub reason: String,
-    /// The signal that interrupted the run (`SIGINT (Ctrl-C)`, `SIGTERM`), if one did (the
-    /// outcome is then `aborted`, or `revert-failed`); `null` otherwise, a stop condition included.
+    /// What interrupted the run, if something did: a signal (`SIGINT (Ctrl-C)`, `SIGTERM`,
+    /// `SIGHUP (the terminal closed)`) or a stop command (`stop command: REASON`); the outcome
+    /// is then `aborted`, or `revert-failed`. `null` otherwise, a stop condition included.
     #[serde(default)]
     pub interrupted_by: Option<String>,
 }

@@ -1004,8 +1004,9 @@ fn name_faults<'a, 'n: 'a>(cx: &mut Checker, faults: impl Iterator<Item = &'a mu
     }
 }
 
-/// A manual fault may be injected at any time while the load runs: what it lasts must fit in
-/// the load at least when injected at its start.
+/// A manual fault may be injected while the load runs (the engine refuses an injection whose
+/// recovery could not be judged before the load ends): what it lasts must fit in the load at
+/// least when injected at its start.
 fn manual_rules(cx: &mut Checker, load: &Load, manual: &[ManualAt<'_>]) {
     for m in manual {
         let lasts = m.fault.at(Duration::ZERO).ends_at();

@@ -94,8 +94,10 @@ fn manual_faults_marks_and_rate_changes_are_served_while_the_run_goes_on() {
         }
         // The recovery clock runs from the end of the last commanded fault.
         let second = &r.faults[1];
-        assert_eq!(r.timings.last_fault_end_s.map(|t| t.ceil()), second.ends_s.map(f64::ceil), "{:?}", r.timings);
-        assert_eq!(r.timings.first_fault_s.map(f64::floor), r.faults[0].injected_s.map(f64::floor));
+        // (The record rounds times to a tenth of a second.)
+        let near = |a: Option<f64>, b: Option<f64>| a.zip(b).is_some_and(|(a, b)| (a - b).abs() <= 0.1);
+        assert!(near(r.timings.last_fault_end_s, second.ends_s), "{:?} {second:?}", r.timings);
+        assert!(near(r.timings.first_fault_s, r.faults[0].injected_s), "{:?} {:?}", r.timings, r.faults[0]);
         assert_eq!(r.marks.len(), 3, "{:?}", r.marks);
         let alice = &r.faults[0].human;
         assert_eq!(alice.len(), 1, "{alice:?}");

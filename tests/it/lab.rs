@@ -1219,7 +1219,7 @@ fn interactive_keys_inject_a_manual_fault_and_mark_it_through_a_terminal() {
     let path = lab.home.path().join("interactive.yaml");
     let yaml = format!(
         "name: interactive\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
-         load: {{ url: /, rate: 20/s, duration: 16s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: 20s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
          manual:\n  - {{ type: task-kill, name: kill-one, select: 1 }}\nrecovery: {{ within: 10s, hold: 2s }}\n",
         lab.control
     );
@@ -1341,4 +1341,23 @@ fn two_runs_in_one_process_one_panics_the_other_passes_and_only_its_faults_are_r
     }
     a.down();
     b.down();
+}
+
+/// The terminal of a run closes (SIGHUP): the run stops like on SIGTERM, every fault reverted.
+#[test]
+fn a_closed_terminal_stops_the_run_and_reverts_its_faults() {
+    let lab = TestLab::up(&["--tasks", "2"]);
+    let file =
+        lab_scenario(&lab, "hangup", &lab.control, 60, "{ type: latency, at: 3s, for: 30s, select: 1, delay: 20ms }");
+    let (mut run, rx) = spawn_run(&lab, &file, &[]);
+    wait_line(&rx, "fault injected: latency");
+    assert_eq!(lab.state()["faults"].as_array().map(Vec::len), Some(1));
+    // SAFETY: a signal to the `siege run` this test started.
+    unsafe { libc::kill(run.id() as i32, libc::SIGHUP) };
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(lab.state()["faults"], json!([]));
+    let report = common::read_report_json(&common::only_report_dir(&lab.home.path().join("reports")));
+    assert_eq!(report["verdict"]["interrupted_by"], "SIGHUP (the terminal closed)", "{report}");
+    lab.down();
 }
