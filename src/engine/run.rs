@@ -577,8 +577,6 @@ impl Ctx<'_> {
             let deadline = max_duration.map(|d| self.t0 + d);
             tokio::select! {
                 biased;
-                // Run commands (inject, spike, marks, stop) from the run's handle will be served
-                // here, next to the interrupts.
                 _ = interrupts.cancel.cancelled() => {
                     let why = interrupts.reason();
                     self.cancel(em, CancelReason::Interrupted(why));
