@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use siege::engine::bus::Received;
 use siege::engine::events::{Event, Phase};
-use siege::engine::{FaultChoice, Refused, RunCommand, RunHandle, RunOptions, RunRequest};
+use siege::engine::{FaultChoice, Refused, RunCommand, RunHandle, RunRequest};
 use siege::report::{MarkKind, Outcome};
 
-use crate::events::{home, runtime};
+use crate::events::{home, request_from, runtime};
 
 /// 12 s of load on a lab of its own with no fault on the timeline, and a manual catalog.
 fn request(home: &std::path::Path) -> RunRequest {
-    let file = home.join("manual.yaml");
-    std::fs::write(
-        &file,
+    request_from(
+        home,
+        "manual",
         r#"name: manual
 target:
   lab: { service: api, tasks: 2 }
@@ -26,17 +26,8 @@ manual:
   - { name: slow, type: latency, for: 2s, select: 1, delay: 10ms, jitter: 0ms }
   - { name: kill, type: task-kill, select: 1 }
 "#,
+        3,
     )
-    .unwrap();
-    let scenario = siege::scenario::load_file(&file).unwrap_or_else(|d| panic!("{d:?}"));
-    RunRequest {
-        scenario,
-        source: file.display().to_string(),
-        options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(3) },
-        journal_dir: home.join("journal"),
-        failpoint: None,
-        connection: siege::backend::Connection::from_env().unwrap(),
-    }
 }
 
 /// Waits until the run is in its faults phase (the baseline held).

@@ -27,9 +27,9 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 
 /// 5 s of load on a lab of its own, a 10 ms latency fault on one task from 2 s to 3 s.
 fn request(home: &std::path::Path) -> RunRequest {
-    let file = home.join("short.yaml");
-    std::fs::write(
-        &file,
+    request_from(
+        home,
+        "short",
         r#"name: short
 target:
   lab: { service: api, tasks: 2 }
@@ -39,13 +39,20 @@ recovery: { within: 1s, hold: 1s }
 faults:
   - { name: slow, type: latency, at: 2s, for: 1s, select: 50%, delay: 10ms, jitter: 0ms }
 "#,
+        1,
     )
-    .unwrap();
+}
+
+/// A run of scenario `yaml`, written to `home/NAME.yaml`, with `seed`: reports under
+/// `home/reports`, the journal in `home/journal`, the connection from the environment.
+pub(crate) fn request_from(home: &std::path::Path, name: &str, yaml: &str, seed: u64) -> RunRequest {
+    let file = home.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
     let scenario = siege::scenario::load_file(&file).unwrap_or_else(|d| panic!("{d:?}"));
     RunRequest {
         scenario,
         source: file.display().to_string(),
-        options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(1) },
+        options: RunOptions { reports_dir: Some(home.join("reports")), seed: Some(seed) },
         journal_dir: home.join("journal"),
         failpoint: None,
         connection: siege::backend::Connection::from_env().unwrap(),

@@ -1304,7 +1304,6 @@ fn two_runs_in_one_process_one_panics_the_other_passes_and_only_its_faults_are_r
         std::env::set_var("SIEGE_LAB_TOKEN", &b.token);
     }
     let request = |lab: &TestLab, name: &str, fault_for: &str, failpoint: Option<&str>| {
-        let file = lab.home.path().join(format!("{name}.yaml"));
         let yaml = format!(
             "name: {name}\ntarget:\n  lab: {{ service: api, tasks: 2, control: \"{}\" }}\n\
              load: {{ url: /, rate: 20/s, duration: 8s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
@@ -1312,14 +1311,11 @@ fn two_runs_in_one_process_one_panics_the_other_passes_and_only_its_faults_are_r
              recovery: {{ within: 2s, hold: 1s }}\n",
             lab.control
         );
-        std::fs::write(&file, yaml).unwrap();
         RunRequest {
-            scenario: siege::scenario::load_file(&file).unwrap_or_else(|d| panic!("{d:?}")),
-            source: file.display().to_string(),
             options: RunOptions { reports_dir: None, seed: Some(5) },
             journal_dir: lab.home.path().join(format!("journal-{name}")),
             failpoint: failpoint.map(String::from),
-            connection: siege::backend::Connection::from_env().unwrap(),
+            ..crate::events::request_from(lab.home.path(), name, &yaml, 5)
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
