@@ -39,7 +39,7 @@ impl Exit {
 Exit codes:
   0   passed: steady state held before the faults and again within the recovery deadline
   1   failed: steady state not restored in time
-  2   aborted by a stop condition or interrupted by Ctrl-C / SIGTERM (every fault reverted)
+  2   aborted by a stop condition, or stopped by Ctrl-C / SIGTERM / SIGHUP / a stop command (every fault reverted)
   3   invalid scenario or usage
   4   precondition failed (steady state not met before any fault, target not found, wrong account, target busy)
   5   a revert failed: something may still be broken

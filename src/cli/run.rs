@@ -66,10 +66,13 @@ fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
 pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
     let scenario = load(&args.file)?;
     let keys = match args.interactive {
-        true => Some(
-            super::keys::Keys::start()
-                .map_err(|e| Failure::new(Exit::Invalid, format!("--interactive needs a terminal on stdin: {e}")))?,
-        ),
+        true => Some(super::keys::Keys::start().map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOTTY) => "stdin is not a terminal".to_string(),
+                _ => e.to_string(),
+            };
+            Failure::new(Exit::Invalid, format!("--interactive needs a terminal on stdin: {why}"))
+        })?),
         false => None,
     };
     let spike = scenario.load.rate.per_second * 3.0;

@@ -629,3 +629,18 @@ fn a_bad_lease_time_to_live_in_the_environment_is_a_usage_error_before_anything_
     // Nothing was started: no lab log, no journal.
     assert!(!home.path().join("labs").exists() && !home.path().join("journal").exists());
 }
+
+#[test]
+fn interactive_without_a_terminal_is_a_usage_error_before_anything_starts() {
+    let home = Home::new();
+    let out = home
+        .siege()
+        .args(["run", "--interactive", "scenarios/task-kill.yaml"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("siege");
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{s}");
+    assert!(s.contains("--interactive needs a terminal on stdin: stdin is not a terminal"), "{s}");
+    assert!(!home.path().join("labs").exists() && !home.path().join("journal").exists());
+}
