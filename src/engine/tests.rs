@@ -139,6 +139,31 @@ async fn a_commanded_fault_moves_the_recovery_clock_and_marks_give_human_times()
     assert_eq!(fake.log(), ["inject slow", "revert slow"]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_fault_given_in_full_is_injected_journaled_and_reverted_like_a_catalog_one() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let yaml = scenario("load: { url: /, rate: 100/s, duration: 30s }\nrecovery: { within: 5s, hold: 2s }\n");
+    let handle = start(&yaml, &fake, dir.path());
+    let cmd = handle.commander();
+    let sc = request(&yaml, dir.path()).scenario;
+    let given = |text: &str| crate::scenario::load_fault("request", text.as_bytes(), &sc).unwrap();
+    until_phase(&handle, Phase::Faults).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fault = given("{ type: latency, select: 1, delay: 100ms, for: 3s }");
+    let injected = cmd.send(RunCommand::Inject(FaultChoice::Given(fault.clone()))).await;
+    assert!(injected.is_ok(), "{injected:?}");
+    // Too long for what is left of the load: refused, and the run goes on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let long = given("{ type: latency, name: long, select: 1, delay: 100ms, for: 20s }");
+    let refused = cmd.send(RunCommand::Inject(FaultChoice::Given(long))).await;
+    assert!(matches!(refused, Err(super::command::Refused::NotNow(_))), "{refused:?}");
+    let r = record(handle).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    assert_eq!(r.faults.len(), 1, "{:?}", r.faults);
+    assert_eq!(r.faults[0].name, "latency");
+    assert_eq!(fake.log(), ["inject latency", "revert latency"]);
+}
+
 /// A fault that lasts most of a minute of load.
 const LONG_FAULT: &str = "load: { url: /, rate: 100/s, duration: 60s }\n\
     faults:\n  - { type: latency, name: slow, at: 5s, for: 40s, select: 1, delay: 100ms }\n\

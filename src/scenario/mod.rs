@@ -90,6 +90,27 @@ pub(crate) fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> 
 /// Parses and validates the bytes of a scenario; `file` labels the diagnostics and `dir` is where
 /// `runbook` is resolved from.
 pub fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<Diagnostic>> {
+    let root = parse_yaml(
+        file,
+        bytes,
+        "a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md",
+    )?;
+    checked(file, |cx| validate::check(cx, &root, dir))
+}
+
+/// Parses and checks one fault mapping given on its own, as text (YAML or JSON: `{type:
+/// latency, select: 1, delay: 200ms, for: 20s}`), to be injected into a run of `scenario` by
+/// command: the same checks as an entry of the scenario's `manual:` catalog, against its target
+/// and its load. Without `name` the fault is named after its type. `file` labels the
+/// diagnostics (`request`, say); their paths are the fault's keys (`select`, `delay`).
+pub fn load_fault(file: &str, bytes: &[u8], scenario: &Scenario) -> Result<ManualFault, Vec<Diagnostic>> {
+    let root = parse_yaml(file, bytes, "a fault is a mapping with `type:` and its parameters; see docs/scenario.md")?;
+    checked(file, |cx| validate::check_given_fault(cx, &root, scenario))
+}
+
+/// The YAML tree of `bytes`, or the one diagnostic that says why there is none (not UTF-8, a
+/// syntax error, nothing at all: `empty_hint` says what is expected).
+fn parse_yaml(file: &str, bytes: &[u8], empty_hint: &str) -> Result<yaml::Node, Vec<Diagnostic>> {
     let whole = |line: usize, column: usize, message: String, hint: Option<String>| {
         vec![Diagnostic { file: file.to_string(), line, column, path: String::new(), message, hint }]
     };
@@ -115,24 +136,28 @@ pub fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<
         Err(e) => return Err(whole(e.line, e.col, format!("invalid YAML: {}", e.message), syntax_hint(text, &e))),
     };
     if root.kind == yaml::Kind::Null {
-        return Err(whole(
-            1,
-            1,
-            "the file is empty".into(),
-            Some(
-                "a scenario needs at least `name`, `load`, `steady_state` and `recovery`; see docs/scenario.md".into(),
-            ),
-        ));
+        return Err(whole(1, 1, "the file is empty".into(), Some(empty_hint.into())));
     }
+    Ok(root)
+}
+
+/// What `check` builds, or every problem it found, in the order of the file.
+fn checked<T>(file: &str, check: impl FnOnce(&mut check::Checker) -> Option<T>) -> Result<T, Vec<Diagnostic>> {
     let mut cx = check::Checker::new(file.to_string());
-    let scenario = validate::check(&mut cx, &root, dir);
-    match scenario {
+    match check(&mut cx) {
         Some(s) if cx.diags.is_empty() => Ok(s),
         _ => {
             let mut diags = cx.diags;
             if diags.is_empty() {
                 // Defensive: a check returned nothing without saying why.
-                diags = whole(1, 1, "invalid scenario".into(), None);
+                diags = vec![Diagnostic {
+                    file: file.to_string(),
+                    line: 1,
+                    column: 1,
+                    path: String::new(),
+                    message: "invalid input".into(),
+                    hint: None,
+                }];
             }
             diags.sort_by_key(|d| (d.line, d.column));
             Err(diags)
@@ -216,6 +241,41 @@ pub fn schema_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lab_scenario() -> Scenario {
+        let yaml = "name: t\ntarget: { lab: { tasks: 4 } }\nload: { url: /, rate: 10/s, duration: 60s }\n\
+            steady_state: { error_rate: \"< 1%\" }\nrecovery: { within: 20s }\n";
+        load_bytes("t.yaml", yaml.as_bytes(), Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn a_given_fault_is_checked_like_a_catalog_entry() {
+        let sc = lab_scenario();
+        let f = load_fault("request", b"{ type: latency, select: 1, delay: 200ms, for: 10s }", &sc).unwrap();
+        assert_eq!(f.name, "latency");
+        assert_eq!(f.duration, Some(std::time::Duration::from_secs(10)));
+        let json = br#"{"type": "task-kill", "name": "one", "select": 1}"#;
+        assert_eq!(load_fault("request", json, &sc).unwrap().name, "one");
+
+        let problems = |text: &str| -> Vec<String> {
+            load_fault("request", text.as_bytes(), &sc).unwrap_err().iter().map(|d| d.to_string()).collect()
+        };
+        assert_eq!(
+            problems("{ type: task_kil, select: 1 }"),
+            ["request:1:9: type: unknown fault type `task_kil` (did you mean `task-kill`?)"]
+        );
+        assert_eq!(
+            problems("{ type: task-kill, select: 1, at: 5s }"),
+            ["request:1:31: at: a manual fault has no `at`: it is injected when commanded during the run \
+              (move it under `faults:` to put it on the timeline)"]
+        );
+        let long = problems("{ type: latency, select: 1, delay: 1ms, for: 2m }");
+        assert!(long[0].contains("longer than the whole load"), "{long:?}");
+        let aws_only = problems("{ type: db-failover, target_instance: db-2 }");
+        assert!(aws_only[0].contains("applies only to an aws target"), "{aws_only:?}");
+        assert!(problems("")[0].contains("the file is empty"));
+        assert!(problems("[1, 2]")[0].contains("expected a fault"));
+    }
 
     #[test]
     fn did_you_mean_finds_typos() {

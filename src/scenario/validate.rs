@@ -1004,6 +1004,21 @@ fn name_faults<'a, 'n: 'a>(cx: &mut Checker, faults: impl Iterator<Item = &'a mu
     }
 }
 
+/// One fault mapping given on its own (a fault injected by command, outside the catalog),
+/// checked like an entry of `scenario`'s manual catalog: its parameters against the scenario's
+/// target, what it lasts against the load. Without `name` it is named after its type.
+pub(crate) fn check_given_fault(cx: &mut Checker, root: &Node, scenario: &Scenario) -> Option<ManualFault> {
+    let mut entry = fault(cx, root, "", true, Some(&scenario.target))?;
+    if entry.name_node.is_none() {
+        entry.name = entry.kind.type_name().to_string();
+    }
+    let load = scenario.load.clone();
+    let manual = manual_faults(vec![entry]);
+    manual_rules(cx, &load, &manual);
+    let m = manual.into_iter().next()?;
+    cx.diags.is_empty().then_some(m.fault)
+}
+
 /// A manual fault may be injected while the load runs (the engine refuses an injection whose
 /// recovery could not be judged before the load ends): what it lasts must fit in the load at
 /// least when injected at its start.
