@@ -13,8 +13,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{BackendError, Injected, Resolved, Sample};
+use crate::faults::Action;
 use crate::load::{Latency, LoadPlan, LoadReport, Mode, Window};
-use crate::scenario::{Fault, FaultKind};
+use crate::scenario::Fault;
 use crate::util::Rng;
 
 /// The fake service; clones share it.
@@ -73,12 +74,12 @@ impl FakeBackend {
         self.with(|s| {
             s.log.push(format!("inject {}", fault.name));
             let targets = injected.targets.iter().filter_map(|t| t.strip_prefix("t-")?.parse::<usize>().ok());
-            match &fault.kind {
-                FaultKind::TaskKill { .. } => {
+            match fault.kind.action() {
+                Action::StopTasks { .. } => {
                     let back = s.replace_after.map(|d| now + d);
                     s.down.extend(targets.map(|_| back));
                 }
-                FaultKind::Latency { delay, .. } => s.slow.extend(targets.map(|t| (t, *delay))),
+                Action::DelayNetwork { delay, .. } => s.slow.extend(targets.map(|t| (t, delay))),
                 _ => {}
             }
         });

@@ -27,11 +27,12 @@ use tokio::io::AsyncBufReadExt;
 
 use super::lease::{Keeper, Lease, Renewal};
 use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Sample};
+use crate::faults::{Action, Undo};
 use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
 use crate::lab::proc;
 use crate::lab::supervisor::{LabAddress, LabState};
-use crate::scenario::{Fault, FaultKind, KillSignal, LabTarget, Scenario};
+use crate::scenario::{Fault, KillSignal, LabTarget, Scenario};
 use crate::util::Rng;
 
 /// Environment variable holding the control token of a lab named by `target.lab.control`.
@@ -230,6 +231,7 @@ impl LabBackend {
 
     pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
         let st = self.state().await?;
+        let action = fault.kind.action();
         let service = &st.service.name;
         if let Some(sel) = fault.kind.selection() {
             let ids = running_ids(&st);
@@ -238,10 +240,10 @@ impl LabBackend {
                 return Err(BackendError::Precondition(format!("no running task of service `{service}` to select")));
             }
             let chosen = rng.choose(&ids, k);
-            let what = match &fault.kind {
-                FaultKind::TaskKill { signal, .. } => format!("send {} to", signal_name(*signal)),
-                FaultKind::CpuStress { percent, .. } => format!("burn {percent}% CPU in"),
-                FaultKind::Latency { delay, jitter, .. } => {
+            let what = match &action {
+                Action::StopTasks { signal } => format!("send {} to", signal_name(*signal)),
+                Action::BurnCpu { percent } => format!("burn {percent}% CPU in"),
+                Action::DelayNetwork { delay, jitter } => {
                     format!("add {}ms ±{}ms latency to", delay.as_millis(), jitter.as_millis())
                 }
                 _ => "act on".into(),
@@ -249,8 +251,8 @@ impl LabBackend {
             let summary = format!("{what} {k} of {} tasks of service {service}: {}", ids.len(), chosen.join(", "));
             return Ok(Resolved { targets: chosen, summary });
         }
-        match &fault.kind {
-            FaultKind::DbFailover { outage, .. } => {
+        match &action {
+            Action::FailOverDatabase { outage, .. } => {
                 let writer = st.db.writer.clone().ok_or_else(|| {
                     BackendError::Precondition("the lab database has no writer (a failover is in progress)".into())
                 })?;
@@ -264,14 +266,14 @@ impl LabBackend {
                     ),
                 })
             }
-            FaultKind::SecretDrift => Ok(Resolved {
+            Action::RotateSecret => Ok(Resolved {
                 targets: vec![st.secret.name.clone()],
                 summary: format!(
                     "rotate secret {} (current v{}); running tasks keep v{} until replaced",
                     st.secret.name, st.secret.current_version, st.secret.current_version
                 ),
             }),
-            FaultKind::Redeploy => {
+            Action::ReplaceTasks => {
                 let ids = running_ids(&st);
                 Ok(Resolved {
                     summary: format!("rolling replacement of every task of service {service}: {}", ids.join(", ")),
@@ -284,12 +286,12 @@ impl LabBackend {
 
     pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
         let _ = run_id;
-        let undo = match &fault.kind {
-            FaultKind::SecretDrift => {
+        let undo = match fault.kind.action() {
+            Action::RotateSecret => {
                 let st = self.state().await?;
                 json!({ "restore_version": st.secret.current_version })
             }
-            FaultKind::DbFailover { .. } => json!({ "writer": resolved.targets.first() }),
+            Action::FailOverDatabase { .. } => json!({ "writer": resolved.targets.first() }),
             _ => json!({}),
         };
         Ok(Injected::new(fault, resolved, undo))
@@ -301,24 +303,24 @@ impl LabBackend {
             k.check()?;
         }
         let tasks = &injected.targets;
-        let (path, body) = match &fault.kind {
-            FaultKind::TaskKill { signal, .. } => {
-                ("/v1/tasks/kill", json!({ "tasks": tasks, "signal": signal_name(*signal) }))
+        let (path, body) = match fault.kind.action() {
+            Action::StopTasks { signal } => {
+                ("/v1/tasks/kill", json!({ "tasks": tasks, "signal": signal_name(signal) }))
             }
-            FaultKind::CpuStress { percent, .. } => {
+            Action::BurnCpu { percent } => {
                 // Without a duration the burn lasts until the revert (bounded to an hour).
                 let ms = fault.duration.unwrap_or(Duration::from_secs(3600)).as_millis() as u64;
                 ("/v1/tasks/stress", json!({ "tasks": tasks, "percent": percent, "duration_ms": ms }))
             }
-            FaultKind::Latency { delay, jitter, .. } => (
+            Action::DelayNetwork { delay, jitter } => (
                 "/v1/tasks/latency",
                 json!({ "tasks": tasks, "delay_ms": delay.as_millis() as u64, "jitter_ms": jitter.as_millis() as u64 }),
             ),
-            FaultKind::DbFailover { outage, .. } => {
+            Action::FailOverDatabase { outage, .. } => {
                 ("/v1/db/failover", json!({ "outage_ms": outage.map(|d| d.as_millis() as u64) }))
             }
-            FaultKind::SecretDrift => ("/v1/secret/rotate", json!({})),
-            FaultKind::Redeploy => ("/v1/service/redeploy", json!({ "stale_only": false })),
+            Action::RotateSecret => ("/v1/secret/rotate", json!({})),
+            Action::ReplaceTasks => ("/v1/service/redeploy", json!({ "stale_only": false })),
         };
         let body = match body.get("outage_ms") {
             Some(serde_json::Value::Null) => json!({}),
@@ -328,18 +330,17 @@ impl LabBackend {
     }
 
     pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
-        let (path, body) = match injected.kind.as_str() {
-            "latency" => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "latency" })),
-            "cpu-stress" => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "stress" })),
-            "db-failover" => ("/v1/db/promote", json!({})),
-            "secret-drift" => {
+        let Some(undo) = injected.undo_kind()? else { return Ok(()) };
+        let (path, body) = match undo {
+            Undo::EndNetworkDelay => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "latency" })),
+            Undo::EndCpuBurn => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "stress" })),
+            Undo::EndDatabaseOutage => ("/v1/db/promote", json!({})),
+            Undo::RestoreSecret => {
                 let v = injected.undo.get("restore_version").and_then(|v| v.as_u64()).ok_or_else(|| {
                     BackendError::Api(format!("journal entry of {} has no restore_version", injected.fault))
                 })?;
                 ("/v1/secret/restore", json!({ "version": v, "replace_stale": true }))
             }
-            "task-kill" | "redeploy" => return Ok(()),
-            other => return Err(BackendError::Api(format!("unknown fault type `{other}` in the journal"))),
         };
         // Targets may be gone (replaced tasks): clearing what is left is still a success.
         if injected.targets.is_empty() && path == "/v1/tasks/clear" {

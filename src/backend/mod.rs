@@ -1,6 +1,9 @@
 //! Backends: where faults are injected and state is sampled. The engine sees one interface; the
 //! `lab` backend drives the embedded practice lab through its control API, the `aws` backend
-//! drives ECS, FIS, RDS, Secrets Manager, CloudWatch and ELBv2.
+//! drives ECS, FIS, RDS, Secrets Manager, CloudWatch and ELBv2. A backend carries out the
+//! operations the fault registry names ([`crate::faults::Action`], and [`crate::faults::Undo`] to
+//! revert): it never matches on fault types, so a new fault type made of these operations needs
+//! no backend change.
 //!
 //! The contract every backend keeps, because a game day must never leave a system broken:
 //! - [`Backend::prepare`] reads what it needs to undo a fault (previous secret version, current
@@ -17,6 +20,7 @@ pub mod lease;
 
 use serde::{Deserialize, Serialize};
 
+use crate::faults::Undo;
 use crate::redact::Secrets;
 use crate::scenario::{Fault, Scenario, Target};
 use crate::util::Rng;
@@ -109,6 +113,15 @@ pub struct Injected {
 }
 
 impl Injected {
+    /// How the fault this record names is undone (`None`: it is not); an error for a type
+    /// this version does not know (a journal from another version).
+    pub fn undo_kind(&self) -> Result<Option<Undo>, BackendError> {
+        let def = crate::faults::lookup(&self.kind).ok_or_else(|| {
+            BackendError::Api(format!("no revert for unknown fault type `{}` in the journal", self.kind))
+        })?;
+        Ok(def.undo)
+    }
+
     /// The record of `fault` acting on `resolved`, with the backend's undo data.
     pub fn new(fault: &Fault, resolved: &Resolved, undo: serde_json::Value) -> Self {
         Injected {
@@ -272,6 +285,22 @@ impl Backend {
             Backend::Aws(b) => b.entry_url(),
             #[cfg(test)]
             Backend::Fake(_) => "http://fake.invalid".into(),
+        }
+    }
+
+    /// Sends the load of `plan` to [`Backend::entry_url`] on its own task, until `cancel`, one
+    /// window a second to `windows`, at the rate `rate` sets. The in-memory target simulates it.
+    pub fn drive_load(
+        &self,
+        plan: crate::load::LoadPlan,
+        cancel: tokio_util::sync::CancellationToken,
+        windows: tokio::sync::mpsc::UnboundedSender<crate::load::Window>,
+        rate: crate::load::RateControl,
+    ) -> tokio::task::JoinHandle<Result<crate::load::LoadReport, crate::load::LoadError>> {
+        match self {
+            #[cfg(test)]
+            Backend::Fake(fake) => tokio::spawn(fake.load(plan, cancel, windows)),
+            _ => tokio::spawn(crate::load::run_controlled(plan, cancel, Some(windows), Some(rate))),
         }
     }
 

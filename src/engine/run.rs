@@ -489,11 +489,7 @@ impl Ctx<'_> {
         self.load_started = Some(SystemTime::now());
         let _ = em.emit(Event::LoadStarted { setup_s });
         let rate_control = load::RateControl::default();
-        let mut load_task = match &**backend {
-            #[cfg(test)]
-            Backend::Fake(fake) => tokio::spawn(fake.load(plan, stop_all.clone(), win_tx)),
-            _ => tokio::spawn(load::run_controlled(plan, stop_all.clone(), Some(win_tx), Some(rate_control.clone()))),
-        };
+        let mut load_task = backend.drive_load(plan, stop_all.clone(), win_tx, rate_control.clone());
         let _ = em.emit(Event::PhaseChanged { t: 0.0, phase: Phase::Baseline });
 
         let mut actions: Vec<(Duration, Action)> = vec![];
@@ -1110,7 +1106,7 @@ fn insert_action(actions: &mut Vec<(Duration, Action)>, next: usize, at: Duratio
 }
 
 fn needs_revert(f: &Fault) -> bool {
-    FaultKind::def(&f.kind).reverted
+    FaultKind::def(&f.kind).reverted()
 }
 
 fn summary_of(record: &RecordBuilder, fault: &str) -> String {

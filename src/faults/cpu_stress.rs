@@ -1,6 +1,6 @@
 //! `cpu-stress`: burn CPU inside some tasks for a while.
 
-use super::{AWS_FIS, BASE, FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use super::{AWS_FIS, Action, BASE, FaultDef, FaultKind, Param, ParamKind, Params, Timing, Undo};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "cpu-stress",
@@ -27,7 +27,8 @@ pub(super) static DEF: FaultDef = FaultDef {
     ],
     build,
     aws_needs: Some(AWS_FIS),
-    reverted: true,
+    action,
+    undo: Some(Undo::EndCpuBurn),
     describe,
     debrief: &[
         "What moved first under CPU pressure: latency, errors or the CPU alarm?",
@@ -45,4 +46,11 @@ fn build(p: &Params) -> FaultKind {
 fn describe(kind: &FaultKind) -> String {
     let FaultKind::CpuStress { select, percent } = kind else { return String::new() };
     format!("burn {percent}% CPU in {}", select.phrase())
+}
+
+fn action(kind: &FaultKind) -> Action {
+    match kind {
+        FaultKind::CpuStress { percent, .. } => Action::BurnCpu { percent: *percent },
+        other => unreachable!("the cpu-stress entry was asked for {other:?}"),
+    }
 }

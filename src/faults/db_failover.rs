@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{AwsNeed, BASE, FaultDef, FaultKind, Param, ParamKind, Params, Timing};
+use super::{Action, AwsNeed, BASE, FaultDef, FaultKind, Param, ParamKind, Params, Timing, Undo};
 use crate::util::format_duration;
 
 pub(super) static DEF: FaultDef = FaultDef {
@@ -32,7 +32,8 @@ pub(super) static DEF: FaultDef = FaultDef {
     for_hint: Some("db-failover is instantaneous; the lab's writer outage is set by `outage`"),
     aws_needs: Some(AwsNeed { key: "db_cluster", why: "fails over this Aurora cluster" }),
     // The revert promotes the lab's writer back, should the run end inside the outage.
-    reverted: true,
+    action,
+    undo: Some(Undo::EndDatabaseOutage),
     ends_after,
     describe,
     lab_hits: "the lab database cluster's writer",
@@ -63,5 +64,14 @@ fn describe(kind: &FaultKind) -> String {
             format!("fail the database over (no writer for {})", format_duration(*o))
         }
         _ => "fail the database over".to_string(),
+    }
+}
+
+fn action(kind: &FaultKind) -> Action {
+    match kind {
+        FaultKind::DbFailover { outage, target_instance } => {
+            Action::FailOverDatabase { outage: *outage, promote: target_instance.clone() }
+        }
+        other => unreachable!("the db-failover entry was asked for {other:?}"),
     }
 }

@@ -51,6 +51,11 @@ impl FaultKind {
         self.def().name
     }
 
+    /// What it asks of its target (see [`super::Action`]).
+    pub fn action(&self) -> super::Action {
+        (self.def().action)(self)
+    }
+
     /// What injecting it does, in a phrase ("stop 2 tasks (SIGKILL on the lab)").
     pub fn describe(&self) -> String {
         (self.def().describe)(self)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{AWS_FIS, BASE, FaultDef, FaultKind, Param, ParamKind, ParamProblem, Params, Timing};
+use super::{AWS_FIS, Action, BASE, FaultDef, FaultKind, Param, ParamKind, ParamProblem, Params, Timing, Undo};
 use crate::util::format_duration as d;
 
 pub(super) static DEF: FaultDef = FaultDef {
@@ -32,7 +32,8 @@ pub(super) static DEF: FaultDef = FaultDef {
     build,
     check,
     aws_needs: Some(AWS_FIS),
-    reverted: true,
+    action,
+    undo: Some(Undo::EndNetworkDelay),
     describe,
     debrief: &[
         "Which percentile showed the added delay first, and does any alarm watch it?",
@@ -71,5 +72,12 @@ fn describe(kind: &FaultKind) -> String {
         format!("delay every response of {} by {}", select.phrase(), d(*delay))
     } else {
         format!("delay every response of {} by {} ± {}", select.phrase(), d(*delay), d(*jitter))
+    }
+}
+
+fn action(kind: &FaultKind) -> Action {
+    match kind {
+        FaultKind::Latency { delay, jitter, .. } => Action::DelayNetwork { delay: *delay, jitter: *jitter },
+        other => unreachable!("the latency entry was asked for {other:?}"),
     }
 }

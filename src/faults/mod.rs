@@ -1,12 +1,12 @@
 //! The fault registry: one entry per fault type (one file each), with its parameters and their
-//! checks, how it sits on the timeline and whether it is reverted, when its disruption ends, how
-//! `siege plan` words it, its debrief questions and what it does on each backend. Callers reach
-//! an entry with [`FaultKind::def`] (or [`lookup`] by name) instead of matching on fault types.
-//! This one table drives the parsing of `faults:` and `manual:` entries
-//! (which keys a type takes, their defaults, did-you-mean hints), the JSON Schema and the fault
-//! reference in `docs/scenario.md`. The fault model the entries are built into ([`FaultKind`],
-//! [`Selection`], [`KillSignal`]) lives here too, so that `faults` depends on no other module
-//! of the crate.
+//! checks, how it sits on the timeline, when its disruption ends, how `siege plan` words it, its
+//! debrief questions, the operation it asks of the target ([`Action`], which the backends carry
+//! out) and the one that undoes it ([`Undo`]). Callers reach an entry with [`FaultKind::def`] (or
+//! [`lookup`] by name) instead of matching on fault types. This one table drives the parsing of
+//! `faults:` and `manual:` entries (which keys a type takes, their defaults, did-you-mean hints),
+//! the JSON Schema and the fault reference in `docs/scenario.md`. The fault model the entries are
+//! built into ([`FaultKind`], [`Selection`], [`KillSignal`]) lives here too, so that `faults`
+//! depends on no other module of the crate but `util`.
 
 mod cpu_stress;
 mod db_failover;
@@ -46,9 +46,13 @@ pub struct FaultDef {
     pub for_hint: Option<&'static str>,
     /// The `target.aws` key this type needs on AWS, and why.
     pub aws_needs: Option<AwsNeed>,
-    /// Whether the engine reverts the fault once injected: every one that lasts, and an
-    /// instantaneous one whose effect can be undone (a db-failover promotes the writer back).
-    pub reverted: bool,
+    /// What the fault asks of its target, for the backends (which know these operations, never
+    /// fault types).
+    pub action: fn(&FaultKind) -> Action,
+    /// How the engine undoes the fault once injected (`None`: it does not, the effect settles
+    /// by itself): every one that lasts, and an instantaneous one whose effect can be undone (a
+    /// lab db-failover's writer outage is ended).
+    pub undo: Option<Undo>,
     /// How long the disruption lasts from the injection whatever `for` says (a lab
     /// db-failover's writer outage); zero for most types.
     pub ends_after: fn(&FaultKind) -> Duration,
@@ -65,6 +69,48 @@ pub struct FaultDef {
     pub lingers: Option<Lingering>,
     /// Whether this type remediates the faults that linger before it on the timeline.
     pub remediates: bool,
+}
+
+/// What a fault asks of its target: the operations every backend carries out. Each fault type
+/// maps itself onto one ([`FaultDef::action`]); a backend implements these, so a new fault type
+/// made of them needs no change to any backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Stop the selected tasks (`signal` on the lab; ECS `StopTask` on AWS).
+    StopTasks { signal: KillSignal },
+    /// Burn `percent` of a core (lab) or of the task's CPU (AWS) in the selected tasks.
+    BurnCpu { percent: u32 },
+    /// Delay the selected tasks' network by `delay` ± `jitter`.
+    DelayNetwork { delay: Duration, jitter: Duration },
+    /// Fail the database over: the lab's writer is gone for `outage`; on AWS, `promote` names
+    /// the replica to promote.
+    FailOverDatabase { outage: Option<Duration>, promote: Option<String> },
+    /// Rotate the service's secret; running tasks keep the value they read.
+    RotateSecret,
+    /// Replace every task of the service, as a redeploy does.
+    ReplaceTasks,
+}
+
+/// How an injected fault is undone, from its journal record alone (the record names its type,
+/// [`lookup`] gives this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undo {
+    /// Stop the CPU burn in the tasks that are left.
+    EndCpuBurn,
+    /// Remove the added delay from the tasks that are left.
+    EndNetworkDelay,
+    /// End a database outage that is still going (promote a writer); a failover that is over is
+    /// not failed back, which would be a second outage.
+    EndDatabaseOutage,
+    /// Put back the secret version the record names.
+    RestoreSecret,
+}
+
+impl FaultDef {
+    /// Whether the engine reverts the fault once injected.
+    pub fn reverted(&self) -> bool {
+        self.undo.is_some()
+    }
 }
 
 /// A problem with a fault's parameters, found by [`FaultDef::check`].
@@ -113,7 +159,8 @@ const BASE: FaultDef = FaultDef {
     check: |_| Vec::new(),
     for_hint: None,
     aws_needs: None,
-    reverted: false,
+    action: |_| Action::ReplaceTasks,
+    undo: None,
     ends_after: |_| Duration::ZERO,
     describe: |_| String::new(),
     lab_hits: "",
@@ -362,14 +409,14 @@ mod tests {
     #[test]
     fn faults_that_last_are_reverted_and_lingering_ones_have_a_remedy() {
         for d in REGISTRY {
-            assert!(d.timing == Timing::Instant || d.reverted, "{} lasts but is never reverted", d.name);
+            assert!(d.timing == Timing::Instant || d.undo.is_some(), "{} lasts but is never reverted", d.name);
             if let Some(l) = d.lingers {
                 assert_eq!(d.timing, Timing::Persistent, "{} lingers but is reverted by `for`", d.name);
                 assert!(l.remedied.ends_with('?') && l.unremedied.ends_with('?'));
             }
         }
         // Nothing to undo after a kill or a redeploy; a db-failover's revert promotes the writer.
-        let settled: Vec<&str> = REGISTRY.iter().filter(|d| !d.reverted).map(|d| d.name).collect();
+        let settled: Vec<&str> = REGISTRY.iter().filter(|d| d.undo.is_none()).map(|d| d.name).collect();
         assert_eq!(settled, ["task-kill", "redeploy"]);
         assert!(REGISTRY.iter().all(|d| !d.lingers() || remedy().is_some()));
         assert_eq!(remedy().map(|d| d.name), Some("redeploy"));

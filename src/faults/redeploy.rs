@@ -1,6 +1,6 @@
 //! `redeploy`: the remediation step, replace every task of the service.
 
-use super::{BASE, FaultDef, FaultKind, Params, Timing};
+use super::{Action, BASE, FaultDef, FaultKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "redeploy",
@@ -12,6 +12,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     note: "as the last event of the timeline it ends the disruption: recovery is timed from it",
     params: &[],
     build,
+    action,
     describe: |_| "replace every task of the service".to_string(),
     lab_hits: "every task of the lab service",
     debrief: &[
@@ -25,4 +26,11 @@ pub(super) static DEF: FaultDef = FaultDef {
 
 fn build(_: &Params) -> FaultKind {
     FaultKind::Redeploy
+}
+
+fn action(kind: &FaultKind) -> Action {
+    match kind {
+        FaultKind::Redeploy => Action::ReplaceTasks,
+        other => unreachable!("the redeploy entry was asked for {other:?}"),
+    }
 }

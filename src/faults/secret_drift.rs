@@ -1,6 +1,6 @@
 //! `secret-drift`: rotate the database secret under running tasks.
 
-use super::{AwsNeed, BASE, FaultDef, FaultKind, Lingering, Params, Timing};
+use super::{Action, AwsNeed, BASE, FaultDef, FaultKind, Lingering, Params, Timing, Undo};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "secret-drift",
@@ -13,7 +13,8 @@ pub(super) static DEF: FaultDef = FaultDef {
     params: &[],
     build,
     aws_needs: Some(AwsNeed { key: "secret", why: "rotates this Secrets Manager secret" }),
-    reverted: true,
+    action,
+    undo: Some(Undo::RestoreSecret),
     describe: |_| "rotate the database secret under the running tasks".to_string(),
     lab_hits: "the lab's database secret",
     debrief: &[
@@ -33,4 +34,11 @@ pub(super) static DEF: FaultDef = FaultDef {
 
 fn build(_: &Params) -> FaultKind {
     FaultKind::SecretDrift
+}
+
+fn action(kind: &FaultKind) -> Action {
+    match kind {
+        FaultKind::SecretDrift => Action::RotateSecret,
+        other => unreachable!("the secret-drift entry was asked for {other:?}"),
+    }
 }

@@ -1,6 +1,6 @@
 //! `task-kill`: stop some of the service's tasks at once.
 
-use super::{BASE, FaultDef, FaultKind, KillSignal, Param, ParamKind, Params, Timing};
+use super::{Action, BASE, FaultDef, FaultKind, KillSignal, Param, ParamKind, Params, Timing};
 
 pub(super) static DEF: FaultDef = FaultDef {
     name: "task-kill",
@@ -26,6 +26,7 @@ pub(super) static DEF: FaultDef = FaultDef {
         },
     ],
     build,
+    action,
     describe,
     debrief: &[
         "Which signal showed the lost tasks first: errors in the load, the healthy-target count or an alarm?",
@@ -48,4 +49,11 @@ fn describe(kind: &FaultKind) -> String {
         KillSignal::Sigterm => "SIGTERM",
     };
     format!("stop {} ({sig} on the lab)", select.phrase())
+}
+
+fn action(kind: &FaultKind) -> Action {
+    match kind {
+        FaultKind::TaskKill { signal, .. } => Action::StopTasks { signal: *signal },
+        other => unreachable!("the task-kill entry was asked for {other:?}"),
+    }
 }

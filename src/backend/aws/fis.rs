@@ -16,8 +16,9 @@ use aws_sdk_fis::types::{
 use super::error::aws_error;
 use super::{AwsBackend, undo_str};
 use crate::backend::{BackendError, Injected};
+use crate::faults::Action;
+use crate::scenario::Fault;
 use crate::scenario::units::format_duration;
-use crate::scenario::{Fault, FaultKind};
 
 /// Tag keys on every template and experiment siege creates.
 pub(crate) const TAG_RUN: &str = "siege:run-id";
@@ -84,8 +85,8 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
 /// [`PARALLEL_ACTIONS`] × [`ARNS_PER_TARGET`] tasks for a cpu-stress, more than one target's worth
 /// for a latency (FIS does not run `aws:ecs:task-network-*` actions in parallel).
 pub(super) fn check_selection(fault: &Fault, tasks: usize) -> Result<(), BackendError> {
-    let (max, why) = match fault.kind {
-        FaultKind::Latency { .. } => (
+    let (max, why) = match fault.kind.action() {
+        Action::DelayNetwork { .. } => (
             ARNS_PER_TARGET,
             format!("FIS takes {ARNS_PER_TARGET} tasks per target and does not run its network actions in parallel"),
         ),
@@ -182,11 +183,11 @@ impl AwsBackend {
             return Err(BackendError::Precondition(format!("fault `{}` has no task to act on", fault.name)));
         }
         let duration = iso8601(duration_of(fault));
-        let (action_id, parameters): (&str, Vec<(&str, String)>) = match &fault.kind {
-            FaultKind::CpuStress { percent, .. } => {
+        let (action_id, parameters): (&str, Vec<(&str, String)>) = match fault.kind.action() {
+            Action::BurnCpu { percent } => {
                 ("aws:ecs:task-cpu-stress", vec![("duration", duration), ("percent", percent.to_string())])
             }
-            FaultKind::Latency { delay, jitter, .. } => (
+            Action::DelayNetwork { delay, jitter } => (
                 "aws:ecs:task-network-latency",
                 vec![
                     ("duration", duration),
@@ -194,7 +195,7 @@ impl AwsBackend {
                     ("jitterMilliseconds", jitter.as_millis().to_string()),
                 ],
             ),
-            other => return Err(BackendError::Api(format!("{} is not a FIS fault", other.type_name()))),
+            _ => return Err(BackendError::Api(format!("{} is not a FIS fault", fault.kind.type_name()))),
         };
         let tags: HashMap<String, String> =
             HashMap::from([(TAG_RUN.to_string(), run_id.to_string()), (TAG_FAULT.to_string(), fault.name.clone())]);
@@ -463,13 +464,13 @@ mod tests {
             name: "cpu".into(),
             at: Duration::from_secs(10),
             duration: Some(Duration::from_secs(30)),
-            kind: FaultKind::CpuStress { select: crate::scenario::Selection::Count(1), percent: 50 },
+            kind: crate::scenario::FaultKind::CpuStress { select: crate::scenario::Selection::Count(1), percent: 50 },
         };
         assert!(check_selection(&stress, 50).is_ok());
         let err = check_selection(&stress, 51).expect_err("51 tasks").to_string();
         assert!(err.contains("selects 51 tasks") && err.contains("at most 50"), "{err}");
         let latency = Fault {
-            kind: FaultKind::Latency {
+            kind: crate::scenario::FaultKind::Latency {
                 select: crate::scenario::Selection::Count(1),
                 delay: Duration::from_millis(100),
                 jitter: Duration::ZERO,

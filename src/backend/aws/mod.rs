@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::{BackendError, Injected, Resolved, Sample};
+use crate::faults::{Action, Undo};
 use crate::redact::Secrets;
-use crate::scenario::{AwsTarget, Fault, FaultKind, Scenario, Selection, StopCondition};
+use crate::scenario::{AwsTarget, Fault, Scenario, Selection, StopCondition};
 use crate::util::Rng;
 
 pub use watch::{CloudMetrics, MetricFailure};
@@ -305,18 +306,20 @@ impl AwsBackend {
         if let Some(tg) = &self.target.target_group {
             self.target_health(tg).await?;
         }
-        for fault in &scenario.faults {
-            match &fault.kind {
-                FaultKind::CpuStress { .. } | FaultKind::Latency { .. } if self.target.fis_role.is_none() => {
+        // The manual catalog too: a fault injected by command must not fail for a missing role.
+        let manual: Vec<Fault> = scenario.manual.iter().map(|m| m.at(Duration::ZERO)).collect();
+        for fault in scenario.faults.iter().chain(&manual) {
+            match fault.kind.action() {
+                Action::BurnCpu { .. } | Action::DelayNetwork { .. } if self.target.fis_role.is_none() => {
                     return Err(BackendError::Precondition(format!(
                         "fault `{}` runs through FIS, which needs `target.aws.fis_role` (the IAM role FIS assumes)",
                         fault.name
                     )));
                 }
-                FaultKind::DbFailover { .. } => {
+                Action::FailOverDatabase { .. } => {
                     self.db_cluster_name(fault)?;
                 }
-                FaultKind::SecretDrift => {
+                Action::RotateSecret => {
                     self.secret_name(fault)?;
                 }
                 _ => {}
@@ -334,9 +337,12 @@ impl AwsBackend {
 
     /// Which concrete resources `fault` would touch now, with a precise summary. Mutates nothing.
     pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
-        match &fault.kind {
-            FaultKind::TaskKill { select, .. } => {
-                let (chosen, n) = self.select_tasks(*select, rng).await?;
+        let select = || {
+            fault.kind.selection().ok_or_else(|| BackendError::Api(format!("fault `{}` selects no task", fault.name)))
+        };
+        match fault.kind.action() {
+            Action::StopTasks { .. } => {
+                let (chosen, n) = self.select_tasks(select()?, rng).await?;
                 Ok(Resolved {
                     summary: format!(
                         "stop {} of {n} running tasks of service {} (cluster {}): {}",
@@ -348,8 +354,8 @@ impl AwsBackend {
                     targets: chosen,
                 })
             }
-            FaultKind::CpuStress { select, percent } => {
-                let (chosen, n) = self.select_tasks(*select, rng).await?;
+            Action::BurnCpu { percent } => {
+                let (chosen, n) = self.select_tasks(select()?, rng).await?;
                 fis::check_selection(fault, chosen.len())?;
                 Ok(Resolved {
                     summary: format!(
@@ -364,8 +370,8 @@ impl AwsBackend {
                     targets: chosen,
                 })
             }
-            FaultKind::Latency { select, delay, jitter } => {
-                let (chosen, n) = self.select_tasks(*select, rng).await?;
+            Action::DelayNetwork { delay, jitter } => {
+                let (chosen, n) = self.select_tasks(select()?, rng).await?;
                 fis::check_selection(fault, chosen.len())?;
                 Ok(Resolved {
                     summary: format!(
@@ -382,22 +388,20 @@ impl AwsBackend {
                     targets: chosen,
                 })
             }
-            FaultKind::DbFailover { target_instance, .. } => {
-                self.resolve_failover(fault, target_instance.as_deref()).await
-            }
-            FaultKind::SecretDrift => self.resolve_secret(fault).await,
-            FaultKind::Redeploy => self.resolve_redeploy().await,
+            Action::FailOverDatabase { promote, .. } => self.resolve_failover(fault, promote.as_deref()).await,
+            Action::RotateSecret => self.resolve_secret(fault).await,
+            Action::ReplaceTasks => self.resolve_redeploy().await,
         }
     }
 
     /// Reads what is needed to undo `fault` on `resolved`. Mutates nothing.
     pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
-        let undo = match &fault.kind {
-            FaultKind::TaskKill { .. } => serde_json::json!({ "cluster": self.target.cluster }),
-            FaultKind::CpuStress { .. } | FaultKind::Latency { .. } => fis::undo_record(run_id, &fault.name),
-            FaultKind::DbFailover { .. } => self.prepare_failover(fault).await?,
-            FaultKind::SecretDrift => self.prepare_secret(resolved).await?,
-            FaultKind::Redeploy => self.prepare_redeploy().await?,
+        let undo = match fault.kind.action() {
+            Action::StopTasks { .. } => serde_json::json!({ "cluster": self.target.cluster }),
+            Action::BurnCpu { .. } | Action::DelayNetwork { .. } => fis::undo_record(run_id, &fault.name),
+            Action::FailOverDatabase { .. } => self.prepare_failover(fault).await?,
+            Action::RotateSecret => self.prepare_secret(resolved).await?,
+            Action::ReplaceTasks => self.prepare_redeploy().await?,
         };
         Ok(Injected::new(fault, resolved, undo))
     }
@@ -405,30 +409,30 @@ impl AwsBackend {
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         self.ensure_account().await?;
         self.lease_check()?;
-        match &fault.kind {
-            FaultKind::TaskKill { .. } => self.stop_tasks(fault, injected, run_id).await,
-            FaultKind::CpuStress { .. } | FaultKind::Latency { .. } => self.start_fis(fault, injected, run_id).await,
-            FaultKind::DbFailover { .. } => self.failover(injected).await,
-            FaultKind::SecretDrift => self.drift_secret(injected).await,
-            FaultKind::Redeploy => self.redeploy(injected).await,
+        match fault.kind.action() {
+            Action::StopTasks { .. } => self.stop_tasks(fault, injected, run_id).await,
+            Action::BurnCpu { .. } | Action::DelayNetwork { .. } => self.start_fis(fault, injected, run_id).await,
+            Action::FailOverDatabase { .. } => self.failover(injected).await,
+            Action::RotateSecret => self.drift_secret(injected).await,
+            Action::ReplaceTasks => self.redeploy(injected).await,
         }
     }
 
     /// Idempotent, and works from the journaled record alone.
     pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
-        match injected.kind.as_str() {
-            // Stopped tasks are replaced by ECS; a forced deployment is finished, not undone; a
-            // failover is not failed back (that would be a second outage).
-            "task-kill" | "redeploy" | "db-failover" => Ok(()),
-            "cpu-stress" | "latency" => {
+        match injected.undo_kind()? {
+            // Stopped tasks are replaced by ECS; a forced deployment is finished, not undone; an
+            // Aurora failover has no outage left to end once it is done, and is not failed back
+            // (that would be a second outage).
+            None | Some(Undo::EndDatabaseOutage) => Ok(()),
+            Some(Undo::EndCpuBurn | Undo::EndNetworkDelay) => {
                 self.ensure_account().await?;
                 self.revert_fis(injected).await
             }
-            "secret-drift" => {
+            Some(Undo::RestoreSecret) => {
                 self.ensure_account().await?;
                 self.revert_secret(injected).await
             }
-            other => Err(BackendError::Api(format!("no revert for unknown fault type `{other}` in the journal"))),
         }
     }
 

@@ -11,7 +11,8 @@ use aws_sdk_rds::types::DbCluster;
 use super::error::aws_error;
 use super::{AwsBackend, undo_str};
 use crate::backend::{BackendError, Injected, Resolved};
-use crate::scenario::{Fault, FaultKind};
+use crate::faults::Action;
+use crate::scenario::Fault;
 
 /// How long a failover may take to show a new writer before siege reports it as stuck.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(5 * 60);
@@ -89,14 +90,14 @@ impl AwsBackend {
         let cluster = self.describe_db_cluster(name).await?;
         // The replica's identifier as RDS spells it (identifiers are lower case; a scenario may
         // not be).
-        let target_instance = match &fault.kind {
-            FaultKind::DbFailover { target_instance: Some(t), .. } => {
+        let target_instance = match fault.kind.action() {
+            Action::FailOverDatabase { promote: Some(t), .. } => {
                 let members: Vec<String> = cluster
                     .db_cluster_members()
                     .iter()
                     .filter_map(|m| m.db_instance_identifier().map(str::to_string))
                     .collect();
-                Some(replica_named(&members, t).unwrap_or(t).to_string())
+                Some(replica_named(&members, &t).unwrap_or(&t).to_string())
             }
             _ => None,
         };
