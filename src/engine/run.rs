@@ -145,6 +145,33 @@ enum TaskDone {
     Injected { fault: usize, result: Result<(), BackendError> },
 }
 
+/// Awaits `step` (connecting, the preflight) while answering the commands that come meanwhile:
+/// a stop interrupts the run, which has changed nothing yet; anything else is refused, as the
+/// load has not started.
+async fn answering<T>(
+    step: impl Future<Output = T>,
+    commands: &mut mpsc::Receiver<CommandEnvelope>,
+    interrupts: &Interrupter,
+    doing: &str,
+) -> T {
+    tokio::pin!(step);
+    loop {
+        tokio::select! {
+            out = &mut step => return out,
+            Some(CommandEnvelope { command, reply }) = commands.recv() => {
+                let answer = match command {
+                    RunCommand::Stop { reason } => {
+                        interrupts.interrupt(&format!("stop command: {reason}"));
+                        Ok("stopping the run before it started: nothing was changed".into())
+                    }
+                    _ => Err(Refused::NotNow(format!("the run is still {doing}; the load has not started"))),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
 fn classify(e: &BackendError) -> CancelReason {
     match e {
         // The verdict already says "precondition failed": the reason is the bare message.
@@ -206,12 +233,18 @@ pub(super) async fn run(
         replies: BTreeMap::new(),
     };
 
+    let mut commands = commands;
     let backend = match connected {
         Some(b) => Ok(b),
-        None => tokio::select! {
-            b = Backend::connect(&scenario.target, &run_id, &connection) => b,
-            _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
-        },
+        None => {
+            let connect = async {
+                tokio::select! {
+                    b = Backend::connect(&scenario.target, &run_id, &connection) => b,
+                    _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
+                }
+            };
+            answering(connect, &mut commands, &interrupts, "connecting to its target").await
+        }
     };
     let backend = match backend {
         Ok(b) => Some(Arc::new(b)),
@@ -234,7 +267,13 @@ pub(super) async fn run(
             locator: backend.locator(),
         });
         let _ = em.emit(Event::BackendReady { entry_url: backend.entry_url() });
-        match backend.preflight(&scenario).await {
+        let preflight =
+            answering(backend.preflight(&scenario), &mut commands, &interrupts, "checking its target").await;
+        match preflight {
+            // Stopped while checking: nothing was started.
+            Ok(()) if interrupts.cancel.is_cancelled() => {
+                ctx.cancel = Some(CancelReason::Interrupted(interrupts.reason()))
+            }
             Ok(()) => ctx.drive(backend, &mut em, &interrupts, commands).await,
             Err(e) => ctx.cancel = Some(classify(&e)),
         }

@@ -120,3 +120,23 @@ fn the_stop_command_reverts_and_ends_the_run_aborted() {
         assert!(r.timings.duration_s < 8.0, "stopped at once: {:?}", r.timings);
     });
 }
+
+#[test]
+fn commands_are_answered_while_the_run_connects_and_a_stop_there_changes_nothing() {
+    let home = home();
+    runtime().block_on(async {
+        let handle = siege::engine::start(request(home.path()));
+        let cmd = handle.commander();
+        // The run starts a lab of its own first: that takes a moment, and nobody waits for it.
+        let early = tokio::time::timeout(Duration::from_millis(300), cmd.send(mark(MarkKind::Note, "bob"))).await;
+        match early {
+            Ok(Err(Refused::NotNow(why))) => assert!(why.contains("connecting"), "{why}"),
+            other => panic!("a mark while connecting is refused at once: {other:?}"),
+        }
+        let stopped = cmd.send(RunCommand::Stop { reason: "wrong room".into() }).await;
+        assert!(stopped.is_ok(), "{stopped:?}");
+        let r = handle.outcome().await.expect("no panic").record;
+        assert_eq!(r.verdict.outcome, Outcome::Aborted, "{:?}", r.verdict);
+        assert!(r.faults.is_empty() && r.load.requests == 0, "nothing started: {:?} {:?}", r.faults, r.load);
+    });
+}
