@@ -89,14 +89,18 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             connection,
         });
         signals.forward_to(handle.interrupter());
+        let prompt = progress::Prompt::default();
         let display = match &keys {
-            Some(_) => progress::spawn_to(handle.subscribe(), progress::Progress::new().with_keys(super::keys::LEGEND)),
+            Some(_) => progress::spawn_to(
+                handle.subscribe(),
+                progress::Progress::new().with_keys(super::keys::LEGEND, prompt.clone()),
+            ),
             None => progress::spawn(handle.subscribe()),
         };
         let (guard, serving) = match keys {
             Some((guard, actions)) => {
                 let author = args.author.clone().or_else(|| std::env::var("USER").ok()).unwrap_or("instructor".into());
-                (Some(guard), Some(tokio::spawn(serve_keys(actions, handle.commander(), author, spike))))
+                (Some(guard), Some(tokio::spawn(serve_keys(actions, handle.commander(), author, spike, prompt))))
             }
             None => (None, None),
         };
@@ -127,23 +131,35 @@ async fn serve_keys(
     run: Commander,
     author: String,
     spike: f64,
+    prompt: progress::Prompt,
 ) {
     use super::keys::Action;
     use crate::report::MarkKind;
     let mark = |kind, text: String| RunCommand::Mark { kind, author: author.clone(), text };
+    let typing = |line: Option<String>| {
+        if let Ok(mut p) = prompt.lock() {
+            *p = line;
+        }
+    };
     while let Some(a) = actions.recv().await {
         let command = match a {
             Action::Inject(n) => RunCommand::Inject(FaultChoice::Numbered(n)),
             Action::Spike => RunCommand::SetRate { rate: spike, duration: std::time::Duration::from_secs(15) },
             Action::Detected => mark(MarkKind::Detected, String::new()),
             Action::Mitigated => mark(MarkKind::Mitigated, String::new()),
-            Action::Note(text) => mark(MarkKind::Note, text),
+            Action::Note(text) => {
+                typing(None);
+                mark(MarkKind::Note, text)
+            }
             Action::Typing(text) => {
-                eprint!("\r\x1b[2Knote (Enter adds it, Esc drops it)> {text}");
+                let line = format!("note (Enter adds it, Esc drops it)> {text}");
+                eprint!("\r\x1b[2K{line}");
+                typing(Some(line));
                 continue;
             }
             Action::NoteDropped => {
                 eprint!("\r\x1b[2K");
+                typing(None);
                 continue;
             }
             Action::Stop => RunCommand::Stop { reason: "q pressed on the terminal".into() },

@@ -6,10 +6,15 @@
 //! says how many events it missed.
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::bus::{Received, Subscription};
 use super::events::{CancelReason, Event};
+
+/// What is being typed at the terminal (an interactive run's note): while it is set, the status
+/// line shows it instead of the figures, so that a second's update does not wipe it.
+pub type Prompt = Arc<Mutex<Option<String>>>;
 
 /// The progress display running for one run.
 pub struct ProgressTask {
@@ -48,6 +53,7 @@ pub struct Progress {
     tty: bool,
     /// The keys an interactive run answers to, shown with the status line.
     keys: Option<&'static str>,
+    prompt: Prompt,
     phase: &'static str,
     status_shown: bool,
     out: Box<dyn Write + Send>,
@@ -62,12 +68,13 @@ impl Progress {
 
     /// On `out`; `tty` draws the status line.
     pub fn to(out: Box<dyn Write + Send>, tty: bool) -> Self {
-        Progress { tty, keys: None, phase: "connecting", status_shown: false, out }
+        Progress { tty, keys: None, prompt: Prompt::default(), phase: "connecting", status_shown: false, out }
     }
 
-    /// Shows `legend` (the keys of an interactive run) when the load starts and on the status line.
-    pub fn with_keys(self, legend: &'static str) -> Self {
-        Progress { keys: Some(legend), ..self }
+    /// Shows `legend` (the keys of an interactive run) when the load starts and on the status
+    /// line, and `prompt` instead of the status line while it is set.
+    pub fn with_keys(self, legend: &'static str, prompt: Prompt) -> Self {
+        Progress { keys: Some(legend), prompt, ..self }
     }
 
     fn line(&mut self, t: Option<f64>, text: &str) {
@@ -154,7 +161,9 @@ impl Progress {
                     w.latency_ms.p95,
                     if *steady { "steady" } else { "DISRUPTED" },
                 );
+                let typing = self.prompt.lock().ok().and_then(|p| p.clone());
                 if self.tty {
+                    let status = typing.unwrap_or(status);
                     let _ = write!(self.out, "\r\x1b[2K{status}");
                     let _ = self.out.flush();
                     self.status_shown = true;
@@ -186,7 +195,6 @@ mod tests {
     use super::*;
     use crate::engine::bus::Bus;
     use crate::engine::events::Envelope;
-    use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -225,5 +233,31 @@ mod tests {
         assert!(text.starts_with("siege: the display fell behind: missed 7 events\n"), "{text}");
         assert!(text.contains("note: n7\n") && !text.contains("note: n6"), "{text}");
         assert!(text.ends_with("PASSED: all good\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_note_being_typed_stays_on_the_status_line_through_the_seconds() {
+        let (bus, publisher) = Bus::new(16);
+        let sub = bus.subscribe();
+        let prompt = Prompt::default();
+        *prompt.lock().unwrap() = Some("note> the balancer".into());
+        let second = |seq: u64| Envelope {
+            run_id: "r".into(),
+            seq,
+            at: String::new(),
+            t: Some(1.0),
+            event: Event::SecondClosed {
+                window: crate::load::Window { second: seq as u32, ..Default::default() },
+                sample: None,
+                steady: true,
+                next: None,
+            },
+        };
+        publisher.publish(second(0));
+        drop(publisher);
+        let out = Shared::default();
+        spawn_to(sub, Progress::to(Box::new(out.clone()), true).with_keys("keys", prompt)).finish().await;
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "\r\x1b[2Knote> the balancer", "{text:?}");
     }
 }
