@@ -453,7 +453,7 @@ fn phases(history: &[Second], first: Option<u32>, restored: Option<u32>, notes: 
         }
         let all = requests + missed;
         let error_rate = if all == 0 { 0.0 } else { (errors.total() + missed) as f64 / all as f64 };
-        let merged = match crate::load::hdr::merge(seconds.iter().map(|s| s.window.latency_hist.as_slice())) {
+        let merged = match crate::load::hdr::merge(seconds.iter().map(|s| &*s.window.latency_hist)) {
             Ok(h) => h,
             Err(e) => {
                 notes.push(format!("report: the {} latency histograms could not be merged: {e}", phase.label()));
@@ -593,7 +593,7 @@ mod tests {
             let mut hist = crate::load::hdr::histogram();
             let us = if (10..25).contains(&s.window.second) { 400_000 } else { 2_000 };
             hist.record_n(us, 100).unwrap();
-            s.window.latency_hist = crate::load::hdr::encode(&hist);
+            s.window.latency_hist = crate::load::hdr::encode(&hist).into();
         }
         h[0].sample.as_mut().unwrap().running_tasks = Some(3);
         let r = record(&sc, &injected(), &h, None);

@@ -137,9 +137,9 @@ pub struct Window {
     pub latency_ms: Latency,
     /// This second's latency histogram (microseconds) in the V2 encoding of [`hdr`]: what a
     /// span of seconds' percentiles are computed from, merged. Empty when not recorded (a fake
-    /// load); not part of `siege load --json` or the events.
+    /// load); not part of `siege load --json` or the events. Shared, as windows are cloned.
     #[serde(skip)]
-    pub latency_hist: Vec<u8>,
+    pub latency_hist: std::sync::Arc<[u8]>,
 }
 
 impl Window {

@@ -6,14 +6,14 @@
 //! ([`crate::redact`]) first, and everything is rendered from the redacted record, so that a secret
 //! cannot reach an output however a renderer escapes or splits text.
 
-mod charts;
+pub(crate) mod charts;
 mod debrief;
-mod format;
+pub(crate) mod format;
 mod junit;
 mod markdown;
 mod marks;
 pub mod record;
-mod svg;
+pub(crate) mod svg;
 
 pub use crate::redact::{Secrets, redact};
 pub use format::Redactor;
