@@ -373,7 +373,7 @@ fn write_all_creates_a_run_directory_per_run() {
 
 /// A small well-formedness check: tags balance, attribute values are quoted, `<` and `&` appear
 /// only as markup or entities. Enough to catch an escaping mistake in our own output.
-fn check_well_formed_xml(xml: &str) -> Result<(), String> {
+pub(crate) fn check_well_formed_xml(xml: &str) -> Result<(), String> {
     fn entities(text: &str) -> Result<(), String> {
         let mut rest = text;
         while let Some(i) = rest.find('&') {
