@@ -1,8 +1,8 @@
 //! The overlaid charts of `siege compare`: A and B on one time axis (seconds since each run's
 //! load started), A solid and B dashed, with the fault windows of both runs shaded.
 
-use crate::report::charts::fault_end;
-use crate::report::svg::{Band, Chart, Series, Style};
+use crate::report::charts::bands;
+use crate::report::svg::{Chart, Series, Style};
 use crate::report::{RunRecord, WindowRecord};
 
 /// The files, in the order `compare.md` shows them, with their titles.
@@ -18,17 +18,6 @@ const B_COLOR: &str = "#D55E00";
 fn end(r: &RunRecord) -> f64 {
     let windows = r.windows.iter().map(|w| f64::from(w.second) + 1.0).fold(0.0, f64::max);
     r.timings.duration_s.max(windows).max(1.0)
-}
-
-fn bands(r: &RunRecord, run: &str, end: f64) -> Vec<Band> {
-    r.faults
-        .iter()
-        .filter_map(|f| {
-            let start = f.injected_s?;
-            let stop = fault_end(f).unwrap_or(end);
-            Some(Band { start, end: stop.max(start), label: format!("{run}: {}", f.name) })
-        })
-        .collect()
 }
 
 fn series(r: &RunRecord, run: &str, style: Style, f: &dyn Fn(&WindowRecord) -> Option<f64>) -> Series {
@@ -47,8 +36,8 @@ fn series(r: &RunRecord, run: &str, style: Style, f: &dyn Fn(&WindowRecord) -> O
 
 pub(super) fn charts(a: &RunRecord, b: &RunRecord) -> Vec<(&'static str, String)> {
     let x_max = end(a).max(end(b));
-    let mut all_bands = bands(a, "A", x_max);
-    all_bands.extend(bands(b, "B", x_max));
+    let mut all_bands = bands(a, x_max, "A: ");
+    all_bands.extend(bands(b, x_max, "B: "));
     let base = Chart { x_max, bands: all_bands, y_min_top: 1.0, ..Chart::default() };
     let pair = |style_b: Style, style_a: Style, f: &dyn Fn(&WindowRecord) -> Option<f64>| {
         vec![series(a, "A", style_a, f), series(b, "B", style_b, f)]

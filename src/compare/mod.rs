@@ -615,3 +615,132 @@ pub fn write_all(c: &Comparison, a: &RunRecord, b: &RunRecord, dir: &Path) -> Re
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests_support::minimal_record;
+    use crate::report::{CheckRecord, Outcome};
+
+    fn run(r: RunRecord) -> Run {
+        Run { path: PathBuf::from("r"), record: r }
+    }
+
+    fn with_mttr(m: Option<f64>) -> RunRecord {
+        let mut r = minimal_record();
+        r.timings.last_fault_end_s = Some(20.0);
+        r.timings.time_to_recover_s = m;
+        if m.is_none() {
+            r.verdict.outcome = Outcome::Failed;
+        }
+        r
+    }
+
+    fn row<'a>(c: &'a Comparison, section: &str, measure: &str) -> &'a Row {
+        c.rows.iter().find(|r| r.section == section && r.measure == measure).unwrap()
+    }
+
+    #[test]
+    fn mttr_is_judged_against_its_noise_and_not_recovering_is_worse() {
+        let cmp = |a, b| compare(&run(with_mttr(a)), &run(with_mttr(b)), vec![]);
+        let c = cmp(Some(5.0), Some(7.0));
+        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::WithinNoise, false));
+        let c = cmp(Some(5.0), Some(7.5));
+        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::Worse, true));
+        assert_eq!(c.summary, "B is worse than A beyond the noise: MTTR");
+        let c = cmp(Some(9.0), Some(5.0));
+        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::Better, false));
+        let c = cmp(Some(5.0), None);
+        let r = row(&c, "run", "MTTR");
+        assert_eq!((r.judgement, r.b_text.as_str(), c.b_worse), (Judgement::Worse, "not recovered", true));
+        let c = cmp(None, Some(5.0));
+        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::Better, false));
+        assert_eq!(row(&c, "run", "verdict").judgement, Judgement::Better);
+    }
+
+    fn phased(errors: u64, p95: f64, second_p95: [f64; 3]) -> RunRecord {
+        let mut r = minimal_record();
+        r.steady_state.push(CheckRecord {
+            check: "p95 < 250ms".into(),
+            metric: "p95".into(),
+            before: None,
+            before_ok: true,
+            after: None,
+            after_ok: None,
+            unit: "ms".into(),
+            threshold: Some(250.0),
+        });
+        for (s, p) in second_p95.iter().enumerate() {
+            let mut w = WindowRecord { second: s as u32, requests: 1000, ..WindowRecord::default() };
+            w.latency_ms.p95 = *p;
+            r.windows.push(w);
+        }
+        r.phases.push(PhaseRecord {
+            phase: PhaseName::Baseline,
+            from_s: 0,
+            to_s: 3,
+            requests: 3000,
+            missed: 0,
+            errors: crate::load::ErrorCounts { status_503: errors, ..Default::default() },
+            error_rate: errors as f64 / 3000.0,
+            latency_ms: Some(crate::load::Latency { p95, ..Default::default() }),
+            latency_hdr: None,
+        });
+        r
+    }
+
+    #[test]
+    fn phase_latency_noise_is_the_spread_of_the_seconds_and_only_checked_metrics_gate() {
+        // A's seconds spread over 4ms: B 3ms slower is noise; 6ms slower is worse, and p95 is a
+        // steady-state metric, so it gates.
+        let a = phased(0, 10.0, [8.0, 10.0, 12.0]);
+        let c = compare(&run(a.clone()), &run(phased(0, 13.0, [10.0, 11.0, 12.0])), vec![]);
+        let r = row(&c, "baseline", "p95");
+        assert_eq!((r.noise, r.judgement, r.gates, c.b_worse), (Some(4.0), Judgement::WithinNoise, true, false));
+        let c = compare(&run(a.clone()), &run(phased(0, 16.0, [15.0, 16.0, 17.0])), vec![]);
+        assert_eq!((row(&c, "baseline", "p95").judgement, c.b_worse), (Judgement::Worse, true));
+        assert_eq!(c.summary, "B is worse than A beyond the noise: baseline p95");
+        // p99 is not checked by the steady state: shown, judged, but it does not gate.
+        assert!(!row(&c, "baseline", "p99").gates);
+        // The error rate is judged with at least 3 standard errors: 3 errors in 3000 is noise.
+        let c = compare(&run(a.clone()), &run(phased(3, 10.0, [8.0, 10.0, 12.0])), vec![]);
+        let r = row(&c, "baseline", "error rate");
+        assert_eq!(r.judgement, Judgement::WithinNoise, "{r:?}");
+        assert!(r.noise.unwrap() > 0.1 && !r.gates, "{r:?}");
+        let c = compare(&run(a), &run(phased(300, 10.0, [8.0, 10.0, 12.0])), vec![]);
+        assert_eq!(row(&c, "baseline", "error rate").judgement, Judgement::Worse);
+        assert!(!c.b_worse, "error_rate is not a steady-state metric of this scenario");
+    }
+
+    #[test]
+    fn the_check_names_every_difference() {
+        let a = minimal_record();
+        assert_eq!(check(&a, &a.clone()), vec![]);
+        let mut b = minimal_record();
+        b.scenario.hash = Some("sha256:11".into());
+        b.scenario.target = "aws".into();
+        b.scenario.fault_plan = vec!["kill: task-kill at 20s".into()];
+        let what: Vec<String> = check(&a, &b).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            what,
+            [
+                "scenario hash differs: A sha256:00, B sha256:11",
+                "fault timeline differs: A none, B kill: task-kill at 20s",
+                "target kind differs: A lab, B aws",
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_before_version_3_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = minimal_record();
+        r.schema_version = 2;
+        std::fs::write(tmp.path().join("report.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        let e = load(tmp.path()).unwrap_err();
+        assert!(matches!(e, CompareError::TooOld { found: 2, .. }), "{e}");
+        r.schema_version = 3;
+        std::fs::write(tmp.path().join("report.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(load(tmp.path()).unwrap().record, r);
+    }
+}
