@@ -11,8 +11,8 @@ pub(super) const EXIT_HELP: &str = "\
 Exit codes:
   0   B is no worse than A beyond the noise (MTTR and the steady state's metrics, per phase)
   1   B is worse than A beyond the noise on one of them
-  3   not comparable (another scenario, load schedule, fault timeline, target kind or size) without --force;
-      a report that is missing, invalid or older than report.json version 3; usage
+  3   not comparable without --force (scenario, load, faults, target kind or size differ);
+      a report missing, invalid or older than report.json version 3; usage
   70  internal error";
 
 #[derive(Debug, clap::Args)]
