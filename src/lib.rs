@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod compare;
 pub mod daemon;
 pub mod engine;
 pub mod exit;

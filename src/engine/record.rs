@@ -4,8 +4,8 @@
 use super::events::{CancelReason, Event};
 use crate::observe::{self, Second};
 use crate::report::{
-    CheckRecord, FaultRecord, LoadTotals, Mark, Outcome, RunRecord, SCHEMA_VERSION, ScenarioInfo, TimelineEntry,
-    TimelineKind, Timings, Verdict, WindowRecord,
+    CheckRecord, FaultRecord, LoadTotals, Mark, Outcome, PhaseName, PhaseRecord, RunRecord, SCHEMA_VERSION,
+    ScenarioInfo, TimelineEntry, TimelineKind, Timings, Verdict, WindowRecord,
 };
 use crate::scenario::{Scenario, Target};
 
@@ -339,6 +339,10 @@ impl RecordBuilder {
                 runbook: f.runbook,
                 target: target.into(),
                 service,
+                hash: Some(scenario_hash(sc)),
+                target_size: f.history.iter().find_map(|s| s.sample.as_ref().and_then(|x| x.running_tasks)),
+                load_schedule: Some(load_schedule(sc)),
+                fault_plan: fault_plan(sc),
             },
             started_at: f.started_at,
             finished_at: f.finished_at,
@@ -358,12 +362,117 @@ impl RecordBuilder {
             timeline: self.timeline,
             faults,
             marks: self.marks,
+            phases: phases(f.history, first, recovered.map(|r| r.max(last_end.unwrap_or(0))), &mut self.notes),
             windows,
             load: f.load,
             debrief_questions: vec![],
             notes: self.notes,
         }
     }
+}
+
+/// `sha256:HEX` of the scenario's canonical JSON (the validated model, serialised with sorted
+/// keys), leaving out where a separately started target listens: a lab's `control` URL and an
+/// AWS `endpoint` override change from one `siege lab up` (or emulator) to the next, not what
+/// the scenario does.
+pub fn scenario_hash(sc: &Scenario) -> String {
+    use sha2::Digest as _;
+    let mut v = serde_json::to_value(sc).unwrap_or_default();
+    for at in ["/target/lab", "/target/aws"] {
+        if let Some(o) = v.pointer_mut(at).and_then(|t| t.as_object_mut()) {
+            o.remove("control");
+            o.remove("endpoint");
+        }
+    }
+    // `serde_json::Value` keeps object keys sorted: the text is canonical.
+    let text = v.to_string();
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The load schedule in one line, e.g. `/ at 20/s for 30s, timeout 2s; stage at 10s: 100/s for 5s`.
+fn load_schedule(sc: &Scenario) -> String {
+    let l = &sc.load;
+    let mut out = format!(
+        "{} at {}/s for {}, timeout {}",
+        l.url,
+        l.rate.per_second,
+        secs(l.duration.as_secs_f64()),
+        secs(l.timeout.as_secs_f64())
+    );
+    for st in &l.stages {
+        out += &format!(
+            "; stage at {}: {}/s for {}",
+            secs(st.at.as_secs_f64()),
+            st.rate.per_second,
+            secs(st.duration.as_secs_f64())
+        );
+        if !st.ramp.is_zero() {
+            out += &format!(" (ramp {})", secs(st.ramp.as_secs_f64()));
+        }
+    }
+    out
+}
+
+/// The planned faults, one line each: `kill-two: task-kill at 20s` or `slow: latency at 5s for 10s`.
+fn fault_plan(sc: &Scenario) -> Vec<String> {
+    sc.faults
+        .iter()
+        .map(|x| {
+            let mut line = format!("{}: {} at {}", x.name, x.kind.type_name(), secs(x.at.as_secs_f64()));
+            if let Some(d) = x.duration {
+                line += &format!(" for {}", secs(d.as_secs_f64()));
+            }
+            line
+        })
+        .collect()
+}
+
+/// The three phases of `history`: before the second of the first disruption (`first`), from
+/// there until the steady state was restored (`restored`; the end of the run if it never was),
+/// and after it. A phase without any second is left out.
+fn phases(history: &[Second], first: Option<u32>, restored: Option<u32>, notes: &mut Vec<String>) -> Vec<PhaseRecord> {
+    let end = history.last().map_or(0, |s| s.window.second + 1);
+    let first = first.unwrap_or(end).min(end);
+    let last_end = restored.unwrap_or(end).clamp(first, end);
+    let mut out = Vec::new();
+    for (phase, from, to) in
+        [(PhaseName::Baseline, 0, first), (PhaseName::Faults, first, last_end), (PhaseName::Recovery, last_end, end)]
+    {
+        let seconds: Vec<&Second> = history.iter().filter(|s| (from..to).contains(&s.window.second)).collect();
+        if seconds.is_empty() {
+            continue;
+        }
+        let mut errors = crate::load::ErrorCounts::default();
+        let (mut requests, mut missed) = (0, 0);
+        for s in &seconds {
+            errors.add(&s.window.errors);
+            requests += s.window.requests;
+            missed += s.window.missed;
+        }
+        let all = requests + missed;
+        let error_rate = if all == 0 { 0.0 } else { (errors.total() + missed) as f64 / all as f64 };
+        let merged = match crate::load::hdr::merge(seconds.iter().map(|s| &*s.window.latency_hist)) {
+            Ok(h) => h,
+            Err(e) => {
+                notes.push(format!("report: the {} latency histograms could not be merged: {e}", phase.label()));
+                None
+            }
+        };
+        out.push(PhaseRecord {
+            phase,
+            from_s: from,
+            to_s: to,
+            requests,
+            missed,
+            errors,
+            error_rate,
+            latency_ms: merged.as_ref().map(crate::load::hdr::percentiles),
+            latency_hdr: merged.as_ref().map(crate::load::hdr::to_text),
+        });
+    }
+    out
 }
 
 fn window_record(s: &Second, steady: bool) -> WindowRecord {
@@ -473,6 +582,60 @@ mod tests {
             load: LoadTotals::default(),
             duration_s: f64::from(history.len() as u32),
         })
+    }
+
+    #[test]
+    fn phases_merge_the_histograms_of_their_seconds() {
+        let sc = scenario();
+        // Broken 10..25 (the fault 10..20, then five slow seconds): restored at 25.
+        let mut h = history(40, 10..25);
+        for s in &mut h {
+            let mut hist = crate::load::hdr::histogram();
+            let us = if (10..25).contains(&s.window.second) { 400_000 } else { 2_000 };
+            hist.record_n(us, 100).unwrap();
+            s.window.latency_hist = crate::load::hdr::encode(&hist).into();
+        }
+        h[0].sample.as_mut().unwrap().running_tasks = Some(3);
+        let r = record(&sc, &injected(), &h, None);
+        let spans: Vec<(PhaseName, u32, u32, u64)> =
+            r.phases.iter().map(|p| (p.phase, p.from_s, p.to_s, p.errors.timeout)).collect();
+        assert_eq!(
+            spans,
+            [(PhaseName::Baseline, 0, 10, 0), (PhaseName::Faults, 10, 25, 750), (PhaseName::Recovery, 25, 40, 0)]
+        );
+        let faults = &r.phases[1];
+        assert_eq!((faults.requests, faults.error_rate), (1500, 0.5));
+        assert!((faults.latency_ms.unwrap().p99 - 400.0).abs() < 0.5, "{:?}", faults.latency_ms);
+        let back = crate::load::hdr::from_text(faults.latency_hdr.as_deref().unwrap()).unwrap();
+        assert_eq!(back.len(), 1500);
+        assert!((r.phases[0].latency_ms.unwrap().p50 - 2.0).abs() < 0.01);
+        assert_eq!(r.scenario.target_size, Some(3));
+        assert_eq!(r.scenario.load_schedule.as_deref(), Some("/ at 100/s for 1m, timeout 2s"));
+        assert_eq!(r.scenario.fault_plan, ["latency: latency at 10s for 10s"]);
+        // Without a disruption, the whole run is the baseline.
+        let r = record_of(&sc, &[], &history(5, 0..0), None, None);
+        assert_eq!(r.phases.iter().map(|p| (p.phase, p.to_s)).collect::<Vec<_>>(), [(PhaseName::Baseline, 5)]);
+        assert_eq!(r.phases[0].latency_ms, None, "no histogram recorded");
+    }
+
+    #[test]
+    fn the_scenario_hash_is_of_the_content_not_of_where_the_lab_listens() {
+        let load = |yaml: &str| {
+            crate::scenario::load_bytes("x.yaml", yaml.as_bytes(), std::path::Path::new("."))
+                .unwrap_or_else(|d| panic!("{d:?}"))
+        };
+        let a = scenario_hash(&scenario());
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        assert_eq!(scenario_hash(&scenario()), a);
+        // Comments, key order and formatting do not count.
+        let reordered =
+            format!("# a comment\n{}", SCENARIO.replace("rate: 100/s, duration: 60s", "duration: 60s,  rate: 100/s"));
+        assert_eq!(scenario_hash(&load(&reordered)), a);
+        assert_ne!(scenario_hash(&load(&SCENARIO.replace("300ms", "301ms"))), a);
+        let lab = |control: &str| {
+            load(&format!("{SCENARIO}target:\n  lab: {{ service: api, tasks: 3, control: \"{control}\" }}\n"))
+        };
+        assert_eq!(scenario_hash(&lab("http://127.0.0.1:1000")), scenario_hash(&lab("http://127.0.0.1:2000")));
     }
 
     fn injected() -> Vec<Event> {

@@ -7,6 +7,7 @@
 //! model's arrival times come from `schedule`; `stats` merges what the workers record into
 //! windows and the report. `siege load` (in `cli`) is the command-line face of it.
 
+pub mod hdr;
 mod http1;
 mod schedule;
 mod stats;
@@ -134,6 +135,11 @@ pub struct Window {
     /// Requests scheduled in this second (open model).
     pub scheduled: u64,
     pub latency_ms: Latency,
+    /// This second's latency histogram (microseconds) in the V2 encoding of [`hdr`]: what a
+    /// span of seconds' percentiles are computed from, merged. Empty when not recorded (a fake
+    /// load); not part of `siege load --json` or the events. Shared, as windows are cloned.
+    #[serde(skip)]
+    pub latency_hist: std::sync::Arc<[u8]>,
 }
 
 impl Window {

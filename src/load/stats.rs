@@ -269,6 +269,7 @@ impl Aggregator {
             missed: slot.missed,
             scheduled: slot.scheduled,
             latency_ms: latency(&slot.latency),
+            latency_hist: super::hdr::encode(&slot.latency).into(),
         };
         self.total.merge(&slot);
         if let Some(tx) = &self.live {

@@ -37,14 +37,14 @@ pub(crate) fn fault_end(f: &super::FaultRecord) -> Option<f64> {
 }
 
 /// Fault windows: from injection to the end of the fault's effect; a fault still in effect when
-/// the run ended is shaded to the end.
-fn bands(r: &RunRecord, end: f64) -> Vec<Band> {
+/// the run ended is shaded to the end. Each is labelled `prefix` and the fault's name.
+pub(crate) fn bands(r: &RunRecord, end: f64, prefix: &str) -> Vec<Band> {
     r.faults
         .iter()
         .filter_map(|f| {
             let start = f.injected_s?;
             let stop = fault_end(f).unwrap_or(end);
-            Some(Band { start, end: stop.max(start), label: f.name.clone() })
+            Some(Band { start, end: stop.max(start), label: format!("{prefix}{}", f.name) })
         })
         .collect()
 }
@@ -78,7 +78,7 @@ fn thresholds(r: &RunRecord, metrics: &[&str]) -> Vec<Threshold> {
 /// Builds the charts of `r`, in the order the markdown shows them.
 pub(crate) fn charts(r: &RunRecord) -> Vec<ChartFile> {
     let end = x_max(r);
-    let base = Chart { x_max: end, bands: bands(r, end), markers: markers(r), y_min_top: 1.0, ..Chart::default() };
+    let base = Chart { x_max: end, bands: bands(r, end, ""), markers: markers(r), y_min_top: 1.0, ..Chart::default() };
     let mid = |s: u32| f64::from(s) + 0.5;
     // A second without any request has no latency or error rate, rather than a zero.
     let has_load = |w: &super::WindowRecord| w.requests + w.missed > 0;
@@ -149,7 +149,7 @@ pub(crate) fn charts(r: &RunRecord) -> Vec<ChartFile> {
 /// One line describing the shaded windows, for the markdown under the charts.
 pub(crate) fn legend_line(r: &RunRecord) -> Option<String> {
     let end = x_max(r);
-    let b = bands(r, end);
+    let b = bands(r, end, "");
     if b.is_empty() {
         return None;
     }

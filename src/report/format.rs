@@ -207,6 +207,10 @@ impl Redactor {
         if self.active { "[run-id]".into() } else { id.into() }
     }
 
+    pub(crate) fn path(&self, p: &str) -> String {
+        if self.active { "[path]".into() } else { p.into() }
+    }
+
     pub(crate) fn seed(&self, seed: u64) -> String {
         if self.active { "[seed]".into() } else { seed.to_string() }
     }

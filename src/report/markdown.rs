@@ -351,7 +351,11 @@ fn run_details(o: &mut String, r: &RunRecord, red: &Redactor) {
     let _ = writeln!(o, "## Run details\n");
     let mut t = Table::new(["Field", "Value"]);
     t.row(vec!["Scenario file".into(), code(&r.scenario.file)]);
-    t.row(vec!["Target".into(), format!("{}, service {}", md(&r.scenario.target), code(&r.scenario.service))]);
+    if let Some(h) = &r.scenario.hash {
+        t.row(vec!["Scenario hash".into(), format!("{} (`siege compare` compares runs of one hash)", code(h))]);
+    }
+    let size = r.scenario.target_size.map(|n| format!(", {n} tasks running at the start")).unwrap_or_default();
+    t.row(vec!["Target".into(), format!("{}, service {}{size}", md(&r.scenario.target), code(&r.scenario.service))]);
     t.row(vec!["Run id".into(), code(&red.run_id(&r.run_id))]);
     t.row(vec!["Started".into(), md(&red.timestamp(&r.started_at))]);
     t.row(vec!["Finished".into(), md(&red.timestamp(&r.finished_at))]);

@@ -6,14 +6,14 @@
 //! ([`crate::redact`]) first, and everything is rendered from the redacted record, so that a secret
 //! cannot reach an output however a renderer escapes or splits text.
 
-mod charts;
+pub(crate) mod charts;
 mod debrief;
-mod format;
+pub(crate) mod format;
 mod junit;
 mod markdown;
 mod marks;
 pub mod record;
-mod svg;
+pub(crate) mod svg;
 
 pub use crate::redact::{Secrets, redact};
 pub use format::Redactor;
@@ -123,6 +123,13 @@ fn prepared(record: &RunRecord, secrets: &[String]) -> Result<RunRecord, serde_j
         for (at, w) in windows.chain(r.worst_window.iter_mut().map(|w| ("worst_window".to_string(), w))) {
             num(&mut w.error_rate, &|| format!("{at}.error_rate"));
             lat(&mut w.latency_ms, &mut num, &at);
+        }
+        for (i, p) in r.phases.iter_mut().enumerate() {
+            let at = format!("phases[{i}]");
+            num(&mut p.error_rate, &|| format!("{at}.error_rate"));
+            if let Some(l) = &mut p.latency_ms {
+                lat(l, &mut num, &at);
+            }
         }
         for (i, e) in r.timeline.iter_mut().enumerate() {
             num(&mut e.t_s, &|| format!("timeline[{i}].t_s"));
@@ -322,6 +329,10 @@ pub(crate) mod tests_support {
                 runbook: None,
                 target: "lab".into(),
                 service: "api".into(),
+                hash: Some("sha256:00".into()),
+                target_size: Some(3),
+                load_schedule: Some("/ at 20/s for 2m, timeout 2s".into()),
+                fault_plan: vec![],
             },
             started_at: "2026-11-22T03:04:05Z".into(),
             finished_at: "2026-11-22T03:06:05Z".into(),
@@ -334,6 +345,7 @@ pub(crate) mod tests_support {
             faults: vec![],
             marks: vec![],
             windows: vec![],
+            phases: vec![],
             load: LoadTotals::default(),
             debrief_questions: vec![],
             notes: vec![],

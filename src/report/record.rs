@@ -9,7 +9,10 @@
 //! Compatibility: within one schema version, fields are only ever added, each with a default,
 //! so that `siege report` can re-render an older `report.json` of the same version. Version 2
 //! added the marks (`marks`, `faults[].human`, the `mark` timeline kind) to version 1, with
-//! defaults: a version 1 file reads as a version 2 file without marks.
+//! defaults: a version 1 file reads as a version 2 file without marks. Version 3 added what
+//! `siege compare` needs (`scenario.hash`, `scenario.target_size`, `scenario.load_schedule`,
+//! `scenario.fault_plan`, `phases`); older files read without them, and `siege compare`
+//! refuses them.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,7 +21,7 @@ use crate::exit::Exit;
 use crate::load::{ErrorCounts, Latency};
 
 /// Version of the `report.json` layout; bumped on any change that is not a pure addition.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest `report.json` layout this siege still reads (see the module's compatibility note).
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
@@ -53,6 +56,10 @@ pub struct RunRecord {
     pub marks: Vec<Mark>,
     /// One entry per second of load, with the samples taken in it.
     pub windows: Vec<WindowRecord>,
+    /// The run in three phases (baseline, faults, recovery): counts and the merged latency
+    /// histogram of each. Empty in files before v3.
+    #[serde(default)]
+    pub phases: Vec<PhaseRecord>,
     /// Totals of the load over the whole run.
     pub load: LoadTotals,
     /// Questions from the scenario or the engine; the report adds defaults per fault type.
@@ -74,6 +81,20 @@ pub struct ScenarioInfo {
     pub target: String,
     /// Service under test.
     pub service: String,
+    /// `sha256:` and the hex SHA-256 of the validated scenario's canonical JSON, without where a
+    /// separately started target listens (`target.lab.control`, `target.aws.endpoint`): equal for
+    /// every run of the same scenario content with the same siege. `null` in files before v3.
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// Running tasks of the service at the first sample of the run; `null` when never sampled.
+    #[serde(default)]
+    pub target_size: Option<u32>,
+    /// The load schedule in one line: URL, rate, duration, stages, timeout.
+    #[serde(default)]
+    pub load_schedule: Option<String>,
+    /// The scenario's fault timeline, one line per planned fault: `NAME: TYPE at T[ for D]`.
+    #[serde(default)]
+    pub fault_plan: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -328,6 +349,55 @@ pub struct WindowRecord {
     pub stale: Vec<String>,
     /// Whether every steady-state check held in this second.
     pub steady: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+/// A part of the run, by the seconds of load.
+pub enum PhaseName {
+    /// Before the second of the first disruption (the whole run without one).
+    Baseline,
+    /// From the second of the first disruption until the steady state was restored (the second
+    /// `timings.time_to_recover_s` points at), or to the end of the load if it never was.
+    Faults,
+    /// From the restored steady state to the end of the load.
+    Recovery,
+}
+
+impl PhaseName {
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseName::Baseline => "baseline",
+            PhaseName::Faults => "faults",
+            PhaseName::Recovery => "recovery",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One phase of the run: its seconds' counts added up and their latency histograms merged.
+pub struct PhaseRecord {
+    pub phase: PhaseName,
+    /// First second of the phase (seconds since the load started).
+    pub from_s: u32,
+    /// End of the phase, exclusive: the phase covers the windows `from_s <= second < to_s`.
+    pub to_s: u32,
+    /// Requests completed in the phase.
+    pub requests: u64,
+    /// Requests due but not sent on time.
+    pub missed: u64,
+    /// Failed requests by class.
+    #[schemars(with = "ErrorCountsSchema")]
+    pub errors: ErrorCounts,
+    /// Failed and missed requests over all requests of the phase, as a fraction.
+    pub error_rate: f64,
+    /// Percentiles of the phase's merged histogram (not an average of the seconds'
+    /// percentiles); `null` when no latency was recorded.
+    #[schemars(with = "Option<LatencySchema>")]
+    pub latency_ms: Option<Latency>,
+    /// The merged latency histogram in microseconds: HdrHistogram V2 encoding (uncompressed),
+    /// base64; `null` when no latency was recorded.
+    pub latency_hdr: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -261,7 +261,8 @@ impl Chart {
                 let pts: Vec<String> = segment.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
                 let _ = writeln!(
                     o,
-                    r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8" stroke-linejoin="round"{dash}/>"#,
+                    r#"<polyline class="series" data-series="{}" points="{}" fill="none" stroke="{}" stroke-width="1.8" stroke-linejoin="round"{dash}/>"#,
+                    xml(&s.label),
                     pts.join(" "),
                     s.color
                 );

@@ -258,6 +258,28 @@ fn siege_report_reads_version_1_files_as_runs_without_marks() {
     assert_eq!(md, report::render_markdown(&fixture("aborted"), &Redactor::noop()));
 }
 
+/// A version 2 file (before the fields of `siege compare`) re-renders without the hash row.
+#[test]
+fn siege_report_reads_version_2_files_as_runs_without_compare_fields() {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path("passed")).unwrap()).unwrap();
+    v["schema_version"] = 2.into();
+    v.as_object_mut().unwrap().remove("phases");
+    for k in ["hash", "target_size", "load_schedule", "fault_plan"] {
+        v["scenario"].as_object_mut().unwrap().remove(k);
+    }
+    let (md, _) = re_render(&v);
+    let mut r = fixture("passed");
+    r.schema_version = 2;
+    r.phases.clear();
+    (r.scenario.hash, r.scenario.target_size, r.scenario.load_schedule) = (None, None, None);
+    r.scenario.fault_plan.clear();
+    assert_eq!(md, report::render_markdown(&r, &Redactor::noop()));
+    assert!(!md.contains("Scenario hash"), "{md}");
+    let now = report::render_markdown(&fixture("passed"), &Redactor::noop());
+    assert!(now.contains(&format!("| Scenario hash   | `sha256:{}` (", "a".repeat(64))), "{now}");
+    assert!(now.contains("service `api`, 3 tasks running at the start"), "{now}");
+}
+
 #[test]
 fn marks_are_on_the_timeline_and_give_human_times_per_fault() {
     let r = fixture("passed");
@@ -324,11 +346,11 @@ fn siege_report_rejects_missing_invalid_and_unknown_reports() {
     let newer = tmp.path().join("newer");
     std::fs::create_dir(&newer).unwrap();
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path("passed")).unwrap()).unwrap();
-    v["schema_version"] = 3.into();
+    v["schema_version"] = 4.into();
     std::fs::write(newer.join("report.json"), v.to_string()).unwrap();
     let (code, err) = run(&newer);
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("has schema_version 3, but this siege reads versions 1 to 2"), "{err}");
+    assert!(err.contains("has schema_version 4, but this siege reads versions 1 to 3"), "{err}");
     assert!(!newer.join("report.md").exists(), "nothing is rendered from an unknown version");
 }
 
@@ -351,7 +373,7 @@ fn write_all_creates_a_run_directory_per_run() {
 
 /// A small well-formedness check: tags balance, attribute values are quoted, `<` and `&` appear
 /// only as markup or entities. Enough to catch an escaping mistake in our own output.
-fn check_well_formed_xml(xml: &str) -> Result<(), String> {
+pub(crate) fn check_well_formed_xml(xml: &str) -> Result<(), String> {
     fn entities(text: &str) -> Result<(), String> {
         let mut rest = text;
         while let Some(i) = rest.find('&') {

@@ -1,0 +1,71 @@
+//! `siege compare A B`: two runs of one scenario side by side; the exit code says whether B is
+//! worse than A beyond the noise, so that a CI job can gate a change on it.
+
+use std::path::PathBuf;
+
+use super::Failure;
+use crate::compare::{self, CompareError};
+use crate::exit::Exit;
+
+pub(super) const EXIT_HELP: &str = "\
+Exit codes:
+  0   B is no worse than A beyond the noise (MTTR and the steady state's metrics, per phase)
+  1   B is worse than A beyond the noise on one of them
+  3   not comparable without --force (scenario, load, faults, target kind or size differ);
+      a report missing, invalid or older than report.json version 3; usage
+  70  internal error";
+
+#[derive(Debug, clap::Args)]
+pub(super) struct CompareArgs {
+    /// The run before the change: a report directory (reports/NAME-TIME) or its report.json.
+    a: PathBuf,
+    /// The run after the change, likewise.
+    b: PathBuf,
+    /// Print compare.json on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Where to write compare.md, compare.json and the charts (default: compare-A-vs-B beside
+    /// B's report directory, each run named by its directory).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Compare runs that are not comparable anyway, with a warning at the top.
+    #[arg(long)]
+    force: bool,
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<compare::Run> {
+    compare::load(path).map_err(|e| match e {
+        CompareError::Report(crate::report::ReportError::Write { .. }) | CompareError::Write { .. } => {
+            anyhow::Error::from(e)
+        }
+        e => Failure::new(Exit::Invalid, e.to_string()),
+    })
+}
+
+pub(super) fn cmd_compare(args: CompareArgs) -> anyhow::Result<Exit> {
+    let (a, b) = (load(&args.a)?, load(&args.b)?);
+    let differences = compare::check(&a.record, &b.record);
+    if !differences.is_empty() {
+        let what: Vec<String> = differences.iter().map(|d| d.to_string()).collect();
+        if !args.force {
+            return Err(Failure::new(
+                Exit::Invalid,
+                format!("these runs are not comparable: {}; compare them anyway with --force", what.join("; ")),
+            ));
+        }
+        eprintln!("warning: these runs are not comparable, compared anyway (--force): {}", what.join("; "));
+    }
+    let c = compare::compare(&a, &b, differences);
+    let out = args.out.clone().unwrap_or_else(|| compare::default_out_dir(&args.a, &args.b));
+    let written = compare::write_all(&c, &a.record, &b.record, &out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        println!("{}: {}", c.scenario, c.summary);
+        for r in c.rows.iter().filter(|r| r.judgement == compare::Judgement::Worse && r.gates) {
+            println!("  worse: {} {}", r.section, r.measure);
+        }
+        println!("wrote {} in {}", written.join(", "), out.display());
+    }
+    Ok(if c.b_worse { Exit::Failed } else { Exit::Passed })
+}
