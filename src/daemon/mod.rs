@@ -6,3 +6,4 @@
 pub mod config;
 pub mod schedule;
 pub mod store;
+pub mod trend;
