@@ -7,3 +7,4 @@ pub mod config;
 pub mod schedule;
 pub mod store;
 pub mod trend;
+pub mod webhook;
