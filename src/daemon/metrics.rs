@@ -124,7 +124,9 @@ mod tests {
     use jiff::{SignedDuration, Timestamp};
 
     /// A sample line parsed back: name, labels (unescaped) and value.
-    fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    fn parse_sample(line: &str) -> Sample {
         let (name, rest) = match line.find('{') {
             Some(i) => (&line[..i], &line[i + 1..]),
             None => {
@@ -163,7 +165,7 @@ mod tests {
 
     /// Checks the structure (every family's HELP then TYPE before its samples, each once) and
     /// returns the samples.
-    fn parse(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    fn parse(text: &str) -> Vec<Sample> {
         let mut typed: Vec<String> = Vec::new();
         let mut helped: Vec<String> = Vec::new();
         let mut samples = Vec::new();
@@ -191,7 +193,7 @@ mod tests {
         samples
     }
 
-    fn get(samples: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         samples
             .iter()
             .find(|(n, ls, _)| {
