@@ -34,10 +34,11 @@ enum Command {
     /// Run one scenario end to end; the exit code is the verdict.
     #[command(after_help = Exit::HELP)]
     Run(run::RunArgs),
-    /// Check scenarios without touching anything.
+    /// Check scenarios (and daemon configs) without touching anything.
     #[command(after_help = Exit::HELP)]
     Validate {
-        /// Scenario files.
+        /// Scenario files, or daemon config files (told apart by a top-level `schedules`,
+        /// `webhook` or `retention` key and no scenario key).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
