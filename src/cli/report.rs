@@ -12,8 +12,12 @@ use crate::scenario::yaml::{self, Kind};
 
 /// Whether `path` holds a daemon config rather than a scenario: its top level is a mapping with
 /// at least one of the config's keys (`schedules`, `webhook`, `retention`) and none of a
-/// scenario's. Anything unreadable is left to the scenario reader, which says what is wrong.
+/// scenario's. Only a regular file of at most 1 MiB is looked into (a pipe read here would be
+/// gone for the reader); anything else is left to the scenario reader, which says what is wrong.
 fn is_daemon_config(path: &Path) -> bool {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= 1 << 20) {
+        return false;
+    }
     let Ok(bytes) = crate::scenario::read_at_most(path, 1 << 20) else { return false };
     let Ok(text) = std::str::from_utf8(&bytes) else { return false };
     let Ok(root) = yaml::parse(text.strip_prefix('\u{feff}').unwrap_or(text)) else { return false };
