@@ -3,6 +3,7 @@
 //! return typed errors; nothing below this module parses arguments, reads the process's
 //! arguments or decides an exit code.
 
+mod client;
 mod keys;
 mod lab;
 mod load;
@@ -63,6 +64,22 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario format (for editors).
     Schema,
+    /// Runs of a `siege daemon`: list, show, start, stop, follow their events.
+    #[command(after_help = Exit::HELP)]
+    Runs {
+        #[command(flatten)]
+        connect: client::Connect,
+        #[command(subcommand)]
+        command: client::RunsCommand,
+    },
+    /// Schedules of a `siege daemon`: list, pause, resume, trigger now.
+    #[command(after_help = Exit::HELP)]
+    Schedules {
+        #[command(flatten)]
+        connect: client::Connect,
+        #[command(subcommand)]
+        command: client::SchedulesCommand,
+    },
 }
 
 /// Parses the command line and runs; returns the documented exit code.
@@ -97,6 +114,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Load(args) => load::cmd_load(args),
         Command::Report { dir } => report::cmd_report(&dir),
         Command::Schema => Ok(report::cmd_schema()),
+        Command::Runs { connect, command } => client::cmd_runs(connect, command),
+        Command::Schedules { connect, command } => client::cmd_schedules(connect, command),
     }
 }
 
