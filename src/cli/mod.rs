@@ -3,6 +3,7 @@
 //! return typed errors; nothing below this module parses arguments, reads the process's
 //! arguments or decides an exit code.
 
+mod client;
 mod compare;
 mod keys;
 mod lab;
@@ -35,10 +36,11 @@ enum Command {
     /// Run one scenario end to end; the exit code is the verdict.
     #[command(after_help = Exit::HELP)]
     Run(run::RunArgs),
-    /// Check scenarios without touching anything.
+    /// Check scenarios (and daemon configs) without touching anything.
     #[command(after_help = Exit::HELP)]
     Validate {
-        /// Scenario files.
+        /// Scenario files, or daemon config files (told apart by a top-level `schedules`,
+        /// `webhook` or `retention` key and no scenario key).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -66,6 +68,22 @@ enum Command {
     /// Two runs of one scenario side by side (before and after a change); exit 1 when B is worse.
     #[command(after_help = compare::EXIT_HELP)]
     Compare(compare::CompareArgs),
+    /// Runs of a `siege daemon`: list, show, start, stop, follow their events.
+    #[command(after_help = Exit::HELP)]
+    Runs {
+        #[command(flatten)]
+        connect: client::Connect,
+        #[command(subcommand)]
+        command: client::RunsCommand,
+    },
+    /// Schedules of a `siege daemon`: list, pause, resume, trigger now.
+    #[command(after_help = Exit::HELP)]
+    Schedules {
+        #[command(flatten)]
+        connect: client::Connect,
+        #[command(subcommand)]
+        command: client::SchedulesCommand,
+    },
 }
 
 /// Parses the command line and runs; returns the documented exit code.
@@ -101,6 +119,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Report { dir } => report::cmd_report(&dir),
         Command::Schema => Ok(report::cmd_schema()),
         Command::Compare(args) => compare::cmd_compare(args),
+        Command::Runs { connect, command } => client::cmd_runs(connect, command),
+        Command::Schedules { connect, command } => client::cmd_schedules(connect, command),
     }
 }
 

@@ -14,7 +14,8 @@ use crate::scenario::yaml::{self, Kind, Node};
 use super::schedule::{Cadence, CronCadence, Schedule, ScheduleError, time_zone};
 use super::store::Retention;
 
-const TOP_KEYS: &[&str] = &["schedules", "webhook", "retention"];
+/// The config's top-level keys (`siege validate` tells a config from a scenario by them).
+pub(crate) const TOP_KEYS: &[&str] = &["schedules", "webhook", "retention"];
 const SCHEDULE_KEYS: &[&str] = &["name", "scenario", "cron", "timezone", "every", "jitter", "enabled", "catch_up"];
 const RETENTION_KEYS: &[&str] = &["keep_runs", "max_age"];
 

@@ -4,5 +4,8 @@
 //! arithmetic (due times, jitter, catch-up) and the daemon's [`config`] file.
 
 pub mod config;
+pub mod metrics;
 pub mod schedule;
 pub mod store;
+pub mod trend;
+pub mod webhook;

@@ -319,6 +319,18 @@ pub struct Retention {
     pub max_age: Option<Duration>,
 }
 
+/// A scenario's latest finished runs, as [`Store::latest_per_scenario`] finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioLatest {
+    pub scenario: String,
+    /// The newest finished run.
+    pub last: StoredRun,
+    /// The newest finished run that had a time-to-detect.
+    pub last_with_ttd: Option<StoredRun>,
+    /// The newest finished run that had an MTTR.
+    pub last_with_mttr: Option<StoredRun>,
+}
+
 /// The history database.
 pub struct Store {
     conn: Connection,
@@ -708,6 +720,65 @@ impl Store {
     /// decision at start counts from.
     pub fn last_firing(&self, schedule: &str) -> Result<Option<Firing>, StoreError> {
         Ok(self.firings(schedule, 1)?.into_iter().next())
+    }
+
+    /// A scenario's finished runs (every state but `running`), newest first, at most `limit`:
+    /// what its trend is computed from.
+    pub fn finished_runs(&self, scenario: &str, limit: usize) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, rowid FROM runs WHERE scenario = ?1 AND state != ?2
+             ORDER BY started_ms DESC, rowid DESC LIMIT ?3"
+        );
+        self.query_runs(&sql, params![scenario, RunState::Running.as_str(), limit as i64])
+    }
+
+    /// The runs a `SELECT {RUN_COLUMNS}, rowid` returns, checked.
+    fn query_runs(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<StoredRun>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let raws = stmt.query_map(args, |r| RawRun::read(r, false))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawRun::check).collect()
+    }
+
+    /// How many runs of each scenario are in each state, sorted by scenario then state name.
+    pub fn run_counts(&self) -> Result<Vec<(String, RunState, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT scenario, state, count(*) FROM runs GROUP BY scenario, state ORDER BY scenario, state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (scenario, state, n) = row?;
+            out.push((scenario, state.parse().map_err(corrupt("run state"))?, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
+    /// Per scenario (sorted by name), the latest finished run, and the latest finished runs that
+    /// had a time-to-detect and an MTTR.
+    pub fn latest_per_scenario(&self) -> Result<Vec<ScenarioLatest>, StoreError> {
+        // The newest finished run of each scenario, and of those with each figure set.
+        let newest = |filter: &str| {
+            format!(
+                "SELECT {RUN_COLUMNS}, rowid FROM (
+                    SELECT *, ROW_NUMBER() OVER (PARTITION BY scenario ORDER BY started_ms DESC, rowid DESC) AS n
+                    FROM runs WHERE state != ?1 {filter})
+                 WHERE n = 1 ORDER BY scenario"
+            )
+        };
+        let read = |sql: String| self.query_runs(&sql, [RunState::Running.as_str()]);
+        let last = read(newest(""))?;
+        let ttd = read(newest("AND time_to_detect_ms IS NOT NULL"))?;
+        let mttr = read(newest("AND mttr_ms IS NOT NULL"))?;
+        let find = |v: &[StoredRun], name: &str| v.iter().find(|r| r.scenario == name).cloned();
+        Ok(last
+            .iter()
+            .map(|r| ScenarioLatest {
+                scenario: r.scenario.clone(),
+                last: r.clone(),
+                last_with_ttd: find(&ttd, &r.scenario),
+                last_with_mttr: find(&mttr, &r.scenario),
+            })
+            .collect())
     }
 }
 

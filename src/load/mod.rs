@@ -16,6 +16,7 @@ mod worker;
 
 pub(crate) use http1::default_port;
 pub use schedule::RateControl;
+pub(crate) use tls::Tls;
 
 use std::sync::Arc;
 use std::time::Instant;

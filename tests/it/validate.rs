@@ -307,3 +307,55 @@ fn endless_inputs_are_refused_after_the_size_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("big.yaml:1:1: the file is 2000000 bytes: a scenario is at most 1 MiB"), "{err}");
 }
+
+/// A daemon config (top-level `schedules` / `webhook` / `retention`, no scenario key) is
+/// validated as one: `FILE: ok (daemon config)`, or its diagnostics as `file:line:col: path:
+/// message` with exit 3, beside scenarios in the same command.
+#[test]
+fn daemon_configs_are_validated_as_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = repo_root().join("scenarios/task-kill.yaml");
+    let good = dir.path().join("daemon.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "webhook: http://127.0.0.1:9/hook\nretention:\n  keep_runs: 10\nschedules:\n  - name: nightly\n    scenario: {}\n    cron: \"30 2 * * *\"\n    timezone: Europe/Berlin\n",
+            scenario.display()
+        ),
+    )
+    .unwrap();
+    let only_webhook = dir.path().join("webhook-only.yaml");
+    std::fs::write(&only_webhook, "webhook: https://hooks.example.com/T000\n").unwrap();
+    let out = validate(&[&good, &only_webhook, Path::new("scenarios/task-kill.yaml")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: ok (daemon config)\n{}: ok (daemon config)\nscenarios/task-kill.yaml: ok\n",
+            good.display(),
+            only_webhook.display()
+        )
+    );
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "schedules:\n  - name: a\n    scenario: missing.yaml\n    every: 6h\n    timezone: Europe/Berln\n  - name: a\n    scenario: missing.yaml\n    every: 0s\nwebhok: x\n",
+    )
+    .unwrap();
+    let out = validate(&[&bad]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = bad.display().to_string();
+    assert_diagnostic_lines(&file, &stderr);
+    assert!(stderr.lines().count() >= 4, "every problem at once: {stderr}");
+    assert!(stderr.contains(&format!("{file}:6:11: schedules[1].name: duplicate schedule name `a`")), "{stderr}");
+    assert!(stderr.contains(&format!("{file}:9:1: webhok: ")), "{stderr}");
+    // A scenario with a `webhook` key is still a scenario (and refused as one).
+    let mixed = dir.path().join("mixed.yaml");
+    std::fs::write(&mixed, "name: x\nwebhook: http://h/\n").unwrap();
+    let out = validate(&[&mixed]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:2:1: webhook: ", mixed.display())));
+}
