@@ -3,6 +3,7 @@
 //! return typed errors; nothing below this module parses arguments, reads the process's
 //! arguments or decides an exit code.
 
+mod daemon;
 mod keys;
 mod lab;
 mod load;
@@ -62,6 +63,9 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario format (for editors).
     Schema,
+    /// Run the daemon: scheduled runs, run history and the HTTP API (docs/daemon.md).
+    #[command(after_help = Exit::HELP)]
+    Daemon(daemon::DaemonArgs),
 }
 
 /// Parses the command line and runs; returns the documented exit code.
@@ -96,6 +100,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Load(args) => load::cmd_load(args),
         Command::Report { dir } => report::cmd_report(&dir),
         Command::Schema => Ok(report::cmd_schema()),
+        Command::Daemon(args) => daemon::cmd_daemon(args),
     }
 }
 

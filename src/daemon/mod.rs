@@ -3,6 +3,10 @@
 //! The groundwork that does not depend on the engine: the history [`store`], the [`schedule`]
 //! arithmetic (due times, jitter, catch-up) and the daemon's [`config`] file.
 
+pub mod auth;
 pub mod config;
+pub mod runs;
 pub mod schedule;
+pub mod scheduler;
+pub mod server;
 pub mod store;

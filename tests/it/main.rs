@@ -3,6 +3,7 @@
 mod aws;
 mod commands;
 mod common;
+mod daemon;
 mod engine;
 mod events;
 mod lab;
