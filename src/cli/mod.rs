@@ -5,6 +5,7 @@
 
 mod client;
 mod compare;
+mod daemon;
 mod keys;
 mod lab;
 mod load;
@@ -84,6 +85,9 @@ enum Command {
         #[command(subcommand)]
         command: client::SchedulesCommand,
     },
+    /// Run the daemon: scheduled runs, run history and the HTTP API (docs/daemon.md).
+    #[command(after_help = Exit::HELP)]
+    Daemon(daemon::DaemonArgs),
 }
 
 /// Parses the command line and runs; returns the documented exit code.
@@ -121,6 +125,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Compare(args) => compare::cmd_compare(args),
         Command::Runs { connect, command } => client::cmd_runs(connect, command),
         Command::Schedules { connect, command } => client::cmd_schedules(connect, command),
+        Command::Daemon(args) => daemon::cmd_daemon(args),
     }
 }
 

@@ -223,30 +223,9 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
             println!("nothing to recover: no run left faults behind ({})", journal::dir().display());
             return Ok(Exit::Passed);
         }
-        let mut failed = false;
-        for path in paths {
-            match journal::read(&path) {
-                Ok(rec) => {
-                    let r = journal::recover(&rec, &conn).await;
-                    failed |= r.failed;
-                    for l in r.lines {
-                        println!("{l}");
-                    }
-                }
-                // A run that ended between the listing and now removed its own journal.
-                Err(journal::JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                // Reverts nothing from it (see `journal::read`), keeps it, and says what to do.
-                Err(e) => {
-                    failed = true;
-                    let lines = match journal::read_lenient(&path) {
-                        Ok((rec, _)) => journal::unreadable(&e, &rec),
-                        Err(_) => vec![e.to_string()],
-                    };
-                    for l in lines {
-                        println!("{l}");
-                    }
-                }
-            }
+        let (lines, failed) = journal::recover_all(&paths, &conn).await;
+        for l in lines {
+            println!("{l}");
         }
         Ok(if failed { Exit::RevertFailed } else { Exit::Passed })
     })

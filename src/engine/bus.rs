@@ -74,6 +74,11 @@ impl Bus {
     pub fn history(&self) -> Vec<Arc<Envelope>> {
         lock(&self.shared).history.clone()
     }
+
+    /// The events published so far from the `from`-th on (`seq >= from`).
+    pub fn history_since(&self, from: usize) -> Vec<Arc<Envelope>> {
+        lock(&self.shared).history.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+    }
 }
 
 impl Publisher {

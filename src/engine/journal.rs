@@ -434,6 +434,33 @@ pub async fn recover_file(path: &Path, conn: &Connection) -> RecoveryReport {
     }
 }
 
+/// Reverts what the runs of every journal in `paths` left, as `siege recover` does: a journal
+/// that cannot be trusted reverts nothing, is kept and says what to do. Returns what was done,
+/// line by line, and whether anything may still be in place.
+pub async fn recover_all(paths: &[PathBuf], conn: &Connection) -> (Vec<String>, bool) {
+    let (mut lines, mut failed) = (vec![], false);
+    for path in paths {
+        match read(path) {
+            Ok(rec) => {
+                let r = recover(&rec, conn).await;
+                failed |= r.failed;
+                lines.extend(r.lines);
+            }
+            // A run that ended between the listing and now removed its own journal.
+            Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            // Reverts nothing from it (see `read`), keeps it, and says what to do.
+            Err(e) => {
+                failed = true;
+                match read_lenient(path) {
+                    Ok((rec, _)) => lines.extend(unreadable(&e, &rec)),
+                    Err(_) => lines.push(e.to_string()),
+                }
+            }
+        }
+    }
+    (lines, failed)
+}
+
 /// What recovering one journal did, for the user.
 #[derive(Debug)]
 pub struct RecoveryReport {

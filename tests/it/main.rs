@@ -4,6 +4,7 @@ mod aws;
 mod commands;
 mod common;
 mod compare;
+mod daemon;
 mod engine;
 mod events;
 mod lab;

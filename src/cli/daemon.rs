@@ -1,0 +1,177 @@
+//! `siege daemon`: the HTTP API, the run manager and the scheduler in one process, until
+//! SIGTERM (or Ctrl-C). SIGHUP reloads the config.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Failure, runtime};
+use crate::backend::Connection;
+use crate::daemon::runs::{Db, Manager, SHUTDOWN_REASON};
+use crate::daemon::scheduler::Scheduler;
+use crate::daemon::server::{self, Daemon, ReloadError};
+use crate::daemon::store::Store;
+use crate::daemon::{auth, config};
+use crate::exit::Exit;
+
+/// How long the API keeps answering open connections once the runs have ended at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, clap::Args)]
+pub(super) struct DaemonArgs {
+    /// The daemon's config (schedules, webhook, retention); none: no schedules.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the API listens; `127.0.0.1:0` picks a free port (printed when ready).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub listen: String,
+    /// The data directory: history.db, token, journals (default: `daemon/` in siege's state
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Allow a non-loopback --listen address; every call then needs the token, reads too.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+fn invalid(m: String) -> anyhow::Error {
+    Failure::new(Exit::Invalid, m)
+}
+
+/// The address to listen on, refused unless loopback or `allow_remote`.
+fn listen_addr(listen: &str, allow_remote: bool) -> anyhow::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = listen
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("--listen {listen}: not an address to listen on ({e}); e.g. 127.0.0.1:7878")))?
+        .collect();
+    let addr = *addrs.first().ok_or_else(|| invalid(format!("--listen {listen}: resolves to no address")))?;
+    if !allow_remote && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(invalid(format!(
+            "--listen {listen}: refusing a non-loopback address without --allow-remote (other hosts could then \
+             reach the API; with --allow-remote every call needs the token)"
+        )));
+    }
+    Ok(addr)
+}
+
+/// `siege daemon`.
+pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
+    let addr = listen_addr(&args.listen, args.allow_remote)?;
+    let config = match &args.config {
+        Some(p) => config::load_file(p).map_err(|e| {
+            for d in &e.diagnostics {
+                eprintln!("{d}");
+            }
+            invalid(format!("{} is not a valid daemon config ({} error(s))", p.display(), e.diagnostics.len()))
+        })?,
+        None => config::Config::default(),
+    };
+    let data = args.data.clone().unwrap_or_else(|| crate::util::state_dir().join("daemon"));
+    std::fs::create_dir_all(&data)
+        .map_err(|e| invalid(format!("cannot create the data directory {}: {e}", data.display())))?;
+    let token = auth::load_or_create(&data).map_err(|e| invalid(e.to_string()))?;
+    let store = Store::open(&data.join("history.db")).map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
+    let conn = Connection::from_env().map_err(|e| invalid(e.to_string()))?;
+    let workdir = std::env::current_dir()?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut signals = Signals::take()?;
+        let manager = Arc::new(Manager::new(Db::new(store), &data, conn, config, crate::util::failpoint_from_env()));
+        // Before serving and before any schedule fires.
+        for l in manager.recover_at_start().await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))? {
+            eprintln!("siege daemon: {l}");
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::new(Exit::Precondition, format!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr()?;
+        let scheduler = Scheduler::new(manager.clone());
+        let d = Arc::new(Daemon {
+            manager: manager.clone(),
+            scheduler: scheduler.clone(),
+            config_path: args.config.clone(),
+            token,
+            remote: args.allow_remote,
+            workdir,
+        });
+        let stop_serving = CancellationToken::new();
+        let serving = axum::serve(listener, server::router(d.clone()))
+            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
+        let server = tokio::spawn(async move { serving.await });
+        println!(
+            "siege daemon: listening on http://{local} (data {}, token in {})",
+            data.display(),
+            data.join(auth::TOKEN_FILE).display()
+        );
+        let stop_scheduling = CancellationToken::new();
+        let scheduling = tokio::spawn({
+            let (s, stop) = (scheduler.clone(), stop_scheduling.clone());
+            async move {
+                s.catch_up().await;
+                s.run(stop).await
+            }
+        });
+        // Until the first SIGTERM / Ctrl-C; SIGHUP reloads.
+        let why = signals.until_stop(&d).await;
+        eprintln!("siege daemon: {why}: no more runs; interrupting {} run(s)", manager.shutdown(SHUTDOWN_REASON));
+        stop_scheduling.cancel();
+        let hurry = tokio::spawn(async move {
+            loop {
+                let again = signals.until_stop(&d).await;
+                eprintln!("siege daemon: {again} again: skipping waits; every fault is still reverted");
+                d.manager.shutdown(SHUTDOWN_REASON);
+            }
+        });
+        manager.idle().await;
+        let _ = scheduling.await;
+        stop_serving.cancel();
+        let _ = tokio::time::timeout(DRAIN, server).await;
+        hurry.abort();
+        eprintln!("siege daemon: stopped");
+        Ok(Exit::Passed)
+    })
+}
+
+/// SIGTERM and SIGINT stop the daemon (a second one hurries the runs); SIGHUP reloads the
+/// config. Taken before anything runs.
+struct Signals([tokio::signal::unix::Signal; 3]);
+
+impl Signals {
+    fn take() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals([signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?, signal(SignalKind::hangup())?]))
+    }
+
+    /// Reloads on each SIGHUP until a stopping signal comes; returns its name.
+    async fn until_stop(&mut self, d: &Daemon) -> &'static str {
+        let [term, int, hup] = &mut self.0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT (Ctrl-C)",
+                _ = hup.recv() => match d.reload() {
+                    Ok(n) => eprintln!("siege daemon: SIGHUP: config reloaded ({n} schedule(s))"),
+                    Err(ReloadError::Invalid(e)) => {
+                        eprintln!("siege daemon: SIGHUP: the config is not valid; the old one stays in force:\n{e}")
+                    }
+                    Err(e) => eprintln!("siege daemon: SIGHUP: {e}"),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_non_loopback_address_needs_allow_remote() {
+        assert!(super::listen_addr("127.0.0.1:0", false).is_ok());
+        assert!(super::listen_addr("[::1]:0", false).is_ok());
+        assert!(super::listen_addr("0.0.0.0:7878", false).is_err());
+        assert!(super::listen_addr("0.0.0.0:7878", true).is_ok());
+        assert!(super::listen_addr("nonsense", false).is_err());
+    }
+}

@@ -1,0 +1,410 @@
+//! The run manager: starts runs through [`engine::start`], one per target at a time, and keeps
+//! the history of each in the [`Store`]: the run as it starts, its events while it runs (in
+//! batches, from the run's bus, so the run never waits for the database), its report files and
+//! its final state once it ends. Also what the daemon does at start (recovery) and at shutdown.
+//!
+//! The store is synchronous (rusqlite): every call goes through [`Db::call`], on tokio's blocking
+//! pool, so a slow disk holds up neither the runs nor the API.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+use super::config::Config;
+use super::store::{NewRun, RunEnd, RunState, Store, StoreError, StoredEvent, Trigger};
+use crate::backend::Connection;
+use crate::engine::bus::Bus;
+use crate::engine::{self, Commander, Interrupter, RunOptions, RunRequest, journal};
+use crate::report::Outcome;
+use crate::scenario::{Scenario, Target};
+
+/// How often a running run's new events are written to the history.
+const EVENT_FLUSH: Duration = Duration::from_millis(250);
+
+/// What the daemon's shutdown interrupts its runs with; such a run ends `interrupted`.
+pub const SHUTDOWN_REASON: &str = "SIGTERM (the daemon is stopping)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("the target {target} is busy with run {run}")]
+    Busy { target: String, run: String },
+    #[error("the daemon is shutting down and starts no more runs")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a history database task failed: {0}")]
+    Task(String),
+}
+
+/// The history, shared; every call on the blocking pool.
+#[derive(Clone)]
+pub struct Db(Arc<Mutex<Store>>);
+
+impl Db {
+    pub fn new(store: Store) -> Db {
+        Db(Arc::new(Mutex::new(store)))
+    }
+
+    /// Runs `f` on the store, off the async threads.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, RunsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.0.clone();
+        let r = tokio::task::spawn_blocking(move || f(&mut store.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .map_err(|e| RunsError::Task(e.to_string()))?;
+        Ok(r?)
+    }
+}
+
+/// What identifies a target, for one run per target at a time: a lab by its control URL, an
+/// AWS service by endpoint, region, cluster and service. A lab started for the run is its own
+/// target (`None`).
+pub fn target_key(t: &Target) -> Option<String> {
+    match t {
+        Target::Lab(l) => l.control.as_ref().map(|c| format!("lab {}", c.trim_end_matches('/'))),
+        Target::Aws(a) => Some(format!(
+            "aws {}{}/{}/{}",
+            a.endpoint.as_ref().map(|e| format!("{} ", e.trim_end_matches('/'))).unwrap_or_default(),
+            a.region.as_deref().unwrap_or("(default region)"),
+            a.cluster,
+            a.service
+        )),
+    }
+}
+
+/// A run to start.
+pub struct Start {
+    /// Validated.
+    pub scenario: Scenario,
+    /// Its file, or `posted.yaml`.
+    pub source: String,
+    pub trigger: Trigger,
+    pub schedule: Option<String>,
+}
+
+/// A run in progress, as the API reaches it.
+#[derive(Clone)]
+pub struct Active {
+    pub run_id: String,
+    pub target: String,
+    pub commander: Commander,
+    pub interrupter: Interrupter,
+    pub bus: Bus,
+}
+
+#[derive(Default)]
+struct Inner {
+    runs: HashMap<String, Active>,
+    /// Target key → the run on it.
+    targets: HashMap<String, String>,
+}
+
+/// Starts, tracks and records the daemon's runs.
+pub struct Manager {
+    pub db: Db,
+    conn: Connection,
+    journals: PathBuf,
+    reports: PathBuf,
+    failpoint: Option<String>,
+    config: RwLock<Arc<Config>>,
+    inner: Mutex<Inner>,
+    accepting: AtomicBool,
+    /// How many runs are in progress.
+    count: watch::Sender<usize>,
+}
+
+impl Manager {
+    /// A manager keeping journals in `data/journals` and reports (until stored) in
+    /// `data/reports`.
+    pub fn new(db: Db, data: &Path, conn: Connection, config: Config, failpoint: Option<String>) -> Manager {
+        Manager {
+            db,
+            conn,
+            journals: data.join("journals"),
+            reports: data.join("reports"),
+            failpoint,
+            config: RwLock::new(Arc::new(config)),
+            inner: Mutex::new(Inner::default()),
+            accepting: AtomicBool::new(true),
+            count: watch::channel(0).0,
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_config(&self, c: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+    }
+
+    pub fn journals(&self) -> &Path {
+        &self.journals
+    }
+
+    /// The run in progress with this id.
+    pub fn active(&self, id: &str) -> Option<Active> {
+        self.inner().runs.get(id).cloned()
+    }
+
+    /// The ids of the runs in progress.
+    pub fn active_ids(&self) -> Vec<String> {
+        self.inner().runs.keys().cloned().collect()
+    }
+
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// At daemon start, before anything else runs: every run the history still has `running`
+    /// becomes `interrupted`, and whatever faults the journals in `journals` list are reverted.
+    /// Returns what was done, line by line.
+    pub async fn recover_at_start(&self) -> Result<Vec<String>, RunsError> {
+        let ids = self.db.call(|s| s.mark_interrupted(Timestamp::now())).await?;
+        let mut lines: Vec<String> =
+            ids.iter().map(|id| format!("run {id} was in progress when the daemon stopped: interrupted")).collect();
+        let paths = journal::list_in(&self.journals).map_err(|e| RunsError::Task(e.to_string()))?;
+        let (more, _) = journal::recover_all(&paths, &self.conn).await;
+        lines.extend(more);
+        Ok(lines)
+    }
+
+    /// Starts a run unless its target is busy or the daemon is stopping; returns its id once the
+    /// run is in the history.
+    pub async fn start(self: &Arc<Self>, s: Start) -> Result<String, RunsError> {
+        if !self.accepting() {
+            return Err(RunsError::ShuttingDown);
+        }
+        let key = target_key(&s.scenario.target);
+        let name = s.scenario.name.clone();
+        let (handle, target) = {
+            let mut inner = self.inner();
+            if let Some(run) = key.as_ref().and_then(|k| inner.targets.get(k)) {
+                return Err(RunsError::Busy { target: key.clone().unwrap_or_default(), run: run.clone() });
+            }
+            let handle = engine::start(RunRequest {
+                scenario: s.scenario,
+                source: s.source,
+                options: RunOptions { reports_dir: Some(self.reports.clone()), seed: None },
+                journal_dir: self.journals.clone(),
+                failpoint: self.failpoint.clone(),
+                // Each run its own set of secrets.
+                connection: Connection { secrets: Default::default(), ..self.conn.clone() },
+            });
+            let id = handle.run_id().to_string();
+            let target = key.unwrap_or_else(|| format!("lab started for run {id}"));
+            inner.targets.insert(target.clone(), id.clone());
+            let active = Active {
+                run_id: id.clone(),
+                target: target.clone(),
+                commander: handle.commander(),
+                interrupter: handle.interrupter(),
+                bus: handle.bus(),
+            };
+            inner.runs.insert(id, active);
+            self.count.send_replace(inner.runs.len());
+            (handle, target)
+        };
+        let id = handle.run_id().to_string();
+        let new = NewRun {
+            id: id.clone(),
+            scenario: name,
+            target,
+            trigger: s.trigger,
+            schedule: s.schedule,
+            started_at: Timestamp::now(),
+        };
+        let inserted = self.db.call(move |st| st.insert_run(&new)).await;
+        if let Err(e) = &inserted {
+            // A run the history does not know cannot be watched or recovered: stop it now.
+            handle.interrupt(&format!("the daemon could not record the run: {e}"));
+        }
+        let (me, recorded) = (self.clone(), inserted.is_ok());
+        tokio::spawn(async move { me.supervise(handle, recorded).await });
+        inserted.map(|_| id)
+    }
+
+    /// Writes the run's events while it runs, then its files and end; forgets it last, so that
+    /// whoever no longer finds it in progress finds it whole in the history.
+    async fn supervise(self: Arc<Self>, handle: engine::RunHandle, recorded: bool) {
+        let id = handle.run_id().to_string();
+        let bus = handle.bus();
+        let (done_tx, done_rx) = watch::channel(false);
+        let writer = recorded.then(|| tokio::spawn(write_events(self.db.clone(), id.clone(), bus, done_rx)));
+        let outcome = handle.outcome().await;
+        let _ = done_tx.send(true);
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
+        if recorded {
+            let end = self.end_of(&id, outcome).await;
+            let retention = self.config().retention;
+            let r = self
+                .db
+                .call(move |s| {
+                    s.finish_run(&end.0, &end.1)?;
+                    s.apply_retention(&retention, Timestamp::now())
+                })
+                .await;
+            if let Err(e) = r {
+                eprintln!("siege daemon: run {id}: cannot record its end: {e}");
+            }
+        }
+        let mut inner = self.inner();
+        if let Some(a) = inner.runs.remove(&id) {
+            inner.targets.remove(&a.target);
+        }
+        self.count.send_replace(inner.runs.len());
+    }
+
+    /// The final state of a run and its record; stores its report files (and removes them from
+    /// disk once stored).
+    async fn end_of(&self, id: &str, outcome: Result<engine::RunOutcome, engine::RunPanicked>) -> (String, RunEnd) {
+        let finished_at = Timestamp::now();
+        let secs = |s: Option<f64>| s.filter(|v| v.is_finite() && *v >= 0.0).map(Duration::from_secs_f64);
+        let end = match outcome {
+            Ok(o) => {
+                let v = &o.record.verdict;
+                let state = match v.outcome {
+                    Outcome::Passed => RunState::Passed,
+                    Outcome::Failed => RunState::Failed,
+                    Outcome::Aborted if v.interrupted_by.as_deref() == Some(SHUTDOWN_REASON) => RunState::Interrupted,
+                    Outcome::Aborted => RunState::Aborted,
+                    Outcome::PreconditionFailed => RunState::PreconditionFailed,
+                    Outcome::RevertFailed => RunState::RevertFailed,
+                    Outcome::Error => RunState::Error,
+                };
+                let mut record = serde_json::to_string(&o.record).ok();
+                if let Some(dir) = o.report_dir {
+                    let (i, d) = (id.to_string(), dir.clone());
+                    match self.db.call(move |s| store_files(s, &i, &d)).await {
+                        Ok(json) => {
+                            record = json.or(record);
+                            let _ = std::fs::remove_dir_all(&dir);
+                        }
+                        Err(e) => eprintln!(
+                            "siege daemon: run {id}: report files not stored ({e}); they stay in {}",
+                            dir.display()
+                        ),
+                    }
+                }
+                RunEnd {
+                    state,
+                    finished_at,
+                    time_to_detect: secs(o.record.timings.time_to_detect_s),
+                    mttr: secs(o.record.timings.time_to_recover_s),
+                    record,
+                }
+            }
+            Err(p) => {
+                eprintln!("siege daemon: run {id}: {p}");
+                for l in &p.lines {
+                    eprintln!("siege daemon: {l}");
+                }
+                let state = if p.revert_failed { RunState::RevertFailed } else { RunState::Error };
+                RunEnd { state, finished_at, time_to_detect: None, mttr: None, record: None }
+            }
+        };
+        (id.to_string(), end)
+    }
+
+    /// Stops taking runs and interrupts every run in progress (`why` is the interrupt's
+    /// reason); called again, hurries them. Returns how many runs were interrupted.
+    pub fn shutdown(&self, why: &str) -> usize {
+        self.accepting.store(false, Ordering::SeqCst);
+        let runs: Vec<Active> = self.inner().runs.values().cloned().collect();
+        for a in &runs {
+            a.interrupter.interrupt(why);
+        }
+        runs.len()
+    }
+
+    /// Waits until no run is in progress.
+    pub async fn idle(&self) {
+        let mut rx = self.count.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// Every file of a run's report directory into the store; returns `report.json`'s text.
+fn store_files(s: &mut Store, id: &str, dir: &Path) -> Result<Option<String>, StoreError> {
+    let mut json = None;
+    let entries = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>());
+    for path in entries.unwrap_or_default() {
+        let (Some(name), true) = (path.file_name().and_then(|n| n.to_str()), path.is_file()) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        s.put_file(id, name, &bytes)?;
+        if name == "report.json" {
+            json = String::from_utf8(bytes).ok();
+        }
+    }
+    Ok(json)
+}
+
+/// Writes the run's new events every [`EVENT_FLUSH`], and all that remain once `done`. Reads
+/// the bus's history rather than a subscription: nothing is ever missed, however slow the disk.
+async fn write_events(db: Db, id: String, bus: Bus, mut done: watch::Receiver<bool>) {
+    let mut written = 0usize;
+    loop {
+        let last = tokio::select! {
+            _ = tokio::time::sleep(EVENT_FLUSH) => false,
+            _ = done.wait_for(|d| *d) => true,
+        };
+        let new: Vec<StoredEvent> = bus
+            .history_since(written)
+            .iter()
+            .map(|e| StoredEvent { seq: e.seq, json: serde_json::to_string(&**e).unwrap_or_default() })
+            .collect();
+        if !new.is_empty() {
+            let n = new.len();
+            let id = id.clone();
+            match db.call(move |s| s.append_events(&id, &new)).await {
+                Ok(()) => written += n,
+                // Tried again at the next flush (a batch sent twice is harmless).
+                Err(e) => eprintln!("siege daemon: writing events: {e}"),
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(yaml_target: &str) -> Target {
+        let text = format!(
+            "name: t\ntarget: {yaml_target}\nload: {{ url: /, rate: 10/s, duration: 10s }}\nsteady_state: {{ error_rate: \"< 1%\" }}\nrecovery: {{ within: 5s }}\n"
+        );
+        crate::scenario::load_bytes("t.yaml", text.as_bytes(), Path::new("."))
+            .unwrap_or_else(|d| panic!("{d:?}"))
+            .target
+    }
+
+    #[test]
+    fn a_target_is_a_labs_control_url_or_an_aws_service_and_a_lab_of_its_own_is_none() {
+        assert_eq!(
+            target_key(&target("{ lab: { service: api, tasks: 2, control: \"http://127.0.0.1:9/\" } }")),
+            Some("lab http://127.0.0.1:9".into())
+        );
+        assert_eq!(target_key(&target("{ lab: { service: api, tasks: 2 } }")), None);
+        assert_eq!(
+            target_key(&target("{ aws: { region: eu-west-1, cluster: c, service: s, url: \"https://x.example\" } }")),
+            Some("aws eu-west-1/c/s".into())
+        );
+    }
+}

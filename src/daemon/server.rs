@@ -1,0 +1,589 @@
+//! The daemon's HTTP API (axum): runs, their events as server-sent events, their report files
+//! and commands, schedules, reload. Errors are `{"error": {"code", "message"}}` with a stable
+//! `code` (see docs/daemon.md, "API").
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth;
+use super::config::{self, ConfigError};
+use super::runs::{Manager, RunsError, Start};
+use super::scheduler::{ScheduleActionError, Scheduler};
+use super::store::{RunQuery, StoreError, StoredRun, Trigger};
+use crate::engine::bus::{Bus, Received, Subscription};
+use crate::engine::events::Envelope;
+use crate::engine::{FaultChoice, Refused, RunCommand};
+use crate::report::MarkKind;
+use crate::scenario::Diagnostic;
+
+/// Everything the handlers reach.
+pub struct Daemon {
+    pub manager: Arc<Manager>,
+    pub scheduler: Arc<Scheduler>,
+    /// `--config`; `None`: the empty default config (reload has nothing to read).
+    pub config_path: Option<PathBuf>,
+    pub token: String,
+    /// `--allow-remote`: reads need the token too.
+    pub remote: bool,
+    /// Where scenario names and relative paths are resolved (the daemon's working directory).
+    pub workdir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the daemon was started without --config: there is no config to reload")]
+    NoConfig,
+    #[error("{0}")]
+    Invalid(ConfigError),
+}
+
+impl Daemon {
+    /// Reads the config file again; a bad one is refused and the old one stays in force.
+    pub fn reload(&self) -> Result<usize, ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfig)?;
+        let c = config::load_file(path).map_err(ReloadError::Invalid)?;
+        let n = c.schedules.len();
+        self.manager.set_config(c);
+        self.scheduler.reload();
+        Ok(n)
+    }
+}
+
+/// An API error: its status, stable code, message and optional details (diagnostics).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    diagnostics: Option<Vec<Diagnostic>>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), diagnostics: None }
+    }
+
+    fn invalid_scenario(diags: Vec<Diagnostic>) -> ApiError {
+        let message = format!(
+            "the scenario is not valid ({} error(s)): {}",
+            diags.len(),
+            diags.first().map(|d| d.to_string()).unwrap_or_default()
+        );
+        ApiError {
+            diagnostics: Some(diags),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-scenario", message)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(d) = self.diagnostics {
+            error["diagnostics"] =
+                json!(d.iter().map(|d| json!({"text": d.to_string(), "detail": d})).collect::<Vec<_>>());
+        }
+        (self.status, axum::Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<RunsError> for ApiError {
+    fn from(e: RunsError) -> ApiError {
+        match e {
+            RunsError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, "target-busy", e.to_string()),
+            RunsError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", e.to_string()),
+            RunsError::Store(StoreError::BadCursor(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string())
+            }
+            RunsError::Store(StoreError::NoSuchRun(_)) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no-such-run", e.to_string())
+            }
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+impl From<ScheduleActionError> for ApiError {
+    fn from(e: ScheduleActionError) -> ApiError {
+        match e {
+            ScheduleActionError::NoSuchSchedule(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no-such-schedule", e.to_string())
+            }
+            ScheduleActionError::InvalidScenario { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-scenario", e.to_string())
+            }
+            ScheduleActionError::Runs(r) => r.into(),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The API's routes, behind the token check.
+pub fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/runs", get(list_runs).post(start_run))
+        .route("/v1/runs/{id}", get(show_run))
+        .route("/v1/runs/{id}/events", get(run_events))
+        .route("/v1/runs/{id}/report/{file}", get(report_file))
+        .route("/v1/runs/{id}/stop", post(stop_run))
+        .route("/v1/runs/{id}/inject", post(inject))
+        .route("/v1/runs/{id}/spike", post(spike))
+        .route("/v1/runs/{id}/marks", post(mark))
+        .route("/v1/schedules", get(list_schedules))
+        .route("/v1/schedules/{name}/{action}", post(schedule_action))
+        .route("/v1/reload", post(reload))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(middleware::from_fn_with_state(d.clone(), require_token))
+        .with_state(d)
+}
+
+/// Mutating calls need the bearer token; with `--allow-remote`, every call does.
+async fn require_token(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if reads && !d.remote {
+        return next.run(req).await;
+    }
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth::check(header, &d.token) {
+        auth::Verdict::Allowed => next.run(req).await,
+        auth::Verdict::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this call needs `Authorization: Bearer <token>` (the token is in the data directory's `token` file)",
+        )
+        .into_response(),
+        auth::Verdict::Wrong => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token").into_response(),
+    }
+}
+
+async fn healthz(State(d): State<Arc<Daemon>>) -> Response {
+    let status = if d.manager.accepting() { "ok" } else { "shutting-down" };
+    axum::Json(json!({ "status": status, "runs_in_progress": d.manager.active_ids().len() })).into_response()
+}
+
+fn ts(t: jiff::Timestamp) -> String {
+    t.to_string()
+}
+
+fn run_json(r: &StoredRun) -> Value {
+    json!({
+        "id": r.id,
+        "scenario": r.scenario,
+        "target": r.target,
+        "state": r.state,
+        "trigger": r.trigger,
+        "schedule": r.schedule,
+        "started_at": ts(r.started_at),
+        "finished_at": r.finished_at.map(ts),
+        "time_to_detect_s": r.time_to_detect.map(|d| d.as_secs_f64()),
+        "mttr_s": r.mttr.map(|d| d.as_secs_f64()),
+    })
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", message)
+}
+
+async fn list_runs(
+    State(d): State<Arc<Daemon>>,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let mut query =
+        RunQuery { scenario: q.get("scenario").cloned(), cursor: q.get("cursor").cloned(), ..RunQuery::default() };
+    if let Some(v) = q.get("verdict").or(q.get("state")) {
+        query.state = Some(v.parse().map_err(|e: super::store::UnknownName| bad_request(e.to_string()))?);
+    }
+    if let Some(s) = q.get("since") {
+        query.since = Some(s.parse().map_err(|e| bad_request(format!("since: not an RFC 3339 time `{s}`: {e}")))?);
+    }
+    if let Some(l) = q.get("limit") {
+        query.limit = l
+            .parse()
+            .ok()
+            .filter(|n| (1..=super::store::MAX_PAGE).contains(n))
+            .ok_or_else(|| bad_request(format!("limit: expected 1 to {}, found `{l}`", super::store::MAX_PAGE)))?;
+    }
+    let page = d.manager.db.call(move |s| s.list_runs(&query)).await?;
+    Ok(axum::Json(json!({ "runs": page.runs.iter().map(run_json).collect::<Vec<_>>(), "next": page.next }))
+        .into_response())
+}
+
+async fn stored_run(d: &Daemon, id: &str) -> Result<StoredRun, ApiError> {
+    let id = id.to_string();
+    let r = d.manager.db.call({
+        let id = id.clone();
+        move |s| s.run(&id)
+    });
+    r.await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no-such-run", format!("no run `{id}`")))
+}
+
+async fn show_run(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let r = stored_run(&d, &id).await?;
+    let files = {
+        let id = id.clone();
+        d.manager.db.call(move |s| s.file_names(&id)).await?
+    };
+    let mut v = run_json(&r);
+    v["record"] = r.record.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
+    v["files"] = json!(files);
+    if let Some(a) = d.manager.active(&id) {
+        v["events_so_far"] = json!(a.bus.history().len());
+    }
+    Ok(axum::Json(v).into_response())
+}
+
+async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<(String, String)>) -> ApiResult {
+    stored_run(&d, &id).await?;
+    let bytes = {
+        let (id, file) = (id.clone(), file.clone());
+        d.manager.db.call(move |s| s.file(&id, &file)).await?
+    };
+    let Some(bytes) = bytes else {
+        let why = if d.manager.active(&id).is_some() { " yet: the files are stored when the run ends" } else { "" };
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-such-file",
+            format!("run `{id}` has no file `{file}`{why}"),
+        ));
+    };
+    let kind = match Path::new(&file).extension().and_then(|e| e.to_str()) {
+        Some("md") => "text/markdown; charset=utf-8",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    scenario: String,
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not the expected JSON: {e}")))
+}
+
+async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let mime = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (scenario, source) = match mime.as_str() {
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            let sc =
+                crate::scenario::load_bytes("posted.yaml", &body, &d.workdir).map_err(ApiError::invalid_scenario)?;
+            (sc, "posted.yaml".to_string())
+        }
+        "application/json" | "" => {
+            let b: StartBody = json_body(&body)?;
+            let path = resolve_scenario(&d, &b.scenario)?;
+            let sc = crate::scenario::load_file(&path).map_err(ApiError::invalid_scenario)?;
+            (sc, path.display().to_string())
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!("Content-Type `{other}`: send application/json (`{{\"scenario\": …}}`) or application/yaml"),
+            ));
+        }
+    };
+    let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None }).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
+}
+
+/// Where `{"scenario": X}` is read from. A path (with a `/`, or ending in `.yaml` / `.yml`) is
+/// read as given, relative to the daemon's working directory. A name is looked up as
+/// `NAME.yaml`, then `NAME.yml`, in the working directory's `scenarios/`, then in the
+/// directories of the config's schedule scenarios, in the order of the config.
+pub fn scenario_dirs(d: &Daemon) -> Vec<PathBuf> {
+    let mut dirs = vec![d.workdir.join("scenarios")];
+    for s in &d.manager.config().schedules {
+        if let Some(p) = s.scenario.parent().map(Path::to_path_buf).filter(|p| !dirs.contains(p)) {
+            dirs.push(p);
+        }
+    }
+    dirs
+}
+
+fn resolve_scenario(d: &Daemon, x: &str) -> Result<PathBuf, ApiError> {
+    let unknown = |m: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-scenario", m);
+    if x.contains('/') || x.ends_with(".yaml") || x.ends_with(".yml") {
+        let p = d.workdir.join(x);
+        return if p.is_file() { Ok(p) } else { Err(unknown(format!("no scenario file {}", p.display()))) };
+    }
+    if x.is_empty() || !x.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || x.starts_with('.') {
+        return Err(bad_request(format!(
+            "scenario: `{x}` is neither a name (letters, digits, `-`, `_`, `.`) nor a path"
+        )));
+    }
+    let dirs = scenario_dirs(d);
+    for dir in &dirs {
+        for ext in ["yaml", "yml"] {
+            let p = dir.join(format!("{x}.{ext}"));
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    let looked: Vec<String> = dirs.iter().map(|p| p.display().to_string()).collect();
+    Err(unknown(format!("no scenario `{x}` ({x}.yaml or {x}.yml) in {}", looked.join(", "))))
+}
+
+/// The SSE event of one envelope: `id:` its seq, `event:` its type, `data:` its JSON.
+fn sse_event(seq: u64, json: &str) -> SseEvent {
+    let ty = serde_json::from_str::<Value>(json)
+        .ok()
+        .and_then(|v| v["event"]["type"].as_str().map(String::from))
+        .unwrap_or_else(|| "event".into());
+    SseEvent::default().id(seq.to_string()).event(ty).data(json)
+}
+
+type SseResult = Result<SseEvent, std::convert::Infallible>;
+
+/// A running run's events from `next` on: from the bus, gaps (a slow reader) filled from its
+/// history, so nothing is missed or repeated.
+struct Live {
+    sub: Subscription,
+    bus: Bus,
+    next: u64,
+    pending: VecDeque<Arc<Envelope>>,
+}
+
+fn live_stream(bus: Bus, next: u64) -> impl futures_util::Stream<Item = SseResult> + Send {
+    let st = Live { sub: bus.subscribe(), bus, next, pending: VecDeque::new() };
+    futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(e) = st.pending.pop_front() {
+                if e.seq < st.next {
+                    continue;
+                }
+                st.next = e.seq + 1;
+                let json = serde_json::to_string(&*e).unwrap_or_default();
+                return Some((Ok(sse_event(e.seq, &json)), st));
+            }
+            match st.sub.recv().await? {
+                Received::Event(e) if e.seq <= st.next => st.pending.push_back(e),
+                _ => {
+                    let since = st.bus.history_since(st.next as usize);
+                    st.pending.extend(since);
+                }
+            }
+        }
+    })
+}
+
+/// A finished run's events from `next` on, from the history, a page at a time.
+fn replay_stream(d: Arc<Daemon>, id: String, next: u64) -> impl futures_util::Stream<Item = SseResult> + Send {
+    const PAGE: usize = 500;
+    let st = (d, id, next, VecDeque::new());
+    futures_util::stream::unfold(st, |(d, id, mut next, mut buf)| async move {
+        if buf.is_empty() {
+            let i = id.clone();
+            buf = d.manager.db.call(move |s| s.events(&i, next, PAGE)).await.ok()?.into();
+        }
+        let e = buf.pop_front()?;
+        next = e.seq + 1;
+        Some((Ok(sse_event(e.seq, &e.json)), (d, id, next, buf)))
+    })
+}
+
+async fn run_events(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> ApiResult {
+    let next = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |n| n + 1);
+    let keep = KeepAlive::default();
+    if let Some(a) = d.manager.active(&id) {
+        return Ok(Sse::new(live_stream(a.bus, next)).keep_alive(keep).into_response());
+    }
+    stored_run(&d, &id).await?;
+    Ok(Sse::new(replay_stream(d.clone(), id, next)).keep_alive(keep).into_response())
+}
+
+/// Sends a command to a running run; refusals as 409 / 422 with the engine's reason.
+async fn command(d: &Daemon, id: &str, c: RunCommand) -> ApiResult {
+    let Some(a) = d.manager.active(id) else {
+        stored_run(d, id).await?;
+        return Err(ApiError::new(StatusCode::CONFLICT, "run-ended", format!("run `{id}` has ended")));
+    };
+    let r = match a.commander.send(c).await {
+        Ok(done) => return Ok(axum::Json(json!({ "done": done })).into_response()),
+        Err(r) => r,
+    };
+    let (status, code) = match &r {
+        Refused::UnknownFault(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown-fault"),
+        Refused::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-command"),
+        Refused::NotNow(_) => (StatusCode::CONFLICT, "not-now"),
+        Refused::Target(_) => (StatusCode::CONFLICT, "target-refused"),
+        Refused::Failed(_) => (StatusCode::BAD_GATEWAY, "injection-failed"),
+        Refused::Ended => (StatusCode::CONFLICT, "run-ended"),
+    };
+    Err(ApiError::new(status, code, r.to_string()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StopBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn stop_run(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let b: StopBody = json_body(&body)?;
+    let reason = b.reason.unwrap_or_else(|| "stopped through the daemon's API".into());
+    command(&d, &id, RunCommand::Stop { reason }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectBody {
+    fault: Option<String>,
+    number: Option<usize>,
+}
+
+async fn inject(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let b: InjectBody = json_body(&body)?;
+    let choice = match (b.fault, b.number) {
+        (Some(f), None) => FaultChoice::Named(f),
+        (None, Some(n)) => FaultChoice::Numbered(n),
+        _ => return Err(bad_request("give either `fault` (a name of the manual catalog) or `number`".into())),
+    };
+    command(&d, &id, RunCommand::Inject(choice)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpikeBody {
+    rate: Value,
+    duration: Value,
+}
+
+async fn spike(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    use crate::scenario::units::{parse_duration, parse_rate};
+    let b: SpikeBody = json_body(&body)?;
+    let rate = match &b.rate {
+        Value::Number(n) => n.as_f64().ok_or_else(|| "not a number".to_string()),
+        Value::String(s) => parse_rate(s),
+        _ => Err("expected a number or a rate such as `60/s`".into()),
+    }
+    .map_err(|e| bad_request(format!("rate: {e}")))?;
+    let duration = match &b.duration {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| "expected a positive number of seconds".to_string()),
+        Value::String(s) => parse_duration(s),
+        _ => Err("expected seconds or a duration such as `15s`".into()),
+    }
+    .map_err(|e| bad_request(format!("duration: {e}")))?;
+    command(&d, &id, RunCommand::SetRate { rate, duration }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkBody {
+    kind: MarkKind,
+    #[serde(default)]
+    author: Option<String>,
+    #[serde(default)]
+    text: String,
+}
+
+async fn mark(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let b: MarkBody = json_body(&body)?;
+    let author = b.author.unwrap_or_else(|| "api".into());
+    command(&d, &id, RunCommand::Mark { kind: b.kind, author, text: b.text }).await
+}
+
+async fn list_schedules(State(d): State<Arc<Daemon>>) -> ApiResult {
+    let config = d.manager.config();
+    let now = jiff::Timestamp::now();
+    let mut out = vec![];
+    for sc in &config.schedules {
+        let s = &sc.schedule;
+        let name = s.name.clone();
+        let last = d.manager.db.call(move |st| st.last_firing(&name)).await?;
+        let cadence = match &s.cadence {
+            super::schedule::Cadence::Cron(c) => json!({ "cron": c.expr(), "timezone": c.zone_name() }),
+            super::schedule::Cadence::Every(e) => json!({ "every": crate::util::format_duration(*e) }),
+        };
+        out.push(json!({
+            "name": s.name,
+            "scenario": sc.scenario.display().to_string(),
+            "cadence": cadence,
+            "enabled": s.enabled,
+            "paused": d.scheduler.is_paused(&s.name),
+            "next_due": s.enabled.then(|| s.next_due(now).map(ts)).flatten(),
+            "last_firing": last.map(|f| json!({
+                "due": ts(f.due),
+                "outcome": f.outcome,
+                "reason": f.reason,
+                "run_id": f.run_id,
+                "recorded_at": ts(f.recorded_at),
+                "lateness_ms": f.recorded_at.as_millisecond() - f.due.as_millisecond(),
+            })),
+        }));
+    }
+    Ok(axum::Json(json!({ "schedules": out })).into_response())
+}
+
+async fn schedule_action(
+    State(d): State<Arc<Daemon>>,
+    UrlPath((name, action)): UrlPath<(String, String)>,
+) -> ApiResult {
+    match action.as_str() {
+        "pause" | "resume" => {
+            d.scheduler.set_paused(&name, action == "pause")?;
+            Ok(axum::Json(json!({ "name": name, "paused": action == "pause" })).into_response())
+        }
+        "trigger" => {
+            let id = d.scheduler.trigger(&name).await?;
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "expected pause, resume or trigger")),
+    }
+}
+
+async fn reload(State(d): State<Arc<Daemon>>) -> ApiResult {
+    match d.reload() {
+        Ok(n) => Ok(axum::Json(json!({ "reloaded": true, "schedules": n })).into_response()),
+        Err(ReloadError::NoConfig) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "no-config", ReloadError::NoConfig.to_string()))
+        }
+        Err(ReloadError::Invalid(e)) => Err(ApiError {
+            diagnostics: Some(e.diagnostics.clone()),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-config",
+                format!("the config is not valid; the old one stays in force:\n{e}"),
+            )
+        }),
+    }
+}
