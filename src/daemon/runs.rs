@@ -119,6 +119,8 @@ pub struct Manager {
     accepting: AtomicBool,
     /// How many runs are in progress.
     count: watch::Sender<usize>,
+    /// Where alerts go, when the config names a webhook.
+    webhook: Mutex<Option<super::webhook::Webhook>>,
 }
 
 impl Manager {
@@ -131,10 +133,55 @@ impl Manager {
             journals: data.join("journals"),
             reports: data.join("reports"),
             failpoint,
-            config: RwLock::new(Arc::new(config)),
+            config: RwLock::new(Arc::new(Config::default())),
             inner: Mutex::new(Inner::default()),
             accepting: AtomicBool::new(true),
             count: watch::channel(0).0,
+            webhook: Mutex::new(None),
+        }
+        .with_webhook_of(config)
+    }
+
+    /// Starts (or keeps, or stops) the alerts' webhook for `config`.
+    fn with_webhook_of(self, config: Config) -> Manager {
+        self.set_config(config);
+        self
+    }
+
+    /// What the webhook has done, for `/metrics`; `None` without one.
+    pub fn webhook_stats(&self) -> Option<super::webhook::WebhookStats> {
+        self.webhook.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|w| w.stats())
+    }
+
+    /// Alerts on how run `id` ended (failed, aborted, interrupted, revert-failed) and on a
+    /// regression it shows; never waits for the webhook.
+    pub async fn alert_on(&self, id: &str) {
+        if self.webhook.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return;
+        }
+        let i = id.to_string();
+        let found = self
+            .db
+            .call(move |s| {
+                let Some(run) = s.run(&i)? else { return Ok(vec![]) };
+                let mut alerts: Vec<super::webhook::Alert> = super::webhook::Alert::for_run(&run).into_iter().collect();
+                if let Some(r) = super::trend::regression_of(s, &i)? {
+                    alerts.push(super::webhook::Alert::regression(&run, &r));
+                }
+                Ok(alerts)
+            })
+            .await;
+        match found {
+            Ok(alerts) => {
+                if let Some(w) = self.webhook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    for a in alerts {
+                        if !w.send(a) {
+                            eprintln!("siege daemon: run {id}: the webhook's queue is full; an alert was dropped");
+                        }
+                    }
+                }
+            }
+            Err(e) => eprintln!("siege daemon: run {id}: no alert: {e}"),
         }
     }
 
@@ -147,6 +194,24 @@ impl Manager {
     }
 
     pub fn set_config(&self, c: Config) {
+        {
+            let mut w = self.webhook.lock().unwrap_or_else(|p| p.into_inner());
+            let same = w.as_ref().map(|w| w.url()) == c.webhook.as_deref();
+            if !same {
+                *w = match (&c.webhook, tokio::runtime::Handle::try_current()) {
+                    (Some(url), Ok(_)) => {
+                        match super::webhook::Webhook::start(url, super::webhook::WebhookOptions::default()) {
+                            Ok((hook, _task)) => Some(hook),
+                            Err(e) => {
+                                eprintln!("siege daemon: webhook {url}: {e}; no alerts are sent");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+            }
+        }
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
     }
 
@@ -258,8 +323,9 @@ impl Manager {
                     s.apply_retention(&retention, Timestamp::now())
                 })
                 .await;
-            if let Err(e) = r {
-                eprintln!("siege daemon: run {id}: cannot record its end: {e}");
+            match r {
+                Ok(_) => self.alert_on(&id).await,
+                Err(e) => eprintln!("siege daemon: run {id}: cannot record its end: {e}"),
             }
         }
         let mut inner = self.inner();

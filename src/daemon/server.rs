@@ -146,6 +146,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/schedules", get(list_schedules))
         .route("/v1/schedules/{name}/{action}", post(schedule_action))
         .route("/v1/reload", post(reload))
+        .route("/metrics", get(metrics))
+        .route("/v1/scenarios/{name}/trend", get(scenario_trend))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -203,6 +205,53 @@ fn run_json(r: &StoredRun) -> Value {
 
 fn bad_request(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", message)
+}
+
+/// `GET /metrics`: the history's figures and the live ones, in the Prometheus text format.
+async fn metrics(State(d): State<Arc<Daemon>>) -> ApiResult {
+    use crate::engine::events::Event;
+    let mut live = super::metrics::Live::default();
+    for id in d.manager.active_ids() {
+        let Some(a) = d.manager.active(&id) else { continue };
+        let mut faults: i64 = 0;
+        for e in a.bus.history() {
+            match e.event {
+                Event::FaultInjected { .. } => faults += 1,
+                Event::FaultReverted { .. } => faults -= 1,
+                _ => {}
+            }
+        }
+        let i = id.clone();
+        let scenario = d.manager.db.call(move |s| s.run(&i)).await?.map(|r| r.scenario).unwrap_or(id);
+        *live.active_faults.entry(scenario).or_default() += faults.max(0) as u64;
+        live.runs_in_progress += 1;
+    }
+    let names: Vec<String> = d.manager.config().schedules.iter().map(|s| s.schedule.name.clone()).collect();
+    let firings =
+        d.manager.db.call(move |s| names.iter().map(|n| s.last_firing(n)).collect::<Result<Vec<_>, _>>()).await?;
+    for f in firings.into_iter().flatten() {
+        let late = (f.recorded_at.as_millisecond() - f.due.as_millisecond()).max(0) as u64;
+        live.schedule_lag.insert(f.schedule, std::time::Duration::from_millis(late));
+    }
+    live.webhook = d.manager.webhook_stats();
+    let text = d.manager.db.call(move |s| super::metrics::render(s, &live)).await?;
+    Ok(([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// `GET /v1/scenarios/{name}/trend?limit=`: verdicts, time-to-detect and MTTR over time, and
+/// regression flags.
+async fn scenario_trend(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(name): UrlPath<String>,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| bad_request(format!("limit: not a number `{l}`")))?,
+        None => 0,
+    };
+    let t = d.manager.db.call(move |s| super::trend::trend(s, &name, limit)).await?;
+    Ok(axum::Json(t).into_response())
 }
 
 async fn list_runs(

@@ -219,6 +219,78 @@ fn a_run_started_by_the_api_passes_its_files_are_served_and_its_target_is_busy_m
     assert_eq!(list["runs"][0]["id"], id.as_str(), "{list}");
     let (s, v) = d.post(&format!("/v1/runs/{id}/stop"), json!({}));
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("run-ended")), "{v}");
+    // Its figures: in the metrics and in the scenario's trend.
+    let (s, metrics) = http(&d.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(s, 200, "{metrics}");
+    assert!(metrics.contains("siege_runs_total{scenario=\"quick\",state=\"passed\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("siege_runs_in_progress 0\n"), "{metrics}");
+    let (s, trend) = d.get("/v1/scenarios/quick/trend");
+    assert_eq!((s, trend["runs"][0]["id"].as_str()), (200, Some(id.as_str())), "{trend}");
+    assert_eq!(trend["runs"][0]["state"], "passed", "{trend}");
+}
+
+/// A webhook on loopback: the bodies it was posted, one per accepted connection.
+fn webhook() -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            let body = loop {
+                let Ok(n) = std::io::Read::read(&mut conn, &mut chunk) else { break None };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break Some(body.to_string());
+                    }
+                }
+            };
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            );
+            if let Some(b) = body {
+                let _ = tx.send(b);
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_stopped_run_is_alerted_on_the_webhook() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (url, posted) = webhook();
+    let config = write_config(lab.home.path(), &format!("webhook: {url}\n"));
+    let d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
+    let id = d.start_run(&scenario(lab.home.path(), &lab, "quick", 30, ""));
+    let stopped = wait_for(Duration::from_secs(20), || {
+        let (s, _) = d.post(&format!("/v1/runs/{id}/stop"), json!({ "reason": "enough" }));
+        (s == 202 || s == 200).then_some(())
+    });
+    assert!(stopped.is_some(), "the stop was accepted");
+    assert_eq!(d.wait_finished(&id)["state"], "aborted");
+    let body = posted.recv_timeout(Duration::from_secs(20)).expect("an alert");
+    let alert = json_of(&body);
+    let text = alert["text"].as_str().unwrap_or_default();
+    assert!(text.contains("quick") && text.contains("aborted"), "{alert}");
+    assert!(body.contains(&id), "{body}");
 }
 
 #[test]
