@@ -146,8 +146,7 @@ impl RecordBuilder {
             }
             None => &f.history[f.history.len().saturating_sub(hold)..],
         };
-        let recovered =
-            last_end.and_then(|e| observe::recovered_after(checks, f.history, e, sc.recovery.within, sc.recovery.hold));
+        let recovered = last_end.and_then(|e| observe::recovered_at(checks, f.history, e, sc.recovery.hold));
         let after_span: &[Second] = match recovered {
             Some(r) => {
                 let i = f.history.iter().position(|s| s.window.second == r).unwrap_or(0);

@@ -805,7 +805,7 @@ impl Ctx<'_> {
                         if let Some(end) = last_end
                             && recovery_announced
                             && closed_at >= end + (sc.recovery.within + sc.recovery.hold).as_secs_f64()
-                            && observe::recovered_after(&sc.steady_state.checks, &self.history, end.ceil() as u32, sc.recovery.within, sc.recovery.hold).is_none()
+                            && observe::recovered_at(&sc.steady_state.checks, &self.history, end.ceil() as u32, sc.recovery.hold).is_none()
                         {
                             let _ = em.emit(Event::Note {
                                 t: self.now(),

@@ -148,23 +148,6 @@ pub fn recovered_at(checks: &[Check], history: &[Second], from: u32, hold: Durat
         .map(|i| history[i].window.second)
 }
 
-/// When the service counts as recovered from disruptions that ended at second `end`: the first
-/// second at which the steady state holds for `hold`, searched from the first second after
-/// `end` that breaks it when one does before the deadline (`end + within`), and from `end`
-/// otherwise. An effect that shows only after the fault (a balancer that notices a killed task
-/// a few seconds later) is recovered from, not counted as restored before it began.
-pub fn recovered_after(
-    checks: &[Check],
-    history: &[Second],
-    end: u32,
-    within: Duration,
-    hold: Duration,
-) -> Option<u32> {
-    let deadline = end.saturating_add(within.as_secs_f64().ceil() as u32);
-    let from = first_broken(checks, history, end).filter(|&b| b < deadline).unwrap_or(end);
-    recovered_at(checks, history, from, hold)
-}
-
 /// The first second at or after `from` whose own window breaks the steady state.
 pub fn first_broken(checks: &[Check], history: &[Second], from: u32) -> Option<u32> {
     history
@@ -253,20 +236,5 @@ mod tests {
         assert_eq!(recovered_at(&checks(), &h, 4, Duration::from_secs(3)), Some(6));
         assert_eq!(recovered_at(&checks(), &h, 4, Duration::from_secs(5)), None);
         assert_eq!(worst_second(&h, 3).unwrap().window.second, 4);
-    }
-
-    #[test]
-    fn an_effect_that_shows_after_the_fault_is_recovered_from() {
-        // The fault ends at 2; the service holds for 3 s, breaks at 5 and 6, holds again from 7.
-        let mut h: Vec<Second> = (0..14).map(|i| sec(i, 100, 0, 5.0, 3)).collect();
-        h[5] = sec(5, 100, 50, 5.0, 1);
-        h[6] = sec(6, 100, 50, 5.0, 1);
-        let (within, hold) = (Duration::from_secs(8), Duration::from_secs(2));
-        assert_eq!(recovered_at(&checks(), &h, 2, hold), Some(2), "the search from the end alone");
-        assert_eq!(recovered_after(&checks(), &h, 2, within, hold), Some(7));
-        // A break after the deadline is not this disruption's.
-        assert_eq!(recovered_after(&checks(), &h, 2, Duration::from_secs(3), hold), Some(2));
-        // Broken at the end already: the search starts there, as before.
-        assert_eq!(recovered_after(&checks(), &h, 5, within, hold), Some(7));
     }
 }
