@@ -78,8 +78,9 @@ impl Progress {
     }
 
     fn line(&mut self, t: Option<f64>, text: &str) {
+        let typing = if self.tty { self.prompt.lock().ok().and_then(|p| p.clone()) } else { None };
         let mut s = String::new();
-        if self.tty && self.status_shown {
+        if self.tty && (self.status_shown || typing.is_some()) {
             s += "\r\x1b[2K";
             self.status_shown = false;
         }
@@ -87,6 +88,11 @@ impl Progress {
             Some(t) => format!("[{t:>5.1}s] {text}\n"),
             None => format!("{text}\n"),
         };
+        // A note being typed stays under the lines printed meanwhile.
+        if let Some(p) = typing {
+            s += &p;
+            self.status_shown = true;
+        }
         let _ = self.out.write_all(s.as_bytes());
     }
 }
@@ -254,10 +260,13 @@ mod tests {
             },
         };
         publisher.publish(second(0));
+        let note = Event::Note { t: 1.5, text: "x".into() };
+        publisher.publish(Envelope { run_id: "r".into(), seq: 1, at: String::new(), t: Some(1.5), event: note });
         drop(publisher);
         let out = Shared::default();
         spawn_to(sub, Progress::to(Box::new(out.clone()), true).with_keys("keys", prompt)).finish().await;
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text, "\r\x1b[2Knote> the balancer", "{text:?}");
+        // Redrawn under the line printed meanwhile.
+        assert_eq!(text, "\r\x1b[2Knote> the balancer\r\x1b[2K[  1.5s] note: x\nnote> the balancer", "{text:?}");
     }
 }
