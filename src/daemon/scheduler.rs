@@ -163,7 +163,8 @@ impl Scheduler {
     /// Acts on one due time: a run, or a firing recorded as skipped with why.
     async fn fire(&self, sc: &ScheduleConfig, due: Timestamp, trigger: Trigger) {
         let now = Timestamp::now();
-        let catch_up = (trigger == Trigger::CatchUp).then(|| "catch-up of a due time missed while the daemon was down");
+        let catch_up =
+            (trigger == Trigger::CatchUp).then_some("catch-up of a due time missed while the daemon was down");
         if self.is_paused(&sc.schedule.name) {
             return self
                 .record(sc, due, FiringOutcome::Skipped, Some("the schedule is paused".into()), None, now)
