@@ -1,7 +1,8 @@
 //! The daemon: scheduled resilience checks, an HTTP API and run history.
 //!
-//! The groundwork that does not depend on the engine: the history [`store`], the [`schedule`]
-//! arithmetic (due times, jitter, catch-up) and the daemon's [`config`] file.
+//! The history [`store`], the [`schedule`] arithmetic (due times, jitter, catch-up), the
+//! daemon's [`config`] file, its token ([`auth`]), the run manager ([`runs`]), the timer loop
+//! ([`scheduler`]) and the HTTP API ([`server`]).
 
 pub mod auth;
 pub mod config;
