@@ -499,3 +499,36 @@ fn at_start_a_missed_schedule_within_catch_up_runs_once_and_one_outside_is_recor
     let catch_ups = list["runs"].as_array().unwrap().iter().filter(|r| r["trigger"] == "catch-up").count();
     assert_eq!(catch_ups, 1, "{list}");
 }
+
+#[test]
+fn the_client_commands_start_a_run_wait_for_its_verdict_and_list_it() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(lab.home.path(), data.path(), &[]);
+    let file = scenario(lab.home.path(), &lab, "quick", 2, "");
+    let client = |args: &[&str]| {
+        common::siege()
+            .env("SIEGE_HOME", lab.home.path())
+            .args(args)
+            .args(["--daemon", &d.addr, "--data"])
+            .arg(data.path())
+            .output()
+            .expect("run the client")
+    };
+    let out = client(&["runs", "start", file.to_str().unwrap(), "--wait"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let out = client(&["runs", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(listed.contains("quick") && listed.contains("passed"), "{listed}");
+    // Without the token (another data directory), a start is refused: exit 3.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("token"), "wrong\n").unwrap();
+    let out = common::siege()
+        .args(["runs", "start", file.to_str().unwrap(), "--daemon", &d.addr, "--data"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
