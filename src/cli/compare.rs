@@ -1,7 +1,7 @@
 //! `siege compare A B`: two runs of one scenario side by side; the exit code says whether B is
 //! worse than A beyond the noise, so that a CI job can gate a change on it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::Failure;
 use crate::compare::{self, CompareError};
@@ -17,7 +17,8 @@ Exit codes:
 
 #[derive(Debug, clap::Args)]
 pub(super) struct CompareArgs {
-    /// The run before the change: a report directory (reports/NAME-TIME) or its report.json.
+    /// The run before the change: a report directory (reports/NAME-TIME), its report.json, or
+    /// the id of a run of a `siege daemon` (see --daemon).
     a: PathBuf,
     /// The run after the change, likewise.
     b: PathBuf,
@@ -31,6 +32,28 @@ pub(super) struct CompareArgs {
     /// Compare runs that are not comparable anyway, with a warning at the top.
     #[arg(long)]
     force: bool,
+    /// A or B may be the id of a run of this daemon: its report.json is fetched into
+    /// reports/ID/ first.
+    #[command(flatten)]
+    daemon: super::client::Connect,
+}
+
+/// `arg` as a report on disk: a path that exists, or else the id of a daemon's run, whose
+/// report.json is fetched into `reports/ID/report.json`.
+fn local(arg: &Path, daemon: &super::client::Connect) -> anyhow::Result<PathBuf> {
+    let id = arg.to_string_lossy();
+    let looks_like_id = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if arg.exists() || !looks_like_id {
+        return Ok(arg.to_path_buf());
+    }
+    let client = super::client::Client::new(daemon);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let record = rt.block_on(client.call(http::Method::GET, &format!("/v1/runs/{id}/report/report.json"), None))?;
+    let dir = Path::new("reports").join(&*id);
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("report.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&record)?)?;
+    Ok(dir)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<compare::Run> {
@@ -43,7 +66,8 @@ fn load(path: &std::path::Path) -> anyhow::Result<compare::Run> {
 }
 
 pub(super) fn cmd_compare(args: CompareArgs) -> anyhow::Result<Exit> {
-    let (a, b) = (load(&args.a)?, load(&args.b)?);
+    let (a_path, b_path) = (local(&args.a, &args.daemon)?, local(&args.b, &args.daemon)?);
+    let (a, b) = (load(&a_path)?, load(&b_path)?);
     let differences = compare::check(&a.record, &b.record);
     if !differences.is_empty() {
         let what: Vec<String> = differences.iter().map(|d| d.to_string()).collect();
@@ -56,7 +80,7 @@ pub(super) fn cmd_compare(args: CompareArgs) -> anyhow::Result<Exit> {
         eprintln!("warning: these runs are not comparable, compared anyway (--force): {}", what.join("; "));
     }
     let c = compare::compare(&a, &b, differences);
-    let out = args.out.clone().unwrap_or_else(|| compare::default_out_dir(&args.a, &args.b));
+    let out = args.out.clone().unwrap_or_else(|| compare::default_out_dir(&a_path, &b_path));
     let written = compare::write_all(&c, &a.record, &b.record, &out)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&c)?);

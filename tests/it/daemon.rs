@@ -227,6 +227,18 @@ fn a_run_started_by_the_api_passes_its_files_are_served_and_its_target_is_busy_m
     let (s, trend) = d.get("/v1/scenarios/quick/trend");
     assert_eq!((s, trend["runs"][0]["id"].as_str()), (200, Some(id.as_str())), "{trend}");
     assert_eq!(trend["runs"][0]["state"], "passed", "{trend}");
+    // `siege compare` takes the daemon's run ids: their reports are fetched into reports/.
+    let cwd = tempfile::tempdir().unwrap();
+    let out = common::siege()
+        .current_dir(cwd.path())
+        .args(["compare", &id, &id, "--daemon", &d.addr])
+        .output()
+        .expect("siege compare");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(cwd.path().join("reports").join(&id).join("report.json").is_file());
+    let out =
+        common::siege().current_dir(cwd.path()).args(["compare", &id, "no-such-run", "--daemon", &d.addr]).output();
+    assert_eq!(out.unwrap().status.code(), Some(3), "an unknown run id is refused");
 }
 
 /// A webhook on loopback: the bodies it was posted, one per accepted connection.
