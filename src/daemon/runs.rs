@@ -243,6 +243,9 @@ impl Manager {
         let paths = journal::list_in(&self.journals).map_err(|e| RunsError::Task(e.to_string()))?;
         let (more, _) = journal::recover_all(&paths, &self.conn).await;
         lines.extend(more);
+        for id in &ids {
+            self.alert_on(id).await;
+        }
         Ok(lines)
     }
 

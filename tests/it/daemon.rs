@@ -401,8 +401,14 @@ fn after_kill_9_a_restart_marks_the_run_interrupted_and_reverts_its_fault() {
         wait_for(Duration::from_secs(5), || labs.iter().all(|p| !pid_alive(*p)).then_some(())).is_some(),
         "the lab started for a run dies with the daemon"
     );
-    let d = TestDaemon::start(lab.home.path(), data.path(), &[]);
+    let (url, posted) = webhook();
+    let config = write_config(lab.home.path(), &format!("webhook: {url}\n"));
+    let d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
     assert_eq!(d.get(&format!("/v1/runs/{id}")).1["state"], "interrupted");
+    // Both interrupted runs are alerted.
+    let alerts: Vec<String> = (0..2).filter_map(|_| posted.recv_timeout(Duration::from_secs(20)).ok()).collect();
+    assert!(alerts.iter().any(|b| b.contains(&id) && b.contains("interrupted")), "{alerts:?}");
+    assert!(alerts.iter().any(|b| b.contains(&own_id)), "{alerts:?}");
     assert_eq!(d.get(&format!("/v1/runs/{own_id}")).1["state"], "interrupted");
     assert_eq!(secret_version(&lab), 1, "reverted from the journal at start");
     assert_eq!(d.get(&format!("/v1/runs/{earlier}")).1["state"], "passed", "earlier history intact");
