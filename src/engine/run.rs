@@ -238,9 +238,21 @@ pub(super) async fn run(
         Some(b) => Ok(b),
         None => {
             let connect = async {
+                let connect = Backend::connect(&scenario.target, &run_id, &connection);
+                tokio::pin!(connect);
                 tokio::select! {
-                    b = Backend::connect(&scenario.target, &run_id, &connection) => b,
-                    _ = interrupts.cancel.cancelled() => Err(BackendError::Precondition("interrupted while connecting".into())),
+                    b = &mut connect => b,
+                    _ = interrupts.cancel.cancelled() => {
+                        // Connecting may have taken the target's lease: let it finish and
+                        // release what it took (a second interrupt gives up on it).
+                        tokio::select! {
+                            b = &mut connect => if let Ok(b) = b {
+                                let _ = b.shutdown().await;
+                            },
+                            _ = interrupts.hurry.cancelled() => {}
+                        }
+                        Err(BackendError::Precondition("interrupted while connecting".into()))
+                    }
                 }
             };
             answering(connect, &mut commands, &interrupts, "connecting to its target").await
@@ -267,13 +279,17 @@ pub(super) async fn run(
             locator: backend.locator(),
         });
         let _ = em.emit(Event::BackendReady { entry_url: backend.entry_url() });
-        let preflight =
-            answering(backend.preflight(&scenario), &mut commands, &interrupts, "checking its target").await;
+        // The preflight mutates nothing: an interrupt cuts it short.
+        let preflight = async {
+            tokio::select! {
+                r = backend.preflight(&scenario) => r,
+                _ = interrupts.cancel.cancelled() => Ok(()),
+            }
+        };
+        let preflight = answering(preflight, &mut commands, &interrupts, "checking its target").await;
         match preflight {
             // Stopped while checking: nothing was started.
-            Ok(()) if interrupts.cancel.is_cancelled() => {
-                ctx.cancel = Some(CancelReason::Interrupted(interrupts.reason()))
-            }
+            _ if interrupts.cancel.is_cancelled() => ctx.cancel = Some(CancelReason::Interrupted(interrupts.reason())),
             Ok(()) => ctx.drive(backend, &mut em, &interrupts, commands).await,
             Err(e) => ctx.cancel = Some(classify(&e)),
         }

@@ -159,7 +159,7 @@ const BASE: FaultDef = FaultDef {
     check: |_| Vec::new(),
     for_hint: None,
     aws_needs: None,
-    action: |_| Action::ReplaceTasks,
+    action: |k| unreachable!("the entry of {k:?} names no action"),
     undo: None,
     ends_after: |_| Duration::ZERO,
     describe: |_| String::new(),

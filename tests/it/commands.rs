@@ -130,7 +130,8 @@ fn commands_are_answered_while_the_run_connects_and_a_stop_there_changes_nothing
         // The run starts a lab of its own first: that takes a moment, and nobody waits for it.
         let early = tokio::time::timeout(Duration::from_millis(300), cmd.send(mark(MarkKind::Note, "bob"))).await;
         match early {
-            Ok(Err(Refused::NotNow(why))) => assert!(why.contains("connecting"), "{why}"),
+            // Connecting, or checking the target when the lab came up at once.
+            Ok(Err(Refused::NotNow(why))) => assert!(why.contains("the load has not started"), "{why}"),
             other => panic!("a mark while connecting is refused at once: {other:?}"),
         }
         let stopped = cmd.send(RunCommand::Stop { reason: "wrong room".into() }).await;
