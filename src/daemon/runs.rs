@@ -127,7 +127,7 @@ impl Manager {
     /// A manager keeping journals in `data/journals` and reports (until stored) in
     /// `data/reports`.
     pub fn new(db: Db, data: &Path, conn: Connection, config: Config, failpoint: Option<String>) -> Manager {
-        Manager {
+        let m = Manager {
             db,
             conn,
             journals: data.join("journals"),
@@ -138,14 +138,10 @@ impl Manager {
             accepting: AtomicBool::new(true),
             count: watch::channel(0).0,
             webhook: Mutex::new(None),
-        }
-        .with_webhook_of(config)
-    }
-
-    /// Starts (or keeps, or stops) the alerts' webhook for `config`.
-    fn with_webhook_of(self, config: Config) -> Manager {
-        self.set_config(config);
-        self
+        };
+        // The config through `set_config`, which starts its webhook.
+        m.set_config(config);
+        m
     }
 
     /// What the webhook has done, for `/metrics`; `None` without one.
