@@ -89,6 +89,7 @@ pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
             .map_err(|e| Failure::new(Exit::Precondition, format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr()?;
         let scheduler = Scheduler::new(manager.clone());
+        scheduler.load_paused().await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
         let d = Arc::new(Daemon {
             manager: manager.clone(),
             scheduler: scheduler.clone(),

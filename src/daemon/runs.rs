@@ -98,6 +98,8 @@ pub struct Active {
     pub commander: Commander,
     pub interrupter: Interrupter,
     pub bus: Bus,
+    /// What it runs: a fault given in full to `/inject` is checked against it.
+    pub scenario: Arc<Scenario>,
 }
 
 #[derive(Default)]
@@ -258,6 +260,7 @@ impl Manager {
             if let Some(run) = key.as_ref().and_then(|k| inner.targets.get(k)) {
                 return Err(RunsError::Busy { target: key.clone().unwrap_or_default(), run: run.clone() });
             }
+            let scenario = Arc::new(s.scenario.clone());
             let handle = engine::start(RunRequest {
                 scenario: s.scenario,
                 source: s.source,
@@ -276,6 +279,7 @@ impl Manager {
                 commander: handle.commander(),
                 interrupter: handle.interrupter(),
                 bus: handle.bus(),
+                scenario,
             };
             inner.runs.insert(id, active);
             self.count.send_replace(inner.runs.len());

@@ -20,7 +20,7 @@ use super::store::{Firing, FiringOutcome, Trigger};
 /// The longest the loop sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-/// The schedules' runtime state: which are paused (in memory: a restart resumes them all).
+/// The schedules' runtime state: which are paused (kept in the history too, read at start).
 pub struct Scheduler {
     manager: Arc<Manager>,
     paused: Mutex<HashSet<String>>,
@@ -68,10 +68,19 @@ impl Scheduler {
             .ok_or_else(|| ScheduleActionError::NoSuchSchedule(name.to_string()))
     }
 
-    /// Pauses (`true`) or resumes a schedule; a paused schedule's due times are recorded as
-    /// skipped.
-    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), ScheduleActionError> {
+    /// Reads which schedules are paused from the history; at start, before any schedule fires.
+    pub async fn load_paused(&self) -> Result<(), RunsError> {
+        let names = self.manager.db.call(|s| s.paused_schedules()).await?;
+        self.paused_set().extend(names);
+        Ok(())
+    }
+
+    /// Pauses (`true`) or resumes a schedule, in the history first (a pause outlives a
+    /// restart); a paused schedule's due times are recorded as skipped.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), ScheduleActionError> {
         self.find(name)?;
+        let n = name.to_string();
+        self.manager.db.call(move |s| s.set_paused(&n, paused, Timestamp::now())).await?;
         let mut set = self.paused_set();
         if paused {
             set.insert(name.to_string());

@@ -76,15 +76,17 @@ impl ApiError {
     }
 
     fn invalid_scenario(diags: Vec<Diagnostic>) -> ApiError {
+        ApiError::invalid("invalid-scenario", "the scenario", diags)
+    }
+
+    /// `422 code` with the diagnostics of `what`, the first in the message.
+    fn invalid(code: &'static str, what: &str, diags: Vec<Diagnostic>) -> ApiError {
         let message = format!(
-            "the scenario is not valid ({} error(s)): {}",
+            "{what} is not valid ({} error(s)): {}",
             diags.len(),
             diags.first().map(|d| d.to_string()).unwrap_or_default()
         );
-        ApiError {
-            diagnostics: Some(diags),
-            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-scenario", message)
-        }
+        ApiError { diagnostics: Some(diags), ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message) }
     }
 }
 
@@ -338,11 +340,20 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not the expected JSON: {e}")))
 }
 
-async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+/// The body's media type, lowercase and without parameters (`application/json` when none).
+fn media_type(headers: &HeaderMap) -> String {
     let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let mime = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+fn is_yaml(mime: &str) -> bool {
+    matches!(mime, "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml")
+}
+
+async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let mime = media_type(&headers);
     let (scenario, source) = match mime.as_str() {
-        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+        m if is_yaml(m) => {
             let sc =
                 crate::scenario::load_bytes("posted.yaml", &body, &d.workdir).map_err(ApiError::invalid_scenario)?;
             (sc, "posted.yaml".to_string())
@@ -475,13 +486,18 @@ async fn run_events(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, 
     Ok(Sse::new(replay_stream(d.clone(), id, next)).keep_alive(keep).into_response())
 }
 
+/// The run in progress `id`; `409 run-ended` for a finished one, `404` for none.
+async fn running(d: &Daemon, id: &str) -> Result<super::runs::Active, ApiError> {
+    if let Some(a) = d.manager.active(id) {
+        return Ok(a);
+    }
+    stored_run(d, id).await?;
+    Err(ApiError::new(StatusCode::CONFLICT, "run-ended", format!("run `{id}` has ended")))
+}
+
 /// Sends a command to a running run; refusals as 409 / 422 with the engine's reason.
 async fn command(d: &Daemon, id: &str, c: RunCommand) -> ApiResult {
-    let Some(a) = d.manager.active(id) else {
-        stored_run(d, id).await?;
-        return Err(ApiError::new(StatusCode::CONFLICT, "run-ended", format!("run `{id}` has ended")));
-    };
-    let r = match a.commander.send(c).await {
+    let r = match running(d, id).await?.commander.send(c).await {
         Ok(done) => return Ok(axum::Json(json!({ "done": done })).into_response()),
         Err(r) => r,
     };
@@ -512,16 +528,45 @@ async fn stop_run(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, bo
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InjectBody {
-    fault: Option<String>,
+    /// A name of the manual catalog, or a fault mapping.
+    fault: Option<Value>,
     number: Option<usize>,
 }
 
-async fn inject(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
-    let b: InjectBody = json_body(&body)?;
-    let choice = match (b.fault, b.number) {
-        (Some(f), None) => FaultChoice::Named(f),
-        (None, Some(n)) => FaultChoice::Numbered(n),
-        _ => return Err(bad_request("give either `fault` (a name of the manual catalog) or `number`".into())),
+/// A fault given in full (YAML or JSON text), checked against the run's scenario like an entry
+/// of its manual catalog; `422 invalid-fault` with the diagnostics.
+async fn given_fault(d: &Daemon, id: &str, text: &[u8]) -> Result<FaultChoice, ApiError> {
+    let run = running(d, id).await?;
+    crate::scenario::load_fault("request", text, &run.scenario)
+        .map(FaultChoice::Given)
+        .map_err(|diags| ApiError::invalid("invalid-fault", "the fault", diags))
+}
+
+/// `{"fault": "name"}`, `{"number": N}`, `{"fault": {…a fault mapping…}}`, or the mapping as a
+/// YAML body (`Content-Type: application/yaml`).
+async fn inject(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let choice = if is_yaml(&media_type(&headers)) {
+        given_fault(&d, &id, &body).await?
+    } else {
+        let b: InjectBody = json_body(&body)?;
+        match (b.fault, b.number) {
+            (Some(Value::String(f)), None) => FaultChoice::Named(f),
+            // One key a line, so that a diagnostic's line points at its key.
+            (Some(m @ Value::Object(_)), None) => {
+                given_fault(&d, &id, serde_json::to_string_pretty(&m).unwrap_or_default().as_bytes()).await?
+            }
+            (None, Some(n)) => FaultChoice::Numbered(n),
+            _ => {
+                return Err(bad_request(
+                    "give either `fault` (a name of the manual catalog, or a fault mapping) or `number`".into(),
+                ));
+            }
+        }
     };
     command(&d, &id, RunCommand::Inject(choice)).await
 }
@@ -609,7 +654,7 @@ async fn schedule_action(
 ) -> ApiResult {
     match action.as_str() {
         "pause" | "resume" => {
-            d.scheduler.set_paused(&name, action == "pause")?;
+            d.scheduler.set_paused(&name, action == "pause").await?;
             Ok(axum::Json(json!({ "name": name, "paused": action == "pause" })).into_response())
         }
         "trigger" => {

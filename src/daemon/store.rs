@@ -62,6 +62,11 @@ const MIGRATIONS: &[&str] = &[
         recorded_ms INTEGER NOT NULL
     );
     CREATE INDEX firings_by_schedule ON schedule_firings (schedule, due_ms DESC, rowid DESC);",
+    // Version 2: the paused schedules, so that a pause outlives a restart.
+    "CREATE TABLE paused_schedules (
+        name TEXT PRIMARY KEY,
+        paused_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
@@ -716,6 +721,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Pauses (`true`) or resumes a schedule by name; pausing a paused one keeps its time.
+    pub fn set_paused(&self, schedule: &str, paused: bool, now: Timestamp) -> Result<(), StoreError> {
+        if paused {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO paused_schedules (name, paused_ms) VALUES (?1, ?2)",
+                params![schedule, ms(now)],
+            )?;
+        } else {
+            self.conn.execute("DELETE FROM paused_schedules WHERE name = ?1", [schedule])?;
+        }
+        Ok(())
+    }
+
+    /// The names of the paused schedules, sorted.
+    pub fn paused_schedules(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name FROM paused_schedules ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// The latest recorded due time of a schedule, whatever became of it: where the catch-up
     /// decision at start counts from.
     pub fn last_firing(&self, schedule: &str) -> Result<Option<Firing>, StoreError> {
@@ -1114,6 +1139,30 @@ mod tests {
         );
         assert_eq!(std::fs::read(&path).unwrap(), before, "not one byte changed");
         assert!(!dir.path().join("history.db-wal").exists(), "not switched to WAL");
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_runs_and_pauses_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+            let store = Store { conn, path: path.clone() };
+            store.insert_run(&new_run("r1", "s", t("2026-12-01T10:00:00Z"))).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        assert!(store.run("r1").unwrap().is_some());
+        let now = t("2026-12-01T11:00:00Z");
+        store.set_paused("nightly", true, now).unwrap();
+        store.set_paused("nightly", true, now).unwrap();
+        store.set_paused("hourly", true, now).unwrap();
+        store.set_paused("hourly", false, now).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.paused_schedules().unwrap(), ["nightly"]);
     }
 
     /// An in-memory database cannot be in WAL mode: refused, as a file system without shared

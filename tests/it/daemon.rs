@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use siege::daemon::store::{Firing, FiringOutcome, Store};
+use siege::daemon::store::{Firing, FiringOutcome, NewRun, RunEnd, RunState, Store, Trigger};
 
 use crate::common::{self, pid_alive, wait_for};
 use crate::lab::TestLab;
@@ -67,13 +67,23 @@ impl TestDaemon {
     /// Starts the daemon with `SIEGE_HOME` = `home` and `extra` arguments; waits for its
     /// "listening" line.
     fn start(home: &Path, data: &Path, extra: &[&str]) -> TestDaemon {
+        TestDaemon::spawn(home, data, extra, &[], None)
+    }
+
+    /// As [`TestDaemon::start`], with environment variables, and its stderr into `log` if given.
+    fn spawn(home: &Path, data: &Path, extra: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> TestDaemon {
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("create the log")),
+            None => Stdio::inherit(),
+        };
         let mut child = common::siege()
             .env("SIEGE_HOME", home)
+            .envs(env.iter().copied())
             .args(["daemon", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn siege daemon");
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -102,6 +112,18 @@ impl TestDaemon {
         (s, json_of(&b))
     }
 
+    /// A POST with a body of type `kind`, as given.
+    fn post_raw(&self, path: &str, kind: &str, body: &[u8]) -> (u16, Value) {
+        let auth = format!("Bearer {}", self.token);
+        let (s, b) = http(&self.addr, "POST", path, &[("Authorization", auth.as_str()), ("Content-Type", kind)], body);
+        (s, json_of(&b))
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: a signal to the daemon this test started.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
     fn start_run(&self, scenario: &Path) -> String {
         let (s, v) = self.post("/v1/runs", json!({ "scenario": scenario }));
         assert_eq!(s, 202, "{v}");
@@ -118,8 +140,7 @@ impl TestDaemon {
     }
 
     fn sigterm(&mut self) -> Option<i32> {
-        // SAFETY: SIGTERM to the daemon this test started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         self.child.wait().ok().and_then(|s| s.code())
     }
 
@@ -438,12 +459,20 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
-#[test]
-fn a_schedule_fires_within_a_second_of_its_due_time_and_its_run_lands_in_history() {
+/// A lab, a data directory and a config with one schedule `often` of the 2 s scenario `quick`
+/// every `every`.
+fn lab_with_schedule(every: &str) -> (TestLab, tempfile::TempDir, PathBuf) {
     let lab = TestLab::up(&[]);
     let data = tempfile::tempdir().unwrap();
     scenario(lab.home.path(), &lab, "quick", 2, "");
-    let config = write_config(lab.home.path(), "schedules:\n  - { name: often, scenario: quick.yaml, every: 3s }\n");
+    let text = format!("schedules:\n  - {{ name: often, scenario: quick.yaml, every: {every} }}\n");
+    let config = write_config(lab.home.path(), &text);
+    (lab, data, config)
+}
+
+#[test]
+fn a_schedule_fires_within_a_second_of_its_due_time_and_its_run_lands_in_history() {
+    let (lab, data, config) = lab_with_schedule("3s");
     let d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
     let started = Instant::now();
     let fired: Firing = wait_for(Duration::from_secs(10), || {
@@ -549,4 +578,325 @@ fn the_client_commands_start_a_run_wait_for_its_verdict_and_list_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The error code of an API answer.
+fn code_of(v: &Value) -> Option<&str> {
+    v["error"]["code"].as_str()
+}
+
+#[test]
+fn a_running_run_takes_injections_a_spike_and_marks_through_the_api_and_refusals_have_stable_codes() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(lab.home.path(), data.path(), &[]);
+    let file = lab.home.path().join("manual.yaml");
+    let yaml = format!(
+        "name: manual\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: 40s, timeout: 2s }}\nsteady_state: {{ error_rate: \"< 5%\" }}\n\
+         recovery: {{ within: 5s, hold: 1s }}\n\
+         manual:\n  - {{ name: drift, type: secret-drift }}\n  - {{ name: slow, type: latency, select: 1, delay: 20ms, for: 2s }}\n",
+        lab.control
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let id = d.start_run(&file);
+    let run = format!("/v1/runs/{id}");
+    let inject = |body: Value| d.post(&format!("{run}/inject"), body);
+    // Before the baseline is measured, an injection is refused and nothing changes.
+    let (s, v) = inject(json!({ "fault": "drift" }));
+    assert_eq!((s, code_of(&v)), (409, Some("not-now")), "{v}");
+    assert_eq!(secret_version(&lab), 1);
+    // By name, once the steady state held: the lab's secret is rotated.
+    let (s, v) = wait_for(Duration::from_secs(30), || {
+        let (s, v) = inject(json!({ "fault": "drift" }));
+        (code_of(&v) != Some("not-now")).then_some((s, v))
+    })
+    .expect("the baseline gate passed");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(secret_version(&lab), 2);
+    // By number; a fault given in full, as JSON and as a YAML body.
+    let (s, v) = inject(json!({ "number": 2 }));
+    assert_eq!(s, 200, "{v}");
+    let given = json!({ "fault": { "type": "cpu-stress", "select": 1, "percent": 10, "for": "1s" } });
+    let (s, v) = inject(given);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.post_raw(
+        &format!("{run}/inject"),
+        "application/yaml",
+        b"type: latency\nname: yaml-slow\nselect: 1\ndelay: 5ms\nfor: 1s\n",
+    );
+    assert_eq!(s, 200, "{v}");
+    // A fault mapping that is not valid: 422 with the diagnostics, as for a scenario.
+    let (s, v) = inject(json!({ "fault": { "type": "task_kil", "select": 1 } }));
+    assert_eq!((s, code_of(&v)), (422, Some("invalid-fault")), "{v}");
+    let text = v["error"]["diagnostics"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("request:") && text.contains("did you mean `task-kill`"), "{v}");
+    let (s, v) =
+        d.post_raw(&format!("{run}/inject"), "application/yaml", b"type: latency\nselect: 1\ndelay: 10ms\nfor: 5m\n");
+    assert_eq!((s, code_of(&v)), (422, Some("invalid-fault")), "{v}");
+    let text = v["error"]["diagnostics"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("request:4:") && text.contains("longer than the whole load"), "{v}");
+    // Refusals, each with its code; the run goes on.
+    for (body, status, code) in [
+        (json!({ "fault": "nope" }), 422, "unknown-fault"),
+        (json!({ "number": 9 }), 422, "unknown-fault"),
+        (json!({ "fault": "drift", "number": 1 }), 400, "invalid-request"),
+        (json!({ "fault": 5 }), 400, "invalid-request"),
+        (json!({ "falt": "drift" }), 400, "invalid-request"),
+    ] {
+        let (s, v) = inject(body.clone());
+        assert_eq!((s, code_of(&v)), (status, Some(code)), "{body}: {v}");
+    }
+    let spike = |body: Value| d.post(&format!("{run}/spike"), body);
+    let (s, v) = spike(json!({ "rate": 40, "duration": "2s" }));
+    assert_eq!(s, 200, "{v}");
+    for (body, status, code) in [
+        (json!({ "rate": "40/s", "duration": "soon" }), 400, "invalid-request"),
+        (json!({ "rate": 40, "duration": -2 }), 400, "invalid-request"),
+        (json!({ "rate": 40 }), 400, "invalid-request"),
+        (json!({ "rate": -1, "duration": 2 }), 422, "invalid-command"),
+    ] {
+        let (s, v) = spike(body.clone());
+        assert_eq!((s, code_of(&v)), (status, Some(code)), "{body}: {v}");
+    }
+    let mark = |body: Value| d.post(&format!("{run}/marks"), body);
+    let (s, v) = mark(json!({ "kind": "detected", "author": "alice", "text": "p95 is up" }));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = mark(json!({ "kind": "maybe", "text": "?" }));
+    assert_eq!((s, code_of(&v)), (400, Some("invalid-request")), "{v}");
+    // What the run reports.
+    let (s, v) = d.post(&format!("{run}/stop"), json!({ "reason": "done" }));
+    assert_eq!(s, 200, "{v}");
+    let v = d.wait_finished(&id);
+    assert_eq!(v["state"], "aborted", "{v}");
+    let record = &v["record"];
+    let faults: Vec<&str> = record["faults"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(faults, ["drift", "slow", "cpu-stress", "yaml-slow"], "{record}");
+    for f in record["faults"].as_array().unwrap() {
+        assert!(f["injected_s"].is_number() && f["reverted_s"].is_number(), "injected and reverted: {f}");
+    }
+    assert_eq!(secret_version(&lab), 1, "reverted");
+    assert_eq!(
+        (record["marks"][0]["author"].as_str(), record["marks"][0]["text"].as_str()),
+        (Some("alice"), Some("p95 is up"))
+    );
+    let stages: Vec<&Value> = record["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == "stage").collect();
+    assert!(stages.iter().any(|e| e["text"].as_str().unwrap_or_default().contains("40")), "{stages:?}");
+    let events = sse_messages(d.get(&format!("{run}/events")).1.as_str().unwrap());
+    let injected: Vec<String> = events
+        .iter()
+        .filter(|m| m.1 == "fault-injected")
+        .map(|m| json_of(&m.2)["event"]["fault"].to_string())
+        .collect();
+    assert_eq!(injected, ["\"drift\"", "\"slow\"", "\"cpu-stress\"", "\"yaml-slow\""]);
+    assert!(events.iter().any(|m| m.1 == "stage-started" && json_of(&m.2)["event"]["rate"] == 40.0), "{events:?}");
+    let (s, md) = http(&d.addr, "GET", &format!("{run}/report/report.md"), &[], b"");
+    assert!(s == 200 && md.contains("yaml-slow") && md.contains("p95 is up"), "{md}");
+    // A finished run takes no command; an unknown one is not found.
+    for (path, body) in [
+        ("inject", json!({ "fault": "slow" })),
+        ("inject", json!({ "fault": { "type": "latency", "select": 1, "delay": "5ms", "for": "1s" } })),
+        ("spike", json!({ "rate": 40, "duration": 2 })),
+        ("marks", json!({ "kind": "note", "text": "late" })),
+    ] {
+        let (s, v) = d.post(&format!("{run}/{path}"), body);
+        assert_eq!((s, code_of(&v)), (409, Some("run-ended")), "{path}: {v}");
+    }
+    let (s, v) = d.post("/v1/runs/nope/inject", json!({ "fault": "slow" }));
+    assert_eq!((s, code_of(&v)), (404, Some("no-such-run")), "{v}");
+}
+
+/// The schedule's firings whose due time is after `after`.
+fn firings_after(d: &TestDaemon, name: &str, after: jiff::Timestamp) -> Vec<Firing> {
+    d.store().firings(name, 100).unwrap().into_iter().filter(|f| f.due > after).collect()
+}
+
+#[test]
+fn a_paused_schedule_stays_paused_across_a_restart_resume_fires_it_again_and_trigger_runs_it_now() {
+    let (lab, data, config) = lab_with_schedule("2s");
+    let args = ["--config", config.to_str().unwrap()];
+    let mut d = TestDaemon::start(lab.home.path(), data.path(), &args);
+    let (s, v) = d.post("/v1/schedules/often/pause", json!({}));
+    assert_eq!((s, v["paused"].as_bool()), (200, Some(true)), "{v}");
+    let paused_at = jiff::Timestamp::now();
+    let (s, v) = d.post("/v1/schedules/nope/pause", json!({}));
+    assert_eq!((s, code_of(&v)), (404, Some("no-such-schedule")), "{v}");
+    // The pause is kept in the history: a restart does not resume it.
+    assert_eq!(d.sigterm(), Some(0));
+    let d = TestDaemon::start(lab.home.path(), data.path(), &args);
+    assert_eq!(d.get("/v1/schedules").1["schedules"][0]["paused"], true);
+    let skipped = wait_for(Duration::from_secs(10), || {
+        let f: Vec<Firing> =
+            firings_after(&d, "often", paused_at).into_iter().filter(|f| f.outcome != FiringOutcome::Missed).collect();
+        (f.len() >= 2).then_some(f)
+    })
+    .expect("two due times while paused");
+    for f in &skipped {
+        assert_eq!((f.outcome, f.reason.as_deref()), (FiringOutcome::Skipped, Some("the schedule is paused")), "{f:?}");
+    }
+    assert!(d.get("/v1/runs").1["runs"].as_array().unwrap().iter().all(|r| r["state"] != "running"));
+    // Trigger: its scenario now, paused or not; a second trigger finds the target busy.
+    let (s, v) = d.post("/v1/schedules/often/trigger", json!({}));
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (s, v) = d.post("/v1/schedules/often/trigger", json!({}));
+    assert_eq!((s, code_of(&v)), (409, Some("target-busy")), "{v}");
+    let run = d.wait_finished(&id);
+    assert_eq!(
+        (run["state"].as_str(), run["trigger"].as_str(), run["schedule"].as_str()),
+        (Some("passed"), Some("api"), Some("often")),
+        "{run}"
+    );
+    let (_, list) = d.get("/v1/runs?scenario=quick");
+    assert!(list["runs"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()), "{list}");
+    // Resumed, it fires again.
+    let (s, v) = d.post("/v1/schedules/often/resume", json!({}));
+    assert_eq!((s, v["paused"].as_bool()), (200, Some(false)), "{v}");
+    let resumed_at = jiff::Timestamp::now();
+    assert_eq!(d.get("/v1/schedules").1["schedules"][0]["paused"], false);
+    let fired = wait_for(Duration::from_secs(10), || {
+        firings_after(&d, "often", resumed_at).into_iter().find(|f| f.outcome == FiringOutcome::Fired)
+    })
+    .expect("a firing after the resume");
+    let run = d.wait_finished(fired.run_id.as_deref().expect("its run"));
+    assert_eq!((run["trigger"].as_str(), run["schedule"].as_str()), (Some("schedule"), Some("often")), "{run}");
+}
+
+fn schedule_names(d: &TestDaemon) -> Vec<String> {
+    let (_, v) = d.get("/v1/schedules");
+    v["schedules"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn sighup_and_reload_read_the_config_again_and_a_broken_one_leaves_the_old_in_force() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("s.yaml"), "name: s\n").unwrap();
+    let config = write_config(home.path(), "schedules:\n  - { name: first, scenario: s.yaml, every: 1h }\n");
+    let log = home.path().join("daemon.log");
+    let d = TestDaemon::spawn(home.path(), data.path(), &["--config", config.to_str().unwrap()], &[], Some(&log));
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(schedule_names(&d), ["first"]);
+    write_config(
+        home.path(),
+        "schedules:\n  - { name: second, scenario: s.yaml, every: 1h }\n  - { name: third, scenario: s.yaml, cron: \"@daily\" }\n",
+    );
+    d.signal(libc::SIGHUP);
+    let reloaded = wait_for(Duration::from_secs(5), || (schedule_names(&d) == ["second", "third"]).then_some(()));
+    assert!(reloaded.is_some(), "{:?}; log: {}", schedule_names(&d), logged());
+    assert!(logged().contains("SIGHUP: config reloaded (2 schedule(s))"), "{}", logged());
+    // A broken config: logged, and the old one stays.
+    write_config(home.path(), "schedules:\n  - { name: fourth, scenario: s.yaml, evry: 1h }\n");
+    d.signal(libc::SIGHUP);
+    let refused = wait_for(Duration::from_secs(5), || logged().contains("the old one stays in force").then_some(()));
+    assert!(refused.is_some(), "{}", logged());
+    assert!(
+        wait_for(Duration::from_secs(2), || logged().contains("daemon.yaml:2:").then_some(())).is_some(),
+        "{}",
+        logged()
+    );
+    assert_eq!(schedule_names(&d), ["second", "third"]);
+    // Through the API: the diagnostics in the answer.
+    let (s, v) = d.post("/v1/reload", json!({}));
+    assert_eq!((s, code_of(&v)), (422, Some("invalid-config")), "{v}");
+    let diags = v["error"]["diagnostics"].as_array().expect("diagnostics");
+    assert!(
+        diags.iter().any(|d| d["text"].as_str().is_some_and(|t| t.contains("daemon.yaml:2:39: schedules[0].evry"))),
+        "{v}"
+    );
+    assert_eq!(schedule_names(&d), ["second", "third"]);
+    write_config(home.path(), "schedules:\n  - { name: fifth, scenario: s.yaml, every: 1h }\n");
+    let (s, v) = d.post("/v1/reload", json!({}));
+    assert_eq!((s, v["reloaded"].as_bool(), v["schedules"].as_u64()), (200, Some(true), Some(1)), "{v}");
+    assert_eq!(schedule_names(&d), ["fifth"]);
+    // Without --config there is nothing to reload.
+    let other = tempfile::tempdir().unwrap();
+    let bare = TestDaemon::start(home.path(), other.path(), &[]);
+    let (s, v) = bare.post("/v1/reload", json!({}));
+    assert_eq!((s, code_of(&v)), (409, Some("no-config")), "{v}");
+}
+
+#[test]
+fn after_sigterm_new_runs_get_503_and_a_second_sigterm_hurries_a_slow_revert_to_the_end() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    // The first revert attempt waits 30 s.
+    let mut d = TestDaemon::spawn(lab.home.path(), data.path(), &[], &[("SIEGE_FAILPOINT", "slow-revert")], None);
+    let file = scenario(lab.home.path(), &lab, "drift", 60, "{ name: drift, type: secret-drift, at: 1s }");
+    let id = d.start_run(&file);
+    assert!(wait_for(Duration::from_secs(30), || (secret_version(&lab) == 2).then_some(())).is_some());
+    d.signal(libc::SIGTERM);
+    let first = Instant::now();
+    let stopping =
+        wait_for(Duration::from_secs(5), || (d.get("/healthz").1["status"] == "shutting-down").then_some(()));
+    assert!(stopping.is_some(), "healthz says shutting-down");
+    let (s, v) = d.post("/v1/runs", json!({ "scenario": file }));
+    assert_eq!((s, code_of(&v)), (503, Some("shutting-down")), "{v}");
+    // The revert is held up: the fault is still in place and the daemon still up.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(secret_version(&lab), 2);
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon waits for its run");
+    assert_eq!(d.get(&format!("/v1/runs/{id}")).1["state"], "running");
+    d.signal(libc::SIGTERM);
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(first.elapsed() < Duration::from_secs(25), "the second SIGTERM cut the wait short: {:?}", first.elapsed());
+    assert_eq!(secret_version(&lab), 1, "reverted all the same");
+    let run = d.store().run(&id).unwrap().expect("the run");
+    assert_eq!(run.state, RunState::Interrupted);
+    let record = json_of(run.record.as_deref().expect("its record"));
+    assert!(record["faults"][0]["reverted_s"].is_number(), "{}", record["faults"]);
+    assert!(d.store().file(&id, "report.md").unwrap().is_some(), "its report is stored");
+    assert!(std::fs::read_dir(data.path().join("journals")).unwrap().next().is_none(), "no journal left");
+}
+
+#[test]
+fn retention_deletes_older_runs_with_their_events_and_files_once_a_run_finishes() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    // A run of another scenario, three hours old, with a file.
+    {
+        let store = Store::open(&data.path().join("history.db")).unwrap();
+        let old = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(3);
+        let new = NewRun {
+            id: "ancient".into(),
+            scenario: "other".into(),
+            target: "lab".into(),
+            trigger: Trigger::Api,
+            schedule: None,
+            started_at: old,
+        };
+        store.insert_run(&new).unwrap();
+        let end = RunEnd { state: RunState::Passed, finished_at: old, time_to_detect: None, mttr: None, record: None };
+        store.finish_run("ancient", &end).unwrap();
+        store.put_file("ancient", "report.md", b"# old").unwrap();
+    }
+    let config = write_config(lab.home.path(), "retention: { keep_runs: 1, max_age: 1h }\n");
+    let d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
+    assert_eq!(d.get("/v1/runs/ancient").0, 200, "nothing is deleted until a run ends");
+    let file = scenario(lab.home.path(), &lab, "quick", 2, "");
+    let first = d.start_run(&file);
+    assert_eq!(d.wait_finished(&first)["state"], "passed");
+    assert_eq!(d.get("/v1/runs/ancient").0, 404, "older than max_age, whatever its scenario");
+    assert_eq!(d.get(&format!("/v1/runs/{first}")).0, 200, "the newest of its scenario");
+    let second = d.start_run(&file);
+    assert_eq!(d.wait_finished(&second)["state"], "passed");
+    let (s, v) = d.get(&format!("/v1/runs/{first}"));
+    assert_eq!((s, code_of(&v)), (404, Some("no-such-run")), "one run kept per scenario: {v}");
+    let (s, _) = http(&d.addr, "GET", &format!("/v1/runs/{first}/report/report.md"), &[], b"");
+    assert_eq!(s, 404);
+    let (_, list) = d.get("/v1/runs");
+    let ids: Vec<&str> = list["runs"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [second.as_str()]);
+    // Only the kept run's events and files are left in the database, and no report on disk.
+    let db = rusqlite::Connection::open(data.path().join("history.db")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let kept = "(SELECT rowid FROM runs WHERE id = ?)".replace('?', &format!("'{second}'"));
+    assert_eq!(count(&format!("SELECT count(*) FROM run_files WHERE run != {kept}")), 0);
+    assert_eq!(count(&format!("SELECT count(*) FROM run_events WHERE run != {kept}")), 0);
+    assert!(count(&format!("SELECT count(*) FROM run_files WHERE run = {kept}")) >= 3);
+    let on_disk = std::fs::read_dir(data.path().join("reports")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(on_disk, 0, "report directories are removed once stored");
+    let (s, _) = http(&d.addr, "GET", &format!("/v1/runs/{second}/report/report.md"), &[], b"");
+    assert_eq!(s, 200);
 }
