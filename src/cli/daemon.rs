@@ -20,6 +20,9 @@ use crate::exit::Exit;
 /// How long the API keeps answering open connections once the runs have ended at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// How long the alerts still queued at shutdown are given to be delivered.
+const ALERT_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, clap::Args)]
 pub(super) struct DaemonArgs {
     /// The daemon's config (schedules, webhook, retention); none: no schedules.
@@ -119,17 +122,22 @@ pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
         let why = signals.until_stop(&d).await;
         eprintln!("siege daemon: {why}: no more runs; interrupting {} run(s)", manager.shutdown(SHUTDOWN_REASON));
         stop_scheduling.cancel();
-        let hurry = tokio::spawn(async move {
-            loop {
-                let again = signals.until_stop(&d).await;
-                eprintln!("siege daemon: {again} again: skipping waits; every fault is still reverted");
-                d.manager.shutdown(SHUTDOWN_REASON);
+        let hurried = CancellationToken::new();
+        let hurry = tokio::spawn({
+            let hurried = hurried.clone();
+            async move {
+                loop {
+                    let again = signals.until_stop(&d).await;
+                    eprintln!("siege daemon: {again} again: skipping waits; every fault is still reverted");
+                    d.manager.shutdown(SHUTDOWN_REASON);
+                    hurried.cancel();
+                }
             }
         });
         manager.idle().await;
         let _ = scheduling.await;
         stop_serving.cancel();
-        let _ = tokio::time::timeout(DRAIN, server).await;
+        let _ = tokio::join!(tokio::time::timeout(DRAIN, server), manager.flush_alerts(ALERT_GRACE, &hurried));
         hurry.abort();
         eprintln!("siege daemon: stopped");
         Ok(Exit::Passed)

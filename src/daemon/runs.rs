@@ -123,6 +123,9 @@ pub struct Manager {
     count: watch::Sender<usize>,
     /// Where alerts go, when the config names a webhook.
     webhook: Mutex<Option<super::webhook::Webhook>>,
+    /// The webhooks' delivery tasks (a reload may have replaced the webhook while the old one
+    /// still posts), waited for at exit.
+    webhook_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Manager {
@@ -140,6 +143,7 @@ impl Manager {
             accepting: AtomicBool::new(true),
             count: watch::channel(0).0,
             webhook: Mutex::new(None),
+            webhook_tasks: Mutex::new(Vec::new()),
         };
         // The config through `set_config`, which starts its webhook.
         m.set_config(config);
@@ -199,7 +203,12 @@ impl Manager {
                 *w = match (&c.webhook, tokio::runtime::Handle::try_current()) {
                     (Some(url), Ok(_)) => {
                         match super::webhook::Webhook::start(url, super::webhook::WebhookOptions::default()) {
-                            Ok((hook, _task)) => Some(hook),
+                            Ok((hook, task)) => {
+                                let mut tasks = self.webhook_tasks.lock().unwrap_or_else(|p| p.into_inner());
+                                tasks.retain(|t| !t.is_finished());
+                                tasks.push(task);
+                                Some(hook)
+                            }
                             Err(e) => {
                                 eprintln!("siege daemon: webhook {url}: {e}; no alerts are sent");
                                 None
@@ -398,6 +407,20 @@ impl Manager {
             a.interrupter.interrupt(why);
         }
         runs.len()
+    }
+
+    /// At exit, once the runs have ended: no more alerts are queued, and those still queued are
+    /// given `grace` to be delivered (retries included), or until `hurry`; what is left then is
+    /// not sent.
+    pub async fn flush_alerts(&self, grace: Duration, hurry: &tokio_util::sync::CancellationToken) {
+        let hook = self.webhook.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let tasks = std::mem::take(&mut *self.webhook_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let (done, queued) = super::webhook::drain(hook, tasks, grace, hurry).await;
+        if !done {
+            eprintln!(
+                "siege daemon: stopped waiting for the webhook ({queued} alert(s) were queued at exit); what is left is not sent"
+            );
+        }
     }
 
     /// Waits until no run is in progress.

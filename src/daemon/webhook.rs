@@ -362,6 +362,26 @@ impl Webhook {
     }
 }
 
+/// At exit: closes `hook`'s queue and waits for the delivery `tasks` to post what is still
+/// queued, at most `grace`, or until `hurry` is cancelled. Returns whether every queued alert was
+/// handled (delivered or given up on) and how many were queued when the queue closed.
+pub async fn drain(
+    hook: Option<Webhook>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+    hurry: &tokio_util::sync::CancellationToken,
+) -> (bool, usize) {
+    let queued = hook.as_ref().map_or(0, |h| h.tx.max_capacity() - h.tx.capacity());
+    // The tasks end once their queue is closed and drained.
+    drop(hook);
+    let all = futures_util::future::join_all(tasks);
+    let done = tokio::select! {
+        r = tokio::time::timeout(grace, all) => r.is_ok(),
+        _ = hurry.cancelled() => false,
+    };
+    (done, queued)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +560,39 @@ mod tests {
         assert!(gap1 >= Duration::from_millis(50) && gap2 >= Duration::from_millis(100), "{gap1:?} {gap2:?}");
         drop(wh);
         tokio::time::timeout(Duration::from_secs(5), task).await.expect("the task ends with its queue").unwrap();
+    }
+
+    #[tokio::test]
+    async fn at_exit_the_queued_alerts_are_sent_within_the_grace_and_no_longer() {
+        let alert = Alert::for_run(&run(RunState::Interrupted, None)).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        // Answered at once: every queued alert is delivered before the drain returns.
+        let (url, seen) = server(|_| Some(200)).await;
+        let (wh, task) = Webhook::start(&url, WebhookOptions::default()).unwrap();
+        for _ in 0..3 {
+            assert!(wh.send(alert.clone()));
+        }
+        let stats = wh.shared.clone();
+        assert!(drain(Some(wh), vec![task], Duration::from_secs(10), &stop).await.0);
+        assert_eq!(stats.stats.lock().unwrap().delivered, 3);
+        assert_eq!(seen.requests.lock().unwrap().len(), 3);
+        // Never answered: given up once the grace has passed.
+        let (url, _) = server(|_| None).await;
+        let (wh, task) = Webhook::start(&url, WebhookOptions::default()).unwrap();
+        wh.send(alert.clone());
+        wh.send(alert.clone());
+        let t0 = Instant::now();
+        let (done, _) = drain(Some(wh), vec![task], Duration::from_millis(300), &stop).await;
+        assert!(!done);
+        assert!((Duration::from_millis(300)..Duration::from_secs(2)).contains(&t0.elapsed()), "{:?}", t0.elapsed());
+        // A hurry stops the wait at once.
+        let (url, _) = server(|_| None).await;
+        let (wh, task) = Webhook::start(&url, WebhookOptions::default()).unwrap();
+        wh.send(alert);
+        stop.cancel();
+        let t0 = Instant::now();
+        assert!(!drain(Some(wh), vec![task], Duration::from_secs(60), &stop).await.0);
+        assert!(t0.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]

@@ -264,11 +264,17 @@ fn a_run_started_by_the_api_passes_its_files_are_served_and_its_target_is_busy_m
 
 /// A webhook on loopback: the bodies it was posted, one per accepted connection.
 fn webhook() -> (String, std::sync::mpsc::Receiver<String>) {
+    webhook_answering(&[])
+}
+
+/// As [`webhook`], answering the n-th connection with `statuses[n]`, and 200 after those.
+fn webhook_answering(statuses: &[u16]) -> (String, std::sync::mpsc::Receiver<String>) {
+    let statuses = statuses.to_vec();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for conn in listener.incoming() {
+        for (n, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { continue };
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
@@ -293,10 +299,9 @@ fn webhook() -> (String, std::sync::mpsc::Receiver<String>) {
                     }
                 }
             };
-            let _ = std::io::Write::write_all(
-                &mut conn,
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-            );
+            let status = statuses.get(n).copied().unwrap_or(200);
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = std::io::Write::write_all(&mut conn, answer.as_bytes());
             if let Some(b) = body {
                 let _ = tx.send(b);
             }
@@ -324,6 +329,26 @@ fn a_stopped_run_is_alerted_on_the_webhook() {
     let text = alert["text"].as_str().unwrap_or_default();
     assert!(text.contains("quick") && text.contains("aborted"), "{alert}");
     assert!(body.contains(&id), "{body}");
+}
+
+#[test]
+fn an_alert_still_queued_at_sigterm_is_sent_within_the_grace_period() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    // The first attempt is answered 503: the retry comes a second later, once the run has ended
+    // and the daemon is on its way out.
+    let (url, posted) = webhook_answering(&[503]);
+    let config = write_config(lab.home.path(), &format!("webhook: {url}\n"));
+    let mut d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
+    let id = d.start_run(&scenario(lab.home.path(), &lab, "quick", 30, ""));
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    assert_eq!(d.sigterm(), Some(0));
+    let took = t0.elapsed();
+    let bodies: Vec<String> = (0..2).filter_map(|_| posted.recv_timeout(Duration::from_secs(1)).ok()).collect();
+    assert_eq!(bodies.len(), 2, "the first attempt and its retry, before the exit: {bodies:?}");
+    assert!(bodies.iter().all(|b| b.contains(&id) && b.contains("interrupted")), "{bodies:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
 }
 
 #[test]
