@@ -100,6 +100,45 @@ pub struct Active {
     pub bus: Bus,
     /// What it runs: a fault given in full to `/inject` is checked against it.
     pub scenario: Arc<Scenario>,
+    faults: Arc<Mutex<FaultTally>>,
+}
+
+impl Active {
+    /// How many faults are in place now; each call reads only the events published since the
+    /// previous one.
+    pub fn faults_in_place(&self) -> usize {
+        let mut t = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let new = self.bus.history_since(t.seen);
+        t.update(&new);
+        t.in_place.len()
+    }
+}
+
+/// The faults in place, from a run's events: injected and neither reverted nor settled (a
+/// fault whose revert failed stays in place).
+#[derive(Default)]
+struct FaultTally {
+    /// Events read so far.
+    seen: usize,
+    in_place: std::collections::BTreeSet<String>,
+}
+
+impl FaultTally {
+    fn update(&mut self, events: &[Arc<crate::engine::events::Envelope>]) {
+        use crate::engine::events::Event;
+        for e in events {
+            match &e.event {
+                Event::FaultInjected { fault, .. } => {
+                    self.in_place.insert(fault.clone());
+                }
+                Event::FaultReverted { fault, .. } | Event::FaultSettled { fault, .. } => {
+                    self.in_place.remove(fault);
+                }
+                _ => {}
+            }
+        }
+        self.seen += events.len();
+    }
 }
 
 #[derive(Default)]
@@ -289,6 +328,7 @@ impl Manager {
                 interrupter: handle.interrupter(),
                 bus: handle.bus(),
                 scenario,
+                faults: Default::default(),
             };
             inner.runs.insert(id, active);
             self.count.send_replace(inner.runs.len());
@@ -485,6 +525,25 @@ mod tests {
         crate::scenario::load_bytes("t.yaml", text.as_bytes(), Path::new("."))
             .unwrap_or_else(|d| panic!("{d:?}"))
             .target
+    }
+
+    #[test]
+    fn the_faults_in_place_are_those_injected_and_neither_reverted_nor_settled() {
+        use crate::engine::events::{Envelope, Event};
+        let env =
+            |seq: u64, event: Event| Arc::new(Envelope { run_id: "r".into(), seq, at: String::new(), t: None, event });
+        let injected = |seq, f: &str| {
+            env(seq, Event::FaultInjected { t: 1.0, fault: f.into(), kind: "k".into(), summary: String::new() })
+        };
+        let mut tally = FaultTally::default();
+        tally.update(&[injected(0, "kill"), injected(1, "slow"), injected(2, "drift")]);
+        assert_eq!(tally.in_place.len(), 3);
+        tally.update(&[
+            env(3, Event::FaultSettled { t: 2.0, fault: "kill".into() }),
+            env(4, Event::FaultReverted { t: 3.0, fault: "slow".into() }),
+            env(5, Event::FaultRevertFailed { t: 4.0, fault: "drift".into(), error: "x".into() }),
+        ]);
+        assert_eq!((tally.seen, tally.in_place.iter().map(String::as_str).collect::<Vec<_>>()), (6, vec!["drift"]));
     }
 
     #[test]

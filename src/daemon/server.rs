@@ -211,21 +211,10 @@ fn bad_request(message: String) -> ApiError {
 
 /// `GET /metrics`: the history's figures and the live ones, in the Prometheus text format.
 async fn metrics(State(d): State<Arc<Daemon>>) -> ApiResult {
-    use crate::engine::events::Event;
     let mut live = super::metrics::Live::default();
     for id in d.manager.active_ids() {
         let Some(a) = d.manager.active(&id) else { continue };
-        let mut faults: i64 = 0;
-        for e in a.bus.history() {
-            match e.event {
-                Event::FaultInjected { .. } => faults += 1,
-                Event::FaultReverted { .. } => faults -= 1,
-                _ => {}
-            }
-        }
-        let i = id.clone();
-        let scenario = d.manager.db.call(move |s| s.run(&i)).await?.map(|r| r.scenario).unwrap_or(id);
-        *live.active_faults.entry(scenario).or_default() += faults.max(0) as u64;
+        *live.active_faults.entry(a.scenario.name.clone()).or_default() += a.faults_in_place() as u64;
         live.runs_in_progress += 1;
     }
     let names: Vec<String> = d.manager.config().schedules.iter().map(|s| s.schedule.name.clone()).collect();

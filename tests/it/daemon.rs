@@ -639,6 +639,8 @@ fn a_running_run_takes_injections_a_spike_and_marks_through_the_api_and_refusals
     .expect("the baseline gate passed");
     assert_eq!(s, 200, "{v}");
     assert_eq!(secret_version(&lab), 2);
+    let (_, metrics) = http(&d.addr, "GET", "/metrics", &[], b"");
+    assert!(metrics.contains("siege_active_faults{scenario=\"manual\"} 1\n"), "{metrics}");
     // By number; a fault given in full, as JSON and as a YAML body.
     let (s, v) = inject(json!({ "number": 2 }));
     assert_eq!(s, 200, "{v}");
