@@ -428,6 +428,8 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         "return document.querySelector('button.start[data-scenario=\"class-day\"]')",
     );
     assert_eq!(teacher.js("return document.getElementById('role').textContent"), "instructor");
+    // A blind run: the participants do not see which fault was injected until it ends.
+    teacher.click("input.blind");
     teacher.click("button.start[data-scenario=\"class-day\"]");
     let id = teacher.wait(
         "the run's page",
@@ -488,6 +490,20 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         "return document.querySelectorAll('#chart-latency .fault-band').length >= 2",
     );
 
+    class.wait(
+        "the hidden fault on the participant's timeline",
+        Duration::from_secs(5),
+        "return document.getElementById('timeline').textContent.includes('blind run: hidden')",
+    );
+    let seen = class.js("return document.getElementById('main').textContent").to_string();
+    assert!(!seen.contains("slow-one") && !seen.contains("300ms"), "{seen}");
+    assert!(
+        teacher
+            .js("return document.getElementById('timeline').textContent")
+            .to_string()
+            .contains("fault slow-one injected")
+    );
+
     // A reconnect without Last-Event-ID replays the stream: nothing shown twice.
     teacher.js("window.__siege.reconnect()");
 
@@ -502,9 +518,14 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     teacher.confirmed("note");
 
     // The run ends: verdict, report with the marks and their times, the report's links.
-    for s in [&teacher, &class] {
-        s.wait("the report", Duration::from_secs(90), "return document.querySelector('#report #marks')");
-    }
+    teacher.wait("the report", Duration::from_secs(90), "return document.querySelector('#report #marks')");
+    // Once the run ended, the participants' page names the fault.
+    class.wait(
+        "the fault named",
+        Duration::from_secs(20),
+        "return document.getElementById('timeline')?.textContent.includes('fault slow-one injected')",
+    );
+    class.wait("the report", Duration::from_secs(20), "return document.querySelector('#report #marks')");
     let verdict = teacher.js("return document.getElementById('verdict').textContent");
     assert!(verdict == "passed" || verdict == "failed", "{verdict}");
     let marks = class.js("return document.getElementById('marks').textContent").to_string();
