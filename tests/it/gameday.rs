@@ -504,6 +504,16 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
             .contains("fault slow-one injected")
     );
 
+    // A spike for 3 s from the page, confirmed by the stage it started.
+    teacher.type_in("#spike-secs", "3");
+    teacher.click("#spike");
+    teacher.confirmed("spike");
+    teacher.wait(
+        "the spike on the timeline",
+        Duration::from_secs(2),
+        "return document.getElementById('timeline').textContent.includes('rate 60/s')",
+    );
+
     // A reconnect without Last-Event-ID replays the stream: nothing shown twice.
     teacher.js("window.__siege.reconnect()");
 
