@@ -544,7 +544,6 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     assert!(human.contains("slow-one") && human.contains("alice"), "{human}");
     let links = teacher.js("return [...document.querySelectorAll('#files a')].map(a => a.textContent).join(' ')");
     assert_eq!(links, "junit.xml report.json report.md");
-    teacher.screenshot(&out.join("finished.png"));
     let md = g.get_text(&format!("/v1/runs/{id}/report/report.md")).1;
     assert!(md.contains("alice") && md.contains("detected") && md.contains("Human times"), "{md}");
     assert_eq!(lab_faults(&lab), Vec::<String>::new());
@@ -574,4 +573,15 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     eprint!("{figures}");
     std::fs::write(out.join("figures.txt"), figures).unwrap();
     assert!(out.join("live.png").metadata().unwrap().len() > 1000);
+
+    // The finished run's page opened afresh: the same charts from the replayed events, the report.
+    teacher.js("location.reload()");
+    teacher.wait(
+        "the replayed charts",
+        Duration::from_secs(10),
+        "return (+document.querySelector('#chart-rate svg')?.dataset.points || 0) >= 40",
+    );
+    teacher.wait("the report", Duration::from_secs(10), "return document.querySelector('#report #human-times')");
+    teacher.screenshot(&out.join("finished.png"));
+    assert_eq!(teacher.errors(), Vec::<String>::new());
 }

@@ -220,11 +220,10 @@
       this.activeEl = el("ul", { class: "active", id: "active-faults" });
       this.timelineEl = el("ul", { id: "timeline" });
       this.report = el("div", { id: "report" });
-      $("main").replaceChildren(this.head, this.controls, this.charts,
+      $("main").replaceChildren(this.head, this.report, this.controls, this.charts,
         el("div", { class: "cols" },
           el("div", {}, el("h2", {}, "Timeline"), el("div", { class: "timeline" }, this.timelineEl)),
-          el("div", {}, el("h2", {}, "Active faults"), this.activeEl)),
-        this.report);
+          el("div", {}, el("h2", {}, "Active faults"), this.activeEl)));
     }
 
     async load() {
