@@ -29,12 +29,17 @@ struct Gameday {
 
 impl Gameday {
     fn start(home: &Path, data: &Path, scenarios: &Path) -> Gameday {
+        Gameday::start_with(home, data, scenarios, &[])
+    }
+
+    fn start_with(home: &Path, data: &Path, scenarios: &Path, extra: &[&str]) -> Gameday {
         let mut child = common::siege()
             .env("SIEGE_HOME", home)
             .arg("gameday")
             .arg(scenarios)
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -195,6 +200,21 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     let events: Vec<String> = store.events(&id, 0, 10_000).unwrap().into_iter().map(|e| e.json).collect();
     assert!(events.iter().any(|e| e.contains("\"type\":\"fault-reverted\"") && e.contains("slow-one")), "{events:?}");
     assert!(events.iter().any(|e| e.contains("\"author\":\"bob\"")));
+}
+
+#[test]
+fn with_allow_remote_reads_need_a_token_in_a_header_or_the_query_and_the_page_needs_none() {
+    let (home, data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let g = Gameday::start_with(home.path(), data.path(), dir.path(), &["--allow-remote"]);
+    for asset in ["/", "/ui/app.js", "/ui/app.css"] {
+        assert_eq!(g.get_text(asset).0, 200, "{asset}");
+    }
+    assert_eq!(g.get_text("/v1/runs").0, 401);
+    assert_eq!(g.get_text("/v1/scenarios").0, 401);
+    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.participant_token)).0, 200);
+    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.token)).0, 200);
+    assert_eq!(g.get_text("/v1/runs?token=nope").0, 403);
+    assert_eq!(g.call("GET", "/v1/scenarios", &g.participant_token, Value::Null).0, 200);
 }
 
 // ---- WebDriver -------------------------------------------------------------------------------
