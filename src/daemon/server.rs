@@ -337,8 +337,9 @@ async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<
 #[serde(deny_unknown_fields)]
 struct StartBody {
     scenario: String,
-    /// A game day's blind run: the page hides the injected faults from participants until it ends.
+    /// A game day's blind run (read by [`super::web::blind_requested`]).
     #[serde(default)]
+    #[allow(dead_code)]
     blind: bool,
 }
 
@@ -350,7 +351,6 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let mime = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let mut blind = false;
     let (scenario, source) = match mime.as_str() {
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
             let sc =
@@ -359,7 +359,6 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         }
         "application/json" | "" => {
             let b: StartBody = json_body(&body)?;
-            blind = b.blind;
             let path = resolve_scenario(&d, &b.scenario)?;
             let sc = crate::scenario::load_file(&path).map_err(ApiError::invalid_scenario)?;
             (sc, path.display().to_string())
@@ -373,7 +372,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         }
     };
     let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None }).await?;
-    if blind {
+    if super::web::blind_requested(&body) {
         d.web.set_blind(&id);
     }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())

@@ -62,6 +62,11 @@ impl Web {
     }
 }
 
+/// Whether a `POST /v1/runs` body asks for a blind run (`"blind": true`; a YAML body never does).
+pub fn blind_requested(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["blind"] == true)
+}
+
 /// Who a caller is, from its bearer token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -245,6 +250,13 @@ mod tests {
             assert!(!participant_may(&Method::POST, p), "{p}");
         }
         assert!(!participant_may(&Method::DELETE, "/v1/runs/r-1/marks"));
+    }
+
+    #[test]
+    fn a_blind_run_is_asked_for_in_the_json_body() {
+        assert!(blind_requested(br#"{"scenario": "x", "blind": true}"#));
+        assert!(!blind_requested(br#"{"scenario": "x"}"#));
+        assert!(!blind_requested(b"name: x\nblind: true\n"));
     }
 
     #[test]
