@@ -62,6 +62,28 @@ fn listen_addr(listen: &str, allow_remote: bool) -> anyhow::Result<SocketAddr> {
 
 /// `siege daemon`.
 pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
+    serve(args, vec![], |r| {
+        println!(
+            "siege daemon: listening on http://{} (data {}, token in {})",
+            r.addr,
+            r.data.display(),
+            r.data.join(auth::TOKEN_FILE).display()
+        )
+    })
+}
+
+/// A daemon that is listening, as told to [`serve`]'s caller.
+pub(super) struct Ready<'a> {
+    pub addr: SocketAddr,
+    pub data: &'a std::path::Path,
+    pub token: &'a str,
+    pub participant_token: &'a str,
+}
+
+/// Runs a daemon until SIGTERM / Ctrl-C (every run interrupted, every fault reverted);
+/// `scenarios`: what the page lists (none: the directories scenario names are resolved in);
+/// `ready` is called once it listens.
+pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnce(&Ready)) -> anyhow::Result<Exit> {
     let addr = listen_addr(&args.listen, args.allow_remote)?;
     let config = match &args.config {
         Some(p) => config::load_file(p).map_err(|e| {
@@ -76,6 +98,8 @@ pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(&data)
         .map_err(|e| invalid(format!("cannot create the data directory {}: {e}", data.display())))?;
     let token = auth::load_or_create(&data).map_err(|e| invalid(e.to_string()))?;
+    let participant_token =
+        auth::load_or_create_file(&data.join(auth::PARTICIPANT_TOKEN_FILE)).map_err(|e| invalid(e.to_string()))?;
     let store = Store::open(&data.join("history.db")).map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
     let conn = Connection::from_env().map_err(|e| invalid(e.to_string()))?;
     let workdir = std::env::current_dir()?;
@@ -97,19 +121,16 @@ pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
             manager: manager.clone(),
             scheduler: scheduler.clone(),
             config_path: args.config.clone(),
-            token,
+            token: token.clone(),
             remote: args.allow_remote,
             workdir,
+            web: crate::daemon::web::Web::new(Some(participant_token.clone()), scenarios),
         });
         let stop_serving = CancellationToken::new();
         let serving = axum::serve(listener, server::router(d.clone()))
             .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
         let server = tokio::spawn(async move { serving.await });
-        println!(
-            "siege daemon: listening on http://{local} (data {}, token in {})",
-            data.display(),
-            data.join(auth::TOKEN_FILE).display()
-        );
+        ready(&Ready { addr: local, data: &data, token: &token, participant_token: &participant_token });
         let stop_scheduling = CancellationToken::new();
         let scheduling = tokio::spawn({
             let (s, stop) = (scheduler.clone(), stop_scheduling.clone());

@@ -6,6 +6,7 @@
 mod client;
 mod compare;
 mod daemon;
+mod gameday;
 mod keys;
 mod lab;
 mod load;
@@ -88,6 +89,10 @@ enum Command {
     /// Run the daemon: scheduled runs, run history and the HTTP API (docs/daemon.md).
     #[command(after_help = Exit::HELP)]
     Daemon(daemon::DaemonArgs),
+    /// A class's game day: a daemon on loopback, the page's instructor and participant links
+    /// (docs/gameday.md).
+    #[command(after_help = Exit::HELP)]
+    Gameday(gameday::GamedayArgs),
 }
 
 /// Parses the command line and runs; returns the documented exit code.
@@ -126,6 +131,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Runs { connect, command } => client::cmd_runs(connect, command),
         Command::Schedules { connect, command } => client::cmd_schedules(connect, command),
         Command::Daemon(args) => daemon::cmd_daemon(args),
+        Command::Gameday(args) => gameday::cmd_gameday(args),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The daemon's bearer token: created at first start in `DATA/token` (mode 0600) and reused
-//! afterwards, and the check of an `Authorization` header against it.
+//! The daemon's bearer tokens: created at first start in `DATA/token` (the instructor's: every
+//! call) and `DATA/participant-token` (a game day's participants: reads and marks only), mode
+//! 0600, and reused afterwards; and the check of an `Authorization` header against one.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -7,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 /// The token file's name in the data directory.
 pub const TOKEN_FILE: &str = "token";
+
+/// The participants' token file's name in the data directory.
+pub const PARTICIPANT_TOKEN_FILE: &str = "participant-token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -20,7 +24,12 @@ pub enum TokenError {
 
 /// The token in `data/token`, created (32 random bytes, hex) if there is none yet.
 pub fn load_or_create(data: &Path) -> Result<String, TokenError> {
-    let path = data.join(TOKEN_FILE);
+    load_or_create_file(&data.join(TOKEN_FILE))
+}
+
+/// The token in the file `path`, created (32 random bytes, hex, mode 0600) if there is none yet.
+pub fn load_or_create_file(path: &Path) -> Result<String, TokenError> {
+    let path = path.to_path_buf();
     match std::fs::read_to_string(&path) {
         Ok(s) => {
             let t = s.trim().to_string();
@@ -44,7 +53,7 @@ fn create(path: &Path) -> Result<String, TokenError> {
     let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return load_or_create(path.parent().unwrap_or(Path::new(".")));
+            return load_or_create_file(path);
         }
         Err(e) => return Err(err(e)),
     };
@@ -86,6 +95,11 @@ mod tests {
         let mode = std::fs::metadata(dir.path().join(TOKEN_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(load_or_create(dir.path()).unwrap(), a);
+        let p = load_or_create_file(&dir.path().join(PARTICIPANT_TOKEN_FILE)).unwrap();
+        assert_eq!(p.len(), 64);
+        assert_ne!(p, a);
+        let mode = std::fs::metadata(dir.path().join(PARTICIPANT_TOKEN_FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The history [`store`], the [`schedule`] arithmetic (due times, jitter, catch-up), the
 //! daemon's [`config`] file, its token ([`auth`]), the run manager ([`runs`]), the timer loop
-//! ([`scheduler`]) and the HTTP API ([`server`]).
+//! ([`scheduler`]) and the HTTP API ([`server`]), with the game-day page ([`web`]).
 
 pub mod auth;
 pub mod config;
@@ -13,4 +13,5 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod trend;
+pub mod web;
 pub mod webhook;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,6 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth;
 use super::config::{self, ConfigError};
 use super::runs::{Manager, RunsError, Start};
 use super::scheduler::{ScheduleActionError, Scheduler};
@@ -39,6 +38,8 @@ pub struct Daemon {
     pub remote: bool,
     /// Where scenario names and relative paths are resolved (the daemon's working directory).
     pub workdir: PathBuf,
+    /// The game-day page: the participants' token, the scenarios listed, blind runs.
+    pub web: super::web::Web,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/reload", post(reload))
         .route("/metrics", get(metrics))
         .route("/v1/scenarios/{name}/trend", get(scenario_trend))
+        .merge(super::web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -162,22 +164,25 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .with_state(d)
 }
 
-/// Mutating calls need the bearer token; with `--allow-remote`, every call does.
+/// Mutating calls need the bearer token; with `--allow-remote`, every call does. The
+/// participants' token may only read and mark (see [`super::web::access`]).
 async fn require_token(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
-    if reads && !d.remote {
-        return next.run(req).await;
-    }
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth::check(header, &d.token) {
-        auth::Verdict::Allowed => next.run(req).await,
-        auth::Verdict::Missing => ApiError::new(
+    use super::web::Access;
+    match super::web::access(&d, &req) {
+        Access::Allowed => next.run(req).await,
+        Access::Missing => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this call needs `Authorization: Bearer <token>` (the token is in the data directory's `token` file)",
         )
         .into_response(),
-        auth::Verdict::Wrong => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token").into_response(),
+        Access::Wrong => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token").into_response(),
+        Access::ParticipantForbidden => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "participant-forbidden",
+            "a participant's token may read runs and mark them (detected, mitigated, notes), nothing else",
+        )
+        .into_response(),
     }
 }
 
@@ -288,6 +293,7 @@ async fn show_run(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) ->
     let mut v = run_json(&r);
     v["record"] = r.record.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
     v["files"] = json!(files);
+    v["blind"] = json!(d.web.is_blind(&id));
     if let Some(a) = d.manager.active(&id) {
         v["events_so_far"] = json!(a.bus.history().len());
     }
@@ -322,6 +328,10 @@ async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<
 #[serde(deny_unknown_fields)]
 struct StartBody {
     scenario: String,
+    /// A game day's blind run (read by [`super::web::blind_requested`]).
+    #[serde(default)]
+    #[allow(dead_code)]
+    blind: bool,
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -362,6 +372,9 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         }
     };
     let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None }).await?;
+    if super::web::blind_requested(&body) {
+        d.web.set_blind(&id);
+    }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
 }
 

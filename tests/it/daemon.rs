@@ -14,7 +14,7 @@ use crate::common::{self, pid_alive, wait_for};
 use crate::lab::TestLab;
 
 /// One HTTP/1.0 exchange (the body ends with the connection): (status, body).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the daemon");
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
@@ -32,7 +32,7 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
     (status, body)
 }
 
-fn json_of(body: &str) -> Value {
+pub(crate) fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 

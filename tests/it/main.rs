@@ -7,6 +7,7 @@ mod compare;
 mod daemon;
 mod engine;
 mod events;
+mod gameday;
 mod lab;
 mod load;
 mod recover;

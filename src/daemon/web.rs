@@ -1,0 +1,288 @@
+//! The live game-day page and what it needs from the daemon: the page itself (HTML, CSS and
+//! JavaScript embedded in the binary, no external asset), the two roles (the instructor's token
+//! may do everything; the participants' token may read and mark a run, nothing else), the
+//! scenarios the daemon can run with their manual catalogs, and blind runs (the page hides from
+//! participants which fault was injected until the run ends). See docs/gameday.md.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::auth::{self, Verdict};
+use super::server::Daemon;
+
+const INDEX_HTML: &str = include_str!("web/index.html");
+const APP_JS: &str = include_str!("web/app.js");
+const APP_CSS: &str = include_str!("web/app.css");
+
+/// The embedded assets: (URL path, content type, body).
+pub const ASSETS: &[(&str, &str, &str)] = &[
+    ("/", "text/html; charset=utf-8", INDEX_HTML),
+    ("/ui/app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("/ui/app.css", "text/css; charset=utf-8", APP_CSS),
+];
+
+/// The bytes of every embedded asset together (the page's weight).
+pub fn page_weight() -> usize {
+    ASSETS.iter().map(|(_, _, body)| body.len()).sum()
+}
+
+/// The page's part of the daemon's state.
+pub struct Web {
+    /// The participants' token; `None`: no participant can call what needs a token.
+    pub participant_token: Option<String>,
+    /// The scenario files and directories `GET /v1/scenarios` lists; empty: the directories
+    /// the daemon resolves scenario names in ([`super::server::scenario_dirs`]).
+    pub scenarios: Vec<PathBuf>,
+    /// The runs started blind, by id.
+    blind: Mutex<HashSet<String>>,
+}
+
+impl Web {
+    pub fn new(participant_token: Option<String>, scenarios: Vec<PathBuf>) -> Web {
+        Web { participant_token, scenarios, blind: Mutex::new(HashSet::new()) }
+    }
+
+    /// Records that run `id` was started blind.
+    pub fn set_blind(&self, id: &str) {
+        self.blind.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
+    }
+
+    /// Whether run `id` was started blind (by this daemon process).
+    pub fn is_blind(&self, id: &str) -> bool {
+        self.blind.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+}
+
+/// Whether a `POST /v1/runs` body asks for a blind run (`"blind": true`; a YAML body never does).
+pub fn blind_requested(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["blind"] == true)
+}
+
+/// Who a caller is, from its bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Instructor,
+    Participant,
+    /// No token, or one that is neither.
+    Anonymous,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Instructor => "instructor",
+            Role::Participant => "participant",
+            Role::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// What the token check says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// No token where one is needed (401).
+    Missing,
+    /// A token that is not the daemon's (403).
+    Wrong,
+    /// The participants' token on a call only the instructor may make (403,
+    /// `participant-forbidden`).
+    ParticipantForbidden,
+}
+
+/// The bearer token of a request: the `Authorization` header, or for a read the `token` query
+/// parameter (an `EventSource` cannot send headers).
+fn bearer(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(h) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(h.to_string());
+    }
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let t = query?.split('&').find_map(|kv| kv.strip_prefix("token="))?;
+    Some(format!("Bearer {t}"))
+}
+
+/// The role of whoever sent `header` (an `Authorization` value).
+pub fn role_of(web: &Web, instructor: &str, header: Option<&str>) -> Role {
+    if auth::check(header, instructor) == Verdict::Allowed {
+        return Role::Instructor;
+    }
+    match &web.participant_token {
+        Some(p) if auth::check(header, p) == Verdict::Allowed => Role::Participant,
+        _ => Role::Anonymous,
+    }
+}
+
+/// What a participant may call besides reads: marking a run.
+fn participant_may(method: &Method, path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    *method == Method::POST && matches!(parts.as_slice(), ["v1", "runs", _, "marks"])
+}
+
+/// The token check of every route: the page's assets need none; reads need none on loopback;
+/// the instructor's token may do everything; the participants' token may read and mark.
+pub fn access(d: &Daemon, req: &Request) -> Access {
+    let (method, path) = (req.method(), req.uri().path());
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    if reads && (ASSETS.iter().any(|(p, _, _)| *p == path) || !d.remote) {
+        return Access::Allowed;
+    }
+    let given = bearer(method, req.headers(), req.uri().query());
+    match role_of(&d.web, &d.token, given.as_deref()) {
+        Role::Instructor => Access::Allowed,
+        Role::Participant if reads || participant_may(method, path) => Access::Allowed,
+        Role::Participant => Access::ParticipantForbidden,
+        Role::Anonymous => match auth::check(given.as_deref(), &d.token) {
+            Verdict::Missing => Access::Missing,
+            _ => Access::Wrong,
+        },
+    }
+}
+
+/// The page's routes: its assets, `GET /v1/whoami` and `GET /v1/scenarios`.
+pub fn routes() -> Router<Arc<Daemon>> {
+    let mut r = Router::new();
+    for (path, kind, body) in ASSETS {
+        r = r.route(path, get(move || async move { ([(header::CONTENT_TYPE, *kind)], *body) }));
+    }
+    r.route("/v1/whoami", get(whoami)).route("/v1/scenarios", get(scenarios))
+}
+
+/// `GET /v1/whoami`: the caller's role, from its token.
+async fn whoami(State(d): State<Arc<Daemon>>, req: Request) -> Response {
+    let given = bearer(req.method(), req.headers(), req.uri().query());
+    let role = role_of(&d.web, &d.token, given.as_deref());
+    axum::Json(json!({ "role": role.name() })).into_response()
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A scenario as the page shows it: what it runs, its manual catalog (numbered from 1), its
+/// timeline faults and steady state (the charts' thresholds).
+pub fn scenario_json(file: &Path, sc: &crate::scenario::Scenario) -> Value {
+    json!({
+        "name": sc.name,
+        "file": file.display().to_string(),
+        "description": sc.description,
+        "duration_s": secs(sc.load.duration),
+        "rate": sc.load.rate.per_second,
+        "faults": sc.faults.iter().map(|f| json!({
+            "name": f.name, "type": f.kind.type_name(), "at_s": secs(f.at),
+            "for_s": f.duration.map(secs), "summary": f.kind.describe(),
+        })).collect::<Vec<_>>(),
+        "manual": sc.manual.iter().enumerate().map(|(i, m)| json!({
+            "number": i + 1, "name": m.name, "type": m.kind.type_name(),
+            "for_s": m.duration.map(secs), "summary": m.kind.describe(),
+        })).collect::<Vec<_>>(),
+        "steady_state": sc.steady_state.checks.iter().map(|c| json!({
+            "metric": c.metric.name(), "op": c.cmp.op.symbol(), "value": c.cmp.value,
+        })).collect::<Vec<_>>(),
+        "recovery": { "within_s": secs(sc.recovery.within), "hold_s": secs(sc.recovery.hold) },
+    })
+}
+
+/// The scenario files of `paths`: a file as given, a directory's `*.yaml` / `*.yml` sorted by
+/// name; a path that does not exist is skipped.
+pub fn scenario_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(p) else { continue };
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| f.is_file() && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        for f in files {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// `GET /v1/scenarios`: the scenarios the page can start, valid ones with their catalogs and
+/// invalid ones with their first error.
+async fn scenarios(State(d): State<Arc<Daemon>>) -> Response {
+    let paths = if d.web.scenarios.is_empty() { super::server::scenario_dirs(&d) } else { d.web.scenarios.clone() };
+    let list = tokio::task::spawn_blocking(move || {
+        scenario_files(&paths)
+            .iter()
+            .map(|f| match crate::scenario::load_file(f) {
+                Ok(sc) => scenario_json(f, &sc),
+                Err(diags) => json!({
+                    "file": f.display().to_string(),
+                    "error": diags.first().map(|d| d.to_string()).unwrap_or_default(),
+                }),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    axum::Json(json!({ "scenarios": list })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn participants_may_mark_a_run_and_nothing_else_that_writes() {
+        assert!(participant_may(&Method::POST, "/v1/runs/r-1/marks"));
+        for p in ["/v1/runs/r-1/inject", "/v1/runs/r-1/spike", "/v1/runs/r-1/stop", "/v1/runs", "/v1/reload"] {
+            assert!(!participant_may(&Method::POST, p), "{p}");
+        }
+        assert!(!participant_may(&Method::DELETE, "/v1/runs/r-1/marks"));
+    }
+
+    #[test]
+    fn a_blind_run_is_asked_for_in_the_json_body() {
+        assert!(blind_requested(br#"{"scenario": "x", "blind": true}"#));
+        assert!(!blind_requested(br#"{"scenario": "x"}"#));
+        assert!(!blind_requested(b"name: x\nblind: true\n"));
+    }
+
+    #[test]
+    fn a_role_comes_from_the_token() {
+        let web = Web::new(Some("p".into()), vec![]);
+        assert_eq!(role_of(&web, "i", Some("Bearer i")), Role::Instructor);
+        assert_eq!(role_of(&web, "i", Some("Bearer p")), Role::Participant);
+        assert_eq!(role_of(&web, "i", Some("Bearer x")), Role::Anonymous);
+        assert_eq!(role_of(&web, "i", None), Role::Anonymous);
+        assert_eq!(role_of(&Web::new(None, vec![]), "i", Some("Bearer p")), Role::Anonymous);
+    }
+
+    #[test]
+    fn a_read_may_carry_its_token_in_the_query_and_a_write_may_not() {
+        let h = HeaderMap::new();
+        assert_eq!(bearer(&Method::GET, &h, Some("a=1&token=abc")), Some("Bearer abc".into()));
+        assert_eq!(bearer(&Method::POST, &h, Some("token=abc")), None);
+    }
+
+    #[test]
+    fn the_page_is_small_and_names_no_external_asset() {
+        assert!(page_weight() < 64 * 1024, "{} bytes", page_weight());
+        for (path, _, body) in ASSETS {
+            for external in ["src=\"http", "href=\"http", "url(http", "@import", "fetch(\"http"] {
+                assert!(!body.contains(external), "{path}: {external}");
+            }
+        }
+    }
+}

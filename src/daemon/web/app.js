@@ -1,0 +1,473 @@
+// The siege game-day page: the runs, a run's live charts and timeline from its event stream
+// (server-sent events, resumed by the browser with Last-Event-ID, deduplicated by seq), the
+// instructor's and the participants' controls. Plain JavaScript, no build step.
+"use strict";
+(function () {
+  // What the tests read back: errors caught, per shown event the ms from its emission to the
+  // page showing it.
+  const S = (window.__siege = { errors: [], latencies: [], events: 0, statuses: [] });
+  window.addEventListener("error", (e) => S.errors.push(String(e.message)));
+  window.addEventListener("unhandledrejection", (e) => S.errors.push("unhandled: " + String(e.reason && e.reason.message || e.reason)));
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const $ = (id) => document.getElementById(id);
+
+  function takeToken() {
+    const h = new URLSearchParams(location.hash.slice(1));
+    const q = new URLSearchParams(location.search);
+    const t = h.get("token") || q.get("token");
+    if (t) {
+      sessionStorage.setItem("siege-token", t);
+      history.replaceState(null, "", location.pathname + (h.get("run") ? "#run=" + h.get("run") : ""));
+    }
+    return sessionStorage.getItem("siege-token") || "";
+  }
+  const token = takeToken();
+  let role = "anonymous";
+  let scenarios = [];
+
+  async function api(method, path, body) {
+    const headers = {};
+    if (token) headers.Authorization = "Bearer " + token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    let v = text;
+    try { v = JSON.parse(text); } catch (_) { /* not JSON */ }
+    if (!r.ok) {
+      const e = new Error(v && v.error ? v.error.message : "HTTP " + r.status);
+      e.code = v && v.error ? v.error.code : "";
+      throw e;
+    }
+    return v;
+  }
+
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (k === "class") e.className = v;
+      else if (v !== false && v != null) e.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of kids.flat(Infinity)) if (c != null) e.append(c.nodeType ? c : String(c));
+    return e;
+  }
+  const fmtS = (s) => (s == null ? "–" : Number(s).toFixed(1) + " s");
+  const withToken = (p) => (token ? p + (p.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : p);
+
+  // A control's status: pending until `confirm` (an event test) matches, or refused.
+  function status(control) {
+    return el("span", { class: "status", "data-control": control || "" });
+  }
+  function setStatus(s, kind, text) {
+    S.statuses.push((s.dataset.control || "") + ": " + text);
+    s.className = "status " + kind;
+    s.textContent = text;
+  }
+
+  let view = null; // the run view in use, if any
+  let listTimer = null;
+
+  async function route() {
+    if (view) view.close();
+    view = null;
+    clearInterval(listTimer);
+    const id = new URLSearchParams(location.hash.slice(1)).get("run");
+    if (id) view = new RunView(id);
+    else await listView();
+  }
+
+  async function listView() {
+    const main = $("main");
+    const scen = el("div");
+    const runs = el("div");
+    main.replaceChildren(el("h2", {}, "Scenarios"), scen, el("h2", {}, "Runs"), runs);
+    scen.replaceChildren(...scenarios.map(scenarioRow));
+    if (!scenarios.length) scen.append(el("p", { class: "dim" }, "No scenario found."));
+    const refresh = async () => {
+      const v = await api("GET", "/v1/runs?limit=50");
+      runs.replaceChildren(el("table", {},
+        el("tr", {}, ["run", "scenario", "state", "started", "time to detect", "MTTR"].map((h) => el("th", {}, h))),
+        v.runs.map((r) => el("tr", {},
+          el("td", {}, el("a", { href: "#run=" + encodeURIComponent(r.id), class: "run-link" }, r.id)),
+          el("td", {}, r.scenario), el("td", { class: r.state }, r.state),
+          el("td", {}, new Date(r.started_at).toLocaleTimeString()),
+          el("td", {}, fmtS(r.time_to_detect_s)), el("td", {}, fmtS(r.mttr_s))))));
+    };
+    await refresh();
+    listTimer = setInterval(() => refresh().catch((e) => console.warn(e)), 3000);
+  }
+
+  function scenarioRow(sc) {
+    if (sc.error) return el("div", { class: "panel" }, el("b", {}, sc.file), " ", el("span", { class: "bad" }, sc.error));
+    const kids = [el("b", {}, sc.name), " ", el("span", { class: "dim" },
+      `${sc.duration_s} s at ${sc.rate}/s; ${sc.faults.length} timeline fault(s), ${sc.manual.length} manual`)];
+    if (sc.description) kids.push(el("div", { class: "dim" }, sc.description));
+    if (role === "instructor") {
+      const blind = el("input", { type: "checkbox", class: "blind" });
+      const st = status("start");
+      const go = el("button", { class: "start", "data-scenario": sc.name, onclick: async () => {
+        setStatus(st, "pending", "starting… (pending)");
+        try {
+          const v = await api("POST", "/v1/runs", { scenario: sc.file, blind: blind.checked });
+          location.hash = "run=" + encodeURIComponent(v.id);
+        } catch (e) { setStatus(st, "bad", "refused: " + e.message); }
+      } }, "Start");
+      kids.push(el("div", { class: "row" }, go, el("label", {}, blind, " blind (participants do not see which fault)"), st));
+    }
+    return el("div", { class: "panel scenario" }, kids);
+  }
+
+  // ---- charts -------------------------------------------------------------------------------
+  const COLORS = ["#0969da", "#cf222e", "#8250df", "#1a7f37", "#9a6700"];
+
+  // Draws one chart into `svg`: series [{name, points: [[t, v]]}], bands [[t0, t1]] shaded,
+  // thresholds [{v, label}], x from 0 to tMax.
+  function drawChart(svg, series, bands, thresholds, tMax, unit) {
+    const W = 600, H = 180, L = 44, R = 8, T = 8, B = 20;
+    let yMax = 0;
+    for (const s of series) for (const p of s.points) if (p[1] != null) yMax = Math.max(yMax, p[1]);
+    for (const th of thresholds) yMax = Math.max(yMax, th.v);
+    yMax = yMax > 0 ? yMax * 1.15 : 1;
+    const x = (t) => L + (Math.max(0, t) / tMax) * (W - L - R);
+    const y = (v) => T + (1 - v / yMax) * (H - T - B);
+    const kids = [];
+    const mk = (tag, a, text) => {
+      const e = document.createElementNS(SVGNS, tag);
+      for (const [k, v] of Object.entries(a)) e.setAttribute(k, v);
+      if (text != null) e.textContent = text;
+      kids.push(e);
+      return e;
+    };
+    for (const [a, b] of bands) mk("rect", { x: x(a), y: T, width: Math.max(2, x(b) - x(a)), height: H - T - B, fill: "#cf222e", "fill-opacity": 0.12, class: "fault-band" });
+    mk("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999" });
+    mk("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#999" });
+    mk("text", { x: L - 4, y: T + 10, "text-anchor": "end", "font-size": 11, fill: "#687087" }, +yMax.toPrecision(3) + unit);
+    mk("text", { x: L - 4, y: H - B, "text-anchor": "end", "font-size": 11, fill: "#687087" }, "0");
+    for (let t = 0; t <= tMax; t += tMax > 120 ? 30 : 10) mk("text", { x: x(t), y: H - 5, "text-anchor": "middle", "font-size": 10, fill: "#687087" }, t + "s");
+    for (const th of thresholds) {
+      mk("line", { x1: L, y1: y(th.v), x2: W - R, y2: y(th.v), stroke: "#9a6700", "stroke-dasharray": "5 4", class: "threshold" });
+      mk("text", { x: W - R - 2, y: y(th.v) - 3, "text-anchor": "end", "font-size": 10, fill: "#9a6700" }, th.label);
+    }
+    let n = 0;
+    series.forEach((s, i) => {
+      const pts = s.points.filter((p) => p[1] != null);
+      n = Math.max(n, pts.length);
+      if (pts.length) mk("polyline", { points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" "), fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.8 });
+      mk("text", { x: L + 6 + i * 90, y: T + 10, "font-size": 11, fill: COLORS[i % COLORS.length] }, s.name);
+    });
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.dataset.points = n;
+    svg.replaceChildren(...kids);
+  }
+
+  const CHARTS = [
+    { id: "rate", title: "Rate (requests/s)", unit: "", metrics: { rps: 1 }, series: [["achieved", (w) => w.requests], ["scheduled", (w) => w.scheduled]] },
+    { id: "errors", title: "Error rate (%)", unit: "%", metrics: { error_rate: 100 }, series: [["errors", (w) => (w.requests ? (100 * errorCount(w)) / w.requests : 0)]] },
+    { id: "latency", title: "Latency (ms)", unit: "", metrics: { p50: 1, p95: 1, p99: 1 }, series: [["p50", (w) => w.latency_ms.p50], ["p95", (w) => w.latency_ms.p95], ["p99", (w) => w.latency_ms.p99]] },
+    { id: "capacity", title: "Healthy targets / running tasks", unit: "", metrics: { healthy_targets: 1, running_tasks: 1 }, series: [["healthy", (w, s) => s && s.healthy_targets], ["running", (w, s) => s && s.running_tasks]] },
+  ];
+  function errorCount(w) {
+    return Object.values(w.errors || {}).reduce((a, b) => a + b, 0);
+  }
+
+  // ---- a run ----------------------------------------------------------------------------------
+  class RunView {
+    constructor(id) {
+      this.id = id;
+      this.lastSeq = -1;
+      this.windows = []; // [second, window, sample]
+      this.bands = []; // {name, start, end}
+      this.timeline = [];
+      this.active = new Map(); // fault name -> {start, for_s}
+      this.pending = [];
+      this.phase = "…";
+      this.finished = null;
+      this.info = null;
+      this.tNow = 0;
+      this.tNowAt = Date.now();
+      this.opened = Date.now();
+      this.fresh = []; // `at` of events applied since the last render
+      this.closed = false;
+      this.build();
+      this.load().catch((e) => this.fail(e));
+      this.tick = setInterval(() => this.renderActive(), 1000);
+      // A fresh stream without Last-Event-ID (as after the page lost it): replayed, deduplicated.
+      S.reconnect = () => { this.es.close(); this.connect(); };
+      S.view = this;
+    }
+
+    close() {
+      this.closed = true;
+      clearInterval(this.tick);
+      if (this.es) this.es.close();
+    }
+
+    fail(e) {
+      S.errors.push(String(e.message || e));
+      this.head.append(el("p", { class: "bad" }, String(e.message || e)));
+    }
+
+    get blind() {
+      return role === "participant" && this.info && this.info.blind && this.info.state === "running" && !this.finished;
+    }
+
+    build() {
+      const c = (id) => el("div", { class: "chart" }, el("h3", {}, CHARTS.find((x) => x.id === id).title), document.createElementNS(SVGNS, "svg"));
+      this.head = el("div");
+      this.controls = el("div");
+      this.charts = el("div", { class: "charts" }, CHARTS.map((x) => { const d = c(x.id); d.id = "chart-" + x.id; return d; }));
+      this.activeEl = el("ul", { class: "active", id: "active-faults" });
+      this.timelineEl = el("ul", { id: "timeline" });
+      this.report = el("div", { id: "report" });
+      $("main").replaceChildren(this.head, this.report, this.controls, this.charts,
+        el("div", { class: "cols" },
+          el("div", {}, el("h2", {}, "Timeline"), el("div", { class: "timeline" }, this.timelineEl)),
+          el("div", {}, el("h2", {}, "Active faults"), this.activeEl)));
+    }
+
+    async load() {
+      this.info = await api("GET", "/v1/runs/" + encodeURIComponent(this.id));
+      this.sc = scenarios.find((s) => s.name === this.info.scenario) || null;
+      this.renderHead();
+      this.renderControls();
+      this.connect();
+    }
+
+    connect() {
+      // The browser reconnects by itself and sends Last-Event-ID; seq dedupes what comes twice.
+      this.es = new EventSource(withToken("/v1/runs/" + encodeURIComponent(this.id) + "/events"));
+      this.es.onopen = () => { $("conn").textContent = "live"; };
+      this.es.onerror = () => {
+        if (this.closed || this.finished) return;
+        $("conn").textContent = "reconnecting…";
+        // Closed for good (an HTTP error): a new stream from the start, deduplicated by seq.
+        if (this.es.readyState === EventSource.CLOSED) setTimeout(() => { if (!this.closed) this.connect(); }, 2000);
+      };
+      const onEvent = (m) => {
+        let env;
+        try { env = JSON.parse(m.data); } catch (_) { return; }
+        this.apply(env);
+      };
+      for (const ty of TYPES) this.es.addEventListener(ty, onEvent);
+      this.es.onmessage = onEvent;
+    }
+
+    apply(env) {
+      if (env.seq <= this.lastSeq) return; // already shown
+      this.lastSeq = env.seq;
+      S.events++;
+      const ev = env.event;
+      if (env.t != null) { this.tNow = env.t; this.tNowAt = Date.now(); }
+      this.fresh.push(env.at);
+      const add = (kind, text, t) => this.timeline.push({ t: t != null ? t : env.t, kind, text, seq: env.seq });
+      const hide = this.blind;
+      if (hide) this.hid = true;
+      const fname = (f) => (hide ? "a fault" : f);
+      switch (ev.type) {
+        case "second-closed":
+          this.windows.push([ev.window.second, ev.window, ev.sample]);
+          break;
+        case "phase-changed": this.phase = ev.phase; add("phase", "phase " + ev.phase, ev.t); break;
+        case "load-started": add("phase", "load started"); break;
+        case "baseline-checked": add(ev.held ? "ok" : "stop", (ev.held ? "baseline held: " : "baseline did not hold: ") + ev.detail, ev.t); break;
+        case "stage-started": add("phase", "rate " + ev.rate + "/s", ev.t); break;
+        case "fault-injected": {
+          this.bands.push({ name: ev.fault, start: ev.t, end: null });
+          const base = ev.fault.split("#")[0];
+          const def = this.sc && [...this.sc.faults, ...this.sc.manual].find((f) => f.name === base);
+          this.active.set(ev.fault, { start: ev.t, for_s: def ? def.for_s : null });
+          add("fault", hide ? "fault injected (blind run: hidden until the end)" : `fault ${ev.fault} injected: ${ev.summary}`, ev.t);
+          break;
+        }
+        case "fault-inject-failed": add("stop", `fault ${fname(ev.fault)}: injection failed: ${ev.error}`, ev.t); break;
+        case "fault-reverted":
+        case "fault-settled": {
+          const b = this.bands.find((x) => x.name === ev.fault && x.end == null);
+          if (b) b.end = ev.t;
+          this.active.delete(ev.fault);
+          add("ok", `fault ${fname(ev.fault)} ${ev.type === "fault-reverted" ? "reverted" : "done"}`, ev.t);
+          break;
+        }
+        case "fault-revert-failed": add("stop", `fault ${fname(ev.fault)}: revert failed: ${ev.error}`, ev.t); break;
+        case "steady-state-broken": add("stop", "steady state broken: " + ev.detail, ev.t); break;
+        case "steady-state-restored": add("ok", "steady state restored", ev.t); break;
+        case "cancelled": add("stop", `stopped (${ev.reason.kind}): ${ev.reason.detail}`, ev.t); break;
+        case "service-event": add("service", ev.text, ev.t); break;
+        case "note": add("note", ev.text, ev.t); break;
+        case "mark-added": add("mark", `${ev.mark.kind} (${ev.mark.author})${ev.mark.text ? ": " + ev.mark.text : ""}`, ev.t); break;
+        case "run-finished":
+          this.finished = ev;
+          this.active.clear();
+          add(ev.outcome === "passed" ? "ok" : "stop", `run finished: ${ev.outcome}: ${ev.reason}`);
+          this.es.close();
+          $("conn").textContent = "ended";
+          this.loadReport();
+          break;
+        default: break;
+      }
+      for (const p of this.pending.filter((p) => p.confirm(ev))) {
+        setStatus(p.st, "ok", "confirmed by the run" + (env.t != null ? " at " + env.t.toFixed(1) + " s" : ""));
+        this.pending.splice(this.pending.indexOf(p), 1);
+      }
+      this.schedule();
+    }
+
+    schedule() {
+      if (this.timer) return;
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.render();
+        const now = Date.now();
+        for (const at of this.fresh) {
+          const t = Date.parse(at);
+          if (t >= this.opened) S.latencies.push(now - t);
+        }
+        this.fresh = [];
+      }, 30);
+    }
+
+    render() {
+      if (this.closed) return;
+      this.renderHead();
+      const dur = this.sc ? this.sc.duration_s : 0;
+      const tMax = Math.max(10, dur, this.windows.length ? this.windows[this.windows.length - 1][0] + 1 : 0);
+      const bands = this.bands.map((b) => [b.start, b.end != null ? b.end : Math.max(b.start + 1, this.tNow)]);
+      const checks = this.sc ? this.sc.steady_state : [];
+      for (const c of CHARTS) {
+        const series = c.series.map(([name, f]) => ({ name, points: this.windows.map(([s, w, smp]) => [s + 1, f(w, smp)]) }));
+        const th = checks.filter((k) => c.metrics[k.metric]).map((k) => ({ v: k.value * c.metrics[k.metric], label: `${k.metric} ${k.op} ${+(k.value * c.metrics[k.metric]).toPrecision(3)}` }));
+        drawChart($("chart-" + c.id).querySelector("svg"), series, bands, th, tMax, c.unit);
+      }
+      this.timelineEl.replaceChildren(...this.timeline.slice().reverse().map((e) =>
+        el("li", { class: "k-" + e.kind, "data-seq": e.seq }, el("span", { class: "t" }, e.t != null ? e.t.toFixed(1) + " s" : ""), e.text)));
+      this.renderActive();
+      if (this.finished) this.controls.replaceChildren();
+    }
+
+    renderHead() {
+      const i = this.info;
+      if (!i) return;
+      const state = this.finished ? this.finished.outcome : i.state;
+      const kids = [el("h2", {}, `${i.scenario} `, el("span", { class: "dim" }, i.id))];
+      kids.push(el("div", { class: "banner" },
+        el("span", { id: "verdict", class: state }, state), " · phase ", el("span", { id: "phase" }, this.phase),
+        " · ", el("span", { id: "clock" }, this.tNow.toFixed(0) + " s"), this.sc ? " of " + this.sc.duration_s + " s" : "",
+        i.blind ? el("span", { class: "dim" }, " · blind run") : null));
+      if (this.finished) kids.push(el("p", {}, this.finished.reason));
+      this.head.replaceChildren(...kids);
+    }
+
+    renderActive() {
+      if (this.closed) return;
+      const now = this.tNow + (this.finished ? 0 : (Date.now() - this.tNowAt) / 1000);
+      const items = [...this.active.entries()].map(([name, a]) => {
+        const left = a.for_s != null ? Math.max(0, a.start + a.for_s - now) : null;
+        return el("li", { class: "k-fault" }, this.blind ? "a fault" : name,
+          left != null ? el("span", { class: "countdown" }, ` ${left.toFixed(0)} s left`) : el("span", { class: "dim" }, " (until reverted)"));
+      });
+      this.activeEl.replaceChildren(...(items.length ? items : [el("li", { class: "dim" }, "none")]));
+    }
+
+    // A command: pending until an event satisfies `confirm`; refused if the API says so.
+    async command(st, path, body, confirm) {
+      const p = { st, confirm };
+      this.pending.push(p);
+      setStatus(st, "pending", "pending…");
+      try {
+        await api("POST", "/v1/runs/" + encodeURIComponent(this.id) + path, body);
+      } catch (e) {
+        this.pending.splice(this.pending.indexOf(p), 1);
+        setStatus(st, "bad", (e.code ? e.code + ": " : "") + e.message);
+      }
+    }
+
+    renderControls() {
+      if (this.info.state !== "running") return;
+      const rows = [];
+      if (role === "instructor") {
+        const manual = this.sc ? this.sc.manual : [];
+        const pick = el("select", { id: "fault-pick" }, manual.map((m) => el("option", { value: m.name }, `${m.number}. ${m.name}: ${m.summary}`)));
+        const st1 = status("inject");
+        rows.push(el("div", { class: "row" }, el("b", {}, "Inject"), pick,
+          el("button", { id: "inject", disabled: !manual.length, onclick: () => {
+            const f = pick.value;
+            this.command(st1, "/inject", { fault: f }, (ev) => (ev.type === "fault-injected" || ev.type === "fault-inject-failed") && ev.fault.split("#")[0] === f);
+          } }, "Inject"), st1));
+        const rate = el("input", { id: "spike-rate", type: "number", min: 1, value: this.sc ? Math.round(this.sc.rate * 3) : 100, style: "width:6em" });
+        const secs = el("input", { id: "spike-secs", type: "number", min: 1, value: 10, style: "width:5em" });
+        const st2 = status("spike");
+        rows.push(el("div", { class: "row" }, el("b", {}, "Spike"), rate, "requests/s for", secs, "s",
+          el("button", { id: "spike", onclick: () => {
+            const r = Number(rate.value);
+            this.command(st2, "/spike", { rate: r, duration: Number(secs.value) }, (ev) => ev.type === "stage-started" && ev.rate === r);
+          } }, "Spike"), st2));
+        const st3 = status("stop");
+        rows.push(el("div", { class: "row" }, el("button", { id: "stop", onclick: () => {
+          this.command(st3, "/stop", { reason: "stopped by the instructor from the game-day page" }, (ev) => ev.type === "cancelled" || ev.type === "run-finished");
+        } }, "Stop the run"), st3));
+      }
+      if (role === "participant") {
+        const name = el("input", { id: "mark-name", placeholder: "your name", value: localStorage.getItem("siege-name") || "" });
+        const mark = (kind, st) => () => {
+          const author = name.value.trim() || "anonymous";
+          localStorage.setItem("siege-name", author);
+          this.command(st, "/marks", { kind, author }, (ev) => ev.type === "mark-added" && ev.mark.kind === kind && ev.mark.author === author);
+        };
+        const sd = status("detected"), sm = status("mitigated");
+        rows.push(el("div", { class: "row" }, name,
+          el("button", { id: "detected", class: "big", onclick: mark("detected", sd) }, "Detected"), sd,
+          el("button", { id: "mitigated", class: "big", onclick: mark("mitigated", sm) }, "Mitigated"), sm));
+      }
+      if (role !== "anonymous") {
+        const text = el("input", { id: "note-text", placeholder: "a note for the timeline", style: "width:24em" });
+        const st = status("note");
+        rows.push(el("div", { class: "row" }, text, el("button", { id: "note", onclick: () => {
+          const t = text.value.trim();
+          if (!t) return;
+          const author = role === "instructor" ? "instructor" : (localStorage.getItem("siege-name") || "anonymous");
+          this.command(st, "/marks", { kind: "note", author, text: t }, (ev) => ev.type === "mark-added" && ev.mark.kind === "note" && ev.mark.text === t);
+        } }, "Add note"), st));
+      }
+      this.controls.replaceChildren(el("div", { class: "panel", id: "controls" }, rows));
+    }
+
+    // The finished run's report: measured and human times, marks, the report files.
+    async loadReport() {
+      let info = this.info;
+      for (let i = 0; i < 40 && !this.closed; i++) {
+        info = await api("GET", "/v1/runs/" + encodeURIComponent(this.id));
+        if (info.state !== "running" && (info.files || []).length) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      if (this.closed) return;
+      this.info = info;
+      const rec = info.record || {};
+      const kids = [el("h2", {}, "Report")];
+      kids.push(el("p", {}, "Measured: time to detect ", el("b", {}, fmtS(info.time_to_detect_s)), ", time to recover (MTTR) ", el("b", {}, fmtS(info.mttr_s))));
+      const rows = [];
+      for (const f of rec.faults || []) for (const h of f.human || []) rows.push(el("tr", {}, el("td", {}, f.name), el("td", {}, h.author), el("td", {}, fmtS(h.detected_s)), el("td", {}, fmtS(h.mitigated_s))));
+      if (rows.length) kids.push(el("h3", {}, "Human times"), el("table", { id: "human-times" }, el("tr", {}, ["fault", "who", "detected after", "mitigated after"].map((h) => el("th", {}, h))), rows));
+      const marks = rec.marks || [];
+      if (marks.length) kids.push(el("h3", {}, "Marks"), el("ul", { id: "marks" }, marks.map((m) => el("li", {}, `${Number(m.t_s).toFixed(1)} s: ${m.kind} (${m.author})${m.text ? ": " + m.text : ""}`))));
+      kids.push(el("p", { id: "files" }, (info.files || []).filter((f) => /^(report\.(md|json)|junit\.xml)$/.test(f)).sort().flatMap((f) => [el("a", { href: withToken(`/v1/runs/${encodeURIComponent(this.id)}/report/${f}`), target: "_blank" }, f), " "])));
+      this.report.replaceChildren(...kids);
+      this.renderHead();
+      // A blind run's faults are named once it ended: shown again from its events.
+      if (this.hid) route().catch((e) => S.errors.push(String(e.message)));
+    }
+  }
+  const TYPES = ["run-started", "backend-ready", "phase-changed", "load-started", "baseline-checked", "stage-started", "second-closed",
+    "fault-injecting", "fault-injected", "fault-inject-failed", "fault-reverted", "fault-settled", "fault-revert-failed",
+    "steady-state-broken", "steady-state-restored", "cancelled", "service-event", "note", "mark-added", "run-finished"];
+
+  async function init() {
+    const who = await api("GET", "/v1/whoami");
+    role = who.role;
+    $("role").textContent = role === "anonymous" ? "viewer (no token: read only)" : role;
+    scenarios = (await api("GET", "/v1/scenarios")).scenarios;
+    window.addEventListener("hashchange", () => route().catch((e) => S.errors.push(String(e.message))));
+    await route();
+  }
+  init().catch((e) => { S.errors.push(String(e.message)); $("main").replaceChildren(el("p", { class: "bad" }, "cannot reach the daemon: " + e.message)); });
+})();

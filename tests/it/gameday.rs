@@ -1,0 +1,607 @@
+//! Integration tests: `siege gameday` and its page. The roles through the real binary's API,
+//! and the page driven in a real headless chromium through chromedriver's WebDriver protocol
+//! (plain HTTP + JSON; Debian's `chromium` and `chromium-driver`, installed by scripts/test). A
+//! browser that cannot start fails the test. Screenshots and figures go to
+//! `target/gameday-artifacts/`.
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{self, wait_for};
+use crate::daemon::{http, json_of};
+use crate::lab::TestLab;
+
+/// A `siege gameday` on a free loopback port; its links. Stopped with SIGINT on drop.
+struct Gameday {
+    child: Child,
+    addr: String,
+    instructor: String,
+    participant: String,
+    token: String,
+    participant_token: String,
+}
+
+impl Gameday {
+    fn start(home: &Path, data: &Path, scenarios: &Path) -> Gameday {
+        Gameday::start_with(home, data, scenarios, &[])
+    }
+
+    fn start_with(home: &Path, data: &Path, scenarios: &Path, extra: &[&str]) -> Gameday {
+        let mut child = common::siege()
+            .env("SIEGE_HOME", home)
+            .arg("gameday")
+            .arg(scenarios)
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn siege gameday");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = vec![];
+        for _ in 0..3 {
+            let mut l = String::new();
+            out.read_line(&mut l).expect("a line of siege gameday");
+            lines.push(l.trim().to_string());
+        }
+        std::thread::spawn(move || for _ in out.lines() {});
+        let after = |prefix: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no `{prefix}` line in {lines:?}"))
+                .trim()
+                .to_string()
+        };
+        let (instructor, participant) = (after("siege gameday: instructor:"), after("siege gameday: participants:"));
+        let addr = instructor.trim_start_matches("http://").split('/').next().unwrap().to_string();
+        let token_of = |url: &str| url.split("#token=").nth(1).expect("a token in the link").to_string();
+        let (token, participant_token) = (token_of(&instructor), token_of(&participant));
+        Gameday { child, addr, instructor, participant, token, participant_token }
+    }
+
+    fn call(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let (s, b) = http(&self.addr, method, path, &headers, body.to_string().as_bytes());
+        (s, if b.trim().is_empty() { Value::Null } else { json_of(&b) })
+    }
+
+    fn get_text(&self, path: &str) -> (u16, String) {
+        http(&self.addr, "GET", path, &[], b"")
+    }
+
+    fn run(&self, id: &str) -> Value {
+        json_of(&self.get_text(&format!("/v1/runs/{id}")).1)
+    }
+
+    /// SIGINT (Ctrl-C); the exit code.
+    fn ctrl_c(&mut self) -> Option<i32> {
+        // SAFETY: SIGINT to the process this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Gameday {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.ctrl_c();
+        }
+    }
+}
+
+/// A short scenario on the lab at its control URL, with a task kill on the timeline and a manual
+/// catalog (a latency fault, a task kill).
+fn scenario(dir: &Path, lab: &TestLab, name: &str, secs: u32) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let yaml = format!(
+        "name: {name}\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: {secs}s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 5%\", p95: \"< 1500ms\", healthy_targets: \">= 1\" }}\n\
+         faults: [ {{ type: task-kill, at: 4s, select: 1 }} ]\n\
+         manual:\n  - {{ type: latency, name: slow-one, for: 6s, select: 1, delay: 300ms }}\n  - {{ type: task-kill, name: kill-one, select: 1 }}\n\
+         recovery: {{ within: 10s, hold: 2s }}\n",
+        lab.control
+    );
+    std::fs::write(&path, yaml).expect("write scenario");
+    path
+}
+
+fn start_run(g: &Gameday, file: &Path, blind: bool) -> String {
+    let (s, v) = g.call("POST", "/v1/runs", &g.token, json!({ "scenario": file, "blind": blind }));
+    assert_eq!(s, 202, "{v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// Injects `fault` as the instructor, again while the run says "not now" (the baseline).
+fn inject_when_ready(g: &Gameday, id: &str, fault: &str) {
+    let path = format!("/v1/runs/{id}/inject");
+    let r = wait_for(Duration::from_secs(60), || {
+        let (s, v) = g.call("POST", &path, &g.token, json!({ "fault": fault }));
+        (v["error"]["code"] != "not-now").then_some((s, v))
+    });
+    let (s, v) = r.expect("the run never took a manual fault");
+    let events = || g.get_text(&format!("/v1/runs/{id}/events")).1;
+    assert_eq!(s, 200, "{v}: {}", events());
+}
+
+fn lab_faults(lab: &TestLab) -> Vec<String> {
+    lab.state()["faults"].as_array().unwrap().iter().map(|f| f.as_str().unwrap_or_default().to_string()).collect()
+}
+
+#[test]
+fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_every_fault() {
+    let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lab = TestLab::up(&[]);
+    let file = scenario(dir.path(), &lab, "roles", 40);
+    let mut g = Gameday::start(lab.home.path(), data.path(), dir.path());
+    assert_ne!(g.token, g.participant_token);
+    let mode = std::fs::metadata(data.path().join("participant-token")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read_to_string(data.path().join("participant-token")).unwrap().trim(), g.participant_token);
+
+    // The page and the scenarios it lists: only the given directory's.
+    let (s, page) = g.get_text("/");
+    assert_eq!(s, 200);
+    assert!(page.contains("/ui/app.js"), "{page}");
+    let (_, v) = g.call("GET", "/v1/scenarios", &g.participant_token, Value::Null);
+    let names: Vec<&str> = v["scenarios"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["roles"], "{v}");
+    assert_eq!(v["scenarios"][0]["manual"][0]["name"], "slow-one");
+    assert_eq!(g.call("GET", "/v1/whoami", &g.participant_token, Value::Null).1["role"], "participant");
+    assert_eq!(g.call("GET", "/v1/whoami", &g.token, Value::Null).1["role"], "instructor");
+
+    // A second `siege gameday` on that address uses the running daemon and prints its links.
+    let again = common::siege()
+        .env("SIEGE_HOME", lab.home.path())
+        .args(["gameday", "--listen", &g.addr, "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run siege gameday again");
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{text}");
+    assert!(text.contains("using the siege daemon already on"), "{text}");
+    assert!(text.contains(&g.instructor) && text.contains(&g.participant), "{text}");
+
+    let p = g.participant_token.clone();
+    let (s, v) = g.call("POST", "/v1/runs", &p, json!({ "scenario": file }));
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("participant-forbidden")), "{v}");
+    let id = start_run(&g, &file, true);
+    assert_eq!(g.run(&id)["blind"], true);
+    for (path, body) in [
+        ("inject", json!({ "fault": "slow-one" })),
+        ("spike", json!({ "rate": 40, "duration": 3 })),
+        ("stop", json!({})),
+    ] {
+        let (s, v) = g.call("POST", &format!("/v1/runs/{id}/{path}"), &p, body);
+        assert_eq!((s, v["error"]["code"].as_str()), (403, Some("participant-forbidden")), "{path}: {v}");
+    }
+    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), "nope", json!({ "kind": "note", "text": "x" }));
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
+
+    // The instructor injects, a participant marks; Ctrl-C stops everything, the fault reverted.
+    inject_when_ready(&g, &id, "slow-one");
+    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, json!({ "kind": "detected", "author": "bob" }));
+    assert_eq!(s, 200, "{v}");
+    assert!(lab_faults(&lab).iter().any(|f| f.starts_with("latency 300ms")), "{:?}", lab_faults(&lab));
+    assert_eq!(g.ctrl_c(), Some(0));
+    assert_eq!(lab_faults(&lab), Vec::<String>::new());
+    let store = siege::daemon::store::Store::open(&data.path().join("history.db")).unwrap();
+    let run = store.run(&id).unwrap().expect("the run in the history");
+    assert_eq!(run.state.to_string(), "interrupted");
+    let events: Vec<String> = store.events(&id, 0, 10_000).unwrap().into_iter().map(|e| e.json).collect();
+    assert!(events.iter().any(|e| e.contains("\"type\":\"fault-reverted\"") && e.contains("slow-one")), "{events:?}");
+    assert!(events.iter().any(|e| e.contains("\"author\":\"bob\"")));
+}
+
+#[test]
+fn with_allow_remote_reads_need_a_token_in_a_header_or_the_query_and_the_page_needs_none() {
+    let (home, data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let g = Gameday::start_with(home.path(), data.path(), dir.path(), &["--allow-remote"]);
+    for asset in ["/", "/ui/app.js", "/ui/app.css"] {
+        assert_eq!(g.get_text(asset).0, 200, "{asset}");
+    }
+    assert_eq!(g.get_text("/v1/runs").0, 401);
+    assert_eq!(g.get_text("/v1/scenarios").0, 401);
+    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.participant_token)).0, 200);
+    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.token)).0, 200);
+    assert_eq!(g.get_text("/v1/runs?token=nope").0, 403);
+    assert_eq!(g.call("GET", "/v1/scenarios", &g.participant_token, Value::Null).0, 200);
+}
+
+// ---- WebDriver -------------------------------------------------------------------------------
+
+/// A chromedriver on a free loopback port; killed on drop.
+struct Driver {
+    child: Child,
+    addr: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP/1.1 exchange with chromedriver: the JSON answer's `value`, or the WebDriver error.
+fn wd(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect to chromedriver: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    // chromedriver keeps the connection open: the answer ends after its Content-Length.
+    let mut r = std::io::BufReader::new(s);
+    let mut head = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).map_err(|e| e.to_string())? == 0 || l == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+            len = v.trim().parse().map_err(|_| format!("{k}: {v}"))?;
+        }
+        head += &l;
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    let body = String::from_utf8_lossy(&buf);
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{head}: not JSON ({e}): {body}"))?;
+    if head.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("{method} {path}: {}", v["value"]));
+    }
+    Ok(v["value"].clone())
+}
+
+impl Driver {
+    /// Starts chromedriver and waits for it to be ready; panics (the test fails) if it cannot.
+    fn start() -> Driver {
+        let bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("chromedriver is not installed: scripts/test installs Debian's chromium and chromium-driver");
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let addr = format!("127.0.0.1:{port}");
+        let d = Driver { child, addr };
+        wait_for(Duration::from_secs(20), || wd(&d.addr, "GET", "/status", None).ok().filter(|v| v["ready"] == true))
+            .expect("chromedriver never became ready");
+        d
+    }
+
+    /// A new headless chromium with a fresh profile; panics if it cannot start.
+    fn session(&self, profile: &Path) -> Session {
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1400,1100", format!("--user-data-dir={}", profile.display())],
+            },
+        }}});
+        let v =
+            wd(&self.addr, "POST", "/session", Some(&caps)).unwrap_or_else(|e| panic!("chromium did not start: {e}"));
+        Session { addr: self.addr.clone(), id: v["sessionId"].as_str().expect("sessionId").to_string() }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser.
+struct Session {
+    addr: String,
+    id: String,
+}
+
+impl Session {
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let path = format!("/session/{}{path}", self.id);
+        let body = Some(&body).filter(|b| !b.is_null());
+        wd(&self.addr, method, &path, body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", json!({ "url": url }));
+    }
+
+    /// Runs `script` (a function body) in the page; its return value.
+    fn js(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", json!({ "script": script, "args": [] }))
+    }
+
+    /// Waits until `script` returns something truthy; that value.
+    fn wait(&self, what: &str, within: Duration, script: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let v = self.js(script);
+            if !(v.is_null() || v == false || v == "" || v == 0) {
+                return v;
+            }
+            if t0.elapsed() > within {
+                let errors = self.js("return window.__siege && window.__siege.errors");
+                panic!("{what}: not within {within:?} (page errors {errors})");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the status of `control` (a button's) says the run confirmed it.
+    fn confirmed(&self, control: &str) {
+        let script =
+            format!("return document.querySelector('[data-control={control}]').textContent.startsWith('confirmed')");
+        self.wait(&format!("{control} confirmed"), Duration::from_secs(10), &script);
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call("POST", "/element", json!({ "using": "css selector", "value": css }));
+        v.as_object().and_then(|o| o.values().next()).and_then(|v| v.as_str()).expect("element id").to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.call("POST", &format!("/element/{e}/click"), json!({}));
+    }
+
+    fn type_in(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.call("POST", &format!("/element/{e}/clear"), json!({}));
+        self.call("POST", &format!("/element/{e}/value"), json!({ "text": text }));
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let v = self.call("GET", "/screenshot", Value::Null);
+        std::fs::write(path, base64_decode(v.as_str().expect("base64"))).expect("write screenshot");
+    }
+
+    /// The page's console messages at level SEVERE, and what its error collector caught.
+    fn errors(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.js("return window.__siege.errors").as_array().unwrap().iter().map(|e| e.to_string()).collect();
+        let logs = self.call("POST", "/se/log", json!({ "type": "browser" }));
+        for l in logs.as_array().unwrap() {
+            if l["level"] == "SEVERE" {
+                out.push(l["message"].to_string());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = wd(&self.addr, "DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).map(val).collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn artifacts() -> PathBuf {
+    let dir = common::repo_root().join("target/gameday-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[test]
+fn base64_decodes_what_webdriver_sends() {
+    assert_eq!(base64_decode("aGVsbG8gd29ybGQ="), b"hello world");
+    assert_eq!(base64_decode("iVBORw0KGgo="), [0x89, b'P', b'N', b'G', 13, 10, 26, 10]);
+}
+
+#[test]
+fn heavy_a_class_runs_a_game_day_from_the_page() {
+    let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (prof_a, prof_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lab = TestLab::up(&[]);
+    scenario(dir.path(), &lab, "class-day", 45);
+    let g = Gameday::start(lab.home.path(), data.path(), dir.path());
+    let driver = Driver::start();
+    let teacher = driver.session(prof_a.path());
+    let class = driver.session(prof_b.path());
+    let out = artifacts();
+
+    // The instructor starts the scenario from the page.
+    teacher.go(&g.instructor);
+    teacher.wait(
+        "the scenario's start button",
+        Duration::from_secs(10),
+        "return document.querySelector('button.start[data-scenario=\"class-day\"]')",
+    );
+    assert_eq!(teacher.js("return document.getElementById('role').textContent"), "instructor");
+    // A blind run: the participants do not see which fault was injected until it ends.
+    teacher.click("input.blind");
+    teacher.click("button.start[data-scenario=\"class-day\"]");
+    let id = teacher.wait(
+        "the run's page",
+        Duration::from_secs(10),
+        "return new URLSearchParams(location.hash.slice(1)).get('run')",
+    );
+    let id = id.as_str().unwrap().to_string();
+    teacher.wait(
+        "the run running",
+        Duration::from_secs(10),
+        "return document.getElementById('verdict')?.textContent === 'running'",
+    );
+
+    // New points on the charts within 2 s, again and again.
+    let points = "return +document.querySelector('#chart-rate svg').dataset.points || 0";
+    teacher.wait("the first points", Duration::from_secs(20), points);
+    for _ in 0..3 {
+        let n = teacher.js(points).as_u64().unwrap();
+        let t0 = Instant::now();
+        teacher.wait(
+            "a new point",
+            Duration::from_secs(2),
+            &format!("return (+document.querySelector('#chart-rate svg').dataset.points || 0) > {n}"),
+        );
+        assert!(t0.elapsed() <= Duration::from_secs(2));
+    }
+    assert!(teacher.js("return document.querySelectorAll('#chart-errors .threshold').length").as_u64() >= Some(1));
+
+    // The participant follows the run from their link; no instructor control there.
+    class.go(&format!("{}&run={id}", g.participant));
+    class.wait("the participant's controls", Duration::from_secs(10), "return document.getElementById('detected')");
+    assert_eq!(class.js("return document.getElementById('role').textContent"), "participant");
+    assert_eq!(class.js("return !!document.getElementById('inject') || !!document.getElementById('stop')"), false);
+    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/inject"), &g.participant_token, json!({ "fault": "slow-one" }));
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("participant-forbidden")), "{v}");
+
+    // The instructor injects a manual fault with the button: pending, then confirmed by the run.
+    teacher.wait(
+        "phase faults",
+        Duration::from_secs(30),
+        "return document.getElementById('phase')?.textContent === 'faults'",
+    );
+    teacher.js("document.getElementById('fault-pick').value = 'slow-one'");
+    teacher.click("#inject");
+    teacher.confirmed("inject");
+    let statuses = teacher.js("return window.__siege.statuses.filter(s => s.startsWith('inject'))").to_string();
+    assert!(statuses.starts_with("[\"inject: pending…\",\"inject: confirmed"), "{statuses}");
+    wait_for(Duration::from_secs(5), || lab_faults(&lab).iter().any(|f| f.starts_with("latency 300ms")).then_some(()))
+        .unwrap_or_else(|| panic!("the lab never showed the fault: {:?}", lab_faults(&lab)));
+    teacher.wait(
+        "the active fault's countdown",
+        Duration::from_secs(3),
+        "return document.querySelector('#active-faults .countdown')",
+    );
+    teacher.wait(
+        "the fault's band",
+        Duration::from_secs(3),
+        "return document.querySelectorAll('#chart-latency .fault-band').length >= 2",
+    );
+
+    class.wait(
+        "the hidden fault on the participant's timeline",
+        Duration::from_secs(5),
+        "return document.getElementById('timeline').textContent.includes('blind run: hidden')",
+    );
+    let seen = class.js("return document.getElementById('main').textContent").to_string();
+    assert!(!seen.contains("slow-one") && !seen.contains("300ms"), "{seen}");
+    assert!(
+        teacher
+            .js("return document.getElementById('timeline').textContent")
+            .to_string()
+            .contains("fault slow-one injected")
+    );
+
+    // A spike for 3 s from the page, confirmed by the stage it started.
+    teacher.type_in("#spike-secs", "3");
+    teacher.click("#spike");
+    teacher.confirmed("spike");
+    teacher.wait(
+        "the spike on the timeline",
+        Duration::from_secs(2),
+        "return document.getElementById('timeline').textContent.includes('rate 60/s')",
+    );
+
+    // A reconnect without Last-Event-ID replays the stream: nothing shown twice.
+    teacher.js("window.__siege.reconnect()");
+
+    class.type_in("#mark-name", "alice");
+    class.click("#detected");
+    class.confirmed("detected");
+    teacher.screenshot(&out.join("live.png"));
+    class.click("#mitigated");
+    class.confirmed("mitigated");
+    teacher.type_in("#note-text", "the class found the slow task");
+    teacher.click("#note");
+    teacher.confirmed("note");
+
+    // The run ends: verdict, report with the marks and their times, the report's links.
+    teacher.wait("the report", Duration::from_secs(90), "return document.querySelector('#report #marks')");
+    // Once the run ended, the participants' page names the fault.
+    class.wait(
+        "the fault named",
+        Duration::from_secs(20),
+        "return document.getElementById('timeline')?.textContent.includes('fault slow-one injected')",
+    );
+    class.wait("the report", Duration::from_secs(20), "return document.querySelector('#report #marks')");
+    let verdict = teacher.js("return document.getElementById('verdict').textContent");
+    assert!(verdict == "passed" || verdict == "failed", "{verdict}");
+    let marks = class.js("return document.getElementById('marks').textContent").to_string();
+    assert!(marks.contains("detected (alice)") && marks.contains("mitigated (alice)"), "{marks}");
+    let human = teacher.js("return document.getElementById('human-times').textContent").to_string();
+    assert!(human.contains("slow-one") && human.contains("alice"), "{human}");
+    let links = teacher.js("return [...document.querySelectorAll('#files a')].map(a => a.textContent).join(' ')");
+    assert_eq!(links, "junit.xml report.json report.md");
+    let md = g.get_text(&format!("/v1/runs/{id}/report/report.md")).1;
+    assert!(md.contains("alice") && md.contains("detected") && md.contains("Human times"), "{md}");
+    assert_eq!(lab_faults(&lab), Vec::<String>::new());
+
+    // Every event once, none lost; no console error on either page.
+    let (shown, last) = (teacher.js("return window.__siege.events"), teacher.js("return window.__siege.view.lastSeq"));
+    assert_eq!(shown.as_i64(), last.as_i64().map(|l| l + 1));
+    let seqs = teacher.js("return [...document.querySelectorAll('#timeline li')].map(l => l.dataset.seq)");
+    let mut seen = std::collections::HashSet::new();
+    assert!(seqs.as_array().unwrap().iter().all(|s| seen.insert(s.to_string())), "{seqs}");
+    for s in [&teacher, &class] {
+        assert_eq!(s.errors(), Vec::<String>::new());
+    }
+
+    // Figures: engine event → page, page weight.
+    let mut lat: Vec<f64> =
+        teacher.js("return window.__siege.latencies").as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    lat.sort_by(f64::total_cmp);
+    assert!(lat.len() > 30, "{} latencies", lat.len());
+    let figures = format!(
+        "events measured: {}\nevent to page p50: {} ms\nevent to page p99: {} ms\npage weight: {} bytes\n",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        siege::daemon::web::page_weight()
+    );
+    eprint!("{figures}");
+    std::fs::write(out.join("figures.txt"), figures).unwrap();
+    assert!(out.join("live.png").metadata().unwrap().len() > 1000);
+
+    // The finished run's page opened afresh: the same charts from the replayed events, the report.
+    teacher.js("location.reload()");
+    teacher.wait(
+        "the replayed charts",
+        Duration::from_secs(10),
+        "return (+document.querySelector('#chart-rate svg')?.dataset.points || 0) >= 40",
+    );
+    teacher.wait("the report", Duration::from_secs(10), "return document.querySelector('#report #human-times')");
+    teacher.screenshot(&out.join("finished.png"));
+    assert_eq!(teacher.errors(), Vec::<String>::new());
+}
