@@ -6,6 +6,7 @@
 #
 #   bench/compare-load.sh OLD_SIEGE NEW_SIEGE
 #   CONNECTIONS=50 DURATION=10 ROUNDS=5 bench/compare-load.sh a/siege b/siege
+#   SCHEME=https bench/compare-load.sh a/siege b/siege   # over TLS (self-signed, --insecure)
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: bench/compare-load.sh A_SIEGE B_SIEGE" >&2; exit 3; }
 A=$(realpath "$1")
@@ -15,11 +16,12 @@ cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-50}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
+SCHEME=${SCHEME:-http}
 SIEGE=$A
 . bench/nginx.sh
-start_nginx http
+start_nginx "$SCHEME"
 
-rps() { "$1" load "$URL" -c "$CONNECTIONS" -d "${DURATION}s" --json | json 'r["rps"]'; }
+rps() { "$1" load "$URL" -c "$CONNECTIONS" -d "${DURATION}s" --insecure --json | json 'r["rps"]'; }
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
     a=$(rps "$A")

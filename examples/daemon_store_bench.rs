@@ -1,6 +1,8 @@
 //! Times the daemon's history store as `GET /v1/runs` will use it: the first page of runs
 //! (newest first, 50 runs) with RUNS runs in history, QUERIES times, unfiltered, filtered by
 //! scenario and filtered by verdict, and prints p50/p99. Run by bench/daemon-store.sh.
+//! With KEEP_DB=PATH the history is written to PATH and kept (bench/daemon.sh seeds a daemon's
+//! data directory with it).
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     let runs = env("RUNS", 10_000);
     let queries = env("QUERIES", 200);
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("history.db");
+    let path = std::env::var_os("KEEP_DB").map_or_else(|| dir.path().join("history.db"), Into::into);
     let store = Store::open(&path)?;
     // A record of the size a real report.json has (a few KiB), so that the pages of the table
     // are as full as in a real history.
@@ -53,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     }
     let seed_time = seeding.elapsed();
     let size = std::fs::metadata(&path)?.len()
-        + std::fs::metadata(dir.path().join("history.db-wal")).map(|m| m.len()).unwrap_or(0);
+        + std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
     println!(
         "{runs} runs seeded in {:.1} s ({} one-run transactions, 2 per run), database + WAL {:.1} MiB",
         seed_time.as_secs_f64(),
