@@ -466,15 +466,14 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     // New points on the charts within 2 s, again and again.
     let points = "return +document.querySelector('#chart-rate svg').dataset.points || 0";
     teacher.wait("the first points", Duration::from_secs(20), points);
+    // (`wait` fails unless a check that started within the 2 s saw the new point.)
     for _ in 0..3 {
         let n = teacher.js(points).as_u64().unwrap();
-        let t0 = Instant::now();
         teacher.wait(
             "a new point",
             Duration::from_secs(2),
             &format!("return (+document.querySelector('#chart-rate svg').dataset.points || 0) > {n}"),
         );
-        assert!(t0.elapsed() <= Duration::from_secs(2));
     }
     assert!(teacher.js("return document.querySelectorAll('#chart-errors .threshold').length").as_u64() >= Some(1));
 
