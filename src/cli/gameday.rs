@@ -40,11 +40,35 @@ pub(super) fn cmd_gameday(args: GamedayArgs) -> anyhow::Result<Exit> {
     let running = runtime()?
         .block_on(async { Client::new(&connect).call(axum::http::Method::GET, "/healthz", None).await.is_ok() });
     if running {
+        // That daemon's tokens are read, never created: links made of tokens it does not know
+        // would not work.
         let read = |name: &str| {
-            auth::load_or_create_file(&data.join(name))
-                .map_err(|e| Failure::new(Exit::Precondition, format!("a daemon answers on {listen}: {e}")))
+            let path = data.join(name);
+            std::fs::read_to_string(&path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).ok_or_else(
+                || {
+                    Failure::new(
+                        Exit::Precondition,
+                        format!(
+                            "a daemon answers on {listen}, but {} does not hold a token: pass that daemon's --data",
+                            path.display()
+                        ),
+                    )
+                },
+            )
         };
         let (token, participant) = (read(auth::TOKEN_FILE)?, read(auth::PARTICIPANT_TOKEN_FILE)?);
+        let connect = Connect { token: Some(token.clone()), ..connect };
+        let role = runtime()?
+            .block_on(async { Client::new(&connect).call(axum::http::Method::GET, "/v1/whoami", None).await });
+        if !role.as_ref().is_ok_and(|v| v["role"] == "instructor") {
+            return Err(Failure::new(
+                Exit::Precondition,
+                format!(
+                    "a daemon answers on {listen}, but the token in {} is not its instructor's: pass that daemon's --data",
+                    data.display()
+                ),
+            ));
+        }
         println!("siege gameday: using the siege daemon already on {listen} (its own scenarios; it keeps running)");
         print_links(&listen, &token, &participant);
         return Ok(Exit::Passed);

@@ -160,16 +160,35 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     assert_eq!(g.call("GET", "/v1/whoami", &g.token, Value::Null).1["role"], "instructor");
 
     // A second `siege gameday` on that address uses the running daemon and prints its links.
-    let again = common::siege()
-        .env("SIEGE_HOME", lab.home.path())
-        .args(["gameday", "--listen", &g.addr, "--data"])
-        .arg(data.path())
-        .output()
-        .expect("run siege gameday again");
+    let again_with = |data: &Path| {
+        common::siege()
+            .env("SIEGE_HOME", lab.home.path())
+            .args(["gameday", "--listen", &g.addr, "--data"])
+            .arg(data)
+            .output()
+            .expect("run siege gameday again")
+    };
+    let again = again_with(data.path());
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{text}");
     assert!(text.contains("using the siege daemon already on"), "{text}");
     assert!(text.contains(&g.instructor) && text.contains(&g.participant), "{text}");
+    // With another daemon's data directory: refused, and no token is made up there.
+    let other = tempfile::tempdir().unwrap();
+    for tokens in [false, true] {
+        if tokens {
+            std::fs::write(other.path().join("token"), "not-this-daemons").unwrap();
+            std::fs::write(other.path().join("participant-token"), "nor-this").unwrap();
+        }
+        let wrong = again_with(other.path());
+        let err = String::from_utf8_lossy(&wrong.stderr);
+        assert_eq!(wrong.status.code(), Some(4), "{err}");
+        assert!(err.contains("pass that daemon's --data"), "{err}");
+        assert!(!String::from_utf8_lossy(&wrong.stdout).contains("#token="));
+        if !tokens {
+            assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0, "no token file is made up");
+        }
+    }
 
     let p = g.participant_token.clone();
     let (s, v) = g.call("POST", "/v1/runs", &p, json!({ "scenario": file }));
@@ -603,4 +622,38 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     teacher.wait("the report", Duration::from_secs(10), "return document.querySelector('#report #human-times')");
     teacher.screenshot(&out.join("finished.png"));
     assert_eq!(teacher.errors(), Vec::<String>::new());
+}
+
+/// A run cut off by a killed daemon has no final event: its stream ends each time it is opened.
+/// Its page shows it ended (interrupted) and stops reconnecting.
+#[test]
+fn heavy_the_page_of_a_run_cut_off_by_a_killed_daemon_shows_it_ended_and_stops_reconnecting() {
+    let (data, dir, profile) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lab = TestLab::up(&[]);
+    let file = scenario(dir.path(), &lab, "cut-off", 60);
+    let mut g = Gameday::start(lab.home.path(), data.path(), dir.path());
+    let id = start_run(&g, &file, false);
+    assert!(wait_for(Duration::from_secs(30), || (g.run(&id)["state"] == "running").then_some(())).is_some());
+    // A few seconds of load, written to the history (every 250 ms).
+    std::thread::sleep(Duration::from_secs(6));
+    g.child.kill().expect("kill -9 the daemon");
+    g.child.wait().unwrap();
+    let g = Gameday::start(lab.home.path(), data.path(), dir.path());
+    assert_eq!(g.run(&id)["state"], "interrupted");
+
+    let driver = Driver::start();
+    let page = driver.session(profile.path());
+    page.go(&format!("{}&run={id}", g.instructor));
+    page.wait(
+        "the run shown ended",
+        Duration::from_secs(15),
+        "return document.getElementById('conn').textContent === 'ended'",
+    );
+    assert_eq!(page.js("return document.getElementById('verdict').textContent"), "interrupted");
+    assert!(page.js("return +document.querySelector('#chart-rate svg').dataset.points || 0").as_u64() >= Some(2));
+    // No reconnecting afterwards (the browser would reopen an ended stream every few seconds).
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(page.js("return document.getElementById('conn').textContent"), "ended");
+    assert_eq!(page.errors(), Vec::<String>::new());
 }

@@ -94,6 +94,8 @@
           el("td", {}, fmtS(r.time_to_detect_s)), el("td", {}, fmtS(r.mttr_s))))));
     };
     await refresh();
+    // The page may have moved on (to a run) while the first list was loading.
+    if (!runs.isConnected) return;
     listTimer = setInterval(() => refresh().catch((e) => console.warn(e)), 3000);
   }
 
@@ -241,8 +243,11 @@
       this.es.onerror = () => {
         if (this.closed || this.finished) return;
         $("conn").textContent = "reconnecting…";
+        // A run that ended without its final event (it was interrupted when the daemon was
+        // killed) has a stream that ends each time: it is shown ended, not reconnected for ever.
+        this.checkEnded();
         // Closed for good (an HTTP error): a new stream from the start, deduplicated by seq.
-        if (this.es.readyState === EventSource.CLOSED) setTimeout(() => { if (!this.closed) this.connect(); }, 2000);
+        if (this.es.readyState === EventSource.CLOSED) setTimeout(() => { if (!this.closed && !this.finished) this.connect(); }, 2000);
       };
       const onEvent = (m) => {
         let env;
@@ -251,6 +256,19 @@
       };
       for (const ty of TYPES) this.es.addEventListener(ty, onEvent);
       this.es.onmessage = onEvent;
+    }
+
+    async checkEnded() {
+      let info;
+      try { info = await api("GET", "/v1/runs/" + encodeURIComponent(this.id)); } catch (_) { return; }
+      if (this.closed || this.finished || info.state === "running") return;
+      this.es.close();
+      this.info = info;
+      this.finished = { outcome: info.state, reason: `the run ended ${info.state}, without its final event` };
+      this.active.clear();
+      $("conn").textContent = "ended";
+      this.schedule();
+      this.loadReport();
     }
 
     apply(env) {
@@ -437,7 +455,8 @@
       let info = this.info;
       for (let i = 0; i < 40 && !this.closed; i++) {
         info = await api("GET", "/v1/runs/" + encodeURIComponent(this.id));
-        if (info.state !== "running" && (info.files || []).length) break;
+        // A run's files are stored before its end (a run interrupted by a killed daemon has none).
+        if (info.state !== "running") break;
         await new Promise((r) => setTimeout(r, 500));
       }
       if (this.closed) return;
