@@ -125,7 +125,7 @@ impl Client {
     pub fn new(c: &Connect) -> Client {
         let token = c.token.clone().or_else(|| {
             let data = c.data.clone().unwrap_or_else(|| crate::util::state_dir().join("daemon"));
-            std::fs::read_to_string(data.join("token")).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+            crate::daemon::auth::read(&data.join(crate::daemon::auth::TOKEN_FILE))
         });
         Client { addr: c.addr.clone(), token }
     }

@@ -37,29 +37,27 @@ pub(super) fn cmd_gameday(args: GamedayArgs) -> anyhow::Result<Exit> {
     let listen = args.daemon.listen.clone();
     let data = args.daemon.data.clone().unwrap_or_else(|| crate::util::state_dir().join("daemon"));
     let connect = Connect { addr: listen.clone(), token: None, data: Some(data.clone()) };
-    let running = runtime()?
-        .block_on(async { Client::new(&connect).call(axum::http::Method::GET, "/healthz", None).await.is_ok() });
+    let rt = runtime()?;
+    let running =
+        rt.block_on(async { Client::new(&connect).call(axum::http::Method::GET, "/healthz", None).await.is_ok() });
     if running {
         // That daemon's tokens are read, never created: links made of tokens it does not know
         // would not work.
         let read = |name: &str| {
             let path = data.join(name);
-            std::fs::read_to_string(&path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).ok_or_else(
-                || {
-                    Failure::new(
-                        Exit::Precondition,
-                        format!(
-                            "a daemon answers on {listen}, but {} does not hold a token: pass that daemon's --data",
-                            path.display()
-                        ),
-                    )
-                },
-            )
+            auth::read(&path).ok_or_else(|| {
+                Failure::new(
+                    Exit::Precondition,
+                    format!(
+                        "a daemon answers on {listen}, but {} does not hold a token: pass that daemon's --data",
+                        path.display()
+                    ),
+                )
+            })
         };
         let (token, participant) = (read(auth::TOKEN_FILE)?, read(auth::PARTICIPANT_TOKEN_FILE)?);
         let connect = Connect { token: Some(token.clone()), ..connect };
-        let role = runtime()?
-            .block_on(async { Client::new(&connect).call(axum::http::Method::GET, "/v1/whoami", None).await });
+        let role = rt.block_on(async { Client::new(&connect).call(axum::http::Method::GET, "/v1/whoami", None).await });
         if !role.as_ref().is_ok_and(|v| v["role"] == "instructor") {
             return Err(Failure::new(
                 Exit::Precondition,
@@ -73,6 +71,8 @@ pub(super) fn cmd_gameday(args: GamedayArgs) -> anyhow::Result<Exit> {
         print_links(&listen, &token, &participant);
         return Ok(Exit::Passed);
     }
+    // `serve` runs its own runtime.
+    drop(rt);
     let mut scenarios = args.scenarios.clone();
     if scenarios.is_empty() {
         scenarios.push(PathBuf::from("scenarios"));

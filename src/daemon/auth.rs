@@ -27,6 +27,11 @@ pub fn load_or_create(data: &Path) -> Result<String, TokenError> {
     load_or_create_file(&data.join(TOKEN_FILE))
 }
 
+/// The token in the file `path`, if it holds one; never creates it (for a client of a daemon).
+pub fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 /// The token in the file `path`, created (32 random bytes, hex, mode 0600) if there is none yet.
 pub fn load_or_create_file(path: &Path) -> Result<String, TokenError> {
     let path = path.to_path_buf();
