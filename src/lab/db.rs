@@ -5,7 +5,7 @@
 //! Protocol, one line each way: `AUTH <password>` → `OK` | `ERR …` (then closed);
 //! `QUERY <text>` → `OK node=<name> role=<writer|replica>`; `PING` → `OK`.
 //!
-//! The supervisor steers a node through its stdin: `password <pw>` (what the node accepts from
+//! The supervisor steers a node through its control channel ([`proc::Control`]): `password <pw>` (what the node accepts from
 //! now on; sessions opened with another password are closed, as after a rotation the old
 //! credentials stop working), `role writer|replica`, `drop` (close every session).
 //!
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -93,15 +93,16 @@ pub fn run_node(args: DbNodeArgs) -> std::io::Result<()> {
                 tokio::spawn(node_session(s, name.clone(), rx.clone()));
             }
         });
-        let mut stdin = proc::stdin_lines();
-        while let Some(line) = stdin.recv().await {
-            let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let mut commands = proc::control_lines();
+        while let Some(c) = commands.recv().await {
+            let (cmd, arg) = c.command.split_once(' ').unwrap_or((c.command.as_str(), ""));
             tx.send_modify(|s| match cmd {
                 "password" => s.password = arg.to_string(),
                 "role" => s.role = arg.to_string(),
                 "drop" => s.drop_epoch += 1,
                 _ => {}
             });
+            proc::ack(c.seq);
         }
         Ok(())
     })
@@ -111,18 +112,13 @@ struct Node {
     name: String,
     pid: u32,
     port: u16,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    control: proc::Control,
     child: tokio::sync::Mutex<Child>,
 }
 
 impl Node {
     async fn tell(&self, line: &str) {
-        let mut g = self.stdin.lock().await;
-        if let Some(s) = g.as_mut()
-            && s.write_all(format!("{line}\n").as_bytes()).await.is_err()
-        {
-            *g = None;
-        }
+        self.control.send(line).await;
     }
 }
 
@@ -195,7 +191,7 @@ impl Cluster {
                 name: name.into(),
                 pid: s.pid,
                 port: s.port,
-                stdin: tokio::sync::Mutex::new(s.stdin),
+                control: s.control,
                 child: tokio::sync::Mutex::new(s.child),
             });
         }

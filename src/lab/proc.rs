@@ -167,11 +167,62 @@ pub struct Started {
     pub child: Child,
     pub pid: u32,
     pub port: u16,
-    pub stdin: Option<tokio::process::ChildStdin>,
+    pub control: Control,
+}
+
+/// How long a child gets to apply one control command and say so.
+const ACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The parent's end of a child's control channel. Each command goes down the child's stdin as
+/// `SEQ COMMAND` and counts as delivered only once the child has applied it and printed `SEQ` on
+/// its stdout ([`control_lines`] and [`ack`] are the child's end): a fault the lab reports as
+/// injected is in force when the answer leaves, not some moments later.
+pub struct Control {
+    io: tokio::sync::Mutex<Option<ControlIo>>,
+}
+
+struct ControlIo {
+    seq: u64,
+    stdin: tokio::process::ChildStdin,
+    acks: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Control {
+    /// Sends `line` and waits for the child to apply it; false if it did not in time or is gone.
+    /// A late answer is skipped by the next command, which waits for its own number.
+    pub async fn send(&self, line: &str) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let mut g = self.io.lock().await;
+        let Some(io) = g.as_mut() else { return false };
+        io.seq += 1;
+        let seq = io.seq;
+        if io.stdin.write_all(format!("{seq} {line}\n").as_bytes()).await.is_err() {
+            *g = None;
+            return false;
+        }
+        let acked = tokio::time::timeout(ACK_DEADLINE, async {
+            loop {
+                match io.acks.next_line().await {
+                    Ok(Some(l)) if l.trim().parse::<u64>().is_ok_and(|n| n >= seq) => return true,
+                    Ok(Some(_)) => {}
+                    _ => return false,
+                }
+            }
+        })
+        .await;
+        match acked {
+            Ok(true) => true,
+            Ok(false) => {
+                *g = None;
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// Starts `cmd` (stdin and stdout piped, dies with this process) and waits up to `deadline` for
-/// its first stdout line, `{"port": N}`.
+/// its first stdout line, `{"port": N}`; stdin and stdout then carry its [`Control`] channel.
 pub async fn spawn_ready(mut cmd: Command, deadline: std::time::Duration) -> std::io::Result<Started> {
     use tokio::io::AsyncBufReadExt;
     cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
@@ -204,21 +255,66 @@ pub async fn spawn_ready(mut cmd: Command, deadline: std::time::Duration) -> std
         let _ = child.wait().await;
         return Err(std::io::Error::other(format!("unexpected ready line from child: {line}")));
     };
-    let stdin = child.stdin.take();
-    Ok(Started { child, pid, port, stdin })
+    let io = child.stdin.take().map(|stdin| ControlIo { seq: 0, stdin, acks: lines });
+    Ok(Started { child, pid, port, control: Control { io: tokio::sync::Mutex::new(io) } })
 }
 
-/// Lines of this process's stdin, read on a plain thread (the channel closes at end of input).
-pub fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+/// A control command as the child reads it: its sequence number, to [`ack`], and the command.
+pub struct ControlLine {
+    pub seq: u64,
+    pub command: String,
+}
+
+/// Tells the parent that command `seq` is applied.
+pub fn ack(seq: u64) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{seq}").and_then(|_| out.flush());
+}
+
+/// The control commands on this process's stdin, read on a plain thread (the channel closes at
+/// end of input, when the parent is gone). Lines without a sequence number are not commands.
+pub fn control_lines() -> tokio::sync::mpsc::UnboundedReceiver<ControlLine> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
         use std::io::BufRead;
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
+            let Some((seq, command)) = line.split_once(' ') else { continue };
+            let Ok(seq) = seq.parse() else { continue };
+            if tx.send(ControlLine { seq, command: command.to_string() }).is_err() {
                 break;
             }
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that takes `delay` to apply each command (`sh` reading its stdin).
+    async fn slow_child(delay: &str) -> Started {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!(r#"echo '{{"port": 1}}'; while read seq cmd; do sleep {delay}; echo $seq; done"#)]);
+        spawn_ready(cmd, std::time::Duration::from_secs(5)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_command_counts_as_sent_once_the_child_applied_it() {
+        let s = slow_child("0.4").await;
+        let t0 = std::time::Instant::now();
+        assert!(s.control.send("latency 600 0").await);
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(400), "{:?}", t0.elapsed());
+        assert!(s.control.send("clear all").await);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_is_gone_is_not_sent_to() {
+        let mut s = slow_child("0").await;
+        s.child.kill().await.unwrap();
+        assert!(!s.control.send("latency 600 0").await);
+        assert!(!s.control.send("clear all").await);
+    }
 }

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::process::{ChildStdin, Command};
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +64,7 @@ struct Task {
     started: Instant,
     status: TaskStatus,
     stopped_at: Option<Instant>,
-    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
+    control: Arc<proc::Control>,
     /// Marked for replacement by a deployment.
     replace: bool,
     cpu_percent: f64,
@@ -361,7 +360,7 @@ impl Service {
             started: Instant::now(),
             status: TaskStatus::Running,
             stopped_at: None,
-            stdin: Arc::new(tokio::sync::Mutex::new(started.stdin)),
+            control: Arc::new(started.control),
             replace: false,
             cpu_percent: 0.0,
             last_ticks: None,
@@ -414,26 +413,23 @@ impl Service {
         }
     }
 
-    /// Sends a fault command line to the selected running tasks; returns the ids reached.
+    /// Sends a fault command line to the selected running tasks; returns the ids that applied it.
     async fn tell(&self, ids: &[String], line: &str, update: impl Fn(&mut Task)) -> Vec<String> {
-        let targets: Vec<(String, Arc<tokio::sync::Mutex<Option<ChildStdin>>>)> = match self.lock() {
+        let targets: Vec<(String, Arc<proc::Control>)> = match self.lock() {
             Ok(mut st) => st
                 .tasks
                 .iter_mut()
                 .filter(|t| t.status == TaskStatus::Running && ids.contains(&t.id))
                 .map(|t| {
                     update(t);
-                    (t.id.clone(), t.stdin.clone())
+                    (t.id.clone(), t.control.clone())
                 })
                 .collect(),
             Err(_) => return Vec::new(),
         };
         let mut reached = Vec::new();
-        for (id, stdin) in targets {
-            let mut g = stdin.lock().await;
-            if let Some(s) = g.as_mut()
-                && s.write_all(format!("{line}\n").as_bytes()).await.is_ok()
-            {
+        for (id, control) in targets {
+            if control.send(line).await {
                 reached.push(id);
             }
         }

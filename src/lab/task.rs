@@ -2,10 +2,10 @@
 //! `/` app info, `/healthz`, `/work?ms=N` CPU burn, `/db` a query to the lab database with the
 //! password the task received at start (as ECS injects secrets into the environment).
 //!
-//! The supervisor steers faults through the task's stdin, one command a line, so that no fault
-//! switch is reachable through the balancer: `latency DELAY_MS JITTER_MS`,
-//! `stress PERCENT DURATION_MS`, `clear latency|stress|all`. End of stdin (the supervisor is gone)
-//! ends the task.
+//! The supervisor steers faults through the task's control channel (stdin, each command acknowledged
+//! on stdout once applied: [`super::proc::Control`]), so that no fault switch is reachable through
+//! the balancer: `latency DELAY_MS JITTER_MS`, `stress PERCENT DURATION_MS`,
+//! `clear latency|stress|all`. End of stdin (the supervisor is gone) ends the task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -288,12 +288,15 @@ pub fn run(args: TaskArgs) -> std::io::Result<()> {
         };
         println!("{}", json!({ "port": port }));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut stdin = super::proc::stdin_lines();
+        let mut commands = super::proc::control_lines();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
-                line = stdin.recv() => match line {
-                    Some(l) => control(&app, &l),
+                line = commands.recv() => match line {
+                    Some(c) => {
+                        control(&app, &c.command);
+                        super::proc::ack(c.seq);
+                    }
                     None => break,
                 },
             }
