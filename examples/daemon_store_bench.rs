@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
             trigger: Trigger::Schedule,
             schedule: None,
             started_at: started,
+            blind: false,
         };
         store.insert_run(&run)?;
         let state = if i % 7 == 0 { RunState::Failed } else { RunState::Passed };

@@ -213,6 +213,7 @@ mod tests {
             trigger: Trigger::Api,
             schedule: None,
             started_at: started,
+            blind: false,
         };
         store.insert_run(&run).unwrap();
         if let Some((state, ttd, mttr)) = end {

@@ -88,6 +88,8 @@ pub struct Start {
     pub source: String,
     pub trigger: Trigger,
     pub schedule: Option<String>,
+    /// A game day's blind run: its faults are hidden from the participants until it ends.
+    pub blind: bool,
 }
 
 /// A run in progress, as the API reaches it.
@@ -100,6 +102,7 @@ pub struct Active {
     pub bus: Bus,
     /// What it runs: a fault given in full to `/inject` is checked against it.
     pub scenario: Arc<Scenario>,
+    pub blind: bool,
     faults: Arc<Mutex<FaultTally>>,
 }
 
@@ -328,6 +331,7 @@ impl Manager {
                 interrupter: handle.interrupter(),
                 bus: handle.bus(),
                 scenario,
+                blind: s.blind,
                 faults: Default::default(),
             };
             inner.runs.insert(id, active);
@@ -342,6 +346,7 @@ impl Manager {
             trigger: s.trigger,
             schedule: s.schedule,
             started_at: Timestamp::now(),
+            blind: s.blind,
         };
         let inserted = self.db.call(move |st| st.insert_run(&new)).await;
         if let Err(e) = &inserted {

@@ -225,5 +225,6 @@ fn load(sc: &ScheduleConfig) -> Result<Start, String> {
         source: sc.scenario.display().to_string(),
         trigger: Trigger::Schedule,
         schedule: Some(sc.schedule.name.clone()),
+        blind: false,
     })
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path as UrlPath, Query, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use super::runs::{Manager, RunsError, Start};
 use super::scheduler::{ScheduleActionError, Scheduler};
 use super::store::{RunQuery, StoreError, StoredRun, Trigger};
 use crate::engine::bus::{Bus, Received, Subscription};
-use crate::engine::events::Envelope;
+use crate::engine::events::{Envelope, Event};
 use crate::engine::{FaultChoice, Refused, RunCommand};
 use crate::report::MarkKind;
 use crate::scenario::Diagnostic;
@@ -207,6 +207,7 @@ fn run_json(r: &StoredRun) -> Value {
         "finished_at": r.finished_at.map(ts),
         "time_to_detect_s": r.time_to_detect.map(|d| d.as_secs_f64()),
         "mttr_s": r.mttr.map(|d| d.as_secs_f64()),
+        "blind": r.blind,
     })
 }
 
@@ -293,7 +294,6 @@ async fn show_run(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) ->
     let mut v = run_json(&r);
     v["record"] = r.record.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
     v["files"] = json!(files);
-    v["blind"] = json!(d.web.is_blind(&id));
     if let Some(a) = d.manager.active(&id) {
         v["events_so_far"] = json!(a.bus.history().len());
     }
@@ -328,9 +328,8 @@ async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<
 #[serde(deny_unknown_fields)]
 struct StartBody {
     scenario: String,
-    /// A game day's blind run (read by [`super::web::blind_requested`]).
+    /// A game day's blind run: its faults are hidden from the participants until it ends.
     #[serde(default)]
-    #[allow(dead_code)]
     blind: bool,
 }
 
@@ -351,17 +350,17 @@ fn is_yaml(mime: &str) -> bool {
 
 async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mime = media_type(&headers);
-    let (scenario, source) = match mime.as_str() {
+    let (scenario, source, blind) = match mime.as_str() {
         m if is_yaml(m) => {
             let sc =
                 crate::scenario::load_bytes("posted.yaml", &body, &d.workdir).map_err(ApiError::invalid_scenario)?;
-            (sc, "posted.yaml".to_string())
+            (sc, "posted.yaml".to_string(), false)
         }
         "application/json" | "" => {
             let b: StartBody = json_body(&body)?;
             let path = resolve_scenario(&d, &b.scenario)?;
             let sc = crate::scenario::load_file(&path).map_err(ApiError::invalid_scenario)?;
-            (sc, path.display().to_string())
+            (sc, path.display().to_string(), b.blind)
         }
         other => {
             return Err(ApiError::new(
@@ -371,10 +370,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
             ));
         }
     };
-    let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None }).await?;
-    if super::web::blind_requested(&body) {
-        d.web.set_blind(&id);
-    }
+    let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None, blind }).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
 }
 
@@ -428,16 +424,18 @@ fn sse_event(seq: u64, json: &str) -> SseEvent {
 type SseResult = Result<SseEvent, std::convert::Infallible>;
 
 /// A running run's events from `next` on: from the bus, gaps (a slow reader) filled from its
-/// history, so nothing is missed or repeated.
+/// history, so nothing is missed or repeated. With `blind` (a secret), a blind run as whoever is
+/// not the instructor sees it ([`super::web::blind_view`]).
 struct Live {
     sub: Subscription,
     bus: Bus,
     next: u64,
     pending: VecDeque<Arc<Envelope>>,
+    blind: Option<String>,
 }
 
-fn live_stream(bus: Bus, next: u64) -> impl futures_util::Stream<Item = SseResult> + Send {
-    let st = Live { sub: bus.subscribe(), bus, next, pending: VecDeque::new() };
+fn live_stream(bus: Bus, next: u64, blind: Option<String>) -> impl futures_util::Stream<Item = SseResult> + Send {
+    let st = Live { sub: bus.subscribe(), bus, next, pending: VecDeque::new(), blind };
     futures_util::stream::unfold(st, |mut st| async move {
         loop {
             if let Some(e) = st.pending.pop_front() {
@@ -445,8 +443,14 @@ fn live_stream(bus: Bus, next: u64) -> impl futures_util::Stream<Item = SseResul
                     continue;
                 }
                 st.next = e.seq + 1;
-                let json = serde_json::to_string(&*e).unwrap_or_default();
-                return Some((Ok(sse_event(e.seq, &json)), st));
+                let json = match &st.blind {
+                    None => serde_json::to_string(&*e),
+                    Some(secret) => match super::web::blind_view(&e, secret) {
+                        Some(v) => serde_json::to_string(&v),
+                        None => continue,
+                    },
+                };
+                return Some((Ok(sse_event(e.seq, &json.unwrap_or_default())), st));
             }
             match st.sub.recv().await? {
                 Received::Event(e) if e.seq <= st.next => st.pending.push_back(e),
@@ -474,7 +478,12 @@ fn replay_stream(d: Arc<Daemon>, id: String, next: u64) -> impl futures_util::St
     })
 }
 
-async fn run_events(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> ApiResult {
+async fn run_events(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
     let next = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -482,7 +491,11 @@ async fn run_events(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, 
         .map_or(0, |n| n + 1);
     let keep = KeepAlive::default();
     if let Some(a) = d.manager.active(&id) {
-        return Ok(Sse::new(live_stream(a.bus, next)).keep_alive(keep).into_response());
+        let role = super::web::caller(&d, &Method::GET, &headers, query.as_deref());
+        // Hidden while it runs: once it has finished, its events are shown whole.
+        let ended = a.bus.history().last().is_some_and(|e| matches!(e.event, Event::RunFinished { .. }));
+        let blind = (a.blind && !ended && role != super::web::Role::Instructor).then(|| d.token.clone());
+        return Ok(Sse::new(live_stream(a.bus, next, blind)).keep_alive(keep).into_response());
     }
     stored_run(&d, &id).await?;
     Ok(Sse::new(replay_stream(d.clone(), id, next)).keep_alive(keep).into_response())

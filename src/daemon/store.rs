@@ -67,6 +67,9 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         paused_ms INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // Version 3: the runs started blind (a game day's), whose faults are hidden from the
+    // participants until they end, after a restart too.
+    "ALTER TABLE runs ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
@@ -244,6 +247,8 @@ pub struct NewRun {
     /// The schedule that started it, if one did.
     pub schedule: Option<String>,
     pub started_at: Timestamp,
+    /// Started blind: its faults are hidden from a game day's participants until it ends.
+    pub blind: bool,
 }
 
 /// How a run ended.
@@ -270,6 +275,7 @@ pub struct StoredRun {
     pub finished_at: Option<Timestamp>,
     pub time_to_detect: Option<Duration>,
     pub mttr: Option<Duration>,
+    pub blind: bool,
     /// Only filled by [`Store::run`]; lists leave it out.
     pub record: Option<String>,
 }
@@ -343,7 +349,7 @@ pub struct Store {
 }
 
 const RUN_COLUMNS: &str =
-    "id, scenario, target, state, trigger, schedule, started_ms, finished_ms, time_to_detect_ms, mttr_ms";
+    "id, scenario, target, state, trigger, schedule, started_ms, finished_ms, time_to_detect_ms, mttr_ms, blind";
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
@@ -373,6 +379,7 @@ struct RawRun {
     finished_ms: Option<i64>,
     ttd_ms: Option<i64>,
     mttr_ms: Option<i64>,
+    blind: bool,
     record: Option<String>,
     rowid: i64,
 }
@@ -391,8 +398,9 @@ impl RawRun {
             finished_ms: row.get(7)?,
             ttd_ms: row.get(8)?,
             mttr_ms: row.get(9)?,
-            rowid: row.get(10)?,
-            record: if with_record { row.get(11)? } else { None },
+            blind: row.get(10)?,
+            rowid: row.get(11)?,
+            record: if with_record { row.get(12)? } else { None },
         })
     }
 
@@ -409,6 +417,7 @@ impl RawRun {
             scenario: self.scenario,
             target: self.target,
             schedule: self.schedule,
+            blind: self.blind,
             record: self.record,
         })
     }
@@ -475,8 +484,8 @@ impl Store {
     /// Records a run that starts, in state `running`.
     pub fn insert_run(&self, run: &NewRun) -> Result<(), StoreError> {
         let r = self.conn.execute(
-            "INSERT INTO runs (id, scenario, target, state, trigger, schedule, started_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO runs (id, scenario, target, state, trigger, schedule, started_ms, blind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 run.id,
                 run.scenario,
@@ -484,7 +493,8 @@ impl Store {
                 RunState::Running.as_str(),
                 run.trigger.as_str(),
                 run.schedule,
-                ms(run.started_at)
+                ms(run.started_at),
+                run.blind
             ],
         );
         match r {
@@ -823,6 +833,7 @@ mod tests {
             trigger: Trigger::Api,
             schedule: None,
             started_at: started,
+            blind: false,
         }
     }
 
@@ -844,13 +855,18 @@ mod tests {
         let mut run = new_run("r1", "task-kill", start);
         run.trigger = Trigger::CatchUp;
         run.schedule = Some("nightly".into());
+        run.blind = true;
         store.insert_run(&run).unwrap();
+        store.insert_run(&new_run("r0", "task-kill", start)).unwrap();
         let got = store.run("r1").unwrap().unwrap();
         assert_eq!(
             (got.state, got.trigger, got.started_at, got.finished_at),
             (RunState::Running, Trigger::CatchUp, start, None)
         );
         assert_eq!(got.schedule.as_deref(), Some("nightly"));
+        let listed = store.list_runs(&RunQuery::default()).unwrap().runs;
+        let blind: Vec<(&str, bool)> = listed.iter().map(|r| (r.id.as_str(), r.blind)).collect();
+        assert_eq!(blind, [("r0", false), ("r1", true)]);
         assert!(matches!(store.insert_run(&run), Err(StoreError::DuplicateRun(id)) if id == "r1"));
 
         let finish = RunEnd {
@@ -1142,19 +1158,23 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_is_migrated_keeping_its_runs_and_pauses_are_kept() {
+    fn a_version_1_database_is_migrated_keeping_its_runs_and_pauses_and_blind_runs_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.db");
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch("PRAGMA user_version = 1;").unwrap();
-            let store = Store { conn, path: path.clone() };
-            store.insert_run(&new_run("r1", "s", t("2026-12-01T10:00:00Z"))).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO runs (id, scenario, target, state, trigger, started_ms)
+                 VALUES ('r1', 's', 'lab:api', 'passed', 'api', 1764583200000);",
+            )
+            .unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
-        assert!(store.run("r1").unwrap().is_some());
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let r1 = store.run("r1").unwrap().expect("the version 1 run");
+        assert_eq!((r1.state, r1.blind), (RunState::Passed, false));
         let now = t("2026-12-01T11:00:00Z");
         store.set_paused("nightly", true, now).unwrap();
         store.set_paused("nightly", true, now).unwrap();

@@ -239,6 +239,7 @@ mod tests {
                         trigger: Trigger::Schedule,
                         schedule: Some("nightly".into()),
                         started_at: started,
+                        blind: false,
                     })
                     .unwrap();
                 store
@@ -274,6 +275,7 @@ mod tests {
                 trigger: Trigger::Api,
                 schedule: None,
                 started_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+                blind: false,
             })
             .unwrap();
         let t = trend(&store, "task-kill", 0).unwrap();

@@ -1,12 +1,11 @@
 //! The live game-day page and what it needs from the daemon: the page itself (HTML, CSS and
 //! JavaScript embedded in the binary, no external asset), the two roles (the instructor's token
 //! may do everything; the participants' token may read and mark a run, nothing else), the
-//! scenarios the daemon can run with their manual catalogs, and blind runs (the page hides from
-//! participants which fault was injected until the run ends). See docs/gameday.md.
+//! scenarios the daemon can run with their manual catalogs, and blind runs (whoever is not the
+//! instructor is not told which fault was injected until the run ends). See docs/gameday.md.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::auth::{self, Verdict};
 use super::server::Daemon;
+use crate::engine::events::{Envelope, Event};
 
 const INDEX_HTML: &str = include_str!("web/index.html");
 const APP_JS: &str = include_str!("web/app.js");
@@ -42,29 +42,48 @@ pub struct Web {
     /// The scenario files and directories `GET /v1/scenarios` lists; empty: the directories
     /// the daemon resolves scenario names in ([`super::server::scenario_dirs`]).
     pub scenarios: Vec<PathBuf>,
-    /// The runs started blind, by id.
-    blind: Mutex<HashSet<String>>,
 }
 
 impl Web {
     pub fn new(participant_token: Option<String>, scenarios: Vec<PathBuf>) -> Web {
-        Web { participant_token, scenarios, blind: Mutex::new(HashSet::new()) }
-    }
-
-    /// Records that run `id` was started blind.
-    pub fn set_blind(&self, id: &str) {
-        self.blind.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
-    }
-
-    /// Whether run `id` was started blind (by this daemon process).
-    pub fn is_blind(&self, id: &str) -> bool {
-        self.blind.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+        Web { participant_token, scenarios }
     }
 }
 
-/// Whether a `POST /v1/runs` body asks for a blind run (`"blind": true`; a YAML body never does).
-pub fn blind_requested(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["blind"] == true)
+/// What is shown of a blind run in progress to whoever is not the instructor: `None` for an
+/// event left out. Which fault was injected is hidden: its name becomes an alias that stays the
+/// same for the run (so that an injection is still paired with its revert) and cannot be traced
+/// back to the name without `secret`; its kind, summary and errors, the journal's record of it,
+/// the next timeline action and the lab's own fault lines are left out. Everything else (the
+/// charts, the service's events, the marks) is what the class is there to read.
+pub fn blind_view(env: &Envelope, secret: &str) -> Option<Envelope> {
+    use sha2::Digest;
+    const HIDDEN: &str = "hidden until the run ends";
+    let alias = |name: &str| {
+        let h = sha2::Sha256::new().chain_update(secret).chain_update([0]).chain_update(name).finalize();
+        format!("fault-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    };
+    let event = match &env.event {
+        Event::FaultInjecting { .. } => return None,
+        Event::FaultInjected { t, fault, .. } => {
+            Event::FaultInjected { t: *t, fault: alias(fault), kind: "hidden".into(), summary: HIDDEN.into() }
+        }
+        Event::FaultInjectFailed { t, fault, .. } => {
+            Event::FaultInjectFailed { t: *t, fault: alias(fault), error: HIDDEN.into() }
+        }
+        Event::FaultRevertFailed { t, fault, .. } => {
+            Event::FaultRevertFailed { t: *t, fault: alias(fault), error: HIDDEN.into() }
+        }
+        Event::FaultReverted { t, fault } => Event::FaultReverted { t: *t, fault: alias(fault) },
+        Event::FaultSettled { t, fault } => Event::FaultSettled { t: *t, fault: alias(fault) },
+        Event::SecondClosed { window, sample, steady, .. } => {
+            Event::SecondClosed { window: window.clone(), sample: sample.clone(), steady: *steady, next: None }
+        }
+        // The lab logs each fault it is told to apply as `fault: …`.
+        Event::ServiceEvent { text, .. } if text.starts_with("fault: ") => return None,
+        other => other.clone(),
+    };
+    Some(Envelope { event, ..env.clone() })
 }
 
 /// Who a caller is, from its bearer token.
@@ -158,10 +177,15 @@ pub fn routes() -> Router<Arc<Daemon>> {
     r.route("/v1/whoami", get(whoami)).route("/v1/scenarios", get(scenarios))
 }
 
+/// The role of a request's caller, from its `Authorization` header or a read's `token` query
+/// parameter.
+pub fn caller(d: &Daemon, method: &Method, headers: &HeaderMap, query: Option<&str>) -> Role {
+    role_of(&d.web, &d.token, bearer(method, headers, query).as_deref())
+}
+
 /// `GET /v1/whoami`: the caller's role, from its token.
 async fn whoami(State(d): State<Arc<Daemon>>, req: Request) -> Response {
-    let given = bearer(req.method(), req.headers(), req.uri().query());
-    let role = role_of(&d.web, &d.token, given.as_deref());
+    let role = caller(&d, req.method(), req.headers(), req.uri().query());
     axum::Json(json!({ "role": role.name() })).into_response()
 }
 
@@ -243,6 +267,39 @@ async fn scenarios(State(d): State<Arc<Daemon>>) -> Response {
 mod tests {
     use super::*;
 
+    fn env(seq: u64, event: Event) -> Envelope {
+        Envelope { run_id: "r-1".into(), seq, at: "2026-12-02T07:00:00.000Z".into(), t: Some(1.0), event }
+    }
+
+    #[test]
+    fn a_blind_view_names_no_fault_but_keeps_injections_paired_with_their_reverts() {
+        let injected = env(
+            3,
+            Event::FaultInjected { t: 1.0, fault: "slow-one".into(), kind: "latency".into(), summary: "300ms".into() },
+        );
+        let v = blind_view(&injected, "secret").unwrap();
+        let Event::FaultInjected { fault, kind, summary, .. } = &v.event else { panic!("{v:?}") };
+        assert!(fault.starts_with("fault-") && fault.len() == 14, "{fault}");
+        assert_eq!((kind.as_str(), summary.as_str(), v.seq), ("hidden", "hidden until the run ends", 3));
+        let reverted = blind_view(&env(9, Event::FaultReverted { t: 7.0, fault: "slow-one".into() }), "secret");
+        assert!(matches!(reverted.unwrap().event, Event::FaultReverted { fault: f, .. } if f == *fault));
+        let other = blind_view(&env(9, Event::FaultReverted { t: 7.0, fault: "kill-one".into() }), "secret");
+        assert!(matches!(other.unwrap().event, Event::FaultReverted { fault: f, .. } if f != *fault));
+        // Without the secret, the alias says nothing of the name.
+        let elsewhere = blind_view(&injected, "another").unwrap();
+        assert!(matches!(elsewhere.event, Event::FaultInjected { fault: f, .. } if f != *fault));
+        let failed = Event::FaultInjectFailed { t: 1.0, fault: "slow-one".into(), error: "tc: slow-one".into() };
+        let shown = serde_json::to_string(&blind_view(&env(4, failed), "secret").unwrap()).unwrap();
+        assert!(!shown.contains("slow-one"), "{shown}");
+
+        let lab_line = Event::ServiceEvent { t: 1.0, text: "fault: latency 300ms ±0ms on t-1".into() };
+        assert!(blind_view(&env(5, lab_line), "secret").is_none());
+        let service = Event::ServiceEvent { t: 1.0, text: "service api: started task t-4".into() };
+        assert_eq!(blind_view(&env(6, service.clone()), "secret").unwrap().event, service);
+        let note = Event::Note { t: 2.0, text: "the class is on it".into() };
+        assert_eq!(blind_view(&env(7, note.clone()), "secret").unwrap().event, note);
+    }
+
     #[test]
     fn participants_may_mark_a_run_and_nothing_else_that_writes() {
         assert!(participant_may(&Method::POST, "/v1/runs/r-1/marks"));
@@ -250,13 +307,6 @@ mod tests {
             assert!(!participant_may(&Method::POST, p), "{p}");
         }
         assert!(!participant_may(&Method::DELETE, "/v1/runs/r-1/marks"));
-    }
-
-    #[test]
-    fn a_blind_run_is_asked_for_in_the_json_body() {
-        assert!(blind_requested(br#"{"scenario": "x", "blind": true}"#));
-        assert!(!blind_requested(br#"{"scenario": "x"}"#));
-        assert!(!blind_requested(b"name: x\nblind: true\n"));
     }
 
     #[test]

@@ -402,6 +402,7 @@ mod tests {
             finished_at: None,
             time_to_detect: None,
             mttr: None,
+            blind: false,
             record: record.map(String::from),
         }
     }

@@ -897,6 +897,7 @@ fn retention_deletes_older_runs_with_their_events_and_files_once_a_run_finishes(
             trigger: Trigger::Api,
             schedule: None,
             started_at: old,
+            blind: false,
         };
         store.insert_run(&new).unwrap();
         let end = RunEnd { state: RunState::Passed, finished_at: old, time_to_detect: None, mttr: None, record: None };

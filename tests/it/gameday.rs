@@ -5,10 +5,12 @@
 //! `target/gameday-artifacts/`.
 
 use std::io::{BufRead, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -211,6 +213,23 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, json!({ "kind": "detected", "author": "bob" }));
     assert_eq!(s, 200, "{v}");
     assert!(lab_faults(&lab).iter().any(|f| f.starts_with("latency 300ms")), "{:?}", lab_faults(&lab));
+
+    // A blind run's stream names the fault to the instructor only; the others get an alias.
+    let events = format!("/v1/runs/{id}/events");
+    let teacher = stream_for(&g.addr, &events, Some(&g.token));
+    assert!(teacher.contains(r#""fault":"slow-one""#) && teacher.contains("300ms"), "{teacher}");
+    for (who, seen) in [
+        ("participant", stream_for(&g.addr, &format!("{events}?token={p}"), None)),
+        ("no token", stream_for(&g.addr, &events, None)),
+    ] {
+        let injected: Vec<&str> = seen.lines().filter(|l| l.contains(r#""type":"fault-injected""#)).collect();
+        assert!(!injected.is_empty(), "{who}: {seen}");
+        assert!(injected.iter().all(|l| l.contains(r#""fault":"fault-"#) && l.contains("hidden until the run ends")));
+        for leak in ["slow-one", "300ms", "task-kill", "fault-injecting", "\"next\":{"] {
+            assert!(!seen.contains(leak), "{who} sees {leak}: {seen}");
+        }
+        assert!(seen.contains(r#""author":"bob""#) && seen.contains("second-closed"), "{who}: {seen}");
+    }
     assert_eq!(g.ctrl_c(), Some(0));
     assert_eq!(lab_faults(&lab), Vec::<String>::new());
     let store = siege::daemon::store::Store::open(&data.path().join("history.db")).unwrap();
@@ -219,6 +238,31 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     let events: Vec<String> = store.events(&id, 0, 10_000).unwrap().into_iter().map(|e| e.json).collect();
     assert!(events.iter().any(|e| e.contains("\"type\":\"fault-reverted\"") && e.contains("slow-one")), "{events:?}");
     assert!(events.iter().any(|e| e.contains("\"author\":\"bob\"")));
+    drop(store);
+
+    // Blind is kept in the history; once the run has ended, everyone sees the fault's name.
+    let g = Gameday::start(lab.home.path(), data.path(), dir.path());
+    assert_eq!(g.run(&id)["blind"], true);
+    let seen = stream_for(&g.addr, &format!("/v1/runs/{id}/events?token={p}"), None);
+    assert!(seen.contains(r#""fault":"slow-one""#), "{seen}");
+}
+
+/// What a server-sent event stream of the daemon gives within a second and a half (all of a
+/// finished run's; what a running run has said so far).
+fn stream_for(addr: &str, path: &str, token: Option<&str>) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the daemon");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let (mut out, mut buf, t0) = (vec![], [0u8; 65536], Instant::now());
+    while t0.elapsed() < Duration::from_millis(1500) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]
@@ -392,6 +436,13 @@ impl Session {
     fn screenshot(&self, path: &Path) {
         let v = self.call("GET", "/screenshot", Value::Null);
         std::fs::write(path, base64_decode(v.as_str().expect("base64"))).expect("write screenshot");
+    }
+
+    /// Fails if an event (a seq) stands twice on the run's timeline.
+    fn timeline_shows_each_event_once(&self) {
+        let seqs = self.js("return [...document.querySelectorAll('#timeline li')].map(l => l.dataset.seq)");
+        let mut seen = std::collections::HashSet::new();
+        assert!(seqs.as_array().unwrap().iter().all(|s| seen.insert(s.to_string())), "{seqs}");
     }
 
     /// The page's console messages at level SEVERE, and what its error collector caught.
@@ -589,9 +640,7 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     // Every event once, none lost; no console error on either page.
     let (shown, last) = (teacher.js("return window.__siege.events"), teacher.js("return window.__siege.view.lastSeq"));
     assert_eq!(shown.as_i64(), last.as_i64().map(|l| l + 1));
-    let seqs = teacher.js("return [...document.querySelectorAll('#timeline li')].map(l => l.dataset.seq)");
-    let mut seen = std::collections::HashSet::new();
-    assert!(seqs.as_array().unwrap().iter().all(|s| seen.insert(s.to_string())), "{seqs}");
+    teacher.timeline_shows_each_event_once();
     for s in [&teacher, &class] {
         assert_eq!(s.errors(), Vec::<String>::new());
     }
@@ -656,4 +705,88 @@ fn heavy_the_page_of_a_run_cut_off_by_a_killed_daemon_shows_it_ended_and_stops_r
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(page.js("return document.getElementById('conn').textContent"), "ended");
     assert_eq!(page.errors(), Vec::<String>::new());
+}
+
+/// A loopback TCP proxy in front of the daemon whose connections can be cut, as a flaky network
+/// would; it counts the connections it took.
+struct Proxy {
+    addr: String,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    fn start(to: &str) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (open, accepted) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicUsize::new(0)));
+        let (o, a, to) = (open.clone(), accepted.clone(), to.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(&to) else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                o.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut into) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { addr, open, accepted }
+    }
+
+    /// Cuts every connection open now.
+    fn cut(&self) {
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The page's connections cut twice in the middle of a run: the page reconnects by itself and,
+/// by the end, has shown every event of the run once.
+#[test]
+fn heavy_the_page_reconnects_after_its_connections_are_cut_and_shows_every_event_once() {
+    let (data, dir, profile) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lab = TestLab::up(&[]);
+    let file = scenario(dir.path(), &lab, "flaky-wifi", 25);
+    let g = Gameday::start(lab.home.path(), data.path(), dir.path());
+    let proxy = Proxy::start(&g.addr);
+    let id = start_run(&g, &file, false);
+    let driver = Driver::start();
+    let page = driver.session(profile.path());
+    page.go(&format!("{}&run={id}", g.instructor.replace(&g.addr, &proxy.addr)));
+    let seq = "return window.__siege.view ? window.__siege.view.lastSeq : -1";
+    page.wait("events on the page", Duration::from_secs(30), "return window.__siege.view?.lastSeq >= 5");
+    for _ in 0..2 {
+        let (before, conns) = (page.js(seq).as_i64().unwrap(), proxy.accepted.load(Ordering::SeqCst));
+        proxy.cut();
+        page.wait(
+            "the page reconnected and got newer events",
+            Duration::from_secs(20),
+            &format!("return window.__siege.view.lastSeq > {before} + 3"),
+        );
+        assert!(proxy.accepted.load(Ordering::SeqCst) > conns, "no new connection: the events came another way");
+    }
+    page.wait(
+        "the run's end",
+        Duration::from_secs(60),
+        "return document.getElementById('conn').textContent === 'ended'",
+    );
+
+    // Every event of the run once: as many shown as the run has, each seq once on the timeline.
+    let all = stream_for(&g.addr, &format!("/v1/runs/{id}/events"), Some(&g.token));
+    let last = all.lines().filter_map(|l| l.strip_prefix("id:")).filter_map(|v| v.trim().parse::<i64>().ok()).max();
+    assert_eq!(page.js(seq).as_i64(), last, "the page's last event is the run's");
+    assert_eq!(page.js("return window.__siege.events").as_i64(), last.map(|l| l + 1), "each event applied once");
+    page.timeline_shows_each_event_once();
+    // A cut stream is no page error; the browser's own note of the lost connection may be.
+    let errors: Vec<String> = page.errors().into_iter().filter(|e| !e.contains("net::ERR_")).collect();
+    assert_eq!(errors, Vec::<String>::new());
 }
