@@ -33,7 +33,7 @@ impl Tls {
     pub fn new(host: &str, insecure: bool) -> Result<Tls, String> {
         let name =
             ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS configuration: {e}"))?;

@@ -1052,6 +1052,7 @@ impl aws_types::service_config::LoadServiceConfig for Endpoints {
 /// backoff, so that the SDK's retries of a 500 end within a sampler's deadline.
 async fn config_with_endpoints(world: &World, special: Vec<(&'static str, String)>) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(siege::backend::aws::https_client())
         .region(aws_config::Region::new(moto::REGION))
         .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
@@ -1129,6 +1130,7 @@ async fn an_endpoint_that_refuses_connections_is_one_line() {
 /// attempts.
 async fn scripted_backend(url: &str) -> AwsBackend {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(siege::backend::aws::https_client())
         .region(aws_config::Region::new(moto::REGION))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_sts::config::Credentials::new("testing", "testing", None, None, "siege-tests"))
@@ -1672,4 +1674,70 @@ async fn a_second_siege_run_on_a_service_under_test_exits_4_and_touches_nothing(
     assert_eq!(status.code(), Some(0));
     assert_eq!(world.secret_current().await, secret0);
     assert!(lease_tags(&world).await.is_empty(), "{:?}", lease_tags(&world).await);
+}
+
+/// A TLS terminator on loopback in front of moto, with the test certificate for `localhost`
+/// (tests/fixtures/tls): what siege's AWS client must get through to reach a real endpoint.
+async fn tls_in_front_of(endpoint: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let upstream = endpoint.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // HTTP/1.1 only: moto behind it speaks nothing else.
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(crate::load::tls_config(&[b"http/1.1"])));
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let (Ok(mut tls), Ok(mut plain)) =
+                    (acceptor.accept(tcp).await, tokio::net::TcpStream::connect(&upstream).await)
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (format!("https://localhost:{port}"), task)
+}
+
+/// The AWS client speaks TLS (rustls with ring) and trusts the system's roots, which
+/// `SSL_CERT_FILE` replaces; an endpoint whose certificate those roots did not issue is refused
+/// with the reason, before anything is touched.
+#[tokio::test]
+async fn the_aws_client_speaks_tls_and_refuses_an_endpoint_the_roots_do_not_vouch_for() {
+    let world = World::start().await;
+    let (https, _tls) = tls_in_front_of(&world.moto.endpoint).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tls.yaml");
+    let target = world.target_yaml().replace(&world.moto.endpoint, &https);
+    let yaml = format!(
+        "name: aws-tls\n{target}    url: http://127.0.0.1:9\n\
+         load: {{ url: /, rate: 10/s, duration: 1m }}\nsteady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n  - {{ type: task-kill, at: 20s, select: 1 }}\n\
+         recovery: {{ within: 30s }}\n"
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let fixtures = crate::common::repo_root().join("tests/fixtures/tls");
+    // The terminator runs on this test's runtime: `siege plan` is waited for beside it.
+    let plan = |ca: &str| {
+        let mut cmd = crate::common::siege();
+        cmd.arg("plan").arg(&file).envs(world.env()).env("AWS_ENDPOINT_URL", &https);
+        cmd.env("SSL_CERT_FILE", fixtures.join(ca));
+        async move {
+            let home = tempfile::tempdir().unwrap();
+            let out = tokio::task::spawn_blocking(move || cmd.env("SIEGE_HOME", home.path()).output())
+                .await
+                .unwrap()
+                .expect("run siege plan");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code(), text)
+        }
+    };
+    let (code, text) = plan("ca.pem").await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("stop 1 of 4 running tasks of service api (cluster prod)"), "{text}");
+    let (code, text) = plan("other-ca.pem").await;
+    assert_ne!(code, Some(0), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(text.to_lowercase().contains("certificate") || text.contains("UnknownIssuer"), "{text}");
 }

@@ -47,22 +47,28 @@ impl Drop for Background {
 /// `(SNI name, ALPN protocol)` of a TLS handshake the server accepted.
 type Handshake = (Option<String>, Option<String>);
 
-/// The test-only certificate for `localhost` (tests/fixtures/tls), issued by `ca.pem` there.
+/// The test-only certificate for `localhost` (tests/fixtures/tls), issued by `ca.pem` there;
+/// HTTP/2 and HTTP/1.1 offered.
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&[b"h2", b"http/1.1"])))
+}
+
+/// A server configuration with that certificate, offering `alpn`.
+pub(crate) fn tls_config(alpn: &[&[u8]]) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer> =
         CertificateDer::pem_slice_iter(include_bytes!("../fixtures/tls/server.pem")).map(|c| c.unwrap()).collect();
     let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/tls/server.key")).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }
 
 impl TestServer {

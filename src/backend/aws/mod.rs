@@ -126,13 +126,20 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// same account's APIs, and a revert given up on a throttle leaves a fault in place.
 const MIN_ATTEMPTS: u32 = 5;
 
+/// The SDK's HTTPS client: smithy's hyper client on rustls with ring and the system's roots
+/// (the SDK's default one would build a second crypto library, aws-lc).
+pub fn https_client() -> aws_sdk_sts::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 impl AwsBackend {
     /// Connects with the standard credential chain (env, profile, SSO, instance role) and region
     /// `target.region`, else the standard region chain (`AWS_REGION`, the profile);
     /// `target.endpoint` (else `AWS_ENDPOINT_URL`) overrides every endpoint.
     /// Secret values the backend reads or writes are registered in `registry`.
     pub async fn connect(target: &AwsTarget, run_id: &str, registry: Secrets) -> Result<Self, BackendError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
         if let Some(region) = &target.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -158,6 +165,9 @@ impl AwsBackend {
             )
         })?;
         let mut builder = config.to_builder();
+        if config.http_client().is_none() {
+            builder.set_http_client(Some(https_client()));
+        }
         builder.set_region(Some(Region::new(region.clone())));
         if let Some(endpoint) = &target.endpoint {
             builder.set_endpoint_url(Some(endpoint.clone()));

@@ -154,6 +154,7 @@ impl Moto {
     /// the configuration only (never in the process environment, where other tests would see it).
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(siege::backend::aws::https_client())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .timeout_config(timeouts())
@@ -216,6 +217,7 @@ impl Moto {
     /// SDK configuration with the given credentials.
     pub async fn sdk_config_as(&self, key_id: &str, secret: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(siege::backend::aws::https_client())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .timeout_config(timeouts())
