@@ -232,7 +232,7 @@ pub(super) fn cmd_runs(c: Connect, cmd: RunsCommand) -> anyhow::Result<Exit> {
                 let v =
                     client.call(Method::GET, &list_path(scenario.as_deref(), state.as_deref(), limit), None).await?;
                 for r in v["runs"].as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {:<20}  {:<19}  {}  mttr {}",
                         r["id"].as_str().unwrap_or(""),
                         r["state"].as_str().unwrap_or(""),
@@ -253,11 +253,11 @@ pub(super) fn cmd_runs(c: Connect, cmd: RunsCommand) -> anyhow::Result<Exit> {
             }
             RunsCommand::Stop { id } => {
                 client.call(Method::POST, &format!("/v1/runs/{id}/stop"), None).await?;
-                println!("{id}: stopping");
+                outln!("{id}: stopping");
                 Ok(Exit::Passed)
             }
             RunsCommand::Events { id } => {
-                client.events(&id, |d| println!("{d}")).await?;
+                client.events(&id, |d| outln!("{d}")).await?;
                 // The stream ends with the run: its exit code.
                 let v = client.call(Method::GET, &format!("/v1/runs/{id}"), None).await?;
                 match v["state"].as_str().and_then(state_exit) {
@@ -273,7 +273,7 @@ pub(super) fn cmd_runs(c: Connect, cmd: RunsCommand) -> anyhow::Result<Exit> {
 
 async fn started(client: &Client, v: &Value, wait: bool) -> anyhow::Result<Exit> {
     let id = v["id"].as_str().context("the daemon's answer has no run id")?.to_string();
-    println!("{id}");
+    outln!("{id}");
     if wait { client.wait(&id, Duration::from_secs(1)).await } else { Ok(Exit::Passed) }
 }
 
@@ -287,12 +287,12 @@ pub(super) fn cmd_schedules(c: Connect, cmd: SchedulesCommand) -> anyhow::Result
             }
             SchedulesCommand::Pause { name } => {
                 client.call(Method::POST, &format!("/v1/schedules/{name}/pause"), None).await?;
-                println!("{name}: paused");
+                outln!("{name}: paused");
                 Ok(Exit::Passed)
             }
             SchedulesCommand::Resume { name } => {
                 client.call(Method::POST, &format!("/v1/schedules/{name}/resume"), None).await?;
-                println!("{name}: resumed");
+                outln!("{name}: resumed");
                 Ok(Exit::Passed)
             }
             SchedulesCommand::Trigger { name, wait } => {

@@ -83,13 +83,13 @@ pub(super) fn cmd_compare(args: CompareArgs) -> anyhow::Result<Exit> {
     let out = args.out.clone().unwrap_or_else(|| compare::default_out_dir(&a_path, &b_path));
     let written = compare::write_all(&c, &a.record, &b.record, &out)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&c)?);
+        outln!("{}", serde_json::to_string_pretty(&c)?);
     } else {
-        println!("{}: {}", c.scenario, c.summary);
+        outln!("{}: {}", c.scenario, c.summary);
         for r in c.rows.iter().filter(|r| r.judgement == compare::Judgement::Worse && r.gates) {
-            println!("  worse: {} {}", r.section, r.measure);
+            outln!("  worse: {} {}", r.section, r.measure);
         }
-        println!("wrote {} in {}", written.join(", "), out.display());
+        outln!("wrote {} in {}", written.join(", "), out.display());
     }
     Ok(if c.b_worse { Exit::Failed } else { Exit::Passed })
 }

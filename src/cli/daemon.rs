@@ -63,7 +63,7 @@ fn listen_addr(listen: &str, allow_remote: bool) -> anyhow::Result<SocketAddr> {
 /// `siege daemon`.
 pub(super) fn cmd_daemon(args: DaemonArgs) -> anyhow::Result<Exit> {
     serve(args, vec![], |r| {
-        println!(
+        outln!(
             "siege daemon: listening on http://{} (data {}, token in {})",
             r.addr,
             r.data.display(),

@@ -28,8 +28,8 @@ pub fn links(addr: &str, token: &str, participant_token: &str) -> (String, Strin
 
 fn print_links(addr: &str, token: &str, participant_token: &str) {
     let (i, p) = links(addr, token, participant_token);
-    println!("siege gameday: instructor: {i}");
-    println!("siege gameday: participants: {p}");
+    outln!("siege gameday: instructor: {i}");
+    outln!("siege gameday: participants: {p}");
 }
 
 /// `siege gameday`.
@@ -67,7 +67,7 @@ pub(super) fn cmd_gameday(args: GamedayArgs) -> anyhow::Result<Exit> {
                 ),
             ));
         }
-        println!("siege gameday: using the siege daemon already on {listen} (its own scenarios; it keeps running)");
+        outln!("siege gameday: using the siege daemon already on {listen} (its own scenarios; it keeps running)");
         print_links(&listen, &token, &participant);
         return Ok(Exit::Passed);
     }
@@ -85,7 +85,7 @@ pub(super) fn cmd_gameday(args: GamedayArgs) -> anyhow::Result<Exit> {
     let scenarios = scenarios.iter().map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone())).collect();
     let daemon = DaemonArgs { data: Some(data), ..args.daemon };
     serve(daemon, scenarios, |r: &Ready| {
-        println!("siege gameday: listening on http://{} (data {}); Ctrl-C stops it", r.addr, r.data.display());
+        outln!("siege gameday: listening on http://{} (data {}); Ctrl-C stops it", r.addr, r.data.display());
         print_links(&r.addr.to_string(), r.token, r.participant_token);
     })
 }

@@ -250,11 +250,11 @@ fn up_detached(args: &UpArgs) -> anyhow::Result<Exit> {
         }
     };
     write_lab_file(&addr)?;
-    println!("lab running in the background (pid {})", addr.pid);
-    println!("  balancer  {}", addr.balancer_url);
-    println!("  control   {}", addr.control_url);
-    println!("  log       {}", log_path.display());
-    println!("`siege lab status` shows it; `siege lab down` stops it.");
+    outln!("lab running in the background (pid {})", addr.pid);
+    outln!("  balancer  {}", addr.balancer_url);
+    outln!("  control   {}", addr.control_url);
+    outln!("  log       {}", log_path.display());
+    outln!("`siege lab status` shows it; `siege lab down` stops it.");
     Ok(Exit::Passed)
 }
 
@@ -272,13 +272,13 @@ fn up_foreground(args: &UpArgs) -> anyhow::Result<Exit> {
         }
         let addr = lab.address.clone();
         if args.ready_json {
-            println!("{}", serde_json::to_string(&addr)?);
+            outln!("{}", serde_json::to_string(&addr)?);
         } else {
             write_lab_file(&addr)?;
-            println!("lab ready (pid {}): {} tasks of service {}", addr.pid, args.tasks, args.service);
-            println!("  balancer  {}", addr.balancer_url);
-            println!("  control   {}", addr.control_url);
-            println!("Ctrl-C stops it; events follow.");
+            outln!("lab ready (pid {}): {} tasks of service {}", addr.pid, args.tasks, args.service);
+            outln!("  balancer  {}", addr.balancer_url);
+            outln!("  control   {}", addr.control_url);
+            outln!("Ctrl-C stops it; events follow.");
         }
         let _ = std::io::stdout().flush();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -303,21 +303,21 @@ fn status(json: bool) -> anyhow::Result<Exit> {
     let rt = super::runtime()?;
     let st = rt.block_on(ControlClient::new(&addr.control_url, &addr.token).state(0))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        outln!("{}", serde_json::to_string_pretty(&st)?);
     } else {
-        print!("{}", render_status(&st));
+        out!("{}", render_status(&st));
     }
     Ok(Exit::Passed)
 }
 
 fn down() -> anyhow::Result<Exit> {
     let Some(addr) = read_lab_file() else {
-        println!("no lab is running");
+        outln!("no lab is running");
         return Ok(Exit::Passed);
     };
     if !is_lab(addr.pid) {
         let _ = std::fs::remove_file(lab_file());
-        println!("no lab is running (removed a stale record of pid {})", addr.pid);
+        outln!("no lab is running (removed a stale record of pid {})", addr.pid);
         return Ok(Exit::Passed);
     }
     let rt = super::runtime()?;
@@ -338,8 +338,8 @@ fn down() -> anyhow::Result<Exit> {
     }
     let _ = std::fs::remove_file(lab_file());
     match asked {
-        Ok(_) => println!("lab stopped (pid {})", addr.pid),
-        Err(e) => println!("lab stopped (pid {}, killed: {e})", addr.pid),
+        Ok(_) => outln!("lab stopped (pid {})", addr.pid),
+        Err(e) => outln!("lab stopped (pid {}, killed: {e})", addr.pid),
     }
     Ok(Exit::Passed)
 }

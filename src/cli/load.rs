@@ -161,9 +161,9 @@ pub(super) fn cmd_load(args: LoadArgs) -> anyhow::Result<Exit> {
         LoadError::Worker(_) => anyhow::Error::from(e),
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", summary(&heading, &report, args.insecure));
+        out!("{}", summary(&heading, &report, args.insecure));
     }
     match verdict(&report, max_error_rate) {
         Some(why) => Err(Failure::new(Exit::Failed, why)),

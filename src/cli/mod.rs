@@ -3,6 +3,25 @@
 //! return typed errors; nothing below this module parses arguments, reads the process's
 //! arguments or decides an exit code.
 
+/// `println!` for the commands' output, except that a standard output closed early
+/// (`siege … | head`) drops the text instead of panicking: the command goes on, and a run still
+/// reverts its faults and writes its report.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout();
+        let _ = write!(o, $($arg)*).and_then(|_| o.flush());
+    }};
+}
+
 mod client;
 mod compare;
 mod daemon;

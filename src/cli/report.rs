@@ -58,7 +58,7 @@ pub(super) fn cmd_validate(files: &[PathBuf]) -> Exit {
 
 /// `siege schema`: prints the JSON Schema of the scenario format.
 pub(super) fn cmd_schema() -> Exit {
-    println!("{}", crate::scenario::schema_json());
+    outln!("{}", crate::scenario::schema_json());
     Exit::Passed
 }
 
@@ -69,7 +69,7 @@ pub(super) fn cmd_report(dir: &Path) -> anyhow::Result<Exit> {
         ReportError::Write { .. } => anyhow::Error::from(e),
         e => Failure::new(Exit::Invalid, e.to_string()),
     })?;
-    println!(
+    outln!(
         "{}: {} — re-rendered {} in {}",
         record.scenario.name,
         record.verdict.outcome.word().to_lowercase(),

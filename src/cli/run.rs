@@ -211,7 +211,7 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
     if let Some(file) = args.discard {
         let lines = journal::discard(&file).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
         for l in lines {
-            println!("{l}");
+            outln!("{l}");
         }
         return Ok(Exit::Passed);
     }
@@ -220,12 +220,12 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
     rt.block_on(async {
         let paths = journal::list()?;
         if paths.is_empty() {
-            println!("nothing to recover: no run left faults behind ({})", journal::dir().display());
+            outln!("nothing to recover: no run left faults behind ({})", journal::dir().display());
             return Ok(Exit::Passed);
         }
         let (lines, failed) = journal::recover_all(&paths, &conn).await;
         for l in lines {
-            println!("{l}");
+            outln!("{l}");
         }
         Ok(if failed { Exit::RevertFailed } else { Exit::Passed })
     })
@@ -264,9 +264,9 @@ pub(super) fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
             };
             resolved.push(line);
         }
-        print!("{}", plan_text(&sc, seed, &resolved));
+        out!("{}", plan_text(&sc, seed, &resolved));
         if let Some(b) = &backend {
-            println!("{}", busy_line(b.lease_holder().await));
+            outln!("{}", busy_line(b.lease_holder().await));
         }
         if let Some(b) = backend {
             let _ = b.shutdown().await;

@@ -359,3 +359,17 @@ fn daemon_configs_are_validated_as_configs() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:2:1: webhook: ", mixed.display())));
 }
+
+/// `siege … | head`: a standard output closed before the command writes is no panic, and the
+/// command's outcome is what it would have been.
+#[test]
+fn a_standard_output_closed_early_is_no_panic() {
+    for args in [&["schema"][..], &["validate", "scenarios/task-kill.yaml"], &["compare", "--help"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = siege().args(args).current_dir(repo_root()).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
