@@ -52,15 +52,21 @@ impl Web {
 
 /// What is shown of a blind run in progress to whoever is not the instructor: `None` for an
 /// event left out. Which fault was injected is hidden: its name becomes an alias that stays the
-/// same for the run (so that an injection is still paired with its revert) and cannot be traced
-/// back to the name without `secret`; its kind, summary and errors, the journal's record of it,
+/// same for the run (so that an injection is still paired with its revert), differs from run to
+/// run and cannot be traced back to the name without `secret`; its kind, summary and errors, the journal's record of it,
 /// the next timeline action and the lab's own fault lines are left out. Everything else (the
 /// charts, the service's events, the marks) is what the class is there to read.
 pub fn blind_view(env: &Envelope, secret: &str) -> Option<Envelope> {
     use sha2::Digest;
     const HIDDEN: &str = "hidden until the run ends";
     let alias = |name: &str| {
-        let h = sha2::Sha256::new().chain_update(secret).chain_update([0]).chain_update(name).finalize();
+        let h = sha2::Sha256::new()
+            .chain_update(secret)
+            .chain_update([0])
+            .chain_update(&env.run_id)
+            .chain_update([0])
+            .chain_update(name)
+            .finalize();
         format!("fault-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
     };
     let event = match &env.event {

@@ -211,7 +211,7 @@
     }
 
     get blind() {
-      return role === "participant" && this.info && this.info.blind && this.info.state === "running" && !this.finished;
+      return role !== "instructor" && this.info && this.info.blind && this.info.state === "running" && !this.finished;
     }
 
     build() {
