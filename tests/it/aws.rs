@@ -797,6 +797,66 @@ async fn access_denied_names_the_missing_action() {
     assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
 }
 
+/// RDS and ELBv2 are called without their SDK crates: moto, with IAM enforced, checks each
+/// call's SigV4 signature and the caller's permissions as AWS does.
+#[tokio::test]
+async fn rds_and_elb_calls_are_signed_and_authorised_as_aws_checks_them() {
+    let world = World::start().await;
+    let (id, secret) = world.moto.limited_user(
+        "siege-rds-elb",
+        &[
+            "sts:GetCallerIdentity",
+            "ecs:DescribeServices",
+            "ecs:ListTasks",
+            "ecs:DescribeTasks",
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+            "rds:DescribeDBClusters",
+        ],
+    );
+    let target = world.target();
+    // Connecting describes the balancer (a signed DescribeLoadBalancers).
+    let b = AwsBackend::with_config(&target, RUN, &world.moto.sdk_config_as(&id, &secret).await)
+        .await
+        .expect("connect: DescribeLoadBalancers");
+    let f = fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None);
+    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("DescribeDBClusters is signed and allowed");
+    assert!(
+        resolved.summary.starts_with("fail over Aurora cluster prod-db: writer prod-db-instance-1 -> "),
+        "{}",
+        resolved.summary
+    );
+    let sampled = wait_async(Duration::from_secs(10), || {
+        let s = b.sample();
+        async {
+            let s = s.await.ok()?;
+            (s.healthy_targets.is_some() && s.db_writer.is_some()).then_some(s)
+        }
+    })
+    .await
+    .expect("target health and the writer are sampled");
+    assert_eq!((sampled.healthy_targets, sampled.db_writer.as_deref()), (Some(4), Some(moto::DB_WRITER)));
+
+    // FailoverDBCluster was not granted: refused by IAM, and the action named.
+    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    let err = b.inject(&f, &injected, RUN).await.expect_err("FailoverDBCluster is not allowed").to_string();
+    assert!(err.contains("access denied") && err.contains("`rds:FailoverDBCluster`"), "{err}");
+
+    // A wrong secret key: the signature does not match, and that is what the message says.
+    let wrong = world.moto.sdk_config_as(&id, "not-the-secret").await;
+    let err = match AwsBackend::with_config(&target, RUN, &wrong).await {
+        Ok(_) => panic!("a wrong signature was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with(
+            "elasticloadbalancing DescribeLoadBalancers: the AWS credentials were rejected (SignatureDoesNotMatch"
+        ),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     let world = World::start().await;
@@ -1012,6 +1072,36 @@ async fn calls_ride_out_a_burst_of_throttling() {
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
 
+#[tokio::test]
+async fn rds_calls_ride_out_a_burst_of_throttling_and_give_up_on_a_refusal() {
+    const THROTTLED: &str = "<ErrorResponse xmlns=\"http://rds.amazonaws.com/doc/2014-10-31/\"><Error><Type>Sender</Type>\
+        <Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+    const CLUSTER: &str = "<DescribeDBClustersResponse xmlns=\"http://rds.amazonaws.com/doc/2014-10-31/\">\
+        <DescribeDBClustersResult><DBClusters><DBCluster><DBClusterIdentifier>prod-db</DBClusterIdentifier>\
+        <DBClusterArn>arn:aws:rds:eu-west-1:123456789012:cluster:prod-db</DBClusterArn><Status>available</Status>\
+        <DBClusterMembers>\
+        <DBClusterMember><DBInstanceIdentifier>db-1</DBInstanceIdentifier><IsClusterWriter>true</IsClusterWriter></DBClusterMember>\
+        <DBClusterMember><DBInstanceIdentifier>db-2</DBInstanceIdentifier><IsClusterWriter>false</IsClusterWriter></DBClusterMember>\
+        </DBClusterMembers></DBCluster></DBClusters></DescribeDBClustersResult></DescribeDBClustersResponse>";
+    const NOT_FOUND: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>DBClusterNotFoundFault</Code>\
+        <Message>DBCluster prod-db not found.</Message></Error></ErrorResponse>";
+    let failover = fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None);
+    let (url, count) = scripted_server(vec![(400, THROTTLED), (400, THROTTLED), (400, THROTTLED), (200, CLUSTER)]);
+    let b = scripted_backend_with(&url, Some("prod-db")).await;
+    let resolved = b.resolve(&failover, &mut Rng::new(1)).await.expect("the fourth attempt answers");
+    assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer db-1 -> a replica RDS picks (db-2)");
+    assert_eq!(resolved.targets, ["arn:aws:rds:eu-west-1:123456789012:cluster:prod-db"]);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+
+    // A refusal is not retried, and keeps its meaning.
+    let (url, count) = scripted_server(vec![(404, NOT_FOUND)]);
+    let b = scripted_backend_with(&url, Some("prod-db")).await;
+    let err = b.resolve(&failover, &mut Rng::new(1)).await.expect_err("no such cluster");
+    assert!(matches!(err, BackendError::NotFound(_)), "{err}");
+    assert_eq!(err.to_string(), "target not found: rds DescribeDBClusters: DBCluster prod-db not found.");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 /// What a proxy or a load balancer in front of an endpoint answers when its backend breaks.
 const HTML_500: &str = "<!DOCTYPE html>\n<html>\n<head><title>500 Internal Server Error</title>\n\
     <style>body { font-family: sans-serif; }</style></head>\n<body>\n<center><h1>500 Internal Server Error</h1></center>\n\
@@ -1129,6 +1219,10 @@ async fn an_endpoint_that_refuses_connections_is_one_line() {
 /// but a service. Short backoff so that the test is quick; siege keeps it and only raises the
 /// attempts.
 async fn scripted_backend(url: &str) -> AwsBackend {
+    scripted_backend_with(url, None).await
+}
+
+async fn scripted_backend_with(url: &str, db_cluster: Option<&str>) -> AwsBackend {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(siege::backend::aws::https_client())
         .region(aws_config::Region::new(moto::REGION))
@@ -1144,7 +1238,7 @@ async fn scripted_backend(url: &str) -> AwsBackend {
         service: moto::SERVICE.into(),
         target_group: None,
         load_balancer: None,
-        db_cluster: None,
+        db_cluster: db_cluster.map(str::to_string),
         secret: None,
         url: Some("http://127.0.0.1:9".into()),
         endpoint: None,

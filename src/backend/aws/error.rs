@@ -105,7 +105,7 @@ fn call_name(action: &str) -> String {
 /// The chain of causes of an error, each once, on one line: `dispatch failure: io error: tcp
 /// connect error: Connection refused (os error 111)`. The SDK's `Display` of its wrappers is
 /// short; their `Debug` (which `DisplayErrorContext` appends) is a dump of the whole response.
-fn causes(err: &(dyn StdError + 'static)) -> String {
+pub(super) fn causes(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
@@ -121,7 +121,7 @@ fn causes(err: &(dyn StdError + 'static)) -> String {
 
 /// `HTTP 500 Internal Server Error: <reason>` for an answer that is not an AWS error: the HTML
 /// page's title (or first text), a JSON `message`, or the start of a plain body.
-fn http_reason(status: u16, body: &str) -> String {
+pub(super) fn http_reason(status: u16, body: &str) -> String {
     let canonical = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
     let head = match canonical {
         Some(r) => format!("HTTP {status} {r}"),
@@ -173,7 +173,7 @@ fn html_text(html: &str) -> String {
 }
 
 /// `text` on one line, whitespace collapsed, at most [`MAX_MESSAGE`] characters.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() <= MAX_MESSAGE {
         return line;

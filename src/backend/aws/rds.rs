@@ -6,9 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_rds::types::DbCluster;
-
-use super::error::aws_error;
+use super::query::Element;
 use super::{AwsBackend, undo_str};
 use crate::backend::{BackendError, Injected, Resolved};
 use crate::faults::Action;
@@ -28,17 +26,10 @@ impl AwsBackend {
     }
 
     async fn describe_db_cluster(&self, name: &str) -> Result<DbCluster, BackendError> {
-        let out = self
-            .clients
-            .rds
-            .describe_db_clusters()
-            .db_cluster_identifier(name)
-            .send()
-            .await
-            .map_err(|e| aws_error("rds:DescribeDBClusters", e))?;
-        out.db_clusters()
-            .first()
-            .cloned()
+        let out = self.clients.rds.call("DescribeDBClusters", &[("DBClusterIdentifier", name)]).await?;
+        out.at("DescribeDBClustersResult/DBClusters")
+            .and_then(|c| c.child("DBCluster"))
+            .map(DbCluster::from_xml)
             .ok_or_else(|| BackendError::NotFound(format!("Aurora cluster {name} (region {})", self.region)))
     }
 
@@ -57,12 +48,7 @@ impl AwsBackend {
         let cluster = self.describe_db_cluster(name).await?;
         let writer = writer_of(&cluster)
             .ok_or_else(|| BackendError::Precondition(format!("Aurora cluster {name} has no writer right now")))?;
-        let readers: Vec<String> = cluster
-            .db_cluster_members()
-            .iter()
-            .filter(|m| m.is_cluster_writer() != Some(true))
-            .filter_map(|m| m.db_instance_identifier().map(str::to_string))
-            .collect();
+        let readers: Vec<String> = cluster.members.iter().filter(|m| !m.writer).map(|m| m.id.clone()).collect();
         if readers.is_empty() {
             return Err(BackendError::Precondition(format!(
                 "Aurora cluster {name} has no replica to fail over to (writer {writer} is its only member)"
@@ -78,7 +64,7 @@ impl AwsBackend {
             }
             None => format!("a replica RDS picks ({})", readers.join(", ")),
         };
-        let arn = cluster.db_cluster_arn().unwrap_or(name).to_string();
+        let arn = cluster.arn.as_deref().unwrap_or(name).to_string();
         Ok(Resolved {
             summary: format!("fail over Aurora cluster {name}: writer {writer} -> {to}"),
             targets: vec![arn],
@@ -92,11 +78,7 @@ impl AwsBackend {
         // not be).
         let target_instance = match fault.kind.action() {
             Action::FailOverDatabase { promote: Some(t), .. } => {
-                let members: Vec<String> = cluster
-                    .db_cluster_members()
-                    .iter()
-                    .filter_map(|m| m.db_instance_identifier().map(str::to_string))
-                    .collect();
+                let members: Vec<String> = cluster.members.iter().map(|m| m.id.clone()).collect();
                 Some(replica_named(&members, &t).unwrap_or(&t).to_string())
             }
             _ => None,
@@ -114,14 +96,11 @@ impl AwsBackend {
         let cluster = undo_str(injected, "cluster")?;
         let previous = injected.undo.get("previous_writer").and_then(|v| v.as_str()).map(str::to_string);
         let target_instance = injected.undo.get("target_instance").and_then(|v| v.as_str());
-        self.clients
-            .rds
-            .failover_db_cluster()
-            .db_cluster_identifier(cluster)
-            .set_target_db_instance_identifier(target_instance.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| aws_error("rds:FailoverDBCluster", e))?;
+        let mut params = vec![("DBClusterIdentifier", cluster)];
+        if let Some(t) = target_instance {
+            params.push(("TargetDBInstanceIdentifier", t));
+        }
+        self.clients.rds.call("FailoverDBCluster", &params).await?;
         let deadline = Instant::now() + FAILOVER_DEADLINE;
         loop {
             if failover_done(&self.describe_db_cluster(cluster).await?, previous.as_deref()) {
@@ -142,7 +121,7 @@ impl AwsBackend {
 /// `failing-over` status (for `available`, or whatever else it is busy with, e.g. a backup).
 fn failover_done(cluster: &DbCluster, previous: Option<&str>) -> bool {
     let writer = writer_of(cluster);
-    writer.is_some() && writer.as_deref() != previous && cluster.status() != Some("failing-over")
+    writer.is_some() && writer.as_deref() != previous && cluster.status.as_deref() != Some("failing-over")
 }
 
 /// The member of `ids` named `name`, compared as RDS does: without regard to case.
@@ -151,26 +130,63 @@ fn replica_named<'a>(ids: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 fn writer_of(cluster: &DbCluster) -> Option<String> {
-    cluster
-        .db_cluster_members()
-        .iter()
-        .find(|m| m.is_cluster_writer() == Some(true))
-        .and_then(|m| m.db_instance_identifier().map(str::to_string))
+    cluster.members.iter().find(|m| m.writer).map(|m| m.id.clone())
+}
+
+/// What siege reads of an Aurora cluster (`DBCluster` of `DescribeDBClusters`).
+#[derive(Debug, Clone, PartialEq)]
+struct DbCluster {
+    arn: Option<String>,
+    status: Option<String>,
+    members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    id: String,
+    writer: bool,
+}
+
+impl DbCluster {
+    fn from_xml(el: &Element) -> DbCluster {
+        let members = el
+            .child("DBClusterMembers")
+            .into_iter()
+            .flat_map(|m| m.all("DBClusterMember"))
+            .filter_map(|m| {
+                let id = m.text_of("DBInstanceIdentifier").filter(|id| !id.is_empty())?;
+                Some(Member { id: id.to_string(), writer: m.text_of("IsClusterWriter") == Some("true") })
+            })
+            .collect();
+        DbCluster {
+            arn: el.text_of("DBClusterArn").map(str::to_string),
+            status: el.text_of("Status").map(str::to_string),
+            members,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_rds::types::DbClusterMember;
 
     fn cluster(status: &str, writer: &str) -> DbCluster {
-        let member =
-            |id: &str| DbClusterMember::builder().db_instance_identifier(id).is_cluster_writer(id == writer).build();
-        DbCluster::builder()
-            .status(status)
-            .db_cluster_members(member("db-1"))
-            .db_cluster_members(member("db-2"))
-            .build()
+        let member = |id: &str| Member { id: id.to_string(), writer: id == writer };
+        DbCluster { arn: None, status: Some(status.to_string()), members: vec![member("db-1"), member("db-2")] }
+    }
+
+    #[test]
+    fn clusters_are_read_from_the_answer() {
+        let xml = "<DBCluster><DBClusterArn>arn:aws:rds:eu-west-1:1:cluster:prod-db</DBClusterArn>\
+            <Status>available</Status><DBClusterMembers>\
+            <DBClusterMember><DBInstanceIdentifier>db-1</DBInstanceIdentifier><IsClusterWriter>false</IsClusterWriter></DBClusterMember>\
+            <DBClusterMember><DBInstanceIdentifier>db-2</DBInstanceIdentifier><IsClusterWriter>true</IsClusterWriter></DBClusterMember>\
+            </DBClusterMembers></DBCluster>";
+        let c = DbCluster::from_xml(&Element::parse(xml).unwrap());
+        assert_eq!(c.arn.as_deref(), Some("arn:aws:rds:eu-west-1:1:cluster:prod-db"));
+        assert_eq!(c.status.as_deref(), Some("available"));
+        assert_eq!(writer_of(&c).as_deref(), Some("db-2"));
+        assert_eq!(c.members.len(), 2);
     }
 
     #[test]

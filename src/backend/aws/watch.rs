@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
 use aws_sdk_ecs::types::ServiceEvent;
-use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use serde::Serialize;
 
 use super::AwsBackend;
 use super::error::aws_error;
+use super::query::{QueryClient, member_list};
 use crate::backend::BackendError;
 
 /// Longest one metric's `GetMetricData` may take, retries included.
@@ -106,17 +106,12 @@ pub(super) struct EventMark {
 /// (`draining`, `unhealthy.draining`) or not in use (`unused`) count as neither, as in the ALB's
 /// own `HealthyHostCount` / `UnHealthyHostCount`: a replacement task passing its first health
 /// checks is not a failure. A state siege does not know counts as unhealthy.
-fn count_health<'a>(states: impl Iterator<Item = Option<&'a TargetHealthStateEnum>>) -> (u32, u32) {
+fn count_health<'a>(states: impl Iterator<Item = Option<&'a str>>) -> (u32, u32) {
     let (mut healthy, mut unhealthy) = (0, 0);
     for state in states {
         match state {
-            Some(TargetHealthStateEnum::Healthy) => healthy += 1,
-            Some(
-                TargetHealthStateEnum::Initial
-                | TargetHealthStateEnum::Draining
-                | TargetHealthStateEnum::UnhealthyDraining
-                | TargetHealthStateEnum::Unused,
-            ) => {}
+            Some("healthy") => healthy += 1,
+            Some("initial" | "draining" | "unhealthy.draining" | "unused") => {}
             _ => unhealthy += 1,
         }
     }
@@ -125,21 +120,17 @@ fn count_health<'a>(states: impl Iterator<Item = Option<&'a TargetHealthStateEnu
 
 /// DNS name and CloudWatch dimension (`app/NAME/ID`) of the balancer given by ARN, by
 /// `app/NAME/ID` or by name.
-pub(super) async fn describe_load_balancer(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
-    lb: &str,
-) -> Result<(String, String), BackendError> {
-    let req = elb.describe_load_balancers();
-    let req = if lb.starts_with("arn:") {
-        req.load_balancer_arns(lb)
+pub(super) async fn describe_load_balancer(elb: &QueryClient, lb: &str) -> Result<(String, String), BackendError> {
+    let params = if lb.starts_with("arn:") {
+        member_list("LoadBalancerArns", &[lb])
     } else {
         let name = lb.strip_prefix("app/").and_then(|s| s.split('/').next()).unwrap_or(lb);
-        req.names(name)
+        member_list("Names", &[name])
     };
-    let out = req.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
-    let found = out.load_balancers().first();
-    let dns = found.and_then(|l| l.dns_name());
-    let arn = found.and_then(|l| l.load_balancer_arn()).unwrap_or(lb);
+    let out = elb.call("DescribeLoadBalancers", &params).await?;
+    let found = out.at("DescribeLoadBalancersResult/LoadBalancers").and_then(|l| l.child("member"));
+    let dns = found.and_then(|l| l.text_of("DNSName")).filter(|d| !d.is_empty());
+    let arn = found.and_then(|l| l.text_of("LoadBalancerArn")).unwrap_or(lb);
     match dns {
         Some(dns) => Ok((dns.to_string(), lb_dimension(arn))),
         None => Err(BackendError::NotFound(format!("load balancer {lb}"))),
@@ -163,15 +154,11 @@ impl AwsBackend {
     /// `(healthy, unhealthy)` targets of the target group; see [`count_health`].
     pub(super) async fn target_health(&self, target_group: &str) -> Result<(u32, u32), BackendError> {
         let arn = self.target_group_arn(target_group).await?;
-        let out = self
-            .clients
-            .elb
-            .describe_target_health()
-            .target_group_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetHealth", e))?;
-        Ok(count_health(out.target_health_descriptions().iter().map(|d| d.target_health().and_then(|h| h.state()))))
+        let out = self.clients.elb.call("DescribeTargetHealth", &[("TargetGroupArn", arn.as_str())]).await?;
+        let descriptions = out.at("DescribeTargetHealthResult/TargetHealthDescriptions");
+        Ok(count_health(
+            descriptions.into_iter().flat_map(|d| d.all("member")).map(|d| d.text_of("TargetHealth/State")),
+        ))
     }
 
     /// The ARN of a target group given by ARN or by name.
@@ -179,17 +166,11 @@ impl AwsBackend {
         if target_group.starts_with("arn:") {
             return Ok(target_group.to_string());
         }
-        let out = self
-            .clients
-            .elb
-            .describe_target_groups()
-            .names(target_group)
-            .send()
-            .await
-            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetGroups", e))?;
-        out.target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
+        let out = self.clients.elb.call("DescribeTargetGroups", &member_list("Names", &[target_group])).await?;
+        out.at("DescribeTargetGroupsResult/TargetGroups")
+            .and_then(|t| t.child("member"))
+            .and_then(|t| t.text_of("TargetGroupArn"))
+            .filter(|a| !a.is_empty())
             .map(str::to_string)
             .ok_or_else(|| BackendError::NotFound(format!("target group {target_group}")))
     }
@@ -381,18 +362,9 @@ mod tests {
 
     #[test]
     fn registering_draining_and_unused_targets_count_as_neither() {
-        use TargetHealthStateEnum as S;
-        let states = [
-            S::Healthy,
-            S::Healthy,
-            S::Initial,
-            S::Draining,
-            S::UnhealthyDraining,
-            S::Unused,
-            S::Unhealthy,
-            S::Unavailable,
-        ];
-        assert_eq!(count_health(states.iter().map(Some)), (2, 2));
+        let states =
+            ["healthy", "healthy", "initial", "draining", "unhealthy.draining", "unused", "unhealthy", "unavailable"];
+        assert_eq!(count_health(states.into_iter().map(Some)), (2, 2));
         assert_eq!(count_health([None].into_iter()), (0, 1), "a target without a state is not healthy");
     }
 
