@@ -206,6 +206,16 @@ impl Backend {
         }
     }
 
+    /// Who holds the lease of `target`, asked without taking or starting anything: a detached
+    /// lab answers; a lab started for a run is free by construction; AWS is not asked here (the
+    /// run's own connect refuses a service another run holds).
+    pub async fn holder_of(target: &Target, conn: &Connection) -> Result<Option<lease::Lease>, BackendError> {
+        match target {
+            Target::Lab(t) if t.control.is_some() => lab::LabBackend::connect(t, "", conn).await?.lease_holder().await,
+            _ => Ok(None),
+        }
+    }
+
     /// The run holding the target's lease, if another run (or this one) holds it. Takes nothing.
     pub async fn lease_holder(&self) -> Result<Option<lease::Lease>, BackendError> {
         match self {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Failure, runtime};
 use crate::backend::Connection;
+use crate::daemon::lock::DataLock;
 use crate::daemon::runs::{Db, Manager, SHUTDOWN_REASON};
 use crate::daemon::scheduler::Scheduler;
 use crate::daemon::server::{self, Daemon, ReloadError};
@@ -38,6 +39,11 @@ pub(super) struct DaemonArgs {
     /// Allow a non-loopback --listen address; every call then needs the token, reads too.
     #[arg(long)]
     pub allow_remote: bool,
+    /// A scenario file, or a directory of them, that the API may start runs from, besides
+    /// `scenarios/` in the working directory and the directories of the config's schedules
+    /// (repeatable). A request never reads a file outside these.
+    #[arg(long = "scenarios", value_name = "PATH")]
+    pub scenario_roots: Vec<PathBuf>,
 }
 
 fn invalid(m: String) -> anyhow::Error {
@@ -85,6 +91,9 @@ pub(super) struct Ready<'a> {
 /// `ready` is called once it listens.
 pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnce(&Ready)) -> anyhow::Result<Exit> {
     let addr = listen_addr(&args.listen, args.allow_remote)?;
+    if let Some(p) = args.scenario_roots.iter().find(|p| !p.exists()) {
+        return Err(invalid(format!("--scenarios {}: no such scenario file or directory", p.display())));
+    }
     let config = match &args.config {
         Some(p) => config::load_file(p).map_err(|e| {
             for d in &e.diagnostics {
@@ -97,6 +106,7 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
     let data = args.data.clone().unwrap_or_else(|| crate::util::state_dir().join("daemon"));
     std::fs::create_dir_all(&data)
         .map_err(|e| invalid(format!("cannot create the data directory {}: {e}", data.display())))?;
+    let mut lock = DataLock::take(&data).map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
     let token = auth::load_or_create(&data).map_err(|e| invalid(e.to_string()))?;
     let participant_token =
         auth::load_or_create_file(&data.join(auth::PARTICIPANT_TOKEN_FILE)).map_err(|e| invalid(e.to_string()))?;
@@ -115,6 +125,7 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
             .await
             .map_err(|e| Failure::new(Exit::Precondition, format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr()?;
+        lock.describe(&format!("pid {}, listening on http://{local}", std::process::id()))?;
         let scheduler = Scheduler::new(manager.clone());
         scheduler.load_paused().await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
         let d = Arc::new(Daemon {
@@ -123,6 +134,7 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
             config_path: args.config.clone(),
             token: token.clone(),
             remote: args.allow_remote,
+            scenario_roots: args.scenario_roots.iter().map(|p| workdir.join(p)).collect(),
             workdir,
             web: crate::daemon::web::Web::new(Some(participant_token.clone()), scenarios),
         });

@@ -87,6 +87,49 @@ pub fn check(header: Option<&str>, token: &str) -> Verdict {
     if same { Verdict::Allowed } else { Verdict::Wrong }
 }
 
+/// How long a read token ([`read_token`]) is good for.
+pub const READ_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A token that reads one run only (its events and report files), for what a browser cannot send
+/// a header with (an `EventSource`, a link): `rt1.RUN.ROLE.EXPIRY_MS.MAC`, the MAC an
+/// HMAC-SHA-256 of the rest under the instructor's token. It carries the role of whoever asked
+/// for it (so a participant's stream stays blind) and expires; the daemon's own tokens never go
+/// into an address, where they would land in browser history and server logs.
+pub fn read_token(secret: &str, run: &str, role: &str, expires_ms: u64) -> String {
+    let payload = format!("rt1.{run}.{role}.{expires_ms}");
+    let mac: String = hmac_sha256(secret.as_bytes(), payload.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    format!("{payload}.{mac}")
+}
+
+/// The role a read token grants for `run` at `now_ms`, if it is one of this daemon's, for that
+/// run, and not expired.
+pub fn check_read_token(secret: &str, token: &str, run: &str, now_ms: u64) -> Option<String> {
+    let (payload, mac) = token.rsplit_once('.')?;
+    let (rest, expires) = payload.rsplit_once('.')?;
+    let (rest, role) = rest.rsplit_once('.')?;
+    let given_run = rest.strip_prefix("rt1.")?;
+    let want = read_token(secret, given_run, role, expires.parse().ok()?);
+    let want_mac = want.rsplit_once('.')?.1;
+    let same =
+        mac.len() == want_mac.len() && mac.bytes().zip(want_mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    (same && given_run == run && now_ms < expires.parse::<u64>().ok()?).then(|| role.to_string())
+}
+
+/// HMAC-SHA-256 (RFC 2104).
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(msg).finalize();
+    let outer = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
+    outer.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +157,25 @@ mod tests {
         assert_eq!(check(Some("Basic abc"), "abc"), Verdict::Missing);
         assert_eq!(check(Some("Bearer abd"), "abc"), Verdict::Wrong);
         assert_eq!(check(Some("Bearer ab"), "abc"), Verdict::Wrong);
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test case 2.
+        let mac = super::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn a_read_token_reads_its_run_only_until_it_expires() {
+        let t = super::read_token("secret", "task-kill-1.x", "participant", 2_000);
+        assert_eq!(super::check_read_token("secret", &t, "task-kill-1.x", 1_999).as_deref(), Some("participant"));
+        assert_eq!(super::check_read_token("secret", &t, "task-kill-1.x", 2_000), None, "expired");
+        assert_eq!(super::check_read_token("secret", &t, "other-run", 1_000), None, "another run");
+        assert_eq!(super::check_read_token("other secret", &t, "task-kill-1.x", 1_000), None, "another daemon");
+        let forged = t.replace(".participant.", ".instructor.");
+        assert_eq!(super::check_read_token("secret", &forged, "task-kill-1.x", 1_000), None, "a changed role");
+        assert_eq!(super::check_read_token("secret", "secret", "task-kill-1.x", 1_000), None);
     }
 }

@@ -459,6 +459,9 @@ schedules:
   - name: range
     scenario: task-kill.yaml
     cron: \"61 * * * *\"
+  - name: never
+    scenario: task-kill.yaml
+    cron: \"0 0 30 2 *\"
 webhook: ftp://example.com/hook
 retention:
   max_age: 0s
@@ -484,8 +487,9 @@ retention:
         assert_eq!(
             got[9..],
             [
-                "daemon.yaml:22:10: webhook: `ftp://example.com/hook` is not an http or https URL (e.g. `https://hooks.example.com/T000/B000`)",
-                "daemon.yaml:24:12: retention.max_age: must be longer than zero",
+                "daemon.yaml:24:11: schedules[6].cron: invalid cron expression: it matches no date at all (such as the 30th of February), so the schedule would never fire",
+                "daemon.yaml:25:10: webhook: `ftp://example.com/hook` is not an http or https URL (e.g. `https://hooks.example.com/T000/B000`)",
+                "daemon.yaml:27:12: retention.max_age: must be longer than zero",
             ]
         );
     }

@@ -66,7 +66,7 @@ impl Out {
 /// The whole exposition.
 pub fn render(store: &Store, live: &Live) -> Result<String, StoreError> {
     let mut o = Out(String::new());
-    o.family("siege_runs_total", "counter", "Runs in the history, by scenario and state (retention deletes old runs).");
+    o.family("siege_runs_total", "counter", "Runs that ended, by scenario and state (retention does not lower it).");
     for (scenario, state, n) in store.run_counts()? {
         o.sample("siege_runs_total", &[("scenario", &scenario), ("state", state.as_str())], n as f64);
     }
@@ -96,6 +96,26 @@ pub fn render(store: &Store, live: &Live) -> Result<String, StoreError> {
             o.sample("siege_last_mttr_seconds", &[("scenario", &l.scenario)], d.as_secs_f64());
         }
     }
+    live_figures(&mut o, live);
+    usable(&mut o, true);
+    Ok(o.0)
+}
+
+/// The exposition when the history cannot be read: the live figures, and
+/// `siege_history_usable 0`.
+pub fn render_unusable(live: &Live) -> String {
+    let mut o = Out(String::new());
+    live_figures(&mut o, live);
+    usable(&mut o, false);
+    o.0
+}
+
+fn usable(o: &mut Out, yes: bool) {
+    o.family("siege_history_usable", "gauge", "1 while the history can be read and written, 0 once it cannot.");
+    o.sample("siege_history_usable", &[], if yes { 1.0 } else { 0.0 });
+}
+
+fn live_figures(o: &mut Out, live: &Live) {
     o.family("siege_runs_in_progress", "gauge", "Runs in progress.");
     o.sample("siege_runs_in_progress", &[], live.runs_in_progress as f64);
     o.family("siege_active_faults", "gauge", "Faults in place now, by scenario of the running run.");
@@ -114,7 +134,6 @@ pub fn render(store: &Store, live: &Live) -> Result<String, StoreError> {
         o.family("siege_webhook_retries_total", "counter", "Webhook attempts after the first.");
         o.sample("siege_webhook_retries_total", &[], w.retries as f64);
     }
-    Ok(o.0)
 }
 
 #[cfg(test)]
@@ -250,7 +269,7 @@ mod tests {
         let tk = ("scenario", "task-kill");
         assert_eq!(get(&s, "siege_runs_total", &[tk, ("state", "passed")]), Some(2.0));
         assert_eq!(get(&s, "siege_runs_total", &[tk, ("state", "failed")]), Some(1.0));
-        assert_eq!(get(&s, "siege_runs_total", &[tk, ("state", "running")]), Some(1.0));
+        assert_eq!(get(&s, "siege_runs_total", &[tk, ("state", "running")]), None, "a run under way has not ended");
         assert_eq!(get(&s, "siege_runs_total", &[("scenario", odd), ("state", "aborted")]), Some(1.0));
         assert_eq!(
             get(&s, "siege_last_run_timestamp_seconds", &[tk, ("state", "failed")]),
@@ -267,7 +286,7 @@ mod tests {
         assert_eq!(get(&s, "siege_webhook_retries_total", &[]), Some(3.0));
         // The escaped line as written.
         assert!(text.contains("siege_runs_total{scenario=\"we\\\"ird\\\\name\\nx\",state=\"aborted\"} 1\n"), "{text}");
-        assert!(text.contains("# HELP siege_runs_total Runs in the history"));
+        assert!(text.contains("# HELP siege_runs_total Runs that ended"));
         assert!(text.contains("# TYPE siege_last_mttr_seconds gauge\n"));
 
         // An empty history and no webhook: the families are there, without samples.
@@ -275,8 +294,14 @@ mod tests {
         let empty = Store::open(&dir2.path().join("history.db")).unwrap();
         let text = render(&empty, &Live::default()).unwrap();
         let s = parse(&text);
-        assert_eq!(s.len(), 1, "only siege_runs_in_progress: {text}");
+        assert_eq!(s.len(), 2, "only siege_runs_in_progress and siege_history_usable: {text}");
+        assert_eq!(get(&s, "siege_history_usable", &[]), Some(1.0));
         assert!(!text.contains("webhook"));
+        // A history that cannot be read: the live figures, and the history said unusable.
+        let s = parse(&render_unusable(&live));
+        assert_eq!(get(&s, "siege_history_usable", &[]), Some(0.0));
+        assert_eq!(get(&s, "siege_runs_in_progress", &[]), Some(1.0));
+        assert_eq!(get(&s, "siege_runs_total", &[tk, ("state", "passed")]), None);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 
 pub mod auth;
 pub mod config;
+pub mod lock;
 pub mod metrics;
 pub mod runs;
+pub mod scenarios;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::config::Config;
 use super::store::{NewRun, RunEnd, RunState, Store, StoreError, StoredEvent, Trigger};
-use crate::backend::Connection;
+use crate::backend::{Backend, Connection};
 use crate::engine::bus::Bus;
 use crate::engine::{self, Commander, Interrupter, RunOptions, RunRequest, journal};
 use crate::report::Outcome;
@@ -27,11 +27,15 @@ use crate::scenario::{Scenario, Target};
 const EVENT_FLUSH: Duration = Duration::from_millis(250);
 
 /// What the daemon's shutdown interrupts its runs with; such a run ends `interrupted`.
+/// How long a start waits for a detached lab to say who holds it.
+const LEASE_ASK: Duration = Duration::from_secs(3);
+
 pub const SHUTDOWN_REASON: &str = "SIGTERM (the daemon is stopping)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunsError {
-    #[error("the target {target} is busy with run {run}")]
+    /// `run`: "run ID", or the lease of another process's run ("run ID since …").
+    #[error("the target {target} is busy with {run}")]
     Busy { target: String, run: String },
     #[error("the daemon is shutting down and starts no more runs")]
     ShuttingDown,
@@ -43,11 +47,15 @@ pub enum RunsError {
 
 /// The history, shared; every call on the blocking pool.
 #[derive(Clone)]
-pub struct Db(Arc<Mutex<Store>>);
+pub struct Db {
+    store: Arc<Mutex<Store>>,
+    /// Set once SQLite has said the file is damaged (`/healthz` and `/metrics` tell).
+    damaged: Arc<Mutex<Option<String>>>,
+}
 
 impl Db {
     pub fn new(store: Store) -> Db {
-        Db(Arc::new(Mutex::new(store)))
+        Db { store: Arc::new(Mutex::new(store)), damaged: Default::default() }
     }
 
     /// Runs `f` on the store, off the async threads.
@@ -56,11 +64,24 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.0.clone();
+        let store = self.store.clone();
         let r = tokio::task::spawn_blocking(move || f(&mut store.lock().unwrap_or_else(|p| p.into_inner())))
             .await
             .map_err(|e| RunsError::Task(e.to_string()))?;
+        if let Err(StoreError::Sqlite(e)) = &r
+            && matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            )
+        {
+            *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
         Ok(r?)
+    }
+
+    /// Why the history cannot be used, once SQLite has said so.
+    pub fn damaged(&self) -> Option<String> {
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -306,10 +327,24 @@ impl Manager {
         }
         let key = target_key(&s.scenario.target);
         let name = s.scenario.name.clone();
+        let busy = |run: String| RunsError::Busy { target: key.clone().unwrap_or_default(), run };
+        if let Some(run) = key.as_ref().and_then(|k| self.inner().targets.get(k).cloned()) {
+            return Err(busy(format!("run {run}")));
+        }
+        // A run of another process (`siege run`) holds the target: refused now, as the docs
+        // promise, rather than accepted to end `precondition-failed`. A target that does not
+        // answer in time is left to the run's own checks.
+        let asked = tokio::time::timeout(LEASE_ASK, Backend::holder_of(&s.scenario.target, &self.conn)).await;
+        if let Ok(Ok(Some(l))) = asked {
+            let now = std::time::SystemTime::now();
+            if !l.expired(now) {
+                return Err(busy(l.describe(now)));
+            }
+        }
         let (handle, target) = {
             let mut inner = self.inner();
             if let Some(run) = key.as_ref().and_then(|k| inner.targets.get(k)) {
-                return Err(RunsError::Busy { target: key.clone().unwrap_or_default(), run: run.clone() });
+                return Err(busy(format!("run {run}")));
             }
             let scenario = Arc::new(s.scenario.clone());
             let handle = engine::start(RunRequest {
@@ -530,6 +565,20 @@ mod tests {
         crate::scenario::load_bytes("t.yaml", text.as_bytes(), Path::new("."))
             .unwrap_or_else(|d| panic!("{d:?}"))
             .target
+    }
+
+    #[tokio::test]
+    async fn a_damaged_history_is_remembered_once_sqlite_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(Store::open(&dir.path().join("history.db")).unwrap());
+        let _ = db.call(|_| Err::<(), _>(StoreError::NoSuchRun("x".into()))).await;
+        assert_eq!(db.damaged(), None, "an ordinary error says nothing of the file");
+        let corrupt = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some("database disk image is malformed".into()),
+        );
+        let _ = db.call(move |_| Err::<(), _>(StoreError::Sqlite(corrupt))).await;
+        assert!(db.damaged().is_some_and(|e| e.contains("malformed")), "{:?}", db.damaged());
     }
 
     #[test]

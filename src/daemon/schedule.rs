@@ -88,7 +88,16 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, ScheduleError> {
         .seconds(croner::parser::Seconds::Disallowed)
         .year(croner::parser::Year::Disallowed)
         .build();
-    parser.parse(trimmed).map_err(|e| err(croner_message(&e)))
+    let cron = parser.parse(trimmed).map_err(|e| err(croner_message(&e)))?;
+    // `0 0 30 2 *` parses but never matches a date: a schedule that would never fire is refused
+    // rather than accepted in silence. From 1970, so that a leap day is found.
+    let epoch = Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC);
+    if cron.find_next_occurrence(&epoch, false).is_err() {
+        return Err(err(
+            "it matches no date at all (such as the 30th of February), so the schedule would never fire".into()
+        ));
+    }
+    Ok(cron)
 }
 
 /// croner's messages start with a capital and a category (`Component error: …`); ours are
@@ -433,8 +442,13 @@ mod tests {
             CronCadence::new("@daily", "Mars/Olympus").unwrap_err(),
             ScheduleError::UnknownTimeZone { name: "Mars/Olympus".into() }
         );
-        // A date that never comes: no next due time, and no panic.
-        let never = cron("a", "0 0 30 2 *", "UTC");
-        assert_eq!(never.next_due(t("2026-01-01T00:00:00Z")), None);
+        // A date that never comes is refused; a leap day, which comes every four years, is not.
+        assert_eq!(
+            msg("0 0 30 2 *"),
+            "invalid cron expression `0 0 30 2 *`: it matches no date at all (such as the 30th of February), so the schedule would never fire"
+        );
+        assert!(msg("0 0 31 4,6,9,11 *").contains("matches no date"));
+        let leap = cron("a", "0 0 29 2 *", "UTC");
+        assert_eq!(leap.next_due(t("2026-01-01T00:00:00Z")), Some(t("2028-02-29T00:00:00Z")));
     }
 }

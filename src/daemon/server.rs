@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, Query, RawQuery, Request, State};
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::config::{self, ConfigError};
 use super::runs::{Manager, RunsError, Start};
+use super::scenarios::{self, ScenarioError};
 use super::scheduler::{ScheduleActionError, Scheduler};
 use super::store::{RunQuery, StoreError, StoredRun, Trigger};
 use crate::engine::bus::{Bus, Received, Subscription};
@@ -36,8 +37,10 @@ pub struct Daemon {
     pub token: String,
     /// `--allow-remote`: reads need the token too.
     pub remote: bool,
-    /// Where scenario names and relative paths are resolved (the daemon's working directory).
+    /// Where relative scenario paths are resolved from (the daemon's working directory).
     pub workdir: PathBuf,
+    /// `--scenarios`: more files and directories requests may start scenarios from.
+    pub scenario_roots: Vec<PathBuf>,
     /// The game-day page: the participants' token, the scenarios listed, blind runs.
     pub web: super::web::Web,
 }
@@ -74,10 +77,6 @@ pub struct ApiError {
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), diagnostics: None }
-    }
-
-    fn invalid_scenario(diags: Vec<Diagnostic>) -> ApiError {
-        ApiError::invalid("invalid-scenario", "the scenario", diags)
     }
 
     /// `422 code` with the diagnostics of `what`, the first in the message.
@@ -118,6 +117,19 @@ impl From<RunsError> for ApiError {
     }
 }
 
+impl From<ScenarioError> for ApiError {
+    fn from(e: ScenarioError) -> ApiError {
+        match e {
+            ScenarioError::BadName(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", e.to_string()),
+            ScenarioError::Unknown { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown-scenario", e.to_string()),
+            ScenarioError::NotAScenario(_) | ScenarioError::RunbookOutside(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-a-scenario", e.to_string())
+            }
+            ScenarioError::Invalid(diags) => ApiError::invalid("invalid-scenario", "the scenario", diags),
+        }
+    }
+}
+
 impl From<ScheduleActionError> for ApiError {
     fn from(e: ScheduleActionError) -> ApiError {
         match e {
@@ -141,6 +153,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/runs", get(list_runs).post(start_run))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/runs/{id}/events", get(run_events))
+        .route("/v1/runs/{id}/read-token", get(read_token))
         .route("/v1/runs/{id}/report/{file}", get(report_file))
         .route("/v1/runs/{id}/stop", post(stop_run))
         .route("/v1/runs/{id}/inject", post(inject))
@@ -161,7 +174,37 @@ pub fn router(d: Arc<Daemon>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(d.clone(), require_token))
+        .layer(middleware::map_response(json_errors))
         .with_state(d)
+}
+
+/// Every error in the documented shape (`{"error": {"code", "message"}}`), also those that axum's
+/// extractors answer in plain text (a body over the limit: 413; a body that cannot be read).
+async fn json_errors(r: Response) -> Response {
+    let json = r.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = r.status();
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return r;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid-request",
+        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    let text = axum::body::to_bytes(r.into_body(), 64 * 1024).await.unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        t => t.to_string(),
+    };
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!("{message}: a request body is at most 2 MiB"),
+        _ => message,
+    };
+    ApiError { status, code, message, diagnostics: None }.into_response()
 }
 
 /// Mutating calls need the bearer token; with `--allow-remote`, every call does. The
@@ -186,9 +229,16 @@ async fn require_token(State(d): State<Arc<Daemon>>, req: Request, next: Next) -
     }
 }
 
+/// `GET /healthz`: 200 `ok` or `shutting-down`; 503 `history-unusable` once SQLite has said the
+/// history is damaged (no run can be listed, started or stored).
 async fn healthz(State(d): State<Arc<Daemon>>) -> Response {
+    let runs = d.manager.active_ids().len();
+    if let Some(error) = d.manager.db.damaged() {
+        let body = json!({ "status": "history-unusable", "error": error, "runs_in_progress": runs });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     let status = if d.manager.accepting() { "ok" } else { "shutting-down" };
-    axum::Json(json!({ "status": status, "runs_in_progress": d.manager.active_ids().len() })).into_response()
+    axum::Json(json!({ "status": status, "runs_in_progress": runs })).into_response()
 }
 
 fn ts(t: jiff::Timestamp) -> String {
@@ -231,7 +281,19 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> ApiResult {
         live.schedule_lag.insert(f.schedule, std::time::Duration::from_millis(late));
     }
     live.webhook = d.manager.webhook_stats();
-    let text = d.manager.db.call(move |s| super::metrics::render(s, &live)).await?;
+    // The live figures and `siege_history_usable 0` even when the history cannot be read.
+    let text = match d
+        .manager
+        .db
+        .call({
+            let live = live.clone();
+            move |s| super::metrics::render(s, &live)
+        })
+        .await
+    {
+        Ok(text) => text,
+        Err(_) => super::metrics::render_unusable(&live),
+    };
     Ok(([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
 
@@ -349,67 +411,54 @@ fn is_yaml(mime: &str) -> bool {
 }
 
 async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let mime = media_type(&headers);
-    let (scenario, source, blind) = match mime.as_str() {
-        m if is_yaml(m) => {
-            let sc =
-                crate::scenario::load_bytes("posted.yaml", &body, &d.workdir).map_err(ApiError::invalid_scenario)?;
-            (sc, "posted.yaml".to_string(), false)
-        }
-        "application/json" | "" => {
-            let b: StartBody = json_body(&body)?;
-            let path = resolve_scenario(&d, &b.scenario)?;
-            let sc = crate::scenario::load_file(&path).map_err(ApiError::invalid_scenario)?;
-            (sc, path.display().to_string(), b.blind)
-        }
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                format!("Content-Type `{other}`: send application/json (`{{\"scenario\": …}}`) or application/yaml"),
-            ));
-        }
+    // A YAML body is a scenario; anything else is read as JSON, whatever it says it is (curl's
+    // `-d` sends a form type), as every JSON route does.
+    let (scenario, source, blind) = if is_yaml(&media_type(&headers)) {
+        let workdir = d.workdir.clone();
+        let sc = blocking(move || scenarios::load_posted(&body, &workdir)).await?;
+        (sc, "posted.yaml".to_string(), false)
+    } else {
+        let b: StartBody = json_body(&body)?;
+        let (roots, workdir) = (scenario_roots(&d), d.workdir.clone());
+        let (path, sc) = blocking(move || {
+            let path = scenarios::resolve(&roots, &workdir, &b.scenario)?;
+            scenarios::load(&path).map(|sc| (path, sc))
+        })
+        .await?;
+        (sc, path.display().to_string(), b.blind)
     };
     let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None, blind }).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
 }
 
-/// Where `{"scenario": X}` is read from. A path (with a `/`, or ending in `.yaml` / `.yml`) is
-/// read as given, relative to the daemon's working directory. A name is looked up as
-/// `NAME.yaml`, then `NAME.yml`, in the working directory's `scenarios/`, then in the
-/// directories of the config's schedule scenarios, in the order of the config.
-pub fn scenario_dirs(d: &Daemon) -> Vec<PathBuf> {
-    let mut dirs = vec![d.workdir.join("scenarios")];
-    for s in &d.manager.config().schedules {
-        if let Some(p) = s.scenario.parent().map(Path::to_path_buf).filter(|p| !dirs.contains(p)) {
-            dirs.push(p);
-        }
+/// Runs file reads off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ScenarioError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
     }
-    dirs
 }
 
-fn resolve_scenario(d: &Daemon, x: &str) -> Result<PathBuf, ApiError> {
-    let unknown = |m: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-scenario", m);
-    if x.contains('/') || x.ends_with(".yaml") || x.ends_with(".yml") {
-        let p = d.workdir.join(x);
-        return if p.is_file() { Ok(p) } else { Err(unknown(format!("no scenario file {}", p.display()))) };
-    }
-    if x.is_empty() || !x.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || x.starts_with('.') {
-        return Err(bad_request(format!(
-            "scenario: `{x}` is neither a name (letters, digits, `-`, `_`, `.`) nor a path"
-        )));
-    }
-    let dirs = scenario_dirs(d);
-    for dir in &dirs {
-        for ext in ["yaml", "yml"] {
-            let p = dir.join(format!("{x}.{ext}"));
-            if p.is_file() {
-                return Ok(p);
-            }
+/// The scenario roots ([`scenarios::resolve`]): the working directory's `scenarios/`, the
+/// `--scenarios` paths, a game day's scenarios, then the directories of the config's schedule
+/// scenarios, in the order of the config.
+pub fn scenario_roots(d: &Daemon) -> Vec<PathBuf> {
+    let mut roots = vec![d.workdir.join("scenarios")];
+    let schedules = d
+        .manager
+        .config()
+        .schedules
+        .iter()
+        .filter_map(|s| s.scenario.parent().map(Path::to_path_buf))
+        .collect::<Vec<_>>();
+    for p in d.scenario_roots.iter().chain(&d.web.scenarios).cloned().chain(schedules) {
+        if !roots.contains(&p) {
+            roots.push(p);
         }
     }
-    let looked: Vec<String> = dirs.iter().map(|p| p.display().to_string()).collect();
-    Err(unknown(format!("no scenario `{x}` ({x}.yaml or {x}.yml) in {}", looked.join(", "))))
+    roots
 }
 
 /// The SSE event of one envelope: `id:` its seq, `event:` its type, `data:` its JSON.
@@ -478,10 +527,16 @@ fn replay_stream(d: Arc<Daemon>, id: String, next: u64) -> impl futures_util::St
     })
 }
 
+/// `GET /v1/runs/{id}/read-token` ([`super::web::read_token`]).
+async fn read_token(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> ApiResult {
+    stored_run(&d, &id).await?;
+    Ok(axum::Json(super::web::read_token(&d, &id, &headers)).into_response())
+}
+
 async fn run_events(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult {
     let next = headers
@@ -491,7 +546,7 @@ async fn run_events(
         .map_or(0, |n| n + 1);
     let keep = KeepAlive::default();
     if let Some(a) = d.manager.active(&id) {
-        let role = super::web::caller(&d, &Method::GET, &headers, query.as_deref());
+        let role = super::web::caller(&d, &Method::GET, &uri, &headers);
         // Hidden while it runs: once it has finished, its events are shown whole.
         let ended = a.bus.history().last().is_some_and(|e| matches!(e.event, Event::RunFinished { .. }));
         let blind = (a.blind && !ended && role != super::web::Role::Instructor).then(|| d.token.clone());
@@ -594,25 +649,41 @@ struct SpikeBody {
 }
 
 async fn spike(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
-    use crate::scenario::units::{parse_duration, parse_rate};
     let b: SpikeBody = json_body(&body)?;
+    let (rate, duration) = spike_numbers(&b).map_err(bad_request)?;
+    command(&d, &id, RunCommand::SetRate { rate, duration }).await
+}
+
+/// The longest spike a request may ask for (as a scenario's durations).
+const MAX_SPIKE_SECONDS: f64 = 1e9;
+
+/// A spike's rate and duration, range-checked: a number out of range is the request's fault
+/// (400), never a panic further on.
+fn spike_numbers(b: &SpikeBody) -> Result<(f64, std::time::Duration), String> {
+    use crate::engine::run::MAX_COMMANDED_RATE;
+    use crate::scenario::units::{parse_duration, parse_rate};
     let rate = match &b.rate {
         Value::Number(n) => n.as_f64().ok_or_else(|| "not a number".to_string()),
         Value::String(s) => parse_rate(s),
         _ => Err("expected a number or a rate such as `60/s`".into()),
     }
-    .map_err(|e| bad_request(format!("rate: {e}")))?;
+    .and_then(|r| {
+        (r.is_finite() && (0.0..=MAX_COMMANDED_RATE).contains(&r))
+            .then_some(r)
+            .ok_or_else(|| format!("expected 0 to {MAX_COMMANDED_RATE} requests per second, found {r}"))
+    })
+    .map_err(|e| format!("rate: {e}"))?;
     let duration = match &b.duration {
         Value::Number(n) => n
             .as_f64()
-            .filter(|s| s.is_finite() && *s > 0.0)
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_SPIKE_SECONDS)
             .map(std::time::Duration::from_secs_f64)
-            .ok_or_else(|| "expected a positive number of seconds".to_string()),
+            .ok_or_else(|| format!("expected a number of seconds above 0 and at most {MAX_SPIKE_SECONDS}, found {n}")),
         Value::String(s) => parse_duration(s),
         _ => Err("expected seconds or a duration such as `15s`".into()),
     }
-    .map_err(|e| bad_request(format!("duration: {e}")))?;
-    command(&d, &id, RunCommand::SetRate { rate, duration }).await
+    .map_err(|e| format!("duration: {e}"))?;
+    Ok((rate, duration))
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,29 @@ const MIGRATIONS: &[&str] = &[
     // Version 3: the runs started blind (a game day's), whose faults are hidden from the
     // participants until they end, after a restart too.
     "ALTER TABLE runs ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;",
+    // Version 4: how many runs of each scenario ended in each state, ever: a counter that
+    // retention does not lower (`siege_runs_total`). Kept by triggers, so that no path that ends
+    // a run can forget it; started from the runs the history holds.
+    "CREATE TABLE run_totals (
+        scenario TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (scenario, state)
+    ) WITHOUT ROWID;
+    INSERT INTO run_totals (scenario, state, n)
+        SELECT scenario, state, count(*) FROM runs WHERE state <> 'running' GROUP BY scenario, state;
+    CREATE TRIGGER run_totals_on_end AFTER UPDATE OF state ON runs
+        WHEN OLD.state = 'running' AND NEW.state <> 'running'
+    BEGIN
+        INSERT INTO run_totals (scenario, state, n) VALUES (NEW.scenario, NEW.state, 1)
+            ON CONFLICT (scenario, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER run_totals_on_insert AFTER INSERT ON runs
+        WHEN NEW.state <> 'running'
+    BEGIN
+        INSERT INTO run_totals (scenario, state, n) VALUES (NEW.scenario, NEW.state, 1)
+            ON CONFLICT (scenario, state) DO UPDATE SET n = n + 1;
+    END;",
 ];
 
 /// The schema version this build writes.
@@ -91,6 +114,11 @@ pub enum StoreError {
         "the history database {path} cannot use WAL (journal mode stays `{mode}`): put the data directory on a local file system"
     )]
     NoWal { path: PathBuf, mode: String },
+    #[error(
+        "the history database {path} is damaged (SQLite's quick check: {detail}): move it aside to start a new \
+         history, or restore it from a backup"
+    )]
+    Damaged { path: PathBuf, detail: String },
     #[error("migrating the history database {path} to version {version}: {source}")]
     Migrate { path: PathBuf, version: i64, source: rusqlite::Error },
     #[error("history database: {0}")]
@@ -448,6 +476,18 @@ impl Store {
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
         }
+        // A file damaged in the middle opens and answers its first queries; every run listing
+        // would fail later. Checked once here, before anything is written.
+        let damaged = |detail: String| StoreError::Damaged { path: path.to_path_buf(), detail };
+        let mut check = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged(e.to_string()))?;
+        let lines: Vec<String> = check
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| damaged(e.to_string()))?;
+        drop(check);
+        if lines != ["ok"] {
+            return Err(damaged(lines.join("; ")));
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::NoWal { path: path.to_path_buf(), mode });
@@ -774,11 +814,10 @@ impl Store {
         raws.into_iter().map(RawRun::check).collect()
     }
 
-    /// How many runs of each scenario are in each state, sorted by scenario then state name.
+    /// How many runs of each scenario ended in each state since the history began (retention
+    /// does not lower it), sorted by scenario then state name.
     pub fn run_counts(&self) -> Result<Vec<(String, RunState, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT scenario, state, count(*) FROM runs GROUP BY scenario, state ORDER BY scenario, state")?;
+        let mut stmt = self.conn.prepare("SELECT scenario, state, n FROM run_totals ORDER BY scenario, state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -1101,6 +1140,12 @@ mod tests {
         let left: i64 = store.conn.query_row("SELECT count(*) FROM run_events", [], |r| r.get(0)).unwrap();
         let files: i64 = store.conn.query_row("SELECT count(*) FROM run_files", [], |r| r.get(0)).unwrap();
         assert_eq!((left, files), (1, 1));
+        // The counts of ended runs did not go down with them; the running one is not counted yet.
+        let counts = store.run_counts().unwrap();
+        assert_eq!(counts, [("a".into(), RunState::Passed, 6), ("b".into(), RunState::Failed, 2)]);
+        store.finish_run("a-running", &end(RunState::Aborted, now)).unwrap();
+        store.set_state("a-running", RunState::Error).unwrap();
+        assert_eq!(store.run_counts().unwrap()[0], ("a".into(), RunState::Aborted, 1), "counted once, as it ended");
     }
 
     #[test]
@@ -1175,6 +1220,7 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         let r1 = store.run("r1").unwrap().expect("the version 1 run");
         assert_eq!((r1.state, r1.blind), (RunState::Passed, false));
+        assert_eq!(store.run_counts().unwrap(), [("s".into(), RunState::Passed, 1)], "counted from the runs held");
         let now = t("2026-12-01T11:00:00Z");
         store.set_paused("nightly", true, now).unwrap();
         store.set_paused("nightly", true, now).unwrap();

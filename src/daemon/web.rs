@@ -40,7 +40,7 @@ pub struct Web {
     /// The participants' token; `None`: no participant can call what needs a token.
     pub participant_token: Option<String>,
     /// The scenario files and directories `GET /v1/scenarios` lists; empty: the directories
-    /// the daemon resolves scenario names in ([`super::server::scenario_dirs`]).
+    /// the daemon resolves scenario names in ([`super::server::scenario_roots`]).
     pub scenarios: Vec<PathBuf>,
 }
 
@@ -124,17 +124,36 @@ pub enum Access {
     ParticipantForbidden,
 }
 
-/// The bearer token of a request: the `Authorization` header, or for a read the `token` query
-/// parameter (an `EventSource` cannot send headers).
-fn bearer(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    if let Some(h) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return Some(h.to_string());
+/// The bearer token of a request: its `Authorization` header. A token never comes in the address
+/// (where it would land in browser history and server logs); what a browser cannot send a header
+/// with carries a read token instead ([`read_token_role`]).
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from)
+}
+
+/// The run whose events or report file `path` is: what a read token may read.
+fn readable_run(path: &str) -> Option<&str> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "runs", id, "events"] | ["v1", "runs", id, "report", _] => Some(id),
+        _ => None,
     }
+}
+
+/// The role a `?token=` read token ([`auth::read_token`]) grants to a read of `path`: its run's
+/// events and report files only, until it expires.
+fn read_token_role(d: &Daemon, method: &Method, path: &str, query: Option<&str>) -> Option<Role> {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return None;
     }
+    let run = readable_run(path)?;
     let t = query?.split('&').find_map(|kv| kv.strip_prefix("token="))?;
-    Some(format!("Bearer {t}"))
+    let now = crate::lease::unix_ms(std::time::SystemTime::now());
+    Some(match auth::check_read_token(&d.token, t, run, now)?.as_str() {
+        "instructor" => Role::Instructor,
+        "participant" => Role::Participant,
+        _ => Role::Anonymous,
+    })
 }
 
 /// The role of whoever sent `header` (an `Authorization` value).
@@ -162,7 +181,10 @@ pub fn access(d: &Daemon, req: &Request) -> Access {
     if reads && (ASSETS.iter().any(|(p, _, _)| *p == path) || !d.remote) {
         return Access::Allowed;
     }
-    let given = bearer(method, req.headers(), req.uri().query());
+    if read_token_role(d, method, path, req.uri().query()).is_some() {
+        return Access::Allowed;
+    }
+    let given = bearer(req.headers());
     match role_of(&d.web, &d.token, given.as_deref()) {
         Role::Instructor => Access::Allowed,
         Role::Participant if reads || participant_may(method, path) => Access::Allowed,
@@ -183,16 +205,35 @@ pub fn routes() -> Router<Arc<Daemon>> {
     r.route("/v1/whoami", get(whoami)).route("/v1/scenarios", get(scenarios))
 }
 
-/// The role of a request's caller, from its `Authorization` header or a read's `token` query
-/// parameter.
-pub fn caller(d: &Daemon, method: &Method, headers: &HeaderMap, query: Option<&str>) -> Role {
-    role_of(&d.web, &d.token, bearer(method, headers, query).as_deref())
+/// The role of a request's caller, from its `Authorization` header, or else from a read token in
+/// its `token` query parameter.
+pub fn caller(d: &Daemon, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Role {
+    match bearer(headers) {
+        Some(h) => role_of(&d.web, &d.token, Some(&h)),
+        None => read_token_role(d, method, uri.path(), uri.query()).unwrap_or(Role::Anonymous),
+    }
 }
 
 /// `GET /v1/whoami`: the caller's role, from its token.
 async fn whoami(State(d): State<Arc<Daemon>>, req: Request) -> Response {
-    let role = caller(&d, req.method(), req.headers(), req.uri().query());
+    let role = caller(&d, req.method(), req.uri(), req.headers());
     axum::Json(json!({ "role": role.name() })).into_response()
+}
+
+/// `GET /v1/runs/{id}/read-token`: a token that reads this run's events and report files for an
+/// hour, with the caller's role, to put in an address (`?token=`) where no header can go.
+pub fn read_token(d: &Daemon, id: &str, headers: &HeaderMap) -> Value {
+    let role = match bearer(headers) {
+        Some(h) => role_of(&d.web, &d.token, Some(&h)),
+        None => Role::Anonymous,
+    };
+    let now = crate::lease::unix_ms(std::time::SystemTime::now());
+    let expires = now + auth::READ_TOKEN_TTL.as_millis() as u64;
+    json!({
+        "token": auth::read_token(&d.token, id, role.name(), expires),
+        "role": role.name(),
+        "expires_in_s": auth::READ_TOKEN_TTL.as_secs(),
+    })
 }
 
 fn secs(d: Duration) -> f64 {
@@ -251,7 +292,7 @@ pub fn scenario_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 /// `GET /v1/scenarios`: the scenarios the page can start, valid ones with their catalogs and
 /// invalid ones with their first error.
 async fn scenarios(State(d): State<Arc<Daemon>>) -> Response {
-    let paths = if d.web.scenarios.is_empty() { super::server::scenario_dirs(&d) } else { d.web.scenarios.clone() };
+    let paths = if d.web.scenarios.is_empty() { super::server::scenario_roots(&d) } else { d.web.scenarios.clone() };
     let list = tokio::task::spawn_blocking(move || {
         scenario_files(&paths)
             .iter()
@@ -326,10 +367,12 @@ mod tests {
     }
 
     #[test]
-    fn a_read_may_carry_its_token_in_the_query_and_a_write_may_not() {
-        let h = HeaderMap::new();
-        assert_eq!(bearer(&Method::GET, &h, Some("a=1&token=abc")), Some("Bearer abc".into()));
-        assert_eq!(bearer(&Method::POST, &h, Some("token=abc")), None);
+    fn a_read_token_may_read_a_runs_events_and_report_files_only() {
+        assert_eq!(readable_run("/v1/runs/r1/events"), Some("r1"));
+        assert_eq!(readable_run("/v1/runs/r1/report/report.md"), Some("r1"));
+        for p in ["/v1/runs/r1", "/v1/runs", "/v1/runs/r1/stop", "/v1/runs/r1/report", "/metrics", "/v1/whoami"] {
+            assert_eq!(readable_run(p), None, "{p}");
+        }
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn classify(e: &BackendError) -> CancelReason {
 
 /// The highest rate a command may set: what the load driver's connection bound can carry on a
 /// fast local target.
-const MAX_COMMANDED_RATE: f64 = 100_000.0;
+pub const MAX_COMMANDED_RATE: f64 = 100_000.0;
 
 /// A new run id: `<scenario>-<UTC time>-<4 hex>`.
 pub fn new_run_id(name: &str) -> String {

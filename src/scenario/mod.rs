@@ -98,6 +98,26 @@ pub fn load_bytes(file: &str, bytes: &[u8], dir: &Path) -> Result<Scenario, Vec<
     checked(file, |cx| validate::check(cx, &root, dir))
 }
 
+/// Whether `bytes` are a scenario at all, before any diagnostic is made of them: YAML whose top
+/// level is a mapping with a `name` key. The daemon asks this of a file named by a request, so
+/// that a file that is not a scenario is refused without a word of its content in the answer.
+pub fn looks_like_scenario(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    let Ok(root) = yaml::parse(text.strip_prefix('\u{feff}').unwrap_or(text)) else { return false };
+    match &root.kind {
+        yaml::Kind::Map(entries) => entries.iter().any(|(k, _)| k.kind == yaml::Kind::Str("name".into())),
+        _ => false,
+    }
+}
+
+/// The text of the top-level key `key` of YAML `bytes`, when the top level is a mapping and that
+/// value a scalar.
+pub fn top_level_text(bytes: &[u8], key: &str) -> Option<String> {
+    let root = yaml::parse(std::str::from_utf8(bytes).ok()?).ok()?;
+    let yaml::Kind::Map(entries) = &root.kind else { return None };
+    entries.iter().find(|(k, _)| k.kind == yaml::Kind::Str(key.into())).and_then(|(_, v)| v.scalar_text())
+}
+
 /// Parses and checks one fault mapping given on its own, as text (YAML or JSON: `{type:
 /// latency, select: 1, delay: 200ms, for: 20s}`), to be injected into a run of `scenario` by
 /// command: the same checks as an entry of the scenario's `manual:` catalog, against its target

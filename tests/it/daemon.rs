@@ -64,8 +64,8 @@ struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// Starts the daemon with `SIEGE_HOME` = `home` and `extra` arguments; waits for its
-    /// "listening" line.
+    /// Starts the daemon with `SIEGE_HOME` = `home`, `home` as a directory runs may be started
+    /// from (`--scenarios`), and `extra` arguments; waits for its "listening" line.
     fn start(home: &Path, data: &Path, extra: &[&str]) -> TestDaemon {
         TestDaemon::spawn(home, data, extra, &[], None)
     }
@@ -81,6 +81,8 @@ impl TestDaemon {
             .envs(env.iter().copied())
             .args(["daemon", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .arg("--scenarios")
+            .arg(home)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -418,6 +420,202 @@ fn a_posted_invalid_scenario_gets_422_with_its_diagnostics_and_an_unknown_name_4
 }
 
 #[test]
+fn a_request_reads_no_file_outside_the_scenario_directories_and_quotes_none_that_is_not_a_scenario() {
+    let (home, data, outside) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A file shaped like /etc/shadow outside every scenario directory, and one inside a scenario
+    // directory that is YAML but not a scenario.
+    let secret = outside.path().join("shadow.yaml");
+    std::fs::write(&secret, "root:$6$SECRET-HASH$x:19000:0:99999:7:::\ndaemon: \"*:19000\"\n").unwrap();
+    std::fs::write(home.path().join("notes.yaml"), "db_password: NOT-TO-BE-SHOWN\n").unwrap();
+    std::os::unix::fs::symlink(&secret, home.path().join("link.yaml")).unwrap();
+    let d = TestDaemon::start(home.path(), data.path(), &[]);
+    let up = "../".repeat(16);
+    let relative = format!("{up}{}", secret.display().to_string().trim_start_matches('/'));
+    let givens = [
+        "../../../../etc/shadow".to_string(),
+        format!("{up}etc/shadow"),
+        "/etc/passwd".to_string(),
+        secret.display().to_string(),
+        relative,
+        format!("{}/../{}", home.path().display(), secret.display()),
+        home.path().join("link.yaml").display().to_string(),
+        "link".to_string(),
+    ];
+    for given in &givens {
+        let (s, v) = d.post("/v1/runs", json!({ "scenario": given }));
+        assert_eq!((s, v["error"]["code"].as_str()), (404, Some("unknown-scenario")), "{given}: {v}");
+        let text = v.to_string();
+        assert!(!text.contains("SECRET-HASH") && !text.contains("root:"), "{given}: {text}");
+    }
+    for given in ["notes", &home.path().join("notes.yaml").display().to_string()] {
+        let (s, v) = d.post("/v1/runs", json!({ "scenario": given }));
+        assert_eq!((s, v["error"]["code"].as_str()), (422, Some("not-a-scenario")), "{given}: {v}");
+        assert!(!v.to_string().contains("NOT-TO-BE-SHOWN") && v["error"]["diagnostics"].is_null(), "{v}");
+    }
+    // A posted scenario cannot ask whether a file exists elsewhere through its runbook.
+    let yaml = b"name: probe\nrunbook: /etc/shadow\ntarget: { lab: { service: api, tasks: 2 } }\n";
+    let (s, v) = d.post_raw("/v1/runs", "application/yaml", yaml);
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("not-a-scenario")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("runbook"), "{v}");
+    assert!(d.store().list_runs(&Default::default()).unwrap().runs.is_empty(), "nothing was started");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_directory_is_refused_naming_the_first() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = TestDaemon::start(home.path(), data.path(), &[]);
+    let second = |args: &[&str]| {
+        let mut child = common::siege()
+            .env("SIEGE_HOME", home.path())
+            .args(args)
+            .arg("--data")
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a second daemon");
+        let status = wait_for(Duration::from_secs(30), || child.try_wait().unwrap());
+        if status.is_none() {
+            let _ = child.kill();
+            panic!("a second daemon on the same data directory kept running");
+        }
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status.unwrap().code(), err)
+    };
+    for args in [&["daemon", "--listen", "127.0.0.1:0"][..], &["gameday", "--listen", "127.0.0.1:0"]] {
+        let (code, err) = second(args);
+        assert_eq!(code, Some(4), "{args:?}: {err}");
+        assert!(err.contains("in use by another siege daemon"), "{err}");
+        assert!(err.contains(&format!("pid {}", first.child.id())) && err.contains(&first.addr), "{err}");
+    }
+    // The first is untouched, and once it is gone the directory is free again.
+    assert_eq!(first.get("/healthz").0, 200);
+    first.kill_9();
+    let again = TestDaemon::start(home.path(), data.path(), &[]);
+    assert_eq!(again.get("/healthz").0, 200);
+}
+
+#[test]
+fn a_lab_that_another_process_holds_is_refused_with_409_before_a_run_starts() {
+    let lab = TestLab::up(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(lab.home.path(), data.path(), &[]);
+    let file = scenario(lab.home.path(), &lab, "quick", 3, "");
+    // What `siege run` against this lab takes first.
+    let taken = lab.post("/v1/lease", json!({ "run_id": "cli-run-1", "ttl_ms": 60_000 }));
+    assert_eq!(taken["granted"], true, "{taken}");
+    let (s, v) = d.post("/v1/runs", json!({ "scenario": file }));
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("target-busy")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("run cli-run-1 since"), "{v}");
+    assert!(d.store().list_runs(&Default::default()).unwrap().runs.is_empty(), "no run was recorded");
+    assert_eq!(lab.post("/v1/lease/release", json!({ "run_id": "cli-run-1" }))["released"], true);
+    let id = d.start_run(&file);
+    assert_eq!(d.wait_finished(&id)["state"], "passed");
+}
+
+#[test]
+fn every_error_has_the_json_shape_numbers_are_range_checked_and_any_body_type_is_read_as_json() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(home.path(), data.path(), &[]);
+    let auth = format!("Bearer {}", d.token);
+    let call = |path: &str, kind: Option<&str>, body: &[u8]| {
+        let mut headers = vec![("Authorization", auth.as_str())];
+        headers.extend(kind.map(|k| ("Content-Type", k)));
+        let (s, b) = http(&d.addr, "POST", path, &headers, body);
+        (s, json_of(&b))
+    };
+    // Numbers out of range: 400 with the JSON shape, before the run is even looked up.
+    for body in [
+        r#"{"rate": 10, "duration": 1e308}"#,
+        r#"{"rate": 10, "duration": -1}"#,
+        r#"{"rate": 1e308, "duration": 5}"#,
+        r#"{"rate": "1e300/s", "duration": "5s"}"#,
+        r#"{"rate": 10, "duration": "99999999999h"}"#,
+    ] {
+        let (s, v) = call("/v1/runs/nope/spike", None, body.as_bytes());
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid-request")), "{body}: {v}");
+    }
+    // The daemon is still there.
+    assert_eq!(d.get("/healthz").0, 200);
+    // curl's `-d` sends a form type: the JSON body is read all the same, on every JSON route.
+    for kind in [Some("application/x-www-form-urlencoded"), Some("text/plain"), None] {
+        let (s, v) = call("/v1/runs", kind, br#"{"scenario": "no-such-scenario"}"#);
+        assert_eq!((s, v["error"]["code"].as_str()), (404, Some("unknown-scenario")), "{kind:?}: {v}");
+        let (s, v) = call("/v1/runs/nope/inject", kind, br#"{"fault": "x"}"#);
+        assert_eq!((s, v["error"]["code"].as_str()), (404, Some("no-such-run")), "{kind:?}: {v}");
+    }
+    // A body over the limit: 413 in the JSON shape.
+    // The server may answer before it has read it all: what it answered counts.
+    let mut conn = TcpStream::connect(&d.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let big = vec![b' '; 3 << 20];
+    let head = format!(
+        "POST /v1/runs HTTP/1.0\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let _ = conn.write_all(&big);
+    let mut resp = vec![];
+    let _ = conn.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    let (status, body) = resp.split_once("\r\n\r\n").expect("an answer");
+    assert!(status.starts_with("HTTP/1.0 413") || status.starts_with("HTTP/1.1 413"), "{resp}");
+    let v = json_of(body);
+    assert_eq!(v["error"]["code"], "body-too-large", "{v}");
+    // Not JSON at all: 400, not a plain-text answer.
+    let (s, v) = call("/v1/runs", Some("application/json"), b"{nope");
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid-request")), "{v}");
+}
+
+#[test]
+fn a_history_damaged_in_the_middle_is_refused_at_start_with_what_to_do() {
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let path = data.path().join("history.db");
+    {
+        let store = Store::open(&path).unwrap();
+        for i in 0..400 {
+            let id = format!("run-{i:04}");
+            let started_at = "2026-12-01T00:00:00Z".parse::<jiff::Timestamp>().unwrap();
+            let new = NewRun {
+                id: id.clone(),
+                scenario: "task-kill".into(),
+                target: "lab".into(),
+                trigger: Trigger::Api,
+                schedule: None,
+                started_at,
+                blind: false,
+            };
+            store.insert_run(&new).unwrap();
+            let record = Some(format!("{{\"pad\": \"{}\"}}", "x".repeat(2000)));
+            let end =
+                RunEnd { state: RunState::Passed, finished_at: started_at, time_to_detect: None, mttr: None, record };
+            store.finish_run(&id, &end).unwrap();
+        }
+    }
+    // Garbage over pages in the middle of the file, as a disk or a copy gone wrong leaves it.
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 200_000, "{len}");
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+    f.write_all(&[0xA5; 3 * 4096]).unwrap();
+    drop(f);
+    let out = common::siege()
+        .env("SIEGE_HOME", home.path())
+        .args(["daemon", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run siege daemon");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("is damaged") && err.contains("move it aside"), "{err}");
+    assert!(out.stdout.is_empty(), "it never said it listens: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
 fn after_kill_9_a_restart_marks_the_run_interrupted_and_reverts_its_fault() {
     let lab = TestLab::up(&[]);
     let data = tempfile::tempdir().unwrap();
@@ -685,7 +883,7 @@ fn a_running_run_takes_injections_a_spike_and_marks_through_the_api_and_refusals
         (json!({ "rate": "40/s", "duration": "soon" }), 400, "invalid-request"),
         (json!({ "rate": 40, "duration": -2 }), 400, "invalid-request"),
         (json!({ "rate": 40 }), 400, "invalid-request"),
-        (json!({ "rate": -1, "duration": 2 }), 422, "invalid-command"),
+        (json!({ "rate": -1, "duration": 2 }), 400, "invalid-request"),
     ] {
         let (s, v) = spike(body.clone());
         assert_eq!((s, code_of(&v)), (status, Some(code)), "{body}: {v}");

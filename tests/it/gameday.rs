@@ -195,7 +195,10 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     let p = g.participant_token.clone();
     let (s, v) = g.call("POST", "/v1/runs", &p, json!({ "scenario": file }));
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("participant-forbidden")), "{v}");
-    let id = start_run(&g, &file, true);
+    // By the name the page lists: the game day's directory is where names are looked up too.
+    let (s, v) = g.call("POST", "/v1/runs", &g.token, json!({ "scenario": "roles", "blind": true }));
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
     assert_eq!(g.run(&id)["blind"], true);
     for (path, body) in [
         ("inject", json!({ "fault": "slow-one" })),
@@ -218,9 +221,19 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     let events = format!("/v1/runs/{id}/events");
     let teacher = stream_for(&g.addr, &events, Some(&g.token));
     assert!(teacher.contains(r#""fault":"slow-one""#) && teacher.contains("300ms"), "{teacher}");
+    // What a browser's stream carries: a read token for this run, with the asker's role.
+    let read_token = |who: &str| {
+        let (s, v) = g.call("GET", &format!("/v1/runs/{id}/read-token"), who, Value::Null);
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().expect("a read token").to_string()
+    };
+    let teacher = stream_for(&g.addr, &format!("{events}?token={}", read_token(&g.token)), None);
+    assert!(teacher.contains(r#""fault":"slow-one""#), "the instructor's read token: {teacher}");
     for (who, seen) in [
-        ("participant", stream_for(&g.addr, &format!("{events}?token={p}"), None)),
+        ("participant", stream_for(&g.addr, &format!("{events}?token={}", read_token(&p)), None)),
         ("no token", stream_for(&g.addr, &events, None)),
+        // The daemon's own tokens are never taken from an address.
+        ("the instructor's token in the address", stream_for(&g.addr, &format!("{events}?token={}", g.token), None)),
     ] {
         let injected: Vec<&str> = seen.lines().filter(|l| l.contains(r#""type":"fault-injected""#)).collect();
         assert!(!injected.is_empty(), "{who}: {seen}");
@@ -266,18 +279,53 @@ fn stream_for(addr: &str, path: &str, token: Option<&str>) -> String {
 }
 
 #[test]
-fn with_allow_remote_reads_need_a_token_in_a_header_or_the_query_and_the_page_needs_none() {
+fn with_allow_remote_reads_need_a_token_in_a_header_or_a_read_token_for_one_run_and_the_page_needs_none() {
     let (home, data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    {
+        use siege::daemon::store::{NewRun, RunEnd, RunState, Store, Trigger};
+        let store = Store::open(&data.path().join("history.db")).unwrap();
+        let at = "2026-12-01T00:00:00Z".parse::<jiff::Timestamp>().unwrap();
+        for id in ["r1", "r2"] {
+            let new = NewRun {
+                id: id.into(),
+                scenario: "s".into(),
+                target: "lab".into(),
+                trigger: Trigger::Api,
+                schedule: None,
+                started_at: at,
+                blind: false,
+            };
+            store.insert_run(&new).unwrap();
+            let end =
+                RunEnd { state: RunState::Passed, finished_at: at, time_to_detect: None, mttr: None, record: None };
+            store.finish_run(id, &end).unwrap();
+            store.put_file(id, "report.md", b"# report").unwrap();
+        }
+    }
     let g = Gameday::start_with(home.path(), data.path(), dir.path(), &["--allow-remote"]);
     for asset in ["/", "/ui/app.js", "/ui/app.css"] {
         assert_eq!(g.get_text(asset).0, 200, "{asset}");
     }
     assert_eq!(g.get_text("/v1/runs").0, 401);
     assert_eq!(g.get_text("/v1/scenarios").0, 401);
-    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.participant_token)).0, 200);
-    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.token)).0, 200);
-    assert_eq!(g.get_text("/v1/runs?token=nope").0, 403);
+    // A token in the address is not taken: it would land in browser history and server logs.
+    assert_eq!(g.get_text(&format!("/v1/runs?token={}", g.participant_token)).0, 401);
+    assert_eq!(g.get_text(&format!("/v1/runs/r1/report/report.md?token={}", g.token)).0, 401);
     assert_eq!(g.call("GET", "/v1/scenarios", &g.participant_token, Value::Null).0, 200);
+    assert_eq!(g.call("GET", "/v1/runs", &g.token, Value::Null).0, 200);
+    // A read token reads its own run's events and files, nothing else.
+    assert_eq!(g.get_text("/v1/runs/r1/read-token").0, 401);
+    let (s, v) = g.call("GET", "/v1/runs/r1/read-token", &g.participant_token, Value::Null);
+    assert_eq!((s, v["role"].as_str()), (200, Some("participant")), "{v}");
+    let rt = v["token"].as_str().unwrap();
+    assert!(!rt.contains(&g.participant_token) && !rt.contains(&g.token), "{rt}");
+    let (s, body) = g.get_text(&format!("/v1/runs/r1/report/report.md?token={rt}"));
+    assert_eq!((s, body.as_str()), (200, "# report"));
+    assert_eq!(g.get_text(&format!("/v1/runs/r1/events?token={rt}")).0, 200);
+    for other in ["/v1/runs/r2/report/report.md", "/v1/runs/r1", "/v1/runs", "/v1/scenarios"] {
+        assert_eq!(g.get_text(&format!("{other}?token={rt}")).0, 401, "{other}");
+    }
+    assert_eq!(g.get_text(&format!("/v1/runs/r1/report/report.md?token={}x", &rt[..rt.len() - 1])).0, 401);
 }
 
 // ---- WebDriver -------------------------------------------------------------------------------

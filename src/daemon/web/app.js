@@ -52,7 +52,13 @@
     return e;
   }
   const fmtS = (s) => (s == null ? "–" : Number(s).toFixed(1) + " s");
-  const withToken = (p) => (token ? p + (p.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : p);
+  // What a browser cannot send a header with (a stream, a link) carries a read token: one run,
+  // one hour, never the page's own token.
+  async function withReadToken(runId, p) {
+    if (!token) return p;
+    const rt = await api("GET", "/v1/runs/" + encodeURIComponent(runId) + "/read-token");
+    return p + (p.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(rt.token);
+  }
 
   // A control's status: pending until `confirm` (an event test) matches, or refused.
   function status(control) {
@@ -236,9 +242,19 @@
       this.connect();
     }
 
-    connect() {
+    async connect() {
       // The browser reconnects by itself and sends Last-Event-ID; seq dedupes what comes twice.
-      this.es = new EventSource(withToken("/v1/runs/" + encodeURIComponent(this.id) + "/events"));
+      // A stream closed for good comes back here, with a fresh read token.
+      let url;
+      try {
+        url = await withReadToken(this.id, "/v1/runs/" + encodeURIComponent(this.id) + "/events");
+      } catch (_) {
+        $("conn").textContent = "reconnecting…";
+        setTimeout(() => { if (!this.closed && !this.finished) this.connect(); }, 2000);
+        return;
+      }
+      if (this.closed || this.finished) return;
+      this.es = new EventSource(url);
       this.es.onopen = () => { $("conn").textContent = "live"; };
       this.es.onerror = () => {
         if (this.closed || this.finished) return;
@@ -469,7 +485,11 @@
       if (rows.length) kids.push(el("h3", {}, "Human times"), el("table", { id: "human-times" }, el("tr", {}, ["fault", "who", "detected after", "mitigated after"].map((h) => el("th", {}, h))), rows));
       const marks = rec.marks || [];
       if (marks.length) kids.push(el("h3", {}, "Marks"), el("ul", { id: "marks" }, marks.map((m) => el("li", {}, `${Number(m.t_s).toFixed(1)} s: ${m.kind} (${m.author})${m.text ? ": " + m.text : ""}`))));
-      kids.push(el("p", { id: "files" }, (info.files || []).filter((f) => /^(report\.(md|json)|junit\.xml)$/.test(f)).sort().flatMap((f) => [el("a", { href: withToken(`/v1/runs/${encodeURIComponent(this.id)}/report/${f}`), target: "_blank" }, f), " "])));
+      const files = (info.files || []).filter((f) => /^(report\.(md|json)|junit\.xml)$/.test(f)).sort();
+      const links = [];
+      for (const f of files) links.push(el("a", { href: await withReadToken(this.id, `/v1/runs/${encodeURIComponent(this.id)}/report/${f}`).catch(() => "#"), target: "_blank" }, f), " ");
+      if (this.closed) return;
+      kids.push(el("p", { id: "files" }, links));
       this.report.replaceChildren(...kids);
       this.renderHead();
       // A blind run's faults are named once it ended: shown again from its events.
