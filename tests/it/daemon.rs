@@ -615,6 +615,92 @@ fn a_history_damaged_in_the_middle_is_refused_at_start_with_what_to_do() {
     assert!(out.stdout.is_empty(), "it never said it listens: {}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// The `curl` commands of a Markdown file's `sh` blocks, continuation lines joined.
+fn curl_examples(doc: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut in_sh = false;
+    let mut cmd = String::new();
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        cmd += line.trim_end_matches('\\');
+        if line.ends_with('\\') {
+            continue;
+        }
+        if cmd.trim_start().starts_with("curl ") {
+            out.push(cmd.trim().to_string());
+        }
+        cmd.clear();
+    }
+    out
+}
+
+#[test]
+fn the_curl_examples_of_the_docs_work_as_written() {
+    let (home, data, cwd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let d = TestDaemon::start(home.path(), data.path(), &[]);
+    let root = common::repo_root();
+    let mut examples = curl_examples(&std::fs::read_to_string(root.join("docs/daemon.md")).unwrap());
+    examples.extend(curl_examples(&std::fs::read_to_string(root.join("README.md")).unwrap()));
+    assert!(examples.len() >= 9, "{examples:#?}");
+    let token_file = data.path().join("token");
+    let mut started: Vec<String> = vec![];
+    for example in &examples {
+        // This daemon's address and token; a stream is read for a moment only.
+        let cmd = example
+            .replace("http://127.0.0.1:7878", &format!("http://{}", d.addr))
+            .replace("~/.local/state/siege/daemon/token", &token_file.display().to_string())
+            .replace("@scenarios/", &format!("@{}/scenarios/", root.display()))
+            .replace("curl -N", "curl -N --max-time 1");
+        let id = started.first().cloned().unwrap_or_default();
+        let out = std::process::Command::new("bash")
+            .args(["-c", &cmd])
+            .current_dir(cwd.path())
+            .env("TOKEN", &d.token)
+            .env("ID", &id)
+            .output()
+            .expect("run bash");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            // A stream or a downloaded file: it was answered.
+            assert!(out.status.success() || cmd.contains("--max-time"), "{cmd}: {out:?}");
+            continue;
+        };
+        if let Some(id) = v["id"].as_str() {
+            started.push(id.to_string());
+            continue;
+        }
+        // Understood as written: no complaint about the body, its type or the route.
+        let code = v["error"]["code"].as_str().unwrap_or("");
+        assert!(
+            ![
+                "invalid-request",
+                "unsupported-media-type",
+                "not-found",
+                "method-not-allowed",
+                "internal",
+                "unauthorized",
+                "forbidden"
+            ]
+            .contains(&code),
+            "{example}\n→ {v}"
+        );
+    }
+    assert!(started.len() >= 2, "the task-kill and latency runs: {started:?}");
+    for id in &started {
+        let (s, v) = d.post(&format!("/v1/runs/{id}/stop"), json!({}));
+        assert!(s == 200 || v["error"]["code"] == "run-ended", "{v}");
+    }
+    for id in &started {
+        d.wait_finished(id);
+    }
+}
+
 #[test]
 fn after_kill_9_a_restart_marks_the_run_interrupted_and_reverts_its_fault() {
     let lab = TestLab::up(&[]);

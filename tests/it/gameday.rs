@@ -681,7 +681,13 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     assert!(human.contains("slow-one") && human.contains("alice"), "{human}");
     let links = teacher.js("return [...document.querySelectorAll('#files a')].map(a => a.textContent).join(' ')");
     assert_eq!(links, "junit.xml report.json report.md");
-    let md = g.get_text(&format!("/v1/runs/{id}/report/report.md")).1;
+    // The link carries a read token of this run, never the instructor's token, and it opens.
+    let href = teacher.js("return document.querySelector('#files a:last-child').getAttribute('href')");
+    let href = href.as_str().expect("the link's address");
+    assert!(href.contains("report.md?token=rt1.") && !href.contains(&g.token), "{href}");
+    let (s, md) = g.get_text(href);
+    assert_eq!(s, 200, "{md}");
+    assert!(md.contains("Human times"), "{md}");
     assert!(md.contains("alice") && md.contains("detected") && md.contains("Human times"), "{md}");
     assert_eq!(lab_faults(&lab), Vec::<String>::new());
 
