@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Failure, runtime};
 use crate::backend::Connection;
+use crate::daemon::app::{Daemon, ReloadError, Web};
 use crate::daemon::lock::DataLock;
 use crate::daemon::runs::{Db, Manager, SHUTDOWN_REASON};
 use crate::daemon::scheduler::Scheduler;
-use crate::daemon::server::{self, Daemon, ReloadError};
+use crate::daemon::server;
 use crate::daemon::store::Store;
 use crate::daemon::{auth, config};
 use crate::exit::Exit;
@@ -136,7 +137,7 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
             remote: args.allow_remote,
             scenario_roots: args.scenario_roots.iter().map(|p| workdir.join(p)).collect(),
             workdir,
-            web: crate::daemon::web::Web::new(Some(participant_token.clone()), scenarios),
+            web: Web::new(Some(participant_token.clone()), scenarios),
         });
         let stop_serving = CancellationToken::new();
         let serving = axum::serve(listener, server::router(d.clone()))

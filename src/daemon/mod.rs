@@ -4,6 +4,8 @@
 //! daemon's [`config`] file, its token ([`auth`]), the run manager ([`runs`]), the timer loop
 //! ([`scheduler`]) and the HTTP API ([`server`]), with the game-day page ([`web`]).
 
+pub mod access;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod lock;

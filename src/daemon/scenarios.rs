@@ -61,7 +61,7 @@ pub fn resolve(roots: &[PathBuf], workdir: &Path, x: &str) -> Result<PathBuf, Sc
             return Ok(r.clone());
         }
     }
-    for f in super::web::scenario_files(&canon) {
+    for f in scenario_files(&canon) {
         if let Some(c) = inside(&f)
             && load(&c).is_ok_and(|sc| sc.name == x)
         {
@@ -69,6 +69,31 @@ pub fn resolve(roots: &[PathBuf], workdir: &Path, x: &str) -> Result<PathBuf, Sc
         }
     }
     Err(unknown())
+}
+
+/// The scenario files of `paths`: a file as given, a directory's `*.yaml` / `*.yml` sorted by
+/// name; a path that does not exist is skipped.
+pub fn scenario_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(p) else { continue };
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| f.is_file() && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        for f in files {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out
 }
 
 /// Reads and validates the scenario file `path` (one [`resolve`] answered): a file that is not a

@@ -3,67 +3,32 @@
 //! `code` (see docs/daemon.md, "API").
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::config::{self, ConfigError};
-use super::runs::{Manager, RunsError, Start};
+use super::access::{self, Need, Refusal, Role};
+use super::app::{Daemon, ReloadError};
+use super::runs::{RunsError, Start};
 use super::scenarios::{self, ScenarioError};
-use super::scheduler::{ScheduleActionError, Scheduler};
+use super::scheduler::ScheduleActionError;
 use super::store::{RunQuery, StoreError, StoredRun, Trigger};
 use crate::engine::bus::{Bus, Received, Subscription};
 use crate::engine::events::{Envelope, Event};
 use crate::engine::{FaultChoice, Refused, RunCommand};
 use crate::report::MarkKind;
 use crate::scenario::Diagnostic;
-
-/// Everything the handlers reach.
-pub struct Daemon {
-    pub manager: Arc<Manager>,
-    pub scheduler: Arc<Scheduler>,
-    /// `--config`; `None`: the empty default config (reload has nothing to read).
-    pub config_path: Option<PathBuf>,
-    pub token: String,
-    /// `--allow-remote`: reads need the token too.
-    pub remote: bool,
-    /// Where relative scenario paths are resolved from (the daemon's working directory).
-    pub workdir: PathBuf,
-    /// `--scenarios`: more files and directories requests may start scenarios from.
-    pub scenario_roots: Vec<PathBuf>,
-    /// The game-day page: the participants' token, the scenarios listed, blind runs.
-    pub web: super::web::Web,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("the daemon was started without --config: there is no config to reload")]
-    NoConfig,
-    #[error("{0}")]
-    Invalid(ConfigError),
-}
-
-impl Daemon {
-    /// Reads the config file again; a bad one is refused and the old one stays in force.
-    pub fn reload(&self) -> Result<usize, ReloadError> {
-        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfig)?;
-        let c = config::load_file(path).map_err(ReloadError::Invalid)?;
-        let n = c.schedules.len();
-        self.manager.set_config(c);
-        self.scheduler.reload();
-        Ok(n)
-    }
-}
 
 /// An API error: its status, stable code, message and optional details (diagnostics).
 #[derive(Debug)]
@@ -146,26 +111,63 @@ impl From<ScheduleActionError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The API's routes, behind the token check.
+/// One route of the API: its method and path, the role it needs ([`Need`]) and its handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub need: Need,
+    handler: MethodRouter<Arc<Daemon>>,
+}
+
+impl Route {
+    fn get<H: Handler<T, Arc<Daemon>>, T: 'static>(path: &'static str, need: Need, h: H) -> Route {
+        Route { method: Method::GET, path, need, handler: get(h) }
+    }
+
+    fn post<H: Handler<T, Arc<Daemon>>, T: 'static>(path: &'static str, need: Need, h: H) -> Route {
+        Route { method: Method::POST, path, need, handler: post(h) }
+    }
+}
+
+/// Every route of the API, with the role each needs: the router is built from this table alone,
+/// so a route cannot be added without saying who may call it (a test walks it with each role).
+pub fn routes() -> Vec<Route> {
+    use Need::{Instruct, Mark, Public, Read};
+    let mut table = vec![
+        Route::get("/healthz", Read, healthz),
+        Route::get("/metrics", Read, metrics),
+        Route::get("/v1/runs", Read, list_runs),
+        Route::post("/v1/runs", Instruct, start_run),
+        Route::get("/v1/runs/{id}", Read, show_run),
+        Route::get("/v1/runs/{id}/events", Read, run_events),
+        Route::get("/v1/runs/{id}/read-token", Read, read_token),
+        Route::get("/v1/runs/{id}/report/{file}", Read, report_file),
+        Route::post("/v1/runs/{id}/stop", Instruct, stop_run),
+        Route::post("/v1/runs/{id}/inject", Instruct, inject),
+        Route::post("/v1/runs/{id}/spike", Instruct, spike),
+        Route::post("/v1/runs/{id}/marks", Mark, mark),
+        Route::get("/v1/schedules", Read, list_schedules),
+        Route::post("/v1/schedules/{name}/{action}", Instruct, schedule_action),
+        Route::post("/v1/reload", Instruct, reload),
+        Route::get("/v1/scenarios", Read, super::web::scenarios),
+        Route::get("/v1/scenarios/{name}/trend", Read, scenario_trend),
+        Route::get("/v1/whoami", Read, super::web::whoami),
+    ];
+    for (path, _, _) in super::web::ASSETS {
+        table.push(Route::get(path, Public, super::web::asset));
+    }
+    table
+}
+
+/// The API: [`routes`], each behind the check of the role it needs, and every error in the JSON
+/// shape.
 pub fn router(d: Arc<Daemon>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/runs", get(list_runs).post(start_run))
-        .route("/v1/runs/{id}", get(show_run))
-        .route("/v1/runs/{id}/events", get(run_events))
-        .route("/v1/runs/{id}/read-token", get(read_token))
-        .route("/v1/runs/{id}/report/{file}", get(report_file))
-        .route("/v1/runs/{id}/stop", post(stop_run))
-        .route("/v1/runs/{id}/inject", post(inject))
-        .route("/v1/runs/{id}/spike", post(spike))
-        .route("/v1/runs/{id}/marks", post(mark))
-        .route("/v1/schedules", get(list_schedules))
-        .route("/v1/schedules/{name}/{action}", post(schedule_action))
-        .route("/v1/reload", post(reload))
-        .route("/metrics", get(metrics))
-        .route("/v1/scenarios/{name}/trend", get(scenario_trend))
-        .merge(super::web::routes())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
+    let mut r = Router::new();
+    for route in routes() {
+        let need = (d.clone(), route.need);
+        r = r.route(route.path, route.handler.route_layer(middleware::from_fn_with_state(need, require)));
+    }
+    r.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -173,9 +175,28 @@ pub fn router(d: Arc<Daemon>) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(middleware::from_fn_with_state(d.clone(), require_token))
         .layer(middleware::map_response(json_errors))
         .with_state(d)
+}
+
+/// The check of a route's [`Need`] against the caller's role ([`access::check`]).
+async fn require(State((d, need)): State<(Arc<Daemon>, Need)>, req: Request, next: Next) -> Response {
+    match access::check(&d, need, req.method(), req.uri(), req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(Refusal::Missing) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this call needs `Authorization: Bearer <token>` (the token is in the data directory's `token` file)",
+        )
+        .into_response(),
+        Err(Refusal::Wrong) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token").into_response(),
+        Err(Refusal::ParticipantForbidden) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "participant-forbidden",
+            "a participant's token may read runs and mark them (detected, mitigated, notes), nothing else",
+        )
+        .into_response(),
+    }
 }
 
 /// Every error in the documented shape (`{"error": {"code", "message"}}`), also those that axum's
@@ -205,28 +226,6 @@ async fn json_errors(r: Response) -> Response {
         _ => message,
     };
     ApiError { status, code, message, diagnostics: None }.into_response()
-}
-
-/// Mutating calls need the bearer token; with `--allow-remote`, every call does. The
-/// participants' token may only read and mark (see [`super::web::access`]).
-async fn require_token(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Response {
-    use super::web::Access;
-    match super::web::access(&d, &req) {
-        Access::Allowed => next.run(req).await,
-        Access::Missing => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this call needs `Authorization: Bearer <token>` (the token is in the data directory's `token` file)",
-        )
-        .into_response(),
-        Access::Wrong => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong token").into_response(),
-        Access::ParticipantForbidden => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "participant-forbidden",
-            "a participant's token may read runs and mark them (detected, mitigated, notes), nothing else",
-        )
-        .into_response(),
-    }
 }
 
 /// `GET /healthz`: 200 `ok` or `shutting-down`; 503 `history-unusable` once SQLite has said the
@@ -419,7 +418,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         (sc, "posted.yaml".to_string(), false)
     } else {
         let b: StartBody = json_body(&body)?;
-        let (roots, workdir) = (scenario_roots(&d), d.workdir.clone());
+        let (roots, workdir) = (d.scenario_roots(), d.workdir.clone());
         let (path, sc) = blocking(move || {
             let path = scenarios::resolve(&roots, &workdir, &b.scenario)?;
             scenarios::load(&path).map(|sc| (path, sc))
@@ -439,26 +438,6 @@ async fn blocking<T: Send + 'static>(
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
     }
-}
-
-/// The scenario roots ([`scenarios::resolve`]): the working directory's `scenarios/`, the
-/// `--scenarios` paths, a game day's scenarios, then the directories of the config's schedule
-/// scenarios, in the order of the config.
-pub fn scenario_roots(d: &Daemon) -> Vec<PathBuf> {
-    let mut roots = vec![d.workdir.join("scenarios")];
-    let schedules = d
-        .manager
-        .config()
-        .schedules
-        .iter()
-        .filter_map(|s| s.scenario.parent().map(Path::to_path_buf))
-        .collect::<Vec<_>>();
-    for p in d.scenario_roots.iter().chain(&d.web.scenarios).cloned().chain(schedules) {
-        if !roots.contains(&p) {
-            roots.push(p);
-        }
-    }
-    roots
 }
 
 /// The SSE event of one envelope: `id:` its seq, `event:` its type, `data:` its JSON.
@@ -530,7 +509,7 @@ fn replay_stream(d: Arc<Daemon>, id: String, next: u64) -> impl futures_util::St
 /// `GET /v1/runs/{id}/read-token` ([`super::web::read_token`]).
 async fn read_token(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> ApiResult {
     stored_run(&d, &id).await?;
-    Ok(axum::Json(super::web::read_token(&d, &id, &headers)).into_response())
+    Ok(axum::Json(access::read_token(&d, &id, &headers)).into_response())
 }
 
 async fn run_events(
@@ -546,10 +525,10 @@ async fn run_events(
         .map_or(0, |n| n + 1);
     let keep = KeepAlive::default();
     if let Some(a) = d.manager.active(&id) {
-        let role = super::web::caller(&d, &Method::GET, &uri, &headers);
+        let role = access::caller(&d, &Method::GET, &uri, &headers);
         // Hidden while it runs: once it has finished, its events are shown whole.
         let ended = a.bus.history().last().is_some_and(|e| matches!(e.event, Event::RunFinished { .. }));
-        let blind = (a.blind && !ended && role != super::web::Role::Instructor).then(|| d.token.clone());
+        let blind = (a.blind && !ended && role != Role::Instructor).then(|| d.token.clone());
         return Ok(Sse::new(live_stream(a.bus, next, blind)).keep_alive(keep).into_response());
     }
     stored_run(&d, &id).await?;
@@ -765,5 +744,232 @@ async fn reload(State(d): State<Arc<Daemon>>) -> ApiResult {
                 format!("the config is not valid; the old one stays in force:\n{e}"),
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::app::Web;
+    use crate::daemon::config::Config;
+    use crate::daemon::runs::{Db, Manager};
+    use crate::daemon::scheduler::Scheduler;
+    use crate::daemon::store::{NewRun, RunEnd, RunState, Store};
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    const INSTRUCTOR: &str = "instructor-token";
+    const PARTICIPANT: &str = "participant-token";
+
+    /// A daemon in this process on a history holding one finished run, `r1`, with its
+    /// report.md, and a scenario `quick` in its `scenarios/`.
+    fn daemon(remote: bool) -> (tempfile::TempDir, Arc<Daemon>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.db")).unwrap();
+        let at = "2026-12-01T00:00:00Z".parse().unwrap();
+        let run = NewRun {
+            id: "r1".into(),
+            scenario: "quick".into(),
+            target: "lab".into(),
+            trigger: Trigger::Api,
+            schedule: None,
+            started_at: at,
+            blind: false,
+        };
+        store.insert_run(&run).unwrap();
+        let end = RunEnd { state: RunState::Passed, finished_at: at, time_to_detect: None, mttr: None, record: None };
+        store.finish_run("r1", &end).unwrap();
+        store.put_file("r1", "report.md", b"# report").unwrap();
+        std::fs::create_dir(dir.path().join("scenarios")).unwrap();
+        std::fs::write(
+            dir.path().join("scenarios/quick.yaml"),
+            "name: quick\ntarget: { lab: { service: api, tasks: 1 } }\nload: { url: /, rate: 5/s, duration: 10s }\n\
+             steady_state: { error_rate: \"< 1%\" }\nrecovery: { within: 5s }\n",
+        )
+        .unwrap();
+        let conn = crate::backend::Connection::from_env().unwrap();
+        let manager = Arc::new(Manager::new(Db::new(store), dir.path(), conn, Config::default(), None));
+        let scheduler = Scheduler::new(manager.clone());
+        let d = Daemon {
+            manager,
+            scheduler,
+            config_path: None,
+            token: INSTRUCTOR.into(),
+            remote,
+            workdir: dir.path().to_path_buf(),
+            scenario_roots: vec![],
+            web: Web::new(Some(PARTICIPANT.into()), vec![]),
+        };
+        (dir, Arc::new(d))
+    }
+
+    /// One request through the router, no socket: the status and the body (JSON when it is).
+    async fn call(d: &Arc<Daemon>, method: &str, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+        call_typed(d, method, path, token, "application/json", body.as_bytes().to_vec()).await
+    }
+
+    async fn call_typed(
+        d: &Arc<Daemon>,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = axum::http::Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, kind);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = router(d.clone()).oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+        let status = resp.status();
+        if resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")) {
+            return (status, Value::Null);
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Who may call what: every route of the router, and nothing else. A new route must be added
+    /// here, saying who may call it, or this test fails.
+    const TABLE: &[(&str, &str, Need)] = &[
+        ("GET", "/healthz", Need::Read),
+        ("GET", "/metrics", Need::Read),
+        ("GET", "/v1/runs", Need::Read),
+        ("POST", "/v1/runs", Need::Instruct),
+        ("GET", "/v1/runs/{id}", Need::Read),
+        ("GET", "/v1/runs/{id}/events", Need::Read),
+        ("GET", "/v1/runs/{id}/read-token", Need::Read),
+        ("GET", "/v1/runs/{id}/report/{file}", Need::Read),
+        ("POST", "/v1/runs/{id}/stop", Need::Instruct),
+        ("POST", "/v1/runs/{id}/inject", Need::Instruct),
+        ("POST", "/v1/runs/{id}/spike", Need::Instruct),
+        ("POST", "/v1/runs/{id}/marks", Need::Mark),
+        ("GET", "/v1/schedules", Need::Read),
+        ("POST", "/v1/schedules/{name}/{action}", Need::Instruct),
+        ("POST", "/v1/reload", Need::Instruct),
+        ("GET", "/v1/scenarios", Need::Read),
+        ("GET", "/v1/scenarios/{name}/trend", Need::Read),
+        ("GET", "/v1/whoami", Need::Read),
+        ("GET", "/", Need::Public),
+        ("GET", "/ui/app.js", Need::Public),
+        ("GET", "/ui/app.css", Need::Public),
+    ];
+
+    #[test]
+    fn every_route_is_in_the_role_table_and_the_table_has_no_other() {
+        let mut routed: Vec<(String, &str, Need)> =
+            routes().iter().map(|r| (r.method.to_string(), r.path, r.need)).collect();
+        let mut table: Vec<(String, &str, Need)> = TABLE.iter().map(|(m, p, n)| (m.to_string(), *p, *n)).collect();
+        routed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        table.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        assert_eq!(routed, table);
+    }
+
+    /// What a caller without a role is answered on a route that needs `need`: allowed (`None`)
+    /// or refused with this status and code.
+    fn expected(need: Need, who: Option<&str>, remote: bool) -> Option<(StatusCode, &'static str)> {
+        let role = match who {
+            Some(INSTRUCTOR) => Role::Instructor,
+            Some(PARTICIPANT) => Role::Participant,
+            _ => Role::Anonymous,
+        };
+        let refused = match who {
+            Some(PARTICIPANT) => (StatusCode::FORBIDDEN, "participant-forbidden"),
+            Some(INSTRUCTOR) => return None,
+            Some(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            None => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        };
+        let allowed = match need {
+            Need::Public => true,
+            Need::Read => !remote || role != Role::Anonymous,
+            Need::Mark => role != Role::Anonymous,
+            Need::Instruct => role == Role::Instructor,
+        };
+        (!allowed).then_some(refused)
+    }
+
+    #[tokio::test]
+    async fn every_route_answers_each_role_as_the_table_says() {
+        for remote in [false, true] {
+            let (_dir, d) = daemon(remote);
+            for (method, path, need) in TABLE {
+                let path = path
+                    .replace("{id}", "r1")
+                    .replace("{file}", "report.md")
+                    .replace("{name}", "nightly")
+                    .replace("{action}", "pause");
+                for who in [None, Some(PARTICIPANT), Some(INSTRUCTOR), Some("a-wrong-token")] {
+                    let (status, v) = call(&d, method, &path, who, "{}").await;
+                    let what = format!("{method} {path} as {who:?} (remote: {remote}): {status} {v}");
+                    match expected(*need, who, remote) {
+                        Some((s, code)) => {
+                            assert_eq!((status, v["error"]["code"].as_str()), (s, Some(code)), "{what}")
+                        }
+                        None => {
+                            assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{what}")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_error_table_each_in_the_json_shape() {
+        let (_dir, d) = daemon(false);
+        let big = vec![b' '; 3 << 20];
+        let yaml = b"name: bad\nload: { url: /, rate: 10/s, duraton: 5s }\n".to_vec();
+        let cases: Vec<(&str, &str, Option<&str>, &str, Vec<u8>, u16, &str)> = vec![
+            ("POST", "/v1/runs", None, "application/json", b"{}".to_vec(), 401, "unauthorized"),
+            ("POST", "/v1/runs", Some("nope"), "application/json", b"{}".to_vec(), 403, "forbidden"),
+            (
+                "POST",
+                "/v1/runs/r1/stop",
+                Some(PARTICIPANT),
+                "application/json",
+                b"{}".to_vec(),
+                403,
+                "participant-forbidden",
+            ),
+            ("GET", "/v1/runs/nope", None, "application/json", vec![], 404, "no-such-run"),
+            ("GET", "/v1/runs/r1/report/nope.md", None, "application/json", vec![], 404, "no-such-file"),
+            ("GET", "/v1/nothing-here", None, "application/json", vec![], 404, "not-found"),
+            (
+                "POST",
+                "/v1/runs",
+                Some(INSTRUCTOR),
+                "text/plain",
+                br#"{"scenario": "missing"}"#.to_vec(),
+                404,
+                "unknown-scenario",
+            ),
+            ("DELETE", "/v1/runs", Some(INSTRUCTOR), "application/json", vec![], 405, "method-not-allowed"),
+            ("POST", "/v1/runs/r1/stop", Some(INSTRUCTOR), "application/json", b"{}".to_vec(), 409, "run-ended"),
+            ("POST", "/v1/runs", Some(INSTRUCTOR), "application/json", big, 413, "body-too-large"),
+            ("POST", "/v1/runs", Some(INSTRUCTOR), "application/yaml", yaml, 422, "invalid-scenario"),
+            (
+                "POST",
+                "/v1/runs/r1/spike",
+                Some(INSTRUCTOR),
+                "application/json",
+                br#"{"rate": 1, "duration": 1e308}"#.to_vec(),
+                400,
+                "invalid-request",
+            ),
+            ("POST", "/v1/runs", Some(INSTRUCTOR), "application/json", b"{nope".to_vec(), 400, "invalid-request"),
+            ("POST", "/v1/reload", Some(INSTRUCTOR), "application/json", vec![], 409, "no-config"),
+        ];
+        for (method, path, token, kind, body, status, code) in cases {
+            let (s, v) = call_typed(&d, method, path, token, kind, body).await;
+            let what = format!("{method} {path}: {s} {v}");
+            assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (status, Some(code)), "{what}");
+            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        }
+        // 503 once the daemon stops taking runs; /healthz says so.
+        d.manager.shutdown("the test stops the daemon");
+        let (s, v) = call(&d, "POST", "/v1/runs", Some(INSTRUCTOR), r#"{"scenario": "quick"}"#).await;
+        assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (503, Some("shutting-down")), "{v}");
+        let (s, v) = call(&d, "GET", "/healthz", None, "").await;
+        assert_eq!((s.as_u16(), v["status"].as_str()), (200, Some("shutting-down")), "{v}");
     }
 }

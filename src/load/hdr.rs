@@ -148,14 +148,28 @@ pub fn merge<'a>(encodings: impl IntoIterator<Item = &'a [u8]>) -> Result<Option
     Ok(total)
 }
 
+/// Highest latency tracked, in microseconds (one hour); longer ones are clamped.
+const MAX_US: u64 = 3_600_000_000;
+
 /// An empty histogram with the load driver's bounds (1 µs to 1 h, 3 significant digits).
 pub fn histogram() -> Histogram<u64> {
-    super::stats::histogram()
+    // Constant, valid bounds: creation cannot fail.
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("constant histogram bounds are valid")
 }
 
 /// The percentiles of a histogram in microseconds, in milliseconds.
 pub fn percentiles(h: &Histogram<u64>) -> super::Latency {
-    super::stats::latency(h)
+    if h.is_empty() {
+        return super::Latency::default();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    super::Latency {
+        p50: ms(h.value_at_quantile(0.50)),
+        p90: ms(h.value_at_quantile(0.90)),
+        p95: ms(h.value_at_quantile(0.95)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+    }
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -9,16 +9,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 
-use super::{ErrorCounts, Latency, LoadReport, Window};
+use super::{ErrorCounts, LoadReport, Window};
 
-/// Highest latency tracked, in microseconds (one hour); longer ones are clamped.
-const MAX_US: u64 = 3_600_000_000;
-
-/// A latency histogram in microseconds with 3 significant digits.
-pub(crate) fn histogram() -> Histogram<u64> {
-    // Constant, valid bounds: creation cannot fail.
-    Histogram::new_with_bounds(1, MAX_US, 3).expect("constant histogram bounds are valid")
-}
+use super::hdr::{histogram, percentiles as latency};
 
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
@@ -182,21 +175,6 @@ impl Recorder {
 
     pub fn last_second(&self) -> u32 {
         self.last_second
-    }
-}
-
-/// Percentiles of a histogram in microseconds, as milliseconds.
-pub(crate) fn latency(h: &Histogram<u64>) -> Latency {
-    if h.is_empty() {
-        return Latency::default();
-    }
-    let ms = |us: u64| us as f64 / 1000.0;
-    Latency {
-        p50: ms(h.value_at_quantile(0.50)),
-        p90: ms(h.value_at_quantile(0.90)),
-        p95: ms(h.value_at_quantile(0.95)),
-        p99: ms(h.value_at_quantile(0.99)),
-        max: ms(h.max()),
     }
 }
 

@@ -1,0 +1,78 @@
+//! The daemon's state as the API's handlers reach it: the run manager, the scheduler, the
+//! tokens, where scenarios may be read from, and a game day's part; and the config reload that
+//! SIGHUP and `POST /v1/reload` share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::config::{self, ConfigError};
+use super::runs::Manager;
+use super::scheduler::Scheduler;
+
+/// Everything the handlers reach.
+pub struct Daemon {
+    pub manager: Arc<Manager>,
+    pub scheduler: Arc<Scheduler>,
+    /// `--config`; `None`: the empty default config (reload has nothing to read).
+    pub config_path: Option<PathBuf>,
+    /// The instructor's token: every call.
+    pub token: String,
+    /// `--allow-remote`: reads need a token too.
+    pub remote: bool,
+    /// Where relative scenario paths are resolved from (the daemon's working directory).
+    pub workdir: PathBuf,
+    /// `--scenarios`: more files and directories requests may start scenarios from.
+    pub scenario_roots: Vec<PathBuf>,
+    /// The game day's part: the participants' token, the scenarios the page lists.
+    pub web: Web,
+}
+
+/// A game day's part of the daemon's state.
+pub struct Web {
+    /// The participants' token; `None`: no participant can call what needs a token.
+    pub participant_token: Option<String>,
+    /// The scenario files and directories `GET /v1/scenarios` lists; empty: the daemon's
+    /// scenario roots ([`Daemon::scenario_roots`]).
+    pub scenarios: Vec<PathBuf>,
+}
+
+impl Web {
+    pub fn new(participant_token: Option<String>, scenarios: Vec<PathBuf>) -> Web {
+        Web { participant_token, scenarios }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the daemon was started without --config: there is no config to reload")]
+    NoConfig,
+    #[error("{0}")]
+    Invalid(ConfigError),
+}
+
+impl Daemon {
+    /// Reads the config file again; a bad one is refused and the old one stays in force.
+    pub fn reload(&self) -> Result<usize, ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfig)?;
+        let c = config::load_file(path).map_err(ReloadError::Invalid)?;
+        let n = c.schedules.len();
+        self.manager.set_config(c);
+        self.scheduler.reload();
+        Ok(n)
+    }
+
+    /// The scenario roots ([`super::scenarios::resolve`]): the working directory's `scenarios/`,
+    /// the `--scenarios` paths, a game day's scenarios, then the directories of the config's
+    /// schedule scenarios, in the order of the config.
+    pub fn scenario_roots(&self) -> Vec<PathBuf> {
+        let mut roots = vec![self.workdir.join("scenarios")];
+        let schedules: Vec<PathBuf> =
+            self.manager.config().schedules.iter().filter_map(|s| s.scenario.parent().map(Path::to_path_buf)).collect();
+        for p in self.scenario_roots.iter().chain(&self.web.scenarios).cloned().chain(schedules) {
+            if !roots.contains(&p) {
+                roots.push(p);
+            }
+        }
+        roots
+    }
+}
