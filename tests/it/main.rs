@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area. Real processes, real sockets, real files.
 
 mod aws;
+mod client;
 mod commands;
 mod common;
 mod compare;
