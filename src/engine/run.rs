@@ -530,6 +530,16 @@ impl Ctx<'_> {
             timeout: sc.load.timeout,
             insecure_tls: sc.load.insecure_tls,
         };
+        // A certificate the load cannot trust fails every request: say why now, before a
+        // baseline of nothing but TLS errors.
+        if let Err(e) = load::check_certificate(&plan).await {
+            return self.cancel(
+                em,
+                CancelReason::Precondition(format!(
+                    "load: {e}; `load.insecure_tls: true` in the scenario accepts a self-signed certificate"
+                )),
+            );
+        }
 
         let stop_all = CancellationToken::new();
         // However `drive` ends (a panic included), the load stops with it.
