@@ -6,6 +6,7 @@ mod commands;
 mod common;
 mod compare;
 mod daemon;
+mod endpoint;
 mod engine;
 mod events;
 mod gameday;
