@@ -41,7 +41,7 @@ Exit codes:
   1   failed: steady state not restored in time
   2   aborted by a stop condition, or stopped by Ctrl-C / SIGTERM / SIGHUP / a stop command (every fault reverted)
   3   invalid scenario or usage
-  4   precondition failed (steady state not met before any fault, target not found, wrong account, target busy)
+  4   precondition failed (steady state not met before any fault, target not found or not answering, wrong account, target busy)
   5   a revert failed: something may still be broken
   70  internal error";
 }

@@ -44,9 +44,26 @@ pub enum BackendError {
     Precondition(String),
     #[error("{kind} is not supported by the {backend} backend")]
     Unsupported { kind: &'static str, backend: &'static str },
+    /// The backend's API did not answer at all (nothing listening, no answer in time): before
+    /// the run has changed anything, a precondition of the run; later, an error like any other.
+    #[error("{0}")]
+    Unreachable(String),
     /// Any other failure of the backend's API, with its message.
     #[error("{0}")]
     Api(String),
+}
+
+/// An AWS endpoint that did not answer, named: neither the SDK's error nor the message made of
+/// it says where the calls went. The scenario's `endpoint`, else `AWS_ENDPOINT_URL` (which the
+/// SDK reads by itself; read here only to name it), else the region's own endpoints.
+fn name_endpoint(target: &Target, e: BackendError) -> BackendError {
+    let (BackendError::Unreachable(m), Target::Aws(t)) = (&e, target) else { return e };
+    let endpoint = match (&t.endpoint, std::env::var("AWS_ENDPOINT_URL")) {
+        (Some(url), _) => format!("{url} (target.aws.endpoint)"),
+        (None, Ok(url)) if !url.trim().is_empty() => format!("{url} (AWS_ENDPOINT_URL)"),
+        _ => "the AWS endpoints of the target's region".to_string(),
+    };
+    BackendError::Unreachable(format!("no answer from {endpoint}: {m}"))
 }
 
 /// What connecting to a target takes besides the scenario: what the environment says (read
@@ -189,7 +206,7 @@ impl Backend {
             Ok(()) => Ok(b),
             Err(e) => {
                 let _ = b.shutdown().await;
-                Err(e)
+                Err(name_endpoint(target, e))
             }
         }
     }
@@ -202,7 +219,11 @@ impl Backend {
     async fn open(target: &Target, run_id: &str, conn: &Connection) -> Result<Backend, BackendError> {
         match target {
             Target::Lab(t) => Ok(Backend::Lab(lab::LabBackend::connect(t, run_id, conn).await?)),
-            Target::Aws(t) => Ok(Backend::Aws(aws::AwsBackend::connect(t, run_id, conn.secrets.clone()).await?)),
+            Target::Aws(t) => Ok(Backend::Aws(
+                aws::AwsBackend::connect(t, run_id, conn.secrets.clone())
+                    .await
+                    .map_err(|e| name_endpoint(target, e))?,
+            )),
         }
     }
 
@@ -318,7 +339,7 @@ impl Backend {
     pub async fn preflight(&self, scenario: &Scenario) -> Result<(), BackendError> {
         match self {
             Backend::Lab(b) => b.preflight(scenario).await,
-            Backend::Aws(b) => b.preflight(scenario).await,
+            Backend::Aws(b) => b.preflight(scenario).await.map_err(|e| name_endpoint(&scenario.target, e)),
             #[cfg(test)]
             Backend::Fake(_) => Ok(()),
         }

@@ -21,8 +21,10 @@ use crate::exit::Exit;
 /// Where the daemon is and how to prove who we are.
 #[derive(Debug, Clone, Args)]
 pub(super) struct Connect {
-    /// The daemon's address.
-    #[arg(long = "daemon", value_name = "ADDR", default_value = "127.0.0.1:7878", global = true)]
+    /// The daemon's address: `HOST:PORT`, or its URL as the daemon prints it
+    /// (`http://127.0.0.1:7878/`); a bare host means port 7878.
+    #[arg(long = "daemon", value_name = "ADDR", default_value = "127.0.0.1:7878", global = true,
+          value_parser = daemon_addr)]
     pub addr: String,
     /// The bearer token (default: the `token` file of the data directory).
     #[arg(long, global = true)]
@@ -31,6 +33,69 @@ pub(super) struct Connect {
     /// directory).
     #[arg(long, value_name = "DIR", global = true)]
     pub data: Option<PathBuf>,
+}
+
+/// The daemon's port when an address names none.
+const DEFAULT_PORT: u16 = 7878;
+
+/// `--daemon`: `HOST:PORT`, `HOST`, or an `http://` URL with at most the path `/` (what the
+/// daemon prints, pasted as is), as the `HOST:PORT` to connect to. Anything else is a usage
+/// error that says what is wrong, rather than a URL built from it failing later.
+fn daemon_addr(given: &str) -> Result<String, String> {
+    let example = "e.g. 127.0.0.1:7878 or http://127.0.0.1:7878/";
+    let s = given.trim();
+    let (rest, url) = match s.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, true),
+        Some((scheme, _)) => {
+            return Err(format!("the daemon is reached over http, not `{scheme}://` ({example})"));
+        }
+        None => (s, false),
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if !(path.is_empty() || path == "/") {
+        return Err(format!("`{path}` after the address: give the daemon's address only ({example})"));
+    }
+    if authority.contains('@') {
+        return Err(format!("a daemon address takes no user name; the token goes in --token ({example})"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (ip, after) = v6.split_once(']').ok_or_else(|| format!("`{authority}`: `[` without its `]`"))?;
+        ip.parse::<std::net::Ipv6Addr>().map_err(|_| format!("`{ip}` is not an IPv6 address"))?;
+        match after {
+            "" => (&authority[..ip.len() + 2], None),
+            p => (&authority[..ip.len() + 2], Some(p.strip_prefix(':').ok_or_else(|| format!("`{after}` after `]`"))?)),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(format!("`{authority}`: write an IPv6 address in brackets, e.g. [::1]:7878"));
+            }
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("no host in `{given}` ({example})"));
+    }
+    if !host.starts_with('[') && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        return Err(format!("`{host}` is not a host name or an IP address ({example})"));
+    }
+    let port = match port {
+        // A URL without a port means http's own, 80, as anywhere else.
+        None => {
+            if url {
+                80
+            } else {
+                DEFAULT_PORT
+            }
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{p}` is not a port number (1 to 65535)"))?,
+    };
+    Ok(format!("{host}:{port}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,8 +227,14 @@ impl Client {
         }
     }
 
-    /// Streams a run's events (server-sent events), calling `each` with every event's data.
-    pub async fn events(&self, id: &str, mut each: impl FnMut(&str)) -> anyhow::Result<()> {
+    /// Streams a run's events (server-sent events), calling `each` with every event's data,
+    /// until the stream ends ([`Streamed::Ended`]) or `each` fails to write it or the output is
+    /// found closed while the stream is quiet ([`Streamed::OutputClosed`]): nobody reads any more.
+    pub async fn events(
+        &self,
+        id: &str,
+        mut each: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> anyhow::Result<Streamed> {
         let stream = tokio::net::TcpStream::connect(&self.addr)
             .await
             .with_context(|| format!("cannot reach the daemon at {} (is `siege daemon` running?)", self.addr))?;
@@ -185,19 +256,41 @@ impl Client {
             return Err(api_error(status, &bytes));
         }
         let mut buf = Vec::new();
-        while let Some(frame) = body.frame().await {
+        // A quiet stream writes nothing that could fail: look at the output now and then.
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = check.tick() => {
+                    if super::output_closed() {
+                        return Ok(Streamed::OutputClosed);
+                    }
+                    continue;
+                }
+            };
+            let Some(frame) = frame else { return Ok(Streamed::Ended) };
             let Ok(data) = frame?.into_data() else { continue };
             buf.extend_from_slice(&data);
             while let Some(end) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&line);
-                if let Some(d) = line.trim_end_matches(['\r', '\n']).strip_prefix("data:") {
-                    each(d.strip_prefix(' ').unwrap_or(d));
+                if let Some(d) = line.trim_end_matches(['\r', '\n']).strip_prefix("data:")
+                    && each(d.strip_prefix(' ').unwrap_or(d)).is_err()
+                {
+                    return Ok(Streamed::OutputClosed);
                 }
             }
         }
-        Ok(())
     }
+}
+
+/// How an event stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Streamed {
+    /// The daemon closed it: the run ended.
+    Ended,
+    /// Our own output was closed (`siege runs events ID | head`): there is no one to tell.
+    OutputClosed,
 }
 
 fn print_json(v: &Value) {
@@ -257,7 +350,14 @@ pub(super) fn cmd_runs(c: Connect, cmd: RunsCommand) -> anyhow::Result<Exit> {
                 Ok(Exit::Passed)
             }
             RunsCommand::Events { id } => {
-                client.events(&id, |d| outln!("{d}")).await?;
+                let print = |d: &str| {
+                    let mut o = std::io::stdout().lock();
+                    writeln!(o, "{d}").and_then(|()| o.flush())
+                };
+                if client.events(&id, print).await? == Streamed::OutputClosed {
+                    // Like any tool whose reader went away: stop quietly, nothing went wrong.
+                    return Ok(Exit::Passed);
+                }
                 // The stream ends with the run: its exit code.
                 let v = client.call(Method::GET, &format!("/v1/runs/{id}"), None).await?;
                 match v["state"].as_str().and_then(state_exit) {
@@ -419,9 +519,50 @@ mod tests {
             "id: 0\nevent: started\ndata: {\"seq\":0}\n\n: keep-alive\n\nid: 1\nevent: verdict\ndata: {\"seq\":1}\n\n";
         let (addr, seen) = fake(vec![(200, "text/event-stream", sse.into())]).await;
         let mut got = Vec::new();
-        client(&addr, None).events("r-1", |d| got.push(d.to_string())).await.unwrap();
+        let streamed = client(&addr, None)
+            .events("r-1", |d| {
+                got.push(d.to_string());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(streamed, Streamed::Ended);
         assert_eq!(got, [r#"{"seq":0}"#, r#"{"seq":1}"#]);
         assert!(seen.lock().unwrap()[0].0.starts_with("GET /v1/runs/r-1/events HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn daemon_addresses_are_taken_in_url_form_and_bad_ones_say_why() {
+        for (given, addr) in [
+            ("127.0.0.1:7878", "127.0.0.1:7878"),
+            ("http://127.0.0.1:7878/", "127.0.0.1:7878"),
+            ("http://127.0.0.1:7878", "127.0.0.1:7878"),
+            ("HTTP://localhost:9000/", "localhost:9000"),
+            ("localhost", "localhost:7878"),
+            ("http://localhost/", "localhost:80"),
+            ("[::1]:7878", "[::1]:7878"),
+            ("http://[::1]/", "[::1]:80"),
+            (" 127.0.0.1:7878 ", "127.0.0.1:7878"),
+        ] {
+            assert_eq!(daemon_addr(given).as_deref(), Ok(addr), "{given}");
+        }
+        for (given, why) in [
+            ("https://127.0.0.1:7878/", "over http, not `https://`"),
+            ("http://127.0.0.1:7878/v1/runs", "`/v1/runs` after the address"),
+            ("127.0.0.1:port", "`port` is not a port number"),
+            ("127.0.0.1:0", "`0` is not a port number"),
+            ("127.0.0.1:99999", "not a port number"),
+            ("http://", "no host"),
+            (":7878", "no host"),
+            ("::1:7878", "in brackets"),
+            ("[::1", "without its `]`"),
+            ("[nope]:1", "not an IPv6 address"),
+            ("http://u:p@127.0.0.1:7878/", "no user name"),
+            ("127.0.0.1 7878", "not a host name"),
+        ] {
+            let e = daemon_addr(given).unwrap_err();
+            assert!(e.contains(why), "{given}: {e}");
+        }
     }
 
     #[test]

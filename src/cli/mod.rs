@@ -22,6 +22,16 @@ macro_rules! out {
     }};
 }
 
+/// Whether standard output is a pipe or socket whose reader has gone (`| head` that has had
+/// its lines): a streaming command that is quiet for a while notices it here, before it has
+/// anything to write. A file, a terminal or an open pipe is not closed.
+pub(crate) fn output_closed() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: 0, revents: 0 };
+    // SAFETY: one pollfd that lives across the call; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 mod client;
 mod compare;
 mod daemon;

@@ -218,7 +218,10 @@ pub(super) fn cmd_recover(args: RecoverArgs) -> anyhow::Result<Exit> {
     let conn = connection()?;
     let rt = runtime()?;
     rt.block_on(async {
-        let paths = journal::list()?;
+        let journal::Listing { journals: paths, skipped } = journal::scan()?;
+        for l in &skipped {
+            outln!("{l}");
+        }
         if paths.is_empty() {
             outln!("nothing to recover: no run left faults behind ({})", journal::dir().display());
             return Ok(Exit::Passed);

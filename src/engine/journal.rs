@@ -5,7 +5,9 @@
 //! A journal is read strictly: only a torn last line (the crash came mid-write) is ignored. Any
 //! other line that does not parse makes the journal unreadable, and `siege recover` then reverts
 //! nothing from it, keeps it and says which file and line, until the user has checked by hand
-//! and removed it with `siege recover --discard FILE`.
+//! and removed it with `siege recover --discard FILE`. So does a journal with no complete run
+//! entry (empty, or its only line torn): nothing ties it to a run, its target or its process.
+//! Whatever is named like a journal but is not a regular file is skipped, and said to be.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -170,6 +172,15 @@ pub enum JournalError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: cannot parse journal entry: {reason}; {}", path.display(), check_by_hand(path))]
     Entry { path: PathBuf, line: usize, reason: String },
+    /// No complete run entry: nothing says which run, which target, or whether that run is
+    /// still alive. siege writes a journal with its run line already in it, so such a file was
+    /// not left by a crash of this version; it is kept like any journal that cannot be trusted.
+    #[error(
+        "{}: cannot be traced to a run: {what} and holds no complete run entry; siege reverts nothing from it and keeps it; {}",
+        path.display(),
+        check_by_hand(path)
+    )]
+    NoRun { path: PathBuf, what: &'static str },
 }
 
 impl JournalError {
@@ -182,6 +193,7 @@ impl JournalError {
         match self {
             JournalError::Read { source, .. } => source.to_string(),
             JournalError::Entry { line, reason, .. } => format!("line {line}: {reason}"),
+            JournalError::NoRun { what, .. } => format!("{what}, no complete run entry"),
         }
     }
 }
@@ -205,6 +217,9 @@ fn split_tail(data: &[u8]) -> (&[u8], &[u8]) {
 }
 
 fn parse_entry(line: &[u8]) -> Result<Entry, String> {
+    if line.trim_ascii().is_empty() {
+        return Err("an empty line (siege writes none: what was on it is unknown)".into());
+    }
     serde_json::from_slice(line).map_err(|e| {
         // Every entry is one line: serde's "at line 1" would only confuse.
         let msg = e.to_string();
@@ -300,6 +315,13 @@ fn parse(path: &Path, data: &[u8]) -> (Recorded, Option<JournalError>) {
             Entry::Finished => rec.finished = true,
         }
     }
+    // An empty file, or one whose only line is cut short: there is no run to trace it to (no
+    // target, no pid to tell whether that run still lives), so nothing is known to be safe to
+    // delete. siege itself never leaves one (the file appears with its run line in it).
+    if !seen_run && problem.is_none() {
+        let what = if data.is_empty() { "the file is empty" } else { "its only line is cut short" };
+        problem = Some(JournalError::NoRun { path: path.to_owned(), what });
+    }
     (rec, problem)
 }
 
@@ -328,28 +350,62 @@ pub fn mark_reverted(path: &Path, fault: &str) -> std::io::Result<()> {
     append_line(&mut f, &Entry::Reverted { fault: fault.into() }, whole_entry)
 }
 
-/// Every journal file in `dir`, oldest first.
-pub fn list_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut v = vec![];
-    match std::fs::read_dir(dir) {
-        Ok(rd) => {
-            for e in rd {
-                let p = e?.path();
-                if p.extension().is_some_and(|x| x == "jsonl") && !p.is_dir() {
-                    v.push(p);
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    v.sort();
-    Ok(v)
+/// What is in the journal directory: the journals, and what looks like one by its name but
+/// is not a file siege could have written (a directory, a FIFO, a dangling link), each with a
+/// line saying so; those are never read (a FIFO would block) nor removed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Journal files, oldest first.
+    pub journals: Vec<PathBuf>,
+    /// One line per entry named like a journal that was skipped, and why.
+    pub skipped: Vec<String>,
 }
 
-/// Every journal file in the state directory, oldest first.
-pub fn list() -> std::io::Result<Vec<PathBuf>> {
-    list_in(&dir())
+/// The journals in `dir` and what was skipped there.
+pub fn scan_in(dir: &Path) -> std::io::Result<Listing> {
+    let mut l = Listing::default();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(l),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let p = e?.path();
+        if p.extension().is_none_or(|x| x != "jsonl") {
+            continue;
+        }
+        // Followed through a symbolic link: a link to a journal is read like one.
+        let not_a_journal = match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => None,
+            Ok(m) if m.is_dir() => Some("it is a directory"),
+            Ok(_) => Some("it is not a regular file (a FIFO, socket or device)"),
+            // Gone since the listing: a run that ended removed its own journal.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&p).is_err() => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("it is a symbolic link to nothing"),
+            Err(_) => None, // read as a journal, whose error then names the file
+        };
+        match not_a_journal {
+            None => l.journals.push(p),
+            Some(why) => l.skipped.push(format!(
+                "skipped {}: named like a journal, but {why}, and siege writes its journals as regular files; \
+                 nothing was read or reverted from it",
+                p.display()
+            )),
+        }
+    }
+    l.journals.sort();
+    l.skipped.sort();
+    Ok(l)
+}
+
+/// Every journal file in `dir`, oldest first (see [`scan_in`] for what is left out).
+pub fn list_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    scan_in(dir).map(|l| l.journals)
+}
+
+/// The journals in the state directory and what was skipped there.
+pub fn scan() -> std::io::Result<Listing> {
+    scan_in(&dir())
 }
 
 /// Why `siege recover --discard FILE` refused.
@@ -492,9 +548,7 @@ fn run_process(rec: &Recorded) -> RunProcess {
         Some(id) if proc::is_process(pid, id) => {
             RunProcess::Running(format!("run {run} is still running (pid {pid}); left alone"))
         }
-        Some(_) => RunProcess::Reused(format!(
-            "run {run}: pid {pid} now belongs to another process (it started after the run); the run is gone"
-        )),
+        Some(id) => RunProcess::Reused(reused_line(run, pid, id)),
         None => {
             let args = proc::args(pid).unwrap_or_default();
             let siege = args
@@ -513,6 +567,31 @@ fn run_process(rec: &Recorded) -> RunProcess {
                 ))
             }
         }
+    }
+}
+
+/// What holds the pid of run `run` instead of the run's own process (`id`, as journaled), told
+/// as it is: a pid reused after the run died belongs to a process that started later (or in
+/// another boot); one that started *before* the run cannot have been it either (a journal from
+/// another machine or pid namespace, or edited by hand), and the message must not claim it is
+/// newer.
+fn reused_line(run: &str, pid: u32, id: &Identity) -> String {
+    let cmd = proc::args(pid).map(|a| a.join(" ")).filter(|c| !c.is_empty());
+    let cmd = cmd.map(|c| format!("`{c}`, ")).unwrap_or_default();
+    match proc::identity(pid) {
+        Some(now) if now.boot_id != id.boot_id => format!(
+            "run {run}: pid {pid} now belongs to another process ({cmd}the machine has restarted since the run); the \
+             run is gone"
+        ),
+        Some(now) if now.start_ticks < id.start_ticks => format!(
+            "run {run}: pid {pid} belongs to a different process ({cmd}which started before the run did, so it was \
+             never the run's process); the run is taken for ended"
+        ),
+        Some(_) => {
+            format!("run {run}: pid {pid} now belongs to another process ({cmd}started after the run); the run is gone")
+        }
+        // It ended just now as well.
+        None => format!("run {run}: pid {pid} belonged to another process, which has ended too; the run is gone"),
     }
 }
 
@@ -747,14 +826,69 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_with_no_entry_at_all_has_nothing_to_revert() {
+    fn a_journal_with_no_complete_run_entry_cannot_be_traced_to_a_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r2.jsonl");
-        // The crash came after the file was created, within its first line: nothing was injected.
-        std::fs::write(&path, "{\"type\":\"ru").unwrap();
-        let rec = read(&path).unwrap();
-        assert!(rec.pending.is_empty());
-        assert_eq!(rec.run_id, "r2");
+        // Empty, or only a torn run line: no run, no target, no pid. Kept, like a journal with
+        // an empty line, never taken for one with nothing left to revert.
+        for (data, what) in [("", "the file is empty"), ("{\"type\":\"ru", "its only line is cut short")] {
+            std::fs::write(&path, data).unwrap();
+            let e = read(&path).unwrap_err();
+            assert!(matches!(e, JournalError::NoRun { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(msg.starts_with(&format!("{}: cannot be traced to a run: {what}", path.display())), "{msg}");
+            assert!(msg.contains(&format!("then run siege recover --discard {}", path.display())), "{msg}");
+            assert_eq!(read_lenient(&path).unwrap().0.run_id, "r2");
+        }
+        std::fs::write(&path, "\n").unwrap();
+        let (line, reason, _) = entry_error(&path);
+        assert_eq!(line, 1);
+        assert!(reason.starts_with("an empty line"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn recover_keeps_a_journal_that_cannot_be_traced_to_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("a.jsonl");
+        std::fs::write(&empty, "").unwrap();
+        let blank = dir.path().join("b.jsonl");
+        std::fs::write(&blank, "\n").unwrap();
+        let (lines, failed) = recover_all(&[empty.clone(), blank.clone()], &test_connection()).await;
+        assert!(failed, "{lines:?}");
+        assert!(empty.exists() && blank.exists(), "{lines:?}");
+        let text = lines.join("\n");
+        assert!(!text.contains("nothing left to revert"), "{text}");
+        assert!(text.contains(&format!("siege recover --discard {}", empty.display())), "{text}");
+        assert!(text.contains(&format!("siege recover --discard {}", blank.display())), "{text}");
+    }
+
+    #[test]
+    fn what_is_named_like_a_journal_but_is_none_is_skipped_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("r1.jsonl"), "").unwrap();
+        std::fs::write(d.join("notes.txt"), "").unwrap();
+        std::fs::create_dir(d.join("r2.jsonl")).unwrap();
+        std::os::unix::fs::symlink(d.join("nowhere"), d.join("r3.jsonl")).unwrap();
+        std::os::unix::fs::symlink(d.join("r1.jsonl"), d.join("r4.jsonl")).unwrap();
+        let fifo = std::ffi::CString::new(d.join("r5.jsonl").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path of this test's own directory.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let l = scan_in(d).unwrap();
+        assert_eq!(l.journals, vec![d.join("r1.jsonl"), d.join("r4.jsonl")]);
+        assert_eq!(l.skipped.len(), 3, "{:?}", l.skipped);
+        let said = |name: &str, why: &str| {
+            let p = d.join(name);
+            assert!(
+                l.skipped.iter().any(|s| s.starts_with(&format!("skipped {}: ", p.display())) && s.contains(why)),
+                "{name}: {:?}",
+                l.skipped
+            );
+        };
+        said("r2.jsonl", "it is a directory");
+        said("r3.jsonl", "a symbolic link to nothing");
+        said("r5.jsonl", "not a regular file");
+        assert_eq!(list_in(d).unwrap(), l.journals);
     }
 
     #[test]
@@ -822,8 +956,18 @@ mod tests {
         let other = Identity { start_ticks: id.start_ticks.saturating_sub(1), ..id.clone() };
         let RunProcess::Reused(line) = run_process(&recorded(pid, Some(other))) else { panic!("not reused") };
         assert!(line.contains(&format!("pid {pid} now belongs to another process")), "{line}");
+        assert!(line.contains("started after the run"), "{line}");
+        // Same pid, a process that started before the run: not the run's, and not said to be newer.
+        let later = Identity { start_ticks: id.start_ticks + 1000, ..id.clone() };
+        let RunProcess::Reused(line) = run_process(&recorded(pid, Some(later))) else { panic!("not reused") };
+        assert!(
+            line.contains(&format!("pid {pid} belongs to a different process (`sleep 30`, which started before")),
+            "{line}"
+        );
+        assert!(!line.contains("after the run"), "{line}");
         let other_boot = Identity { boot_id: "another-boot".into(), ..id };
-        assert!(matches!(run_process(&recorded(pid, Some(other_boot))), RunProcess::Reused(_)));
+        let RunProcess::Reused(line) = run_process(&recorded(pid, Some(other_boot))) else { panic!("not reused") };
+        assert!(line.contains("the machine has restarted since the run"), "{line}");
         // An older journal without the identity: `sleep` is no siege run.
         let RunProcess::Reused(line) = run_process(&recorded(pid, None)) else { panic!("not reused") };
         assert!(line.contains("(`sleep 30`), not that siege run"), "{line}");

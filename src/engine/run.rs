@@ -177,7 +177,16 @@ fn classify(e: &BackendError) -> CancelReason {
         // The verdict already says "precondition failed": the reason is the bare message.
         BackendError::Precondition(m) => CancelReason::Precondition(m.clone()),
         BackendError::NotFound(_) | BackendError::Unsupported { .. } => CancelReason::Precondition(e.to_string()),
-        BackendError::Api(_) => CancelReason::Error(e.to_string()),
+        BackendError::Unreachable(_) | BackendError::Api(_) => CancelReason::Error(e.to_string()),
+    }
+}
+
+/// [`classify`] while connecting to and checking the target: nothing has been changed yet, so
+/// a target whose API does not answer is a precondition of the run that failed.
+fn classify_start(e: &BackendError) -> CancelReason {
+    match e {
+        BackendError::Unreachable(m) => CancelReason::Precondition(m.clone()),
+        e => classify(e),
     }
 }
 
@@ -264,7 +273,7 @@ pub(super) async fn run(
             ctx.cancel = Some(if interrupts.cancel.is_cancelled() {
                 CancelReason::Interrupted(interrupts.reason())
             } else {
-                classify(&e)
+                classify_start(&e)
             });
             None
         }
@@ -291,7 +300,7 @@ pub(super) async fn run(
             // Stopped while checking: nothing was started.
             _ if interrupts.cancel.is_cancelled() => ctx.cancel = Some(CancelReason::Interrupted(interrupts.reason())),
             Ok(()) => ctx.drive(backend, &mut em, &interrupts, commands).await,
-            Err(e) => ctx.cancel = Some(classify(&e)),
+            Err(e) => ctx.cancel = Some(classify_start(&e)),
         }
     }
     if let Some(reason) = &ctx.cancel
@@ -530,6 +539,16 @@ impl Ctx<'_> {
             timeout: sc.load.timeout,
             insecure_tls: sc.load.insecure_tls,
         };
+        // A certificate the load cannot trust fails every request: say why now, before a
+        // baseline of nothing but TLS errors.
+        if let Err(e) = load::check_certificate(&plan).await {
+            return self.cancel(
+                em,
+                CancelReason::Precondition(format!(
+                    "load: {e}; `load.insecure_tls: true` in the scenario accepts a self-signed certificate"
+                )),
+            );
+        }
 
         let stop_all = CancellationToken::new();
         // However `drive` ends (a panic included), the load stops with it.

@@ -217,6 +217,31 @@ pub async fn run(
     run_controlled(plan, cancel, windows, None).await
 }
 
+/// For an `https://` plan that verifies certificates: one handshake with the target, failing
+/// only when the server's certificate is rejected, saying why in words. A run
+/// checks this before its baseline, since no request of the run could succeed; anything else
+/// (no answer, a reset) is left to the load itself to measure.
+pub async fn check_certificate(plan: &LoadPlan) -> Result<(), LoadError> {
+    if plan.url.scheme_str() != Some("https") || plan.insecure_tls {
+        return Ok(());
+    }
+    let host = plan.url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = plan.url.port_u16().unwrap_or(443);
+    let tls = tls::Tls::new(&host, false).map_err(LoadError::Tls)?;
+    let Ok(Ok(mut addrs)) = tokio::time::timeout(plan.timeout, tokio::net::lookup_host((host.as_str(), port))).await
+    else {
+        return Ok(());
+    };
+    let Some(addr) = addrs.next() else { return Ok(()) };
+    let Ok(Ok(tcp)) = tokio::time::timeout(plan.timeout, tokio::net::TcpStream::connect(addr)).await else {
+        return Ok(());
+    };
+    match tokio::time::timeout(plan.timeout, tls.handshake(tcp)).await {
+        Ok(Err(e)) if tls::is_certificate_error(&e) => Err(LoadError::Tls(tls::describe(&e))),
+        _ => Ok(()),
+    }
+}
+
 /// [`run`], with the open model's rate changed while it runs by the stages set on `control`.
 pub async fn run_controlled(
     plan: LoadPlan,

@@ -147,7 +147,7 @@ impl Recorder {
     /// Keeps the first TLS error's text (a certificate rejected says why once, not per request).
     pub fn tls_error(&mut self, e: &std::io::Error) {
         if self.tls_error.is_none() {
-            self.tls_error = Some(e.to_string());
+            self.tls_error = Some(super::tls::describe(e));
         }
     }
 

@@ -76,6 +76,60 @@ pub(crate) fn is_tls_error(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
+/// Whether the server's certificate was rejected (as opposed to any other failure).
+pub(crate) fn is_certificate_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented))
+}
+
+/// A TLS error in words, for the report and the terminal. rustls shows some certificate
+/// problems only as debug text (a self-signed certificate comes out as
+/// `Other(OtherError(CaUsedAsEndEntity))`), which tells a user nothing about what to do.
+pub(crate) fn describe(e: &io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => {
+            format!("the server's certificate was rejected: {}", certificate_problem(c))
+        }
+        Some(rustls::Error::NoCertificatesPresented) => "the server presented no certificate".into(),
+        Some(other) => other.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Why a certificate was rejected, said for whoever has to fix it.
+fn certificate_problem(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::UnknownIssuer => {
+            "it is not issued by a certificate authority this machine trusts (a self-signed certificate, or one \
+             from a private CA: trust that CA with SSL_CERT_FILE)"
+                .into()
+        }
+        C::Expired | C::ExpiredContext { .. } => format!("it has expired ({c})"),
+        C::NotValidYet | C::NotValidYetContext { .. } => format!("it is not valid yet ({c})"),
+        C::NotValidForName => "it is for another name than the URL's host".into(),
+        C::NotValidForNameContext { .. } => format!("it is for another name than the URL's host: {c}"),
+        C::Revoked => "it has been revoked".into(),
+        C::BadEncoding => "it is malformed".into(),
+        C::BadSignature => "its signature does not verify".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "it is not meant for a TLS server".into(),
+        C::Other(other) => match other.0.to_string().as_str() {
+            // webpki's names for these, which rustls passes on as they are.
+            "CaUsedAsEndEntity" => "it is a CA certificate used as the server's own: a self-signed certificate (as \
+                                    `openssl req -x509` makes by default)"
+                .into(),
+            "EndEntityUsedAsCa" => "its chain uses a server certificate as a certificate authority".into(),
+            "MaximumPathDepthExceeded" | "MaximumPathBuildCallsExceeded" => "its chain is too long".into(),
+            "UnsupportedCertVersion" => "it is not an X.509 version 3 certificate".into(),
+            "MissingOrMalformedExtensions" | "ExtensionValueInvalid" => "it has missing or malformed extensions".into(),
+            "UnsupportedCriticalExtension" => "it has a critical extension this client does not support".into(),
+            other => format!("{other} (a certificate problem rustls reports by this name)"),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// Accepts any certificate for any name (opt-in, for self-signed test endpoints); the handshake
 /// signatures are still verified, so the server must hold the certificate's key.
 #[derive(Debug)]

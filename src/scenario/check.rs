@@ -107,7 +107,9 @@ impl Checker {
                 self.error(node, path, "must not be empty", None);
                 None
             }
-            Kind::Int(_) | Kind::Float(_) => node.scalar_text(),
+            Kind::Int(_) => node.scalar_text(),
+            // As written: `1.10` is not the text `1.1`, nor `007` the text `7`.
+            Kind::Float(_) => node.written.clone().filter(|w| !w.starts_with('!')).or_else(|| node.scalar_text()),
             k => {
                 self.error(node, path, format!("expected a string, found {}", k.describe()), None);
                 None
@@ -176,14 +178,13 @@ impl Checker {
             Kind::Int(i) => *i,
             Kind::Str(s) if s.trim().parse::<i128>().is_ok() => s.trim().parse::<i128>().unwrap_or(0),
             Kind::Float(x) => {
-                // An integer too long for the tree arrives as a float: quoting it would show a
-                // rounded number that is not what was written.
-                let msg = if x.fract() == 0.0 && *x >= 2f64.powi(64) {
-                    format!("too large: at most {max}")
-                } else if x.fract() == 0.0 && *x <= -(2f64.powi(64)) {
-                    format!("too small: at least {min}")
-                } else {
-                    format!("`{x}` is not a whole number")
+                let msg = match not_whole(node, *x) {
+                    Some(m) => m,
+                    // An integer too long for the tree arrives as a float: quoting it would show
+                    // a rounded number that is not what was written.
+                    None if *x >= 2f64.powi(64) => format!("too large: at most {max}"),
+                    None if *x <= -(2f64.powi(64)) => format!("too small: at least {min}"),
+                    None => format!("`{}` is not a whole number", shown(node, *x)),
                 };
                 self.error(node, path, msg, None);
                 return None;
@@ -230,6 +231,11 @@ impl Checker {
                 self.error(node, path, "selects no task", hint());
                 None
             }
+            Kind::Float(x) => {
+                let msg = not_whole(node, *x).unwrap_or_else(|| format!("`{}` is not a whole number", shown(node, *x)));
+                self.error(node, path, msg, hint());
+                None
+            }
             Kind::Str(s) if s.trim().ends_with('%') => {
                 let p = self.percent(node, path)?;
                 if p <= 0.0 {
@@ -245,6 +251,42 @@ impl Checker {
             }
         }
     }
+}
+
+/// A float as the user wrote it, or as it reads back when its text is unknown.
+fn shown(node: &Node, x: f64) -> String {
+    node.written.clone().unwrap_or_else(|| x.to_string())
+}
+
+/// What is wrong with how a number is written where a whole number belongs, when YAML read it
+/// as a float: a float tag, exponent form, leading zeros (YAML 1.2 has no such integer; YAML 1.1
+/// would read them as octal) or a decimal point. Each says how to write it. `None` when the text
+/// is a plain run of digits (an integer too long to be one) or unknown.
+pub(crate) fn not_whole(node: &Node, x: f64) -> Option<String> {
+    let w = node.written.as_deref()?;
+    // The number itself, exactly, when it has one small enough to print as digits.
+    let plain = (x.is_finite() && x.fract() == 0.0 && x.abs() < 2f64.powi(53)).then(|| format!("{x:.0}"));
+    let fix = |what: &str| match &plain {
+        Some(n) => format!("`{w}` {what}: write it as a plain whole number, `{n}`"),
+        None => format!("`{w}` {what}: write a plain whole number (digits only)"),
+    };
+    if w.starts_with('!') {
+        return Some(fix("is tagged as a float"));
+    }
+    if !x.is_finite() || x.fract() != 0.0 {
+        return Some(format!("`{w}` is not a whole number"));
+    }
+    let digits = w.trim_start_matches(['+', '-']);
+    if digits.contains(['e', 'E']) {
+        return Some(fix("is in exponent form"));
+    }
+    if digits.contains('.') {
+        return Some(fix("has a decimal point"));
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return Some(fix("has leading zeros"));
+    }
+    None
 }
 
 /// A did-you-mean hint for an unknown key.

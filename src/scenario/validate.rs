@@ -868,7 +868,14 @@ fn param_value(cx: &mut Checker, node: &Node, path: &str, kind: ParamKind) -> Op
         ParamKind::Percent => {
             let n = match &node.kind {
                 Kind::Int(i) => Some(*i as f64),
-                Kind::Float(x) => Some(*x),
+                // A whole percentage, written as one: `007`, `8e1` or `80.0` would be taken for
+                // a number other than what the author meant, or read another way elsewhere.
+                Kind::Float(x) => {
+                    let msg =
+                        super::check::not_whole(node, *x).unwrap_or_else(|| format!("`{x}` is not a whole number"));
+                    cx.error(node, path, msg, Some("a whole percentage from 1 to 100, such as `80` or `80%`".into()));
+                    return None;
+                }
                 Kind::Str(s) if s.trim().ends_with('%') => cx.percent(node, path).map(|p| p * 100.0),
                 _ => {
                     cx.error(
@@ -1347,6 +1354,50 @@ mod tests {
         }
         let e = errors(&format!("{MINIMAL}seed: -1\n"));
         assert!(e.len() == 1 && e[0].contains("must not be negative"), "{e:?}");
+    }
+
+    #[test]
+    fn a_whole_number_written_another_way_is_told_how_to_write_it() {
+        let one = |text: String| -> String {
+            let e = errors(&text);
+            assert_eq!(e.len(), 1, "{text}: {e:?}");
+            e[0].clone()
+        };
+        for (seed, what, fix) in [
+            ("007", "has leading zeros", "`7`"),
+            ("-007", "has leading zeros", "`-7`"),
+            ("1e3", "is in exponent form", "`1000`"),
+            ("!!float 5", "is tagged as a float", "`5`"),
+            ("7.0", "has a decimal point", "`7`"),
+        ] {
+            let e = one(format!("{MINIMAL}seed: {seed}\n"));
+            // A tagged value is placed at its scalar, after the tag.
+            let col = if seed.starts_with('!') { 15 } else { 7 };
+            assert!(e.starts_with(&format!("t.yaml:5:{col}: seed: ")), "{e}");
+            assert!(e.contains(&format!("`{seed}` {what}: write it as a plain whole number, {fix}")), "{e}");
+        }
+        let e = one(format!("{MINIMAL}seed: 7.5\n"));
+        assert!(e.ends_with("seed: `7.5` is not a whole number"), "{e}");
+        // The other whole-number fields read numbers the same way.
+        let e = one(format!("{MINIMAL}target: {{ lab: {{ tasks: 03 }} }}\n"));
+        assert!(e.contains("target.lab.tasks: `03` has leading zeros: write it as a plain whole number, `3`"), "{e}");
+        let fault =
+            |params: &str| format!("{MINIMAL}faults:\n  - {{ type: cpu-stress, at: 20s, for: 10s, {params} }}\n");
+        let e = one(fault("select: 2e0, percent: 80"));
+        assert!(
+            e.contains("faults[0].select: `2e0` is in exponent form: write it as a plain whole number, `2`"),
+            "{e}"
+        );
+        let e = one(fault("select: 1, percent: 080"));
+        assert!(
+            e.contains("faults[0].percent: `080` has leading zeros: write it as a plain whole number, `80`"),
+            "{e}"
+        );
+        let e = one(fault("select: 1, percent: !!float 80"));
+        assert!(e.contains("faults[0].percent: `!!float 80` is tagged as a float"), "{e}");
+        // Text keeps what was written.
+        let s = load(&MINIMAL.replace("name: t", "name: t\ndescription: 1.10")).unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(s.description.as_deref(), Some("1.10"));
     }
 
     #[test]

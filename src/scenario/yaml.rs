@@ -13,6 +13,12 @@ pub(crate) struct Node {
     pub kind: Kind,
     pub line: usize,
     pub col: usize,
+    /// A float's text as written (`007`, `1e3`, `!!float 5`), so that a field that takes a
+    /// whole number can say what is wrong with how it is written; the float itself has lost
+    /// that. `None` for every other node, and where the text could not be found.
+    pub written: Option<String>,
+    /// Where the node is written, in bytes of the source, until [`parse`] fills in `written`.
+    span: Option<(usize, usize)>,
 }
 
 /// What a node holds. Plain scalars are typed the YAML 1.2 core way (`20` is an integer, `20s` a
@@ -83,14 +89,45 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
     options.alias_limits.max_total_replayed_events = 50_000;
     match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
-        Ok(Some(node)) => Ok(node),
-        Ok(None) => Ok(Node { kind: Kind::Null, line: 1, col: 1 }),
+        Ok(Some(mut node)) => {
+            fill_written(&mut node, text);
+            Ok(node)
+        }
+        Ok(None) => Ok(Node { kind: Kind::Null, line: 1, col: 1, written: None, span: None }),
         Err(e) => {
             let (line, col) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
             let message = e.without_snippet().to_string();
             Err(SyntaxError { line: line.max(1), col: col.max(1), message: clean_message(&message) })
         }
     }
+}
+
+/// Sets `written` on every float node from the source text.
+fn fill_written(node: &mut Node, text: &str) {
+    match &mut node.kind {
+        Kind::Float(_) => {
+            node.written = node.span.and_then(|(at, len)| written_at(text, at, len));
+        }
+        Kind::Seq(items) => items.iter_mut().for_each(|n| fill_written(n, text)),
+        Kind::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            fill_written(k, text);
+            fill_written(v, text);
+        }),
+        _ => {}
+    }
+}
+
+/// The scalar written at byte `at` (`len` bytes), with a tag written just before it on the
+/// same line (`!!float 5`): the span of a tagged scalar may or may not cover its tag.
+fn written_at(text: &str, at: usize, len: usize) -> Option<String> {
+    let scalar = text.get(at..at.checked_add(len)?)?.trim();
+    if scalar.is_empty() {
+        return None;
+    }
+    let before = text.get(..at)?;
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let tag = line.trim_end().rsplit([' ', '\t', '[', '{', ',', ':', '-']).next().unwrap_or("");
+    Some(if tag.starts_with('!') && !scalar.starts_with('!') { format!("{tag} {scalar}") } else { scalar.to_string() })
 }
 
 /// serde-saphyr's messages may end with ` at line L column C`, which the diagnostic prefix
@@ -112,7 +149,18 @@ impl<'de> Deserialize<'de> for Node {
         let s = Spanned::<Kind>::deserialize(d)?;
         // `defined`: for a value reached through an alias or a merge key, the place where it is
         // written, which is where a mistake in it gets fixed.
-        Ok(Node { kind: s.value, line: s.defined.line() as usize, col: s.defined.column() as usize })
+        let span = s.defined.span();
+        let span = span
+            .byte_offset()
+            .zip(span.byte_len())
+            .and_then(|(at, len)| Some((usize::try_from(at).ok()?, usize::try_from(len).ok()?)));
+        Ok(Node {
+            kind: s.value,
+            line: s.defined.line() as usize,
+            col: s.defined.column() as usize,
+            written: None,
+            span,
+        })
     }
 }
 
@@ -214,6 +262,21 @@ mod tests {
         let root = parse("x: &a {p: 1}\ny:\n  <<: *a\n  q: 2\n").unwrap();
         let y = &map(&root)[1].1;
         assert_eq!(map(y).len(), 2);
+    }
+
+    #[test]
+    fn floats_keep_their_text_as_written() {
+        let root = parse("a: 007\nb: 1e3\nc: !!float 5\nd: [ 2.50, -0.5 ]\ne: {f: !!float 07}\ng: 5\n").unwrap();
+        let m = map(&root);
+        let written = |n: &Node| n.written.clone();
+        assert_eq!(written(&m[0].1).as_deref(), Some("007"), "{:?}", m[0].1);
+        assert_eq!(written(&m[1].1).as_deref(), Some("1e3"));
+        assert_eq!(written(&m[2].1).as_deref(), Some("!!float 5"));
+        let Kind::Seq(items) = &m[3].1.kind else { panic!() };
+        assert_eq!(written(&items[0]).as_deref(), Some("2.50"));
+        assert_eq!(written(&items[1]).as_deref(), Some("-0.5"));
+        assert_eq!(written(&map(&m[4].1)[0].1).as_deref(), Some("!!float 07"));
+        assert_eq!(m[5].1.written, None, "only floats carry their text");
     }
 
     #[test]

@@ -71,6 +71,25 @@ pub(crate) fn tls_config(alpn: &[&[u8]]) -> rustls::ServerConfig {
     config
 }
 
+/// The self-signed certificate for `localhost` (tests/fixtures/tls/self-signed.pem, a CA
+/// certificate as `openssl req -x509` makes it), offering http/1.1.
+fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_slice_iter(include_bytes!("../fixtures/tls/self-signed.pem")).map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/tls/self-signed.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 impl TestServer {
     fn start(stall_at: Option<u64>, stall: Duration) -> TestServer {
         TestServer::start_with(stall_at, stall, None)
@@ -667,4 +686,47 @@ fn siege_run_loads_an_https_url() {
     assert!(load["requests"].as_u64().unwrap() >= 200, "{load}");
     assert_eq!(server.requests.load(Ordering::SeqCst), load["requests"].as_u64().unwrap());
     assert!(server.handshakes.lock().unwrap().iter().all(|(sni, _)| sni.as_deref() == Some("localhost")));
+}
+
+/// A self-signed certificate is said in words, whether this machine trusts it (a CA certificate
+/// used as the server's own) or not (an issuer it does not trust), never as rustls's debug text;
+/// `siege load` adds the `--insecure` hint, and `siege run` stops before its baseline (exit 4)
+/// with the `load.insecure_tls` hint.
+#[test]
+fn a_self_signed_certificate_is_rejected_in_words_with_the_way_to_accept_it() {
+    let server = TestServer::start_with(None, Duration::ZERO, Some(self_signed_acceptor()));
+    let url = server.localhost_url("/");
+    // An issuer this machine does not trust, for the other common case.
+    let untrusted = TestServer::start_tls();
+    let untrusted_url = untrusted.localhost_url("/");
+    let self_signed = "it is a CA certificate used as the server's own: a self-signed certificate";
+    for (trusted, url, words) in [
+        ("self-signed.pem", &url, self_signed),
+        ("ca.pem", &url, self_signed),
+        ("other-ca.pem", &untrusted_url, "it is not issued by a certificate authority this machine trusts"),
+    ] {
+        let (code, v, err) = siege_load_trusting(trusted, url, &[]);
+        assert_eq!(code, Some(1), "{trusted}: {err} {v}");
+        let e = v["tls_error"].as_str().unwrap_or_default();
+        assert!(e.starts_with("the server's certificate was rejected: ") && e.contains(words), "{trusted}: {v}");
+        assert!(!e.contains("Other") && !e.contains("CaUsedAsEndEntity"), "{trusted}: {e}");
+        let out = common::siege()
+            .env("SSL_CERT_FILE", tls_fixture(trusted))
+            .env_remove("SSL_CERT_DIR")
+            .args(["load", url, "--rate", "10/s", "-d", "1s", "--timeout", "1s"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(words) && text.contains("(--insecure accepts a self-signed certificate)"), "{text}");
+    }
+    let yaml = format!(
+        "name: self-signed\ntarget: {{ lab: {{ tasks: 1 }} }}\nload: {{ url: \"{url}\", rate: 10/s, duration: 12s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\nfaults: [ {{ type: task-kill, at: 4s, select: 1 }} ]\n\
+         recovery: {{ within: 4s, hold: 2s }}\n"
+    );
+    let (_home, out, text) = siege_run(&yaml, Some(&tls_fixture("self-signed.pem")));
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("it is a CA certificate used as the server's own"), "{text}");
+    assert!(text.contains("`load.insecure_tls: true` in the scenario accepts a self-signed certificate"), "{text}");
+    assert!(!text.contains("fault injected") && !text.contains("OtherError"), "{text}");
 }

@@ -1,5 +1,7 @@
 //! Integration tests: `siege recover` with journals it must not trust blindly (an unreadable
-//! line, a corrupt run line, a pid now held by another process), against a real detached lab.
+//! line, a corrupt or missing run line, an empty file, a pid now held by another process) and
+//! what only looks like a journal (a directory), against a real detached lab where a fault is
+//! reverted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -246,5 +248,83 @@ fn recover_leaves_a_live_run_alone_and_then_reverts_it_once_killed() {
     let (code, out) = recover(&lab, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("run r-live: reverted drift (secret-drift)"), "{out}");
+    assert_eq!(secret_version(&lab), 1);
+}
+
+/// `siege recover` with its own state directory and no lab.
+fn recover_in(home: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = crate::common::siege().env("SIEGE_HOME", home).arg("recover").args(args).output().expect("siege recover");
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn a_journal_that_cannot_be_traced_to_a_run_is_kept_and_named_whatever_is_in_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path().join("journal");
+    std::fs::create_dir_all(&dir).expect("journal dir");
+    // Empty, only a torn run line, only a blank line: the same verdict for all three.
+    for (name, data) in [("r-empty", ""), ("r-torn", "{\"type\":\"run\",\"run_id\":\"r-to"), ("r-blank", "\n")] {
+        let path = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&path, data).expect("write journal");
+        let (code, out) = recover_in(home.path(), &[]);
+        assert_eq!(code, Some(5), "{name}: {out}");
+        assert!(path.exists(), "{name}: the journal is kept: {out}");
+        assert!(!out.contains("nothing left to revert"), "{name}: {out}");
+        assert!(out.contains(&format!("then run siege recover --discard {}", path.display())), "{name}: {out}");
+        match name {
+            "r-blank" => {
+                assert!(out.contains(&format!("{}:1: cannot parse journal entry: an empty line", path.display())))
+            }
+            _ => assert!(out.contains(&format!("{}: cannot be traced to a run: ", path.display())), "{name}: {out}"),
+        }
+        let (code, out) = recover_in(home.path(), &["--discard", &path.display().to_string()]);
+        assert_eq!(code, Some(0), "{name}: {out}");
+        assert!(!path.exists(), "{name}: {out}");
+    }
+    let (code, out) = recover_in(home.path(), &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to recover"), "{out}");
+}
+
+#[test]
+fn a_directory_named_like_a_journal_is_skipped_and_named() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let sub = home.path().join("journal").join("r-dir.jsonl");
+    std::fs::create_dir_all(&sub).expect("dir");
+    let (code, out) = recover_in(home.path(), &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("skipped {}: named like a journal, but it is a directory", sub.display())), "{out}");
+    assert!(sub.exists());
+}
+
+#[test]
+fn recover_says_a_pid_held_by_an_older_process_was_never_the_run() {
+    let lab = TestLab::up(&[]);
+    drift_secret(&lab);
+    let mut other = sleeper();
+    let pid = other.pid();
+    // The journal says the run's process started well after the one that holds its pid now.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat fields").1.split_whitespace().collect();
+    let start_ticks: u64 = fields[22 - 3].parse().expect("start ticks");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let process = json!({ "boot_id": boot_id.trim(), "start_ticks": start_ticks + 1000 });
+    let path = write_journal(
+        &lab,
+        "r-older",
+        &[run_entry(&lab, "r-older", pid, Some(process)).to_string(), drift_entry("drift").to_string()],
+    );
+    let (code, out) = recover(&lab, &[]);
+    other.kill();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "run r-older: pid {pid} belongs to a different process (`sleep 60`, which started before the run did"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("started after the run"), "{out}");
+    assert!(out.contains("run r-older: reverted drift (secret-drift)"), "{out}");
+    assert!(!path.exists());
     assert_eq!(secret_version(&lab), 1);
 }

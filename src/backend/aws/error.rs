@@ -60,8 +60,10 @@ where
                 causes(&err)
             ));
         }
+        // No answer at all: before a run changes anything, a precondition (exit 4), not an
+        // internal error.
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            return BackendError::Api(format!(
+            return BackendError::Unreachable(format!(
                 "{call}: cannot reach the AWS endpoint ({}); check the network, `endpoint:` or AWS_ENDPOINT_URL",
                 causes(&err)
             ));
