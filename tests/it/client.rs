@@ -28,6 +28,8 @@ impl Daemon {
             .env("SIEGE_HOME", home)
             .args(["daemon", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
+            .arg("--scenarios")
+            .arg(home)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
