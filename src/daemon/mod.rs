@@ -5,6 +5,7 @@
 //! ([`scheduler`]) and the HTTP API ([`server`]), with the game-day page ([`web`]).
 
 pub mod access;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;

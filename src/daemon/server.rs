@@ -16,9 +16,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::{self, Need, Refusal, Role};
+use super::api;
 use super::app::{Daemon, ReloadError};
 use super::runs::{RunsError, Start};
 use super::scenarios::{self, ScenarioError};
@@ -57,12 +58,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(d) = self.diagnostics {
-            error["diagnostics"] =
-                json!(d.iter().map(|d| json!({"text": d.to_string(), "detail": d})).collect::<Vec<_>>());
-        }
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        let diagnostics = self
+            .diagnostics
+            .as_ref()
+            .map(|d| d.iter().map(|d| api::DiagnosticView { text: d.to_string(), detail: d }).collect());
+        let body = api::ErrorBody { error: api::ErrorDetail { code: self.code, message: &self.message, diagnostics } };
+        (self.status, axum::Json(body)).into_response()
     }
 }
 
@@ -233,31 +234,11 @@ async fn json_errors(r: Response) -> Response {
 async fn healthz(State(d): State<Arc<Daemon>>) -> Response {
     let runs = d.manager.active_ids().len();
     if let Some(error) = d.manager.db.damaged() {
-        let body = json!({ "status": "history-unusable", "error": error, "runs_in_progress": runs });
+        let body = api::Health { status: "history-unusable", runs_in_progress: runs, error: Some(error) };
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
     let status = if d.manager.accepting() { "ok" } else { "shutting-down" };
-    axum::Json(json!({ "status": status, "runs_in_progress": runs })).into_response()
-}
-
-fn ts(t: jiff::Timestamp) -> String {
-    t.to_string()
-}
-
-fn run_json(r: &StoredRun) -> Value {
-    json!({
-        "id": r.id,
-        "scenario": r.scenario,
-        "target": r.target,
-        "state": r.state,
-        "trigger": r.trigger,
-        "schedule": r.schedule,
-        "started_at": ts(r.started_at),
-        "finished_at": r.finished_at.map(ts),
-        "time_to_detect_s": r.time_to_detect.map(|d| d.as_secs_f64()),
-        "mttr_s": r.mttr.map(|d| d.as_secs_f64()),
-        "blind": r.blind,
-    })
+    axum::Json(api::Health { status, runs_in_progress: runs, error: None }).into_response()
 }
 
 fn bad_request(message: String) -> ApiError {
@@ -333,7 +314,7 @@ async fn list_runs(
             .ok_or_else(|| bad_request(format!("limit: expected 1 to {}, found `{l}`", super::store::MAX_PAGE)))?;
     }
     let page = d.manager.db.call(move |s| s.list_runs(&query)).await?;
-    Ok(axum::Json(json!({ "runs": page.runs.iter().map(run_json).collect::<Vec<_>>(), "next": page.next }))
+    Ok(axum::Json(api::RunsPage { runs: page.runs.iter().map(api::RunView::from).collect(), next: page.next })
         .into_response())
 }
 
@@ -352,13 +333,13 @@ async fn show_run(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) ->
         let id = id.clone();
         d.manager.db.call(move |s| s.file_names(&id)).await?
     };
-    let mut v = run_json(&r);
-    v["record"] = r.record.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
-    v["files"] = json!(files);
-    if let Some(a) = d.manager.active(&id) {
-        v["events_so_far"] = json!(a.bus.history().len());
-    }
-    Ok(axum::Json(v).into_response())
+    let detail = api::RunDetail {
+        run: api::RunView::from(&r),
+        record: r.record.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null),
+        files,
+        events_so_far: d.manager.active(&id).map(|a| a.bus.history().len()),
+    };
+    Ok(axum::Json(detail).into_response())
 }
 
 async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<(String, String)>) -> ApiResult {
@@ -427,7 +408,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         (sc, path.display().to_string(), b.blind)
     };
     let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None, blind }).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(api::Accepted { id })).into_response())
 }
 
 /// Runs file reads off the async workers.
@@ -547,7 +528,7 @@ async fn running(d: &Daemon, id: &str) -> Result<super::runs::Active, ApiError> 
 /// Sends a command to a running run; refusals as 409 / 422 with the engine's reason.
 async fn command(d: &Daemon, id: &str, c: RunCommand) -> ApiResult {
     let r = match running(d, id).await?.commander.send(c).await {
-        Ok(done) => return Ok(axum::Json(json!({ "done": done })).into_response()),
+        Ok(done) => return Ok(axum::Json(api::Done { done }).into_response()),
         Err(r) => r,
     };
     let (status, code) = match &r {
@@ -690,27 +671,22 @@ async fn list_schedules(State(d): State<Arc<Daemon>>) -> ApiResult {
         let name = s.name.clone();
         let last = d.manager.db.call(move |st| st.last_firing(&name)).await?;
         let cadence = match &s.cadence {
-            super::schedule::Cadence::Cron(c) => json!({ "cron": c.expr(), "timezone": c.zone_name() }),
-            super::schedule::Cadence::Every(e) => json!({ "every": crate::util::format_duration(*e) }),
+            super::schedule::Cadence::Cron(c) => {
+                api::CadenceView::Cron { cron: c.expr().into(), timezone: c.zone_name().into() }
+            }
+            super::schedule::Cadence::Every(e) => api::CadenceView::Every { every: crate::util::format_duration(*e) },
         };
-        out.push(json!({
-            "name": s.name,
-            "scenario": sc.scenario.display().to_string(),
-            "cadence": cadence,
-            "enabled": s.enabled,
-            "paused": d.scheduler.is_paused(&s.name),
-            "next_due": s.enabled.then(|| s.next_due(now).map(ts)).flatten(),
-            "last_firing": last.map(|f| json!({
-                "due": ts(f.due),
-                "outcome": f.outcome,
-                "reason": f.reason,
-                "run_id": f.run_id,
-                "recorded_at": ts(f.recorded_at),
-                "lateness_ms": f.recorded_at.as_millisecond() - f.due.as_millisecond(),
-            })),
-        }));
+        out.push(api::ScheduleView {
+            name: s.name.clone(),
+            scenario: sc.scenario.display().to_string(),
+            cadence,
+            enabled: s.enabled,
+            paused: d.scheduler.is_paused(&s.name),
+            next_due: api::due(s.enabled.then(|| s.next_due(now)).flatten()),
+            last_firing: last.map(api::FiringView::from),
+        });
     }
-    Ok(axum::Json(json!({ "schedules": out })).into_response())
+    Ok(axum::Json(api::Schedules { schedules: out }).into_response())
 }
 
 async fn schedule_action(
@@ -720,11 +696,11 @@ async fn schedule_action(
     match action.as_str() {
         "pause" | "resume" => {
             d.scheduler.set_paused(&name, action == "pause").await?;
-            Ok(axum::Json(json!({ "name": name, "paused": action == "pause" })).into_response())
+            Ok(axum::Json(api::PauseState { paused: action == "pause", name }).into_response())
         }
         "trigger" => {
             let id = d.scheduler.trigger(&name).await?;
-            Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response())
+            Ok((StatusCode::ACCEPTED, axum::Json(api::Accepted { id })).into_response())
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "expected pause, resume or trigger")),
     }
@@ -732,7 +708,7 @@ async fn schedule_action(
 
 async fn reload(State(d): State<Arc<Daemon>>) -> ApiResult {
     match d.reload() {
-        Ok(n) => Ok(axum::Json(json!({ "reloaded": true, "schedules": n })).into_response()),
+        Ok(n) => Ok(axum::Json(api::Reloaded { reloaded: true, schedules: n }).into_response()),
         Err(ReloadError::NoConfig) => {
             Err(ApiError::new(StatusCode::CONFLICT, "no-config", ReloadError::NoConfig.to_string()))
         }
