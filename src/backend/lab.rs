@@ -30,6 +30,7 @@ use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Sampl
 use crate::faults::{Action, Undo};
 use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
+use crate::lab::control;
 use crate::lab::proc;
 use crate::lab::supervisor::{LabAddress, LabState};
 use crate::scenario::{Fault, KillSignal, LabTarget, Scenario};
@@ -201,8 +202,8 @@ impl LabBackend {
 
     /// Releases the lease if `run_id` holds it (`siege recover` for a killed run); whether it did.
     pub async fn release_lease(&self, run_id: &str) -> Result<bool, BackendError> {
-        let v = self.client.post("/v1/lease/release", json!({ "run_id": run_id })).await.map_err(api)?;
-        Ok(v.get("released").and_then(|r| r.as_bool()).unwrap_or(false))
+        let v = self.client.send(&control::ReleaseLease { run_id: run_id.into() }).await.map_err(api)?;
+        Ok(v.released)
     }
 
     pub fn entry_url(&self) -> String {
@@ -302,51 +303,55 @@ impl LabBackend {
         if let Some(k) = &self.lease {
             k.check()?;
         }
-        let tasks = &injected.targets;
-        let (path, body) = match fault.kind.action() {
+        let tasks = injected.targets.clone();
+        let c = &self.client;
+        let sent = match fault.kind.action() {
             Action::StopTasks { signal } => {
-                ("/v1/tasks/kill", json!({ "tasks": tasks, "signal": signal_name(signal) }))
+                let signal = match signal {
+                    KillSignal::Sigkill => control::Signal::Kill,
+                    KillSignal::Sigterm => control::Signal::Term,
+                };
+                c.send(&control::KillTasks { tasks, signal }).await.map(drop)
             }
             Action::BurnCpu { percent } => {
                 // Without a duration the burn lasts until the revert (bounded to an hour).
-                let ms = fault.duration.unwrap_or(Duration::from_secs(3600)).as_millis() as u64;
-                ("/v1/tasks/stress", json!({ "tasks": tasks, "percent": percent, "duration_ms": ms }))
+                let duration_ms = fault.duration.unwrap_or(Duration::from_secs(3600)).as_millis() as u64;
+                c.send(&control::StressTasks { tasks, percent, duration_ms }).await.map(drop)
             }
-            Action::DelayNetwork { delay, jitter } => (
-                "/v1/tasks/latency",
-                json!({ "tasks": tasks, "delay_ms": delay.as_millis() as u64, "jitter_ms": jitter.as_millis() as u64 }),
-            ),
+            Action::DelayNetwork { delay, jitter } => {
+                let (delay_ms, jitter_ms) = (delay.as_millis() as u64, jitter.as_millis() as u64);
+                c.send(&control::DelayTasks { tasks, delay_ms, jitter_ms }).await.map(drop)
+            }
             Action::FailOverDatabase { outage, .. } => {
-                ("/v1/db/failover", json!({ "outage_ms": outage.map(|d| d.as_millis() as u64) }))
+                let outage_ms = outage.map(|d| d.as_millis() as u64);
+                c.send(&control::FailOver { outage_ms }).await.map(drop)
             }
-            Action::RotateSecret => ("/v1/secret/rotate", json!({})),
-            Action::ReplaceTasks => ("/v1/service/redeploy", json!({ "stale_only": false })),
+            Action::RotateSecret => c.send(&control::RotateSecret {}).await.map(drop),
+            Action::ReplaceTasks => c.send(&control::Redeploy { stale_only: false }).await.map(drop),
         };
-        let body = match body.get("outage_ms") {
-            Some(serde_json::Value::Null) => json!({}),
-            _ => body,
-        };
-        self.client.post(path, body).await.map(|_| ()).map_err(api)
+        sent.map_err(api)
     }
 
     pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
         let Some(undo) = injected.undo_kind()? else { return Ok(()) };
-        let (path, body) = match undo {
-            Undo::EndNetworkDelay => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "latency" })),
-            Undo::EndCpuBurn => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "stress" })),
-            Undo::EndDatabaseOutage => ("/v1/db/promote", json!({})),
+        let c = &self.client;
+        let tasks = injected.targets.clone();
+        // Targets may be gone (replaced tasks): clearing what is left is still a success.
+        let clear = |what| async move {
+            if tasks.is_empty() { Ok(()) } else { c.send(&control::ClearTasks { tasks, what }).await.map(drop) }
+        };
+        let sent = match undo {
+            Undo::EndNetworkDelay => clear(control::Clear::Latency).await,
+            Undo::EndCpuBurn => clear(control::Clear::Stress).await,
+            Undo::EndDatabaseOutage => c.send(&control::Promote {}).await.map(drop),
             Undo::RestoreSecret => {
                 let v = injected.undo.get("restore_version").and_then(|v| v.as_u64()).ok_or_else(|| {
                     BackendError::Api(format!("journal entry of {} has no restore_version", injected.fault))
                 })?;
-                ("/v1/secret/restore", json!({ "version": v, "replace_stale": true }))
+                c.send(&control::RestoreSecret { version: v as u32, replace_stale: true }).await.map(drop)
             }
         };
-        // Targets may be gone (replaced tasks): clearing what is left is still a success.
-        if injected.targets.is_empty() && path == "/v1/tasks/clear" {
-            return Ok(());
-        }
-        self.client.post(path, body).await.map(|_| ()).map_err(api)
+        sent.map_err(api)
     }
 
     /// The balancer's figures of every complete second after Unix second `since` (the lab keeps
@@ -396,7 +401,7 @@ impl LabBackend {
         }
         let Some(child) = self.owned else { return Ok(()) };
         let mut child = child.into_inner();
-        let _ = self.client.post("/v1/shutdown", json!({})).await;
+        let _ = self.client.send(&control::Shutdown {}).await;
         // The lab stops and reaps its own children before it exits.
         match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
             Ok(_) => Ok(()),
@@ -411,11 +416,8 @@ impl LabBackend {
 /// `POST /v1/lease`: the lease granted to `run_id` (taken, or with `renew` renewed), or the
 /// holder's (`None`: nobody's).
 async fn take_lease(client: &ControlClient, run_id: &str, ttl: Duration, renew: bool) -> Renewal {
-    let body = json!({ "run_id": run_id, "ttl_ms": ttl.as_millis() as u64, "renew": renew });
-    let v = client.post("/v1/lease", body).await.map_err(api)?;
-    let granted = v.get("granted").and_then(|g| g.as_bool()).unwrap_or(false);
-    let lease: Option<Lease> = serde_json::from_value(v.get("lease").cloned().unwrap_or_default())
-        .map_err(|e| BackendError::Api(format!("unexpected answer from the lab's lease: {e}")))?;
+    let take = control::TakeLease { run_id: run_id.into(), ttl_ms: ttl.as_millis() as u64, renew };
+    let control::LeaseAnswer { granted, lease } = client.send(&take).await.map_err(api)?;
     match lease {
         Some(l) if granted => Ok(Ok(l)),
         _ if granted => Err(BackendError::Api("the lab granted a lease without saying which".into())),

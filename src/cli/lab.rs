@@ -321,8 +321,7 @@ fn down() -> anyhow::Result<Exit> {
         return Ok(Exit::Passed);
     }
     let rt = super::runtime()?;
-    let asked =
-        rt.block_on(ControlClient::new(&addr.control_url, &addr.token).post("/v1/shutdown", serde_json::json!({})));
+    let asked = rt.block_on(ControlClient::new(&addr.control_url, &addr.token).send(&crate::lab::control::Shutdown {}));
     // The supervisor stops and reaps its children before it exits; waiting for it is enough.
     let deadline = Instant::now() + Duration::from_secs(10);
     while proc::alive(addr.pid) && Instant::now() < deadline {

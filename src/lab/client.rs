@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::control::Call;
 use super::supervisor::LabState;
 use super::web;
 
@@ -56,9 +57,12 @@ impl ControlClient {
         serde_json::from_slice(&b).map_err(|e| ClientError::Decode { path: path.into(), message: e.to_string() })
     }
 
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
-        let b = self.call(http::Method::POST, path, Some(&body)).await?;
-        serde_json::from_slice(&b).map_err(|e| ClientError::Decode { path: path.into(), message: e.to_string() })
+    /// One `POST` of the control API ([`super::control`]), its answer typed.
+    pub async fn send<C: Call>(&self, request: &C) -> Result<C::Answer, ClientError> {
+        let decode = |message: String| ClientError::Decode { path: C::PATH.into(), message };
+        let body = serde_json::to_value(request).map_err(|e| decode(e.to_string()))?;
+        let b = self.call(http::Method::POST, C::PATH, Some(&body)).await?;
+        serde_json::from_slice(&b).map_err(|e| decode(e.to_string()))
     }
 
     /// The lab's state with the events after `events_since`.

@@ -10,6 +10,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod control;
 pub mod db;
 pub mod events;
 pub mod proc;

@@ -24,7 +24,7 @@ use super::secrets::SecretStore;
 use super::task::PASSWORD_ENV;
 
 /// Target-tracking autoscaling on average task CPU.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AutoscalingConfig {
     pub min: u32,
     pub max: u32,

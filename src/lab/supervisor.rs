@@ -2,7 +2,8 @@
 //! the service, serves the token-protected control API, and tears everything down — every child
 //! process stopped and reaped — when asked to stop.
 //!
-//! Control API (JSON over HTTP on 127.0.0.1, `Authorization: Bearer TOKEN` on all but ping):
+//! Control API (JSON over HTTP on 127.0.0.1, `Authorization: Bearer TOKEN` on all but ping). Each
+//! `POST` is a request type of `control` (shared with the client), routed by one table (`ROUTES`):
 //!
 //! | method and path | does |
 //! |---|---|
@@ -23,8 +24,11 @@
 //! | `POST /v1/lease/release` | `{run_id}` release it if that run holds it: `{released}` |
 //! | `POST /v1/shutdown` | stop the lab |
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
@@ -34,10 +38,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::balancer::{Balancer, HealthConfig, MetricsSecond, TargetHealth, TargetView};
+use super::control::{
+    Call, ClearTasks, ConfigureService, DelayTasks, FailOver, FailedOver, KillTasks, LeaseAnswer, Promote, Promoted,
+    Redeploy, ReleaseLease, Released, Replacing, RestoreSecret, Restored, RotateSecret, Rotated, Shutdown, Stopping,
+    StressTasks, TakeLease, Tasks,
+};
 use super::db::{Cluster, ClusterView};
 use super::events::{Event, Events};
 use super::secrets::{SecretStore, SecretView};
-use super::service::{AutoscalingConfig, Service, ServiceConfig, ServiceView};
+use super::service::{Service, ServiceConfig, ServiceView};
 use super::web::{self, Resp};
 use crate::lease::{self, Lease};
 
@@ -240,8 +249,8 @@ impl Lab {
 
     /// `POST /v1/lease`: grants the lease to `run_id` unless another run holds it; with `renew`,
     /// only renews it for its holder.
-    fn take_lease(&self, run_id: &str, ttl: Duration, renew: bool) -> serde_json::Value {
-        let Ok(mut slot) = self.lease.lock() else { return json!({ "granted": false, "lease": null }) };
+    fn take_lease(&self, run_id: &str, ttl: Duration, renew: bool) -> LeaseAnswer {
+        let Ok(mut slot) = self.lease.lock() else { return LeaseAnswer { granted: false, lease: None } };
         let now = std::time::SystemTime::now();
         let granted = if renew {
             lease::renew(slot.as_ref(), run_id, ttl, now)
@@ -254,9 +263,9 @@ impl Lab {
                     self.events.push(format!("lab: leased to run {run_id}"));
                 }
                 *slot = Some(l.clone());
-                json!({ "granted": true, "lease": l })
+                LeaseAnswer { granted: true, lease: Some(l) }
             }
-            Err(holder) => json!({ "granted": false, "lease": holder }),
+            Err(holder) => LeaseAnswer { granted: false, lease: holder },
         }
     }
 
@@ -297,122 +306,115 @@ impl Lab {
         if method != http::Method::POST {
             return web::json(StatusCode::METHOD_NOT_ALLOWED, &json!({ "error": "method not allowed" }));
         }
-        let body: serde_json::Value = match web::read_body(req, 64 * 1024).await {
-            Ok((_, b)) if b.is_empty() => json!({}),
-            Ok((_, b)) => match serde_json::from_slice(&b) {
-                Ok(v) => v,
-                Err(e) => return bad_request(&format!("invalid JSON body: {e}")),
-            },
+        let Some(handler) = ROUTES.get(path.as_str()) else { return not_found() };
+        let body = match web::read_body(req, 64 * 1024).await {
+            Ok((_, b)) => b,
             Err(e) => return bad_request(&e),
         };
-        match self.post(&path, body).await {
+        match handler(self.clone(), body).await {
             Ok(v) => web::json(StatusCode::OK, &v),
             Err((status, msg)) => web::json(status, &json!({ "error": msg })),
         }
     }
+}
 
-    async fn post(
-        self: &Arc<Self>,
-        path: &str,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value, (StatusCode, String)> {
-        let bad = |m: String| (StatusCode::BAD_REQUEST, m);
-        let tasks = || -> Result<Vec<String>, (StatusCode, String)> {
-            match body.get("tasks") {
-                None => Ok(Vec::new()),
-                Some(v) => serde_json::from_value(v.clone()).map_err(|e| bad(format!("tasks: {e}"))),
-            }
-        };
-        let u = |k: &str| body.get(k).and_then(|v| v.as_u64());
-        match path {
-            "/v1/tasks/kill" => {
-                let sig = match body.get("signal").and_then(|v| v.as_str()).unwrap_or("SIGKILL") {
-                    "SIGKILL" => libc::SIGKILL,
-                    "SIGTERM" => libc::SIGTERM,
-                    s => return Err(bad(format!("signal must be SIGKILL or SIGTERM, not {s}"))),
-                };
-                Ok(json!({ "tasks": self.service.kill(&tasks()?, sig) }))
-            }
-            "/v1/tasks/latency" => {
-                let (d, j) = (u("delay_ms").unwrap_or(0), u("jitter_ms").unwrap_or(0));
-                Ok(json!({ "tasks": self.service.set_latency(&tasks()?, d, j).await }))
-            }
-            "/v1/tasks/stress" => {
-                let p = u("percent").unwrap_or(0).min(10_000) as u32;
-                let d = Duration::from_millis(u("duration_ms").unwrap_or(60_000));
-                Ok(json!({ "tasks": self.service.stress(&tasks()?, p, d).await }))
-            }
-            "/v1/tasks/clear" => {
-                let what = body.get("what").and_then(|v| v.as_str()).unwrap_or("all");
-                if !matches!(what, "latency" | "stress" | "all") {
-                    return Err(bad(format!("what must be latency, stress or all, not {what}")));
-                }
-                Ok(json!({ "tasks": self.service.clear(&tasks()?, what).await }))
-            }
-            "/v1/db/failover" => {
-                let outage = u("outage_ms").map(Duration::from_millis);
-                match self.cluster.failover(outage).await {
-                    Ok((old, new)) => Ok(json!({ "old_writer": old, "new_writer": new })),
-                    Err(e) => Err((StatusCode::CONFLICT, e.to_string())),
-                }
-            }
-            "/v1/db/promote" => {
-                self.cluster.promote().await;
-                Ok(json!({ "writer": self.cluster.writer_name() }))
-            }
-            "/v1/secret/rotate" => {
-                let (prev, new, pw) =
-                    self.secrets.rotate().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-                self.cluster.set_password(&pw).await;
-                self.events.push(format!("secret: {} rotated v{prev} -> v{new}", super::secrets::SECRET_NAME));
-                Ok(json!({ "previous_version": prev, "current_version": new }))
-            }
-            "/v1/secret/restore" => {
-                let v = u("version").ok_or_else(|| bad("version is required".into()))? as u32;
-                let restored = self.secrets.restore(v).map_err(|e| bad(e.to_string()))?;
-                if let Some(pw) = restored {
-                    self.cluster.set_password(&pw).await;
-                    self.events.push(format!("secret: {} v{v} restored as current", super::secrets::SECRET_NAME));
-                }
-                let replace = body.get("replace_stale").and_then(|v| v.as_bool()).unwrap_or(true);
-                let replaced = if replace { self.service.redeploy(true) } else { Vec::new() };
-                Ok(json!({ "current_version": v, "replacing": replaced }))
-            }
-            "/v1/service/redeploy" => {
-                let stale_only = body.get("stale_only").and_then(|v| v.as_bool()).unwrap_or(false);
-                Ok(json!({ "replacing": self.service.redeploy(stale_only) }))
-            }
-            "/v1/service" => {
-                let desired = u("desired").map(|d| d.min(64) as u32);
-                let autoscaling = match body.get("autoscaling") {
-                    None => None,
-                    Some(serde_json::Value::Null) => Some(None),
-                    Some(v) => Some(Some(
-                        serde_json::from_value::<AutoscalingConfig>(v.clone())
-                            .map_err(|e| bad(format!("autoscaling: {e}")))?,
-                    )),
-                };
-                self.service.configure(desired, autoscaling);
-                Ok(json!(self.service.view()))
-            }
-            "/v1/lease" | "/v1/lease/release" => {
-                let run_id = body.get("run_id").and_then(|v| v.as_str()).filter(|r| !r.is_empty());
-                let run_id = run_id.ok_or_else(|| bad("run_id is required".into()))?;
-                if path == "/v1/lease/release" {
-                    return Ok(json!({ "released": self.release_lease(run_id) }));
-                }
-                let ttl = u("ttl_ms").filter(|t| (1..=lease::MAX_TTL.as_millis() as u64).contains(t));
-                let ttl = ttl.ok_or_else(|| bad("ttl_ms must be between 1 and 3600000".into()))?;
-                let renew = body.get("renew").and_then(|r| r.as_bool()).unwrap_or(false);
-                Ok(self.take_lease(run_id, Duration::from_millis(ttl), renew))
-            }
-            "/v1/shutdown" => {
-                self.stop.cancel();
-                Ok(json!({ "stopping": true }))
-            }
-            _ => Err((StatusCode::NOT_FOUND, "not found".into())),
+type Answer = Result<serde_json::Value, (StatusCode, String)>;
+type Handler = Box<dyn Fn(Arc<Lab>, bytes::Bytes) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
+/// Every `POST` of the control API and its handler, by path: each request is read into its type
+/// of [`control`] (absent keys take their defaults; a malformed body is `400`).
+static ROUTES: LazyLock<HashMap<&'static str, Handler>> = LazyLock::new(|| {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let mut t = HashMap::new();
+    on(&mut t, |lab, c: KillTasks| async move { Ok(Tasks { tasks: lab.service.kill(&c.tasks, c.signal.number()) }) });
+    on(&mut t, |lab, c: DelayTasks| async move {
+        Ok(Tasks { tasks: lab.service.set_latency(&c.tasks, c.delay_ms, c.jitter_ms).await })
+    });
+    on(&mut t, |lab, c: StressTasks| async move {
+        let d = Duration::from_millis(c.duration_ms);
+        Ok(Tasks { tasks: lab.service.stress(&c.tasks, c.percent.min(10_000), d).await })
+    });
+    on(
+        &mut t,
+        |lab, c: ClearTasks| async move { Ok(Tasks { tasks: lab.service.clear(&c.tasks, c.what.name()).await }) },
+    );
+    on(&mut t, |lab, c: FailOver| async move {
+        match lab.cluster.failover(c.outage_ms.map(Duration::from_millis)).await {
+            Ok((old_writer, new_writer)) => Ok(FailedOver { old_writer, new_writer }),
+            Err(e) => Err((StatusCode::CONFLICT, e.to_string())),
         }
-    }
+    });
+    on(&mut t, |lab, _: Promote| async move {
+        lab.cluster.promote().await;
+        Ok(Promoted { writer: lab.cluster.writer_name() })
+    });
+    on(&mut t, |lab, _: RotateSecret| async move {
+        let (prev, new, pw) = lab.secrets.rotate().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        lab.cluster.set_password(&pw).await;
+        lab.events.push(format!("secret: {} rotated v{prev} -> v{new}", super::secrets::SECRET_NAME));
+        Ok(Rotated { previous_version: prev, current_version: new })
+    });
+    on(&mut t, move |lab, c: RestoreSecret| async move {
+        let v = c.version;
+        let restored = lab.secrets.restore(v).map_err(|e| bad(e.to_string()))?;
+        if let Some(pw) = restored {
+            lab.cluster.set_password(&pw).await;
+            lab.events.push(format!("secret: {} v{v} restored as current", super::secrets::SECRET_NAME));
+        }
+        let replacing = if c.replace_stale { lab.service.redeploy(true) } else { Vec::new() };
+        Ok(Restored { current_version: v, replacing })
+    });
+    on(&mut t, |lab, c: Redeploy| async move { Ok(Replacing { replacing: lab.service.redeploy(c.stale_only) }) });
+    on(&mut t, |lab, c: ConfigureService| async move {
+        lab.service.configure(c.desired.map(|d| d.min(64)), c.autoscaling);
+        Ok(lab.service.view())
+    });
+    on(&mut t, move |lab, c: TakeLease| async move {
+        if c.run_id.is_empty() {
+            return Err(bad("run_id is required".into()));
+        }
+        if !(1..=lease::MAX_TTL.as_millis() as u64).contains(&c.ttl_ms) {
+            return Err(bad("ttl_ms must be between 1 and 3600000".into()));
+        }
+        Ok(lab.take_lease(&c.run_id, Duration::from_millis(c.ttl_ms), c.renew))
+    });
+    on(&mut t, move |lab, c: ReleaseLease| async move {
+        if c.run_id.is_empty() {
+            return Err(bad("run_id is required".into()));
+        }
+        Ok(Released { released: lab.release_lease(&c.run_id) })
+    });
+    on(&mut t, |lab, _: Shutdown| async move {
+        lab.stop.cancel();
+        Ok(Stopping { stopping: true })
+    });
+    t
+});
+
+/// Routes `C::PATH` to `f`.
+fn on<C, F, Fut>(table: &mut HashMap<&'static str, Handler>, f: F)
+where
+    C: Call,
+    F: Fn(Arc<Lab>, C) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C::Answer, (StatusCode, String)>> + Send + 'static,
+{
+    let handler: Handler = Box::new(move |lab, body| {
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body };
+        match serde_json::from_slice::<C>(body) {
+            Ok(c) => {
+                let fut = f(lab, c);
+                Box::pin(async move {
+                    let answer = fut.await?;
+                    serde_json::to_value(answer).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+                })
+            }
+            Err(e) => {
+                let m = format!("invalid body for {}: {e}", C::PATH);
+                Box::pin(async move { Err((StatusCode::BAD_REQUEST, m)) })
+            }
+        }
+    });
+    table.insert(C::PATH, handler);
 }
 
 fn not_found() -> Resp {
@@ -426,4 +428,32 @@ fn bad_request(msg: &str) -> Resp {
 /// Whether a target is in rotation.
 pub fn in_rotation(t: &TargetView) -> bool {
     t.health == TargetHealth::Healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_of_the_contract_is_routed_and_nothing_else() {
+        let mut want = [
+            KillTasks::PATH,
+            DelayTasks::PATH,
+            StressTasks::PATH,
+            ClearTasks::PATH,
+            FailOver::PATH,
+            Promote::PATH,
+            RotateSecret::PATH,
+            RestoreSecret::PATH,
+            Redeploy::PATH,
+            ConfigureService::PATH,
+            TakeLease::PATH,
+            ReleaseLease::PATH,
+            Shutdown::PATH,
+        ];
+        want.sort();
+        let mut routed: Vec<&str> = ROUTES.keys().copied().collect();
+        routed.sort();
+        assert_eq!(routed, want);
+    }
 }
