@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{BackendError, Injected, Resolved, Sample};
-use crate::faults::Action;
+use super::{BackendError, Injected, Resolved, Reverted, Sample};
+use crate::faults::{Action, Undo};
 use crate::load::{Latency, LoadPlan, LoadReport, Mode, Window};
 use crate::scenario::Fault;
 use crate::util::Rng;
@@ -86,14 +86,22 @@ impl FakeBackend {
         Ok(())
     }
 
-    pub(super) fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
+    pub(super) fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
+        if self.settled_once_injected(injected) {
+            return Ok(Reverted::NothingLeft);
+        }
         self.with(|s| {
             s.log.push(format!("revert {}", injected.fault));
             let targets: Vec<usize> =
                 injected.targets.iter().filter_map(|t| t.strip_prefix("t-")?.parse().ok()).collect();
             s.slow.retain(|(t, _)| !targets.contains(t));
         });
-        Ok(())
+        Ok(Reverted::Undone)
+    }
+
+    /// As on AWS, a failover is over once injected: its new writer stays.
+    pub(super) fn settled_once_injected(&self, injected: &Injected) -> bool {
+        matches!(injected.undo_kind(), Ok(Some(Undo::EndDatabaseOutage)))
     }
 
     fn running(&self, now: Instant) -> usize {

@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use super::lease::{Keeper, Lease, Renewal};
-use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Sample};
+use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Reverted, Sample};
 use crate::faults::{Action, Undo};
 use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
@@ -329,8 +329,13 @@ impl LabBackend {
         self.client.post(path, body).await.map(|_| ()).map_err(api)
     }
 
-    pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
-        let Some(undo) = injected.undo_kind()? else { return Ok(()) };
+    pub async fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
+        let Some(undo) = injected.undo_kind()? else { return Ok(Reverted::NothingLeft) };
+        // A failover whose outage is over has its new writer: nothing to end, and the cluster
+        // is not failed back (as on AWS).
+        if undo == Undo::EndDatabaseOutage && self.state().await?.db.writer.is_some() {
+            return Ok(Reverted::NothingLeft);
+        }
         let (path, body) = match undo {
             Undo::EndNetworkDelay => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "latency" })),
             Undo::EndCpuBurn => ("/v1/tasks/clear", json!({ "tasks": injected.targets, "what": "stress" })),
@@ -344,9 +349,9 @@ impl LabBackend {
         };
         // Targets may be gone (replaced tasks): clearing what is left is still a success.
         if injected.targets.is_empty() && path == "/v1/tasks/clear" {
-            return Ok(());
+            return Ok(Reverted::Undone);
         }
-        self.client.post(path, body).await.map(|_| ()).map_err(api)
+        self.client.post(path, body).await.map(|_| Reverted::Undone).map_err(api)
     }
 
     /// The balancer's figures of every complete second after Unix second `since` (the lab keeps

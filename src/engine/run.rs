@@ -17,7 +17,7 @@ use super::command::{Envelope as CommandEnvelope, FaultChoice, Refused, Reply, R
 use super::events::{CancelReason, Envelope, Event, Phase, Upcoming};
 use super::journal::Journal;
 use super::record::{Finish, RecordBuilder};
-use crate::backend::{Backend, BackendError, Injected, Resolved, Sample};
+use crate::backend::{Backend, BackendError, Injected, Resolved, Reverted, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
 use crate::observe::{self, Second, StopWatch};
 use crate::report::{LoadTotals, RunRecord};
@@ -761,10 +761,11 @@ impl Ctx<'_> {
                                         t, fault: f.name.clone(), kind: injected.kind.clone(), summary,
                                     });
                                     crate::util::failpoint(self.failpoint.as_deref(), "after-inject");
-                                    if needs_revert(&f) {
+                                    if needs_revert(&f) && !backend.settled_once_injected(&injected) {
                                         active.push((fault, injected));
                                     } else {
-                                        // Nothing to undo (a kill, a redeploy): close the journal entry.
+                                        // Nothing to undo (a kill, a redeploy, an Aurora failover
+                                        // once its new writer is in): close the journal entry.
                                         let _ = em.emit(Event::FaultSettled { t: self.now(), fault: f.name.clone() });
                                     }
                                 }
@@ -1109,19 +1110,23 @@ impl Ctx<'_> {
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
         let first = async {
             crate::util::failpoint_wait(self.failpoint.as_deref(), "slow-revert").await;
-            backend.revert(inj).await
+            backend.undo(inj).await
         };
         let result = tokio::select! {
             r = tokio::time::timeout(limit, first) => r.map_err(|_| BackendError::Api(format!("timed out after {}s", limit.as_secs()))).and_then(|r| r),
             // A second Ctrl-C while a long revert waits: retry once with the short limit.
             _ = interrupts.hurry.cancelled(), if !interrupts.hurry.is_cancelled() => {
-                tokio::time::timeout(Duration::from_secs(15), backend.revert(inj)).await
+                tokio::time::timeout(Duration::from_secs(15), backend.undo(inj)).await
                     .map_err(|_| BackendError::Api("timed out after 15s".into())).and_then(|r| r)
             }
         };
         match result {
-            Ok(()) => {
+            Ok(Reverted::Undone) => {
                 let _ = em.emit(Event::FaultReverted { t: self.now(), fault: name });
+            }
+            // Nothing was left to undo: said as such, never as a revert.
+            Ok(Reverted::NothingLeft) => {
+                let _ = em.emit(Event::FaultSettled { t: self.now(), fault: name });
             }
             Err(e) => {
                 self.revert_failures.push(format!("{name}: {e}"));
@@ -1143,8 +1148,13 @@ fn spawn_prepare(
     let (b, run_id) = (backend.clone(), run_id.to_string());
     tasks.spawn(async move {
         let (resolved, injected) = match b.resolve(&f, &mut rng).await {
-            Ok(r) => {
+            Ok(mut r) => {
                 let inj = b.prepare(&f, &r, &run_id).await;
+                if let Ok(inj) = &inj
+                    && let Some(summary) = b.describe_prepared(&r, inj)
+                {
+                    r.summary = summary;
+                }
                 (r, inj)
             }
             Err(e) => (Resolved::default(), Err(e)),

@@ -244,3 +244,37 @@ async fn a_command_whose_recovery_could_not_be_judged_before_the_load_ends_is_re
     assert_eq!(r.verdict.outcome, Outcome::Passed, "nothing was done: {:?}", r.verdict);
     assert!(fake.log().is_empty() && r.faults.is_empty(), "{:?}", fake.log());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_that_leaves_nothing_to_revert_says_so_and_is_never_called_reverted() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 20s }\n\
+         faults:\n  - { type: db-failover, name: db, at: 5s }\nrecovery: { within: 5s, hold: 2s }\n",
+    );
+    let handle = start(&yaml, &fake, dir.path());
+    let mut sub = handle.subscribe();
+    let events = tokio::spawn(async move {
+        let mut events = vec![];
+        while let Some(r) = sub.recv().await {
+            if let Received::Event(e) = r {
+                events.push(e.event.clone());
+            }
+        }
+        events
+    });
+    let r = record(handle).await;
+    let events = events.await.unwrap();
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    // Settled right after the injection, as a task-kill is; never a revert.
+    let settled = events.iter().position(|e| matches!(e, Event::FaultSettled { fault, .. } if fault == "db"));
+    let injected = events.iter().position(|e| matches!(e, Event::FaultInjected { fault, .. } if fault == "db"));
+    assert_eq!(settled, injected.map(|i| i + 1), "{events:#?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::FaultReverted { .. })), "{events:#?}");
+    assert_eq!(fake.log(), ["inject db"]);
+    let f = &r.faults[0];
+    assert_eq!((f.reverted_s, f.no_revert.as_deref()), (None, Some("the cluster keeps its new writer")), "{f:?}");
+    let said: Vec<&str> = r.timeline.iter().map(|e| e.text.as_str()).collect();
+    assert!(said.contains(&"db: no revert: the cluster keeps its new writer"), "{said:#?}");
+    assert!(!said.iter().any(|t| t.contains("reverted")), "{said:#?}");
+}
