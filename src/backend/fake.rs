@@ -34,13 +34,22 @@ struct State {
     slow: Vec<(usize, Duration)>,
     /// `inject NAME`, `revert NAME`, in order.
     log: Vec<String>,
+    /// How long an injection takes before it takes effect (a FIS experiment that starts late).
+    inject_delay: Duration,
 }
 
 impl FakeBackend {
     /// `tasks` tasks; a killed one is replaced after `replace_after` (never with `None`).
     pub fn new(tasks: usize, replace_after: Option<Duration>) -> Self {
-        let state = State { tasks, replace_after, down: vec![], slow: vec![], log: vec![] };
+        let state =
+            State { tasks, replace_after, down: vec![], slow: vec![], log: vec![], inject_delay: Duration::ZERO };
         FakeBackend { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Every injection takes `delay` (of tokio time) before it takes effect and returns.
+    pub fn with_inject_delay(self, delay: Duration) -> Self {
+        self.with(|s| s.inject_delay = delay);
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -69,7 +78,11 @@ impl FakeBackend {
         Ok(Resolved { summary: format!("{} of {n} fake tasks: {}", targets.len(), targets.join(", ")), targets })
     }
 
-    pub(super) fn inject(&self, fault: &Fault, injected: &Injected) -> Result<(), BackendError> {
+    pub(super) async fn inject(&self, fault: &Fault, injected: &Injected) -> Result<(), BackendError> {
+        let delay = self.with(|s| s.inject_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let now = Instant::now();
         self.with(|s| {
             s.log.push(format!("inject {}", fault.name));

@@ -358,7 +358,7 @@ impl Backend {
             Backend::Lab(b) => b.inject(fault, injected, run_id).await,
             Backend::Aws(b) => b.inject(fault, injected, run_id).await,
             #[cfg(test)]
-            Backend::Fake(b) => b.inject(fault, injected),
+            Backend::Fake(b) => b.inject(fault, injected).await,
         }
     }
 

@@ -181,6 +181,10 @@ fn classify(e: &BackendError) -> CancelReason {
     }
 }
 
+/// A timeline fault that takes effect this many seconds or more after its planned time is
+/// noted as late (an injection takes milliseconds on the lab, a few seconds through FIS).
+const LATE_NOTE_S: f64 = 1.0;
+
 /// The highest rate a command may set: what the load driver's connection bound can carry on a
 /// fast local target.
 const MAX_COMMANDED_RATE: f64 = 100_000.0;
@@ -556,11 +560,11 @@ impl Ctx<'_> {
         for (i, s) in sc.load.stages.iter().enumerate() {
             actions.push((s.at, Action::Stage(i)));
         }
+        // A fault that lasts is reverted `for` after it took effect (its injection completed),
+        // not after its planned time: an injection that takes a while (a FIS experiment that
+        // starts minutes late) must not eat its own window. Its revert goes on the timeline then.
         for (i, f) in sc.faults.iter().enumerate() {
             actions.push((f.at, Action::Inject(i)));
-            if let Some(d) = f.duration {
-                actions.push((f.at + d, Action::Revert(i)));
-            }
         }
         // Stable sort: at equal times the gate runs first, reverts after injections.
         actions.sort_by_key(|(at, a)| (*at, matches!(a, Action::Revert(_))));
@@ -739,18 +743,31 @@ impl Ctx<'_> {
                                 Ok(()) => {
                                     let summary = summary_of(&em.record, &f.name);
                                     let t = self.now();
+                                    let end = t + (f.ends_at() - f.at).as_secs_f64();
+                                    // It lasts from now, when it took effect: reverted when its
+                                    // time is up.
+                                    if let Some(d) = f.duration {
+                                        insert_action(&mut actions, next, Duration::from_secs_f64(t) + d, Action::Revert(fault));
+                                    }
+                                    let late = t - f.at.as_secs_f64();
+                                    if reply.is_none() && late >= LATE_NOTE_S {
+                                        // A timeline fault that took effect late moves the end
+                                        // of its disruption with it, and the report says so.
+                                        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+                                        let planned = crate::scenario::units::format_duration(f.at);
+                                        let late = crate::scenario::units::format_duration(Duration::from_secs_f64(late.round()));
+                                        let _ = em.emit(Event::Note {
+                                            t,
+                                            text: format!("{}: started {late} late (planned at t+{planned}); it is timed from when it took effect", f.name),
+                                        });
+                                    }
                                     if let Some(reply) = reply {
                                         // A commanded fault starts now, on the clock the record
-                                        // uses: it moves the recovery clock, and one that lasts is
-                                        // reverted when its time is up.
+                                        // uses: it moves the recovery clock.
                                         self.faults[fault].at = Duration::from_secs_f64(t);
-                                        let end = t + (f.ends_at() - f.at).as_secs_f64();
                                         first = first.or(Some(t));
                                         first_second = first_second.or(Some(t.floor() as u32));
                                         last_end = Some(last_end.map_or(end, |e| e.max(end)));
-                                        if let Some(d) = f.duration {
-                                            insert_action(&mut actions, next, Duration::from_secs_f64(t) + d, Action::Revert(fault));
-                                        }
                                         if recovery_announced {
                                             recovery_announced = false;
                                             let _ = em.emit(Event::PhaseChanged { t, phase: Phase::Faults });
