@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{BackendError, Injected, Resolved, Sample};
-use crate::faults::Action;
+use super::{BackendError, Injected, Resolved, Reverted, Sample};
+use crate::faults::{Action, Undo};
 use crate::load::{Latency, LoadPlan, LoadReport, Mode, Window};
 use crate::scenario::Fault;
 use crate::util::Rng;
@@ -34,13 +34,22 @@ struct State {
     slow: Vec<(usize, Duration)>,
     /// `inject NAME`, `revert NAME`, in order.
     log: Vec<String>,
+    /// How long an injection takes before it takes effect (a FIS experiment that starts late).
+    inject_delay: Duration,
 }
 
 impl FakeBackend {
     /// `tasks` tasks; a killed one is replaced after `replace_after` (never with `None`).
     pub fn new(tasks: usize, replace_after: Option<Duration>) -> Self {
-        let state = State { tasks, replace_after, down: vec![], slow: vec![], log: vec![] };
+        let state =
+            State { tasks, replace_after, down: vec![], slow: vec![], log: vec![], inject_delay: Duration::ZERO };
         FakeBackend { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Every injection takes `delay` (of tokio time) before it takes effect and returns.
+    pub fn with_inject_delay(self, delay: Duration) -> Self {
+        self.with(|s| s.inject_delay = delay);
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -69,7 +78,11 @@ impl FakeBackend {
         Ok(Resolved { summary: format!("{} of {n} fake tasks: {}", targets.len(), targets.join(", ")), targets })
     }
 
-    pub(super) fn inject(&self, fault: &Fault, injected: &Injected) -> Result<(), BackendError> {
+    pub(super) async fn inject(&self, fault: &Fault, injected: &Injected) -> Result<(), BackendError> {
+        let delay = self.with(|s| s.inject_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let now = Instant::now();
         self.with(|s| {
             s.log.push(format!("inject {}", fault.name));
@@ -86,14 +99,22 @@ impl FakeBackend {
         Ok(())
     }
 
-    pub(super) fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
+    pub(super) fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
+        if self.settled_once_injected(injected) {
+            return Ok(Reverted::NothingLeft);
+        }
         self.with(|s| {
             s.log.push(format!("revert {}", injected.fault));
             let targets: Vec<usize> =
                 injected.targets.iter().filter_map(|t| t.strip_prefix("t-")?.parse().ok()).collect();
             s.slow.retain(|(t, _)| !targets.contains(t));
         });
-        Ok(())
+        Ok(Reverted::Undone)
+    }
+
+    /// As on AWS, a failover is over once injected: its new writer stays.
+    pub(super) fn settled_once_injected(&self, injected: &Injected) -> bool {
+        matches!(injected.undo_kind(), Ok(Some(Undo::EndDatabaseOutage)))
     }
 
     fn running(&self, now: Instant) -> usize {

@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use super::lease::{Keeper, Lease, Renewal};
-use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Sample};
+use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Reverted, Sample};
 use crate::faults::{Action, Undo};
 use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
@@ -332,8 +332,13 @@ impl LabBackend {
         sent.map_err(api)
     }
 
-    pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
-        let Some(undo) = injected.undo_kind()? else { return Ok(()) };
+    pub async fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
+        let Some(undo) = injected.undo_kind()? else { return Ok(Reverted::NothingLeft) };
+        // A failover whose outage is over has its new writer: nothing to end, and the cluster
+        // is not failed back (as on AWS).
+        if undo == Undo::EndDatabaseOutage && self.state().await?.db.writer.is_some() {
+            return Ok(Reverted::NothingLeft);
+        }
         let c = &self.client;
         let tasks = injected.targets.clone();
         // Targets may be gone (replaced tasks): clearing what is left is still a success.
@@ -351,7 +356,7 @@ impl LabBackend {
                 c.send(&control::RestoreSecret { version: v as u32, replace_stale: true }).await.map(drop)
             }
         };
-        sent.map_err(api)
+        sent.map(|()| Reverted::Undone).map_err(api)
     }
 
     /// The balancer's figures of every complete second after Unix second `since` (the lab keeps

@@ -150,6 +150,16 @@ impl Injected {
     }
 }
 
+/// What a revert came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reverted {
+    /// The fault's effect was undone (or had been already: reverts are idempotent).
+    Undone,
+    /// Nothing was left to undo, and nothing was changed: what stays is the registry's
+    /// [`crate::faults::FaultDef::kept`] ("the cluster keeps its new writer").
+    NothingLeft,
+}
+
 /// One observation of the target. `None` where the backend cannot observe the value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -365,22 +375,48 @@ impl Backend {
         }
     }
 
+    /// A summary of the prepared injection to replace `resolved.summary`, when the journaled
+    /// record names more than the resolution could (the new secret version of a drift on AWS).
+    pub fn describe_prepared(&self, resolved: &Resolved, injected: &Injected) -> Option<String> {
+        match self {
+            Backend::Aws(b) => b.describe_prepared(resolved, injected),
+            _ => None,
+        }
+    }
+
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         match self {
             Backend::Lab(b) => b.inject(fault, injected, run_id).await,
             Backend::Aws(b) => b.inject(fault, injected, run_id).await,
             #[cfg(test)]
-            Backend::Fake(b) => b.inject(fault, injected),
+            Backend::Fake(b) => b.inject(fault, injected).await,
         }
     }
 
     /// Idempotent; see the module docs.
     pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
+        self.undo(injected).await.map(|_| ())
+    }
+
+    /// [`Backend::revert`], telling whether anything was left to undo.
+    pub async fn undo(&self, injected: &Injected) -> Result<Reverted, BackendError> {
         match self {
             Backend::Lab(b) => b.revert(injected).await,
             Backend::Aws(b) => b.revert(injected).await,
             #[cfg(test)]
             Backend::Fake(b) => b.revert(injected),
+        }
+    }
+
+    /// Whether a fault whose type is normally undone leaves nothing to undo here once its
+    /// injection has completed (an Aurora failover on AWS: the cluster has its new writer and
+    /// is not failed back); the engine then settles it at once, as it does a task-kill.
+    pub fn settled_once_injected(&self, injected: &Injected) -> bool {
+        match self {
+            Backend::Lab(_) => false,
+            Backend::Aws(b) => b.settled_once_injected(injected),
+            #[cfg(test)]
+            Backend::Fake(b) => b.settled_once_injected(injected),
         }
     }
 

@@ -48,6 +48,7 @@ impl RecordBuilder {
                 ends_s: None,
                 reverted_s: None,
                 revert_error: None,
+                no_revert: None,
                 human: vec![],
             }),
             Event::FaultInjected { t, fault, kind, summary } => {
@@ -97,8 +98,19 @@ impl RecordBuilder {
                 self.push(*t, TimelineKind::Mark, mark.describe());
                 self.marks.push(Mark { t: round(*t), ..mark.clone() });
             }
-            Event::FaultSettled { .. }
-            | Event::LoadStarted { .. }
+            // A type that is normally reverted but left nothing to revert (a failover's new
+            // writer) says what stays; a kill or a redeploy, never reverted, says nothing.
+            Event::FaultSettled { t, fault } => {
+                let kept = self.fault(fault).and_then(|f| {
+                    let kept = crate::faults::lookup(&f.kind).map(|d| d.kept).filter(|k| !k.is_empty())?;
+                    f.no_revert = Some(kept.to_string());
+                    Some(kept)
+                });
+                if let Some(kept) = kept {
+                    self.push(*t, TimelineKind::Note, format!("{fault}: no revert: {kept}"));
+                }
+            }
+            Event::LoadStarted { .. }
             | Event::RunStarted { .. }
             | Event::BackendReady { .. }
             | Event::SecondClosed { .. }
@@ -305,6 +317,7 @@ impl RecordBuilder {
                     ends_s: None,
                     reverted_s: None,
                     revert_error: None,
+                    no_revert: None,
                     human: vec![],
                 },
             })

@@ -17,7 +17,7 @@ use super::command::{Envelope as CommandEnvelope, FaultChoice, Refused, Reply, R
 use super::events::{CancelReason, Envelope, Event, Phase, Upcoming};
 use super::journal::Journal;
 use super::record::{Finish, RecordBuilder};
-use crate::backend::{Backend, BackendError, Injected, Resolved, Sample};
+use crate::backend::{Backend, BackendError, Injected, Resolved, Reverted, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
 use crate::observe::{self, Second, StopWatch};
 use crate::report::{LoadTotals, RunRecord};
@@ -189,6 +189,10 @@ fn classify_start(e: &BackendError) -> CancelReason {
         e => classify(e),
     }
 }
+
+/// A timeline fault that takes effect this many seconds or more after its planned time is
+/// noted as late (an injection takes milliseconds on the lab, a few seconds through FIS).
+const LATE_NOTE_S: f64 = 1.0;
 
 /// The highest rate a command may set: what the load driver's connection bound can carry on a
 /// fast local target.
@@ -575,11 +579,11 @@ impl Ctx<'_> {
         for (i, s) in sc.load.stages.iter().enumerate() {
             actions.push((s.at, Action::Stage(i)));
         }
+        // A fault that lasts is reverted `for` after it took effect (its injection completed),
+        // not after its planned time: an injection that takes a while (a FIS experiment that
+        // starts minutes late) must not eat its own window. Its revert goes on the timeline then.
         for (i, f) in sc.faults.iter().enumerate() {
             actions.push((f.at, Action::Inject(i)));
-            if let Some(d) = f.duration {
-                actions.push((f.at + d, Action::Revert(i)));
-            }
         }
         // Stable sort: at equal times the gate runs first, reverts after injections.
         actions.sort_by_key(|(at, a)| (*at, matches!(a, Action::Revert(_))));
@@ -758,18 +762,31 @@ impl Ctx<'_> {
                                 Ok(()) => {
                                     let summary = summary_of(&em.record, &f.name);
                                     let t = self.now();
+                                    let end = t + (f.ends_at() - f.at).as_secs_f64();
+                                    // It lasts from now, when it took effect: reverted when its
+                                    // time is up.
+                                    if let Some(d) = f.duration {
+                                        insert_action(&mut actions, next, Duration::from_secs_f64(t) + d, Action::Revert(fault));
+                                    }
+                                    let late = t - f.at.as_secs_f64();
+                                    if reply.is_none() && late >= LATE_NOTE_S {
+                                        // A timeline fault that took effect late moves the end
+                                        // of its disruption with it, and the report says so.
+                                        last_end = Some(last_end.map_or(end, |e| e.max(end)));
+                                        let planned = crate::scenario::units::format_duration(f.at);
+                                        let late = crate::scenario::units::format_duration(Duration::from_secs_f64(late.round()));
+                                        let _ = em.emit(Event::Note {
+                                            t,
+                                            text: format!("{}: started {late} late (planned at t+{planned}); it is timed from when it took effect", f.name),
+                                        });
+                                    }
                                     if let Some(reply) = reply {
                                         // A commanded fault starts now, on the clock the record
-                                        // uses: it moves the recovery clock, and one that lasts is
-                                        // reverted when its time is up.
+                                        // uses: it moves the recovery clock.
                                         self.faults[fault].at = Duration::from_secs_f64(t);
-                                        let end = t + (f.ends_at() - f.at).as_secs_f64();
                                         first = first.or(Some(t));
                                         first_second = first_second.or(Some(t.floor() as u32));
                                         last_end = Some(last_end.map_or(end, |e| e.max(end)));
-                                        if let Some(d) = f.duration {
-                                            insert_action(&mut actions, next, Duration::from_secs_f64(t) + d, Action::Revert(fault));
-                                        }
                                         if recovery_announced {
                                             recovery_announced = false;
                                             let _ = em.emit(Event::PhaseChanged { t, phase: Phase::Faults });
@@ -780,10 +797,11 @@ impl Ctx<'_> {
                                         t, fault: f.name.clone(), kind: injected.kind.clone(), summary,
                                     });
                                     crate::util::failpoint(self.failpoint.as_deref(), "after-inject");
-                                    if needs_revert(&f) {
+                                    if needs_revert(&f) && !backend.settled_once_injected(&injected) {
                                         active.push((fault, injected));
                                     } else {
-                                        // Nothing to undo (a kill, a redeploy): close the journal entry.
+                                        // Nothing to undo (a kill, a redeploy, an Aurora failover
+                                        // once its new writer is in): close the journal entry.
                                         let _ = em.emit(Event::FaultSettled { t: self.now(), fault: f.name.clone() });
                                     }
                                 }
@@ -1128,19 +1146,23 @@ impl Ctx<'_> {
         let limit = if interrupts.hurry.is_cancelled() { Duration::from_secs(15) } else { Duration::from_secs(120) };
         let first = async {
             crate::util::failpoint_wait(self.failpoint.as_deref(), "slow-revert").await;
-            backend.revert(inj).await
+            backend.undo(inj).await
         };
         let result = tokio::select! {
             r = tokio::time::timeout(limit, first) => r.map_err(|_| BackendError::Api(format!("timed out after {}s", limit.as_secs()))).and_then(|r| r),
             // A second Ctrl-C while a long revert waits: retry once with the short limit.
             _ = interrupts.hurry.cancelled(), if !interrupts.hurry.is_cancelled() => {
-                tokio::time::timeout(Duration::from_secs(15), backend.revert(inj)).await
+                tokio::time::timeout(Duration::from_secs(15), backend.undo(inj)).await
                     .map_err(|_| BackendError::Api("timed out after 15s".into())).and_then(|r| r)
             }
         };
         match result {
-            Ok(()) => {
+            Ok(Reverted::Undone) => {
                 let _ = em.emit(Event::FaultReverted { t: self.now(), fault: name });
+            }
+            // Nothing was left to undo: said as such, never as a revert.
+            Ok(Reverted::NothingLeft) => {
+                let _ = em.emit(Event::FaultSettled { t: self.now(), fault: name });
             }
             Err(e) => {
                 self.revert_failures.push(format!("{name}: {e}"));
@@ -1162,8 +1184,13 @@ fn spawn_prepare(
     let (b, run_id) = (backend.clone(), run_id.to_string());
     tasks.spawn(async move {
         let (resolved, injected) = match b.resolve(&f, &mut rng).await {
-            Ok(r) => {
+            Ok(mut r) => {
                 let inj = b.prepare(&f, &r, &run_id).await;
+                if let Ok(inj) = &inj
+                    && let Some(summary) = b.describe_prepared(&r, inj)
+                {
+                    r.summary = summary;
+                }
                 (r, inj)
             }
             Err(e) => (Resolved::default(), Err(e)),

@@ -244,3 +244,64 @@ async fn a_command_whose_recovery_could_not_be_judged_before_the_load_ends_is_re
     assert_eq!(r.verdict.outcome, Outcome::Passed, "nothing was done: {:?}", r.verdict);
     assert!(fake.log().is_empty() && r.faults.is_empty(), "{:?}", fake.log());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_that_leaves_nothing_to_revert_says_so_and_is_never_called_reverted() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 20s }\n\
+         faults:\n  - { type: db-failover, name: db, at: 5s }\nrecovery: { within: 5s, hold: 2s }\n",
+    );
+    let handle = start(&yaml, &fake, dir.path());
+    let mut sub = handle.subscribe();
+    let events = tokio::spawn(async move {
+        let mut events = vec![];
+        while let Some(r) = sub.recv().await {
+            if let Received::Event(e) = r {
+                events.push(e.event.clone());
+            }
+        }
+        events
+    });
+    let r = record(handle).await;
+    let events = events.await.unwrap();
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    // Settled right after the injection, as a task-kill is; never a revert.
+    let settled = events.iter().position(|e| matches!(e, Event::FaultSettled { fault, .. } if fault == "db"));
+    let injected = events.iter().position(|e| matches!(e, Event::FaultInjected { fault, .. } if fault == "db"));
+    assert_eq!(settled, injected.map(|i| i + 1), "{events:#?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::FaultReverted { .. })), "{events:#?}");
+    assert_eq!(fake.log(), ["inject db"]);
+    let f = &r.faults[0];
+    assert_eq!((f.reverted_s, f.no_revert.as_deref()), (None, Some("the cluster keeps its new writer")), "{f:?}");
+    let said: Vec<&str> = r.timeline.iter().map(|e| e.text.as_str()).collect();
+    assert!(said.contains(&"db: no revert: the cluster keeps its new writer"), "{said:#?}");
+    assert!(!said.iter().any(|t| t.contains("reverted")), "{said:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_that_takes_effect_late_is_timed_from_then_and_said_to_be_late() {
+    // The injection takes 4 s (a FIS experiment that is slow to start): the 3 s window runs
+    // from when it took effect, not from its planned 5 s.
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let fake = fake.with_inject_delay(Duration::from_secs(4));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 30s }\n\
+         faults:\n  - { type: latency, name: slow, at: 5s, for: 3s, select: 1, delay: 100ms }\n\
+         recovery: { within: 5s, hold: 2s }\n",
+    );
+    let r = record(start(&yaml, &fake, dir.path())).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let f = &r.faults[0];
+    assert_eq!(f.injected_s.map(f64::floor), Some(9.0), "{f:?}");
+    assert_eq!(f.reverted_s.map(f64::floor), Some(12.0), "the window was cut short: {f:?}");
+    assert_eq!(f.ends_s.map(f64::floor), Some(12.0), "{f:?}");
+    // The recovery clock starts at the end of the window that really was.
+    assert_eq!(r.timings.last_fault_end_s.map(f64::floor), Some(12.0), "{:?}", r.timings);
+    let said: Vec<&str> = r.timeline.iter().map(|e| e.text.as_str()).collect();
+    assert!(
+        said.contains(&"slow: started 4s late (planned at t+5s); it is timed from when it took effect"),
+        "{said:#?}"
+    );
+    assert_eq!(fake.log(), ["inject slow", "revert slow"]);
+}

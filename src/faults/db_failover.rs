@@ -31,9 +31,12 @@ pub(super) static DEF: FaultDef = FaultDef {
     build,
     for_hint: Some("db-failover is instantaneous; the lab's writer outage is set by `outage`"),
     aws_needs: Some(AwsNeed { key: "db_cluster", why: "fails over this Aurora cluster" }),
-    // The revert promotes the lab's writer back, should the run end inside the outage.
+    // The revert promotes the lab's replica, should the run end inside the outage. Once a
+    // writer is in (on AWS as soon as the failover is done), there is nothing to undo: the
+    // cluster is not failed back, which would be a second outage.
     action,
     undo: Some(Undo::EndDatabaseOutage),
+    kept: "the cluster keeps its new writer",
     ends_after,
     describe,
     lab_hits: "the lab database cluster's writer",

@@ -53,6 +53,11 @@ pub struct FaultDef {
     /// by itself): every one that lasts, and an instantaneous one whose effect can be undone (a
     /// lab db-failover's writer outage is ended).
     pub undo: Option<Undo>,
+    /// What stays in place when a fault that is normally undone leaves nothing to undo (an
+    /// Aurora failover, which is not failed back; a lab failover whose outage is over), for the
+    /// timeline and the report: "no revert: " and this phrase. Empty for the types that are
+    /// always reverted, or never are (their journal entry is settled at injection).
+    pub kept: &'static str,
     /// How long the disruption lasts from the injection whatever `for` says (a lab
     /// db-failover's writer outage); zero for most types.
     pub ends_after: fn(&FaultKind) -> Duration,
@@ -161,6 +166,7 @@ const BASE: FaultDef = FaultDef {
     aws_needs: None,
     action: |k| unreachable!("the entry of {k:?} names no action"),
     undo: None,
+    kept: "",
     ends_after: |_| Duration::ZERO,
     describe: |_| String::new(),
     lab_hits: "",

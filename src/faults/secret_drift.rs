@@ -7,7 +7,7 @@ pub(super) static DEF: FaultDef = FaultDef {
     summary: "Rotate the database secret while tasks keep the stale copy they read at start: \
               new database connections fail until the tasks are replaced (see `redeploy`).",
     lab: "the lab secret store gets a new current version and the database accepts only it; running tasks keep the old one",
-    aws: "Secrets Manager `PutSecretValue` on `target.aws.secret`; the revert makes the previous version AWSCURRENT again",
+    aws: "a new master password for the Aurora cluster `target.aws.db_cluster` (RDS `ModifyDBCluster`) and in the JSON secret `target.aws.secret` (Secrets Manager `PutSecretValue`, only its `password` field changes); the revert puts the previous version's password back in both and forces a new deployment if tasks started during the drift",
     timing: Timing::Persistent,
     note: "without a later `redeploy` the service stays broken and the run fails; that is the lesson of `scenarios/secret-drift.yaml`",
     params: &[],

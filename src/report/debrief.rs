@@ -99,6 +99,7 @@ mod tests {
                 ends_s: Some(1.0),
                 reverted_s: None,
                 revert_error: None,
+                no_revert: None,
                 human: vec![],
             })
             .collect();

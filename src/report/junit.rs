@@ -95,6 +95,10 @@ fn cases(r: &RunRecord) -> Vec<Case> {
     // nothing to undo and no case.
     for f in r.faults.iter() {
         let Some(injected) = f.injected_s else { continue };
+        // Nothing was left to revert (a failover's new writer stays): no revert case either.
+        if f.no_revert.is_some() && f.revert_error.is_none() {
+            continue;
+        }
         let needs_revert = f.ends_s.is_none_or(|e| e > injected);
         let result = match (&f.revert_error, f.reverted_s) {
             (Some(e), _) => CaseResult::Failed {
@@ -222,6 +226,7 @@ mod tests {
             ends_s: ends,
             reverted_s: reverted,
             revert_error: error.map(Into::into),
+            no_revert: None,
             human: vec![],
         }
     }

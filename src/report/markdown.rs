@@ -258,6 +258,7 @@ fn reverted(f: &FaultRecord) -> String {
         (Some(e), _, _) => format!("FAILED: {e}"),
         (None, Some(t), _) => offset(t),
         (None, None, None) => "not injected".into(),
+        (None, None, Some(_)) if let Some(kept) = &f.no_revert => format!("no revert: {kept}"),
         (None, None, Some(i)) if f.ends_s.is_none_or(|e| e <= i) => "no revert needed".into(),
         (None, None, Some(_)) => "not reverted".into(),
     }
@@ -435,6 +436,25 @@ mod tests {
         assert!(line(&r).contains("the balancer counted 40 req/s, 25% 5xx |"), "{}", line(&r));
         r.scenario.target = "aws".into();
         assert!(line(&r).contains("25% 5xx (CloudWatch, the latest minute)"), "{}", line(&r));
+    }
+
+    #[test]
+    fn a_fault_that_left_nothing_to_revert_says_what_stays() {
+        let mut f = crate::report::FaultRecord {
+            name: "db".into(),
+            kind: "db-failover".into(),
+            targets: vec![],
+            summary: String::new(),
+            injected_s: Some(20.0),
+            ends_s: Some(25.0),
+            reverted_s: None,
+            revert_error: None,
+            no_revert: Some("the cluster keeps its new writer".into()),
+            human: vec![],
+        };
+        assert_eq!(reverted(&f), "no revert: the cluster keeps its new writer");
+        f.no_revert = None;
+        assert_eq!(reverted(&f), "not reverted");
     }
 
     #[test]

@@ -85,6 +85,7 @@ mod tests {
             ends_s: injected,
             reverted_s: None,
             revert_error: None,
+            no_revert: None,
             human: vec![],
         }
     }

@@ -243,6 +243,10 @@ pub struct FaultRecord {
     pub reverted_s: Option<f64>,
     /// Why the revert failed: something may still be broken.
     pub revert_error: Option<String>,
+    /// What stays in place when a fault that is normally reverted left nothing to revert (a
+    /// failover's new writer): `"the cluster keeps its new writer"`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_revert: Option<String>,
     /// Per author, how long after this fault's injection they marked it detected and mitigated
     /// (see [`crate::report::attribute_marks`] for which marks count); in the order of each
     /// author's first mark.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::StateValue;
 use siege::backend::aws::AwsBackend;
-use siege::backend::{BackendError, Injected};
+use siege::backend::{BackendError, Injected, Reverted};
 use siege::scenario::{
     AwsTarget, Fault, FaultKind, KillSignal, Load, Rate, Recovery, Scenario, Selection, SteadyState, StopCondition,
     Target,
@@ -378,7 +378,11 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
     events.extend(moved.events);
     let change = format!("Aurora cluster prod-db: writer {} -> {}", moto::DB_WRITER, moto::DB_READER);
     assert!(events.contains(&change), "{events:?}");
-    b.revert(&injected).await.expect("revert");
+    // Nothing to revert: the cluster keeps its new writer, and siege says so rather than
+    // "reverted".
+    assert!(b.settled_once_injected(&injected));
+    assert_eq!(b.revert(&injected).await.expect("revert"), Reverted::NothingLeft);
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER), "failed back");
 
     // A target instance outside the cluster is refused before anything happens.
     let bad = fault("bad", FaultKind::DbFailover { outage: None, target_instance: Some("other-db".into()) }, None);
@@ -389,6 +393,7 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
 #[tokio::test]
 async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version() {
     let world = World::start().await;
+    world.moto.start_recording();
     let b = backend(&world, world.target()).await;
     // A rotation before the run: the first version is AWSPREVIOUS, the second AWSCURRENT.
     let rotated = r#"{"username":"app","password":"rotated-password"}"#;
@@ -413,9 +418,11 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     let parsed: serde_json::Value = serde_json::from_str(&value1).expect("still JSON");
     assert_eq!(parsed["username"], "app");
     assert_ne!(parsed["password"], "rotated-password");
+    assert_eq!(world.db_password(), parsed["password"], "the database did not get the new password");
 
     b.revert(&injected).await.expect("revert");
     assert_eq!(world.secret_current().await, (value0.clone(), version0.clone()));
+    assert_eq!(world.db_password(), "rotated-password", "the database is not back on the secret's password");
     // AWSPREVIOUS is back on the version that had it; siege's own version keeps no label.
     let mut labels = world.secret_labels().await;
     assert_eq!(labels.remove(&version1).unwrap_or_default(), Vec::<String>::new(), "{labels:?}");
@@ -476,6 +483,108 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     assert_eq!(world.secret_current().await.1, version0);
     let labels = world.secret_labels().await;
     assert!(labels[&theirs].contains(&"AWSPREVIOUS".to_string()), "{labels:?}");
+}
+
+/// Puts moto's default version of the secret back in step with AWSCURRENT after a revert moved
+/// AWSCURRENT off `drifted` (moto's next `PutSecretValue` would otherwise leave AWSCURRENT on two
+/// versions): AWSCURRENT goes to `drifted`, moto's default, then a write of the initial value
+/// makes a new current version. Returns its id.
+async fn resync_secret(world: &World, current: &str, drifted: &str) -> String {
+    world
+        .secrets
+        .update_secret_version_stage()
+        .secret_id(moto::SECRET)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(drifted)
+        .remove_from_version_id(current)
+        .send()
+        .await
+        .unwrap();
+    world.secrets.put_secret_value().secret_id(moto::SECRET).secret_string(moto::SECRET_VALUE).send().await.unwrap();
+    world.secret_current().await.1
+}
+
+#[tokio::test]
+async fn secret_drift_rotates_the_database_with_the_secret_and_its_revert_replaces_the_tasks_started_meanwhile() {
+    let world = World::start().await;
+    world.moto.start_recording();
+    let b = backend(&world, world.target()).await;
+    let drift = fault("drift", FaultKind::SecretDrift, None);
+    b.preflight(&scenario(world.target(), vec![drift.clone()], vec![])).await.expect("preflight");
+    let (value0, version0) = world.secret_current().await;
+    assert_eq!(world.db_password(), moto::DB_PASSWORD);
+
+    // No task starts during the drift: the revert puts the password back in both places and
+    // replaces nothing.
+    let resolved = b.resolve(&drift, &mut Rng::new(1)).await.expect("resolve");
+    let injected = b.prepare(&drift, &resolved, RUN).await.expect("prepare");
+    let journal = serde_json::to_string(&injected).unwrap();
+    assert!(!journal.contains(moto::DB_PASSWORD), "the journal holds a password: {journal}");
+    assert_eq!(injected.undo["db_cluster"], moto::DB_CLUSTER);
+    assert_eq!(injected.undo["previous_version"], version0.as_str());
+    assert!(injected.undo["injected_at"].as_u64().is_some_and(|t| t > 1_700_000_000), "{journal}");
+    assert_eq!(injected.undo["tasks_before"].as_array().map(Vec::len), Some(moto::TASKS), "{journal}");
+    // The summary names the version siege writes and the one it replaces.
+    let new_version = injected.undo["new_version"].as_str().unwrap().to_string();
+    let summary = b.describe_prepared(&resolved, &injected).expect("a summary");
+    assert!(
+        summary.contains(&format!("new version {new_version} becomes AWSCURRENT, replacing version {version0}"))
+            && summary.contains("Aurora cluster prod-db"),
+        "{summary}"
+    );
+    b.inject(&drift, &injected, RUN).await.expect("inject");
+    let (value1, version1) = world.secret_current().await;
+    assert_eq!(version1, new_version);
+    let drifted: serde_json::Value = serde_json::from_str(&value1).unwrap();
+    assert_eq!(drifted["username"], "app");
+    assert_ne!(drifted["password"], moto::DB_PASSWORD);
+    assert_eq!(world.db_password(), drifted["password"], "the database and the secret differ during the drift");
+    let deployment0 = world.primary_deployment().await;
+    b.revert(&injected).await.expect("revert");
+    assert_eq!(world.secret_current().await, (value0.clone(), version0.clone()));
+    assert_eq!(world.db_password(), moto::DB_PASSWORD);
+    assert_eq!(world.primary_deployment().await, deployment0, "tasks replaced though none started during the drift");
+
+    // A task starts during the drift (a replacement, a scale-out): it reads the drifted
+    // password, so the revert replaces it with a forced deployment, and stops nothing itself.
+    let version0 = resync_secret(&world, &version0, &version1).await;
+    let resolved = b.resolve(&drift, &mut Rng::new(1)).await.expect("resolve");
+    let injected = b.prepare(&drift, &resolved, RUN).await.expect("prepare");
+    b.inject(&drift, &injected, RUN).await.expect("inject");
+    world.add_service_tasks(1).await;
+    let running = world.running_service_tasks().await;
+    assert_eq!(running.len(), moto::TASKS + 1);
+    b.revert(&injected).await.expect("revert");
+    assert_eq!(world.secret_current().await.1, version0);
+    assert_eq!(world.db_password(), moto::DB_PASSWORD);
+    let deployment1 = world.primary_deployment().await;
+    assert_ne!(deployment1, deployment0, "the task started during the drift was not replaced");
+    assert_eq!(world.running_service_tasks().await, running, "siege stopped tasks itself");
+    // A second revert changes nothing: no second deployment.
+    b.revert(&injected).await.expect("second revert");
+    assert_eq!(world.primary_deployment().await, deployment1);
+    assert_eq!(world.db_password(), moto::DB_PASSWORD);
+
+    // What the preflight refuses, naming what to change: no cluster named, a secret that is not
+    // JSON with a password.
+    let no_cluster = AwsTarget { db_cluster: None, ..world.target() };
+    let e = backend(&world, no_cluster.clone())
+        .await
+        .preflight(&scenario(no_cluster, vec![drift.clone()], vec![]))
+        .await
+        .expect_err("no db_cluster");
+    assert!(matches!(e, BackendError::Precondition(_)) && e.to_string().contains("target.aws.db_cluster"), "{e}");
+    world.secrets.create_secret().name("plain").secret_string("hunter2-plain-text").send().await.unwrap();
+    let plain = AwsTarget { secret: Some("plain".into()), ..world.target() };
+    let e = backend(&world, plain.clone())
+        .await
+        .preflight(&scenario(plain, vec![drift.clone()], vec![]))
+        .await
+        .expect_err("not JSON");
+    let msg = e.to_string();
+    assert!(matches!(e, BackendError::Precondition(_)) && msg.contains("`password` field"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert_eq!(world.db_password(), moto::DB_PASSWORD, "a preflight changed the database");
 }
 
 #[tokio::test]
@@ -900,7 +1009,7 @@ async fn siege_plan_against_aws_lists_exactly_what_would_be_touched() {
     for want in [
         "FIS aws:ecs:task-cpu-stress at 80% for 30s on 1 of 4 running tasks of service api (cluster prod)",
         "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2",
-        "put a new random value into secret prod/api/db",
+        "rotate the master password of Aurora cluster prod-db and secret prod/api/db together",
         "force a new deployment of service api (cluster prod): ECS replaces all 4 running tasks",
     ] {
         assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
@@ -1447,6 +1556,41 @@ async fn heavy_aws_fis_and_secret_faults_are_reverted_by_a_run() {
     assert_ne!(deployment().await, deployment0);
 }
 
+#[tokio::test]
+async fn heavy_aws_db_failover_run_reports_no_revert_rather_than_reverted() {
+    let world = World::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("failover.yaml");
+    let yaml = format!(
+        "name: aws-failover\nseed: 7\n{}    url: {}\n\
+         load: {{ url: /, rate: 10/s, duration: 20s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n  - {{ type: db-failover, name: db, at: 5s }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        world.target_yaml(),
+        ok_server(),
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.clone().into()];
+    let (code, stderr) = run_siege(&world, home.path(), args, Duration::from_secs(120)).await;
+    assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER), "the cluster was failed back");
+    let (dir, report) = only_report(&reports);
+    let fault = &report["faults"][0];
+    assert_eq!(fault["no_revert"], "the cluster keeps its new writer", "{report:#}");
+    assert!(fault["reverted_s"].is_null(), "{report:#}");
+    let timeline: Vec<&str> =
+        report["timeline"].as_array().unwrap().iter().filter_map(|e| e["text"].as_str()).collect();
+    assert!(timeline.contains(&"db: no revert: the cluster keeps its new writer"), "{timeline:#?}");
+    assert!(!timeline.iter().any(|t| t.contains("reverted")), "{timeline:#?}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("no revert: the cluster keeps its new writer"), "{md}");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(!junit.contains("db (db-failover) reverted"), "{junit}");
+}
+
 /// The one report directory a run wrote under `reports`, and its `report.json`.
 fn only_report(reports: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
     let dir = crate::common::only_report_dir(reports);
@@ -1517,6 +1661,7 @@ async fn heavy_aws_alarm_going_off_mid_run_aborts_with_exit_2_and_reverts() {
 #[tokio::test]
 async fn heavy_aws_kill9_mid_run_then_recover_reverts_from_the_journal() {
     let world = World::start().await;
+    world.moto.start_recording();
     let secret0 = world.secret_current().await;
     let labels0 = world.secret_labels().await;
     let dir = tempfile::tempdir().unwrap();
@@ -1534,10 +1679,24 @@ async fn heavy_aws_kill9_mid_run_then_recover_reverts_from_the_journal() {
         .spawn()
         .expect("spawn siege run");
     let injected = both_injected(&world, &secret0.1).await;
+    // The database takes the drifted password right after the secret.
+    let drifted = wait_async(Duration::from_secs(30), || async {
+        let p = world.db_password();
+        (p != moto::DB_PASSWORD).then_some(p)
+    })
+    .await;
     child.kill().expect("kill -9 the run");
     let _ = child.wait();
     assert!(injected.is_some(), "the faults were never injected");
     assert!(!templates(&world).await.is_empty(), "the killed run left its FIS template");
+    // The journal holds neither password.
+    let drifted = drifted.expect("the database never took the drifted password");
+    let journals = journal_text(home.path());
+    assert!(journals.contains("\"db_cluster\":\"prod-db\""), "{journals}");
+    assert!(
+        !journals.contains(&drifted) && !journals.contains(moto::DB_PASSWORD),
+        "a password in the journal: {journals}"
+    );
 
     // `siege recover` finds the run in its journal and reverts in the same account and region,
     // with nothing but the standard environment.
@@ -1550,10 +1709,29 @@ async fn heavy_aws_kill9_mid_run_then_recover_reverts_from_the_journal() {
     let mut labels = world.secret_labels().await;
     labels.retain(|_, l| !l.is_empty());
     assert_eq!(labels, labels0, "{text}");
+    assert_eq!(world.db_password(), moto::DB_PASSWORD, "the database password was not restored:\n{text}");
+    assert!(!text.contains(&drifted) && !text.contains(moto::DB_PASSWORD), "{text}");
 
     let again = siege(&["recover".as_ref()]).output().expect("siege recover again");
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"), "{again:?}");
+}
+
+/// Every journal file under `home`, concatenated.
+fn journal_text(home: &std::path::Path) -> String {
+    let mut text = String::new();
+    let mut dirs = vec![home.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    text
 }
 
 #[tokio::test]

@@ -47,6 +47,74 @@ impl AwsBackend {
         })
     }
 
+    /// The service's tasks that ECS has not been told to stop (desired status RUNNING, whatever
+    /// their last status), with when each was created where ECS says (Unix seconds).
+    pub(super) async fn live_tasks(&self) -> Result<Vec<(String, Option<i64>)>, BackendError> {
+        let mut tasks: Vec<(String, Option<i64>)> = self
+            .service_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.desired_status() != Some("STOPPED"))
+            .filter_map(|t| Some((t.task_arn()?.to_string(), t.created_at().map(|c| c.secs()))))
+            .collect();
+        tasks.sort();
+        tasks.dedup();
+        Ok(tasks)
+    }
+
+    /// Refuses a service whose deployments ECS does not run itself (CodeDeploy blue/green, an
+    /// external controller): a forced deployment is ECS's rolling update. `why` says what needs
+    /// one.
+    pub(super) fn check_rolling_update(
+        &self,
+        service: &aws_sdk_ecs::types::Service,
+        why: &str,
+    ) -> Result<(), BackendError> {
+        if let Some(kind) = service.deployment_controller().map(|c| c.r#type())
+            && *kind != DeploymentControllerType::Ecs
+        {
+            return Err(BackendError::Precondition(format!(
+                "{why} of service {} (deployment controller {}): siege forces new deployments of services with the ECS (rolling update) controller only",
+                self.target.service,
+                kind.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `UpdateService --force-new-deployment`; the id of the deployment it started (an error
+    /// when it started none, i.e. the primary is still `previous`).
+    pub(super) async fn force_new_deployment(&self, previous: &str) -> Result<String, BackendError> {
+        let out = self
+            .clients
+            .ecs
+            .update_service()
+            .cluster(&self.target.cluster)
+            .service(&self.target.service)
+            .force_new_deployment(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("ecs:UpdateService", e))?;
+        let started = match out.service().and_then(primary_deployment).and_then(|d| d.id()) {
+            Some(id) => id.to_string(),
+            None => {
+                primary_deployment(&self.describe_service().await?).and_then(|d| d.id()).unwrap_or_default().to_string()
+            }
+        };
+        if started.is_empty() || started == previous {
+            return Err(BackendError::Api(format!(
+                "ecs:UpdateService started no new deployment of service {} (the primary is still {previous})",
+                self.target.service
+            )));
+        }
+        Ok(started)
+    }
+
+    /// The id of the service's primary deployment (empty if it has none).
+    pub(super) async fn primary_deployment_id(&self) -> Result<String, BackendError> {
+        Ok(primary_deployment(&self.describe_service().await?).and_then(|d| d.id()).unwrap_or_default().to_string())
+    }
+
     /// Every task of the service whose desired status is RUNNING, described.
     async fn service_tasks(&self) -> Result<Vec<Task>, BackendError> {
         let mut arns = Vec::new();
@@ -173,15 +241,7 @@ impl AwsBackend {
     pub(super) async fn resolve_redeploy(&self) -> Result<Resolved, BackendError> {
         let service = self.describe_service().await?;
         // Blue/green (CodeDeploy) and external controllers do not take a forced deployment.
-        if let Some(kind) = service.deployment_controller().map(|c| c.r#type())
-            && *kind != DeploymentControllerType::Ecs
-        {
-            return Err(BackendError::Precondition(format!(
-                "redeploy of service {} (deployment controller {}): siege forces new deployments of services with the ECS (rolling update) controller only",
-                self.target.service,
-                kind.as_str()
-            )));
-        }
+        self.check_rolling_update(&service, "redeploy")?;
         let arn = service.service_arn().unwrap_or(&self.target.service).to_string();
         let running = self.running_task_arns().await?.len();
         Ok(Resolved {
@@ -204,28 +264,7 @@ impl AwsBackend {
     /// or is replaced (a rollback, someone else's deployment) is an error at once.
     pub(super) async fn redeploy(&self, injected: &Injected) -> Result<(), BackendError> {
         let previous = undo_str(injected, "previous_deployment")?.to_string();
-        let out = self
-            .clients
-            .ecs
-            .update_service()
-            .cluster(&self.target.cluster)
-            .service(&self.target.service)
-            .force_new_deployment(true)
-            .send()
-            .await
-            .map_err(|e| aws_error("ecs:UpdateService", e))?;
-        let started = match out.service().and_then(primary_deployment).and_then(|d| d.id()) {
-            Some(id) => id.to_string(),
-            None => {
-                primary_deployment(&self.describe_service().await?).and_then(|d| d.id()).unwrap_or_default().to_string()
-            }
-        };
-        if started.is_empty() || started == previous {
-            return Err(BackendError::Api(format!(
-                "ecs:UpdateService started no new deployment of service {} (the primary is still {previous})",
-                self.target.service
-            )));
-        }
+        let started = self.force_new_deployment(&previous).await?;
         let deadline = Instant::now() + DEPLOYMENT_DEADLINE;
         loop {
             let service = self.describe_service().await?;

@@ -14,7 +14,8 @@
 //!   and refuses to start while another run holds it.
 //!
 //! One submodule per AWS service: [`ecs`] (task-kill, redeploy, service sampling), [`fis`]
-//! (cpu-stress, latency), [`rds`] (db-failover), [`secrets`] (secret-drift), [`watch`]
+//! (cpu-stress, latency), [`rds`] (db-failover, the master password of secret-drift),
+//! [`secrets`] (secret-drift), [`watch`]
 //! (CloudWatch metrics and alarms, ELB target health).
 
 mod ecs;
@@ -34,7 +35,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use super::{BackendError, Injected, Resolved, Sample};
+use super::{BackendError, Injected, Resolved, Reverted, Sample};
 use crate::faults::{Action, Undo};
 use crate::redact::Secrets;
 use crate::scenario::{AwsTarget, Fault, Scenario, Selection, StopCondition};
@@ -261,7 +262,8 @@ impl AwsBackend {
             max_select: 1.0,
             allow_full_outage: false,
         };
-        // A revert reads no secret value: nothing to register.
+        // A secret-drift's revert reads the previous password (to give it back to the
+        // database); it is registered here, and no message of a revert carries it.
         Ok(Some(Self::connect(&target, &l.run_id, Secrets::default()).await?))
     }
 
@@ -334,9 +336,7 @@ impl AwsBackend {
                 Action::FailOverDatabase { .. } => {
                     self.db_cluster_name(fault)?;
                 }
-                Action::RotateSecret => {
-                    self.secret_name(fault)?;
-                }
+                Action::RotateSecret => self.preflight_secret(fault).await?,
                 _ => {}
             }
             // Resolving checks the blast radius and that the named resources exist.
@@ -415,10 +415,19 @@ impl AwsBackend {
             Action::StopTasks { .. } => serde_json::json!({ "cluster": self.target.cluster }),
             Action::BurnCpu { .. } | Action::DelayNetwork { .. } => fis::undo_record(run_id, &fault.name),
             Action::FailOverDatabase { .. } => self.prepare_failover(fault).await?,
-            Action::RotateSecret => self.prepare_secret(resolved).await?,
+            Action::RotateSecret => self.prepare_secret(fault, resolved).await?,
             Action::ReplaceTasks => self.prepare_redeploy().await?,
         };
         Ok(Injected::new(fault, resolved, undo))
+    }
+
+    /// What the prepared injection will do, when its record says more than the resolution did
+    /// (the secret version a drift writes is chosen in `prepare`).
+    pub fn describe_prepared(&self, resolved: &Resolved, injected: &Injected) -> Option<String> {
+        match injected.undo_kind() {
+            Ok(Some(Undo::RestoreSecret)) => self.describe_drift(resolved, injected),
+            _ => None,
+        }
     }
 
     pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
@@ -434,21 +443,27 @@ impl AwsBackend {
     }
 
     /// Idempotent, and works from the journaled record alone.
-    pub async fn revert(&self, injected: &Injected) -> Result<(), BackendError> {
+    pub async fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
         match injected.undo_kind()? {
             // Stopped tasks are replaced by ECS; a forced deployment is finished, not undone; an
             // Aurora failover has no outage left to end once it is done, and is not failed back
             // (that would be a second outage).
-            None | Some(Undo::EndDatabaseOutage) => Ok(()),
+            None | Some(Undo::EndDatabaseOutage) => Ok(Reverted::NothingLeft),
             Some(Undo::EndCpuBurn | Undo::EndNetworkDelay) => {
                 self.ensure_account().await?;
-                self.revert_fis(injected).await
+                self.revert_fis(injected).await.map(|()| Reverted::Undone)
             }
             Some(Undo::RestoreSecret) => {
                 self.ensure_account().await?;
-                self.revert_secret(injected).await
+                self.revert_secret(injected).await.map(|()| Reverted::Undone)
             }
         }
+    }
+
+    /// A failover leaves nothing to undo once its injection, which waits for the new writer,
+    /// has completed.
+    pub fn settled_once_injected(&self, injected: &Injected) -> bool {
+        matches!(injected.undo_kind(), Ok(Some(Undo::EndDatabaseOutage)))
     }
 
     /// Service task counts and events, target health, the Aurora writer, CloudWatch metrics, and

@@ -1,9 +1,9 @@
 //! A client of the AWS query protocol, for the few RDS and ELBv2 calls siege makes
-//! (`DescribeDBClusters`, `FailoverDBCluster`, `DescribeLoadBalancers`, `DescribeTargetGroups`,
-//! `DescribeTargetHealth`).
+//! (`DescribeDBClusters`, `FailoverDBCluster`, `ModifyDBCluster`, `DescribeLoadBalancers`,
+//! `DescribeTargetGroups`, `DescribeTargetHealth`).
 //!
 //! The SDK crates of those two services are the largest of the whole build (RDS alone is more
-//! than a minute of a cold release build, for two of its 160 operations); this is the same
+//! than a minute of a cold release build, for three of its 160 operations); this is the same
 //! request as theirs: a form-encoded `POST /` signed with SigV4, sent by the SDK's HTTPS client,
 //! with the SDK's endpoint, credential and retry configuration, and an XML answer read for the
 //! few fields siege uses.

@@ -1,5 +1,5 @@
 //! RDS: db-failover (`FailoverDBCluster`, optionally to a named replica, then wait for the new
-//! writer) and the writer sampler.
+//! writer), the writer sampler, and the master password of secret-drift (`ModifyDBCluster`).
 //!
 //! The revert does not fail back: the cluster has a healthy writer after a failover, and moving
 //! it again would be a second outage nobody asked for.
@@ -14,6 +14,8 @@ use crate::scenario::Fault;
 
 /// How long a failover may take to show a new writer before siege reports it as stuck.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(5 * 60);
+/// The cluster's status while RDS applies a new master password.
+const RESETTING: &str = "resetting-master-credentials";
 const POLL: Duration = Duration::from_secs(1);
 
 impl AwsBackend {
@@ -23,6 +25,53 @@ impl AwsBackend {
             .db_cluster
             .as_deref()
             .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.db_cluster`", fault.name)))
+    }
+
+    /// Checks that secret-drift can rotate the master password of `name` together with a secret
+    /// whose user is `username`: RDS must not manage that password itself, and the secret must be
+    /// the master user's. Mutates nothing.
+    pub(super) async fn check_master_password(&self, name: &str, username: Option<&str>) -> Result<(), BackendError> {
+        let cluster = self.describe_db_cluster(name).await?;
+        if cluster.managed_password {
+            return Err(BackendError::Precondition(format!(
+                "Aurora cluster {name} has its master password managed by RDS in Secrets Manager (ManageMasterUserPassword): siege cannot set it; point `target.aws.secret` and `db_cluster` at a cluster whose password the application's secret holds"
+            )));
+        }
+        if let (Some(user), Some(master)) = (username, cluster.master_username.as_deref())
+            && user != master
+        {
+            return Err(BackendError::Precondition(format!(
+                "the secret's username `{user}` is not the master user `{master}` of Aurora cluster {name}: siege rotates the master user's password only; name the secret that holds the master user's password"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `ModifyDBCluster` with a new master password, applied at once; then waits (until
+    /// `deadline`) while RDS applies it. The password goes to RDS and nowhere else.
+    pub(super) async fn set_master_password(
+        &self,
+        cluster: &str,
+        password: &str,
+        deadline: Duration,
+    ) -> Result<(), BackendError> {
+        self.secrets.register(password);
+        let params = [("DBClusterIdentifier", cluster), ("MasterUserPassword", password), ("ApplyImmediately", "true")];
+        self.clients.rds.call("ModifyDBCluster", &params).await?;
+        let until = Instant::now() + deadline;
+        loop {
+            let c = self.describe_db_cluster(cluster).await?;
+            if c.status.as_deref() != Some(RESETTING) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(BackendError::Api(format!(
+                    "Aurora cluster {cluster} was still applying its new master password {}s after rds:ModifyDBCluster",
+                    deadline.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn describe_db_cluster(&self, name: &str) -> Result<DbCluster, BackendError> {
@@ -139,6 +188,9 @@ struct DbCluster {
     arn: Option<String>,
     status: Option<String>,
     members: Vec<Member>,
+    master_username: Option<String>,
+    /// RDS keeps the master password in a secret of its own (`ManageMasterUserPassword`).
+    managed_password: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +214,8 @@ impl DbCluster {
             arn: el.text_of("DBClusterArn").map(str::to_string),
             status: el.text_of("Status").map(str::to_string),
             members,
+            master_username: el.text_of("MasterUsername").filter(|u| !u.is_empty()).map(str::to_string),
+            managed_password: el.text_of("MasterUserSecret/SecretArn").is_some_and(|a| !a.is_empty()),
         }
     }
 }
@@ -172,7 +226,13 @@ mod tests {
 
     fn cluster(status: &str, writer: &str) -> DbCluster {
         let member = |id: &str| Member { id: id.to_string(), writer: id == writer };
-        DbCluster { arn: None, status: Some(status.to_string()), members: vec![member("db-1"), member("db-2")] }
+        DbCluster {
+            arn: None,
+            status: Some(status.to_string()),
+            members: vec![member("db-1"), member("db-2")],
+            master_username: None,
+            managed_password: false,
+        }
     }
 
     #[test]
@@ -181,8 +241,14 @@ mod tests {
             <Status>available</Status><DBClusterMembers>\
             <DBClusterMember><DBInstanceIdentifier>db-1</DBInstanceIdentifier><IsClusterWriter>false</IsClusterWriter></DBClusterMember>\
             <DBClusterMember><DBInstanceIdentifier>db-2</DBInstanceIdentifier><IsClusterWriter>true</IsClusterWriter></DBClusterMember>\
-            </DBClusterMembers></DBCluster>";
+            </DBClusterMembers><MasterUsername>app</MasterUsername></DBCluster>";
         let c = DbCluster::from_xml(&Element::parse(xml).unwrap());
+        assert_eq!((c.master_username.as_deref(), c.managed_password), (Some("app"), false));
+        let managed = xml.replace(
+            "</DBCluster>",
+            "<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-1:1:secret:rds!cluster</SecretArn></MasterUserSecret></DBCluster>",
+        );
+        assert!(DbCluster::from_xml(&Element::parse(&managed).unwrap()).managed_password);
         assert_eq!(c.arn.as_deref(), Some("arn:aws:rds:eu-west-1:1:cluster:prod-db"));
         assert_eq!(c.status.as_deref(), Some("available"));
         assert_eq!(writer_of(&c).as_deref(), Some("db-2"));

@@ -34,6 +34,8 @@ pub const DB_WRITER: &str = "prod-db-instance-1";
 pub const DB_READER: &str = "prod-db-instance-2";
 pub const SECRET: &str = "prod/api/db";
 pub const SECRET_VALUE: &str = r#"{"username":"app","password":"initial-password"}"#;
+/// The Aurora cluster's master password at creation, the one [`SECRET_VALUE`] holds.
+pub const DB_PASSWORD: &str = "initial-password";
 pub const ALARM: &str = "api-5xx";
 pub const UNHEALTHY_ALARM: &str = "api-unhealthy-hosts";
 pub const FIS_ROLE: &str = "arn:aws:iam::123456789012:role/siege-fis";
@@ -48,6 +50,8 @@ pub struct Moto {
     child: Child,
     pub port: u16,
     pub endpoint: String,
+    /// Where moto writes the requests it records once [`Moto::start_recording`] is called.
+    recording: tempfile::TempDir,
     /// The end of moto's log (it logs every request to stderr), for failure messages.
     log: Arc<Mutex<Vec<u8>>>,
 }
@@ -90,6 +94,7 @@ impl Moto {
             .unwrap_or_else(|| crate::common::repo_root().join(".venv/bin/moto_server"));
         assert!(bin.exists(), "moto_server not found at {}. {INSTALL}", bin.display());
         let port = free_port();
+        let recording = tempfile::tempdir().expect("a directory for moto's recording");
         let mut cmd = Command::new(&bin);
         // SAFETY: `prctl` is async-signal-safe; nothing else runs between fork and exec. It ends
         // moto with the test even when the test process is killed (a timeout) and cannot drop it.
@@ -104,6 +109,7 @@ impl Moto {
             // Services report their tasks as running in their deployments, so that a forced
             // deployment can complete.
             .env("MOTO_ECS_SERVICE_RUNNING", TASKS.to_string())
+            .env("MOTO_RECORDER_FILEPATH", recording.path().join("requests.jsonl"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -122,7 +128,7 @@ impl Moto {
             }
             http(port, "GET", "/moto-api/", "", &[]).ok()
         });
-        let moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log };
+        let moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log, recording };
         assert!(ready.is_some(), "moto_server did not answer on port {port} within 60s. {INSTALL}");
         // ECS tasks in moto move one state towards STOPPED each time they are described; real
         // tasks keep running until stopped.
@@ -136,6 +142,29 @@ impl Moto {
         let text = String::from_utf8_lossy(&log);
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// From now on moto records every request it is sent (see [`Moto::recorded`]).
+    pub fn start_recording(&self) {
+        http(self.port, "POST", "/moto-api/recorder/start-recording", "", &[]).expect("moto start-recording");
+    }
+
+    /// The form-encoded bodies of the requests moto recorded, in order, decoded into
+    /// name-value pairs.
+    pub fn recorded(&self) -> Vec<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(self.recording.path().join("requests.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|entry| {
+                let body = entry["body"].as_str().unwrap_or_default();
+                let bytes = if entry["body_encoded"].as_bool() == Some(true) {
+                    base64_decode(body)
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                form_urlencoded::parse(&bytes).into_owned().collect()
+            })
+            .collect()
     }
 
     fn set_transition(&self, model: &str, transition: &str) {
@@ -274,6 +303,22 @@ fn http(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)
     if (200..300).contains(&status) { Ok(body) } else { Err(format!("HTTP {status}: {body}")) }
 }
 
+/// Standard base64 (moto's recording of a request body), padding and all.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+        let Some(v) = ALPHABET.iter().position(|a| *a == c) else { continue };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
 /// Every `<tag>value</tag>` in `xml`.
 fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
@@ -379,7 +424,7 @@ impl World {
             .db_cluster_identifier(DB_CLUSTER)
             .engine("aurora-postgresql")
             .master_username("app")
-            .master_user_password("initial-password")
+            .master_user_password(DB_PASSWORD)
             .send()
             .await
             .expect("create db cluster");
@@ -539,6 +584,33 @@ impl World {
         let mut labels = out.version_ids_to_stages().cloned().unwrap_or_default();
         labels.values_mut().for_each(|v| v.sort());
         labels
+    }
+
+    /// The master password of the Aurora cluster as moto holds it: the one it was created with,
+    /// or the last one a `ModifyDBCluster` set since [`Moto::start_recording`]. moto keeps the
+    /// password but gives it to no API (its getter raises, which also breaks
+    /// `/moto-api/data.json` once a cluster exists), so it is read from the requests moto took
+    /// (moto refuses a password it would not store, shorter than 8 characters).
+    pub fn db_password(&self) -> String {
+        self.moto
+            .recorded()
+            .into_iter()
+            .filter(|form| {
+                let has = |k: &str, v: &str| form.iter().any(|(a, b)| a == k && b == v);
+                has("Action", "ModifyDBCluster") && has("DBClusterIdentifier", DB_CLUSTER)
+            })
+            .filter_map(|form| form.into_iter().find(|(k, _)| k == "MasterUserPassword").map(|(_, v)| v))
+            .next_back()
+            .unwrap_or_else(|| DB_PASSWORD.to_string())
+    }
+
+    /// The service's primary deployment.
+    pub async fn primary_deployment(&self) -> String {
+        let out =
+            self.ecs.describe_services().cluster(CLUSTER).services(SERVICE).send().await.expect("describe service");
+        let service = out.services().first().expect("the service").clone();
+        let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY")).cloned();
+        primary.and_then(|d| d.id().map(str::to_string)).unwrap_or_default()
     }
 
     /// The Aurora cluster's writer instance.
