@@ -1207,8 +1207,9 @@ async fn a_500_html_answer_is_one_line_with_the_call_and_status() {
 
 #[tokio::test]
 async fn an_endpoint_that_refuses_connections_is_one_line() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let b = scripted_backend(&format!("http://127.0.0.1:{port}")).await;
+    // Held (bound, not listening) for the test: nothing can start to listen on it.
+    let closed = crate::common::closed_port();
+    let b = scripted_backend(&format!("http://127.0.0.1:{}", closed.port)).await;
     let e = b.caller_account().await.expect_err("nothing listens").to_string();
     assert!(e.starts_with("sts GetCallerIdentity: cannot reach the AWS endpoint (dispatch failure"), "{e}");
     assert!(e.contains("Connection refused") && !e.contains('\n') && !e.contains("DispatchFailure {"), "{e}");

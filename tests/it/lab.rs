@@ -961,8 +961,12 @@ fn ctrl_c_at_the_terminal_stops_the_lab_in_order() {
 
 #[test]
 fn balancer_listens_on_a_fixed_port_when_asked() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Held until the lab listens on it: the balancer's listener takes it over (both have
+    // SO_REUSEADDR), nothing else can.
+    let held = crate::common::reserved_port();
+    let port = held.port;
     let lab = TestLab::up(&["--tasks", "1", "--balancer-port", &port.to_string()]);
+    drop(held);
     assert_eq!(lab.balancer, format!("http://127.0.0.1:{port}"));
     let (s, v) = lab.get("/");
     assert_eq!(s, 200);
