@@ -343,7 +343,14 @@ fn an_alert_still_queued_at_sigterm_is_sent_within_the_grace_period() {
     let config = write_config(lab.home.path(), &format!("webhook: {url}\n"));
     let mut d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
     let id = d.start_run(&scenario(lab.home.path(), &lab, "quick", 30, ""));
-    std::thread::sleep(Duration::from_secs(1));
+    // Under way: its load has started (in the history, written every 250 ms).
+    let store = d.store();
+    let started = wait_for(Duration::from_secs(20), || {
+        let events = store.events(&id, 0, 10_000).expect("the run's events");
+        events.iter().any(|e| e.json.contains(r#""type":"load-started""#)).then_some(())
+    });
+    assert!(started.is_some(), "the run's load never started");
+    drop(store);
     let t0 = Instant::now();
     assert_eq!(d.sigterm(), Some(0));
     let took = t0.elapsed();

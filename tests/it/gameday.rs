@@ -760,8 +760,14 @@ fn heavy_the_page_of_a_run_cut_off_by_a_killed_daemon_shows_it_ended_and_stops_r
     let mut g = Gameday::start(lab.home.path(), data.path(), dir.path());
     let id = start_run(&g, &file, false);
     assert!(wait_for(Duration::from_secs(30), || (g.run(&id)["state"] == "running").then_some(())).is_some());
-    // A few seconds of load, written to the history (every 250 ms).
-    std::thread::sleep(Duration::from_secs(6));
+    // A few seconds of load, written to the history (every 250 ms): read back from there.
+    let history = siege::daemon::store::Store::open(&data.path().join("history.db")).expect("open the history");
+    let seconds = || {
+        let events = history.events(&id, 0, 10_000).expect("the run's events");
+        events.iter().filter(|e| e.json.contains(r#""type":"second-closed""#)).count()
+    };
+    assert!(wait_for(Duration::from_secs(30), || (seconds() >= 3).then_some(())).is_some(), "{}", seconds());
+    drop(history);
     g.child.kill().expect("kill -9 the daemon");
     g.child.wait().unwrap();
     let g = Gameday::start(lab.home.path(), data.path(), dir.path());

@@ -664,9 +664,6 @@ fn open_load(url: &str, rate: u64, secs: u64, conns: usize) -> (u64, u64, u64) {
 #[test]
 fn heavy_lab_footprint_and_balancer_latency() {
     let lab = TestLab::up(&[]);
-    // Let start-up allocations settle.
-    std::thread::sleep(Duration::from_secs(3));
-    let pids = lab.all_pids();
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
@@ -675,7 +672,25 @@ fn heavy_lab_footprint_and_balancer_latency() {
             })
             .unwrap_or(0)
     };
-    let total: u64 = pids.iter().map(|p| rss(*p)).sum();
+    // Start-up allocations have settled once the processes and their total RSS are the same in
+    // two readings half a second apart (a figure, so at worst it is read after 5 s anyway).
+    let reading = || {
+        let pids = lab.all_pids();
+        let total: u64 = pids.iter().map(|p| rss(*p)).sum();
+        (pids, total)
+    };
+    let mut last = reading();
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = reading();
+        let settled = now == last;
+        last = now;
+        if settled {
+            break;
+        }
+    }
+    let (pids, total) = last;
     println!(
         "lab idle footprint: {} processes, RSS {:.1} MiB (supervisor {:.1} MiB)",
         pids.len(),
@@ -1073,8 +1088,8 @@ fn control_api_grants_the_lease_to_one_run_at_a_time() {
     lab.post("/v1/lease/release", json!({ "run_id": "run-b" }));
     assert_eq!(lab.post("/v1/lease", json!({ "run_id": "run-c", "ttl_ms": 300 }))["granted"], true);
     assert_eq!(take("run-d")["granted"], false);
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(lease_holder(&lab), None, "an expired lease is no lease");
+    let expired = wait_for(Duration::from_secs(5), || lease_holder(&lab).is_none().then_some(()));
+    assert!(expired.is_some(), "an expired lease is no lease: {:?}", lease_holder(&lab));
     assert_eq!(take("run-d")["granted"], true);
     let out = lab.siege().args(["lab", "status"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("lease: held by run run-d since"), "{out:?}");
