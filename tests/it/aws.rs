@@ -254,6 +254,7 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(events.iter().any(|e| e.starts_with(&note)), "{events:?}");
+        // Time passes on purpose: the sampler (every second) must not report it again in it.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!b.sample().await.expect("sample").events.iter().any(|e| e.starts_with(&note)), "reported once");
         // Idempotent.
@@ -742,6 +743,7 @@ async fn preflight_and_samplers_on_a_healthy_world() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         events.extend(b.sample().await.expect("sample").events);
     }
+    // Time passes on purpose: the failure must not be reported again in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     events.extend(b.sample().await.expect("sample").events);
     assert_eq!(failed(&events), 1, "{events:?}");
@@ -1175,6 +1177,7 @@ async fn a_stalled_cloudwatch_and_a_failing_rds_leave_only_their_own_values_stal
     // CloudWatch still has not answered.
     let mut events = s.events.clone();
     for _ in 0..6 {
+        // Paced on purpose: a sample a second, as a run takes them.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let asked = std::time::Instant::now();
         let s = b.sample().await.expect("sample");

@@ -425,6 +425,7 @@ fn heavy_second_ctrl_c_cuts_a_slow_revert_short_and_still_reverts() {
         }
     }
     assert!(rest.iter().any(|l| l.contains("phase: reverting")), "{rest:#?}");
+    // Time passes on purpose: the revert must still be waiting after it.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!home.active_faults().is_empty(), "the revert is still waiting: {rest:#?}");
     // SAFETY: as above.

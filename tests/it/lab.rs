@@ -289,6 +289,7 @@ fn a_failover_ended_early_does_not_cut_the_next_one_short() {
     let lab = TestLab::up(&[]);
     let outage = json!({ "outage_ms": 3000 });
     lab.post("/v1/db/failover", outage.clone());
+    // Time passes on purpose: the first outage is ended a second into its 3 s.
     std::thread::sleep(Duration::from_millis(1000));
     // Ended early, as a revert does: its 3 s timer is still to fire, 2 s from now.
     assert_eq!(lab.post("/v1/db/promote", json!({}))["writer"], "db-2");
@@ -1283,6 +1284,8 @@ fn interactive_keys_inject_a_manual_fault_and_mark_it_through_a_terminal() {
     wait_text("fault injected: kill-one");
     press("d");
     wait_text("mark: detected (alice)");
+    // Time passes on purpose: the report's mitigated time is checked to be a second or more
+    // after the detected one.
     std::thread::sleep(Duration::from_millis(1500));
     press("m");
     wait_text("mark: mitigated (alice)");

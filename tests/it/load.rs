@@ -449,6 +449,8 @@ async fn a_rate_set_while_running_takes_effect_at_once_and_ends_on_time() {
     let plan = open(server.url("/"), 0.5, 4.0, 64, Duration::from_secs(1));
     let started = Instant::now();
     let load = tokio::spawn(siege::load::run_controlled(plan, CancellationToken::new(), None, Some(control.clone())));
+    // Time passes on purpose: the rate is set 1.2 s in, while the workers wait on the slow base
+    // rate's next send time.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let at = started.elapsed();
     control.set(Stage {
