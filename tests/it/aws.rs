@@ -254,6 +254,7 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(events.iter().any(|e| e.starts_with(&note)), "{events:?}");
+        // Time passes on purpose: the sampler (every second) must not report it again in it.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!b.sample().await.expect("sample").events.iter().any(|e| e.starts_with(&note)), "reported once");
         // Idempotent.
@@ -851,6 +852,7 @@ async fn preflight_and_samplers_on_a_healthy_world() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         events.extend(b.sample().await.expect("sample").events);
     }
+    // Time passes on purpose: the failure must not be reported again in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     events.extend(b.sample().await.expect("sample").events);
     assert_eq!(failed(&events), 1, "{events:?}");
@@ -1284,6 +1286,7 @@ async fn a_stalled_cloudwatch_and_a_failing_rds_leave_only_their_own_values_stal
     // CloudWatch still has not answered.
     let mut events = s.events.clone();
     for _ in 0..6 {
+        // Paced on purpose: a sample a second, as a run takes them.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let asked = std::time::Instant::now();
         let s = b.sample().await.expect("sample");
@@ -1316,8 +1319,9 @@ async fn a_500_html_answer_is_one_line_with_the_call_and_status() {
 
 #[tokio::test]
 async fn an_endpoint_that_refuses_connections_is_one_line() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let b = scripted_backend(&format!("http://127.0.0.1:{port}")).await;
+    // Held (bound, not listening) for the test: nothing can start to listen on it.
+    let closed = crate::common::closed_port();
+    let b = scripted_backend(&format!("http://127.0.0.1:{}", closed.port)).await;
     let e = b.caller_account().await.expect_err("nothing listens").to_string();
     assert!(e.starts_with("sts GetCallerIdentity: cannot reach the AWS endpoint (dispatch failure"), "{e}");
     assert!(e.contains("Connection refused") && !e.contains('\n') && !e.contains("DispatchFailure {"), "{e}");

@@ -68,6 +68,8 @@ fn manual_faults_marks_and_rate_changes_are_served_while_the_run_goes_on() {
         let bad = cmd.send(RunCommand::SetRate { rate: f64::NAN, duration: Duration::from_secs(1) }).await;
         assert!(matches!(bad, Err(Refused::Invalid(_))), "{bad:?}");
         assert!(cmd.send(mark(MarkKind::Mitigated, "alice")).await.is_ok());
+        // Time passes on purpose: the second `slow` ends half a second after the first, so that
+        // the recovery clock below can only have started from the second.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let again = cmd.send(RunCommand::Inject(FaultChoice::Named("slow".into()))).await;
         assert!(again.as_deref().is_ok_and(|m| m.starts_with("injected slow#2: ")), "{again:?}");

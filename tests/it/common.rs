@@ -53,3 +53,36 @@ pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Opti
 pub fn pid_alive(pid: u32) -> bool {
     siege::lab::proc::alive(pid)
 }
+
+/// A loopback port held by a socket that is bound but not listening, for as long as this lives.
+/// Connections to it are refused, and no other socket can take the port meanwhile, as one could
+/// between dropping a listener and using its port.
+pub struct HeldPort {
+    socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl HeldPort {
+    fn bind(reuse: bool) -> HeldPort {
+        // Creating and binding a socket needs no runtime.
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.set_reuseaddr(reuse).expect("SO_REUSEADDR");
+        socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind a loopback port");
+        let port = socket.local_addr().expect("local addr").port();
+        HeldPort { socket, port }
+    }
+}
+
+/// A loopback port that nothing listens on, and nothing can start to while it is held: without
+/// `SO_REUSEADDR` on it, every other bind of the port fails.
+pub fn closed_port() -> HeldPort {
+    HeldPort::bind(false)
+}
+
+/// A loopback port kept for a child to listen on. The held socket has `SO_REUSEADDR` and does not
+/// listen, so a child binding the port with `SO_REUSEADDR` too (as std's and tokio's listeners
+/// do) gets it, while a socket without it cannot take the port, and a bind to port 0 is not given
+/// it. Drop it once the child listens.
+pub fn reserved_port() -> HeldPort {
+    HeldPort::bind(true)
+}

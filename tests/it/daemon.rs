@@ -343,7 +343,14 @@ fn an_alert_still_queued_at_sigterm_is_sent_within_the_grace_period() {
     let config = write_config(lab.home.path(), &format!("webhook: {url}\n"));
     let mut d = TestDaemon::start(lab.home.path(), data.path(), &["--config", config.to_str().unwrap()]);
     let id = d.start_run(&scenario(lab.home.path(), &lab, "quick", 30, ""));
-    std::thread::sleep(Duration::from_secs(1));
+    // Under way: its load has started (in the history, written every 250 ms).
+    let store = d.store();
+    let started = wait_for(Duration::from_secs(20), || {
+        let events = store.events(&id, 0, 10_000).expect("the run's events");
+        events.iter().any(|e| e.json.contains(r#""type":"load-started""#)).then_some(())
+    });
+    assert!(started.is_some(), "the run's load never started");
+    drop(store);
     let t0 = Instant::now();
     assert_eq!(d.sigterm(), Some(0));
     let took = t0.elapsed();
@@ -1148,7 +1155,8 @@ fn after_sigterm_new_runs_get_503_and_a_second_sigterm_hurries_a_slow_revert_to_
     assert!(stopping.is_some(), "healthz says shutting-down");
     let (s, v) = d.post("/v1/runs", json!({ "scenario": file }));
     assert_eq!((s, code_of(&v)), (503, Some("shutting-down")), "{v}");
-    // The revert is held up: the fault is still in place and the daemon still up.
+    // The revert is held up: the fault is still in place and the daemon still up. (A second
+    // passes on purpose: what is checked is that nothing happens in it.)
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(secret_version(&lab), 2);
     assert!(d.child.try_wait().unwrap().is_none(), "the daemon waits for its run");

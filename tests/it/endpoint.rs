@@ -51,15 +51,12 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// A loopback port with nothing listening on it.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 #[test]
 fn an_aws_endpoint_on_a_closed_port_is_a_failed_precondition_naming_it() {
     let home = tempfile::tempdir().expect("tempdir");
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    // Nothing listens on it, and nothing can start to while the test holds it.
+    let closed = crate::common::closed_port();
+    let endpoint = format!("http://127.0.0.1:{}", closed.port);
     let file = scenario(home.path(), Some(&endpoint));
     for command in ["plan", "run"] {
         let (out, took) = siege(home.path(), command, &file, None);

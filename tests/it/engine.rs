@@ -425,6 +425,7 @@ fn heavy_second_ctrl_c_cuts_a_slow_revert_short_and_still_reverts() {
         }
     }
     assert!(rest.iter().any(|l| l.contains("phase: reverting")), "{rest:#?}");
+    // Time passes on purpose: the revert must still be waiting after it.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!home.active_faults().is_empty(), "the revert is still waiting: {rest:#?}");
     // SAFETY: as above.
@@ -553,6 +554,7 @@ fn heavy_no_secret_value_reaches_any_output() {
         })
     };
     let mut secrets: Vec<String> = vec![];
+    // Adds the passwords the lab's processes hold now; how many were seen in all.
     let mut collect = |home: &Home| {
         for pid in home.lab_status()["child_pids"].as_array().into_iter().flatten().filter_map(|p| p.as_u64()) {
             if let Some(pw) = password_of(pid as u32)
@@ -561,6 +563,7 @@ fn heavy_no_secret_value_reaches_any_output() {
                 secrets.push(pw);
             }
         }
+        secrets.len()
     };
     collect(&home);
     let p = home.scenario(
@@ -578,9 +581,9 @@ recovery: {{ within: 25s, hold: 3s }}
         ),
     );
     let (mut child, mut lines, rest) = run_until(&home, &p, "fault injected: redeploy");
-    // The redeployed tasks hold the rotated secret.
-    std::thread::sleep(Duration::from_secs(8));
-    collect(&home);
+    // The redeployed tasks hold the rotated secret: seen once one of them has started.
+    let rotated = wait_for(Duration::from_secs(30), || (collect(&home) >= 2).then_some(()));
+    assert!(rotated.is_some(), "no task with the rotated password within 30s");
     child.wait().expect("run");
     lines.extend(rest.iter());
     assert!(secrets.len() >= 2, "the old and the rotated password were seen: {}", secrets.len());

@@ -289,6 +289,7 @@ fn a_failover_ended_early_does_not_cut_the_next_one_short() {
     let lab = TestLab::up(&[]);
     let outage = json!({ "outage_ms": 3000 });
     lab.post("/v1/db/failover", outage.clone());
+    // Time passes on purpose: the first outage is ended a second into its 3 s.
     std::thread::sleep(Duration::from_millis(1000));
     // Ended early, as a revert does: its 3 s timer is still to fire, 2 s from now.
     assert_eq!(lab.post("/v1/db/promote", json!({}))["writer"], "db-2");
@@ -664,9 +665,6 @@ fn open_load(url: &str, rate: u64, secs: u64, conns: usize) -> (u64, u64, u64) {
 #[test]
 fn heavy_lab_footprint_and_balancer_latency() {
     let lab = TestLab::up(&[]);
-    // Let start-up allocations settle.
-    std::thread::sleep(Duration::from_secs(3));
-    let pids = lab.all_pids();
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
@@ -675,7 +673,25 @@ fn heavy_lab_footprint_and_balancer_latency() {
             })
             .unwrap_or(0)
     };
-    let total: u64 = pids.iter().map(|p| rss(*p)).sum();
+    // Start-up allocations have settled once the processes and their total RSS are the same in
+    // two readings half a second apart (a figure, so at worst it is read after 5 s anyway).
+    let reading = || {
+        let pids = lab.all_pids();
+        let total: u64 = pids.iter().map(|p| rss(*p)).sum();
+        (pids, total)
+    };
+    let mut last = reading();
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = reading();
+        let settled = now == last;
+        last = now;
+        if settled {
+            break;
+        }
+    }
+    let (pids, total) = last;
     println!(
         "lab idle footprint: {} processes, RSS {:.1} MiB (supervisor {:.1} MiB)",
         pids.len(),
@@ -961,8 +977,12 @@ fn ctrl_c_at_the_terminal_stops_the_lab_in_order() {
 
 #[test]
 fn balancer_listens_on_a_fixed_port_when_asked() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Held until the lab listens on it: the balancer's listener takes it over (both have
+    // SO_REUSEADDR), nothing else can.
+    let held = crate::common::reserved_port();
+    let port = held.port;
     let lab = TestLab::up(&["--tasks", "1", "--balancer-port", &port.to_string()]);
+    drop(held);
     assert_eq!(lab.balancer, format!("http://127.0.0.1:{port}"));
     let (s, v) = lab.get("/");
     assert_eq!(s, 200);
@@ -1069,8 +1089,8 @@ fn control_api_grants_the_lease_to_one_run_at_a_time() {
     lab.post("/v1/lease/release", json!({ "run_id": "run-b" }));
     assert_eq!(lab.post("/v1/lease", json!({ "run_id": "run-c", "ttl_ms": 300 }))["granted"], true);
     assert_eq!(take("run-d")["granted"], false);
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(lease_holder(&lab), None, "an expired lease is no lease");
+    let expired = wait_for(Duration::from_secs(5), || lease_holder(&lab).is_none().then_some(()));
+    assert!(expired.is_some(), "an expired lease is no lease: {:?}", lease_holder(&lab));
     assert_eq!(take("run-d")["granted"], true);
     let out = lab.siege().args(["lab", "status"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("lease: held by run run-d since"), "{out:?}");
@@ -1264,6 +1284,8 @@ fn interactive_keys_inject_a_manual_fault_and_mark_it_through_a_terminal() {
     wait_text("fault injected: kill-one");
     press("d");
     wait_text("mark: detected (alice)");
+    // Time passes on purpose: the report's mitigated time is checked to be a second or more
+    // after the detected one.
     std::thread::sleep(Duration::from_millis(1500));
     press("m");
     wait_text("mark: mitigated (alice)");

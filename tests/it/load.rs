@@ -290,8 +290,9 @@ async fn status_codes_are_classified_with_502_and_503_apart() {
 
 #[tokio::test]
 async fn refused_connections_are_connect_errors() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // The listener is closed again: nothing listens on the port.
+    // Bound, not listening, and held for the test: connections are refused.
+    let closed = common::closed_port();
+    let port = closed.port;
     let r =
         drive(open(format!("http://127.0.0.1:{port}/").parse().unwrap(), 50.0, 1.0, 8, Duration::from_secs(1))).await;
     assert_eq!(r.requests, 50);
@@ -448,6 +449,8 @@ async fn a_rate_set_while_running_takes_effect_at_once_and_ends_on_time() {
     let plan = open(server.url("/"), 0.5, 4.0, 64, Duration::from_secs(1));
     let started = Instant::now();
     let load = tokio::spawn(siege::load::run_controlled(plan, CancellationToken::new(), None, Some(control.clone())));
+    // Time passes on purpose: the rate is set 1.2 s in, while the workers wait on the slow base
+    // rate's next send time.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let at = started.elapsed();
     control.set(Stage {
@@ -587,9 +590,9 @@ fn siege_load_exit_code_says_whether_requests_failed() {
     let help = common::siege().args(["load", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("1   every request failed, or the error rate was above --max-error-rate"), "{help}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = common::closed_port();
     let out = common::siege()
-        .args(["load", &format!("http://127.0.0.1:{port}/"), "--rate", "20/s", "-d", "1s", "--json"])
+        .args(["load", &format!("http://127.0.0.1:{}/", closed.port), "--rate", "20/s", "-d", "1s", "--json"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

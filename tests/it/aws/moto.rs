@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -93,7 +93,6 @@ impl Moto {
             .map(PathBuf::from)
             .unwrap_or_else(|| crate::common::repo_root().join(".venv/bin/moto_server"));
         assert!(bin.exists(), "moto_server not found at {}. {INSTALL}", bin.display());
-        let port = free_port();
         let recording = tempfile::tempdir().expect("a directory for moto's recording");
         let mut cmd = Command::new(&bin);
         // SAFETY: `prctl` is async-signal-safe; nothing else runs between fork and exec. It ends
@@ -104,8 +103,10 @@ impl Moto {
                 Ok(())
             });
         }
+        // Port 0: moto binds a free port itself and names it in its log, in werkzeug's
+        // " * Running on http://127.0.0.1:PORT" line.
         let mut child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             // Services report their tasks as running in their deployments, so that a forced
             // deployment can complete.
             .env("MOTO_ECS_SERVICE_RUNNING", TASKS.to_string())
@@ -117,6 +118,7 @@ impl Moto {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL}", bin.display()));
         let (log, reader) = drain(child.stderr.take().expect("moto's stderr"));
         let mut reader = Some(reader);
+        let mut port = None;
         let ready = crate::common::wait_for(Duration::from_secs(60), || {
             if let Ok(Some(status)) = child.try_wait() {
                 // Its stderr is closed now: read all of it.
@@ -126,10 +128,18 @@ impl Moto {
                 let err = String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
                 panic!("moto_server exited at start ({status}): {err}\n{INSTALL}");
             }
-            http(port, "GET", "/moto-api/", "", &[]).ok()
+            if port.is_none() {
+                port = listening_port(&String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner())));
+            }
+            http(port?, "GET", "/moto-api/", "", &[]).ok()
         });
+        let Some(port) = port.filter(|_| ready.is_some()) else {
+            let err = String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("moto_server did not answer within 60s (port {port:?}): {err}\n{INSTALL}");
+        };
         let moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log, recording };
-        assert!(ready.is_some(), "moto_server did not answer on port {port} within 60s. {INSTALL}");
         // ECS tasks in moto move one state towards STOPPED each time they are described; real
         // tasks keep running until stopped.
         moto.set_transition("ecs::task", r#"{"progression": "manual", "times": 1000000000}"#);
@@ -277,9 +287,10 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
+/// The port in moto's (werkzeug's) start-up line " * Running on http://127.0.0.1:PORT".
+fn listening_port(log: &str) -> Option<u16> {
+    let rest = log.split("Running on http://127.0.0.1:").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// Minimal HTTP/1.1 request to the loopback server; `Ok(body)` on a 2xx answer.
