@@ -1,6 +1,7 @@
 //! Small shared helpers: a seeded random generator, UTC timestamps and durations as the
 //! scenario format writes them.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// SplitMix64: small, fast and reproducible across versions, which is what seeded fault
@@ -201,4 +202,43 @@ mod tests {
         s.dedup();
         assert_eq!(s.len(), 5);
     }
+}
+
+/// `p` from the working directory, without `.` and `..` where they can be resolved.
+pub fn absolute(p: &Path) -> PathBuf {
+    normalize(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
+/// `to` as a path relative to the directory `from` (both absolute and normalised).
+/// The path to `to` from the directory `from` (absolute paths); `to` itself when they share no
+/// more than the root.
+pub fn relative_to(from: &Path, to: &Path) -> PathBuf {
+    let (f, t): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    // Sharing only the root (`/`), a relative path would climb out of everything: absolute.
+    if common <= 1 {
+        return to.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -112,7 +112,13 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
         drop(guard);
         display.finish().await;
         Ok(match outcome {
-            Ok(outcome) => outcome.record.verdict.outcome.exit(),
+            Ok(outcome) => {
+                for w in &outcome.warnings {
+                    eprintln!("siege: warning: {w}");
+                }
+                write_report(&args.reports, &outcome);
+                outcome.record.verdict.outcome.exit()
+            }
             Err(p) => {
                 // The journal still knew what was injected; the handle reverted it.
                 eprintln!("siege: internal error: {}; reverting from the journal", p.message);
@@ -123,6 +129,22 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
             }
         })
     })
+}
+
+/// Writes the run's report into `reports/<scenario>-<time>/` and says where; a report that
+/// cannot be written is said, loudly, and the verdict's exit code stands.
+fn write_report(root: &std::path::Path, outcome: &crate::engine::RunOutcome) {
+    let started = std::time::Instant::now();
+    let written = crate::report::create_run_dir(root, &outcome.record)
+        .and_then(|dir| crate::report::write_all(&outcome.record, &dir, &outcome.secrets).map(|()| dir));
+    match written {
+        Ok(dir) => eprintln!(
+            "report: {} (written in {:.0} ms)",
+            dir.join(crate::report::REPORT_MD).display(),
+            started.elapsed().as_secs_f64() * 1000.0
+        ),
+        Err(e) => eprintln!("siege: error: the report could not be written: {e}"),
+    }
 }
 
 /// Sends the run what the instructor's keys ask for, and says on the terminal what came of it.

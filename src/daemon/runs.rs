@@ -444,20 +444,32 @@ impl Manager {
                     Outcome::RevertFailed => RunState::RevertFailed,
                     Outcome::Error => RunState::Error,
                 };
-                let mut record = serde_json::to_string(&o.record).ok();
-                if let Some(dir) = o.report_dir {
-                    let (i, d) = (id.to_string(), dir.clone());
-                    match self.db.call(move |s| store_files(s, &i, &d)).await {
-                        Ok(json) => {
-                            record = json.or(record);
-                            let _ = std::fs::remove_dir_all(&dir);
-                        }
-                        Err(e) => eprintln!(
-                            "siege daemon: run {id}: report files not stored ({e}); they stay in {}",
-                            dir.display()
-                        ),
-                    }
+                for w in &o.warnings {
+                    eprintln!("siege daemon: run {id}: {w}");
                 }
+                // The files are rendered from the record and stored; nothing is read back from
+                // disk. A run whose files cannot be stored says so, and keeps its record.
+                let record = match crate::report::files(&o.record, &o.secrets) {
+                    Ok(files) => {
+                        let json = files
+                            .iter()
+                            .find(|(n, _)| *n == crate::report::REPORT_JSON)
+                            .map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+                        let i = id.to_string();
+                        let stored = self
+                            .db
+                            .call(move |s| files.iter().try_for_each(|(name, bytes)| s.put_file(&i, name, bytes)))
+                            .await;
+                        if let Err(e) = stored {
+                            eprintln!("siege daemon: run {id}: its report files could not be stored: {e}");
+                        }
+                        json
+                    }
+                    Err(e) => {
+                        eprintln!("siege daemon: run {id}: its report could not be rendered: {e}");
+                        None
+                    }
+                };
                 RunEnd {
                     state,
                     finished_at,
@@ -508,21 +520,6 @@ impl Manager {
         let mut rx = self.count.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
     }
-}
-
-/// Every file of a run's report directory into the store; returns `report.json`'s text.
-fn store_files(s: &mut Store, id: &str, dir: &Path) -> Result<Option<String>, StoreError> {
-    let mut json = None;
-    let entries = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>());
-    for path in entries.unwrap_or_default() {
-        let (Some(name), true) = (path.file_name().and_then(|n| n.to_str()), path.is_file()) else { continue };
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        s.put_file(id, name, &bytes)?;
-        if name == "report.json" {
-            json = String::from_utf8(bytes).ok();
-        }
-    }
-    Ok(json)
 }
 
 /// Writes the run's new events every [`EVENT_FLUSH`], and all that remain once `done`. Reads

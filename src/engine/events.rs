@@ -182,12 +182,11 @@ pub enum Event {
         t: f64,
         mark: crate::report::Mark,
     },
-    /// The last event of a run: the verdict (the full record is in the run's outcome and in
-    /// `report.json`); `report_ms`: time to build and write the report after the last window.
+    /// The last event of a run: the verdict (the full record is in the run's outcome);
+    /// `report_ms`: time to build the run record after the last window.
     RunFinished {
         outcome: Outcome,
         reason: String,
-        report_dir: Option<std::path::PathBuf>,
         report_ms: f64,
     },
 }
@@ -281,7 +280,6 @@ mod tests {
             Event::RunFinished {
                 outcome: Outcome::Passed,
                 reason: "steady state restored 4s after the last disruption (deadline 20s)".into(),
-                report_dir: Some("reports/slow-20261122T030405Z".into()),
                 report_ms: 4.2,
             },
         ]

@@ -733,7 +733,6 @@ mod tests {
         j.on_event(&Event::RunFinished {
             outcome: crate::report::Outcome::Passed,
             reason: String::new(),
-            report_dir: None,
             report_ms: 0.0,
         })
         .unwrap();

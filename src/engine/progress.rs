@@ -183,14 +183,8 @@ impl Progress {
                     self.line(None, k);
                 }
             }
-            Event::RunFinished { outcome, reason, report_dir, report_ms } => {
+            Event::RunFinished { outcome, reason, .. } => {
                 self.line(None, &format!("\n{}: {reason}", outcome.word()));
-                if let Some(d) = report_dir {
-                    self.line(
-                        None,
-                        &format!("report: {} (written in {report_ms:.0} ms)", d.join("report.md").display()),
-                    );
-                }
             }
         }
     }
@@ -225,12 +219,7 @@ mod tests {
         }
         publisher.publish(env(
             10,
-            Event::RunFinished {
-                outcome: crate::report::Outcome::Passed,
-                reason: "all good".into(),
-                report_dir: None,
-                report_ms: 1.0,
-            },
+            Event::RunFinished { outcome: crate::report::Outcome::Passed, reason: "all good".into(), report_ms: 1.0 },
         ));
         drop(publisher);
         let out = Shared::default();

@@ -170,27 +170,7 @@ impl RecordBuilder {
         let after = observe::evaluate(checks, after_span);
         let faults_ran = self.faults.iter().any(|x| x.injected_s.is_some()) || f.cancel.is_none();
 
-        let steady_state: Vec<CheckRecord> = before
-            .iter()
-            .zip(&after)
-            .map(|(b, a)| {
-                let unit = observe::display_units(b.check.metric, 0.0).1.to_string();
-                CheckRecord {
-                    check: observe::describe_check(&b.check),
-                    metric: b.check.metric.name().to_string(),
-                    before: b.value.map(|v| round2(observe::display_units(b.check.metric, v).0)),
-                    before_ok: b.ok,
-                    after: if faults_ran {
-                        a.value.map(|v| round2(observe::display_units(a.check.metric, v).0))
-                    } else {
-                        None
-                    },
-                    after_ok: if faults_ran { Some(a.ok) } else { None },
-                    unit,
-                    threshold: Some(round2(observe::display_units(b.check.metric, b.check.cmp.value).0)),
-                }
-            })
-            .collect();
+        let steady_state = steady_state_records(&before, &after, faults_ran);
 
         let ttd = first
             .and_then(|s| observe::first_broken(checks, f.history, s))
@@ -200,7 +180,74 @@ impl RecordBuilder {
             _ => None,
         };
 
-        let mut outcome_reason = match &f.cancel {
+        let outcome_reason = self.verdict(&f, &after, mttr);
+        let (outcome, reason) = outcome_reason;
+        let interrupted_by = match &f.cancel {
+            Some(CancelReason::Interrupted(s)) => Some(s.clone()),
+            _ => None,
+        };
+
+        let steady_seconds: Vec<bool> =
+            f.history.iter().map(|s| observe::all_hold(&observe::evaluate(checks, std::slice::from_ref(s)))).collect();
+        let windows: Vec<WindowRecord> =
+            f.history.iter().zip(steady_seconds).map(|(s, steady)| window_record(s, steady)).collect();
+        let worst_window = first
+            .and_then(|first| observe::worst_second(f.history, first))
+            .and_then(|w| windows.iter().find(|r| r.second == w.window.second).cloned());
+
+        let faults = self.fault_records(&f);
+
+        let (target, service) = match &sc.target {
+            Target::Lab(l) => ("lab", l.service.clone()),
+            Target::Aws(a) => ("aws", a.service.clone()),
+        };
+        RunRecord {
+            schema_version: SCHEMA_VERSION,
+            run_id: f.run_id,
+            scenario: ScenarioInfo {
+                name: sc.name.clone(),
+                description: sc.description.clone(),
+                file: f.scenario_file,
+                runbook: f.runbook,
+                target: target.into(),
+                service,
+                hash: Some(scenario_hash(sc)),
+                target_size: f.history.iter().find_map(|s| s.sample.as_ref().and_then(|x| x.running_tasks)),
+                load_schedule: Some(load_schedule(sc)),
+                fault_plan: fault_plan(sc),
+            },
+            started_at: f.started_at,
+            finished_at: f.finished_at,
+            seed: f.seed,
+            verdict: Verdict { outcome, exit_code: outcome.exit().code(), reason, interrupted_by },
+            timings: Timings {
+                first_fault_s: f.first_disruption,
+                last_fault_end_s: f.last_disruption_end,
+                time_to_detect_s: ttd,
+                time_to_recover_s: mttr,
+                recovery_deadline_s: within,
+                recovery_deadline_at_s: f.last_disruption_end.map(|end| end + within),
+                duration_s: round(f.duration_s),
+            },
+            worst_window,
+            steady_state,
+            timeline: self.timeline,
+            faults,
+            marks: self.marks,
+            phases: phases(f.history, first, recovered.map(|r| r.max(last_end.unwrap_or(0))), &mut self.notes),
+            windows,
+            load: f.load,
+            debrief_questions: vec![],
+            notes: self.notes,
+        }
+    }
+
+    /// The verdict and its reason in words.
+    fn verdict(&self, f: &Finish<'_>, after: &[observe::CheckOutcome], mttr: Option<f64>) -> (Outcome, String) {
+        let sc = f.scenario;
+        let hold = sc.recovery.hold.as_secs().max(1) as usize;
+        let within = sc.recovery.within.as_secs_f64();
+        let outcome_reason = match &f.cancel {
             Some(CancelReason::Interrupted(s)) => {
                 (Outcome::Aborted, format!("interrupted by {s}; every fault was reverted"))
             }
@@ -271,7 +318,7 @@ impl RecordBuilder {
             },
         };
         if !f.revert_failures.is_empty() {
-            outcome_reason = (
+            return (
                 Outcome::RevertFailed,
                 format!(
                     "revert failed: {}; something may still be broken — run `siege recover`",
@@ -279,22 +326,14 @@ impl RecordBuilder {
                 ),
             );
         }
-        let (outcome, reason) = outcome_reason;
-        let interrupted_by = match &f.cancel {
-            Some(CancelReason::Interrupted(s)) => Some(s.clone()),
-            _ => None,
-        };
+        outcome_reason
+    }
 
-        let steady_seconds: Vec<bool> =
-            f.history.iter().map(|s| observe::all_hold(&observe::evaluate(checks, std::slice::from_ref(s)))).collect();
-        let windows: Vec<WindowRecord> =
-            f.history.iter().zip(steady_seconds).map(|(s, steady)| window_record(s, steady)).collect();
-        let worst_window = first
-            .and_then(|first| observe::worst_second(f.history, first))
-            .and_then(|w| windows.iter().find(|r| r.second == w.window.second).cloned());
-
-        // Every fault of the scenario, in its order; one the run never reached is listed as not
-        // injected (the debrief should see what was planned and did not happen).
+    /// Every fault of the scenario, in its order (one the run never reached listed as not
+    /// injected: the debrief should see what was planned and did not happen), then the manual
+    /// faults injected on command, in the order they were injected; marks attributed to them.
+    fn fault_records(&mut self, f: &Finish<'_>) -> Vec<FaultRecord> {
+        let sc = f.scenario;
         let faults: Vec<FaultRecord> = sc
             .faults
             .iter()
@@ -337,51 +376,38 @@ impl RecordBuilder {
             faults.push(fr);
         }
         crate::report::attribute_marks(&mut faults, &self.marks);
-
-        let (target, service) = match &sc.target {
-            Target::Lab(l) => ("lab", l.service.clone()),
-            Target::Aws(a) => ("aws", a.service.clone()),
-        };
-        RunRecord {
-            schema_version: SCHEMA_VERSION,
-            run_id: f.run_id,
-            scenario: ScenarioInfo {
-                name: sc.name.clone(),
-                description: sc.description.clone(),
-                file: f.scenario_file,
-                runbook: f.runbook,
-                target: target.into(),
-                service,
-                hash: Some(scenario_hash(sc)),
-                target_size: f.history.iter().find_map(|s| s.sample.as_ref().and_then(|x| x.running_tasks)),
-                load_schedule: Some(load_schedule(sc)),
-                fault_plan: fault_plan(sc),
-            },
-            started_at: f.started_at,
-            finished_at: f.finished_at,
-            seed: f.seed,
-            verdict: Verdict { outcome, exit_code: outcome.exit().code(), reason, interrupted_by },
-            timings: Timings {
-                first_fault_s: f.first_disruption,
-                last_fault_end_s: f.last_disruption_end,
-                time_to_detect_s: ttd,
-                time_to_recover_s: mttr,
-                recovery_deadline_s: within,
-                recovery_deadline_at_s: f.last_disruption_end.map(|end| end + within),
-                duration_s: round(f.duration_s),
-            },
-            worst_window,
-            steady_state,
-            timeline: self.timeline,
-            faults,
-            marks: self.marks,
-            phases: phases(f.history, first, recovered.map(|r| r.max(last_end.unwrap_or(0))), &mut self.notes),
-            windows,
-            load: f.load,
-            debrief_questions: vec![],
-            notes: self.notes,
-        }
+        faults
     }
+}
+
+/// The steady-state table: each check before the first disruption and after the recovery (none
+/// after when no fault ran).
+fn steady_state_records(
+    before: &[observe::CheckOutcome],
+    after: &[observe::CheckOutcome],
+    faults_ran: bool,
+) -> Vec<CheckRecord> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let unit = observe::display_units(b.check.metric, 0.0).1.to_string();
+            CheckRecord {
+                check: observe::describe_check(&b.check),
+                metric: b.check.metric.name().to_string(),
+                before: b.value.map(|v| round2(observe::display_units(b.check.metric, v).0)),
+                before_ok: b.ok,
+                after: if faults_ran {
+                    a.value.map(|v| round2(observe::display_units(a.check.metric, v).0))
+                } else {
+                    None
+                },
+                after_ok: if faults_ran { Some(a.ok) } else { None },
+                unit,
+                threshold: Some(round2(observe::display_units(b.check.metric, b.check.cmp.value).0)),
+            }
+        })
+        .collect()
 }
 
 /// `sha256:HEX` of the scenario's canonical JSON (the validated model, serialised with sorted
@@ -847,7 +873,7 @@ mod tests {
             md.lines().find(|l| l.contains("Worst window")).unwrap().to_string()
         };
         let mut aligned = h.clone();
-        super::super::run::align_balancer(&mut aligned, &balancer, 1000.2);
+        super::super::balancer::align_balancer(&mut aligned, &balancer, 1000.2);
         let line = worst_line(&aligned);
         assert!(
             line.contains("t+12s: 90% errors") && line.contains("the balancer counted 100 req/s, 90% 5xx"),
@@ -857,7 +883,7 @@ mod tests {
         // No sample brought that balancer second: no balancer figures, rather than another second's.
         balancer.remove(&1012);
         let mut aligned = h.clone();
-        super::super::run::align_balancer(&mut aligned, &balancer, 1000.2);
+        super::super::balancer::align_balancer(&mut aligned, &balancer, 1000.2);
         let line = worst_line(&aligned);
         assert!(line.contains("t+12s: 90% errors") && !line.contains("balancer"), "{line}");
         assert_eq!(aligned[13].sample.as_ref().and_then(|s| s.lb_second), Some(1013));

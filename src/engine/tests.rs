@@ -305,3 +305,28 @@ async fn a_fault_that_takes_effect_late_is_timed_from_then_and_said_to_be_late()
     );
     assert_eq!(fake.log(), ["inject slow", "revert slow"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_phases_follow_one_transition_at_a_time_and_a_fault_in_recovery_brings_the_faults_back() {
+    use Phase::*;
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(2))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 40s }\n\
+         faults:\n  - { type: latency, name: slow, at: 5s, for: 3s, select: 1, delay: 100ms }\n\
+         manual:\n  - { type: latency, name: again, for: 2s, select: 1, delay: 100ms }\n\
+         recovery: { within: 5s, hold: 2s }\n",
+    );
+    let handle = start(&yaml, &fake, dir.path());
+    until_phase(&handle, Recovery).await;
+    let injected = handle.commander().send(RunCommand::Inject(FaultChoice::Named("again".into()))).await;
+    assert!(injected.is_ok(), "{injected:?}");
+    let bus = handle.bus();
+    let r = record(handle).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let told: Vec<Phase> = bus
+        .history()
+        .iter()
+        .filter_map(|e| if let Event::PhaseChanged { phase, .. } = e.event { Some(phase) } else { None })
+        .collect();
+    assert_eq!(told, [Connecting, Baseline, Faults, Recovery, Faults, Recovery, Reverting, Reporting]);
+}

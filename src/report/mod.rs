@@ -175,42 +175,38 @@ fn prepared(record: &RunRecord, secrets: &[String]) -> Result<RunRecord, serde_j
     Ok(r)
 }
 
-fn prepare_in(record: &RunRecord, dir: &Path, secrets: &[String]) -> Result<RunRecord, ReportError> {
-    prepared(record, secrets)
-        .map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })
+/// The report's files, rendered in memory with every value of `secrets` redacted: `report.json`,
+/// `report.md`, the charts and `junit.xml`, as (file name, bytes). The CLI writes them into
+/// `reports/<scenario>-<time>/` ([`write_all`]); the daemon stores them.
+pub fn files(record: &RunRecord, secrets: &Secrets) -> Result<Vec<(&'static str, Vec<u8>)>, ReportError> {
+    let invalid =
+        |e: serde_json::Error| ReportError::Write { path: REPORT_JSON.into(), source: std::io::Error::other(e) };
+    let record = prepared(record, &secrets.values()).map_err(invalid)?;
+    let json = serde_json::to_string_pretty(&record).map_err(invalid)?;
+    let red = Redactor::noop();
+    let charts = charts::charts(&record);
+    let mut out = vec![(REPORT_JSON, (json + "\n").into_bytes())];
+    out.push((REPORT_MD, markdown::render(&record, &charts, &red).into_bytes()));
+    for c in charts {
+        out.push((c.file, c.svg.into_bytes()));
+    }
+    out.push((JUNIT_XML, junit::render(&record, &red).into_bytes()));
+    Ok(out)
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
-    let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })
-}
-
-/// Writes `report.json`, `report.md`, the charts and `junit.xml` into `dir` (created if
-/// missing), with every value of `secrets` redacted. Use [`create_run_dir`] for the
-/// conventional `reports/<scenario>-<time>/`.
+/// Writes [`files`] into `dir` (created if missing). Use [`create_run_dir`] for the conventional
+/// `reports/<scenario>-<time>/`.
 pub fn write_all(record: &RunRecord, dir: &Path, secrets: &Secrets) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write { path: dir.to_path_buf(), source })?;
-    let record = prepare_in(record, dir, &secrets.values())?;
-    let json = serde_json::to_string_pretty(&record)
-        .map_err(|e| ReportError::Write { path: dir.join(REPORT_JSON), source: std::io::Error::other(e) })?;
-    write(dir, REPORT_JSON, &(json + "\n"))?;
-    render_all(&record, dir).map(|_| ())
-}
-
-/// Renders the markdown, the charts and the JUnit file of an already [`prepared`] record into
-/// `dir`; returns the names of the files written.
-fn render_all(record: &RunRecord, dir: &Path) -> Result<Vec<&'static str>, ReportError> {
-    let red = Redactor::noop();
-    let charts = charts::charts(record);
-    let mut written = vec![REPORT_MD];
-    write(dir, REPORT_MD, &markdown::render(record, &charts, &red))?;
-    for c in &charts {
-        write(dir, c.file, &c.svg)?;
-        written.push(c.file);
+    let files = files(record, secrets).map_err(|e| match e {
+        ReportError::Write { path, source } => ReportError::Write { path: dir.join(path), source },
+        e => e,
+    })?;
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Write { path, source })?;
     }
-    write(dir, JUNIT_XML, &junit::render(record, &red))?;
-    written.push(JUNIT_XML);
-    Ok(written)
+    Ok(())
 }
 
 /// `report.md` of `record`, as [`write_all`] writes it (without secret redaction).
@@ -308,8 +304,16 @@ pub fn json_schema() -> serde_json::Value {
 pub fn rerender(dir: &Path) -> Result<(RunRecord, PathBuf, Vec<&'static str>), ReportError> {
     let record = load_record(dir)?;
     let out = if dir.is_file() { dir.parent().unwrap_or(Path::new(".")) } else { dir };
-    // A stored record was redacted when it was written.
-    let written = render_all(&prepare_in(&record, out, &[])?, out)?;
+    // A stored record was redacted when it was written; its report.json stays as it is.
+    let mut written = vec![];
+    for (name, bytes) in files(&record, &Secrets::default())? {
+        if name == REPORT_JSON {
+            continue;
+        }
+        let path = out.join(name);
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Write { path, source })?;
+        written.push(name);
+    }
     Ok((record, out.to_path_buf(), written))
 }
 
