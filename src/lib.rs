@@ -24,3 +24,4 @@ pub mod redact;
 pub mod report;
 pub mod scenario;
 pub mod util;
+pub mod vocab;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::report::MarkKind;
 use crate::scenario::ManualFault;
+use crate::vocab::MarkKind;
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Injected, Resolved, Sample};
 use crate::load::Window;
-use crate::report::Outcome;
+use crate::vocab::Outcome;
 
 /// The phases of a run, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ pub enum Event {
     /// A person marked the run (detected, mitigated, a note); `t` is when the engine took it.
     MarkAdded {
         t: f64,
-        mark: crate::report::Mark,
+        mark: crate::vocab::Mark,
     },
     /// The last event of a run: the verdict (the full record is in the run's outcome);
     /// `report_ms`: time to build the run record after the last window.
@@ -270,9 +270,9 @@ mod tests {
             Event::Note { t: 3.1, text: "sampling the target failed: connection refused".into() },
             Event::MarkAdded {
                 t: 12.5,
-                mark: crate::report::Mark {
+                mark: crate::vocab::Mark {
                     t: 12.5,
-                    kind: crate::report::MarkKind::Detected,
+                    kind: crate::vocab::MarkKind::Detected,
                     author: "alice".into(),
                     text: "error rate up on the dashboard".into(),
                 },

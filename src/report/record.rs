@@ -17,8 +17,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::exit::Exit;
 use crate::load::{ErrorCounts, Latency};
+pub use crate::vocab::{Mark, MarkKind, Outcome};
 
 /// Version of the `report.json` layout; bumped on any change that is not a pure addition.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -95,44 +95,6 @@ pub struct ScenarioInfo {
     /// The scenario's fault timeline, one line per planned fault: `NAME: TYPE at T[ for D]`.
     #[serde(default)]
     pub fault_plan: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-/// How the run ended; maps one to one to the exit code.
-pub enum Outcome {
-    Passed,
-    Failed,
-    Aborted,
-    PreconditionFailed,
-    RevertFailed,
-    Error,
-}
-
-impl Outcome {
-    /// The verdict as a headline word: `PASSED`, `FAILED`…
-    pub fn word(self) -> &'static str {
-        match self {
-            Outcome::Passed => "PASSED",
-            Outcome::Failed => "FAILED",
-            Outcome::Aborted => "ABORTED",
-            Outcome::PreconditionFailed => "PRECONDITION FAILED",
-            Outcome::RevertFailed => "REVERT FAILED",
-            Outcome::Error => "ERROR",
-        }
-    }
-
-    /// The process exit status of a run that ended this way.
-    pub fn exit(self) -> Exit {
-        match self {
-            Outcome::Passed => Exit::Passed,
-            Outcome::Failed => Exit::Failed,
-            Outcome::Aborted => Exit::Aborted,
-            Outcome::PreconditionFailed => Exit::Precondition,
-            Outcome::RevertFailed => Exit::RevertFailed,
-            Outcome::Error => Exit::Internal,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -252,51 +214,6 @@ pub struct FaultRecord {
     /// author's first mark.
     #[serde(default)]
     pub human: Vec<HumanTimes>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-/// What a mark says.
-pub enum MarkKind {
-    /// The author noticed that something is wrong.
-    Detected,
-    /// The author considers the impact mitigated.
-    Mitigated,
-    /// Free text for the timeline.
-    Note,
-}
-
-impl MarkKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            MarkKind::Detected => "detected",
-            MarkKind::Mitigated => "mitigated",
-            MarkKind::Note => "note",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-/// A mark a person added during the run.
-pub struct Mark {
-    /// Seconds since the load started, when the engine received the mark.
-    #[serde(rename = "t_s")]
-    pub t: f64,
-    pub kind: MarkKind,
-    /// Who marked it, e.g. `alice` or `team-blue`.
-    pub author: String,
-    /// What they said; may be empty for `detected` and `mitigated`.
-    pub text: String,
-}
-
-impl Mark {
-    /// One line for the timeline: `detected (alice): the error rate is up`.
-    pub fn describe(&self) -> String {
-        match self.text.trim() {
-            "" => format!("{} ({})", self.kind.label(), self.author),
-            said => format!("{} ({}): {said}", self.kind.label(), self.author),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
