@@ -642,10 +642,17 @@ pub async fn recover(rec: &Recorded, conn: &Connection) -> RecoveryReport {
         }
     };
     for inj in rec.pending.iter().rev() {
-        match backend.revert(inj).await {
-            Ok(()) => {
+        match backend.undo(inj).await {
+            Ok(crate::backend::Reverted::Undone) => {
                 let _ = mark_reverted(&rec.path, &inj.fault);
                 out.lines.push(format!("run {}: reverted {} ({})", rec.run_id, inj.fault, inj.kind));
+            }
+            // Nothing was left to undo (a failover that is over): said as such, never as a revert.
+            Ok(crate::backend::Reverted::NothingLeft) => {
+                let _ = mark_reverted(&rec.path, &inj.fault);
+                let kept = crate::faults::lookup(&inj.kind).map(|d| d.kept).filter(|k| !k.is_empty());
+                let why = kept.map(|k| format!(": {k}")).unwrap_or_default();
+                out.lines.push(format!("run {}: no revert for {} ({}){why}", rec.run_id, inj.fault, inj.kind));
             }
             Err(e) => {
                 out.failed = true;

@@ -328,3 +328,25 @@ fn recover_says_a_pid_held_by_an_older_process_was_never_the_run() {
     assert!(!path.exists());
     assert_eq!(secret_version(&lab), 1);
 }
+
+#[test]
+fn recover_of_a_failover_that_is_over_says_there_was_nothing_to_revert_and_never_reverted() {
+    let lab = TestLab::up(&[]);
+    let writer = lab.state()["db"]["writer"].as_str().expect("a writer").to_string();
+    let failover = json!({
+        "type": "injecting",
+        "fault": "db",
+        "injected": { "fault": "db", "kind": "db-failover", "targets": [writer], "undo": { "writer": writer } }
+    });
+    let path = write_journal(
+        &lab,
+        "r-failover",
+        &[run_entry(&lab, "r-failover", dead_pid(), None).to_string(), failover.to_string()],
+    );
+    // The lab's cluster has a writer: the outage a killed run started is over.
+    let (code, out) = recover(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("run r-failover: no revert for db (db-failover): the cluster keeps its new writer"), "{out}");
+    assert!(!out.contains("reverted db"), "{out}");
+    assert!(!path.exists(), "nothing is left to revert: the journal is gone");
+}
