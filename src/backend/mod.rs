@@ -238,12 +238,13 @@ impl Backend {
     }
 
     /// Who holds the lease of `target`, asked without taking or starting anything: a detached
-    /// lab answers; a lab started for a run is free by construction; AWS is not asked here (the
-    /// run's own connect refuses a service another run holds).
+    /// lab answers, an ECS service says it with its lease tag; a lab started for a run is free
+    /// by construction.
     pub async fn holder_of(target: &Target, conn: &Connection) -> Result<Option<lease::Lease>, BackendError> {
         match target {
             Target::Lab(t) if t.control.is_some() => lab::LabBackend::connect(t, "", conn).await?.lease_holder().await,
-            _ => Ok(None),
+            Target::Lab(_) => Ok(None),
+            Target::Aws(t) => aws::AwsBackend::connect(t, "", conn.secrets.clone()).await?.lease_holder().await,
         }
     }
 

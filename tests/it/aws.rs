@@ -1938,6 +1938,38 @@ async fn a_second_siege_run_on_a_service_under_test_exits_4_and_touches_nothing(
         )),
         "{stderr}"
     );
+    // A daemon asks the service before it accepts a run of it: 409, and nothing started.
+    let data = tempfile::tempdir().unwrap();
+    let mut daemon = std::process::Command::new(crate::common::siege_bin())
+        .args(["daemon", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .arg("--scenarios")
+        .arg(dir.path())
+        .envs(world.env())
+        .env("SIEGE_HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn siege daemon");
+    let addr = {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).expect("the daemon's first line");
+        line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("its address").to_string()
+    };
+    let token = std::fs::read_to_string(data.path().join("token")).unwrap().trim().to_string();
+    let body = serde_json::json!({ "scenario": second }).to_string();
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        let auth = format!("Bearer {token}");
+        crate::daemon::http(&addr, "POST", "/v1/runs", &[("Authorization", &auth)], body.as_bytes())
+    })
+    .await
+    .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("target-busy") && answer.contains(&format!("run {holder} since")), "{answer}");
+
     // Nothing touched: the first run's drift is still in place, no task stopped, one lease.
     assert_eq!(world.secret_current().await, drifted);
     assert_eq!(world.running_service_tasks().await, running);
