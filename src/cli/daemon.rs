@@ -115,7 +115,9 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
     let conn = Connection::from_env().map_err(|e| invalid(e.to_string()))?;
     let workdir = std::env::current_dir()?;
     let rt = runtime()?;
-    rt.block_on(async move {
+    // Held until the runtime and everything on it (the server, database calls in flight) is gone.
+    let holder = &mut lock;
+    let served = rt.block_on(async move {
         let mut signals = Signals::take()?;
         let manager = Arc::new(Manager::new(Db::new(store), &data, conn, config, crate::util::failpoint_from_env()));
         // Before serving and before any schedule fires.
@@ -126,7 +128,7 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
             .await
             .map_err(|e| Failure::new(Exit::Precondition, format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr()?;
-        lock.describe(&format!("pid {}, listening on http://{local}", std::process::id()))?;
+        holder.describe(&format!("pid {}, listening on http://{local}", std::process::id()))?;
         let scheduler = Scheduler::new(manager.clone());
         scheduler.load_paused().await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?;
         let d = Arc::new(Daemon {
@@ -175,7 +177,10 @@ pub(super) fn serve(args: DaemonArgs, scenarios: Vec<PathBuf>, ready: impl FnOnc
         hurry.abort();
         eprintln!("siege daemon: stopped");
         Ok(Exit::Passed)
-    })
+    });
+    drop(rt);
+    drop(lock);
+    served
 }
 
 /// SIGTERM and SIGINT stop the daemon (a second one hurries the runs); SIGHUP reloads the

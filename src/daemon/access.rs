@@ -90,7 +90,7 @@ fn read_token_role(d: &Daemon, method: &Method, uri: &Uri) -> Option<Role> {
     let run = readable_run(uri.path())?;
     let t = uri.query()?.split('&').find_map(|kv| kv.strip_prefix("token="))?;
     let now = crate::lease::unix_ms(std::time::SystemTime::now());
-    Some(match auth::check_read_token(&d.token, t, run, now)?.as_str() {
+    Some(match auth::check_read_token(&read_key(d), t, run, now)?.as_str() {
         "instructor" => Role::Instructor,
         "participant" => Role::Participant,
         _ => Role::Anonymous,
@@ -125,6 +125,12 @@ pub fn check(d: &Daemon, need: Need, method: &Method, uri: &Uri, headers: &Heade
     }
 }
 
+/// The key of read tokens: both tokens, so that a new participants' token ends the read tokens
+/// made with the old one.
+fn read_key(d: &Daemon) -> String {
+    format!("{}:{}", d.token, d.web.participant_token.as_deref().unwrap_or(""))
+}
+
 /// `GET /v1/runs/{id}/read-token`'s answer.
 #[derive(Debug, Serialize)]
 pub struct ReadToken {
@@ -140,7 +146,7 @@ pub fn read_token(d: &Daemon, id: &str, headers: &HeaderMap) -> ReadToken {
     let now = crate::lease::unix_ms(std::time::SystemTime::now());
     let expires = now + auth::READ_TOKEN_TTL.as_millis() as u64;
     ReadToken {
-        token: auth::read_token(&d.token, id, role.name(), expires),
+        token: auth::read_token(&read_key(d), id, role.name(), expires),
         role,
         expires_in_s: auth::READ_TOKEN_TTL.as_secs(),
     }

@@ -62,12 +62,19 @@ impl Daemon {
     }
 
     /// The scenario roots ([`super::scenarios::resolve`]): the working directory's `scenarios/`,
-    /// the `--scenarios` paths, a game day's scenarios, then the directories of the config's
-    /// schedule scenarios, in the order of the config.
+    /// the `--scenarios` paths, a game day's scenarios, then the config's schedule scenarios and
+    /// their directories, in the order of the config. A schedule's directory that is the working
+    /// directory or above it is not a root (it would admit every file below): its scenario file
+    /// alone is.
     pub fn scenario_roots(&self) -> Vec<PathBuf> {
         let mut roots = vec![self.workdir.join("scenarios")];
-        let schedules: Vec<PathBuf> =
-            self.manager.config().schedules.iter().filter_map(|s| s.scenario.parent().map(Path::to_path_buf)).collect();
+        let mut schedules: Vec<PathBuf> = vec![];
+        for s in &self.manager.config().schedules {
+            let file = self.workdir.join(&s.scenario);
+            let dir = file.parent().map(Path::to_path_buf).filter(|d| !self.workdir.starts_with(d));
+            schedules.push(file);
+            schedules.extend(dir);
+        }
         for p in self.scenario_roots.iter().chain(&self.web.scenarios).cloned().chain(schedules) {
             if !roots.contains(&p) {
                 roots.push(p);

@@ -106,6 +106,13 @@ pub fn read_token(secret: &str, run: &str, role: &str, expires_ms: u64) -> Strin
 pub fn check_read_token(secret: &str, token: &str, run: &str, now_ms: u64) -> Option<String> {
     let (payload, mac) = token.rsplit_once('.')?;
     let (rest, expires) = payload.rsplit_once('.')?;
+    // Digits only, as written: `+2000` or `02000` are not the token that was issued.
+    if expires.is_empty()
+        || !expires.bytes().all(|b| b.is_ascii_digit())
+        || (expires.len() > 1 && expires.starts_with('0'))
+    {
+        return None;
+    }
     let (rest, role) = rest.rsplit_once('.')?;
     let given_run = rest.strip_prefix("rt1.")?;
     let want = read_token(secret, given_run, role, expires.parse().ok()?);
@@ -177,5 +184,11 @@ mod tests {
         let forged = t.replace(".participant.", ".instructor.");
         assert_eq!(super::check_read_token("secret", &forged, "task-kill-1.x", 1_000), None, "a changed role");
         assert_eq!(super::check_read_token("secret", "secret", "task-kill-1.x", 1_000), None);
+        let padded = t.replace(".2000.", ".02000.");
+        assert_eq!(
+            super::check_read_token("secret", &padded, "task-kill-1.x", 1_000),
+            None,
+            "the expiry as issued only"
+        );
     }
 }

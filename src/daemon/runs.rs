@@ -26,10 +26,10 @@ use crate::scenario::{Scenario, Target};
 /// How often a running run's new events are written to the history.
 const EVENT_FLUSH: Duration = Duration::from_millis(250);
 
-/// What the daemon's shutdown interrupts its runs with; such a run ends `interrupted`.
-/// How long a start waits for a detached lab to say who holds it.
+/// How long a start waits for a detached lab or an ECS service to say who holds it.
 const LEASE_ASK: Duration = Duration::from_secs(3);
 
+/// What the daemon's shutdown interrupts its runs with; such a run ends `interrupted`.
 pub const SHUTDOWN_REASON: &str = "SIGTERM (the daemon is stopping)";
 
 #[derive(Debug, thiserror::Error)]
@@ -427,8 +427,8 @@ impl Manager {
         self.count.send_replace(inner.runs.len());
     }
 
-    /// The final state of a run and its record; stores its report files (and removes them from
-    /// disk once stored).
+    /// The final state of a run and its record; stores its report files, rendered from the
+    /// record.
     async fn end_of(&self, id: &str, outcome: Result<engine::RunOutcome, engine::RunPanicked>) -> (String, RunEnd) {
         let finished_at = Timestamp::now();
         let secs = |s: Option<f64>| s.filter(|v| v.is_finite() && *v >= 0.0).map(Duration::from_secs_f64);

@@ -115,10 +115,14 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 /// A scenario posted as YAML: its runbook, resolved from `workdir`, must stay inside it (no
 /// absolute path, no `..`), so that a request cannot ask whether a file exists elsewhere.
 pub fn load_posted(bytes: &[u8], workdir: &Path) -> Result<Scenario, ScenarioError> {
-    if let Some(rb) = crate::scenario::top_level_text(bytes, "runbook")
-        && Path::new(&rb).components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(ScenarioError::RunbookOutside(rb));
+    if let Some(rb) = crate::scenario::top_level_text(bytes, "runbook") {
+        let lexical = Path::new(&rb).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        // A symbolic link inside that leads outside is outside too.
+        let resolved = workdir.join(&rb).canonicalize().ok();
+        let base = workdir.canonicalize().unwrap_or_else(|_| workdir.to_path_buf());
+        if !lexical || resolved.is_some_and(|r| !r.starts_with(&base)) {
+            return Err(ScenarioError::RunbookOutside(rb));
+        }
     }
     crate::scenario::load_bytes("posted.yaml", bytes, workdir).map_err(ScenarioError::Invalid)
 }
@@ -191,6 +195,9 @@ mod tests {
             let text = format!("name: p\nrunbook: {rb}\n");
             assert!(matches!(load_posted(text.as_bytes(), t.path()), Err(ScenarioError::RunbookOutside(_))), "{rb}");
         }
+        std::os::unix::fs::symlink("/etc", t.path().join("etc")).unwrap();
+        let e = load_posted(b"name: p\nrunbook: etc/passwd\n", t.path()).unwrap_err();
+        assert!(matches!(e, ScenarioError::RunbookOutside(_)), "{e}");
         let e = load_posted(b"name: p\nrunbook: runbooks/x.md\n", t.path()).unwrap_err();
         assert!(matches!(e, ScenarioError::Invalid(_)));
     }

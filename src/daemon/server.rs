@@ -254,8 +254,13 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> ApiResult {
         live.runs_in_progress += 1;
     }
     let names: Vec<String> = d.manager.config().schedules.iter().map(|s| s.schedule.name.clone()).collect();
-    let firings =
-        d.manager.db.call(move |s| names.iter().map(|n| s.last_firing(n)).collect::<Result<Vec<_>, _>>()).await?;
+    // What the history cannot say is left out: the live figures are still given.
+    let firings = d
+        .manager
+        .db
+        .call(move |s| names.iter().map(|n| s.last_firing(n)).collect::<Result<Vec<_>, _>>())
+        .await
+        .unwrap_or_default();
     for f in firings.into_iter().flatten() {
         let late = (f.recorded_at.as_millisecond() - f.due.as_millisecond()).max(0) as u64;
         live.schedule_lag.insert(f.schedule, std::time::Duration::from_millis(late));
@@ -272,7 +277,8 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> ApiResult {
         .await
     {
         Ok(text) => text,
-        Err(_) => super::metrics::render_unusable(&live),
+        Err(_) if d.manager.db.damaged().is_some() => super::metrics::render_unusable(&live),
+        Err(e) => return Err(e.into()),
     };
     Ok(([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
@@ -947,5 +953,33 @@ mod tests {
         assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (503, Some("shutting-down")), "{v}");
         let (s, v) = call(&d, "GET", "/healthz", None, "").await;
         assert_eq!((s.as_u16(), v["status"].as_str()), (200, Some("shutting-down")), "{v}");
+    }
+
+    #[tokio::test]
+    async fn a_schedule_scenario_in_the_working_directory_is_a_root_and_its_neighbours_are_not() {
+        let (dir, d) = daemon(false);
+        let quick = std::fs::read_to_string(dir.path().join("scenarios/quick.yaml")).unwrap();
+        std::fs::write(dir.path().join("nightly.yaml"), quick.replace("quick", "nightly")).unwrap();
+        std::fs::write(dir.path().join("other.yaml"), quick.replace("quick", "other")).unwrap();
+        let text = "schedules:\n  - { name: n, scenario: nightly.yaml, every: 1h }\n";
+        d.manager.set_config(crate::daemon::config::load_str("daemon.yaml", text, dir.path()).unwrap());
+        let roots = d.scenario_roots();
+        assert!(!roots.contains(&dir.path().to_path_buf()), "{roots:?}");
+        let found = scenarios::resolve(&roots, dir.path(), "nightly").unwrap();
+        assert_eq!(found, dir.path().join("nightly.yaml").canonicalize().unwrap());
+        let refused = scenarios::resolve(&roots, dir.path(), "other.yaml");
+        assert!(matches!(refused, Err(ScenarioError::Unknown { .. })), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn the_scenario_list_names_a_file_that_is_not_a_scenario_without_its_content() {
+        let (dir, d) = daemon(false);
+        std::fs::write(dir.path().join("scenarios/notes.yaml"), "db_password: NOT-TO-BE-SHOWN\n").unwrap();
+        let (s, v) = call(&d, "GET", "/v1/scenarios", None, "").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(!v.to_string().contains("NOT-TO-BE-SHOWN") && !v.to_string().contains("db_password"), "{v}");
+        let notes =
+            v["scenarios"].as_array().unwrap().iter().find(|e| e["file"].as_str().unwrap().ends_with("notes.yaml"));
+        assert!(notes.is_some_and(|e| e["error"].as_str().unwrap().contains("is not a scenario")), "{v}");
     }
 }

@@ -478,12 +478,16 @@ impl Store {
         }
         // A file damaged in the middle opens and answers its first queries; every run listing
         // would fail later. Checked once here, before anything is written.
+        // Only SQLite saying the file is damaged is called damaged: a busy, unreadable or
+        // unopenable file is an error of its own, whose advice is not to move the history aside.
         let damaged = |detail: String| StoreError::Damaged { path: path.to_path_buf(), detail };
-        let mut check = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged(e.to_string()))?;
-        let lines: Vec<String> = check
-            .query_map([], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| damaged(e.to_string()))?;
+        let failed = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => damaged(e.to_string()),
+            _ => open_err(e),
+        };
+        let mut check = conn.prepare("PRAGMA quick_check(5)").map_err(failed)?;
+        let lines: Vec<String> =
+            check.query_map([], |r| r.get::<_, String>(0)).and_then(|rows| rows.collect()).map_err(failed)?;
         drop(check);
         if lines != ["ok"] {
             return Err(damaged(lines.join("; ")));

@@ -130,12 +130,14 @@ pub async fn scenarios(State(d): State<Arc<Daemon>>) -> Response {
     let list = tokio::task::spawn_blocking(move || {
         super::scenarios::scenario_files(&paths)
             .iter()
-            .map(|f| match crate::scenario::load_file(f) {
+            .map(|f| match super::scenarios::load(f) {
                 Ok(sc) => scenario_json(f, &sc),
-                Err(diags) => json!({
+                // A scenario's first problem; of a file that is not one, not a word of it.
+                Err(super::scenarios::ScenarioError::Invalid(diags)) => json!({
                     "file": f.display().to_string(),
                     "error": diags.first().map(|d| d.to_string()).unwrap_or_default(),
                 }),
+                Err(e) => json!({ "file": f.display().to_string(), "error": e.to_string() }),
             })
             .collect::<Vec<_>>()
     })

@@ -12,9 +12,10 @@
   const $ = (id) => document.getElementById(id);
 
   function takeToken() {
+    // From the fragment only, which the browser never sends: a token in the query would be in
+    // the request line of every server and proxy log.
     const h = new URLSearchParams(location.hash.slice(1));
-    const q = new URLSearchParams(location.search);
-    const t = h.get("token") || q.get("token");
+    const t = h.get("token");
     if (t) {
       sessionStorage.setItem("siege-token", t);
       history.replaceState(null, "", location.pathname + (h.get("run") ? "#run=" + h.get("run") : ""));

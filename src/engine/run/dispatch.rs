@@ -473,10 +473,12 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             insert_action(&mut tl.actions, tl.next, Duration::from_secs_f64(t) + d, Action::Revert(fault));
         }
         let late = t - f.at.as_secs_f64();
-        if reply.is_none() && late >= LATE_NOTE_S {
-            // A timeline fault that took effect late moves the end of its disruption with it,
-            // and the report says so.
+        if reply.is_none() {
+            // A timeline fault that took effect late moves the end of its disruption with it.
             self.span.extend(end);
+        }
+        if reply.is_none() && late >= LATE_NOTE_S {
+            // Late enough to matter: the report says so.
             let (planned, late) = (format_duration(f.at), format_duration(Duration::from_secs_f64(late.round())));
             let text = format!(
                 "{}: started {late} late (planned at t+{planned}); it is timed from when it took effect",
