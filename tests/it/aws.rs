@@ -1213,6 +1213,144 @@ async fn rds_calls_ride_out_a_burst_of_throttling_and_give_up_on_a_refusal() {
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// What [`failover_proxy`] does with one `FailoverDBCluster`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OnFailover {
+    /// Passes it on and passes moto's answer back.
+    Forward,
+    /// Passes it on, then answers 500 (a proxy's page) instead of moto's answer.
+    ForwardThen500,
+    /// Passes it on, then closes the connection without an answer.
+    ForwardThenDrop,
+    /// Answers 500 without passing it on.
+    Refuse500,
+}
+
+/// A loopback HTTP/1.1 proxy in front of moto (at `moto_port`): each request is passed on and
+/// moto's answer passed back, one request per connection, except the `n`th `FailoverDBCluster`,
+/// which is handled as `script[n]` (the last entry for ever after). Returns its base URL and the
+/// number of `FailoverDBCluster` requests it passed on to moto.
+fn failover_proxy(moto_port: u16, script: Vec<OnFailover>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let forwarded = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = forwarded.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let (script, forwarded, seen) = (script.clone(), counted.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                // The request's head, without its `Connection` header and final empty line.
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.push_str(&line);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let failover = String::from_utf8_lossy(&body).contains("Action=FailoverDBCluster");
+                let action = if failover {
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    script[n.min(script.len() - 1)]
+                } else {
+                    OnFailover::Forward
+                };
+                let answer = if action == OnFailover::Refuse500 {
+                    None
+                } else {
+                    let mut upstream = std::net::TcpStream::connect(("127.0.0.1", moto_port)).expect("moto");
+                    upstream.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes()).unwrap();
+                    upstream.write_all(&body).unwrap();
+                    let mut answer = Vec::new();
+                    upstream.read_to_end(&mut answer).expect("moto's answer");
+                    if failover {
+                        forwarded.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Some(answer)
+                };
+                let reply = match (action, answer) {
+                    (OnFailover::Forward, Some(answer)) => {
+                        // moto's answer, marked as the connection's last.
+                        let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+                        let head = String::from_utf8_lossy(&answer[..end]);
+                        let kept: Vec<&str> =
+                            head.split("\r\n").filter(|h| !h.to_ascii_lowercase().starts_with("connection:")).collect();
+                        let mut reply = format!("{}\r\nConnection: close\r\n\r\n", kept.join("\r\n")).into_bytes();
+                        reply.extend_from_slice(&answer[end + 4..]);
+                        reply
+                    }
+                    (OnFailover::ForwardThenDrop, _) => return,
+                    _ => format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{HTML_500}",
+                        HTML_500.len()
+                    )
+                    .into_bytes(),
+                };
+                let _ = conn.write_all(&reply);
+            });
+        }
+    });
+    (url, forwarded)
+}
+
+/// The `FailoverDBCluster` requests moto recorded.
+fn recorded_failovers(world: &World) -> usize {
+    let recorded = world.moto.recorded();
+    recorded.iter().filter(|r| r.iter().any(|(k, v)| k == "Action" && v == "FailoverDBCluster")).count()
+}
+
+#[tokio::test]
+async fn a_failover_whose_answer_is_lost_is_read_back_and_never_asked_for_twice() {
+    let world = World::start().await;
+    world.moto.start_recording();
+    let script =
+        vec![OnFailover::ForwardThen500, OnFailover::ForwardThenDrop, OnFailover::Refuse500, OnFailover::Forward];
+    let (proxy, forwarded) = failover_proxy(world.moto.port, script);
+    let config = config_with_endpoints(&world, vec![("RDS", proxy)]).await;
+    let mut target = world.target();
+    target.endpoint = None;
+    let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
+    let to = |instance: &str| {
+        fault("failover", FaultKind::DbFailover { outage: None, target_instance: Some(instance.into()) }, None)
+    };
+    let sent = || forwarded.load(std::sync::atomic::Ordering::SeqCst);
+
+    // moto fails over, the answer is a 500: the cluster, read back, has its new writer.
+    run_fault(&b, &to(moto::DB_READER), 1).await;
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER));
+    assert_eq!((sent(), recorded_failovers(&world)), (1, 1), "asked for once, done once");
+
+    // moto fails back, the connection is lost before the answer: the same.
+    run_fault(&b, &to(moto::DB_WRITER), 1).await;
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER));
+    assert_eq!((sent(), recorded_failovers(&world)), (2, 2));
+
+    // A 500 before moto saw the request: the cluster still has its writer, so the failover is
+    // asked for once more, and done.
+    run_fault(&b, &to(moto::DB_READER), 1).await;
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER));
+    assert_eq!((sent(), recorded_failovers(&world)), (3, 3));
+}
+
 /// What a proxy or a load balancer in front of an endpoint answers when its backend breaks.
 const HTML_500: &str = "<!DOCTYPE html>\n<html>\n<head><title>500 Internal Server Error</title>\n\
     <style>body { font-family: sans-serif; }</style></head>\n<body>\n<center><h1>500 Internal Server Error</h1></center>\n\
@@ -1595,6 +1733,40 @@ async fn heavy_aws_db_failover_run_reports_no_revert_rather_than_reverted() {
     assert!(!junit.contains("db (db-failover) reverted"), "{junit}");
 }
 
+#[tokio::test]
+async fn heavy_aws_db_failover_run_whose_answer_is_lost_injects_it_once() {
+    let world = World::start().await;
+    world.moto.start_recording();
+    let (proxy, forwarded) = failover_proxy(world.moto.port, vec![OnFailover::ForwardThen500, OnFailover::Forward]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("failover.yaml");
+    // No `endpoint:`: RDS goes through the proxy (`AWS_ENDPOINT_URL_RDS`), the rest to moto.
+    let target = world.target_yaml().replace(&format!("    endpoint: {}\n", world.moto.endpoint), "");
+    let yaml = format!(
+        "name: aws-failover-lost\nseed: 7\n{target}    url: {}\n\
+         load: {{ url: /, rate: 10/s, duration: 20s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 1%\" }}\n\
+         faults:\n  - {{ type: db-failover, name: db, at: 5s, target_instance: {} }}\n\
+         recovery: {{ within: 10s, hold: 3s }}\n",
+        ok_server(),
+        moto::DB_READER,
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    let args = vec!["run".into(), file.clone().into(), "--reports".into(), reports.clone().into()];
+    let extra = vec![("AWS_ENDPOINT_URL_RDS".to_string(), proxy)];
+    let (code, stderr) = run_siege_with(&world, home.path(), args, Duration::from_secs(120), extra).await;
+    assert_eq!(code, Some(0), "siege run did not pass:\n{stderr}");
+    assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER));
+    let failovers = (forwarded.load(std::sync::atomic::Ordering::SeqCst), recorded_failovers(&world));
+    assert_eq!(failovers, (1, 1), "FailoverDBCluster (through the proxy, received by moto)");
+    let (_, report) = only_report(&reports);
+    let fault = &report["faults"][0];
+    assert!(fault["injected_s"].as_f64().is_some(), "the failover is reported injected: {report:#}");
+    assert_eq!(fault["no_revert"], "the cluster keeps its new writer", "{report:#}");
+}
+
 /// The one report directory a run wrote under `reports`, and its `report.json`.
 fn only_report(reports: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
     let dir = crate::common::only_report_dir(reports);
@@ -1782,7 +1954,19 @@ async fn run_siege(
     args: Vec<std::ffi::OsString>,
     deadline: Duration,
 ) -> (Option<i32>, String) {
-    let env = world.env();
+    run_siege_with(world, home, args, deadline, vec![]).await
+}
+
+/// [`run_siege`] with `extra` variables added to the world's environment.
+async fn run_siege_with(
+    world: &World,
+    home: &std::path::Path,
+    args: Vec<std::ffi::OsString>,
+    deadline: Duration,
+    extra: Vec<(String, String)>,
+) -> (Option<i32>, String) {
+    let mut env = world.env();
+    env.extend(extra);
     let home = home.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;

@@ -40,6 +40,53 @@ const NOT_FOUND: &[&str] = &[
     "LoadBalancerNotFound",
 ];
 
+/// Error codes of a throttled call: refused, not applied, and worth sending again after a pause.
+const THROTTLED: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "BandwidthLimitExceeded",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// What a failed call says about whether it was applied: what decides whether a mutating call
+/// may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Refused, or never sent: nothing changed. `retryable` for throttling.
+    NotApplied { retryable: bool },
+    /// No answer in time, a connection lost or an answer unreadable after the request may have
+    /// gone out, or a 5xx: the call may have been applied.
+    Unknown,
+}
+
+/// The [`Outcome`] of a failed SDK call.
+pub(super) fn outcome<E>(err: &SdkError<E, HttpResponse>) -> Outcome
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ConstructionFailure(_) => Outcome::NotApplied { retryable: false },
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            if status >= 500 {
+                Outcome::Unknown
+            } else {
+                let code = err.code().unwrap_or_default();
+                Outcome::NotApplied { retryable: status == 429 || THROTTLED.contains(&code) }
+            }
+        }
+        _ => Outcome::Unknown,
+    }
+}
+
 /// Longest message kept from an error answer: AWS messages are a sentence; anything longer is a
 /// page someone's proxy sent.
 const MAX_MESSAGE: usize = 240;

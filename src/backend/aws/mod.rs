@@ -1,5 +1,5 @@
-//! The AWS backend: ECS, FIS, Secrets Manager and CloudWatch through the official SDK, RDS and
-//! ELBv2 through [`query`], a client of their protocol for the few calls siege makes.
+//! The AWS backend: ECS, FIS, RDS, ELBv2, Secrets Manager, CloudWatch and STS through the
+//! official SDK.
 //!
 //! Safety rules kept here rather than left to callers:
 //! - every mutating call is preceded by [`AwsBackend::ensure_account`]: the account STS reports
@@ -22,7 +22,6 @@ mod ecs;
 mod error;
 mod fis;
 mod lease;
-mod query;
 mod rds;
 mod sampler;
 mod secrets;
@@ -50,10 +49,10 @@ struct Clients {
     sts: aws_sdk_sts::Client,
     ecs: aws_sdk_ecs::Client,
     fis: aws_sdk_fis::Client,
-    rds: query::QueryClient,
+    rds: aws_sdk_rds::Client,
     secrets: aws_sdk_secretsmanager::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
-    elb: query::QueryClient,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 /// The parts of an [`AwsTarget`] needed to reach it again from another process (`siege recover`).
@@ -183,17 +182,14 @@ impl AwsBackend {
         let attempts = retry.max_attempts().max(MIN_ATTEMPTS);
         builder.set_retry_config(Some(retry.with_max_attempts(attempts)));
         let config = builder.build();
-        let query = |service| {
-            query::QueryClient::new(service, &config, &region, target.endpoint.as_deref(), attempts, OPERATION_TIMEOUT)
-        };
         let clients = Clients {
             sts: aws_sdk_sts::Client::new(&config),
             ecs: aws_sdk_ecs::Client::new(&config),
             fis: aws_sdk_fis::Client::new(&config),
-            rds: query(query::RDS),
+            rds: aws_sdk_rds::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            elb: query(query::ELBV2),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
         };
         let mut entry_url = target.url.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
         let mut lb_dimension = None;

@@ -3,10 +3,17 @@
 //!
 //! The revert does not fail back: the cluster has a healthy writer after a failover, and moving
 //! it again would be a second outage nobody asked for.
+//!
+//! The two mutating calls are never repeated blindly: the SDK's retries are off for them, and
+//! when their outcome is unknown (no answer in time, a connection lost after the request may
+//! have gone out, a 5xx) the cluster is read back first, so that a failover is never triggered
+//! twice ([`AwsBackend::failover`], [`AwsBackend::set_master_password`]).
 
 use std::time::{Duration, Instant};
 
-use super::query::Element;
+use aws_sdk_rds::config::retry::RetryConfig;
+
+use super::error::{Outcome, aws_error, outcome};
 use super::{AwsBackend, undo_str};
 use crate::backend::{BackendError, Injected, Resolved};
 use crate::faults::Action;
@@ -17,6 +24,11 @@ const FAILOVER_DEADLINE: Duration = Duration::from_secs(5 * 60);
 /// The cluster's status while RDS applies a new master password.
 const RESETTING: &str = "resetting-master-credentials";
 const POLL: Duration = Duration::from_secs(1);
+/// How long after a call with an unknown outcome the cluster is read back: RDS shows a change
+/// it accepted within moments.
+const READ_BACK_AFTER: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts of a throttled mutating call, as in the SDK's standard mode.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 impl AwsBackend {
     /// The cluster a db-failover acts on; only the one the target names.
@@ -49,6 +61,10 @@ impl AwsBackend {
 
     /// `ModifyDBCluster` with a new master password, applied at once; then waits (until
     /// `deadline`) while RDS applies it. The password goes to RDS and nowhere else.
+    ///
+    /// Sent again only when it was surely not applied (throttled, refused), or when its outcome
+    /// is unknown and the cluster, read back, is not applying a new password: setting the same
+    /// password twice changes nothing, but each time costs the database a reset.
     pub(super) async fn set_master_password(
         &self,
         cluster: &str,
@@ -56,8 +72,21 @@ impl AwsBackend {
         deadline: Duration,
     ) -> Result<(), BackendError> {
         self.secrets.register(password);
-        let params = [("DBClusterIdentifier", cluster), ("MasterUserPassword", password), ("ApplyImmediately", "true")];
-        self.clients.rds.call("ModifyDBCluster", &params).await?;
+        let send = || {
+            self.clients
+                .rds
+                .modify_db_cluster()
+                .db_cluster_identifier(cluster)
+                .master_user_password(password)
+                .apply_immediately(true)
+                .customize()
+                .config_override(no_retries())
+                .send()
+        };
+        self.mutate("rds:ModifyDBCluster", send, || async {
+            Ok(self.describe_db_cluster(cluster).await?.status.as_deref() == Some(RESETTING))
+        })
+        .await?;
         let until = Instant::now() + deadline;
         loop {
             let c = self.describe_db_cluster(cluster).await?;
@@ -75,11 +104,65 @@ impl AwsBackend {
     }
 
     async fn describe_db_cluster(&self, name: &str) -> Result<DbCluster, BackendError> {
-        let out = self.clients.rds.call("DescribeDBClusters", &[("DBClusterIdentifier", name)]).await?;
-        out.at("DescribeDBClustersResult/DBClusters")
-            .and_then(|c| c.child("DBCluster"))
-            .map(DbCluster::from_xml)
+        let out = self
+            .clients
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(name)
+            .send()
+            .await
+            .map_err(|e| aws_error("rds:DescribeDBClusters", e))?;
+        out.db_clusters()
+            .first()
+            .map(DbCluster::from_sdk)
             .ok_or_else(|| BackendError::NotFound(format!("Aurora cluster {name} (region {})", self.region)))
+    }
+
+    /// Sends the mutating call `send` (whose SDK retries are off) until it is known to have been
+    /// applied, without ever repeating one that may have been. A throttled call was not applied
+    /// and is sent again with backoff (up to [`super::MIN_ATTEMPTS`] in all, as the SDK would).
+    /// A call whose outcome is unknown is checked with `applied` (a read of the cluster, after a
+    /// moment for RDS to show the change) and sent again only if it was not applied, and only
+    /// once; once an outcome was unknown, a later refusal (RDS refuses a failover while the
+    /// cluster fails over) is checked the same way before it is reported.
+    async fn mutate<T, E, S, SF, A, AF>(&self, action: &str, send: S, applied: A) -> Result<(), BackendError>
+    where
+        S: Fn() -> SF,
+        SF: Future<Output = Result<T, aws_sdk_rds::error::SdkError<E, aws_sdk_rds::config::http::HttpResponse>>>,
+        E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        A: Fn() -> AF,
+        AF: Future<Output = Result<bool, BackendError>>,
+    {
+        let mut attempts = 0;
+        let mut was_unknown = false;
+        let mut backoff = self.clients.rds.config().retry_config().map(|r| r.initial_backoff()).unwrap_or(POLL);
+        loop {
+            attempts += 1;
+            let err = match send().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            match outcome(&err) {
+                Outcome::NotApplied { retryable: true } if attempts < super::MIN_ATTEMPTS => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Outcome::Unknown if !was_unknown => {
+                    was_unknown = true;
+                    tokio::time::sleep(READ_BACK_AFTER).await;
+                    if applied().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if was_unknown && applied().await? {
+                return Ok(());
+            }
+            return Err(aws_error(action, err));
+        }
     }
 
     /// The current writer instance of `cluster`; `None` while it has none (mid-failover).
@@ -141,15 +224,28 @@ impl AwsBackend {
 
     /// `FailoverDBCluster`, then waits until a writer other than the previous one is reported and
     /// the cluster is no longer `failing-over` (which would refuse the next failover).
+    ///
+    /// A failover whose answer was lost is not asked for again blindly: the cluster is read back,
+    /// and a cluster that is failing over, or whose writer is no longer the previous one, counts
+    /// as failed over; only a cluster still on its previous writer is asked once more.
     pub(super) async fn failover(&self, injected: &Injected) -> Result<(), BackendError> {
         let cluster = undo_str(injected, "cluster")?;
         let previous = injected.undo.get("previous_writer").and_then(|v| v.as_str()).map(str::to_string);
         let target_instance = injected.undo.get("target_instance").and_then(|v| v.as_str());
-        let mut params = vec![("DBClusterIdentifier", cluster)];
-        if let Some(t) = target_instance {
-            params.push(("TargetDBInstanceIdentifier", t));
-        }
-        self.clients.rds.call("FailoverDBCluster", &params).await?;
+        let send = || {
+            self.clients
+                .rds
+                .failover_db_cluster()
+                .db_cluster_identifier(cluster)
+                .set_target_db_instance_identifier(target_instance.map(str::to_string))
+                .customize()
+                .config_override(no_retries())
+                .send()
+        };
+        self.mutate("rds:FailoverDBCluster", send, || async {
+            Ok(failover_started(&self.describe_db_cluster(cluster).await?, previous.as_deref()))
+        })
+        .await?;
         let deadline = Instant::now() + FAILOVER_DEADLINE;
         loop {
             if failover_done(&self.describe_db_cluster(cluster).await?, previous.as_deref()) {
@@ -164,6 +260,19 @@ impl AwsBackend {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// The SDK's retries off, for a call that must not be repeated before siege knows whether it was
+/// applied.
+fn no_retries() -> aws_sdk_rds::config::Builder {
+    aws_sdk_rds::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// A failover has been started (and must not be asked for again) when the cluster is failing over
+/// or its writer is no longer `previous`.
+fn failover_started(cluster: &DbCluster, previous: Option<&str>) -> bool {
+    cluster.status.as_deref() == Some("failing-over")
+        || writer_of(cluster).is_some_and(|w| Some(w.as_str()) != previous)
 }
 
 /// A failover is over when the cluster has a writer other than `previous` and has left the
@@ -200,22 +309,21 @@ struct Member {
 }
 
 impl DbCluster {
-    fn from_xml(el: &Element) -> DbCluster {
-        let members = el
-            .child("DBClusterMembers")
-            .into_iter()
-            .flat_map(|m| m.all("DBClusterMember"))
+    fn from_sdk(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
+        let members = c
+            .db_cluster_members()
+            .iter()
             .filter_map(|m| {
-                let id = m.text_of("DBInstanceIdentifier").filter(|id| !id.is_empty())?;
-                Some(Member { id: id.to_string(), writer: m.text_of("IsClusterWriter") == Some("true") })
+                let id = m.db_instance_identifier().filter(|id| !id.is_empty())?;
+                Some(Member { id: id.to_string(), writer: m.is_cluster_writer() == Some(true) })
             })
             .collect();
         DbCluster {
-            arn: el.text_of("DBClusterArn").map(str::to_string),
-            status: el.text_of("Status").map(str::to_string),
+            arn: c.db_cluster_arn().map(str::to_string),
+            status: c.status().map(str::to_string),
             members,
-            master_username: el.text_of("MasterUsername").filter(|u| !u.is_empty()).map(str::to_string),
-            managed_password: el.text_of("MasterUserSecret/SecretArn").is_some_and(|a| !a.is_empty()),
+            master_username: c.master_username().filter(|u| !u.is_empty()).map(str::to_string),
+            managed_password: c.master_user_secret().and_then(|s| s.secret_arn()).is_some_and(|a| !a.is_empty()),
         }
     }
 }
@@ -237,22 +345,34 @@ mod tests {
 
     #[test]
     fn clusters_are_read_from_the_answer() {
-        let xml = "<DBCluster><DBClusterArn>arn:aws:rds:eu-west-1:1:cluster:prod-db</DBClusterArn>\
-            <Status>available</Status><DBClusterMembers>\
-            <DBClusterMember><DBInstanceIdentifier>db-1</DBInstanceIdentifier><IsClusterWriter>false</IsClusterWriter></DBClusterMember>\
-            <DBClusterMember><DBInstanceIdentifier>db-2</DBInstanceIdentifier><IsClusterWriter>true</IsClusterWriter></DBClusterMember>\
-            </DBClusterMembers><MasterUsername>app</MasterUsername></DBCluster>";
-        let c = DbCluster::from_xml(&Element::parse(xml).unwrap());
+        use aws_sdk_rds::types::{DbCluster as Sdk, DbClusterMember, MasterUserSecret};
+        let member = |id: &str, writer| DbClusterMember::builder().db_instance_identifier(id).is_cluster_writer(writer);
+        let sdk = Sdk::builder()
+            .db_cluster_arn("arn:aws:rds:eu-west-1:1:cluster:prod-db")
+            .status("available")
+            .db_cluster_members(member("db-1", false).build())
+            .db_cluster_members(member("db-2", true).build())
+            .db_cluster_members(DbClusterMember::builder().build())
+            .master_username("app");
+        let c = DbCluster::from_sdk(&sdk.clone().build());
         assert_eq!((c.master_username.as_deref(), c.managed_password), (Some("app"), false));
-        let managed = xml.replace(
-            "</DBCluster>",
-            "<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-1:1:secret:rds!cluster</SecretArn></MasterUserSecret></DBCluster>",
-        );
-        assert!(DbCluster::from_xml(&Element::parse(&managed).unwrap()).managed_password);
+        let secret = MasterUserSecret::builder().secret_arn("arn:aws:secretsmanager:eu-west-1:1:secret:rds!cluster");
+        assert!(DbCluster::from_sdk(&sdk.master_user_secret(secret.build()).build()).managed_password);
         assert_eq!(c.arn.as_deref(), Some("arn:aws:rds:eu-west-1:1:cluster:prod-db"));
         assert_eq!(c.status.as_deref(), Some("available"));
         assert_eq!(writer_of(&c).as_deref(), Some("db-2"));
-        assert_eq!(c.members.len(), 2);
+        assert_eq!(c.members.len(), 2, "a member without an identifier is left out");
+    }
+
+    #[test]
+    fn a_failover_has_started_once_the_cluster_fails_over_or_has_another_writer() {
+        assert!(!failover_started(&cluster("available", "db-1"), Some("db-1")), "still the previous writer");
+        assert!(failover_started(&cluster("failing-over", "db-1"), Some("db-1")));
+        assert!(failover_started(&cluster("available", "db-2"), Some("db-1")));
+        let mut none = cluster("failing-over", "db-3");
+        assert!(failover_started(&none, Some("db-1")), "failing over, no writer yet");
+        none.status = Some("available".into());
+        assert!(!failover_started(&none, Some("db-1")), "no writer and not failing over");
     }
 
     #[test]

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::AwsBackend;
 use super::error::aws_error;
-use super::query::{QueryClient, member_list};
 use crate::backend::BackendError;
 
 /// Longest one metric's `GetMetricData` may take, retries included.
@@ -120,17 +119,21 @@ fn count_health<'a>(states: impl Iterator<Item = Option<&'a str>>) -> (u32, u32)
 
 /// DNS name and CloudWatch dimension (`app/NAME/ID`) of the balancer given by ARN, by
 /// `app/NAME/ID` or by name.
-pub(super) async fn describe_load_balancer(elb: &QueryClient, lb: &str) -> Result<(String, String), BackendError> {
-    let params = if lb.starts_with("arn:") {
-        member_list("LoadBalancerArns", &[lb])
+pub(super) async fn describe_load_balancer(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    lb: &str,
+) -> Result<(String, String), BackendError> {
+    let request = elb.describe_load_balancers();
+    let request = if lb.starts_with("arn:") {
+        request.load_balancer_arns(lb)
     } else {
         let name = lb.strip_prefix("app/").and_then(|s| s.split('/').next()).unwrap_or(lb);
-        member_list("Names", &[name])
+        request.names(name)
     };
-    let out = elb.call("DescribeLoadBalancers", &params).await?;
-    let found = out.at("DescribeLoadBalancersResult/LoadBalancers").and_then(|l| l.child("member"));
-    let dns = found.and_then(|l| l.text_of("DNSName")).filter(|d| !d.is_empty());
-    let arn = found.and_then(|l| l.text_of("LoadBalancerArn")).unwrap_or(lb);
+    let out = request.send().await.map_err(|e| aws_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
+    let found = out.load_balancers().first();
+    let dns = found.and_then(|l| l.dns_name()).filter(|d| !d.is_empty());
+    let arn = found.and_then(|l| l.load_balancer_arn()).unwrap_or(lb);
     match dns {
         Some(dns) => Ok((dns.to_string(), lb_dimension(arn))),
         None => Err(BackendError::NotFound(format!("load balancer {lb}"))),
@@ -154,10 +157,18 @@ impl AwsBackend {
     /// `(healthy, unhealthy)` targets of the target group; see [`count_health`].
     pub(super) async fn target_health(&self, target_group: &str) -> Result<(u32, u32), BackendError> {
         let arn = self.target_group_arn(target_group).await?;
-        let out = self.clients.elb.call("DescribeTargetHealth", &[("TargetGroupArn", arn.as_str())]).await?;
-        let descriptions = out.at("DescribeTargetHealthResult/TargetHealthDescriptions");
+        let out = self
+            .clients
+            .elb
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetHealth", e))?;
         Ok(count_health(
-            descriptions.into_iter().flat_map(|d| d.all("member")).map(|d| d.text_of("TargetHealth/State")),
+            out.target_health_descriptions()
+                .iter()
+                .map(|d| d.target_health().and_then(|h| h.state()).map(|s| s.as_str())),
         ))
     }
 
@@ -166,10 +177,17 @@ impl AwsBackend {
         if target_group.starts_with("arn:") {
             return Ok(target_group.to_string());
         }
-        let out = self.clients.elb.call("DescribeTargetGroups", &member_list("Names", &[target_group])).await?;
-        out.at("DescribeTargetGroupsResult/TargetGroups")
-            .and_then(|t| t.child("member"))
-            .and_then(|t| t.text_of("TargetGroupArn"))
+        let out = self
+            .clients
+            .elb
+            .describe_target_groups()
+            .names(target_group)
+            .send()
+            .await
+            .map_err(|e| aws_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+        out.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .ok_or_else(|| BackendError::NotFound(format!("target group {target_group}")))
