@@ -42,7 +42,7 @@ pub const FIS_ROLE: &str = "arn:aws:iam::123456789012:role/siege-fis";
 pub const TASKS: usize = 4;
 
 const INSTALL: &str = "moto's server is needed by the AWS tests. Install it with \
-`python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.5'` in the repository \
+`python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.6'` in the repository \
 (or run scripts/test, which does it), or point SIEGE_MOTO_SERVER at a moto_server executable";
 
 /// A running moto server, killed on drop.
