@@ -13,6 +13,16 @@ macro_rules! outln {
     }};
 }
 
+/// `eprintln!` for what a command says on standard error, except that a standard error closed
+/// early drops the text instead of panicking: a run still reverts, writes its report and exits
+/// with its verdict.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `print!` likewise.
 macro_rules! out {
     ($($arg:tt)*) => {{

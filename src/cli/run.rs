@@ -56,7 +56,7 @@ fn connection() -> anyhow::Result<Connection> {
 fn load(file: &std::path::Path) -> anyhow::Result<Scenario> {
     crate::scenario::load_file(file).map_err(|diags| {
         for d in &diags {
-            eprintln!("{d}");
+            errln!("{d}");
         }
         Failure::new(Exit::Invalid, format!("{} is not a valid scenario ({} error(s))", file.display(), diags.len()))
     })
@@ -114,16 +114,16 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
         Ok(match outcome {
             Ok(outcome) => {
                 for w in &outcome.warnings {
-                    eprintln!("siege: warning: {w}");
+                    errln!("siege: warning: {w}");
                 }
                 write_report(&args.reports, &outcome);
                 outcome.record.verdict.outcome.exit()
             }
             Err(p) => {
                 // The journal still knew what was injected; the handle reverted it.
-                eprintln!("siege: internal error: {}; reverting from the journal", p.message);
+                errln!("siege: internal error: {}; reverting from the journal", p.message);
                 for l in &p.lines {
-                    eprintln!("siege: {l}");
+                    errln!("siege: {l}");
                 }
                 if p.revert_failed { Exit::RevertFailed } else { Exit::Internal }
             }
@@ -138,12 +138,12 @@ fn write_report(root: &std::path::Path, outcome: &crate::engine::RunOutcome) {
     let written = crate::report::create_run_dir(root, &outcome.record)
         .and_then(|dir| crate::report::write_all(&outcome.record, &dir, &outcome.secrets).map(|()| dir));
     match written {
-        Ok(dir) => eprintln!(
+        Ok(dir) => errln!(
             "report: {} (written in {:.0} ms)",
             dir.join(crate::report::REPORT_MD).display(),
             started.elapsed().as_secs_f64() * 1000.0
         ),
-        Err(e) => eprintln!("siege: error: the report could not be written: {e}"),
+        Err(e) => errln!("siege: error: the report could not be written: {e}"),
     }
 }
 
@@ -191,9 +191,9 @@ async fn serve_keys(
         let run = run.clone();
         tokio::spawn(async move {
             match run.send(command).await {
-                Ok(done) => eprintln!("\r\x1b[2Ksiege: {done}"),
+                Ok(done) => errln!("\r\x1b[2Ksiege: {done}"),
                 Err(Refused::Ended) => {}
-                Err(why) => eprintln!("\r\x1b[2Ksiege: {why}"),
+                Err(why) => errln!("\r\x1b[2Ksiege: {why}"),
             }
         });
     }
@@ -220,7 +220,7 @@ impl Signals {
                     _ = hup.recv() => "SIGHUP (the terminal closed)",
                 };
                 if interrupts.interrupt(why) {
-                    eprintln!("\nsiege: {why} again: skipping waits; every fault is still reverted");
+                    errln!("\nsiege: {why} again: skipping waits; every fault is still reverted");
                 }
             }
         });
