@@ -2135,12 +2135,7 @@ async fn a_second_siege_run_on_a_service_under_test_exits_4_and_touches_nothing(
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn siege daemon");
-    let addr = {
-        use std::io::BufRead as _;
-        let mut line = String::new();
-        std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).expect("the daemon's first line");
-        line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("its address").to_string()
-    };
+    let addr = crate::common::daemon_address(&mut daemon);
     let token = std::fs::read_to_string(data.path().join("token")).unwrap().trim().to_string();
     let body = serde_json::json!({ "scenario": second }).to_string();
     let (status, answer) = tokio::task::spawn_blocking(move || {

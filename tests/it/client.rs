@@ -34,16 +34,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn siege daemon");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("the daemon's first line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .map(|a| a.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        std::thread::spawn(move || for _ in out.lines() {});
+        let addr = common::daemon_address(&mut child);
         Daemon { child, addr, home: home.to_path_buf(), data }
     }
 

@@ -86,3 +86,20 @@ pub fn closed_port() -> HeldPort {
 pub fn reserved_port() -> HeldPort {
     HeldPort::bind(true)
 }
+
+/// The address a `siege daemon` child with piped stdout says it listens on, from its first line
+/// (`… listening on http://ADDR …`); the rest of its output is drained in the background.
+pub fn daemon_address(child: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("the daemon's stdout is piped"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("the daemon's first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(|a| a.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    std::thread::spawn(move || for _ in out.lines() {});
+    addr
+}

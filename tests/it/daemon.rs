@@ -1,7 +1,7 @@
 //! Integration tests: `siege daemon` through its HTTP API on real sockets, running real runs on
 //! a detached lab, killed with `kill -9` and restarted, stopped with SIGTERM, on a schedule.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -88,16 +88,7 @@ impl TestDaemon {
             .stderr(stderr)
             .spawn()
             .expect("spawn siege daemon");
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).expect("the daemon's first line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        std::thread::spawn(move || for _ in out.lines() {});
+        let addr = common::daemon_address(&mut child);
         let token = std::fs::read_to_string(data.join("token")).expect("token").trim().to_string();
         TestDaemon { child, addr, token, data: data.to_path_buf() }
     }
