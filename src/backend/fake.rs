@@ -13,9 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{BackendError, Injected, Resolved, Reverted, Sample};
-use crate::faults::{Action, Undo};
+use crate::faults::{Action, Step, Undo};
 use crate::load::{Latency, LoadPlan, LoadReport, Mode, Window};
-use crate::scenario::Fault;
 use crate::util::Rng;
 
 /// The fake service; clones share it.
@@ -66,9 +65,9 @@ impl FakeBackend {
         self.with(|s| s.slow.len())
     }
 
-    pub(super) fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
+    pub(super) fn resolve(&self, step: &Step, rng: &mut Rng) -> Result<Resolved, BackendError> {
         let n = self.with(|s| s.tasks);
-        let k = fault.kind.selection().map(|s| s.of(n)).unwrap_or(0);
+        let k = step.select.map(|s| s.of(n)).unwrap_or(0);
         let mut ids: Vec<usize> = (0..n).collect();
         let mut chosen = vec![];
         for _ in 0..k {
@@ -78,16 +77,16 @@ impl FakeBackend {
         Ok(Resolved { summary: format!("{} of {n} fake tasks: {}", targets.len(), targets.join(", ")), targets })
     }
 
-    pub(super) async fn inject(&self, fault: &Fault, injected: &Injected) -> Result<(), BackendError> {
+    pub(super) async fn inject(&self, step: &Step, injected: &Injected) -> Result<(), BackendError> {
         let delay = self.with(|s| s.inject_delay);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let now = Instant::now();
         self.with(|s| {
-            s.log.push(format!("inject {}", fault.name));
+            s.log.push(format!("inject {}", step.fault));
             let targets = injected.targets.iter().filter_map(|t| t.strip_prefix("t-")?.parse::<usize>().ok());
-            match fault.kind.action() {
+            match step.action {
                 Action::StopTasks { .. } => {
                     let back = s.replace_after.map(|d| now + d);
                     s.down.extend(targets.map(|_| back));
@@ -114,7 +113,7 @@ impl FakeBackend {
 
     /// As on AWS, a failover is over once injected: its new writer stays.
     pub(super) fn settled_once_injected(&self, injected: &Injected) -> bool {
-        matches!(injected.undo_kind(), Ok(Some(Undo::EndDatabaseOutage)))
+        injected.undo_kind() == Some(Undo::EndDatabaseOutage)
     }
 
     fn running(&self, now: Instant) -> usize {

@@ -26,14 +26,15 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use super::lease::{Keeper, Lease, Renewal};
+use super::undo::{Failover, OnTasks, SecretDrift, Settles, UndoRecord};
 use super::{BackendError, BalancerFigures, Connection, Injected, Resolved, Reverted, Sample};
-use crate::faults::{Action, Undo};
+use crate::faults::{Action, Step};
 use crate::lab::balancer::{MetricsSecond, TargetHealth};
 use crate::lab::client::{ClientError, ControlClient};
 use crate::lab::control;
 use crate::lab::proc;
 use crate::lab::supervisor::{LabAddress, LabState};
-use crate::scenario::{Fault, KillSignal, LabTarget, Scenario};
+use crate::scenario::{KillSignal, LabTarget, Scenario};
 use crate::util::Rng;
 
 /// Environment variable holding the control token of a lab named by `target.lab.control`.
@@ -83,6 +84,18 @@ fn running_ids(st: &LabState) -> Vec<String> {
             .map(|t| t.id.clone())
             .collect(),
     )
+}
+
+/// How the lab undoes `step` ([`crate::faults::FaultDef::undo`] of its type), with the secret
+/// version a drift replaces (`secret_version`, read before the injection).
+pub fn undo_record(step: &Step, secret_version: u32) -> UndoRecord {
+    match step.action {
+        Action::StopTasks { .. } | Action::ReplaceTasks => UndoRecord::Nothing(Settles::Lab),
+        Action::BurnCpu { .. } => UndoRecord::EndCpuBurn(OnTasks::Lab),
+        Action::DelayNetwork { .. } => UndoRecord::EndNetworkDelay(OnTasks::Lab),
+        Action::FailOverDatabase { .. } => UndoRecord::EndDatabaseOutage(Failover::Lab),
+        Action::RotateSecret => UndoRecord::RestoreSecret(SecretDrift::Lab { restore_version: secret_version }),
+    }
 }
 
 impl LabBackend {
@@ -230,18 +243,18 @@ impl LabBackend {
         Ok(())
     }
 
-    pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
+    pub async fn resolve(&self, step: &Step, rng: &mut Rng) -> Result<Resolved, BackendError> {
         let st = self.state().await?;
-        let action = fault.kind.action();
+        let action = &step.action;
         let service = &st.service.name;
-        if let Some(sel) = fault.kind.selection() {
+        if let Some(sel) = step.select {
             let ids = running_ids(&st);
             let k = sel.of(ids.len());
             if k == 0 {
                 return Err(BackendError::Precondition(format!("no running task of service `{service}` to select")));
             }
             let chosen = rng.choose(&ids, k);
-            let what = match &action {
+            let what = match action {
                 Action::StopTasks { signal } => format!("send {} to", signal_name(*signal)),
                 Action::BurnCpu { percent } => format!("burn {percent}% CPU in"),
                 Action::DelayNetwork { delay, jitter } => {
@@ -252,7 +265,7 @@ impl LabBackend {
             let summary = format!("{what} {k} of {} tasks of service {service}: {}", ids.len(), chosen.join(", "));
             return Ok(Resolved { targets: chosen, summary });
         }
-        match &action {
+        match action {
             Action::FailOverDatabase { outage, .. } => {
                 let writer = st.db.writer.clone().ok_or_else(|| {
                     BackendError::Precondition("the lab database has no writer (a failover is in progress)".into())
@@ -281,31 +294,25 @@ impl LabBackend {
                     targets: ids,
                 })
             }
-            _ => Err(BackendError::Unsupported { kind: fault.kind.type_name(), backend: "lab" }),
+            _ => Err(BackendError::Unsupported { kind: step.kind, backend: "lab" }),
         }
     }
 
-    pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
-        let _ = run_id;
-        let undo = match fault.kind.action() {
-            Action::RotateSecret => {
-                let st = self.state().await?;
-                json!({ "restore_version": st.secret.current_version })
-            }
-            Action::FailOverDatabase { .. } => json!({ "writer": resolved.targets.first() }),
-            _ => json!({}),
+    pub async fn prepare(&self, step: &Step, resolved: &Resolved) -> Result<Injected, BackendError> {
+        let version = match step.action {
+            Action::RotateSecret => self.state().await?.secret.current_version,
+            _ => 0,
         };
-        Ok(Injected::new(fault, resolved, undo))
+        Ok(Injected::new(step, resolved, undo_record(step, version)))
     }
 
-    pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
-        let _ = run_id;
+    pub async fn inject(&self, step: &Step, injected: &Injected) -> Result<(), BackendError> {
         if let Some(k) = &self.lease {
             k.check()?;
         }
         let tasks = injected.targets.clone();
         let c = &self.client;
-        let sent = match fault.kind.action() {
+        let sent = match step.action {
             Action::StopTasks { signal } => {
                 let signal = match signal {
                     KillSignal::Sigkill => control::Signal::Kill,
@@ -315,7 +322,7 @@ impl LabBackend {
             }
             Action::BurnCpu { percent } => {
                 // Without a duration the burn lasts until the revert (bounded to an hour).
-                let duration_ms = fault.duration.unwrap_or(Duration::from_secs(3600)).as_millis() as u64;
+                let duration_ms = step.duration.unwrap_or(Duration::from_secs(3600)).as_millis() as u64;
                 c.send(&control::StressTasks { tasks, percent, duration_ms }).await.map(drop)
             }
             Action::DelayNetwork { delay, jitter } => {
@@ -333,27 +340,32 @@ impl LabBackend {
     }
 
     pub async fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
-        let Some(undo) = injected.undo_kind()? else { return Ok(Reverted::NothingLeft) };
-        // A failover whose outage is over has its new writer: nothing to end, and the cluster
-        // is not failed back (as on AWS).
-        if undo == Undo::EndDatabaseOutage && self.state().await?.db.writer.is_some() {
-            return Ok(Reverted::NothingLeft);
-        }
         let c = &self.client;
         let tasks = injected.targets.clone();
         // Targets may be gone (replaced tasks): clearing what is left is still a success.
         let clear = |what| async move {
             if tasks.is_empty() { Ok(()) } else { c.send(&control::ClearTasks { tasks, what }).await.map(drop) }
         };
-        let sent = match undo {
-            Undo::EndNetworkDelay => clear(control::Clear::Latency).await,
-            Undo::EndCpuBurn => clear(control::Clear::Stress).await,
-            Undo::EndDatabaseOutage => c.send(&control::Promote {}).await.map(drop),
-            Undo::RestoreSecret => {
-                let v = injected.undo.get("restore_version").and_then(|v| v.as_u64()).ok_or_else(|| {
-                    BackendError::Api(format!("journal entry of {} has no restore_version", injected.fault))
-                })?;
-                c.send(&control::RestoreSecret { version: v as u32, replace_stale: true }).await.map(drop)
+        let sent = match &injected.undo {
+            UndoRecord::Nothing(_) => return Ok(Reverted::NothingLeft),
+            UndoRecord::EndNetworkDelay(OnTasks::Lab) => clear(control::Clear::Latency).await,
+            UndoRecord::EndCpuBurn(OnTasks::Lab) => clear(control::Clear::Stress).await,
+            UndoRecord::EndDatabaseOutage(Failover::Lab) => {
+                // A failover whose outage is over has its new writer: nothing to end, and the
+                // cluster is not failed back (as on AWS).
+                if self.state().await?.db.writer.is_some() {
+                    return Ok(Reverted::NothingLeft);
+                }
+                c.send(&control::Promote {}).await.map(drop)
+            }
+            UndoRecord::RestoreSecret(SecretDrift::Lab { restore_version }) => {
+                c.send(&control::RestoreSecret { version: *restore_version, replace_stale: true }).await.map(drop)
+            }
+            other => {
+                return Err(BackendError::Api(format!(
+                    "the journal record of fault `{}` was not written by a lab ({other:?}); not reverted",
+                    injected.fault
+                )));
             }
         };
         sent.map(|()| Reverted::Undone).map_err(api)

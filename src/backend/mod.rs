@@ -1,9 +1,10 @@
 //! Backends: where faults are injected and state is sampled. The engine sees one interface; the
 //! `lab` backend drives the embedded practice lab through its control API, the `aws` backend
 //! drives ECS, FIS, RDS, Secrets Manager, CloudWatch and ELBv2. A backend carries out the
-//! operations the fault registry names ([`crate::faults::Action`], and [`crate::faults::Undo`] to
-//! revert): it never matches on fault types, so a new fault type made of these operations needs
-//! no backend change.
+//! operations the fault registry names: it receives a [`Step`] (the [`crate::faults::Action`]
+//! with its selection and duration) and reverts from a typed [`UndoRecord`] (one variant per
+//! [`crate::faults::Undo`]). It never matches on fault types, so a new fault type made of these
+//! operations needs no backend change.
 //!
 //! The contract every backend keeps, because a game day must never leave a system broken:
 //! - [`Backend::prepare`] reads what it needs to undo a fault (previous secret version, current
@@ -17,13 +18,15 @@ pub mod aws;
 pub mod fake;
 pub mod lab;
 pub mod lease;
+pub mod undo;
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::Undo;
+use crate::faults::{Step, Undo};
 use crate::redact::Secrets;
-use crate::scenario::{Fault, Scenario, Target};
+use crate::scenario::{Scenario, Target};
 use crate::util::Rng;
+pub use undo::UndoRecord;
 
 /// A connected backend.
 pub enum Backend {
@@ -118,35 +121,72 @@ pub struct Resolved {
 /// What a fault changed (or will change), with everything needed to revert it. Journaled to disk
 /// before injection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "JournaledInjected")]
 pub struct Injected {
     /// Fault name from the scenario.
     pub fault: String,
     /// Fault type, e.g. `latency`.
     pub kind: String,
     pub targets: Vec<String>,
-    /// Backend-specific undo data (previous secret version, FIS template tag, …).
+    /// How to undo it, with what the backend needs for that (previous secret version, FIS tags).
+    pub undo: UndoRecord,
+}
+
+/// An [`Injected`] as a journal holds it: its undo record typed (this version), or a bare
+/// object (older versions), read by [`UndoRecord::from_untyped`].
+#[derive(Deserialize)]
+struct JournaledInjected {
+    fault: String,
+    kind: String,
+    targets: Vec<String>,
     #[serde(default)]
-    pub undo: serde_json::Value,
+    undo: serde_json::Value,
+}
+
+impl TryFrom<JournaledInjected> for Injected {
+    type Error = String;
+
+    fn try_from(j: JournaledInjected) -> Result<Injected, String> {
+        let undo = if j.undo.get("op").is_some() {
+            serde_json::from_value(j.undo).map_err(|e| format!("the undo record of fault `{}`: {e}", j.fault))?
+        } else {
+            let def = crate::faults::lookup(&j.kind).ok_or_else(|| {
+                format!("fault `{}` is of type `{}`, which this version does not know", j.fault, j.kind)
+            })?;
+            UndoRecord::from_untyped(def.undo, &j.undo)
+                .map_err(|e| format!("the undo record of fault `{}`: {e}", j.fault))?
+        };
+        Ok(Injected { fault: j.fault, kind: j.kind, targets: j.targets, undo })
+    }
 }
 
 impl Injected {
-    /// How the fault this record names is undone (`None`: it is not); an error for a type
-    /// this version does not know (a journal from another version).
-    pub fn undo_kind(&self) -> Result<Option<Undo>, BackendError> {
-        let def = crate::faults::lookup(&self.kind).ok_or_else(|| {
-            BackendError::Api(format!("no revert for unknown fault type `{}` in the journal", self.kind))
-        })?;
-        Ok(def.undo)
+    /// How the fault this record names is undone (`None`: it is not).
+    pub fn undo_kind(&self) -> Option<Undo> {
+        self.undo.undo()
     }
 
-    /// The record of `fault` acting on `resolved`, with the backend's undo data.
-    pub fn new(fault: &Fault, resolved: &Resolved, undo: serde_json::Value) -> Self {
-        Injected {
-            fault: fault.name.clone(),
-            kind: fault.kind.type_name().to_string(),
-            targets: resolved.targets.clone(),
-            undo,
-        }
+    /// The record of `step` acting on `resolved`, with the backend's undo record.
+    pub fn new(step: &Step, resolved: &Resolved, undo: UndoRecord) -> Self {
+        Injected { fault: step.fault.clone(), kind: step.kind.to_string(), targets: resolved.targets.clone(), undo }
+    }
+}
+
+#[cfg(test)]
+impl Injected {
+    /// A lab's record of `fault`, of type `kind`, on `targets`.
+    pub fn on_lab(fault: &str, kind: &str, targets: &[&str]) -> Injected {
+        let def = crate::faults::lookup(kind).expect("a known fault type");
+        let built = (def.build)(&crate::faults::sample_params(def));
+        let step = Step {
+            fault: fault.into(),
+            kind: def.name,
+            action: built.action(),
+            select: built.selection(),
+            duration: None,
+        };
+        let resolved = Resolved { targets: targets.iter().map(|t| t.to_string()).collect(), summary: String::new() };
+        Injected::new(&step, &resolved, lab::undo_record(&step, 1))
     }
 }
 
@@ -356,23 +396,23 @@ impl Backend {
         }
     }
 
-    /// Which concrete targets `fault` would hit now. Mutates nothing.
-    pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
+    /// Which concrete targets `step` would hit now. Mutates nothing.
+    pub async fn resolve(&self, step: &Step, rng: &mut Rng) -> Result<Resolved, BackendError> {
         match self {
-            Backend::Lab(b) => b.resolve(fault, rng).await,
-            Backend::Aws(b) => b.resolve(fault, rng).await,
+            Backend::Lab(b) => b.resolve(step, rng).await,
+            Backend::Aws(b) => b.resolve(step, rng).await,
             #[cfg(test)]
-            Backend::Fake(b) => b.resolve(fault, rng),
+            Backend::Fake(b) => b.resolve(step, rng),
         }
     }
 
-    /// Reads what is needed to undo `fault` on `resolved`. Mutates nothing.
-    pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
+    /// Reads what is needed to undo `step` on `resolved`. Mutates nothing.
+    pub async fn prepare(&self, step: &Step, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
         match self {
-            Backend::Lab(b) => b.prepare(fault, resolved, run_id).await,
-            Backend::Aws(b) => b.prepare(fault, resolved, run_id).await,
+            Backend::Lab(b) => b.prepare(step, resolved).await,
+            Backend::Aws(b) => b.prepare(step, resolved, run_id).await,
             #[cfg(test)]
-            Backend::Fake(_) => Ok(Injected::new(fault, resolved, serde_json::Value::Null)),
+            Backend::Fake(_) => Ok(Injected::new(step, resolved, lab::undo_record(step, 0))),
         }
     }
 
@@ -385,12 +425,12 @@ impl Backend {
         }
     }
 
-    pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+    pub async fn inject(&self, step: &Step, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         match self {
-            Backend::Lab(b) => b.inject(fault, injected, run_id).await,
-            Backend::Aws(b) => b.inject(fault, injected, run_id).await,
+            Backend::Lab(b) => b.inject(step, injected).await,
+            Backend::Aws(b) => b.inject(step, injected, run_id).await,
             #[cfg(test)]
-            Backend::Fake(b) => b.inject(fault, injected).await,
+            Backend::Fake(b) => b.inject(step, injected).await,
         }
     }
 

@@ -283,7 +283,10 @@ pub(super) fn cmd_plan(args: PlanArgs) -> anyhow::Result<Exit> {
             let mut frng = crate::util::Rng::derive(seed, &f.name);
             let line = match &backend {
                 Some(b) => {
-                    b.resolve(f, &mut frng).await.map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?.summary
+                    b.resolve(&f.step(), &mut frng)
+                        .await
+                        .map_err(|e| Failure::new(Exit::Precondition, e.to_string()))?
+                        .summary
                 }
                 None => describe_selection(&sc, &f.kind),
             };

@@ -246,12 +246,7 @@ mod tests {
                 t,
                 fault: fault(),
                 resolved: Resolved { targets: vec!["t-1".into()], summary: "add 200ms latency to t-1".into() },
-                injected: Injected {
-                    fault: fault(),
-                    kind: "latency".into(),
-                    targets: vec!["t-1".into()],
-                    undo: serde_json::Value::Null,
-                },
+                injected: Injected::on_lab(&fault(), "latency", &["t-1"]),
             },
             Event::FaultInjected {
                 t,

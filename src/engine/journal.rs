@@ -687,12 +687,7 @@ mod tests {
     use crate::backend::{Injected, Resolved};
 
     fn injected(name: &str) -> Injected {
-        Injected {
-            fault: name.into(),
-            kind: "latency".into(),
-            targets: vec!["t-1".into()],
-            undo: serde_json::json!({"x": 1}),
-        }
+        Injected::on_lab(name, "latency", &["t-1"])
     }
 
     fn injecting(name: &str) -> Event {
@@ -1067,5 +1062,68 @@ mod tests {
         assert!(lines.contains("discarded ") && lines.contains("(run r1, scenario s.yaml)"), "{lines}");
         assert!(lines.contains("could not be read in full (line 3: "), "{lines}");
         assert!(lines.contains("- a (latency) on t-1"), "{lines}");
+    }
+
+    /// The journal fixtures: this version's typed records and older versions' untyped ones.
+    fn fixture(name: &str) -> (String, Recorded) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals").join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let rec = read(&path).unwrap_or_else(|e| panic!("{e}"));
+        (text, rec)
+    }
+
+    #[test]
+    fn this_version_writes_the_typed_fixtures_byte_for_byte() {
+        for name in ["lab-typed.jsonl", "aws-typed.jsonl"] {
+            let (text, rec) = fixture(name);
+            let injecting: Vec<&str> = text.lines().filter(|l| l.contains(r#""type":"injecting""#)).collect();
+            assert_eq!(injecting.len(), rec.pending.len(), "{name}");
+            for (line, injected) in injecting.iter().zip(&rec.pending) {
+                let entry = Entry::Injecting { fault: injected.fault.clone(), injected: injected.clone() };
+                assert_eq!(serde_json::to_string(&entry).unwrap(), *line, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn journals_of_older_versions_read_as_the_typed_records_of_this_one() {
+        use crate::backend::undo::*;
+        for (typed, untyped) in [("lab-typed.jsonl", "lab-untyped.jsonl"), ("aws-typed.jsonl", "aws-untyped.jsonl")] {
+            let (_, new) = fixture(typed);
+            let (_, old) = fixture(untyped);
+            assert_eq!(new.pending, old.pending[..new.pending.len()], "{untyped} reads as {typed}");
+            assert_eq!((new.run_id, new.locator), (old.run_id, old.locator));
+        }
+        let (_, aws) = fixture("aws-untyped.jsonl");
+        let undo: Vec<&UndoRecord> = aws.pending.iter().map(|i| &i.undo).collect();
+        assert_eq!(undo[0], &UndoRecord::Nothing(Settles::Ecs { previous_deployment: None }));
+        assert_eq!(undo[1], &UndoRecord::EndCpuBurn(OnTasks::Fis { run_id: "r-aws".into() }));
+        let UndoRecord::RestoreSecret(SecretDrift::Aws(drift)) = undo[4] else { panic!("{:?}", undo[4]) };
+        assert_eq!(drift.awsprevious_version, Some(None), "recorded: no version had AWSPREVIOUS");
+        // The oldest drift records name neither AWSPREVIOUS nor the database: AWSPREVIOUS is
+        // left where it is, and no database password is touched.
+        let UndoRecord::RestoreSecret(SecretDrift::Aws(early)) = undo[6] else { panic!("{:?}", undo[6]) };
+        assert_eq!((early.awsprevious_version.clone(), early.db_cluster.clone()), (None, None));
+        assert_eq!((early.previous_version.as_str(), early.new_version.as_str()), ("v-1", "v-2"));
+    }
+
+    #[test]
+    fn a_record_this_version_cannot_read_makes_the_journal_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r1.jsonl");
+        let run = r#"{"type":"run","run_id":"r1","pid":1,"scenario":"s.yaml","locator":{}}"#;
+        for (undo, kind, why) in [
+            (r#"{"op":"end-cpu-burn","on":"mainframe"}"#, "cpu-stress", "unknown variant `mainframe`"),
+            (r#"{"op":"restore-secret","on":"lab"}"#, "secret-drift", "missing field `restore_version`"),
+            (r#"{"restore_version":-1}"#, "secret-drift", "restore_version -1"),
+            (r#"{}"#, "meteor-strike", "type `meteor-strike`, which this version does not know"),
+        ] {
+            let line = format!(
+                r#"{{"type":"injecting","fault":"f","injected":{{"fault":"f","kind":"{kind}","targets":[],"undo":{undo}}}}}"#
+            );
+            std::fs::write(&path, format!("{run}\n{line}\n")).unwrap();
+            let err = read(&path).map(|_| ()).expect_err(undo).to_string();
+            assert!(err.contains(":2: cannot parse journal entry: ") && err.contains(why), "{err}");
+        }
     }
 }

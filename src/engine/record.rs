@@ -678,12 +678,7 @@ mod tests {
     }
 
     fn injected() -> Vec<Event> {
-        let injected = crate::backend::Injected {
-            fault: "latency".into(),
-            kind: "latency".into(),
-            targets: vec!["t-1".into()],
-            undo: serde_json::Value::Null,
-        };
+        let injected = crate::backend::Injected::on_lab("latency", "latency", &["t-1"]);
         vec![
             Event::FaultInjecting {
                 t: 10.0,
@@ -707,12 +702,7 @@ mod tests {
 
     /// The events of `fault` (of type `kind`) injected at `t`.
     fn injected_at(fault: &str, kind: &str, t: f64) -> Vec<Event> {
-        let injected = crate::backend::Injected {
-            fault: fault.into(),
-            kind: kind.into(),
-            targets: vec![],
-            undo: serde_json::Value::Null,
-        };
+        let injected = crate::backend::Injected::on_lab(fault, kind, &[]);
         vec![
             Event::FaultInjecting { t, fault: fault.into(), resolved: crate::backend::Resolved::default(), injected },
             Event::FaultInjected { t, fault: fault.into(), kind: kind.into(), summary: String::new() },
@@ -764,12 +754,7 @@ mod tests {
         events.extend(injected());
         events.push(mark(12.34, MarkKind::Detected, "alice", "p95 is up"));
         // A manual fault injected on command at 30 s: later marks are its own.
-        let manual = crate::backend::Injected {
-            fault: "kill-one".into(),
-            kind: "task-kill".into(),
-            targets: vec!["t-2".into()],
-            undo: serde_json::Value::Null,
-        };
+        let manual = crate::backend::Injected::on_lab("kill-one", "task-kill", &["t-2"]);
         events.push(Event::FaultInjecting {
             t: 30.0,
             fault: "kill-one".into(),

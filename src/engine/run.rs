@@ -21,6 +21,7 @@ pub use super::interrupt::Interrupter;
 use super::journal::Journal;
 use super::record::{Finish, RecordBuilder};
 use crate::backend::{Backend, BackendError, Injected, Resolved, Reverted, Sample};
+use crate::faults::Step;
 use crate::load::{LoadReport, Window};
 use crate::observe::{self, Second};
 use crate::report::{LoadTotals, RunRecord};
@@ -580,16 +581,16 @@ impl Ctx<'_> {
 fn spawn_prepare(
     tasks: &mut JoinSet<TaskDone>,
     backend: &Arc<Backend>,
-    f: Fault,
+    step: Step,
     mut rng: Rng,
     run_id: &str,
     fault: usize,
 ) {
     let (b, run_id) = (backend.clone(), run_id.to_string());
     tasks.spawn(async move {
-        let (resolved, injected) = match b.resolve(&f, &mut rng).await {
+        let (resolved, injected) = match b.resolve(&step, &mut rng).await {
             Ok(mut r) => {
-                let inj = b.prepare(&f, &r, &run_id).await;
+                let inj = b.prepare(&step, &r, &run_id).await;
                 if let Ok(inj) = &inj
                     && let Some(summary) = b.describe_prepared(&r, inj)
                 {
@@ -657,9 +658,11 @@ mod tests {
         em.emit(started).unwrap();
         let injected = Injected {
             fault: "drift".into(),
-            kind: "secret-drift".into(),
+            kind: "redeploy".into(),
             targets: vec!["db".into()],
-            undo: serde_json::json!({"previous": "hunter2-in-events"}),
+            undo: crate::backend::UndoRecord::Nothing(crate::backend::undo::Settles::Ecs {
+                previous_deployment: Some("hunter2-in-events".into()),
+            }),
         };
         em.emit(Event::FaultInjecting { t: 1.0, fault: "drift".into(), resolved: Resolved::default(), injected })
             .unwrap();

@@ -96,6 +96,23 @@ pub enum Action {
     ReplaceTasks,
 }
 
+/// One fault as a backend carries it out: the operation, what it selects and how long it
+/// lasts, from the scenario's entry with its defaults applied. Backends receive this, never the
+/// scenario's fault, and act on the operation, never on the fault's type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The fault's name in the scenario (journal records, FIS tags, ECS stop reasons).
+    pub fault: String,
+    /// Its type (`latency`), for messages and the journal.
+    pub kind: &'static str,
+    pub action: Action,
+    /// Which of the running tasks it acts on, for an action on tasks.
+    pub select: Option<Selection>,
+    /// How long it lasts before the engine reverts it; `None`: until the revert (a persistent
+    /// fault) or not at all (an instantaneous one).
+    pub duration: Option<Duration>,
+}
+
 /// How an injected fault is undone, from its journal record alone (the record names its type,
 /// [`lookup`] gives this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,6 +387,23 @@ pub fn reference_markdown() -> String {
 }
 
 #[cfg(test)]
+/// Every parameter of `d` with a valid value.
+pub fn sample_params(d: &FaultDef) -> Params {
+    let mut p = Params::default();
+    for param in d.params {
+        let v = match param.kind {
+            ParamKind::Selection => Value::Selection(Selection::Count(1)),
+            ParamKind::Duration => Value::Duration(Duration::from_secs(1)),
+            ParamKind::Percent => Value::Percent(50),
+            ParamKind::Signal => Value::Signal(KillSignal::Sigterm),
+            ParamKind::Text => Value::Text("x".into()),
+        };
+        p.0.push((param.name, v));
+    }
+    p
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -380,22 +414,6 @@ mod tests {
         n.sort();
         n.dedup();
         assert_eq!(n.len(), REGISTRY.len());
-    }
-
-    /// Every parameter of `d` with a valid value.
-    fn sample_params(d: &FaultDef) -> Params {
-        let mut p = Params::default();
-        for param in d.params {
-            let v = match param.kind {
-                ParamKind::Selection => Value::Selection(Selection::Count(1)),
-                ParamKind::Duration => Value::Duration(Duration::from_secs(1)),
-                ParamKind::Percent => Value::Percent(50),
-                ParamKind::Signal => Value::Signal(KillSignal::Sigterm),
-                ParamKind::Text => Value::Text("x".into()),
-            };
-            p.0.push((param.name, v));
-        }
-        p
     }
 
     #[test]

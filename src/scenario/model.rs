@@ -232,6 +232,17 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// What a backend carries out for this fault.
+    pub fn step(&self) -> crate::faults::Step {
+        crate::faults::Step {
+            fault: self.name.clone(),
+            kind: self.kind.type_name(),
+            action: self.kind.action(),
+            select: self.kind.selection(),
+            duration: self.duration,
+        }
+    }
+
     /// When the fault's effect ends on the timeline: `at + for` for faults that last, the end of
     /// the writer outage for a lab `db-failover`, the injection time for instantaneous faults.
     pub fn ends_at(&self) -> Duration {

@@ -52,9 +52,9 @@ fn scenario(target: AwsTarget, faults: Vec<Fault>, stop: Vec<StopCondition>) -> 
 
 /// resolve → prepare → inject, as the engine does it.
 async fn run_fault(b: &AwsBackend, f: &Fault, seed: u64) -> Injected {
-    let resolved = b.resolve(f, &mut Rng::new(seed)).await.expect("resolve");
-    let injected = b.prepare(f, &resolved, RUN).await.expect("prepare");
-    b.inject(f, &injected, RUN).await.expect("inject");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(seed)).await.expect("resolve");
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
+    b.inject(&f.step(), &injected, RUN).await.expect("inject");
     injected
 }
 
@@ -73,7 +73,7 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
     let mut events = first.events;
 
     let f = fault("kill-half", kill(Selection::Percent(0.5)), None);
-    let resolved = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(42)).await.expect("resolve");
     assert_eq!(resolved.targets.len(), 2);
     assert!(
         resolved.summary.starts_with("stop 2 of 4 running tasks of service api (cluster prod): "),
@@ -81,17 +81,17 @@ async fn task_kill_stops_chosen_service_tasks_with_the_run_in_the_reason() {
         resolved.summary
     );
     // The same seed picks the same tasks; the plan names them.
-    let again = b.resolve(&f, &mut Rng::new(42)).await.expect("resolve");
+    let again = b.resolve(&f.step(), &mut Rng::new(42)).await.expect("resolve");
     assert_eq!(again.targets, resolved.targets);
     for t in &resolved.targets {
         assert!(before.contains(t));
         assert!(resolved.summary.contains(t.rsplit('/').next().unwrap()));
     }
 
-    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
     // prepare mutates nothing.
     assert_eq!(world.running_service_tasks().await.len(), moto::TASKS);
-    b.inject(&f, &injected, RUN).await.expect("inject");
+    b.inject(&f.step(), &injected, RUN).await.expect("inject");
 
     let tasks = world.all_tasks().await;
     for arn in &resolved.targets {
@@ -168,13 +168,13 @@ async fn selections_above_max_select_are_refused_unless_full_outage_is_allowed()
     let world = World::start().await;
     let b = backend(&world, world.target()).await;
     let f = fault("kill-all", kill(Selection::Percent(1.0)), None);
-    let err = b.resolve(&f, &mut Rng::new(1)).await.expect_err("blast radius");
+    let err = b.resolve(&f.step(), &mut Rng::new(1)).await.expect_err("blast radius");
     assert!(matches!(err, BackendError::Precondition(_)), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("select: 100% picks 4 of 4 running tasks"), "{msg}");
     assert!(msg.contains("max_select 50%") && msg.contains("allow_full_outage"), "{msg}");
     let f3 = fault("kill-three", kill(Selection::Count(3)), None);
-    assert!(matches!(b.resolve(&f3, &mut Rng::new(1)).await, Err(BackendError::Precondition(_))));
+    assert!(matches!(b.resolve(&f3.step(), &mut Rng::new(1)).await, Err(BackendError::Precondition(_))));
     // preflight applies the same cap before anything runs.
     let sc = scenario(world.target(), vec![f.clone()], vec![]);
     assert!(matches!(b.preflight(&sc).await, Err(BackendError::Precondition(_))));
@@ -182,7 +182,7 @@ async fn selections_above_max_select_are_refused_unless_full_outage_is_allowed()
     let mut allowed = world.target();
     allowed.allow_full_outage = true;
     let b = backend(&world, allowed).await;
-    let r = b.resolve(&f, &mut Rng::new(1)).await.expect("allowed");
+    let r = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("allowed");
     assert_eq!(r.targets.len(), moto::TASKS);
 }
 
@@ -213,11 +213,11 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
         ),
     ];
     for (f, action_id) in cases {
-        let resolved = b.resolve(&f, &mut Rng::new(3)).await.expect("resolve");
+        let resolved = b.resolve(&f.step(), &mut Rng::new(3)).await.expect("resolve");
         assert!(resolved.summary.contains(action_id), "{}", resolved.summary);
-        let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+        let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
         assert!(templates(&world).await.is_empty(), "prepare created something");
-        b.inject(&f, &injected, RUN).await.expect("inject");
+        b.inject(&f.step(), &injected, RUN).await.expect("inject");
 
         let tmpls = templates(&world).await;
         assert_eq!(tmpls.len(), 1);
@@ -260,7 +260,7 @@ async fn cpu_stress_and_latency_run_through_fis_templates_that_are_removed_on_re
         // Idempotent.
         b.revert(&injected).await.expect("second revert");
         // A record whose injection never ran reverts to nothing.
-        let never = b.prepare(&f, &resolved, "run-that-never-injected").await.unwrap();
+        let never = b.prepare(&f.step(), &resolved, "run-that-never-injected").await.unwrap();
         b.revert(&never).await.expect("revert of a never-injected fault");
     }
 }
@@ -277,10 +277,10 @@ async fn fis_faults_on_more_than_five_tasks_split_them_over_targets_of_five() {
         FaultKind::CpuStress { select: Selection::Count(7), percent: 50 },
         Some(Duration::from_secs(60)),
     );
-    let resolved = b.resolve(&f, &mut Rng::new(5)).await.expect("resolve");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(5)).await.expect("resolve");
     assert_eq!(resolved.targets.len(), 7);
-    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
-    b.inject(&f, &injected, RUN).await.expect("inject");
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
+    b.inject(&f.step(), &injected, RUN).await.expect("inject");
 
     let tmpls = templates(&world).await;
     assert_eq!(tmpls.len(), 1, "one template for the fault");
@@ -319,7 +319,7 @@ async fn fis_faults_on_more_than_five_tasks_split_them_over_targets_of_five() {
         FaultKind::Latency { select: Selection::Count(6), delay: Duration::from_millis(100), jitter: Duration::ZERO },
         Some(Duration::from_secs(60)),
     );
-    let err = b.resolve(&wide_latency, &mut Rng::new(5)).await.expect_err("six tasks of latency");
+    let err = b.resolve(&wide_latency.step(), &mut Rng::new(5)).await.expect_err("six tasks of latency");
     assert!(matches!(err, BackendError::Precondition(_)), "{err}");
     assert!(err.to_string().contains("at most 5") && err.to_string().contains("network actions"), "{err}");
 }
@@ -358,13 +358,13 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
         FaultKind::DbFailover { outage: None, target_instance: Some(moto::DB_READER.to_uppercase()) },
         None,
     );
-    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("resolve");
     assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer prod-db-instance-1 -> prod-db-instance-2");
-    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_WRITER), "prepare mutated");
     let first = b.sample().await.unwrap();
     assert_eq!(first.db_writer.as_deref(), Some(moto::DB_WRITER));
-    b.inject(&f, &injected, RUN).await.expect("inject");
+    b.inject(&f.step(), &injected, RUN).await.expect("inject");
     assert_eq!(world.db_writer().await.as_deref(), Some(moto::DB_READER));
     let mut events = first.events;
     let moved = wait_async(Duration::from_secs(5), || {
@@ -387,7 +387,7 @@ async fn db_failover_moves_the_writer_to_the_named_replica() {
 
     // A target instance outside the cluster is refused before anything happens.
     let bad = fault("bad", FaultKind::DbFailover { outage: None, target_instance: Some("other-db".into()) }, None);
-    let err = b.resolve(&bad, &mut Rng::new(1)).await.expect_err("not a member");
+    let err = b.resolve(&bad.step(), &mut Rng::new(1)).await.expect_err("not a member");
     assert!(matches!(err, BackendError::Precondition(_)), "{err}");
 }
 
@@ -405,13 +405,13 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     assert_eq!(labels0.values().filter(|l| l.contains(&"AWSPREVIOUS".to_string())).count(), 1, "{labels0:?}");
 
     let f = fault("drift", FaultKind::SecretDrift, None);
-    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("resolve");
     assert!(resolved.summary.contains(moto::SECRET) && resolved.summary.contains(&version0), "{}", resolved.summary);
-    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
     assert_eq!(world.secret_current().await.1, version0, "prepare mutated");
     let journal = serde_json::to_string(&injected).unwrap();
     assert!(!journal.contains("rotated-password"), "the journal holds a secret value");
-    b.inject(&f, &injected, RUN).await.expect("inject");
+    b.inject(&f.step(), &injected, RUN).await.expect("inject");
 
     let (value1, version1) = world.secret_current().await;
     assert_ne!(version1, version0);
@@ -435,7 +435,7 @@ async fn secret_drift_changes_the_value_and_revert_restores_the_previous_version
     assert_eq!(labels, labels0);
 
     // Prepared but never injected (a crash between the journal and the call): nothing to undo.
-    let never = b.prepare(&f, &resolved, RUN).await.unwrap();
+    let never = b.prepare(&f.step(), &resolved, RUN).await.unwrap();
     b.revert(&never).await.expect("revert of a never-injected drift");
     assert_eq!(world.secret_current().await.1, version0);
 
@@ -517,23 +517,29 @@ async fn secret_drift_rotates_the_database_with_the_secret_and_its_revert_replac
 
     // No task starts during the drift: the revert puts the password back in both places and
     // replaces nothing.
-    let resolved = b.resolve(&drift, &mut Rng::new(1)).await.expect("resolve");
-    let injected = b.prepare(&drift, &resolved, RUN).await.expect("prepare");
+    let resolved = b.resolve(&drift.step(), &mut Rng::new(1)).await.expect("resolve");
+    let injected = b.prepare(&drift.step(), &resolved, RUN).await.expect("prepare");
     let journal = serde_json::to_string(&injected).unwrap();
     assert!(!journal.contains(moto::DB_PASSWORD), "the journal holds a password: {journal}");
-    assert_eq!(injected.undo["db_cluster"], moto::DB_CLUSTER);
-    assert_eq!(injected.undo["previous_version"], version0.as_str());
-    assert!(injected.undo["injected_at"].as_u64().is_some_and(|t| t > 1_700_000_000), "{journal}");
-    assert_eq!(injected.undo["tasks_before"].as_array().map(Vec::len), Some(moto::TASKS), "{journal}");
+    let undo = serde_json::to_value(&injected.undo).unwrap();
+    assert_eq!(
+        (&undo["op"], &undo["on"]),
+        (&serde_json::json!("restore-secret"), &serde_json::json!("aws")),
+        "{journal}"
+    );
+    assert_eq!(undo["db_cluster"], moto::DB_CLUSTER);
+    assert_eq!(undo["previous_version"], version0.as_str());
+    assert!(undo["injected_at"].as_u64().is_some_and(|t| t > 1_700_000_000), "{journal}");
+    assert_eq!(undo["tasks_before"].as_array().map(Vec::len), Some(moto::TASKS), "{journal}");
     // The summary names the version siege writes and the one it replaces.
-    let new_version = injected.undo["new_version"].as_str().unwrap().to_string();
+    let new_version = undo["new_version"].as_str().unwrap().to_string();
     let summary = b.describe_prepared(&resolved, &injected).expect("a summary");
     assert!(
         summary.contains(&format!("new version {new_version} becomes AWSCURRENT, replacing version {version0}"))
             && summary.contains("Aurora cluster prod-db"),
         "{summary}"
     );
-    b.inject(&drift, &injected, RUN).await.expect("inject");
+    b.inject(&drift.step(), &injected, RUN).await.expect("inject");
     let (value1, version1) = world.secret_current().await;
     assert_eq!(version1, new_version);
     let drifted: serde_json::Value = serde_json::from_str(&value1).unwrap();
@@ -549,9 +555,9 @@ async fn secret_drift_rotates_the_database_with_the_secret_and_its_revert_replac
     // A task starts during the drift (a replacement, a scale-out): it reads the drifted
     // password, so the revert replaces it with a forced deployment, and stops nothing itself.
     let version0 = resync_secret(&world, &version0, &version1).await;
-    let resolved = b.resolve(&drift, &mut Rng::new(1)).await.expect("resolve");
-    let injected = b.prepare(&drift, &resolved, RUN).await.expect("prepare");
-    b.inject(&drift, &injected, RUN).await.expect("inject");
+    let resolved = b.resolve(&drift.step(), &mut Rng::new(1)).await.expect("resolve");
+    let injected = b.prepare(&drift.step(), &resolved, RUN).await.expect("prepare");
+    b.inject(&drift.step(), &injected, RUN).await.expect("inject");
     world.add_service_tasks(1).await;
     let running = world.running_service_tasks().await;
     assert_eq!(running.len(), moto::TASKS + 1);
@@ -628,19 +634,21 @@ async fn a_secret_with_awscurrent_on_two_versions_is_refused_by_run_and_recover(
     };
     // The run: plan and prepare refuse.
     let f = fault("drift", FaultKind::SecretDrift, None);
-    refused(b.resolve(&f, &mut Rng::new(1)).await.expect_err("resolve"));
+    refused(b.resolve(&f.step(), &mut Rng::new(1)).await.expect_err("resolve"));
     let resolved = siege::backend::Resolved { targets: vec![moto::SECRET.into()], summary: String::new() };
-    refused(b.prepare(&f, &resolved, RUN).await.expect_err("prepare"));
+    refused(b.prepare(&f.step(), &resolved, RUN).await.expect_err("prepare"));
     // The recovery of a journaled drift (its new version is one of the two): refuses, and
     // moves no label.
-    let journaled = Injected {
-        fault: "drift".into(),
-        kind: "secret-drift".into(),
-        targets: vec![moto::SECRET.into()],
-        undo: serde_json::json!({
+    let journaled: Injected = serde_json::from_value(serde_json::json!({
+        "fault": "drift",
+        "kind": "secret-drift",
+        "targets": [moto::SECRET],
+        "undo": {
+            "op": "restore-secret", "on": "aws",
             "secret": moto::SECRET, "previous_version": version0, "awsprevious_version": version1, "new_version": version2,
-        }),
-    };
+        },
+    }))
+    .expect("a journal record");
     refused(b.revert(&journaled).await.expect_err("revert"));
     assert_eq!(world.secret_labels().await, labels, "a label was moved");
 }
@@ -655,7 +663,7 @@ async fn redeploy_forces_a_new_deployment_and_waits_for_it() {
     };
     let before = deployment().await;
     let f = fault("redeploy", FaultKind::Redeploy, None);
-    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("resolve");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("resolve");
     assert!(
         resolved.summary.starts_with("force a new deployment of service api (cluster prod)"),
         "{}",
@@ -685,7 +693,7 @@ async fn redeploy_forces_a_new_deployment_and_waits_for_it() {
     let mut bg = world.target();
     bg.service = "api-bg".into();
     let b = backend(&world, bg).await;
-    let err = b.resolve(&f, &mut Rng::new(1)).await.expect_err("CodeDeploy service");
+    let err = b.resolve(&f.step(), &mut Rng::new(1)).await.expect_err("CodeDeploy service");
     assert!(matches!(err, BackendError::Precondition(_)), "{err}");
     assert!(err.to_string().contains("CODE_DEPLOY"), "{err}");
 }
@@ -720,9 +728,9 @@ async fn wrong_account_is_a_precondition_and_nothing_is_touched() {
     let secret_before = world.secret_current().await;
     for f in [&kill_one, &drift, &failover] {
         // Reading is allowed (that is what `siege plan` does); changing is not.
-        let resolved = b.resolve(f, &mut Rng::new(1)).await.expect("resolve");
-        let injected = b.prepare(f, &resolved, RUN).await.expect("prepare");
-        let err = b.inject(f, &injected, RUN).await.expect_err("inject in the wrong account");
+        let resolved = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("resolve");
+        let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
+        let err = b.inject(&f.step(), &injected, RUN).await.expect_err("inject in the wrong account");
         assert!(matches!(err, BackendError::Precondition(_)), "{err}");
         // Reverts that would change something are refused too; kill and failover have none.
         let reverted = b.revert(&injected).await;
@@ -901,9 +909,9 @@ async fn access_denied_names_the_missing_action() {
     target.url = Some("http://127.0.0.1:1".into());
     let b = AwsBackend::with_config(&target, RUN, &config).await.expect("connect");
     let f = fault("kill", kill(Selection::Count(1)), None);
-    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("reading is allowed");
-    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
-    let err = b.inject(&f, &injected, RUN).await.expect_err("StopTask is not allowed");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("reading is allowed");
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
+    let err = b.inject(&f.step(), &injected, RUN).await.expect_err("StopTask is not allowed");
     let msg = err.to_string();
     assert!(msg.contains("access denied") && msg.contains("`ecs:StopTask`"), "{msg}");
 }
@@ -932,7 +940,7 @@ async fn rds_and_elb_calls_are_signed_and_authorised_as_aws_checks_them() {
         .await
         .expect("connect: DescribeLoadBalancers");
     let f = fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None);
-    let resolved = b.resolve(&f, &mut Rng::new(1)).await.expect("DescribeDBClusters is signed and allowed");
+    let resolved = b.resolve(&f.step(), &mut Rng::new(1)).await.expect("DescribeDBClusters is signed and allowed");
     assert!(
         resolved.summary.starts_with("fail over Aurora cluster prod-db: writer prod-db-instance-1 -> "),
         "{}",
@@ -950,8 +958,8 @@ async fn rds_and_elb_calls_are_signed_and_authorised_as_aws_checks_them() {
     assert_eq!((sampled.healthy_targets, sampled.db_writer.as_deref()), (Some(4), Some(moto::DB_WRITER)));
 
     // FailoverDBCluster was not granted: refused by IAM, and the action named.
-    let injected = b.prepare(&f, &resolved, RUN).await.expect("prepare");
-    let err = b.inject(&f, &injected, RUN).await.expect_err("FailoverDBCluster is not allowed").to_string();
+    let injected = b.prepare(&f.step(), &resolved, RUN).await.expect("prepare");
+    let err = b.inject(&f.step(), &injected, RUN).await.expect_err("FailoverDBCluster is not allowed").to_string();
     assert!(err.contains("access denied") && err.contains("`rds:FailoverDBCluster`"), "{err}");
 
     // A wrong secret key: the signature does not match, and that is what the message says.
@@ -1199,7 +1207,7 @@ async fn rds_calls_ride_out_a_burst_of_throttling_and_give_up_on_a_refusal() {
     let failover = fault("failover", FaultKind::DbFailover { outage: None, target_instance: None }, None);
     let (url, count) = scripted_server(vec![(400, THROTTLED), (400, THROTTLED), (400, THROTTLED), (200, CLUSTER)]);
     let b = scripted_backend_with(&url, Some("prod-db")).await;
-    let resolved = b.resolve(&failover, &mut Rng::new(1)).await.expect("the fourth attempt answers");
+    let resolved = b.resolve(&failover.step(), &mut Rng::new(1)).await.expect("the fourth attempt answers");
     assert_eq!(resolved.summary, "fail over Aurora cluster prod-db: writer db-1 -> a replica RDS picks (db-2)");
     assert_eq!(resolved.targets, ["arn:aws:rds:eu-west-1:123456789012:cluster:prod-db"]);
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
@@ -1207,7 +1215,7 @@ async fn rds_calls_ride_out_a_burst_of_throttling_and_give_up_on_a_refusal() {
     // A refusal is not retried, and keeps its meaning.
     let (url, count) = scripted_server(vec![(404, NOT_FOUND)]);
     let b = scripted_backend_with(&url, Some("prod-db")).await;
-    let err = b.resolve(&failover, &mut Rng::new(1)).await.expect_err("no such cluster");
+    let err = b.resolve(&failover.step(), &mut Rng::new(1)).await.expect_err("no such cluster");
     assert!(matches!(err, BackendError::NotFound(_)), "{err}");
     assert_eq!(err.to_string(), "target not found: rds DescribeDBClusters: DBCluster prod-db not found.");
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);

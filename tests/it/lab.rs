@@ -777,11 +777,11 @@ fn run_owned_lab_through_the_backend() {
                 jitter: Duration::ZERO,
             },
         };
-        let r = b.resolve(&latency, &mut Rng::new(7)).await.unwrap();
-        assert_eq!(r, b.resolve(&latency, &mut Rng::new(7)).await.unwrap());
+        let r = b.resolve(&latency.step(), &mut Rng::new(7)).await.unwrap();
+        assert_eq!(r, b.resolve(&latency.step(), &mut Rng::new(7)).await.unwrap());
         assert_eq!(r.targets.len(), 2);
-        let inj = b.prepare(&latency, &r, "run-test").await.unwrap();
-        b.inject(&latency, &inj, "run-test").await.unwrap();
+        let inj = b.prepare(&latency.step(), &r, "run-test").await.unwrap();
+        b.inject(&latency.step(), &inj, "run-test").await.unwrap();
         let url = format!("{}/", b.entry_url());
         let t = Instant::now();
         assert_eq!(status_of(&url), 200);
@@ -805,10 +805,10 @@ fn run_owned_lab_through_the_backend() {
             duration: None,
             kind: FaultKind::DbFailover { outage: Some(Duration::from_secs(60)), target_instance: None },
         };
-        let r = b.resolve(&failover, &mut Rng::new(1)).await.unwrap();
+        let r = b.resolve(&failover.step(), &mut Rng::new(1)).await.unwrap();
         assert_eq!(r.targets, vec!["db-1".to_string()]);
-        let inj = b.prepare(&failover, &r, "run-test").await.unwrap();
-        b.inject(&failover, &inj, "run-test").await.unwrap();
+        let inj = b.prepare(&failover.step(), &r, "run-test").await.unwrap();
+        b.inject(&failover.step(), &inj, "run-test").await.unwrap();
         assert_eq!(b.sample().await.unwrap().db_writer, None);
         b.revert(&inj).await.unwrap();
         assert_eq!(b.sample().await.unwrap().db_writer.as_deref(), Some("db-2"));
@@ -816,10 +816,11 @@ fn run_owned_lab_through_the_backend() {
 
         // Secret drift: /db breaks; the revert from the journaled record alone heals the lab.
         let drift = Fault { name: "drift".into(), at: Duration::ZERO, duration: None, kind: FaultKind::SecretDrift };
-        let r = b.resolve(&drift, &mut Rng::new(1)).await.unwrap();
-        let inj = b.prepare(&drift, &r, "run-test").await.unwrap();
-        assert_eq!(inj.undo["restore_version"], 1);
-        b.inject(&drift, &inj, "run-test").await.unwrap();
+        let r = b.resolve(&drift.step(), &mut Rng::new(1)).await.unwrap();
+        let inj = b.prepare(&drift.step(), &r, "run-test").await.unwrap();
+        let undo = serde_json::to_value(&inj.undo).unwrap();
+        assert_eq!(undo, json!({ "op": "restore-secret", "on": "lab", "restore_version": 1 }));
+        b.inject(&drift.step(), &inj, "run-test").await.unwrap();
         let db = format!("{}/db", b.entry_url());
         assert_eq!(status_of(&db), 500);
         let journaled: siege::backend::Injected = serde_json::from_str(&serde_json::to_string(&inj).unwrap()).unwrap();

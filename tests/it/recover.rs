@@ -350,3 +350,46 @@ fn recover_of_a_failover_that_is_over_says_there_was_nothing_to_revert_and_never
     assert!(!out.contains("reverted db"), "{out}");
     assert!(!path.exists(), "nothing is left to revert: the journal is gone");
 }
+
+/// The journal fixtures of a lab run, as this version writes them and as older versions did
+/// (tests/fixtures/journals), filled in for `lab`: a kill of `other`, a latency on `task`, a
+/// secret drift from v1.
+fn lab_fixture(name: &str, lab: &TestLab, task: &str, other: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.replace("{{CONTROL_URL}}", &lab.control)
+        .replace("{{OTHER_TASK}}", other)
+        .replace("{{TASK}}", task)
+        .replace(r#""pid":0"#, &format!(r#""pid":{}"#, dead_pid()))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn recover_reverts_journals_of_this_version_and_of_older_ones() {
+    for fixture in ["lab-typed.jsonl", "lab-untyped.jsonl"] {
+        let lab = TestLab::up(&[]);
+        drift_secret(&lab);
+        let tasks: Vec<String> = lab.state()["service"]["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .filter(|t| t["status"] == "running")
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        assert!(tasks.len() >= 2, "{tasks:?}");
+        lab.post("/v1/tasks/latency", json!({ "tasks": [&tasks[0]], "delay_ms": 300 }));
+        assert!(lab.state()["faults"].to_string().contains("latency 300ms"));
+        let path = write_journal(&lab, "r-fixture", &lab_fixture(fixture, &lab, &tasks[0], &tasks[1]));
+        let (code, out) = recover(&lab, &[]);
+        assert_eq!(code, Some(0), "{fixture}: {out}");
+        for line in ["run r-fixture: reverted slow (latency)", "run r-fixture: reverted drift (secret-drift)"] {
+            assert!(out.contains(line), "{fixture}: `{line}` missing: {out}");
+        }
+        assert!(!out.contains("reverted kill"), "a kill has nothing to revert: {out}");
+        assert!(!path.exists(), "{fixture}: the journal is gone");
+        assert_eq!(secret_version(&lab), 1, "{fixture}");
+        assert!(!lab.state()["faults"].to_string().contains("latency"), "{fixture}: {}", lab.state()["faults"]);
+    }
+}

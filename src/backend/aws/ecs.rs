@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, DesiredStatus, Task};
 
+use super::AwsBackend;
 use super::error::aws_error;
-use super::{AwsBackend, undo_str};
+use crate::backend::undo::{Settles, UndoRecord};
 use crate::backend::{BackendError, Injected, Resolved};
-use crate::scenario::{Fault, Selection};
+use crate::faults::{Selection, Step};
 use crate::util::Rng;
 
 /// ECS caps `reason` on `StopTask` at 255 characters.
@@ -200,17 +201,12 @@ impl AwsBackend {
 
     /// task-kill: `StopTask` on each chosen task that still runs in the service, with a reason
     /// naming the run.
-    pub(super) async fn stop_tasks(
-        &self,
-        fault: &Fault,
-        injected: &Injected,
-        run_id: &str,
-    ) -> Result<(), BackendError> {
+    pub(super) async fn stop_tasks(&self, step: &Step, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         let group = self.service_group();
         // Re-described now: a task may have stopped since it was chosen, and a journal edited by
         // hand must not make siege stop a task outside the named service.
         let current = self.describe_tasks(&injected.targets).await?;
-        let mut reason = format!("siege run {run_id}: fault {} (task-kill)", fault.name);
+        let mut reason = format!("siege run {run_id}: fault {} ({})", step.fault, step.kind);
         truncate_utf8(&mut reason, MAX_REASON);
         for arn in &injected.targets {
             let Some(task) = current.iter().find(|t| t.task_arn() == Some(arn.as_str())) else {
@@ -253,18 +249,17 @@ impl AwsBackend {
         })
     }
 
-    pub(super) async fn prepare_redeploy(&self) -> Result<serde_json::Value, BackendError> {
+    pub(super) async fn prepare_redeploy(&self) -> Result<UndoRecord, BackendError> {
         let service = self.describe_service().await?;
         let primary = primary_deployment(&service).and_then(|d| d.id()).unwrap_or_default().to_string();
-        Ok(serde_json::json!({ "cluster": self.target.cluster, "previous_deployment": primary }))
+        Ok(UndoRecord::Nothing(Settles::Ecs { previous_deployment: Some(primary) }))
     }
 
     /// redeploy: `UpdateService --force-new-deployment`, then waits until the deployment it
     /// started is the only one and has completed. A deployment that fails (the circuit breaker)
     /// or is replaced (a rollback, someone else's deployment) is an error at once.
-    pub(super) async fn redeploy(&self, injected: &Injected) -> Result<(), BackendError> {
-        let previous = undo_str(injected, "previous_deployment")?.to_string();
-        let started = self.force_new_deployment(&previous).await?;
+    pub(super) async fn redeploy(&self, previous: &str) -> Result<(), BackendError> {
+        let started = self.force_new_deployment(previous).await?;
         let deadline = Instant::now() + DEPLOYMENT_DEADLINE;
         loop {
             let service = self.describe_service().await?;

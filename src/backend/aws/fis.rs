@@ -13,12 +13,11 @@ use aws_sdk_fis::types::{
     CreateExperimentTemplateTargetInput, ExperimentStatus,
 };
 
+use super::AwsBackend;
 use super::error::aws_error;
-use super::{AwsBackend, undo_str};
+use crate::backend::undo::{OnTasks, UndoRecord};
 use crate::backend::{BackendError, Injected};
-use crate::faults::Action;
-use crate::scenario::Fault;
-use crate::scenario::units::format_duration;
+use crate::faults::{Action, Step};
 
 /// Tag keys on every template and experiment siege creates.
 pub(crate) const TAG_RUN: &str = "siege:run-id";
@@ -51,23 +50,79 @@ pub(super) struct Watched {
     status: ExperimentStatus,
 }
 
-fn duration_of(fault: &Fault) -> Duration {
-    fault.duration.unwrap_or(DEFAULT_DURATION)
+/// The FIS action that carries out a step, and what siege needs to know about it. The one place
+/// that says which actions go through FIS ([`action_of`]).
+pub(super) struct FisAction {
+    /// FIS's action id, e.g. `aws:ecs:task-cpu-stress`.
+    pub id: &'static str,
+    /// The action's parameters, the duration included.
+    parameters: Vec<(&'static str, String)>,
+    /// How long the experiment runs.
+    pub duration: Duration,
+    /// What it does, for summaries ("at 80%", "+200ms ±20ms").
+    pub effect: String,
+    /// The most tasks one experiment reaches with this action, and why.
+    max_tasks: usize,
+    why: String,
+    /// The undo record of a fault carried out by this action.
+    pub undo: fn(OnTasks) -> UndoRecord,
 }
 
-/// The fault's duration as written in scenarios, for summaries.
-pub(super) fn iso_duration_human(fault: &Fault) -> String {
-    format_duration(duration_of(fault))
+/// The FIS action for `step`, or `None` when siege does not run it through FIS.
+pub(super) fn action_of(step: &Step) -> Option<FisAction> {
+    // FIS needs a duration; validation normally requires `for` on these faults.
+    let duration = step.duration.unwrap_or(DEFAULT_DURATION);
+    let iso = iso8601(duration);
+    match step.action {
+        Action::BurnCpu { percent } => Some(FisAction {
+            id: "aws:ecs:task-cpu-stress",
+            parameters: vec![("duration", iso), ("percent", percent.to_string())],
+            duration,
+            effect: format!("at {percent}%"),
+            max_tasks: PARALLEL_ACTIONS * ARNS_PER_TARGET,
+            why: format!(
+                "FIS takes {ARNS_PER_TARGET} tasks per target and runs at most {PARALLEL_ACTIONS} actions at once"
+            ),
+            undo: UndoRecord::EndCpuBurn,
+        }),
+        Action::DelayNetwork { delay, jitter } => Some(FisAction {
+            id: "aws:ecs:task-network-latency",
+            parameters: vec![
+                ("duration", iso),
+                ("delayMilliseconds", delay.as_millis().to_string()),
+                ("jitterMilliseconds", jitter.as_millis().to_string()),
+            ],
+            duration,
+            effect: format!("+{}ms ±{}ms", delay.as_millis(), jitter.as_millis()),
+            // FIS does not run `aws:ecs:task-network-*` actions in parallel.
+            max_tasks: ARNS_PER_TARGET,
+            why: format!(
+                "FIS takes {ARNS_PER_TARGET} tasks per target and does not run its network actions in parallel"
+            ),
+            undo: UndoRecord::EndNetworkDelay,
+        }),
+        Action::StopTasks { .. } | Action::FailOverDatabase { .. } | Action::RotateSecret | Action::ReplaceTasks => {
+            None
+        }
+    }
+}
+
+impl FisAction {
+    /// Refuses, before anything runs, a selection FIS cannot take in one experiment.
+    pub(super) fn check_selection(&self, step: &Step, tasks: usize) -> Result<(), BackendError> {
+        if tasks <= self.max_tasks {
+            return Ok(());
+        }
+        Err(BackendError::Precondition(format!(
+            "fault `{}` selects {tasks} tasks, but a {} through FIS reaches at most {} ({}); select fewer",
+            step.fault, step.kind, self.max_tasks, self.why
+        )))
+    }
 }
 
 /// ISO 8601 duration as FIS wants it, e.g. `PT90S` (whole seconds, at least one).
 fn iso8601(d: Duration) -> String {
     format!("PT{}S", d.as_secs().max(1))
-}
-
-/// The undo record of a FIS fault: the tags that find its template again.
-pub(super) fn undo_record(run_id: &str, fault: &str) -> serde_json::Value {
-    serde_json::json!({ "tags": { TAG_RUN: run_id, TAG_FAULT: fault }, "run_id": run_id })
 }
 
 /// A stable idempotency token for one fault of one run (FIS allows at most 64 characters).
@@ -79,30 +134,6 @@ fn client_token(run_id: &str, fault: &str, what: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("siege-{h:016x}-{what}")
-}
-
-/// Refuses, before anything runs, a selection FIS cannot take in one experiment: more than
-/// [`PARALLEL_ACTIONS`] × [`ARNS_PER_TARGET`] tasks for a cpu-stress, more than one target's worth
-/// for a latency (FIS does not run `aws:ecs:task-network-*` actions in parallel).
-pub(super) fn check_selection(fault: &Fault, tasks: usize) -> Result<(), BackendError> {
-    let (max, why) = match fault.kind.action() {
-        Action::DelayNetwork { .. } => (
-            ARNS_PER_TARGET,
-            format!("FIS takes {ARNS_PER_TARGET} tasks per target and does not run its network actions in parallel"),
-        ),
-        _ => (
-            PARALLEL_ACTIONS * ARNS_PER_TARGET,
-            format!("FIS takes {ARNS_PER_TARGET} tasks per target and runs at most {PARALLEL_ACTIONS} actions at once"),
-        ),
-    };
-    if tasks <= max {
-        return Ok(());
-    }
-    Err(BackendError::Precondition(format!(
-        "fault `{}` selects {tasks} tasks, but a {} through FIS reaches at most {max} ({why}); select fewer",
-        fault.name,
-        fault.kind.type_name()
-    )))
 }
 
 /// One target of a template and the action that acts on it.
@@ -172,36 +203,27 @@ impl AwsBackend {
     }
 
     /// Creates the template, starts the experiment and waits until it runs.
-    pub(super) async fn start_fis(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+    pub(super) async fn start_fis(
+        &self,
+        step: &Step,
+        fis: &FisAction,
+        injected: &Injected,
+        run_id: &str,
+    ) -> Result<(), BackendError> {
         let role = self.target.fis_role.as_deref().ok_or_else(|| {
             BackendError::Precondition(format!(
                 "fault `{}` needs `target.aws.fis_role` (the role FIS assumes)",
-                fault.name
+                step.fault
             ))
         })?;
         if injected.targets.is_empty() {
-            return Err(BackendError::Precondition(format!("fault `{}` has no task to act on", fault.name)));
+            return Err(BackendError::Precondition(format!("fault `{}` has no task to act on", step.fault)));
         }
-        let duration = iso8601(duration_of(fault));
-        let (action_id, parameters): (&str, Vec<(&str, String)>) = match fault.kind.action() {
-            Action::BurnCpu { percent } => {
-                ("aws:ecs:task-cpu-stress", vec![("duration", duration), ("percent", percent.to_string())])
-            }
-            Action::DelayNetwork { delay, jitter } => (
-                "aws:ecs:task-network-latency",
-                vec![
-                    ("duration", duration),
-                    ("delayMilliseconds", delay.as_millis().to_string()),
-                    ("jitterMilliseconds", jitter.as_millis().to_string()),
-                ],
-            ),
-            _ => return Err(BackendError::Api(format!("{} is not a FIS fault", fault.kind.type_name()))),
-        };
         let tags: HashMap<String, String> =
-            HashMap::from([(TAG_RUN.to_string(), run_id.to_string()), (TAG_FAULT.to_string(), fault.name.clone())]);
+            HashMap::from([(TAG_RUN.to_string(), run_id.to_string()), (TAG_FAULT.to_string(), step.fault.clone())]);
 
         // A retried inject reuses the template it already created.
-        let existing = self.find_templates(run_id, &fault.name).await?;
+        let existing = self.find_templates(run_id, &step.fault).await?;
         let template_id = match existing.into_iter().next() {
             Some(id) => id,
             None => {
@@ -212,12 +234,12 @@ impl AwsBackend {
                     .clients
                     .fis
                     .create_experiment_template()
-                    .client_token(client_token(run_id, &fault.name, "template"))
-                    .description(format!("siege run {run_id}: fault {}", fault.name))
+                    .client_token(client_token(run_id, &step.fault, "template"))
+                    .description(format!("siege run {run_id}: fault {}", step.fault))
                     .role_arn(role)
                     .stop_conditions(stop)
                     .set_tags(Some(tags.clone()));
-                for part in template_parts(fault.kind.type_name(), &injected.targets) {
+                for part in template_parts(step.kind, &injected.targets) {
                     let target = CreateExperimentTemplateTargetInput::builder()
                         .resource_type("aws:ecs:task")
                         .set_resource_arns(Some(part.arns.to_vec()))
@@ -225,10 +247,10 @@ impl AwsBackend {
                         .build()
                         .map_err(build_err)?;
                     let mut action = CreateExperimentTemplateActionInput::builder()
-                        .action_id(action_id)
-                        .description(format!("siege fault {}", fault.name))
+                        .action_id(fis.id)
+                        .description(format!("siege fault {}", step.fault))
                         .targets(TARGET, &part.target);
-                    for (k, v) in &parameters {
+                    for (k, v) in &fis.parameters {
                         action = action.parameters(*k, v);
                     }
                     let action = action.build().map_err(build_err)?;
@@ -246,7 +268,7 @@ impl AwsBackend {
             .clients
             .fis
             .start_experiment()
-            .client_token(client_token(run_id, &fault.name, "start"))
+            .client_token(client_token(run_id, &step.fault, "start"))
             .experiment_template_id(&template_id)
             .set_tags(Some(tags))
             .send()
@@ -259,7 +281,7 @@ impl AwsBackend {
             .ok_or_else(|| BackendError::Api("fis:StartExperiment returned no experiment id".into()))?;
         let status = self.wait_running(&experiment_id).await?;
         if let Ok(mut watched) = self.experiments.lock() {
-            watched.push(Watched { fault: fault.name.clone(), id: experiment_id, status });
+            watched.push(Watched { fault: step.fault.clone(), id: experiment_id, status });
         }
         Ok(())
     }
@@ -333,9 +355,8 @@ impl AwsBackend {
 
     /// Stops every unfinished experiment of the fault's templates and deletes the templates.
     /// Nothing found means nothing to do.
-    pub(super) async fn revert_fis(&self, injected: &Injected) -> Result<(), BackendError> {
-        let run_id = undo_str(injected, "run_id")?;
-        for template in self.find_templates(run_id, &injected.fault).await? {
+    pub(super) async fn revert_fis(&self, fault: &str, run_id: &str) -> Result<(), BackendError> {
+        for template in self.find_templates(run_id, fault).await? {
             let experiments = self.template_experiments(&template).await?;
             for (id, status) in &experiments {
                 // One already stopping (an earlier revert that gave up waiting) is only waited for.
@@ -435,6 +456,7 @@ impl AwsBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Fault;
 
     #[test]
     fn iso_durations() {
@@ -460,14 +482,18 @@ mod tests {
 
     #[test]
     fn selections_fis_cannot_take_are_refused() {
+        let check = |fault: &Fault, tasks| {
+            let step = fault.step();
+            action_of(&step).expect("a FIS action").check_selection(&step, tasks)
+        };
         let stress = Fault {
             name: "cpu".into(),
             at: Duration::from_secs(10),
             duration: Some(Duration::from_secs(30)),
             kind: crate::scenario::FaultKind::CpuStress { select: crate::scenario::Selection::Count(1), percent: 50 },
         };
-        assert!(check_selection(&stress, 50).is_ok());
-        let err = check_selection(&stress, 51).expect_err("51 tasks").to_string();
+        assert!(check(&stress, 50).is_ok());
+        let err = check(&stress, 51).expect_err("51 tasks").to_string();
         assert!(err.contains("selects 51 tasks") && err.contains("at most 50"), "{err}");
         let latency = Fault {
             kind: crate::scenario::FaultKind::Latency {
@@ -477,9 +503,39 @@ mod tests {
             },
             ..stress
         };
-        assert!(check_selection(&latency, 5).is_ok());
-        let err = check_selection(&latency, 6).expect_err("6 tasks").to_string();
+        assert!(check(&latency, 5).is_ok());
+        let err = check(&latency, 6).expect_err("6 tasks").to_string();
         assert!(err.contains("at most 5") && err.contains("network actions"), "{err}");
+    }
+
+    #[test]
+    fn only_cpu_burns_and_network_delays_go_through_fis_with_their_parameters() {
+        for def in crate::faults::REGISTRY {
+            let fault = crate::scenario::Fault {
+                name: def.name.into(),
+                at: Duration::ZERO,
+                duration: Some(Duration::from_secs(90)),
+                kind: (def.build)(&crate::faults::sample_params(def)),
+            };
+            let step = fault.step();
+            let fis = action_of(&step);
+            match step.action {
+                Action::BurnCpu { percent } => {
+                    let fis = fis.expect("cpu burn");
+                    assert_eq!(fis.id, "aws:ecs:task-cpu-stress");
+                    assert!(fis.parameters.contains(&("percent", percent.to_string())));
+                    assert!(fis.parameters.contains(&("duration", "PT90S".into())));
+                    assert_eq!((fis.undo)(OnTasks::Lab).undo(), def.undo, "{}", def.name);
+                }
+                Action::DelayNetwork { .. } => {
+                    let fis = fis.expect("network delay");
+                    assert_eq!(fis.id, "aws:ecs:task-network-latency");
+                    assert!(fis.parameters.iter().any(|(k, _)| *k == "delayMilliseconds"));
+                    assert_eq!((fis.undo)(OnTasks::Lab).undo(), def.undo, "{}", def.name);
+                }
+                _ => assert!(fis.is_none(), "{} does not go through FIS", def.name),
+            }
+        }
     }
 
     #[test]

@@ -34,9 +34,11 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use super::undo::{Failover, OnTasks, SecretDrift, Settles, UndoRecord};
 use super::{BackendError, Injected, Resolved, Reverted, Sample};
-use crate::faults::{Action, Undo};
+use crate::faults::{Action, Step, Undo};
 use crate::redact::Secrets;
+use crate::scenario::units::format_duration;
 use crate::scenario::{AwsTarget, Fault, Scenario, Selection, StopCondition};
 use crate::util::Rng;
 
@@ -321,22 +323,22 @@ impl AwsBackend {
         }
         // The manual catalog too: a fault injected by command must not fail for a missing role.
         let manual: Vec<Fault> = scenario.manual.iter().map(|m| m.at(Duration::ZERO)).collect();
-        for fault in scenario.faults.iter().chain(&manual) {
-            match fault.kind.action() {
-                Action::BurnCpu { .. } | Action::DelayNetwork { .. } if self.target.fis_role.is_none() => {
+        for step in scenario.faults.iter().chain(&manual).map(Fault::step) {
+            match step.action {
+                _ if fis::action_of(&step).is_some() && self.target.fis_role.is_none() => {
                     return Err(BackendError::Precondition(format!(
                         "fault `{}` runs through FIS, which needs `target.aws.fis_role` (the IAM role FIS assumes)",
-                        fault.name
+                        step.fault
                     )));
                 }
                 Action::FailOverDatabase { .. } => {
-                    self.db_cluster_name(fault)?;
+                    self.db_cluster_name(&step)?;
                 }
-                Action::RotateSecret => self.preflight_secret(fault).await?,
+                Action::RotateSecret => self.preflight_secret(&step).await?,
                 _ => {}
             }
             // Resolving checks the blast radius and that the named resources exist.
-            self.resolve(fault, &mut Rng::new(0)).await?;
+            self.resolve(&step, &mut Rng::new(0)).await?;
         }
         for stop in &scenario.stop {
             if let StopCondition::Alarm { name } = stop {
@@ -346,120 +348,113 @@ impl AwsBackend {
         Ok(())
     }
 
-    /// Which concrete resources `fault` would touch now, with a precise summary. Mutates nothing.
-    pub async fn resolve(&self, fault: &Fault, rng: &mut Rng) -> Result<Resolved, BackendError> {
-        let select = || {
-            fault.kind.selection().ok_or_else(|| BackendError::Api(format!("fault `{}` selects no task", fault.name)))
-        };
-        match fault.kind.action() {
+    /// Which concrete resources `step` would touch now, with a precise summary. Mutates nothing.
+    pub async fn resolve(&self, step: &Step, rng: &mut Rng) -> Result<Resolved, BackendError> {
+        let select = || step.select.ok_or_else(|| BackendError::Api(format!("fault `{}` selects no task", step.fault)));
+        let cluster = &self.target.cluster;
+        let service = &self.target.service;
+        if let Some(fis) = fis::action_of(step) {
+            let (chosen, n) = self.select_tasks(select()?, rng).await?;
+            fis.check_selection(step, chosen.len())?;
+            return Ok(Resolved {
+                summary: format!(
+                    "FIS {} {} for {} on {} of {n} running tasks of service {service} (cluster {cluster}): {}; {}",
+                    fis.id,
+                    fis.effect,
+                    format_duration(fis.duration),
+                    chosen.len(),
+                    short_ids(&chosen),
+                    fis::LIFECYCLE
+                ),
+                targets: chosen,
+            });
+        }
+        match &step.action {
             Action::StopTasks { .. } => {
                 let (chosen, n) = self.select_tasks(select()?, rng).await?;
                 Ok(Resolved {
                     summary: format!(
-                        "stop {} of {n} running tasks of service {} (cluster {}): {}",
+                        "stop {} of {n} running tasks of service {service} (cluster {cluster}): {}",
                         chosen.len(),
-                        self.target.service,
-                        self.target.cluster,
                         short_ids(&chosen)
                     ),
                     targets: chosen,
                 })
             }
-            Action::BurnCpu { percent } => {
-                let (chosen, n) = self.select_tasks(select()?, rng).await?;
-                fis::check_selection(fault, chosen.len())?;
-                Ok(Resolved {
-                    summary: format!(
-                        "FIS aws:ecs:task-cpu-stress at {percent}% for {} on {} of {n} running tasks of service {} (cluster {}): {}; {}",
-                        fis::iso_duration_human(fault),
-                        chosen.len(),
-                        self.target.service,
-                        self.target.cluster,
-                        short_ids(&chosen),
-                        fis::LIFECYCLE
-                    ),
-                    targets: chosen,
-                })
-            }
-            Action::DelayNetwork { delay, jitter } => {
-                let (chosen, n) = self.select_tasks(select()?, rng).await?;
-                fis::check_selection(fault, chosen.len())?;
-                Ok(Resolved {
-                    summary: format!(
-                        "FIS aws:ecs:task-network-latency +{}ms ±{}ms for {} on {} of {n} running tasks of service {} (cluster {}): {}; {}",
-                        delay.as_millis(),
-                        jitter.as_millis(),
-                        fis::iso_duration_human(fault),
-                        chosen.len(),
-                        self.target.service,
-                        self.target.cluster,
-                        short_ids(&chosen),
-                        fis::LIFECYCLE
-                    ),
-                    targets: chosen,
-                })
-            }
-            Action::FailOverDatabase { promote, .. } => self.resolve_failover(fault, promote.as_deref()).await,
-            Action::RotateSecret => self.resolve_secret(fault).await,
+            Action::FailOverDatabase { promote, .. } => self.resolve_failover(step, promote.as_deref()).await,
+            Action::RotateSecret => self.resolve_secret(step).await,
             Action::ReplaceTasks => self.resolve_redeploy().await,
+            Action::BurnCpu { .. } | Action::DelayNetwork { .. } => {
+                Err(BackendError::Unsupported { kind: step.kind, backend: "aws" })
+            }
         }
     }
 
-    /// Reads what is needed to undo `fault` on `resolved`. Mutates nothing.
-    pub async fn prepare(&self, fault: &Fault, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
-        let undo = match fault.kind.action() {
-            Action::StopTasks { .. } => serde_json::json!({ "cluster": self.target.cluster }),
-            Action::BurnCpu { .. } | Action::DelayNetwork { .. } => fis::undo_record(run_id, &fault.name),
-            Action::FailOverDatabase { .. } => self.prepare_failover(fault).await?,
-            Action::RotateSecret => self.prepare_secret(fault, resolved).await?,
-            Action::ReplaceTasks => self.prepare_redeploy().await?,
+    /// Reads what is needed to undo `step` on `resolved`. Mutates nothing.
+    pub async fn prepare(&self, step: &Step, resolved: &Resolved, run_id: &str) -> Result<Injected, BackendError> {
+        let undo = match (fis::action_of(step), &step.action) {
+            (Some(fis), _) => (fis.undo)(OnTasks::Fis { run_id: run_id.to_string() }),
+            (None, Action::FailOverDatabase { .. }) => self.prepare_failover(step).await?,
+            (None, Action::RotateSecret) => self.prepare_secret(step, resolved).await?,
+            (None, Action::ReplaceTasks) => self.prepare_redeploy().await?,
+            (None, _) => UndoRecord::Nothing(Settles::Ecs { previous_deployment: None }),
         };
-        Ok(Injected::new(fault, resolved, undo))
+        Ok(Injected::new(step, resolved, undo))
     }
 
     /// What the prepared injection will do, when its record says more than the resolution did
     /// (the secret version a drift writes is chosen in `prepare`).
     pub fn describe_prepared(&self, resolved: &Resolved, injected: &Injected) -> Option<String> {
-        match injected.undo_kind() {
-            Ok(Some(Undo::RestoreSecret)) => self.describe_drift(resolved, injected),
+        match &injected.undo {
+            UndoRecord::RestoreSecret(SecretDrift::Aws(drift)) => self.describe_drift(resolved, drift),
             _ => None,
         }
     }
 
-    pub async fn inject(&self, fault: &Fault, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
+    pub async fn inject(&self, step: &Step, injected: &Injected, run_id: &str) -> Result<(), BackendError> {
         self.ensure_account().await?;
         self.lease_check()?;
-        match fault.kind.action() {
-            Action::StopTasks { .. } => self.stop_tasks(fault, injected, run_id).await,
-            Action::BurnCpu { .. } | Action::DelayNetwork { .. } => self.start_fis(fault, injected, run_id).await,
-            Action::FailOverDatabase { .. } => self.failover(injected).await,
-            Action::RotateSecret => self.drift_secret(injected).await,
-            Action::ReplaceTasks => self.redeploy(injected).await,
+        if let Some(fis) = fis::action_of(step) {
+            return self.start_fis(step, &fis, injected, run_id).await;
+        }
+        match (&step.action, &injected.undo) {
+            (Action::StopTasks { .. }, _) => self.stop_tasks(step, injected, run_id).await,
+            (Action::FailOverDatabase { .. }, UndoRecord::EndDatabaseOutage(Failover::Aurora(f))) => {
+                self.failover(f).await
+            }
+            (Action::RotateSecret, UndoRecord::RestoreSecret(SecretDrift::Aws(drift))) => {
+                self.drift_secret(drift).await
+            }
+            (Action::ReplaceTasks, UndoRecord::Nothing(Settles::Ecs { previous_deployment: Some(previous) })) => {
+                self.redeploy(previous).await
+            }
+            (_, record) => Err(not_ours(injected, record)),
         }
     }
 
     /// Idempotent, and works from the journaled record alone.
     pub async fn revert(&self, injected: &Injected) -> Result<Reverted, BackendError> {
-        match injected.undo_kind()? {
+        match &injected.undo {
             // Stopped tasks are replaced by ECS; a forced deployment is finished, not undone; an
             // Aurora failover has no outage left to end once it is done, and is not failed back
             // (that would be a second outage).
-            None | Some(Undo::EndDatabaseOutage) => Ok(Reverted::NothingLeft),
-            Some(Undo::EndCpuBurn | Undo::EndNetworkDelay) => {
+            UndoRecord::Nothing(_) | UndoRecord::EndDatabaseOutage(Failover::Aurora(_)) => Ok(Reverted::NothingLeft),
+            UndoRecord::EndCpuBurn(OnTasks::Fis { run_id }) | UndoRecord::EndNetworkDelay(OnTasks::Fis { run_id }) => {
                 self.ensure_account().await?;
-                self.revert_fis(injected).await.map(|()| Reverted::Undone)
+                self.revert_fis(&injected.fault, run_id).await.map(|()| Reverted::Undone)
             }
-            Some(Undo::RestoreSecret) => {
+            UndoRecord::RestoreSecret(SecretDrift::Aws(drift)) => {
                 self.ensure_account().await?;
-                self.revert_secret(injected).await.map(|()| Reverted::Undone)
+                self.revert_secret(drift).await.map(|()| Reverted::Undone)
             }
+            record => Err(not_ours(injected, record)),
         }
     }
 
     /// A failover leaves nothing to undo once its injection, which waits for the new writer,
     /// has completed.
     pub fn settled_once_injected(&self, injected: &Injected) -> bool {
-        matches!(injected.undo_kind(), Ok(Some(Undo::EndDatabaseOutage)))
+        injected.undo_kind() == Some(Undo::EndDatabaseOutage)
     }
 
     /// Service task counts and events, target health, the Aurora writer, CloudWatch metrics, and
@@ -517,11 +512,12 @@ fn short_ids(arns: &[String]) -> String {
     arns.iter().map(|a| a.rsplit('/').next().unwrap_or(a)).collect::<Vec<_>>().join(", ")
 }
 
-/// A string field of an undo record.
-fn undo_str<'a>(injected: &'a Injected, key: &str) -> Result<&'a str, BackendError> {
-    injected.undo.get(key).and_then(|v| v.as_str()).ok_or_else(|| {
-        BackendError::Api(format!("journal record of fault `{}` lacks `{key}`; cannot revert it", injected.fault))
-    })
+/// A journal record another backend wrote (a lab's, in an AWS run's journal): not acted on.
+fn not_ours(injected: &Injected, record: &UndoRecord) -> BackendError {
+    BackendError::Api(format!(
+        "the journal record of fault `{}` was not written for AWS ({record:?}); nothing done",
+        injected.fault
+    ))
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_rds::config::retry::RetryConfig;
 
+use super::AwsBackend;
 use super::error::{Outcome, aws_error, outcome};
-use super::{AwsBackend, undo_str};
-use crate::backend::{BackendError, Injected, Resolved};
-use crate::faults::Action;
-use crate::scenario::Fault;
+use crate::backend::undo::{AuroraFailover, Failover, UndoRecord};
+use crate::backend::{BackendError, Resolved};
+use crate::faults::{Action, Step};
 
 /// How long a failover may take to show a new writer before siege reports it as stuck.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(5 * 60);
@@ -32,11 +32,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 impl AwsBackend {
     /// The cluster a db-failover acts on; only the one the target names.
-    pub(super) fn db_cluster_name(&self, fault: &Fault) -> Result<&str, BackendError> {
+    pub(super) fn db_cluster_name(&self, step: &Step) -> Result<&str, BackendError> {
         self.target
             .db_cluster
             .as_deref()
-            .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.db_cluster`", fault.name)))
+            .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.db_cluster`", step.fault)))
     }
 
     /// Checks that secret-drift can rotate the master password of `name` together with a secret
@@ -173,10 +173,10 @@ impl AwsBackend {
 
     pub(super) async fn resolve_failover(
         &self,
-        fault: &Fault,
+        step: &Step,
         target_instance: Option<&str>,
     ) -> Result<Resolved, BackendError> {
-        let name = self.db_cluster_name(fault)?;
+        let name = self.db_cluster_name(step)?;
         let cluster = self.describe_db_cluster(name).await?;
         let writer = writer_of(&cluster)
             .ok_or_else(|| BackendError::Precondition(format!("Aurora cluster {name} has no writer right now")))?;
@@ -203,23 +203,23 @@ impl AwsBackend {
         })
     }
 
-    pub(super) async fn prepare_failover(&self, fault: &Fault) -> Result<serde_json::Value, BackendError> {
-        let name = self.db_cluster_name(fault)?;
+    pub(super) async fn prepare_failover(&self, step: &Step) -> Result<UndoRecord, BackendError> {
+        let name = self.db_cluster_name(step)?;
         let cluster = self.describe_db_cluster(name).await?;
         // The replica's identifier as RDS spells it (identifiers are lower case; a scenario may
         // not be).
-        let target_instance = match fault.kind.action() {
+        let target_instance = match &step.action {
             Action::FailOverDatabase { promote: Some(t), .. } => {
                 let members: Vec<String> = cluster.members.iter().map(|m| m.id.clone()).collect();
-                Some(replica_named(&members, &t).unwrap_or(&t).to_string())
+                Some(replica_named(&members, t).unwrap_or(t).to_string())
             }
             _ => None,
         };
-        Ok(serde_json::json!({
-            "cluster": name,
-            "previous_writer": writer_of(&cluster),
-            "target_instance": target_instance,
-        }))
+        Ok(UndoRecord::EndDatabaseOutage(Failover::Aurora(AuroraFailover {
+            cluster: name.to_string(),
+            previous_writer: writer_of(&cluster),
+            target_instance,
+        })))
     }
 
     /// `FailoverDBCluster`, then waits until a writer other than the previous one is reported and
@@ -228,10 +228,10 @@ impl AwsBackend {
     /// A failover whose answer was lost is not asked for again blindly: the cluster is read back,
     /// and a cluster that is failing over, or whose writer is no longer the previous one, counts
     /// as failed over; only a cluster still on its previous writer is asked once more.
-    pub(super) async fn failover(&self, injected: &Injected) -> Result<(), BackendError> {
-        let cluster = undo_str(injected, "cluster")?;
-        let previous = injected.undo.get("previous_writer").and_then(|v| v.as_str()).map(str::to_string);
-        let target_instance = injected.undo.get("target_instance").and_then(|v| v.as_str());
+    pub(super) async fn failover(&self, record: &AuroraFailover) -> Result<(), BackendError> {
+        let cluster = record.cluster.as_str();
+        let previous = &record.previous_writer;
+        let target_instance = record.target_instance.as_deref();
         let send = || {
             self.clients
                 .rds

@@ -22,10 +22,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
+use super::AwsBackend;
 use super::error::aws_error;
-use super::{AwsBackend, undo_str};
-use crate::backend::{BackendError, Injected, Resolved};
-use crate::scenario::Fault;
+use crate::backend::undo::{AwsSecretDrift, SecretDrift, UndoRecord};
+use crate::backend::{BackendError, Resolved};
+use crate::faults::Step;
 use crate::util::Rng;
 
 const CURRENT: &str = "AWSCURRENT";
@@ -47,11 +48,11 @@ enum Version<'a> {
 
 impl AwsBackend {
     /// The secret a secret-drift acts on; only the one the target names.
-    pub(super) fn secret_name(&self, fault: &Fault) -> Result<&str, BackendError> {
+    pub(super) fn secret_name(&self, step: &Step) -> Result<&str, BackendError> {
         self.target
             .secret
             .as_deref()
-            .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.secret`", fault.name)))
+            .ok_or_else(|| BackendError::Precondition(format!("fault `{}` needs `target.aws.secret`", step.fault)))
     }
 
     /// The secret's ARN and its version ids with their staging labels; an error when a label is
@@ -72,11 +73,11 @@ impl AwsBackend {
     }
 
     /// The cluster whose master password a secret-drift rotates along with the secret.
-    pub(super) fn drift_cluster(&self, fault: &Fault) -> Result<&str, BackendError> {
+    pub(super) fn drift_cluster(&self, step: &Step) -> Result<&str, BackendError> {
         self.target.db_cluster.as_deref().ok_or_else(|| {
             BackendError::Precondition(format!(
                 "fault `{}` (secret-drift) rotates the database password in the Aurora cluster and the secret together: name the cluster in `target.aws.db_cluster`",
-                fault.name
+                step.fault
             ))
         })
     }
@@ -85,9 +86,9 @@ impl AwsBackend {
     /// the secret a JSON object with a `password` (of the cluster's master user, if it names a
     /// user), a password RDS does not manage itself, and a service whose tasks a forced
     /// deployment can replace (the revert's).
-    pub(super) async fn preflight_secret(&self, fault: &Fault) -> Result<(), BackendError> {
-        let name = self.secret_name(fault)?;
-        let cluster = self.drift_cluster(fault)?;
+    pub(super) async fn preflight_secret(&self, step: &Step) -> Result<(), BackendError> {
+        let name = self.secret_name(step)?;
+        let cluster = self.drift_cluster(step)?;
         let value = self.secret_value(name, Version::Stage(CURRENT)).await?;
         let fields = json_fields(&value).ok_or_else(|| {
             BackendError::Precondition(format!(
@@ -102,9 +103,9 @@ impl AwsBackend {
         )
     }
 
-    pub(super) async fn resolve_secret(&self, fault: &Fault) -> Result<Resolved, BackendError> {
-        let name = self.secret_name(fault)?;
-        let cluster = self.drift_cluster(fault)?;
+    pub(super) async fn resolve_secret(&self, step: &Step) -> Result<Resolved, BackendError> {
+        let name = self.secret_name(step)?;
+        let cluster = self.drift_cluster(step)?;
         let (arn, versions) = self.secret_versions(name).await?;
         let current = version_with(&versions, CURRENT)
             .ok_or_else(|| BackendError::Precondition(format!("secret {name} has no AWSCURRENT version")))?;
@@ -116,38 +117,30 @@ impl AwsBackend {
         })
     }
 
-    pub(super) async fn prepare_secret(
-        &self,
-        fault: &Fault,
-        resolved: &Resolved,
-    ) -> Result<serde_json::Value, BackendError> {
+    pub(super) async fn prepare_secret(&self, step: &Step, resolved: &Resolved) -> Result<UndoRecord, BackendError> {
         let secret =
             resolved.targets.first().ok_or_else(|| BackendError::Api("secret-drift resolved to no secret".into()))?;
-        let cluster = self.drift_cluster(fault)?;
+        let cluster = self.drift_cluster(step)?;
         let (arn, versions) = self.secret_versions(secret).await?;
         let previous = version_with(&versions, CURRENT)
             .ok_or_else(|| BackendError::Precondition(format!("secret {secret} has no AWSCURRENT version")))?;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(serde_json::json!({
-            "secret": arn,
-            "previous_version": previous,
-            // `null` when no version had it.
-            "awsprevious_version": version_with(&versions, PREVIOUS),
-            "new_version": new_version_id(),
-            "db_cluster": cluster,
-            // Unix seconds, before the drift: tasks created since may hold the drifted password.
-            "injected_at": now,
-            // The tasks that read their secret before the drift.
-            "tasks_before": self.live_tasks().await?.into_iter().map(|(arn, _)| arn).collect::<Vec<_>>(),
-        }))
+        Ok(UndoRecord::RestoreSecret(SecretDrift::Aws(AwsSecretDrift {
+            secret: arn,
+            previous_version: previous,
+            awsprevious_version: Some(version_with(&versions, PREVIOUS)),
+            new_version: new_version_id(),
+            db_cluster: Some(cluster.to_string()),
+            injected_at: now as i64,
+            tasks_before: self.live_tasks().await?.into_iter().map(|(arn, _)| arn).collect(),
+        })))
     }
 
     /// What the journaled record says the drift does, for the timeline: the new version and the
     /// one it replaces.
-    pub(super) fn describe_drift(&self, resolved: &Resolved, injected: &Injected) -> Option<String> {
-        let new = injected.undo.get("new_version")?.as_str()?;
-        let previous = injected.undo.get("previous_version")?.as_str()?;
-        let cluster = injected.undo.get("db_cluster")?.as_str()?;
+    pub(super) fn describe_drift(&self, resolved: &Resolved, drift: &AwsSecretDrift) -> Option<String> {
+        let (new, previous) = (&drift.new_version, &drift.previous_version);
+        let cluster = drift.db_cluster.as_deref()?;
         let secret = self.target.secret.as_deref().or(resolved.targets.first().map(String::as_str))?;
         Some(format!(
             "rotate the master password of Aurora cluster {cluster} and secret {secret} together: new version {new} becomes AWSCURRENT, replacing version {previous} (AWSPREVIOUS from then on); running tasks keep the old password; the run's end puts {previous}'s password back in both and replaces the tasks started during the drift"
@@ -186,10 +179,12 @@ impl AwsBackend {
 
     /// `PutSecretValue` with a fresh random password under the journaled version id, then the
     /// same password as the cluster's master password.
-    pub(super) async fn drift_secret(&self, injected: &Injected) -> Result<(), BackendError> {
-        let secret = undo_str(injected, "secret")?;
-        let new_version = undo_str(injected, "new_version")?;
-        let cluster = undo_str(injected, "db_cluster")?;
+    pub(super) async fn drift_secret(&self, drift: &AwsSecretDrift) -> Result<(), BackendError> {
+        let (secret, new_version) = (drift.secret.as_str(), drift.new_version.as_str());
+        let cluster = drift
+            .db_cluster
+            .as_deref()
+            .ok_or_else(|| BackendError::Api(format!("the drift of secret {secret} names no database cluster")))?;
         let (_, versions) = self.secret_versions(secret).await?;
         let password = if versions.contains_key(new_version) {
             // Written by an earlier attempt: the database is given that password.
@@ -225,17 +220,17 @@ impl AwsBackend {
     /// changing anything, when AWSCURRENT is on a version siege did not write (someone rotated
     /// since). AWSPREVIOUS is only ever moved off siege's own version, and back to where someone
     /// else put it during the run, if someone did.
-    pub(super) async fn revert_secret(&self, injected: &Injected) -> Result<(), BackendError> {
-        let secret = undo_str(injected, "secret")?;
-        let previous = undo_str(injected, "previous_version")?;
-        let new_version = undo_str(injected, "new_version")?;
+    pub(super) async fn revert_secret(&self, drift: &AwsSecretDrift) -> Result<(), BackendError> {
+        let secret = drift.secret.as_str();
+        let previous = drift.previous_version.as_str();
+        let new_version = drift.new_version.as_str();
         let (_, versions) = self.secret_versions(secret).await?;
         // Where AWSPREVIOUS belongs: where it was before the run, unless someone moved it during
         // the run (siege's own write put it on `previous`; a revert cut short, on `new_version`).
         let previous_label = match version_with(&versions, PREVIOUS) {
             Some(v) if v != previous && v != new_version => Some(Some(v)),
             // Journals written before siege recorded AWSPREVIOUS have no such key: leave it be.
-            _ => injected.undo.get("awsprevious_version").map(|v| v.as_str().map(str::to_string)),
+            _ => drift.awsprevious_version.clone(),
         };
         let drifted = match version_with(&versions, CURRENT).as_deref() {
             Some(c) if c == previous => false,
@@ -254,7 +249,7 @@ impl AwsBackend {
         // The database first: once AWSCURRENT is back, tasks that start read the old password,
         // which the database must accept by then. Journals written before siege rotated the
         // database too have no cluster: their database was never changed.
-        if let Some(cluster) = injected.undo.get("db_cluster").and_then(|v| v.as_str()) {
+        if let Some(cluster) = drift.db_cluster.as_deref() {
             let password = self.password_of(secret, Version::Id(previous)).await?;
             self.set_master_password(cluster, &password, REVERT_APPLY_DEADLINE).await?;
         }
@@ -270,8 +265,8 @@ impl AwsBackend {
         // Only the revert that ends the drift knows which tasks started during it: those
         // created since it was prepared, up to now. A second revert leaves the tasks alone
         // (the first one's deployment is under way, and its tasks read the old password).
-        if drifted && injected.undo.get("db_cluster").is_some() {
-            self.replace_drifted_tasks(injected).await?;
+        if drifted && drift.db_cluster.is_some() {
+            self.replace_drifted_tasks(drift).await?;
         }
         Ok(())
     }
@@ -286,21 +281,16 @@ impl AwsBackend {
     /// percent and circuit breaker, and its new tasks read the restored secret. It replaces the
     /// tasks that hold the old password too, which is harmless. The revert starts it and does
     /// not wait for it to finish.
-    async fn replace_drifted_tasks(&self, injected: &Injected) -> Result<(), BackendError> {
-        let before: Vec<&str> = injected
-            .undo
-            .get("tasks_before")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
-            .unwrap_or_default();
-        let since = injected.undo.get("injected_at").and_then(|v| v.as_i64()).unwrap_or(0) - CLOCK_MARGIN_S;
+    async fn replace_drifted_tasks(&self, drift: &AwsSecretDrift) -> Result<(), BackendError> {
+        let before = &drift.tasks_before;
+        let since = drift.injected_at - CLOCK_MARGIN_S;
         let drifted: Vec<String> = self
             .live_tasks()
             .await?
             .into_iter()
             // Not running before the drift; and, where ECS says when it was created (some
             // emulators do not), created since.
-            .filter(|(arn, created)| !before.contains(&arn.as_str()) && created.is_none_or(|c| c >= since))
+            .filter(|(arn, created)| !before.contains(arn) && created.is_none_or(|c| c >= since))
             .map(|(arn, _)| arn)
             .collect();
         if drifted.is_empty() {

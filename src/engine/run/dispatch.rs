@@ -387,7 +387,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     let rng = Rng::derive(self.cx.seed, &f.name);
                     self.cx.faults.push(f.clone());
                     self.cx.replies.insert(fault, reply);
-                    spawn_prepare(&mut self.tasks, self.backend, f, rng, &self.cx.run_id, fault);
+                    spawn_prepare(&mut self.tasks, self.backend, f.step(), rng, &self.cx.run_id, fault);
                 }
                 Err(refused) => {
                     let _ = reply.send(Err(refused));
@@ -413,9 +413,9 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     return self.stop(CancelReason::Error(why));
                 }
                 self.injecting.push((fault, injected.clone()));
-                let (b, run_id) = (self.backend.clone(), self.cx.run_id.clone());
+                let (b, run_id, step) = (self.backend.clone(), self.cx.run_id.clone(), f.step());
                 self.tasks.spawn(async move {
-                    let result = b.inject(&f, &injected, &run_id).await;
+                    let result = b.inject(&step, &injected, &run_id).await;
                     TaskDone::Injected { fault, result }
                 });
                 Flow::Go
@@ -643,7 +643,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             Action::Inject(i) => {
                 let f = self.cx.faults[i].clone();
                 let rng = Rng::derive(self.cx.seed, &f.name);
-                spawn_prepare(&mut self.tasks, self.backend, f, rng, &self.cx.run_id, i);
+                spawn_prepare(&mut self.tasks, self.backend, f.step(), rng, &self.cx.run_id, i);
             }
             Action::Revert(i) => {
                 if let Some(pos) = self.active.iter().position(|(f, _)| *f == i) {
