@@ -27,8 +27,10 @@ pub struct FakeBackend {
 struct State {
     tasks: usize,
     replace_after: Option<Duration>,
-    /// Killed tasks and when they are back (`None`: never).
-    down: Vec<Option<Instant>>,
+    /// Killed tasks: when they were killed and when they are back (`None`: never).
+    down: Vec<(Instant, Option<Instant>)>,
+    /// How long after a kill the target counts as unhealthy (the balancer's health checks).
+    notice_after: Duration,
     /// Added latency per slowed task, by task index.
     slow: Vec<(usize, Duration)>,
     /// `inject NAME`, `revert NAME`, in order.
@@ -40,14 +42,28 @@ struct State {
 impl FakeBackend {
     /// `tasks` tasks; a killed one is replaced after `replace_after` (never with `None`).
     pub fn new(tasks: usize, replace_after: Option<Duration>) -> Self {
-        let state =
-            State { tasks, replace_after, down: vec![], slow: vec![], log: vec![], inject_delay: Duration::ZERO };
+        let state = State {
+            tasks,
+            replace_after,
+            down: vec![],
+            notice_after: Duration::ZERO,
+            slow: vec![],
+            log: vec![],
+            inject_delay: Duration::ZERO,
+        };
         FakeBackend { state: Arc::new(Mutex::new(state)) }
     }
 
     /// Every injection takes `delay` (of tokio time) before it takes effect and returns.
     pub fn with_inject_delay(self, delay: Duration) -> Self {
         self.with(|s| s.inject_delay = delay);
+        self
+    }
+
+    /// A killed task's target is reported unhealthy only `delay` after the kill (its requests
+    /// fail at once), as a balancer notices a dead task after its health checks.
+    pub fn with_notice_after(self, delay: Duration) -> Self {
+        self.with(|s| s.notice_after = delay);
         self
     }
 
@@ -89,7 +105,7 @@ impl FakeBackend {
             match step.action {
                 Action::StopTasks { .. } => {
                     let back = s.replace_after.map(|d| now + d);
-                    s.down.extend(targets.map(|_| back));
+                    s.down.extend(targets.map(|_| (now, back)));
                 }
                 Action::DelayNetwork { delay, .. } => s.slow.extend(targets.map(|t| (t, delay))),
                 _ => {}
@@ -118,14 +134,17 @@ impl FakeBackend {
 
     fn running(&self, now: Instant) -> usize {
         self.with(|s| {
-            s.down.retain(|back| back.is_none_or(|b| b > now));
+            s.down.retain(|(_, back)| back.is_none_or(|b| b > now));
             s.tasks - s.down.len().min(s.tasks)
         })
     }
 
     pub(super) fn sample(&self) -> Sample {
-        let running = self.running(Instant::now()) as u32;
-        Sample { healthy_targets: Some(running), running_tasks: Some(running), ..Sample::default() }
+        let now = Instant::now();
+        let running = self.running(now) as u32;
+        let noticed = self.with(|s| s.down.iter().filter(|(killed, _)| *killed + s.notice_after <= now).count());
+        let healthy = self.with(|s| s.tasks.saturating_sub(noticed)) as u32;
+        Sample { healthy_targets: Some(healthy), running_tasks: Some(running), ..Sample::default() }
     }
 
     /// The load of `plan` on this service: one window per second of tokio time, at the plan's

@@ -9,7 +9,7 @@ use crate::exit::Exit;
 
 pub(super) const EXIT_HELP: &str = "\
 Exit codes:
-  0   B is no worse than A beyond the noise (MTTR and the steady state's metrics, per phase)
+  0   B is no worse than A beyond the noise (the time to restore and the steady state's metrics, per phase)
   1   B is worse than A beyond the noise on one of them
   3   not comparable without --force (scenario, load, faults, target kind or size differ);
       a report missing, invalid or older than report.json version 3; usage

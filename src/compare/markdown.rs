@@ -75,7 +75,7 @@ pub(super) fn render(c: &Comparison, red: &Redactor) -> String {
         o,
         "Per phase from the merged latency histograms of its seconds (never an average of \
          percentiles). A difference counts only beyond the measure's noise; **WORSE** marks a \
-         measure that makes `siege compare` exit 1 (MTTR and the steady state's metrics).\n"
+         measure that makes `siege compare` exit 1 (the time to restore and the steady state's metrics).\n"
     );
     let mut t = Table::new(["Phase", "Measure", "A", "B", "B − A", "Noise", "Judgement"]);
     for r in &c.rows {

@@ -18,12 +18,12 @@ use crate::report::{PhaseName, PhaseRecord, Redactor, ReportError, RunRecord, Wi
 pub const OLDEST_COMPARABLE: u32 = 3;
 
 /// Layout version of `compare.json`.
-pub const COMPARE_VERSION: u32 = 1;
+pub const COMPARE_VERSION: u32 = 2;
 
 pub const COMPARE_MD: &str = "compare.md";
 pub const COMPARE_JSON: &str = "compare.json";
 
-/// MTTR and time to detect are judged on one-second windows, with target samples taken once a
+/// Times to restore, outages and time to detect are judged on one-second windows, with target samples taken once a
 /// second (a sample may be up to a second old when its window closes).
 const TIMING_NOISE_S: f64 = 2.0;
 /// Latencies closer than this are not told apart (a scheduler tick, a GC pause).
@@ -274,13 +274,47 @@ fn num_row(s: RowSpec<'_>) -> Row {
     row(s, String::new(), String::new())
 }
 
-/// The MTTR of a run, or why there is none.
+/// The run's time to restore after its last disruption ended, or why there is none.
 fn mttr(r: &RunRecord) -> (Option<f64>, String) {
     match (r.timings.time_to_recover_s, r.timings.last_fault_end_s) {
         (Some(m), _) => (Some(m), String::new()),
         (None, Some(_)) if r.verdict.outcome == crate::report::Outcome::Failed => (None, "not recovered".into()),
         (None, Some(_)) => (None, format!("n/a ({})", r.verdict.outcome.word().to_lowercase())),
         (None, None) => (None, "n/a (no disruption)".into()),
+    }
+}
+
+/// For each fault both runs injected, in A's order: its outage and its time to restore after its
+/// disruption ended (informing the debrief, not gating: the run's time to restore does).
+fn fault_rows(ra: &RunRecord, rb: &RunRecord, rule: &str, rows: &mut Vec<Row>) {
+    for fa in &ra.faults {
+        let Some(fb) = rb.faults.iter().find(|f| f.name == fa.name) else { continue };
+        let (Some(ea), Some(eb)) = (&fa.effect, &fb.effect) else { continue };
+        let why = |e: &crate::report::FaultEffect, v: Option<f64>| match (v, e.broken_s, e.already_broken) {
+            (Some(_), _, _) => String::new(),
+            (None, _, true) => "already broken".to_string(),
+            (None, None, false) => "never broken".to_string(),
+            (None, Some(_), false) => "not restored".to_string(),
+        };
+        for (measure, a, b) in
+            [("outage", ea.outage_s, eb.outage_s), ("time to restore", ea.time_to_restore_s, eb.time_to_restore_s)]
+        {
+            rows.push(row(
+                RowSpec {
+                    section: "fault",
+                    measure: format!("{} {measure}", fa.name),
+                    unit: "s",
+                    a,
+                    b,
+                    noise: Some(TIMING_NOISE_S),
+                    noise_rule: rule.to_string(),
+                    better: Better::Lower,
+                    gates: false,
+                },
+                why(ea, a),
+                why(eb, b),
+            ));
+        }
     }
 }
 
@@ -475,12 +509,12 @@ pub fn compare(a: &Run, b: &Run, differences: Vec<Difference>) -> Comparison {
     let mut mttr_row = row(
         RowSpec {
             section: "run",
-            measure: "MTTR".into(),
+            measure: "time to restore".into(),
             unit: "s",
             a: ma,
             b: mb,
             noise: Some(TIMING_NOISE_S),
-            noise_rule: timing_rule,
+            noise_rule: timing_rule.clone(),
             better: Better::Lower,
             gates: true,
         },
@@ -494,6 +528,7 @@ pub fn compare(a: &Run, b: &Run, differences: Vec<Difference>) -> Comparison {
         mttr_row.judgement = Judgement::Better;
     }
     rows.push(mttr_row);
+    fault_rows(ra, rb, &timing_rule, &mut rows);
     let (wa, wb) = (ra.worst_window.as_ref(), rb.worst_window.as_ref());
     rows.push(num_row(RowSpec {
         section: "worst window",
@@ -550,7 +585,7 @@ pub fn compare(a: &Run, b: &Run, differences: Vec<Difference>) -> Comparison {
         .map(|r| if r.section == "run" { r.measure.clone() } else { format!("{} {}", r.section, r.measure) })
         .collect();
     let summary = if worse.is_empty() {
-        "B is no worse than A beyond the noise on the steady state's metrics and MTTR".to_string()
+        "B is no worse than A beyond the noise on the steady state's metrics and the time to restore".to_string()
     } else {
         format!("B is worse than A beyond the noise: {}", worse.join(", "))
     };
@@ -644,17 +679,17 @@ mod tests {
     fn mttr_is_judged_against_its_noise_and_not_recovering_is_worse() {
         let cmp = |a, b| compare(&run(with_mttr(a)), &run(with_mttr(b)), vec![]);
         let c = cmp(Some(5.0), Some(7.0));
-        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::WithinNoise, false));
+        assert_eq!((row(&c, "run", "time to restore").judgement, c.b_worse), (Judgement::WithinNoise, false));
         let c = cmp(Some(5.0), Some(7.5));
-        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::Worse, true));
-        assert_eq!(c.summary, "B is worse than A beyond the noise: MTTR");
+        assert_eq!((row(&c, "run", "time to restore").judgement, c.b_worse), (Judgement::Worse, true));
+        assert_eq!(c.summary, "B is worse than A beyond the noise: time to restore");
         let c = cmp(Some(9.0), Some(5.0));
-        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::Better, false));
+        assert_eq!((row(&c, "run", "time to restore").judgement, c.b_worse), (Judgement::Better, false));
         let c = cmp(Some(5.0), None);
-        let r = row(&c, "run", "MTTR");
+        let r = row(&c, "run", "time to restore");
         assert_eq!((r.judgement, r.b_text.as_str(), c.b_worse), (Judgement::Worse, "not recovered", true));
         let c = cmp(None, Some(5.0));
-        assert_eq!((row(&c, "run", "MTTR").judgement, c.b_worse), (Judgement::Better, false));
+        assert_eq!((row(&c, "run", "time to restore").judgement, c.b_worse), (Judgement::Better, false));
         assert_eq!(row(&c, "run", "verdict").judgement, Judgement::Better);
     }
 

@@ -4,8 +4,8 @@
 use super::events::{CancelReason, Event};
 use crate::observe::{self, Second};
 use crate::report::{
-    CheckRecord, FaultRecord, LoadTotals, Mark, Outcome, PhaseName, PhaseRecord, RunRecord, SCHEMA_VERSION,
-    ScenarioInfo, TimelineEntry, TimelineKind, Timings, Verdict, WindowRecord,
+    CheckRecord, FaultEffect, FaultRecord, LoadTotals, Mark, Outcome, PhaseName, PhaseRecord, RunRecord,
+    SCHEMA_VERSION, ScenarioInfo, TimelineEntry, TimelineKind, Timings, Verdict, WindowRecord,
 };
 use crate::scenario::{Scenario, Target};
 
@@ -49,6 +49,7 @@ impl RecordBuilder {
                 reverted_s: None,
                 revert_error: None,
                 no_revert: None,
+                effect: None,
                 human: vec![],
             }),
             Event::FaultInjected { t, fault, kind, summary } => {
@@ -158,7 +159,9 @@ impl RecordBuilder {
             }
             None => &f.history[f.history.len().saturating_sub(hold)..],
         };
-        let recovered = last_end.and_then(|e| observe::recovered_at(checks, f.history, e, sc.recovery.hold));
+        let recovered = f.last_disruption_end.and_then(|end| {
+            observe::restored_after(checks, f.history, first.unwrap_or(0), end, end + within, sc.recovery.hold)
+        });
         let after_span: &[Second] = match recovered {
             Some(r) => {
                 let i = f.history.iter().position(|s| s.window.second == r).unwrap_or(0);
@@ -357,6 +360,7 @@ impl RecordBuilder {
                     reverted_s: None,
                     revert_error: None,
                     no_revert: None,
+                    effect: None,
                     human: vec![],
                 },
             })
@@ -375,8 +379,49 @@ impl RecordBuilder {
             }
             faults.push(fr);
         }
+        measure_effects(&mut faults, sc, f.history);
         crate::report::attribute_marks(&mut faults, &self.marks);
         faults
+    }
+}
+
+/// What each injected fault did to the steady state ([`observe::effect`]). A fault that lingers
+/// (a secret drift) is disrupting until a later fault remedies it (a redeploy), else until its
+/// revert; a break counts as a fault's effect until its disruption's end plus
+/// `recovery.within`, or until the next injection if that comes sooner.
+fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second]) {
+    let def = |f: &FaultRecord| crate::faults::lookup(&f.kind);
+    let injections: Vec<f64> = faults.iter().filter_map(|f| f.injected_s).collect();
+    let remedies: Vec<f64> =
+        faults.iter().filter(|f| def(f).is_some_and(|d| d.remediates)).filter_map(|f| f.injected_s).collect();
+    let after = |times: &[f64], at: f64| times.iter().copied().filter(|t| *t > at).reduce(f64::min);
+    let within = sc.recovery.within.as_secs_f64();
+    // In the order of injection: a break that begins in a second two faults were injected in
+    // is the first one's.
+    let mut order: Vec<usize> = (0..faults.len()).filter(|&i| faults[i].injected_s.is_some()).collect();
+    order.sort_by(|&a, &b| faults[a].injected_s.unwrap_or(0.0).total_cmp(&faults[b].injected_s.unwrap_or(0.0)));
+    let mut claimed = vec![];
+    for i in order {
+        let fr = &mut faults[i];
+        let Some(at) = fr.injected_s else { continue };
+        let lingers = def(fr).is_some_and(|d| d.lingers.is_some());
+        let end = match after(&remedies, at) {
+            Some(remedy) if lingers => remedy,
+            _ => fr.ends_s.unwrap_or(at),
+        };
+        let until = (end + within).min(after(&injections, at).unwrap_or(f64::INFINITY));
+        let e = observe::effect(&sc.steady_state.checks, history, (at, end, until), sc.recovery.hold, &claimed);
+        claimed.extend(e.broken);
+        let (broken, restored) = (e.broken.map(f64::from), e.restored.map(f64::from));
+        fr.effect = Some(FaultEffect {
+            disruption_end_s: round(end),
+            counted_until_s: round(until),
+            already_broken: e.already_broken,
+            broken_s: broken,
+            restored_s: restored,
+            outage_s: broken.zip(restored).map(|(b, r)| r - b),
+            time_to_restore_s: restored.map(|r| round((r - end).max(0.0))),
+        });
     }
 }
 
@@ -733,8 +778,32 @@ mod tests {
         assert!(!r.verdict.reason.contains("still in effect"), "{}", r.verdict.reason);
     }
 
+    #[test]
+    fn a_drift_fixed_by_a_redeploy_has_its_outage_and_the_redeploy_its_time_to_restore() {
+        // Broken from the drift at 10 s until the redeploy's new tasks serve, from 24 s.
+        let sc = drift_scenario("  - { type: redeploy, at: 20s }\n");
+        let mut events = injected_at("drift", "secret-drift", 10.0);
+        events.extend(injected_at("redeploy", "redeploy", 20.0));
+        let r = record_of(&sc, &events, &history(60, 10..24), None, Some((10.0, 20.0)));
+        assert_eq!(r.verdict.outcome, Outcome::Passed, "{}", r.verdict.reason);
+        let effect = |i: usize| r.faults[i].effect.clone().unwrap();
+        let (drift, redeploy) = (effect(0), effect(1));
+        // The drift's disruption lasted until the redeploy that remedied it.
+        assert_eq!((drift.broken_s, drift.restored_s, drift.outage_s), (Some(10.0), Some(24.0), Some(14.0)));
+        assert_eq!((drift.disruption_end_s, drift.time_to_restore_s), (20.0, Some(4.0)));
+        assert!(redeploy.already_broken && redeploy.outage_s.is_none(), "{redeploy:?}");
+        assert_eq!(redeploy.time_to_restore_s, Some(4.0));
+        // The run's figure is the time to restore after the last disruption, not the outage.
+        assert_eq!(r.timings.time_to_recover_s, Some(4.0));
+        let md = crate::report::render_markdown(&r, &Redactor::noop());
+        assert!(
+            md.contains("| `drift`    | t+10s    | t+10s          | 14s    | t+20s            | 4s (t+24s)      |"),
+            "{md}"
+        );
+    }
+
     fn mttr_row(md: &str) -> &str {
-        md.lines().find(|l| l.contains("Time to recover (MTTR)")).unwrap_or_else(|| panic!("{md}"))
+        md.lines().find(|l| l.contains("| Time to restore ")).unwrap_or_else(|| panic!("{md}"))
     }
 
     #[test]

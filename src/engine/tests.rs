@@ -79,6 +79,56 @@ async fn the_timeline_injects_and_reverts_on_time_and_the_run_passes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_fault_gets_its_outage_and_its_time_to_restore() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(3))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 40s }\n\
+         faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\n\
+         \x20 - { type: latency, name: slow, at: 20s, for: 4s, select: 1, delay: 100ms }\n\
+         recovery: { within: 10s, hold: 2s }\n",
+    );
+    let r = record(start(&yaml, &fake, dir.path())).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let effect = |name: &str| r.faults.iter().find(|f| f.name == name).and_then(|f| f.effect.clone()).unwrap();
+    // The kill: its task fails its requests from 5 s until it is replaced 3 s later (the fake
+    // judges each second by the state at its end: the seconds 5 and 6 are broken).
+    let kill = effect("kill");
+    assert_eq!((kill.broken_s, kill.restored_s, kill.outage_s), (Some(5.0), Some(7.0), Some(2.0)), "{kill:?}");
+    assert_eq!((kill.disruption_end_s, kill.time_to_restore_s), (5.0, Some(2.0)), "{kill:?}");
+    // The latency: slow until its revert at 24 s (which the fake's second 23, judged at 24 s,
+    // already sees); restored 0 s after its end.
+    let slow = effect("slow");
+    assert_eq!((slow.broken_s, slow.outage_s, slow.time_to_restore_s), (Some(20.0), Some(3.0), Some(0.0)), "{slow:?}");
+    assert_eq!(slow.disruption_end_s, 24.0);
+    assert_eq!(slow.counted_until_s, 34.0, "its end plus within");
+    assert_eq!(kill.counted_until_s, 15.0, "the kill's end plus within, before the next injection");
+    assert_eq!(r.timings.time_to_recover_s, Some(0.0), "{:?}", r.timings);
+}
+
+/// A dead task the balancer notices after its health checks: the steady state (healthy
+/// targets) breaks 3 s after the kill, longer than `hold`. The steady seconds before the
+/// balancer noticed are not a recovery: the break is the kill's effect, and it is waited for.
+#[tokio::test(start_paused = true)]
+async fn a_late_effect_is_measured_as_an_outage_not_as_a_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBackend::new(4, Some(Duration::from_secs(6))).with_notice_after(Duration::from_secs(3));
+    let yaml = "name: fake\ntarget:\n  lab: { service: api, tasks: 4 }\n\
+        steady_state: { error_rate: \"< 50%\", healthy_targets: \">= 4\" }\n\
+        load: { url: /, rate: 100/s, duration: 30s }\n\
+        faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\n\
+        recovery: { within: 10s, hold: 2s }\n";
+    let r = record(start(yaml, &fake, dir.path())).await;
+    assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
+    let kill = r.faults[0].effect.clone().unwrap();
+    // Unhealthy from 8 s (5 + 3) until the replacement at 11 s (5 + 6), as sampled when the
+    // seconds 7 and 10 close.
+    assert_eq!((kill.broken_s, kill.restored_s, kill.outage_s), (Some(7.0), Some(10.0), Some(3.0)), "{kill:?}");
+    assert_eq!(kill.time_to_restore_s, Some(5.0), "{kill:?}");
+    // Not 0 s, as when the steady seconds 5 and 6 (before the balancer noticed) counted.
+    assert_eq!(r.timings.time_to_recover_s, Some(5.0), "{:?}", r.timings);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stop_condition_aborts_the_run_and_every_fault_is_reverted() {
     let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, None));
     let yaml = scenario(

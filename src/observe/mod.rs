@@ -148,6 +148,79 @@ pub fn recovered_at(checks: &[Check], history: &[Second], from: u32, hold: Durat
         .map(|i| history[i].window.second)
 }
 
+/// Whether one second's own window breaks the steady state.
+fn breaks(checks: &[Check], s: &Second) -> bool {
+    !all_hold(&evaluate(checks, std::slice::from_ref(s)))
+}
+
+/// The seconds in `[from, until)` at which a break begins: broken, and the second before held
+/// (or is not in the history).
+fn onsets<'a>(checks: &'a [Check], history: &'a [Second], from: u32, until: f64) -> impl Iterator<Item = u32> + 'a {
+    history.iter().enumerate().filter_map(move |(i, s)| {
+        let second = s.window.second;
+        let held_before = i == 0 || history[i - 1].window.second + 1 != second || !breaks(checks, &history[i - 1]);
+        (second >= from && f64::from(second) < until && breaks(checks, s) && held_before).then_some(second)
+    })
+}
+
+/// What one disruption did to the steady state, in seconds of the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effect {
+    /// The steady state was broken already in the second before the disruption began: the
+    /// disruption has no break of its own.
+    pub already_broken: bool,
+    /// The first broken second from the disruption's start until `until` (see [`effect`]).
+    pub broken: Option<u32>,
+    /// The first second from which the steady state held for `hold` again: after the last
+    /// break that began before `until`, or after the disruption's end when it was broken
+    /// already.
+    pub restored: Option<u32>,
+}
+
+/// The effect of a disruption from `start` to `end`: a break counts as its effect when it begins
+/// before `until` (its end plus `recovery.within`, or the next disruption if sooner). A break
+/// may begin well after the disruption itself (the balancer takes its health checks to notice a
+/// dead task): the seconds before it never count as restored. A break that begins in the
+/// second of the disruption's start but is `claimed` by an earlier disruption of that second is
+/// that one's: this one started into a broken service.
+pub fn effect(
+    checks: &[Check],
+    history: &[Second],
+    (start, end, until): (f64, f64, f64),
+    hold: Duration,
+    claimed: &[u32],
+) -> Effect {
+    let first = start.floor() as u32;
+    let before = history.iter().find(|s| first > 0 && s.window.second == first - 1);
+    let begun: Vec<u32> = onsets(checks, history, first, until).collect();
+    let already_broken =
+        before.is_some_and(|s| breaks(checks, s)) || begun.first().is_some_and(|b| claimed.contains(b));
+    let last = begun.last().copied();
+    if already_broken {
+        let from = (end.ceil() as u32).max(first).max(last.unwrap_or(0));
+        return Effect { already_broken, broken: None, restored: recovered_at(checks, history, from, hold) };
+    }
+    let restored = last.and_then(|b| recovered_at(checks, history, b, hold));
+    Effect { already_broken, broken: begun.first().copied(), restored }
+}
+
+/// When the service counts as restored after the disruptions from second `first` to `end`:
+/// the first second from which the steady state holds for `hold`, at or after `end` and after
+/// the last break that began before `until` (the end plus `recovery.within`). A break that
+/// begins after the last disruption ended (a dead task the balancer notices late) is waited
+/// for: the steady seconds before it are not a recovery.
+pub fn restored_after(
+    checks: &[Check],
+    history: &[Second],
+    first: u32,
+    end: f64,
+    until: f64,
+    hold: Duration,
+) -> Option<u32> {
+    let last_break = onsets(checks, history, first, until).last().unwrap_or(0);
+    recovered_at(checks, history, (end.ceil() as u32).max(last_break), hold)
+}
+
 /// The first second at or after `from` whose own window breaks the steady state.
 pub fn first_broken(checks: &[Check], history: &[Second], from: u32) -> Option<u32> {
     history
@@ -236,5 +309,48 @@ mod tests {
         assert_eq!(recovered_at(&checks(), &h, 4, Duration::from_secs(3)), Some(6));
         assert_eq!(recovered_at(&checks(), &h, 4, Duration::from_secs(5)), None);
         assert_eq!(worst_second(&h, 3).unwrap().window.second, 4);
+    }
+
+    /// Seconds 0.. of 100 requests each; the seconds in `broken` with half of them failing.
+    fn history(n: u32, broken: &[u32]) -> Vec<Second> {
+        (0..n).map(|i| sec(i, 100, if broken.contains(&i) { 50 } else { 0 }, 5.0, 3)).collect()
+    }
+
+    #[test]
+    fn a_break_that_begins_after_the_disruption_is_its_effect_and_waited_for() {
+        // A kill at 20 whose dead task the balancer notices at 22: broken 22..=25.
+        let h = history(40, &[22, 23, 24, 25]);
+        let hold = Duration::from_secs(2);
+        let e = effect(&checks(), &h, (20.0, 20.0, 50.0), hold, &[]);
+        assert_eq!(e, Effect { already_broken: false, broken: Some(22), restored: Some(26) });
+        // The run's recovery is searched after that break, not from 20 (which held for 2 s).
+        assert_eq!(recovered_at(&checks(), &h, 20, hold), Some(20), "the figure this fixes");
+        assert_eq!(restored_after(&checks(), &h, 20, 20.0, 50.0, hold), Some(26));
+        // A break that begins after the window is not the fault's.
+        let e = effect(&checks(), &h, (20.0, 20.0, 22.0), hold, &[]);
+        assert_eq!(e, Effect { already_broken: false, broken: None, restored: None });
+        assert_eq!(restored_after(&checks(), &h, 20, 20.0, 22.0, hold), Some(20));
+    }
+
+    #[test]
+    fn a_disruption_into_a_broken_service_is_timed_from_its_end() {
+        // A drift breaks 10..=23; the redeploy at 20 fixes it, restored from 24.
+        let broken: Vec<u32> = (10..24).collect();
+        let h = history(40, &broken);
+        let hold = Duration::from_secs(3);
+        let drift = effect(&checks(), &h, (10.0, 20.0, 20.0), hold, &[]);
+        assert_eq!(drift, Effect { already_broken: false, broken: Some(10), restored: Some(24) });
+        let redeploy = effect(&checks(), &h, (20.0, 20.0, 50.0), hold, &[]);
+        assert_eq!(redeploy, Effect { already_broken: true, broken: None, restored: Some(24) });
+        assert_eq!(restored_after(&checks(), &h, 10, 20.0, 50.0, hold), Some(24));
+        // A second fault injected in the second the first one broke: the break is the first's.
+        let kill = effect(&checks(), &h, (10.0, 10.0, 10.5), hold, &[]);
+        assert_eq!(kill.broken, Some(10));
+        let second = effect(&checks(), &h, (10.5, 12.0, 20.0), hold, &[10]);
+        assert_eq!(second, Effect { already_broken: true, broken: None, restored: Some(24) });
+        // A fault that broke nothing.
+        let calm = history(40, &[]);
+        assert_eq!(effect(&checks(), &calm, (10.0, 13.0, 43.0), hold, &[]).broken, None);
+        assert_eq!(restored_after(&checks(), &calm, 10, 13.0, 43.0, hold), Some(13));
     }
 }

@@ -227,6 +227,7 @@ mod tests {
             reverted_s: reverted,
             revert_error: error.map(Into::into),
             no_revert: None,
+            effect: None,
             human: vec![],
         }
     }

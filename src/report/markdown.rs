@@ -156,7 +156,7 @@ fn key_figures(o: &mut String, r: &RunRecord, red: &Redactor) {
         ),
         (None, None) => "n/a: no fault was injected".into(),
     };
-    table.row(vec!["Time to recover (MTTR)".into(), recover]);
+    table.row(vec!["Time to restore".into(), recover]);
 
     let worst = match &r.worst_window {
         Some(w) => {
@@ -294,7 +294,43 @@ fn faults(o: &mut String, r: &RunRecord) {
         ]);
     }
     let _ = writeln!(o, "{}", t.render());
+    fault_effects(o, r);
     human_times(o, r);
+}
+
+/// Per injected fault, what it did to the steady state: when it broke, how long the outage
+/// lasted, and how long the service took to be restored once the fault's disruption ended.
+fn fault_effects(o: &mut String, r: &RunRecord) {
+    if !r.faults.iter().any(|f| f.effect.is_some()) {
+        return;
+    }
+    let _ = writeln!(o, "### Outage and time to restore per fault\n");
+    let _ = writeln!(
+        o,
+        "Outage: from the first second that broke the steady state after the fault's injection (a break that begins before its disruption ended plus `within`, and before the next fault) to the first second from which it held for `hold` again. Time to restore: from the end of the fault's disruption to that second.\n"
+    );
+    let mut t = Table::new(["Fault", "Injected", "Broken", "Outage", "Disruption ended", "Time to restore"]);
+    for f in &r.faults {
+        let (Some(at), Some(e)) = (f.injected_s, &f.effect) else { continue };
+        let broken = match (e.broken_s, e.already_broken) {
+            (_, true) => "already broken".to_string(),
+            (Some(b), false) => offset(b),
+            (None, false) => format!("never (until {})", offset(e.counted_until_s)),
+        };
+        let outage = match (e.outage_s, e.broken_s) {
+            (Some(d), _) => secs(d),
+            (None, Some(_)) => "not restored by the end".into(),
+            (None, None) if e.already_broken => "–".into(),
+            (None, None) => "none".into(),
+        };
+        let restore = match (e.time_to_restore_s, e.broken_s.is_some() || e.already_broken) {
+            (Some(d), _) => format!("{} ({})", secs(d), offset(e.restored_s.unwrap_or_default())),
+            (None, true) => "not restored by the end".into(),
+            (None, false) => "n/a".into(),
+        };
+        t.row(vec![code(&f.name), offset(at), broken, outage, offset(e.disruption_end_s), restore]);
+    }
+    let _ = writeln!(o, "{}", t.render());
 }
 
 /// Per injected fault, when people marked it detected and mitigated, beside what siege measured
@@ -317,7 +353,14 @@ fn human_times(o: &mut String, r: &RunRecord) {
         let Some(at) = f.injected_s else { continue };
         let _ = writeln!(o, "{} (injected {}):\n", code(&f.name), offset(at));
         let mut t = Table::new(["Who", "Time to detect", "Time to mitigate"]);
-        let (detect, restored) = super::marks::measured(r, i);
+        let (detect, restored) = match &f.effect {
+            Some(e) => {
+                let since = |t: f64| (t - at).max(0.0);
+                (e.broken_s.map(since), e.restored_s.map(since))
+            }
+            // Reports of versions that did not measure each fault.
+            None => super::marks::measured(r, i),
+        };
         t.row(vec![
             "siege (measured: steady state broken, steady again)".into(),
             detect.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "never broken".into()),
@@ -415,8 +458,9 @@ mod tests {
         });
         let md = render(&r, &[], &Redactor::noop());
         assert!(md.starts_with("# task-kill: ERROR\n\n**Verdict: ERROR** (exit 70). Lab did not start.\n"), "{md}");
-        assert!(md.contains("| Time to detect         | n/a: the run ended with an error |"), "{md}");
-        assert!(md.contains("| Load                   | no requests were sent            |"), "{md}");
+        assert!(md.contains("| Time to detect  | n/a: the run ended with an error |"), "{md}");
+        assert!(md.contains("| Time to restore | n/a: the run ended with an error |"), "{md}");
+        assert!(md.contains("| Load            | no requests were sent            |"), "{md}");
         assert!(md.contains("| `error_rate < 1%` | not evaluated     | not evaluated  |"), "{md}");
     }
 
@@ -450,6 +494,7 @@ mod tests {
             reverted_s: None,
             revert_error: None,
             no_revert: Some("the cluster keeps its new writer".into()),
+            effect: None,
             human: vec![],
         };
         assert_eq!(reverted(&f), "no revert: the cluster keeps its new writer");

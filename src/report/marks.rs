@@ -86,6 +86,7 @@ mod tests {
             reverted_s: None,
             revert_error: None,
             no_revert: None,
+            effect: None,
             human: vec![],
         }
     }

@@ -122,7 +122,8 @@ pub struct Timings {
     pub last_fault_end_s: Option<f64>,
     /// Time from the first fault to the first window that broke the steady state.
     pub time_to_detect_s: Option<f64>,
-    /// Time from the end of the last disruption until the steady state held again (MTTR).
+    /// Time to restore: from the end of the last disruption until the steady state held again
+    /// (after a break that began late: see `observe::restored_after`).
     pub time_to_recover_s: Option<f64>,
     /// How long after `last_fault_end_s` the steady state had to hold again (`recovery.within`).
     pub recovery_deadline_s: f64,
@@ -209,11 +210,42 @@ pub struct FaultRecord {
     /// failover's new writer): `"the cluster keeps its new writer"`. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_revert: Option<String>,
+    /// What it did to the steady state, as siege measured it from the load and the samples;
+    /// `null` for a fault never injected, and in reports of versions that did not measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<FaultEffect>,
     /// Per author, how long after this fault's injection they marked it detected and mitigated
     /// (see [`crate::report::attribute_marks`] for which marks count); in the order of each
     /// author's first mark.
     #[serde(default)]
     pub human: Vec<HumanTimes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// What one fault did to the steady state. Times in seconds since the load started (`*_s` of a
+/// point) or in seconds (durations); whole seconds, as the steady state is judged per second.
+pub struct FaultEffect {
+    /// Where the fault's disruption ended: the end of its `for`, of a lab failover's outage, the
+    /// injection of the fault that remedied it (a redeploy after a secret drift), or its
+    /// injection for an instantaneous fault.
+    pub disruption_end_s: f64,
+    /// A break that begins before this point counts as the fault's effect: the end of its
+    /// disruption plus `recovery.within`, or the next fault's injection if that comes sooner.
+    pub counted_until_s: f64,
+    /// The steady state was broken already in the second before the injection: the fault has no
+    /// outage of its own (`broken_s` and `outage_s` are `null`).
+    pub already_broken: bool,
+    /// The first second that broke the steady state from the injection's second on, before
+    /// `counted_until_s`; `null`: the fault broke nothing.
+    pub broken_s: Option<f64>,
+    /// The first second from which the steady state held for `recovery.hold` again after that
+    /// break (after the disruption's end when it was broken already); `null`: not by the end of
+    /// the run, or nothing broke.
+    pub restored_s: Option<f64>,
+    /// The outage: `restored_s` − `broken_s`.
+    pub outage_s: Option<f64>,
+    /// Time to restore after the disruption ended: `restored_s` − `disruption_end_s`, at least 0.
+    pub time_to_restore_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

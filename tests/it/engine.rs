@@ -398,7 +398,7 @@ fn heavy_sigterm_reverts_and_reports_aborted() {
     assert!(r["verdict"]["reason"].as_str().unwrap_or("").contains("SIGTERM"), "{r}");
     assert_eq!(r["verdict"]["interrupted_by"], "SIGTERM", "{r}");
     let md = std::fs::read_to_string(report_dir(&home).join("report.md")).expect("report.md");
-    let mttr = md.lines().find(|l| l.contains("Time to recover (MTTR)")).expect("MTTR row");
+    let mttr = md.lines().find(|l| l.contains("Time to restore")).expect("MTTR row");
     assert!(mttr.contains("n/a: interrupted by SIGTERM"), "{mttr}");
     assert!(!md.contains("stop condition"), "{md}");
 }
@@ -646,4 +646,41 @@ fn interactive_without_a_terminal_is_a_usage_error_before_anything_starts() {
     assert_eq!(out.status.code(), Some(3), "{s}");
     assert!(s.contains("--interactive needs a terminal on stdin: stdin is not a terminal"), "{s}");
     assert!(!home.path().join("labs").exists() && !home.path().join("journal").exists());
+}
+
+/// A lab whose health checks notice a dead task later than `recovery.hold`: the steady state
+/// (healthy targets) breaks seconds after the kill. That break is the kill's outage, and the
+/// run's time to restore waits for it rather than counting the steady seconds before it.
+#[test]
+fn a_kill_the_balancer_notices_late_is_measured_as_an_outage() {
+    let lab =
+        crate::lab::TestLab::up(&["--health-interval", "2s", "--unhealthy-threshold", "2", "--placement-delay", "4s"]);
+    let path = lab.home.path().join("late.yaml");
+    let yaml = format!(
+        "name: late\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
+         load: {{ url: /, rate: 20/s, duration: 30s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 50%\", healthy_targets: \">= 3\" }}\n\
+         faults: [ {{ type: task-kill, name: kill, at: 6s, select: 1 }} ]\nrecovery: {{ within: 20s, hold: 2s }}\n",
+        lab.control
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let reports = lab.home.path().join("reports");
+    let out = lab.siege().arg("run").arg(&path).arg("--reports").arg(&reports).output().expect("siege run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = crate::common::only_report_dir(&reports);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let (kill, timings) = (&r["faults"][0], &r["timings"]);
+    let at = kill["injected_s"].as_f64().expect("injected");
+    let e = &kill["effect"];
+    let broken = e["broken_s"].as_f64().unwrap_or_else(|| panic!("the kill broke the steady state: {e}"));
+    let restored = e["restored_s"].as_f64().unwrap_or_else(|| panic!("restored: {e}"));
+    assert!(broken >= at.floor() + 1.0, "the balancer noticed after the kill's own second: {e}");
+    assert!(restored > broken && e["outage_s"].as_f64() == Some(restored - broken), "{e}");
+    // Not 0 s: restored after the late break, measured from the kill.
+    let ttr = timings["time_to_recover_s"].as_f64().expect("a time to restore");
+    assert!(ttr >= restored - at - 1.0 && ttr >= 2.0, "{timings} {e}");
+    let end = e["disruption_end_s"].as_f64().expect("its disruption's end");
+    let own = e["time_to_restore_s"].as_f64().expect("its time to restore");
+    assert!((own - (restored - end)).abs() < 0.06 && (end - at).abs() < 0.06, "{e}");
 }

@@ -701,8 +701,28 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     assert!(marks.contains("detected (alice)") && marks.contains("mitigated (alice)"), "{marks}");
     let human = teacher.js("return document.getElementById('human-times').textContent").to_string();
     assert!(human.contains("slow-one") && human.contains("alice"), "{human}");
+    assert!(human.contains("siege (measured)"), "siege's own row beside the people's: {human}");
     let links = teacher.js("return [...document.querySelectorAll('#files a')].map(a => a.textContent).join(' ')");
     assert_eq!(links, "junit.xml report.json report.md");
+    // The fault's outage on the page is the one report.json measured.
+    let json_href = teacher.js("return document.querySelectorAll('#files a')[1].getAttribute('href')");
+    let (s, json) = g.get_text(json_href.as_str().expect("report.json's address"));
+    assert_eq!(s, 200, "{json}");
+    let rec: Value = serde_json::from_str(&json).expect("report.json");
+    let faults = rec["faults"].as_array().expect("faults");
+    let i = faults.iter().position(|f| f["name"] == "slow-one").unwrap_or_else(|| panic!("{rec}"));
+    let effect = &faults[i]["effect"];
+    let row = teacher.js(
+        "return [...document.querySelectorAll('#fault-times tr')].map(r => r.textContent).find(t => t.startsWith('slow-one'))",
+    );
+    let row = row.as_str().unwrap_or_default();
+    let shown = match effect["outage_s"].as_f64() {
+        Some(o) => format!("{o:.1} s"),
+        None if effect["already_broken"] == true => "–".to_string(),
+        None if effect["broken_s"].is_null() => "none".to_string(),
+        None => "not restored".to_string(),
+    };
+    assert!(row.starts_with("slow-one") && row.contains(&shown), "{row} against {effect}");
     // The link carries a read token of this run, never the instructor's token, and it opens.
     let href = teacher.js("return document.querySelector('#files a:last-child').getAttribute('href')");
     let href = href.as_str().expect("the link's address");

@@ -240,7 +240,7 @@ fn siege_report_reads_older_files_as_their_writer_meant() {
         v["verdict"]["reason"] = "interrupted by SIGTERM; every fault was reverted".into();
     });
     let (md, xml) = re_render(&old);
-    let row = md.lines().find(|l| l.contains("Time to recover (MTTR)")).unwrap();
+    let row = md.lines().find(|l| l.contains("Time to restore")).unwrap();
     assert!(row.contains("n/a: interrupted by SIGTERM"), "{row}");
     assert!(xml.contains(r#"<failure type="interrupted""#), "{xml}");
 }

@@ -93,7 +93,7 @@
     const refresh = async () => {
       const v = await api("GET", "/v1/runs?limit=50");
       runs.replaceChildren(el("table", {},
-        el("tr", {}, ["run", "scenario", "state", "started", "time to detect", "MTTR"].map((h) => el("th", {}, h))),
+        el("tr", {}, ["run", "scenario", "state", "started", "time to detect", "time to restore"].map((h) => el("th", {}, h))),
         v.runs.map((r) => el("tr", {},
           el("td", {}, el("a", { href: "#run=" + encodeURIComponent(r.id), class: "run-link" }, r.id)),
           el("td", {}, r.scenario), el("td", { class: r.state }, r.state),
@@ -480,10 +480,22 @@
       this.info = info;
       const rec = info.record || {};
       const kids = [el("h2", {}, "Report")];
-      kids.push(el("p", {}, "Measured: time to detect ", el("b", {}, fmtS(info.time_to_detect_s)), ", time to recover (MTTR) ", el("b", {}, fmtS(info.mttr_s))));
+      kids.push(el("p", {}, "Measured: time to detect ", el("b", {}, fmtS(info.time_to_detect_s)), ", time to restore after the last disruption ended ", el("b", {}, fmtS(info.mttr_s))));
+      // Each fault's outage and time to restore, as report.md's table has them.
+      const measured = (rec.faults || []).filter((f) => f.effect && f.injected_s != null);
+      const outage = (e) => (e.outage_s != null ? fmtS(e.outage_s) : e.already_broken ? "–" : e.broken_s == null ? "none" : "not restored");
+      const broke = (e) => (e.already_broken ? "already broken" : e.broken_s == null ? "never" : `t+${fmtS(e.broken_s)}`);
+      const effects = measured.map((f) => el("tr", {}, el("td", {}, f.name), el("td", {}, `t+${fmtS(f.injected_s)}`), el("td", {}, broke(f.effect)), el("td", {}, outage(f.effect)), el("td", {}, f.effect.time_to_restore_s == null ? "n/a" : fmtS(f.effect.time_to_restore_s))));
+      if (effects.length) kids.push(el("h3", {}, "Outage and time to restore per fault"), el("table", { id: "fault-times" }, el("tr", {}, ["fault", "injected", "broken", "outage", "restored after its disruption ended"].map((h) => el("th", {}, h))), effects));
       const rows = [];
-      for (const f of rec.faults || []) for (const h of f.human || []) rows.push(el("tr", {}, el("td", {}, f.name), el("td", {}, h.author), el("td", {}, fmtS(h.detected_s)), el("td", {}, fmtS(h.mitigated_s))));
-      if (rows.length) kids.push(el("h3", {}, "Human times"), el("table", { id: "human-times" }, el("tr", {}, ["fault", "who", "detected after", "mitigated after"].map((h) => el("th", {}, h))), rows));
+      const since = (f, t) => (t == null ? null : Math.max(0, t - f.injected_s));
+      for (const f of rec.faults || []) {
+        if (!(f.human || []).length) continue;
+        // siege's own row first: when the steady state broke and held again, after the injection.
+        if (f.effect) rows.push(el("tr", { class: "siege" }, el("td", {}, f.name), el("td", {}, "siege (measured)"), el("td", {}, fmtS(since(f, f.effect.broken_s))), el("td", {}, fmtS(since(f, f.effect.restored_s)))));
+        for (const h of f.human) rows.push(el("tr", {}, el("td", {}, f.name), el("td", {}, h.author), el("td", {}, fmtS(h.detected_s)), el("td", {}, fmtS(h.mitigated_s))));
+      }
+      if (rows.length) kids.push(el("h3", {}, "Human times"), el("table", { id: "human-times" }, el("tr", {}, ["fault", "who", "detected after", "mitigated / restored after"].map((h) => el("th", {}, h))), rows));
       const marks = rec.marks || [];
       if (marks.length) kids.push(el("h3", {}, "Marks"), el("ul", { id: "marks" }, marks.map((m) => el("li", {}, `${Number(m.t_s).toFixed(1)} s: ${m.kind} (${m.author})${m.text ? ": " + m.text : ""}`))));
       const files = (info.files || []).filter((f) => /^(report\.(md|json)|junit\.xml)$/.test(f)).sort();

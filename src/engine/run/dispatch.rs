@@ -549,8 +549,15 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
         if let Some(end) = self.span.last_end
             && self.phase == Phase::Recovery
             && closed_at >= end + (sc.recovery.within + sc.recovery.hold).as_secs_f64()
-            && observe::recovered_at(&sc.steady_state.checks, &self.cx.history, end.ceil() as u32, sc.recovery.hold)
-                .is_none()
+            && observe::restored_after(
+                &sc.steady_state.checks,
+                &self.cx.history,
+                self.span.first_second.unwrap_or(0),
+                end,
+                end + sc.recovery.within.as_secs_f64(),
+                sc.recovery.hold,
+            )
+            .is_none()
         {
             self.note("the steady state was not restored by the recovery deadline; ending the run".into());
             return Flow::End;
