@@ -170,16 +170,28 @@ impl FakeBackend {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep_until(start + Duration::from_secs(u64::from(second) + 1)) => {}
                 }
-                let (tasks, slowest) = me.with(|s| (s.tasks, s.slow.iter().map(|(_, d)| *d).max().unwrap_or_default()));
+                let (tasks, slowest, slowed) =
+                    me.with(|s| (s.tasks, s.slow.iter().map(|(_, d)| *d).max().unwrap_or_default(), s.slow.len()));
                 let running = me.running(Instant::now());
                 let requests = rate.round() as u64;
-                let failed = requests * (tasks - running.min(tasks)) as u64 / tasks.max(1) as u64;
+                let down = tasks - running.min(tasks);
+                let failed = requests * down as u64 / tasks.max(1) as u64;
                 let ms = 5.0 + slowest.as_secs_f64() * 1000.0;
+                // Request `j` of the second is due at `j / rate` into it and goes to task
+                // `j % tasks`: the first `down` tasks are the dead ones, the next the slowed ones.
+                let due = |j: u64| second * 1000 + (j as f64 * 1000.0 / rate) as u32;
+                let to = |j: u64| (j % tasks.max(1) as u64) as usize;
+                let is_slow = plan.notice.slow_after.is_some_and(|b| slowest > b);
                 let mut w = Window {
                     second,
                     requests,
                     scheduled: requests,
                     latency_ms: Latency { p50: 5.0, p90: ms, p95: ms, p99: ms, max: ms },
+                    failed_at_ms: (0..requests).filter(|j| to(*j) < down).map(due).collect(),
+                    slow_at_ms: (0..requests)
+                        .filter(|j| is_slow && (down..down + slowed).contains(&to(*j)))
+                        .map(due)
+                        .collect(),
                     ..Window::default()
                 };
                 w.errors.status_503 = failed;

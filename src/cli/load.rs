@@ -84,7 +84,7 @@ impl LoadArgs {
             (None, Some(connections)) => Mode::Closed { connections },
             _ => return Err("give either --rate R/s (open model) or --concurrency N (closed model)".into()),
         };
-        Ok(LoadPlan { url, mode, duration, timeout, insecure_tls: self.insecure })
+        Ok(LoadPlan { url, mode, duration, timeout, insecure_tls: self.insecure, notice: Default::default() })
     }
 
     /// `--max-error-rate` as a fraction.

@@ -15,6 +15,9 @@ pub struct RecordBuilder {
     pub faults: Vec<FaultRecord>,
     pub notes: Vec<String>,
     pub marks: Vec<Mark>,
+    /// Each fault's injection time as it happened (the record rounds it to 100 ms; the time to
+    /// detect is read at 10 ms).
+    injected_at: Vec<(String, f64)>,
 }
 
 impl RecordBuilder {
@@ -56,6 +59,7 @@ impl RecordBuilder {
                 if let Some(f) = self.fault(fault) {
                     f.injected_s = Some(round(*t));
                 }
+                self.injected_at.push((fault.clone(), *t));
                 self.push(*t, TimelineKind::FaultInjected, format!("{fault} ({kind}) injected: {summary}"));
             }
             Event::FaultInjectFailed { t, fault, error } => {
@@ -124,6 +128,11 @@ fn round(t: f64) -> f64 {
     (t * 10.0).round() / 10.0
 }
 
+/// To the 10 ms the requests' send times are noted at.
+fn round_ms(t: f64) -> f64 {
+    (t * 100.0).round() / 100.0
+}
+
 /// Everything the engine knows at the end of a run.
 pub struct Finish<'a> {
     pub scenario: &'a Scenario,
@@ -175,9 +184,14 @@ impl RecordBuilder {
 
         let steady_state = steady_state_records(&before, &after, faults_ran);
 
-        let ttd = first
-            .and_then(|s| observe::first_broken(checks, f.history, s))
-            .map(|b| (f64::from(b) - f.first_disruption.unwrap_or(0.0)).max(0.0));
+        // Detected after the first disruption as it happened: the first injection (its planned
+        // time is up to an injection's duration earlier), or the first stage.
+        let stages = sc.load.stages.iter().map(|s| s.at.as_secs_f64());
+        let began = self.injected_at.iter().map(|(_, t)| *t).chain(stages).reduce(f64::min);
+        let ttd = first.and_then(|s| observe::first_broken(checks, f.history, s)).map(|b| {
+            let from = began.or(f.first_disruption).unwrap_or(0.0);
+            round_ms(observe::detected_after(checks, f.history, from, b))
+        });
         let mttr = match (recovered, f.last_disruption_end) {
             (Some(r), Some(end)) => Some((f64::from(r) - end).max(0.0)),
             _ => None,
@@ -379,7 +393,7 @@ impl RecordBuilder {
             }
             faults.push(fr);
         }
-        measure_effects(&mut faults, sc, f.history);
+        measure_effects(&mut faults, sc, f.history, &self.injected_at);
         crate::report::attribute_marks(&mut faults, &self.marks);
         faults
     }
@@ -389,7 +403,7 @@ impl RecordBuilder {
 /// (a secret drift) is disrupting until a later fault remedies it (a redeploy), else until its
 /// revert; a break counts as a fault's effect until its disruption's end plus
 /// `recovery.within`, or until the next injection if that comes sooner.
-fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second]) {
+fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second], injected_at: &[(String, f64)]) {
     let def = |f: &FaultRecord| crate::faults::lookup(&f.kind);
     let injections: Vec<f64> = faults.iter().filter_map(|f| f.injected_s).collect();
     let remedies: Vec<f64> =
@@ -413,7 +427,10 @@ fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second]
         let e = observe::effect(&sc.steady_state.checks, history, (at, end, until), sc.recovery.hold, &claimed);
         claimed.extend(e.broken);
         let (broken, restored) = (e.broken.map(f64::from), e.restored.map(f64::from));
+        let exact = injected_at.iter().rev().find(|(name, _)| *name == fr.name).map_or(at, |(_, t)| *t);
+        let detected = e.broken.map(|b| round_ms(observe::detected_after(&sc.steady_state.checks, history, exact, b)));
         fr.effect = Some(FaultEffect {
+            detected_after_s: detected,
             disruption_end_s: round(end),
             counted_until_s: round(until),
             already_broken: e.already_broken,
@@ -797,7 +814,7 @@ mod tests {
         assert_eq!(r.timings.time_to_recover_s, Some(4.0));
         let md = crate::report::render_markdown(&r, &Redactor::noop());
         assert!(
-            md.contains("| `drift`    | t+10s    | t+10s          | 14s    | t+20s            | 4s (t+24s)      |"),
+            md.contains("| `drift`    | t+10s    | 0s             | t+10s          | 14s    | t+20s            | 4s (t+24s)      |"),
             "{md}"
         );
     }

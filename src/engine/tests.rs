@@ -72,7 +72,11 @@ async fn the_timeline_injects_and_reverts_on_time_and_the_run_passes() {
     let f = &r.faults[0];
     assert_eq!(f.injected_s.map(|t| t.floor()), Some(5.0), "{f:?}");
     assert_eq!(f.reverted_s.map(|t| t.floor()), Some(8.0), "{f:?}");
-    assert_eq!(r.timings.time_to_detect_s, Some(0.0), "{:?}", r.timings);
+    // Detected from the first slowed request due after the injection, not from the start of
+    // the second it fell in.
+    let ttd = r.timings.time_to_detect_s.expect("detected");
+    assert!((0.0..1.0).contains(&ttd), "{:?}", r.timings);
+    assert_eq!(f.effect.as_ref().and_then(|e| e.detected_after_s), Some(ttd));
     assert_eq!(r.windows.len(), 20);
     assert_eq!(fake.log(), ["inject slow", "revert slow"]);
     assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".jsonl")));
@@ -95,14 +99,35 @@ async fn each_fault_gets_its_outage_and_its_time_to_restore() {
     let kill = effect("kill");
     assert_eq!((kill.broken_s, kill.restored_s, kill.outage_s), (Some(5.0), Some(7.0), Some(2.0)), "{kill:?}");
     assert_eq!((kill.disruption_end_s, kill.time_to_restore_s), (5.0, Some(2.0)), "{kill:?}");
+    // Detected from its first failed request: below a second.
+    assert!(kill.detected_after_s.is_some_and(|d| (0.0..1.0).contains(&d)), "{kill:?}");
     // The latency: slow until its revert at 24 s (which the fake's second 23, judged at 24 s,
     // already sees); restored 0 s after its end.
     let slow = effect("slow");
     assert_eq!((slow.broken_s, slow.outage_s, slow.time_to_restore_s), (Some(20.0), Some(3.0), Some(0.0)), "{slow:?}");
     assert_eq!(slow.disruption_end_s, 24.0);
+    assert!(slow.detected_after_s.is_some_and(|d| (0.0..1.0).contains(&d)), "{slow:?}");
     assert_eq!(slow.counted_until_s, 34.0, "its end plus within");
     assert_eq!(kill.counted_until_s, 15.0, "the kill's end plus within, before the next injection");
     assert_eq!(r.timings.time_to_recover_s, Some(0.0), "{:?}", r.timings);
+}
+
+/// An injection that lands mid-second (here 410 ms into it) is detected from the first failed
+/// request due after it, not from the start of the second that holds both.
+#[tokio::test(start_paused = true)]
+async fn detection_is_read_from_the_requests_below_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBackend::new(4, None).with_inject_delay(Duration::from_millis(410));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 20s }\n\
+         faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\nrecovery: { within: 5s, hold: 2s }\n",
+    );
+    let r = record(start(&yaml, &fake, dir.path())).await;
+    let f = &r.faults[0];
+    assert_eq!(f.injected_s, Some(5.4), "{f:?}");
+    // Every fourth request goes to the dead task: the first due after 5.41 s is at 5.44 s.
+    assert_eq!(r.timings.time_to_detect_s, Some(0.03), "{:?}", r.timings);
+    assert_eq!(f.effect.as_ref().and_then(|e| e.detected_after_s), Some(0.03), "{f:?}");
 }
 
 /// A dead task the balancer notices after its health checks: the steady state (healthy

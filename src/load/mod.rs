@@ -40,6 +40,17 @@ pub struct LoadPlan {
     /// `https://`: accept any certificate (self-signed test endpoints). Without it the
     /// certificate must chain to a root the platform trusts and name the URL's host.
     pub insecure_tls: bool,
+    /// Which requests' send times each window notes (for the time to detect).
+    pub notice: Notice,
+}
+
+/// The requests whose send times each [`Window`] notes: every one that failed or was missed, and
+/// with `slow_after` every one slower than that (a latency check's bound), at 10 ms resolution
+/// in milliseconds since `epoch` (the run's clock; the load's own start without one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Notice {
+    pub epoch: Option<Instant>,
+    pub slow_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +152,13 @@ pub struct Window {
     /// load); not part of `siege load --json` or the events. Shared, as windows are cloned.
     #[serde(skip)]
     pub latency_hist: std::sync::Arc<[u8]>,
+    /// When the requests that failed or were missed, completed (or given up) in this second,
+    /// were due: milliseconds since [`Notice::epoch`], sorted, one per 10 ms. Not serialized.
+    #[serde(skip)]
+    pub failed_at_ms: std::sync::Arc<[u32]>,
+    /// The same for the requests slower than [`Notice::slow_after`].
+    #[serde(skip)]
+    pub slow_at_ms: std::sync::Arc<[u32]>,
 }
 
 impl Window {
@@ -312,6 +330,7 @@ pub async fn run_controlled(
             start,
             duration: plan.duration,
             timeout: plan.timeout,
+            notice: stats::Noticing::new(plan.notice, start),
             cancel: stop.clone(),
             tx: tx.clone(),
         };

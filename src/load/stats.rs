@@ -31,6 +31,10 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    fn is_error(self) -> bool {
+        !matches!(self, Outcome::Status(s) if s < 400)
+    }
+
     /// Counts this outcome into `errors` if it is an error.
     fn count(self, errors: &mut ErrorCounts) {
         match self {
@@ -58,11 +62,41 @@ pub(crate) struct Slot {
     pub scheduled: u64,
     /// Latency from the intended send time, microseconds.
     pub latency: Histogram<u64>,
+    /// When the failed (or missed) and the slow requests were due, see [`Window::failed_at_ms`].
+    pub failed: Vec<u32>,
+    pub slow: Vec<u32>,
+}
+
+/// The most send times a slot notes of each kind: a second of thousands of failures keeps its
+/// earliest (one per 10 ms) all the same.
+const NOTED: usize = 4096;
+
+/// Notes `ms` unless the last noted one is in the same 10 ms.
+fn note(list: &mut Vec<u32>, ms: u32) {
+    if list.len() < NOTED && list.last().is_none_or(|l| l / 10 != ms / 10) {
+        list.push(ms);
+    }
+}
+
+/// Sorted, one per 10 ms, at most [`NOTED`]: the earliest are kept.
+fn noted(mut list: Vec<u32>) -> std::sync::Arc<[u32]> {
+    list.sort_unstable();
+    list.dedup_by_key(|ms| *ms / 10);
+    list.truncate(NOTED);
+    list.into()
 }
 
 impl Slot {
     fn new() -> Slot {
-        Slot { requests: 0, errors: ErrorCounts::default(), missed: 0, scheduled: 0, latency: histogram() }
+        Slot {
+            requests: 0,
+            errors: ErrorCounts::default(),
+            missed: 0,
+            scheduled: 0,
+            latency: histogram(),
+            failed: vec![],
+            slow: vec![],
+        }
     }
 
     fn merge(&mut self, other: &Slot) {
@@ -72,6 +106,27 @@ impl Slot {
         self.scheduled += other.scheduled;
         // Same bounds everywhere: addition cannot fail.
         let _ = self.latency.add(&other.latency);
+        self.failed.extend(&other.failed);
+        self.slow.extend(&other.slow);
+    }
+}
+
+/// What a recorder notes of each request for the time to detect (see [`super::Notice`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Noticing {
+    epoch: Instant,
+    /// Microseconds; `u64::MAX`: no latency bound.
+    slow_after_us: u64,
+}
+
+impl Noticing {
+    pub fn new(notice: super::Notice, start: Instant) -> Noticing {
+        let slow_after_us = notice.slow_after.map_or(u64::MAX, |d| d.as_micros() as u64);
+        Noticing { epoch: notice.epoch.unwrap_or(start), slow_after_us }
+    }
+
+    fn ms(&self, intended: Instant) -> u32 {
+        intended.saturating_duration_since(self.epoch).as_millis().min(u128::from(u32::MAX)) as u32
     }
 }
 
@@ -90,6 +145,7 @@ pub(crate) enum Msg {
 #[derive(Debug)]
 pub(crate) struct Recorder {
     start: Instant,
+    notice: Noticing,
     /// Completions after the planned end (requests in flight when it came) count in the last second.
     last_second: u32,
     /// Second of `slots[0]`.
@@ -104,9 +160,18 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(start: Instant, duration: Duration, tx: mpsc::UnboundedSender<Msg>) -> Recorder {
+    pub fn new(start: Instant, duration: Duration, notice: Noticing, tx: mpsc::UnboundedSender<Msg>) -> Recorder {
         let last_second = (duration.as_secs_f64().ceil() as u32).max(1) - 1;
-        Recorder { start, last_second, base: 0, slots: VecDeque::new(), uncorrected: histogram(), tls_error: None, tx }
+        Recorder {
+            start,
+            notice,
+            last_second,
+            base: 0,
+            slots: VecDeque::new(),
+            uncorrected: histogram(),
+            tls_error: None,
+            tx,
+        }
     }
 
     /// The second `t` falls in, clamped to the run.
@@ -129,18 +194,27 @@ impl Recorder {
         // from when it was sent; a late one from when it should have been.
         let from = intended.min(sent);
         let second = self.second_of(done);
+        let notice = self.notice;
         let slot = self.slot(second);
         slot.requests += 1;
         outcome.count(&mut slot.errors);
-        slot.latency.saturating_record(micros(done.saturating_duration_since(from)));
+        let latency = micros(done.saturating_duration_since(from));
+        slot.latency.saturating_record(latency);
+        if outcome.is_error() {
+            note(&mut slot.failed, notice.ms(intended));
+        } else if latency > notice.slow_after_us {
+            note(&mut slot.slow, notice.ms(intended));
+        }
         self.uncorrected.saturating_record(micros(done.saturating_duration_since(sent)));
     }
 
     /// A request that was due at `intended` but given up at `now` without being sent.
     pub fn missed(&mut self, intended: Instant, now: Instant) {
         let second = self.second_of(now);
+        let at = self.notice.ms(intended);
         let slot = self.slot(second);
         slot.missed += 1;
+        note(&mut slot.failed, at);
         slot.latency.saturating_record(micros(now.saturating_duration_since(intended)));
     }
 
@@ -239,7 +313,7 @@ impl Aggregator {
         self.done += 1;
     }
 
-    fn emit(&mut self, second: u32, slot: Slot) {
+    fn emit(&mut self, second: u32, mut slot: Slot) {
         let window = Window {
             second,
             requests: slot.requests,
@@ -248,6 +322,9 @@ impl Aggregator {
             scheduled: slot.scheduled,
             latency_ms: latency(&slot.latency),
             latency_hist: super::hdr::encode(&slot.latency).into(),
+            // Taken out: the run's totals keep no send times.
+            failed_at_ms: noted(std::mem::take(&mut slot.failed)),
+            slow_at_ms: noted(std::mem::take(&mut slot.slow)),
         };
         self.total.merge(&slot);
         if let Some(tx) = &self.live {
@@ -322,8 +399,14 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (wtx, mut wrx) = mpsc::unbounded_channel();
         let start = Instant::now();
-        let mut a = Recorder::new(start, Duration::from_secs(3), tx.clone());
-        let mut b = Recorder::new(start, Duration::from_secs(3), tx);
+        let mut a = Recorder::new(
+            start,
+            Duration::from_secs(3),
+            Noticing::new(super::super::Notice::default(), start),
+            tx.clone(),
+        );
+        let mut b =
+            Recorder::new(start, Duration::from_secs(3), Noticing::new(super::super::Notice::default(), start), tx);
         let at = |ms| start + Duration::from_millis(ms);
         a.record(at(100), at(100), at(110), Outcome::Status(200));
         b.record(at(200), at(250), at(1250), Outcome::Status(503));

@@ -48,6 +48,7 @@ pub(crate) struct WorkerSpec {
     pub start: Instant,
     pub duration: Duration,
     pub timeout: Duration,
+    pub notice: super::stats::Noticing,
     pub cancel: CancellationToken,
     pub tx: mpsc::UnboundedSender<Msg>,
 }
@@ -96,7 +97,7 @@ struct Worker {
 
 async fn run_worker(spec: WorkerSpec) -> (Recorder, u32, usize, Instant) {
     let end = spec.start + spec.duration;
-    let recorder = Recorder::new(spec.start, spec.duration, spec.tx.clone());
+    let recorder = Recorder::new(spec.start, spec.duration, spec.notice, spec.tx.clone());
     let last_second = recorder.last_second();
     let open = matches!(spec.source, SourceSpec::Open { .. });
     let w = Rc::new(Worker {
@@ -155,7 +156,7 @@ async fn run_worker(spec: WorkerSpec) -> (Recorder, u32, usize, Instant) {
     };
     let opened = w.opened.get();
     // The tasks still hold clones of `w`; take the recorder out by swapping in a spare.
-    let spare = Recorder::new(spec.start, spec.duration, spec.tx.clone());
+    let spare = Recorder::new(spec.start, spec.duration, spec.notice, spec.tx.clone());
     let recorder = w.recorder.replace(spare);
     (recorder, last.min(last_second), opened, stopped)
 }

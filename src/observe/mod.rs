@@ -148,6 +148,40 @@ pub fn recovered_at(checks: &[Check], history: &[Second], from: u32, hold: Durat
         .map(|i| history[i].window.second)
 }
 
+/// The tightest bound a latency check (`p50`, `p95`, `p99` below a value) puts on a request: a
+/// request slower than this breaks it, for the time to detect.
+pub fn latency_bound(checks: &[Check]) -> Option<Duration> {
+    checks
+        .iter()
+        .filter(|c| matches!(c.metric, Metric::P50 | Metric::P95 | Metric::P99))
+        .filter(|c| matches!(c.cmp.op, crate::scenario::Op::Lt | crate::scenario::Op::Le))
+        .map(|c| c.cmp.value)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .reduce(f64::min)
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// How long after `t` the steady state broke, read from the requests: of the requests that
+/// completed in `broken` (the first broken second) and broke it (failed, when its `error_rate`
+/// check failed; slower than a latency check's bound, when that check failed), the first one
+/// due at or after `t`, timed from when it was due. When the break was not in the requests (the
+/// target counts), or none of them was noted, from the start of that second.
+pub fn detected_after(checks: &[Check], history: &[Second], t: f64, broken: u32) -> f64 {
+    let since_second = (f64::from(broken) - t).max(0.0);
+    let Some(second) = history.iter().find(|s| s.window.second == broken) else { return since_second };
+    let failing = evaluate(checks, std::slice::from_ref(second));
+    let failed = |m: fn(Metric) -> bool| failing.iter().any(|o| !o.ok && m(o.check.metric));
+    let errors = failed(|m| m == Metric::ErrorRate);
+    let slow = failed(|m| matches!(m, Metric::P50 | Metric::P95 | Metric::P99));
+    let from = (t * 1000.0).ceil().max(0.0) as u32;
+    let w = &second.window;
+    let noted = errors.then_some(&w.failed_at_ms[..]).into_iter().chain(slow.then_some(&w.slow_at_ms[..]));
+    match noted.flat_map(|list| list.iter().copied()).filter(|ms| *ms >= from).min() {
+        Some(ms) => (f64::from(ms) / 1000.0 - t).max(0.0),
+        None => since_second,
+    }
+}
+
 /// Whether one second's own window breaks the steady state.
 fn breaks(checks: &[Check], s: &Second) -> bool {
     !all_hold(&evaluate(checks, std::slice::from_ref(s)))
@@ -314,6 +348,26 @@ mod tests {
     /// Seconds 0.. of 100 requests each; the seconds in `broken` with half of them failing.
     fn history(n: u32, broken: &[u32]) -> Vec<Second> {
         (0..n).map(|i| sec(i, 100, if broken.contains(&i) { 50 } else { 0 }, 5.0, 3)).collect()
+    }
+
+    #[test]
+    fn detection_is_the_first_request_due_after_the_fault_among_those_that_broke_the_second() {
+        let mut h = history(30, &[20, 21]);
+        h[20].window.failed_at_ms = vec![19_990, 20_250, 20_260].into();
+        h[20].window.slow_at_ms = vec![20_100].into();
+        // error_rate broke second 20: its first failed request due after 20.2 s.
+        assert!((detected_after(&checks(), &h, 20.2, 20) - 0.05).abs() < 1e-9);
+        // Slow requests do not count when no latency check failed.
+        assert!((detected_after(&checks(), &h, 20.0, 20) - 0.25).abs() < 1e-9);
+        // A latency break is read from the slow requests.
+        h[20].window.errors = Default::default();
+        h[20].window.latency_ms.p95 = 400.0;
+        assert!((detected_after(&checks(), &h, 20.0, 20) - 0.1).abs() < 1e-9);
+        // A break in the target counts only: from the start of the broken second.
+        h[20].window.latency_ms.p95 = 5.0;
+        h[20].sample = Some(Sample { healthy_targets: Some(1), ..Default::default() });
+        assert!((detected_after(&checks(), &h, 19.4, 20) - 0.6).abs() < 1e-9);
+        assert_eq!(latency_bound(&checks()), Some(Duration::from_millis(250)));
     }
 
     #[test]

@@ -304,12 +304,13 @@ fn fault_effects(o: &mut String, r: &RunRecord) {
     if !r.faults.iter().any(|f| f.effect.is_some()) {
         return;
     }
-    let _ = writeln!(o, "### Outage and time to restore per fault\n");
+    let _ = writeln!(o, "### Detection, outage and time to restore per fault\n");
     let _ = writeln!(
         o,
-        "Outage: from the first second that broke the steady state after the fault's injection (a break that begins before its disruption ended plus `within`, and before the next fault) to the first second from which it held for `hold` again. Time to restore: from the end of the fault's disruption to that second.\n"
+        "Detected after: from the injection to the first request due after it that broke the steady state (failed, or slower than a latency check). Outage: from the first second that broke the steady state after the fault's injection (a break that begins before its disruption ended plus `within`, and before the next fault) to the first second from which it held for `hold` again. Time to restore: from the end of the fault's disruption to that second.\n"
     );
-    let mut t = Table::new(["Fault", "Injected", "Broken", "Outage", "Disruption ended", "Time to restore"]);
+    let mut t =
+        Table::new(["Fault", "Injected", "Detected after", "Broken", "Outage", "Disruption ended", "Time to restore"]);
     for f in &r.faults {
         let (Some(at), Some(e)) = (f.injected_s, &f.effect) else { continue };
         let broken = match (e.broken_s, e.already_broken) {
@@ -328,7 +329,8 @@ fn fault_effects(o: &mut String, r: &RunRecord) {
             (None, true) => "not restored by the end".into(),
             (None, false) => "n/a".into(),
         };
-        t.row(vec![code(&f.name), offset(at), broken, outage, offset(e.disruption_end_s), restore]);
+        let detected = e.detected_after_s.map(secs).unwrap_or_else(|| "–".into());
+        t.row(vec![code(&f.name), offset(at), detected, broken, outage, offset(e.disruption_end_s), restore]);
     }
     let _ = writeln!(o, "{}", t.render());
 }
@@ -354,15 +356,12 @@ fn human_times(o: &mut String, r: &RunRecord) {
         let _ = writeln!(o, "{} (injected {}):\n", code(&f.name), offset(at));
         let mut t = Table::new(["Who", "Time to detect", "Time to mitigate"]);
         let (detect, restored) = match &f.effect {
-            Some(e) => {
-                let since = |t: f64| (t - at).max(0.0);
-                (e.broken_s.map(since), e.restored_s.map(since))
-            }
+            Some(e) => (e.detected_after_s, e.restored_s.map(|t| (t - at).max(0.0))),
             // Reports of versions that did not measure each fault.
             None => super::marks::measured(r, i),
         };
         t.row(vec![
-            "siege (measured: steady state broken, steady again)".into(),
+            "siege (measured: detected, steady state restored)".into(),
             detect.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "never broken".into()),
             restored.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "n/a".into()),
         ]);

@@ -225,6 +225,11 @@ pub struct FaultRecord {
 /// What one fault did to the steady state. Times in seconds since the load started (`*_s` of a
 /// point) or in seconds (durations); whole seconds, as the steady state is judged per second.
 pub struct FaultEffect {
+    /// Time to detect this fault: from its injection to the first request due after it that
+    /// failed or was slower than a latency check (see `timings.time_to_detect_s`); `null` when
+    /// it broke nothing of its own. Absent in files written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_after_s: Option<f64>,
     /// Where the fault's disruption ended: the end of its `for`, of a lab failover's outage, the
     /// injection of the fault that remedied it (a redeploy after a secret drift), or its
     /// injection for an instantaneous fault.

@@ -684,3 +684,36 @@ fn a_kill_the_balancer_notices_late_is_measured_as_an_outage() {
     let own = e["time_to_restore_s"].as_f64().expect("its time to restore");
     assert!((own - (restored - end)).abs() < 0.06 && (end - at).abs() < 0.06, "{e}");
 }
+
+/// On a real lab, a kill (its dead target answers 502 at once) and a latency fault are each
+/// detected from the first request due after them that broke the steady state: below a second,
+/// where the start of the broken second that held the injection said 0.
+#[test]
+fn a_kill_and_a_latency_fault_are_detected_from_the_requests_below_a_second() {
+    let lab = crate::lab::TestLab::up(&[]);
+    let path = lab.home.path().join("detect.yaml");
+    let yaml = format!(
+        "name: detect\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
+         load: {{ url: /, rate: 50/s, duration: 28s, timeout: 2s }}\n\
+         steady_state: {{ error_rate: \"< 5%\", p95: \"< 150ms\" }}\n\
+         faults:\n  - {{ type: task-kill, name: kill, at: 4s, select: 1 }}\n\
+         \x20 - {{ type: latency, name: slow, at: 15s, for: 3s, select: 1, delay: 300ms }}\n\
+         recovery: {{ within: 8s, hold: 2s }}\n",
+        lab.control
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let reports = lab.home.path().join("reports");
+    let out = lab.siege().arg("run").arg(&path).arg("--reports").arg(&reports).output().expect("siege run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = crate::common::only_report_dir(&reports);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    for (i, name) in ["kill", "slow"].into_iter().enumerate() {
+        let f = &r["faults"][i];
+        assert_eq!(f["name"], name);
+        let d = f["effect"]["detected_after_s"].as_f64().unwrap_or_else(|| panic!("{name} detected: {f}"));
+        assert!((0.0..0.5).contains(&d), "{name}: {f}");
+    }
+    let ttd = r["timings"]["time_to_detect_s"].as_f64().expect("detected");
+    assert_eq!(Some(ttd), r["faults"][0]["effect"]["detected_after_s"].as_f64(), "{}", r["timings"]);
+}

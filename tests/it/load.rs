@@ -199,6 +199,7 @@ fn open(url: http::Uri, rate: f64, secs: f64, max_connections: usize, timeout: D
         duration: Duration::from_secs_f64(secs),
         timeout,
         insecure_tls: false,
+        notice: Default::default(),
     }
 }
 
@@ -210,6 +211,7 @@ fn closed(url: http::Uri, connections: usize, secs: u64) -> LoadPlan {
         duration: Duration::from_secs(secs),
         timeout: Duration::from_secs(2),
         insecure_tls: false,
+        notice: Default::default(),
     }
 }
 
@@ -432,6 +434,7 @@ async fn stages_change_the_scheduled_rate_per_window() {
         duration: Duration::from_secs(3),
         timeout: Duration::from_secs(1),
         insecure_tls: false,
+        notice: Default::default(),
     };
     let r = drive(plan).await;
     assert_eq!(r.per_second.iter().map(|w| w.scheduled).collect::<Vec<_>>(), vec![100, 300, 100], "{r:?}");
@@ -732,4 +735,29 @@ fn a_self_signed_certificate_is_rejected_in_words_with_the_way_to_accept_it() {
     assert!(text.contains("it is a CA certificate used as the server's own"), "{text}");
     assert!(text.contains("`load.insecure_tls: true` in the scenario accepts a self-signed certificate"), "{text}");
     assert!(!text.contains("fault injected") && !text.contains("OtherError"), "{text}");
+}
+
+/// Each window notes when its failed requests and those slower than the latency bound were due,
+/// on the run's clock (the time to detect is read from them).
+#[tokio::test]
+async fn windows_note_when_their_failed_and_slow_requests_were_due() {
+    // Every other request fails; the 5th request answered stalls 300 ms.
+    let server = TestServer::start(Some(5), Duration::from_millis(300));
+    let epoch = std::time::Instant::now();
+    let notice = siege::load::Notice { epoch: Some(epoch), slow_after: Some(Duration::from_millis(100)) };
+    let r = drive(LoadPlan { notice, ..open(server.url("/half"), 50.0, 2.0, 16, Duration::from_secs(1)) }).await;
+    let failed: Vec<u32> = r.per_second.iter().flat_map(|w| w.failed_at_ms.iter().copied()).collect();
+    let slow: Vec<u32> = r.per_second.iter().flat_map(|w| w.slow_at_ms.iter().copied()).collect();
+    let errors = r.errors.total() + r.missed;
+    assert!(errors >= 40, "{r:?}");
+    // 50/s: one every 20 ms, so none shares its 10 ms with another.
+    assert_eq!(failed.len() as u64, errors, "{failed:?}");
+    assert!(failed.iter().all(|ms| *ms < 2100), "due within the 2 s (and the setup): {failed:?}");
+    for w in &r.per_second {
+        assert!(w.failed_at_ms.windows(2).all(|p| p[0] < p[1]), "sorted: {:?}", w.failed_at_ms);
+    }
+    assert_eq!(slow.len(), 1, "the one stalled request: {slow:?}");
+    // The windows' JSON (events, `siege load --json`) does not carry them.
+    let json = serde_json::to_string(&r.per_second[0]).unwrap();
+    assert!(!json.contains("failed_at_ms") && !json.contains("slow_at_ms"), "{json}");
 }

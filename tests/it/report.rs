@@ -299,10 +299,10 @@ fn marks_are_on_the_timeline_and_give_human_times_per_fault() {
     assert_eq!(
         rows,
         [
-            "| Who                                                 | Time to detect | Time to mitigate |",
-            "| siege (measured: steady state broken, steady again) | 0s after       | 11s after        |",
-            "| alice                                               | 4.5s after     | 13s after        |",
-            "| bob                                                 | 7s after       | not marked       |",
+            "| Who                                               | Time to detect | Time to mitigate |",
+            "| siege (measured: detected, steady state restored) | 400ms after    | 11s after        |",
+            "| alice                                             | 4.5s after     | 13s after        |",
+            "| bob                                               | 7s after       | not marked       |",
         ],
         "{human}"
     );

@@ -485,14 +485,14 @@
       const measured = (rec.faults || []).filter((f) => f.effect && f.injected_s != null);
       const outage = (e) => (e.outage_s != null ? fmtS(e.outage_s) : e.already_broken ? "–" : e.broken_s == null ? "none" : "not restored");
       const broke = (e) => (e.already_broken ? "already broken" : e.broken_s == null ? "never" : `t+${fmtS(e.broken_s)}`);
-      const effects = measured.map((f) => el("tr", {}, el("td", {}, f.name), el("td", {}, `t+${fmtS(f.injected_s)}`), el("td", {}, broke(f.effect)), el("td", {}, outage(f.effect)), el("td", {}, f.effect.time_to_restore_s == null ? "n/a" : fmtS(f.effect.time_to_restore_s))));
-      if (effects.length) kids.push(el("h3", {}, "Outage and time to restore per fault"), el("table", { id: "fault-times" }, el("tr", {}, ["fault", "injected", "broken", "outage", "restored after its disruption ended"].map((h) => el("th", {}, h))), effects));
+      const effects = measured.map((f) => el("tr", {}, el("td", {}, f.name), el("td", {}, `t+${fmtS(f.injected_s)}`), el("td", {}, fmtS(f.effect.detected_after_s)), el("td", {}, broke(f.effect)), el("td", {}, outage(f.effect)), el("td", {}, f.effect.time_to_restore_s == null ? "n/a" : fmtS(f.effect.time_to_restore_s))));
+      if (effects.length) kids.push(el("h3", {}, "Detection, outage and time to restore per fault"), el("table", { id: "fault-times" }, el("tr", {}, ["fault", "injected", "detected after", "broken", "outage", "restored after its disruption ended"].map((h) => el("th", {}, h))), effects));
       const rows = [];
       const since = (f, t) => (t == null ? null : Math.max(0, t - f.injected_s));
       for (const f of rec.faults || []) {
         if (!(f.human || []).length) continue;
         // siege's own row first: when the steady state broke and held again, after the injection.
-        if (f.effect) rows.push(el("tr", { class: "siege" }, el("td", {}, f.name), el("td", {}, "siege (measured)"), el("td", {}, fmtS(since(f, f.effect.broken_s))), el("td", {}, fmtS(since(f, f.effect.restored_s)))));
+        if (f.effect) rows.push(el("tr", { class: "siege" }, el("td", {}, f.name), el("td", {}, "siege (measured)"), el("td", {}, fmtS(f.effect.detected_after_s)), el("td", {}, fmtS(since(f, f.effect.restored_s)))));
         for (const h of f.human) rows.push(el("tr", {}, el("td", {}, f.name), el("td", {}, h.author), el("td", {}, fmtS(h.detected_s)), el("td", {}, fmtS(h.mitigated_s))));
       }
       if (rows.length) kids.push(el("h3", {}, "Human times"), el("table", { id: "human-times" }, el("tr", {}, ["fault", "who", "detected after", "mitigated / restored after"].map((h) => el("th", {}, h))), rows));

@@ -138,7 +138,7 @@ pub(super) async fn drive(
     interrupts: &Interrupter,
     mut commands: mpsc::Receiver<CommandEnvelope>,
 ) {
-    let plan = match load_plan(cx, backend).await {
+    let mut plan = match load_plan(cx, backend).await {
         Ok(p) => p,
         Err(reason) => return cx.cancel(em, reason),
     };
@@ -151,6 +151,8 @@ pub(super) async fn drive(
 
     let setup_s = cx.t0.elapsed().as_secs_f64();
     cx.t0 = Instant::now();
+    // The failed and slow requests' send times on the run's clock, which faults are timed on.
+    plan.notice.epoch = Some(cx.t0.into_std());
     em.load_started = Some(cx.t0);
     cx.load_started = Some(SystemTime::now());
     let _ = em.emit(Event::LoadStarted { setup_s });
@@ -226,6 +228,7 @@ async fn load_plan(cx: &Ctx<'_>, backend: &Backend) -> Result<LoadPlan, CancelRe
         duration: sc.load.duration,
         timeout: sc.load.timeout,
         insecure_tls: sc.load.insecure_tls,
+        notice: load::Notice { epoch: None, slow_after: observe::latency_bound(&sc.steady_state.checks) },
     };
     load::check_certificate(&plan).await.map_err(|e| {
         CancelReason::Precondition(format!(
