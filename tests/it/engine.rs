@@ -648,6 +648,17 @@ fn interactive_without_a_terminal_is_a_usage_error_before_anything_starts() {
     assert!(!home.path().join("labs").exists() && !home.path().join("journal").exists());
 }
 
+/// Runs `yaml` on `lab`; it must pass. Its report.json.
+fn passing_run(lab: &crate::lab::TestLab, yaml: &str) -> serde_json::Value {
+    let path = lab.home.path().join("scenario.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let reports = lab.home.path().join("reports");
+    let out = lab.siege().arg("run").arg(&path).arg("--reports").arg(&reports).output().expect("siege run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = crate::common::only_report_dir(&reports);
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
 /// A lab whose health checks notice a dead task later than `recovery.hold`: the steady state
 /// (healthy targets) breaks seconds after the kill. That break is the kill's outage, and the
 /// run's time to restore waits for it rather than counting the steady seconds before it.
@@ -655,7 +666,6 @@ fn interactive_without_a_terminal_is_a_usage_error_before_anything_starts() {
 fn a_kill_the_balancer_notices_late_is_measured_as_an_outage() {
     let lab =
         crate::lab::TestLab::up(&["--health-interval", "2s", "--unhealthy-threshold", "2", "--placement-delay", "4s"]);
-    let path = lab.home.path().join("late.yaml");
     let yaml = format!(
         "name: late\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
          load: {{ url: /, rate: 20/s, duration: 30s, timeout: 2s }}\n\
@@ -663,13 +673,7 @@ fn a_kill_the_balancer_notices_late_is_measured_as_an_outage() {
          faults: [ {{ type: task-kill, name: kill, at: 6s, select: 1 }} ]\nrecovery: {{ within: 20s, hold: 2s }}\n",
         lab.control
     );
-    std::fs::write(&path, yaml).unwrap();
-    let reports = lab.home.path().join("reports");
-    let out = lab.siege().arg("run").arg(&path).arg("--reports").arg(&reports).output().expect("siege run");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let dir = crate::common::only_report_dir(&reports);
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let r = passing_run(&lab, &yaml);
     let (kill, timings) = (&r["faults"][0], &r["timings"]);
     let at = kill["injected_s"].as_f64().expect("injected");
     let e = &kill["effect"];
@@ -691,7 +695,6 @@ fn a_kill_the_balancer_notices_late_is_measured_as_an_outage() {
 #[test]
 fn a_kill_and_a_latency_fault_are_detected_from_the_requests_below_a_second() {
     let lab = crate::lab::TestLab::up(&[]);
-    let path = lab.home.path().join("detect.yaml");
     let yaml = format!(
         "name: detect\ntarget:\n  lab: {{ service: api, tasks: 3, control: \"{}\" }}\n\
          load: {{ url: /, rate: 50/s, duration: 28s, timeout: 2s }}\n\
@@ -701,13 +704,7 @@ fn a_kill_and_a_latency_fault_are_detected_from_the_requests_below_a_second() {
          recovery: {{ within: 8s, hold: 2s }}\n",
         lab.control
     );
-    std::fs::write(&path, yaml).unwrap();
-    let reports = lab.home.path().join("reports");
-    let out = lab.siege().arg("run").arg(&path).arg("--reports").arg(&reports).output().expect("siege run");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let dir = crate::common::only_report_dir(&reports);
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let r = passing_run(&lab, &yaml);
     for (i, name) in ["kill", "slow"].into_iter().enumerate() {
         let f = &r["faults"][i];
         assert_eq!(f["name"], name);
