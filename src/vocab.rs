@@ -78,14 +78,27 @@ pub struct Mark {
     pub author: String,
     /// What they said; may be empty for `detected` and `mitigated`.
     pub text: String,
+    /// The fault the mark is about, by its name in the run (`kill-one#2` for a manual fault
+    /// injected a second time): required for `detected` and `mitigated`, optional for a note.
+    /// `null` in files written before marks named their fault.
+    #[serde(default)]
+    pub fault: Option<String>,
+    /// Its number in the run, from 1, in the order the marks came; `0` in files written before
+    /// marks were numbered.
+    #[serde(default)]
+    pub id: u32,
+    /// The fault the mark named when it was made, when the instructor moved it to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
 }
 
 impl Mark {
-    /// One line for the timeline: `detected (alice): the error rate is up`.
+    /// One line for the timeline: `detected (alice) for kill-one: the error rate is up`.
     pub fn describe(&self) -> String {
+        let about = self.fault.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
         match self.text.trim() {
-            "" => format!("{} ({})", self.kind.label(), self.author),
-            said => format!("{} ({}): {said}", self.kind.label(), self.author),
+            "" => format!("{} ({}){about}", self.kind.label(), self.author),
+            said => format!("{} ({}){about}: {said}", self.kind.label(), self.author),
         }
     }
 }

@@ -100,7 +100,10 @@ pub(super) fn cmd_run(args: RunArgs) -> anyhow::Result<Exit> {
         let (guard, serving) = match keys {
             Some((guard, actions)) => {
                 let author = args.author.clone().or_else(|| std::env::var("USER").ok()).unwrap_or("instructor".into());
-                (Some(guard), Some(tokio::spawn(serve_keys(actions, handle.commander(), author, spike, prompt))))
+                (
+                    Some(guard),
+                    Some(tokio::spawn(serve_keys(actions, (handle.commander(), handle.bus()), author, spike, prompt))),
+                )
             }
             None => (None, None),
         };
@@ -150,14 +153,24 @@ fn write_report(root: &std::path::Path, outcome: &crate::engine::RunOutcome) {
 /// Sends the run what the instructor's keys ask for, and says on the terminal what came of it.
 async fn serve_keys(
     mut actions: tokio::sync::mpsc::UnboundedReceiver<super::keys::Action>,
-    run: Commander,
+    (run, bus): (Commander, crate::engine::bus::Bus),
     author: String,
     spike: f64,
     prompt: progress::Prompt,
 ) {
     use super::keys::Action;
     use crate::report::MarkKind;
-    let mark = |kind, text: String| RunCommand::Mark { kind, author: author.clone(), text };
+    // `d` and `m` are about the fault injected last; a note about none.
+    let last_fault = || {
+        bus.history().iter().rev().find_map(|e| match &e.event {
+            crate::engine::events::Event::FaultInjected { fault, .. } => Some(fault.clone()),
+            _ => None,
+        })
+    };
+    let mark = |kind, text: String| {
+        let fault = if kind == MarkKind::Note { None } else { last_fault() };
+        RunCommand::Mark { kind, author: author.clone(), text, fault }
+    };
     let typing = |line: Option<String>| {
         if let Ok(mut p) = prompt.lock() {
             *p = line;

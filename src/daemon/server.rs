@@ -147,6 +147,7 @@ pub fn routes() -> Vec<Route> {
         Route::post("/v1/runs/{id}/inject", Instruct, inject),
         Route::post("/v1/runs/{id}/spike", Instruct, spike),
         Route::post("/v1/runs/{id}/marks", Mark, mark),
+        Route::post("/v1/runs/{id}/marks/{mark}", Instruct, move_mark),
         Route::get("/v1/schedules", Read, list_schedules),
         Route::post("/v1/schedules/{name}/{action}", Instruct, schedule_action),
         Route::post("/v1/reload", Instruct, reload),
@@ -657,15 +658,49 @@ fn spike_numbers(b: &SpikeBody) -> Result<(f64, std::time::Duration), String> {
 struct MarkBody {
     kind: MarkKind,
     #[serde(default)]
-    author: Option<String>,
+    author: String,
     #[serde(default)]
     text: String,
+    /// The fault the mark is about: its name, or in a blind run the alias the page shows.
+    #[serde(default)]
+    fault: Option<String>,
 }
 
 async fn mark(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
     let b: MarkBody = json_body(&body)?;
-    let author = b.author.unwrap_or_else(|| "api".into());
-    command(&d, &id, RunCommand::Mark { kind: b.kind, author, text: b.text }).await
+    let fault = b.fault.map(|f| fault_named(&d, &id, f));
+    command(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    fault: String,
+}
+
+/// `POST /v1/runs/{id}/marks/{mark}`: the instructor credits a mark to another fault.
+async fn move_mark(
+    State(d): State<Arc<Daemon>>,
+    UrlPath((id, mark)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let b: MoveBody = json_body(&body)?;
+    let Ok(mark) = mark.parse::<u32>() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("no mark `{mark}`")));
+    };
+    let fault = fault_named(&d, &id, b.fault);
+    command(&d, &id, RunCommand::MoveMark { id: mark, fault }).await
+}
+
+/// The fault a blind run's alias stands for (the name itself otherwise).
+fn fault_named(d: &Daemon, id: &str, fault: String) -> String {
+    let Some(a) = d.manager.active(id).filter(|a| a.blind) else { return fault };
+    let history = a.bus.history();
+    let mut names = history.iter().filter_map(|e| match &e.event {
+        Event::FaultInjected { fault, .. } => Some(fault.clone()),
+        _ => None,
+    });
+    names.find(|n| super::web::fault_alias(&d.token, id, n) == fault).unwrap_or(fault)
 }
 
 async fn list_schedules(State(d): State<Arc<Daemon>>) -> ApiResult {
@@ -826,6 +861,7 @@ mod tests {
         ("POST", "/v1/runs/{id}/inject", Need::Instruct),
         ("POST", "/v1/runs/{id}/spike", Need::Instruct),
         ("POST", "/v1/runs/{id}/marks", Need::Mark),
+        ("POST", "/v1/runs/{id}/marks/{mark}", Need::Instruct),
         ("GET", "/v1/schedules", Need::Read),
         ("POST", "/v1/schedules/{name}/{action}", Need::Instruct),
         ("POST", "/v1/reload", Need::Instruct),

@@ -41,18 +41,8 @@ pub fn page_weight() -> usize {
 /// the next timeline action and the lab's own fault lines are left out. Everything else (the
 /// charts, the service's events, the marks) is what the class is there to read.
 pub fn blind_view(env: &Envelope, secret: &str) -> Option<Envelope> {
-    use sha2::Digest;
     const HIDDEN: &str = "hidden until the run ends";
-    let alias = |name: &str| {
-        let h = sha2::Sha256::new()
-            .chain_update(secret)
-            .chain_update([0])
-            .chain_update(&env.run_id)
-            .chain_update([0])
-            .chain_update(name)
-            .finalize();
-        format!("fault-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
-    };
+    let alias = |name: &str| fault_alias(secret, &env.run_id, name);
     let event = match &env.event {
         Event::FaultInjecting { .. } => return None,
         Event::FaultInjected { t, fault, .. } => {
@@ -66,6 +56,16 @@ pub fn blind_view(env: &Envelope, secret: &str) -> Option<Envelope> {
         }
         Event::FaultReverted { t, fault } => Event::FaultReverted { t: *t, fault: alias(fault) },
         Event::FaultSettled { t, fault } => Event::FaultSettled { t: *t, fault: alias(fault) },
+        // A mark names its fault as the page named it to the class.
+        Event::MarkAdded { t, mark } => {
+            let mut mark = mark.clone();
+            mark.fault = mark.fault.as_deref().map(alias);
+            mark.moved_from = mark.moved_from.as_deref().map(alias);
+            Event::MarkAdded { t: *t, mark }
+        }
+        Event::MarkMoved { t, id, fault, from } => {
+            Event::MarkMoved { t: *t, id: *id, fault: alias(fault), from: alias(from) }
+        }
         Event::SecondClosed { window, sample, steady, .. } => {
             Event::SecondClosed { window: window.clone(), sample: sample.clone(), steady: *steady, next: None }
         }
@@ -74,6 +74,20 @@ pub fn blind_view(env: &Envelope, secret: &str) -> Option<Envelope> {
         other => other.clone(),
     };
     Some(Envelope { event, ..env.clone() })
+}
+
+/// The name a blind run shows for fault `name` to those who may not know it: stable within the
+/// run, different in every run, and not traceable back to the name without `secret`.
+pub fn fault_alias(secret: &str, run_id: &str, name: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::new()
+        .chain_update(secret)
+        .chain_update([0])
+        .chain_update(run_id)
+        .chain_update([0])
+        .chain_update(name)
+        .finalize();
+    format!("fault-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
 }
 
 /// `GET /v1/whoami`: the caller's role, from its token.
@@ -174,6 +188,24 @@ mod tests {
         let failed = Event::FaultInjectFailed { t: 1.0, fault: "slow-one".into(), error: "tc: slow-one".into() };
         let shown = serde_json::to_string(&blind_view(&env(4, failed), "secret").unwrap()).unwrap();
         assert!(!shown.contains("slow-one"), "{shown}");
+        // A mark names its fault by the alias the class sees, moved or not.
+        let mark = crate::vocab::Mark {
+            t: 2.0,
+            kind: crate::vocab::MarkKind::Detected,
+            author: "alice".into(),
+            text: String::new(),
+            fault: Some("slow-one".into()),
+            id: 1,
+            moved_from: Some("kill-one".into()),
+        };
+        let v = blind_view(&env(5, Event::MarkAdded { t: 2.0, mark }), "secret").unwrap();
+        let Event::MarkAdded { mark, .. } = &v.event else { panic!("{v:?}") };
+        assert_eq!(mark.fault.as_deref(), Some(fault.as_str()));
+        assert!(mark.moved_from.as_deref().is_some_and(|f| f.starts_with("fault-")), "{mark:?}");
+        let moved = Event::MarkMoved { t: 3.0, id: 1, fault: "kill-one".into(), from: "slow-one".into() };
+        let shown = serde_json::to_string(&blind_view(&env(6, moved), "secret").unwrap()).unwrap();
+        assert!(!shown.contains("slow-one") && !shown.contains("kill-one"), "{shown}");
+        assert_eq!(fault_alias("secret", "r-1", "slow-one"), *fault);
 
         let lab_line = Event::ServiceEvent { t: 1.0, text: "fault: latency 300ms ±0ms on t-1".into() };
         assert!(blind_view(&env(5, lab_line), "secret").is_none());

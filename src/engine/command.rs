@@ -19,8 +19,11 @@ pub enum RunCommand {
     /// Send `rate` requests per second for `duration` from now (a spike, or a lull), then the
     /// scenario's own rate again.
     SetRate { rate: f64, duration: Duration },
-    /// A person's mark on the timeline.
-    Mark { kind: MarkKind, author: String, text: String },
+    /// A person's mark on the timeline, about fault `fault` (by its name in the run; required
+    /// for `detected` and `mitigated`).
+    Mark { kind: MarkKind, author: String, text: String, fault: Option<String> },
+    /// Credit mark number `id` (a `detected` or `mitigated` one) to fault `fault` instead.
+    MoveMark { id: u32, fault: String },
     /// Stop the run: every fault is reverted and the report written, as on Ctrl-C.
     Stop { reason: String },
 }

@@ -182,6 +182,13 @@ pub enum Event {
         t: f64,
         mark: crate::vocab::Mark,
     },
+    /// The instructor moved mark number `id` from fault `from` to fault `fault`.
+    MarkMoved {
+        t: f64,
+        id: u32,
+        fault: String,
+        from: String,
+    },
     /// The last event of a run: the verdict (the full record is in the run's outcome);
     /// `report_ms`: time to build the run record after the last window.
     RunFinished {
@@ -270,8 +277,12 @@ mod tests {
                     kind: crate::vocab::MarkKind::Detected,
                     author: "alice".into(),
                     text: "error rate up on the dashboard".into(),
+                    fault: Some("slow".into()),
+                    id: 1,
+                    moved_from: None,
                 },
             },
+            Event::MarkMoved { t: 13.0, id: 1, fault: "kill".into(), from: "slow".into() },
             Event::RunFinished {
                 outcome: Outcome::Passed,
                 reason: "steady state restored 4s after the last disruption (deadline 20s)".into(),
@@ -302,7 +313,8 @@ mod tests {
             Event::ServiceEvent { .. } => 16,
             Event::Note { .. } => 17,
             Event::MarkAdded { .. } => 18,
-            Event::RunFinished { .. } => 19,
+            Event::MarkMoved { .. } => 19,
+            Event::RunFinished { .. } => 20,
         }
     }
 
@@ -320,7 +332,7 @@ mod tests {
     #[test]
     fn there_is_an_example_of_every_event() {
         let seen: Vec<usize> = examples().iter().map(variant).collect();
-        assert_eq!(seen, (0..=19).collect::<Vec<_>>());
+        assert_eq!(seen, (0..=20).collect::<Vec<_>>());
     }
 
     #[test]

@@ -147,6 +147,9 @@ impl Progress {
             Event::ServiceEvent { t, text } => self.line(Some(*t), &format!("event: {text}")),
             Event::Note { t, text } => self.line(Some(*t), &format!("note: {text}")),
             Event::MarkAdded { t, mark } => self.line(Some(*t), &format!("mark: {}", mark.describe())),
+            Event::MarkMoved { t, id, fault, from } => {
+                self.line(Some(*t), &format!("mark {id} moved from {from} to {fault}"))
+            }
             Event::SecondClosed { window, sample, steady, next } => {
                 let w = window;
                 let healthy = sample

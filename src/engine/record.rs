@@ -103,6 +103,13 @@ impl RecordBuilder {
                 self.push(*t, TimelineKind::Mark, mark.describe());
                 self.marks.push(Mark { t: round(*t), ..mark.clone() });
             }
+            Event::MarkMoved { t, id, fault, from } => {
+                if let Some(m) = self.marks.iter_mut().find(|m| m.id == *id) {
+                    m.moved_from.get_or_insert_with(|| from.clone());
+                    m.fault = Some(fault.clone());
+                }
+                self.push(*t, TimelineKind::Note, format!("mark {id} moved from {from} to {fault} by the instructor"));
+            }
             // A type that is normally reverted but left nothing to revert (a failover's new
             // writer) says what stays; a kill or a redeploy, never reverted, says nothing.
             Event::FaultSettled { t, fault } => {
@@ -834,7 +841,7 @@ mod tests {
         .unwrap_or_else(|d| panic!("{d:?}"));
         let mark = |t: f64, kind: MarkKind, author: &str, text: &str| Event::MarkAdded {
             t,
-            mark: Mark { t: 0.0, kind, author: author.into(), text: text.into() },
+            mark: Mark { t: 0.0, kind, author: author.into(), text: text.into(), fault: None, id: 0, moved_from: None },
         };
         let mut events = vec![mark(5.0, MarkKind::Detected, "alice", "too early")];
         events.extend(injected());
@@ -861,7 +868,15 @@ mod tests {
         assert_eq!(r.marks.len(), 5);
         assert_eq!(
             r.marks[1],
-            Mark { t: 12.3, kind: MarkKind::Detected, author: "alice".into(), text: "p95 is up".into() }
+            Mark {
+                t: 12.3,
+                kind: MarkKind::Detected,
+                author: "alice".into(),
+                text: "p95 is up".into(),
+                fault: None,
+                id: 0,
+                moved_from: None
+            }
         );
         let marks: Vec<(f64, &str)> =
             r.timeline.iter().filter(|e| e.kind == TimelineKind::Mark).map(|e| (e.t_s, e.text.as_str())).collect();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::bus::Received;
-use super::command::{FaultChoice, RunCommand};
+use super::command::{FaultChoice, Refused, RunCommand};
 use super::events::{Event, Phase};
 use super::handle::{RunHandle, start_connected};
 use super::run::{RunOptions, RunRequest};
@@ -197,10 +197,28 @@ async fn a_commanded_fault_moves_the_recovery_clock_and_marks_give_human_times()
     let injected = cmd.send(RunCommand::Inject(FaultChoice::Named("slow".into()))).await;
     assert!(injected.is_ok(), "{injected:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mark = |kind, author: &str| RunCommand::Mark { kind, author: author.into(), text: String::new() };
-    assert!(cmd.send(mark(MarkKind::Detected, "alice")).await.is_ok());
+    let mark = |kind, author: &str, fault: Option<&str>| RunCommand::Mark {
+        kind,
+        author: author.into(),
+        text: String::new(),
+        fault: fault.map(str::to_string),
+    };
+    // A mark names who makes it and, unless it is a note, the fault it is about.
+    let nameless = cmd.send(mark(MarkKind::Detected, " ", Some("slow"))).await;
+    assert!(matches!(&nameless, Err(Refused::Invalid(m)) if m.contains("author")), "{nameless:?}");
+    let about_nothing = cmd.send(mark(MarkKind::Detected, "alice", None)).await;
+    assert!(matches!(&about_nothing, Err(Refused::Invalid(m)) if m.contains("injected: slow")), "{about_nothing:?}");
+    let unknown = cmd.send(mark(MarkKind::Detected, "alice", Some("kill"))).await;
+    assert!(matches!(&unknown, Err(Refused::UnknownFault(_))), "{unknown:?}");
+    assert!(cmd.send(mark(MarkKind::Detected, "alice", Some("slow"))).await.is_ok());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(cmd.send(mark(MarkKind::Mitigated, "alice")).await.is_ok());
+    assert!(cmd.send(mark(MarkKind::Note, "bob", None)).await.is_ok());
+    assert!(cmd.send(mark(MarkKind::Mitigated, "alice", Some("slow"))).await.is_ok());
+    // Moving a mark: a note cannot be, nor one to a fault never injected.
+    let note = cmd.send(RunCommand::MoveMark { id: 2, fault: "slow".into() }).await;
+    assert!(matches!(note, Err(Refused::Invalid(_))), "{note:?}");
+    let nowhere = cmd.send(RunCommand::MoveMark { id: 1, fault: "kill".into() }).await;
+    assert!(matches!(nowhere, Err(Refused::UnknownFault(_))), "{nowhere:?}");
     let r = record(handle).await;
     assert_eq!(r.verdict.outcome, Outcome::Passed, "{:?}", r.verdict);
     let f = &r.faults[0];
@@ -212,6 +230,41 @@ async fn a_commanded_fault_moves_the_recovery_clock_and_marks_give_human_times()
     let (d, m) = (f.human[0].detected_s.unwrap(), f.human[0].mitigated_s.unwrap());
     assert!((2.0..2.2).contains(&d) && (5.0..5.2).contains(&m), "{:?}", f.human);
     assert_eq!(fake.log(), ["inject slow", "revert slow"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mark_the_instructor_moves_counts_for_the_fault_it_was_moved_to() {
+    let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, Some(Duration::from_secs(3))));
+    let yaml = scenario(
+        "load: { url: /, rate: 100/s, duration: 30s }\n\
+         faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\n\
+         \x20 - { type: latency, name: slow, at: 8s, for: 3s, select: 1, delay: 100ms }\n\
+         recovery: { within: 10s, hold: 2s }\n",
+    );
+    let handle = start(&yaml, &fake, dir.path());
+    let cmd = handle.commander();
+    until_phase(&handle, Phase::Faults).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let detected = RunCommand::Mark {
+        kind: MarkKind::Detected,
+        author: "alice".into(),
+        text: String::new(),
+        fault: Some("slow".into()),
+    };
+    assert!(cmd.send(detected).await.is_ok());
+    let moved = cmd.send(RunCommand::MoveMark { id: 1, fault: "kill".into() }).await;
+    assert_eq!(moved.as_deref(), Ok("mark 1 moved from slow to kill"));
+    let r = record(handle).await;
+    assert_eq!((r.marks[0].fault.as_deref(), r.marks[0].moved_from.as_deref()), (Some("kill"), Some("slow")));
+    let (kill, slow) = (&r.faults[0], &r.faults[1]);
+    assert_eq!(kill.human.len(), 1, "{kill:?}");
+    assert!(kill.human[0].detected_s.is_some_and(|d| d > 7.0), "{kill:?}");
+    assert!(slow.human.is_empty(), "{slow:?}");
+    assert!(
+        r.timeline.iter().any(|e| e.text == "mark 1 moved from slow to kill by the instructor"),
+        "{:?}",
+        r.timeline
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -50,7 +50,14 @@ pub fn attribute_marks(faults: &mut [FaultRecord], marks: &[Mark]) {
         if m.kind == MarkKind::Note {
             continue;
         }
-        let Some(&(at, i)) = injected.iter().rev().find(|(at, _)| *at <= m.t) else { continue };
+        // The fault the mark names; in files written before marks named one, the fault
+        // injected last at or before it.
+        let named = |(_, i): &&(f64, usize)| m.fault.as_deref().is_none_or(|f| faults[*i].name == f);
+        let found = match &m.fault {
+            Some(_) => injected.iter().rev().find(named),
+            None => injected.iter().rev().find(|(at, _)| *at <= m.t),
+        };
+        let Some(&(at, i)) = found else { continue };
         let human = &mut faults[i].human;
         let entry = match human.iter().position(|h| h.author == m.author) {
             Some(k) => &mut human[k],
@@ -91,8 +98,13 @@ mod tests {
         }
     }
 
+    /// A mark as files written before marks named their fault hold it.
     fn mark(t: f64, kind: MarkKind, author: &str) -> Mark {
-        Mark { t, kind, author: author.into(), text: String::new() }
+        Mark { t, kind, author: author.into(), text: String::new(), fault: None, id: 0, moved_from: None }
+    }
+
+    fn mark_for(t: f64, kind: MarkKind, author: &str, fault: &str) -> Mark {
+        Mark { fault: Some(fault.into()), ..mark(t, kind, author) }
     }
 
     fn times(f: &FaultRecord) -> Vec<(&str, Option<f64>, Option<f64>)> {
@@ -120,7 +132,22 @@ mod tests {
     }
 
     #[test]
-    fn a_mark_belongs_to_the_fault_injected_last_before_it() {
+    fn a_mark_counts_for_the_fault_it_names_even_after_another_was_injected() {
+        // A kill at 20 s, a latency at 25 s; the class fixes the kill at 30 s.
+        let mut faults = vec![fault("kill", Some(20.0)), fault("slow", Some(25.0))];
+        let marks = [
+            mark_for(22.0, Detected, "alice", "kill"),
+            mark_for(27.0, Detected, "alice", "slow"),
+            mark_for(30.0, Mitigated, "alice", "kill"),
+            mark_for(31.0, Mitigated, "bob", "slow"),
+        ];
+        attribute_marks(&mut faults, &marks);
+        assert_eq!(times(&faults[0]), [("alice", Some(2.0), Some(10.0))]);
+        assert_eq!(times(&faults[1]), [("alice", Some(2.0), None), ("bob", None, Some(6.0))]);
+    }
+
+    #[test]
+    fn a_mark_of_an_older_file_belongs_to_the_fault_injected_last_before_it() {
         let mut faults = vec![fault("first", Some(20.0)), fault("second", Some(50.0)), fault("never", None)];
         let marks = [
             mark(25.0, Detected, "alice"),

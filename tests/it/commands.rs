@@ -43,8 +43,10 @@ async fn faults_phase(handle: &RunHandle) {
     panic!("the run ended before its faults phase");
 }
 
+/// A mark by `author`; `detected` and `mitigated` ones are about the fault `slow`.
 fn mark(kind: MarkKind, author: &str) -> RunCommand {
-    RunCommand::Mark { kind, author: author.into(), text: format!("{author} says so") }
+    let fault = (kind != MarkKind::Note).then(|| "slow".to_string());
+    RunCommand::Mark { kind, author: author.into(), text: format!("{author} says so"), fault }
 }
 
 #[test]

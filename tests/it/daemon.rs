@@ -973,10 +973,24 @@ fn a_running_run_takes_injections_a_spike_and_marks_through_the_api_and_refusals
         assert_eq!((s, code_of(&v)), (status, Some(code)), "{body}: {v}");
     }
     let mark = |body: Value| d.post(&format!("{run}/marks"), body);
-    let (s, v) = mark(json!({ "kind": "detected", "author": "alice", "text": "p95 is up" }));
+    let (s, v) = mark(json!({ "kind": "detected", "author": "alice", "text": "p95 is up", "fault": "slow" }));
     assert_eq!(s, 200, "{v}");
-    let (s, v) = mark(json!({ "kind": "maybe", "text": "?" }));
-    assert_eq!((s, code_of(&v)), (400, Some("invalid-request")), "{v}");
+    for (body, status, code) in [
+        (json!({ "kind": "maybe", "text": "?" }), 400, "invalid-request"),
+        // A mark says who made it, and which injected fault it is about.
+        (json!({ "kind": "detected", "fault": "slow" }), 422, "invalid-command"),
+        (json!({ "kind": "detected", "author": "  ", "fault": "slow" }), 422, "invalid-command"),
+        (json!({ "kind": "mitigated", "author": "alice" }), 422, "invalid-command"),
+        (json!({ "kind": "mitigated", "author": "alice", "fault": "kill-all" }), 422, "unknown-fault"),
+    ] {
+        let (s, v) = mark(body.clone());
+        assert_eq!((s, code_of(&v)), (status, Some(code)), "{body}: {v}");
+    }
+    // The instructor credits it to the fault it was about.
+    let (s, v) = d.post(&format!("{run}/marks/1"), json!({ "fault": "drift" }));
+    assert_eq!((s, v["done"].as_str()), (200, Some("mark 1 moved from slow to drift")), "{v}");
+    let (s, v) = d.post(&format!("{run}/marks/9"), json!({ "fault": "drift" }));
+    assert_eq!((s, code_of(&v)), (422, Some("invalid-command")), "{v}");
     // What the run reports.
     let (s, v) = d.post(&format!("{run}/stop"), json!({ "reason": "done" }));
     assert_eq!(s, 200, "{v}");
@@ -989,9 +1003,10 @@ fn a_running_run_takes_injections_a_spike_and_marks_through_the_api_and_refusals
         assert!(f["injected_s"].is_number() && f["reverted_s"].is_number(), "injected and reverted: {f}");
     }
     assert_eq!(secret_version(&lab), 1, "reverted");
+    let m = &record["marks"][0];
     assert_eq!(
-        (record["marks"][0]["author"].as_str(), record["marks"][0]["text"].as_str()),
-        (Some("alice"), Some("p95 is up"))
+        (m["author"].as_str(), m["text"].as_str(), m["fault"].as_str(), m["moved_from"].as_str()),
+        (Some("alice"), Some("p95 is up"), Some("drift"), Some("slow"))
     );
     let stages: Vec<&Value> = record["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == "stage").collect();
     assert!(stages.iter().any(|e| e["text"].as_str().unwrap_or_default().contains("40")), "{stages:?}");
@@ -1010,7 +1025,8 @@ fn a_running_run_takes_injections_a_spike_and_marks_through_the_api_and_refusals
         ("inject", json!({ "fault": "slow" })),
         ("inject", json!({ "fault": { "type": "latency", "select": 1, "delay": "5ms", "for": "1s" } })),
         ("spike", json!({ "rate": 40, "duration": 2 })),
-        ("marks", json!({ "kind": "note", "text": "late" })),
+        ("marks", json!({ "kind": "note", "author": "alice", "text": "late" })),
+        ("marks/1", json!({ "fault": "slow" })),
     ] {
         let (s, v) = d.post(&format!("{run}/{path}"), body);
         assert_eq!((s, code_of(&v)), (409, Some("run-ended")), "{path}: {v}");

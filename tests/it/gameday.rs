@@ -676,6 +676,14 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     // A reconnect without Last-Event-ID replays the stream: nothing shown twice.
     teacher.js("window.__siege.reconnect()");
 
+    // A mark without a name is refused on the page, and sends nothing.
+    class.js("document.getElementById('mark-name').value = ''");
+    class.click("#detected");
+    let refused = class.js("return document.querySelector('[data-control=detected]').textContent").to_string();
+    assert!(refused.contains("write your name first"), "{refused}");
+    // The mark is about the active fault, by the alias the class sees.
+    let about = class.js("return document.getElementById('mark-fault').value").to_string();
+    assert!(about.contains("fault-"), "the blind run's alias of the active fault: {about}");
     class.type_in("#mark-name", "alice");
     class.click("#detected");
     class.confirmed("detected");
@@ -698,7 +706,7 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     let verdict = teacher.js("return document.getElementById('verdict').textContent");
     assert!(verdict == "passed" || verdict == "failed", "{verdict}");
     let marks = class.js("return document.getElementById('marks').textContent").to_string();
-    assert!(marks.contains("detected (alice)") && marks.contains("mitigated (alice)"), "{marks}");
+    assert!(marks.contains("detected (alice) for slow-one") && marks.contains("mitigated (alice)"), "{marks}");
     let human = teacher.js("return document.getElementById('human-times').textContent").to_string();
     assert!(human.contains("slow-one") && human.contains("alice"), "{human}");
     assert!(human.contains("siege (measured)"), "siege's own row beside the people's: {human}");

@@ -189,6 +189,9 @@
       this.bands = []; // {name, start, end}
       this.timeline = [];
       this.active = new Map(); // fault name -> {start, for_s}
+      this.injected = []; // fault names (aliases in a blind run), in the order injected
+      this.marks = []; // detected and mitigated marks: {id, kind, author, fault}
+      this.faultPickers = []; // the <select>s that offer the injected faults
       this.pending = [];
       this.phase = "…";
       this.finished = null;
@@ -312,6 +315,8 @@
           const base = ev.fault.split("#")[0];
           const def = this.sc && [...this.sc.faults, ...this.sc.manual].find((f) => f.name === base);
           this.active.set(ev.fault, { start: ev.t, for_s: def ? def.for_s : null });
+          this.injected.push(ev.fault);
+          this.offerFaults();
           add("fault", hide ? "fault injected (blind run: hidden until the end)" : `fault ${ev.fault} injected: ${ev.summary}`, ev.t);
           break;
         }
@@ -321,6 +326,7 @@
           const b = this.bands.find((x) => x.name === ev.fault && x.end == null);
           if (b) b.end = ev.t;
           this.active.delete(ev.fault);
+          this.offerFaults();
           add("ok", `fault ${fname(ev.fault)} ${ev.type === "fault-reverted" ? "reverted" : "done"}`, ev.t);
           break;
         }
@@ -330,7 +336,18 @@
         case "cancelled": add("stop", `stopped (${ev.reason.kind}): ${ev.reason.detail}`, ev.t); break;
         case "service-event": add("service", ev.text, ev.t); break;
         case "note": add("note", ev.text, ev.t); break;
-        case "mark-added": add("mark", `${ev.mark.kind} (${ev.mark.author})${ev.mark.text ? ": " + ev.mark.text : ""}`, ev.t); break;
+        case "mark-added":
+          if (ev.mark.kind !== "note") this.marks.push({ id: ev.mark.id, kind: ev.mark.kind, author: ev.mark.author, fault: ev.mark.fault });
+          this.offerFaults();
+          add("mark", `${ev.mark.kind} (${ev.mark.author})${ev.mark.fault ? " for " + ev.mark.fault : ""}${ev.mark.text ? ": " + ev.mark.text : ""}`, ev.t);
+          break;
+        case "mark-moved": {
+          const m = this.marks.find((x) => x.id === ev.id);
+          if (m) m.fault = ev.fault;
+          this.offerFaults();
+          add("mark", `mark ${ev.id} moved from ${ev.from} to ${ev.fault}`, ev.t);
+          break;
+        }
         case "run-finished":
           this.finished = ev;
           this.active.clear();
@@ -417,9 +434,31 @@
       }
     }
 
+    // The faults a mark can be about: the active ones first, then the others injected, the most
+    // recent first. The marks the instructor can move, likewise.
+    offerFaults() {
+      const recent = [...this.injected].reverse();
+      const names = [...recent.filter((f) => this.active.has(f)), ...recent.filter((f) => !this.active.has(f))];
+      for (const sel of this.faultPickers) {
+        const kept = sel.value;
+        const options = sel.id === "move-mark" ?
+          [...this.marks].reverse().map((m) => el("option", { value: String(m.id) }, `${m.id}. ${m.kind} (${m.author}) for ${m.fault}`)) :
+          names.map((f) => el("option", { value: f }, f + (this.active.has(f) ? " (active)" : "")));
+        sel.replaceChildren(...options);
+        if (kept && [...sel.options].some((o) => o.value === kept) && sel.dataset.touched) sel.value = kept;
+      }
+    }
+
+    faultPicker(id) {
+      const sel = el("select", { id, onchange: () => { sel.dataset.touched = "1"; } });
+      this.faultPickers.push(sel);
+      return sel;
+    }
+
     renderControls() {
       if (this.info.state !== "running") return;
       const rows = [];
+      this.faultPickers = [];
       if (role === "instructor") {
         const manual = this.sc ? this.sc.manual : [];
         const pick = el("select", { id: "fault-pick" }, manual.map((m) => el("option", { value: m.name }, `${m.number}. ${m.name}: ${m.summary}`)));
@@ -437,6 +476,14 @@
             const r = Number(rate.value);
             this.command(st2, "/spike", { rate: r, duration: Number(secs.value) }, (ev) => ev.type === "stage-started" && ev.rate === r);
           } }, "Spike"), st2));
+        // A mark credited to the wrong fault is moved to the right one.
+        const which = this.faultPicker("move-mark"), to = this.faultPicker("move-to"), stm = status("move");
+        rows.push(el("div", { class: "row" }, el("b", {}, "Move mark"), which, "to", to,
+          el("button", { id: "move", onclick: () => {
+            const id = Number(which.value), f = to.value;
+            if (!id || !f) return setStatus(stm, "bad", "no mark or no fault to move it to");
+            this.command(stm, "/marks/" + id, { fault: f }, (ev) => ev.type === "mark-moved" && ev.id === id);
+          } }, "Move"), stm));
         const st3 = status("stop");
         rows.push(el("div", { class: "row" }, el("button", { id: "stop", onclick: () => {
           this.command(st3, "/stop", { reason: "stopped by the instructor from the game-day page" }, (ev) => ev.type === "cancelled" || ev.type === "run-finished");
@@ -444,13 +491,17 @@
       }
       if (role === "participant") {
         const name = el("input", { id: "mark-name", placeholder: "your name", value: localStorage.getItem("siege-name") || "" });
+        const about = this.faultPicker("mark-fault");
         const mark = (kind, st) => () => {
-          const author = name.value.trim() || "anonymous";
+          const author = name.value.trim();
+          if (!author) return setStatus(st, "bad", "write your name first: a mark says who made it");
+          const fault = about.value;
+          if (!fault) return setStatus(st, "bad", "no fault has been injected yet");
           localStorage.setItem("siege-name", author);
-          this.command(st, "/marks", { kind, author }, (ev) => ev.type === "mark-added" && ev.mark.kind === kind && ev.mark.author === author);
+          this.command(st, "/marks", { kind, author, fault }, (ev) => ev.type === "mark-added" && ev.mark.kind === kind && ev.mark.author === author && ev.mark.fault === fault);
         };
         const sd = status("detected"), sm = status("mitigated");
-        rows.push(el("div", { class: "row" }, name,
+        rows.push(el("div", { class: "row" }, name, "about", about,
           el("button", { id: "detected", class: "big", onclick: mark("detected", sd) }, "Detected"), sd,
           el("button", { id: "mitigated", class: "big", onclick: mark("mitigated", sm) }, "Mitigated"), sm));
       }
@@ -460,11 +511,13 @@
         rows.push(el("div", { class: "row" }, text, el("button", { id: "note", onclick: () => {
           const t = text.value.trim();
           if (!t) return;
-          const author = role === "instructor" ? "instructor" : (localStorage.getItem("siege-name") || "anonymous");
+          const author = role === "instructor" ? "instructor" : (localStorage.getItem("siege-name") || "").trim();
+          if (!author) return setStatus(st, "bad", "write your name first: a note says who wrote it");
           this.command(st, "/marks", { kind: "note", author, text: t }, (ev) => ev.type === "mark-added" && ev.mark.kind === "note" && ev.mark.text === t);
         } }, "Add note"), st));
       }
       this.controls.replaceChildren(el("div", { class: "panel", id: "controls" }, rows));
+      this.offerFaults();
     }
 
     // The finished run's report: measured and human times, marks, the report files.
@@ -497,7 +550,7 @@
       }
       if (rows.length) kids.push(el("h3", {}, "Human times"), el("table", { id: "human-times" }, el("tr", {}, ["fault", "who", "detected after", "mitigated / restored after"].map((h) => el("th", {}, h))), rows));
       const marks = rec.marks || [];
-      if (marks.length) kids.push(el("h3", {}, "Marks"), el("ul", { id: "marks" }, marks.map((m) => el("li", {}, `${Number(m.t_s).toFixed(1)} s: ${m.kind} (${m.author})${m.text ? ": " + m.text : ""}`))));
+      if (marks.length) kids.push(el("h3", {}, "Marks"), el("ul", { id: "marks" }, marks.map((m) => el("li", {}, `${Number(m.t_s).toFixed(1)} s: ${m.kind} (${m.author})${m.fault ? " for " + m.fault : ""}${m.moved_from ? " (moved from " + m.moved_from + ")" : ""}${m.text ? ": " + m.text : ""}`))));
       const files = (info.files || []).filter((f) => /^(report\.(md|json)|junit\.xml)$/.test(f)).sort();
       const links = [];
       for (const f of files) links.push(el("a", { href: await withReadToken(this.id, `/v1/runs/${encodeURIComponent(this.id)}/report/${f}`).catch(() => "#"), target: "_blank" }, f), " ");
@@ -511,7 +564,7 @@
   }
   const TYPES = ["run-started", "backend-ready", "phase-changed", "load-started", "baseline-checked", "stage-started", "second-closed",
     "fault-injecting", "fault-injected", "fault-inject-failed", "fault-reverted", "fault-settled", "fault-revert-failed",
-    "steady-state-broken", "steady-state-restored", "cancelled", "service-event", "note", "mark-added", "run-finished"];
+    "steady-state-broken", "steady-state-restored", "cancelled", "service-event", "note", "mark-added", "mark-moved", "run-finished"];
 
   async function init() {
     const who = await api("GET", "/v1/whoami");

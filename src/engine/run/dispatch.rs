@@ -25,6 +25,7 @@ use crate::observe::{self, StopWatch};
 use crate::scenario::StopCondition;
 use crate::scenario::units::format_duration;
 use crate::util::Rng;
+use crate::vocab::MarkKind;
 
 /// Whether the loop goes on after a handler.
 #[must_use]
@@ -367,11 +368,13 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 let _ = reply.send(Ok("stopping the run: every fault is reverted".into()));
                 return self.stop(CancelReason::Interrupted(format!("stop command: {reason}")));
             }
-            RunCommand::Mark { kind, author, text } => {
-                let t = self.cx.now();
-                let mark = crate::report::Mark { t, kind, author, text };
-                let _ = reply.send(Ok(format!("marked {}", mark.describe())));
-                let _ = self.em.emit(Event::MarkAdded { t, mark });
+            RunCommand::Mark { kind, author, text, fault } => {
+                let answer = self.mark(kind, author, text, fault);
+                let _ = reply.send(answer);
+            }
+            RunCommand::MoveMark { id, fault } => {
+                let answer = self.move_mark(id, fault);
+                let _ = reply.send(answer);
             }
             RunCommand::SetRate { rate, duration } => {
                 let answer = self.cx.rate_stage(rate, duration, self.gate_passed()).map(|stage| {
@@ -616,6 +619,66 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                 let _ = self.em.emit(Event::SteadyStateRestored { t: f64::from(at) });
             }
         }
+    }
+
+    /// A person's mark: it names who made it and, for `detected` and `mitigated`, a fault this
+    /// run injected.
+    fn mark(&mut self, kind: MarkKind, author: String, text: String, fault: Option<String>) -> Result<String, Refused> {
+        let author = author.trim().to_string();
+        if author.is_empty() {
+            return Err(Refused::Invalid("a mark needs the name of who makes it (`author`)".into()));
+        }
+        match &fault {
+            Some(f) => self.injected_fault(f)?,
+            None if kind != MarkKind::Note => {
+                return Err(Refused::Invalid(format!(
+                    "a `{}` mark names the fault it is about (`fault`): {}",
+                    kind.label(),
+                    self.injected_names()
+                )));
+            }
+            None => {}
+        }
+        let t = self.cx.now();
+        let id = self.em.record.marks.len() as u32 + 1;
+        let mark = crate::report::Mark { t, kind, author, text, fault, id, moved_from: None };
+        let done = format!("marked {}", mark.describe());
+        let _ = self.em.emit(Event::MarkAdded { t, mark });
+        Ok(done)
+    }
+
+    /// Credits mark `id` to `fault` instead of the fault it named.
+    fn move_mark(&mut self, id: u32, fault: String) -> Result<String, Refused> {
+        self.injected_fault(&fault)?;
+        let mark = self.em.record.marks.iter().find(|m| m.id == id);
+        let Some(mark) = mark.filter(|m| m.kind != MarkKind::Note) else {
+            return Err(Refused::Invalid(format!("this run has no `detected` or `mitigated` mark {id}")));
+        };
+        let from = mark.fault.clone().unwrap_or_default();
+        let injected = self.em.record.faults.iter().rev().find(|f| f.name == fault).and_then(|f| f.injected_s);
+        if injected.is_some_and(|at| at > mark.t + 0.05) {
+            return Err(Refused::Invalid(format!("mark {id} was made before {fault} was injected")));
+        }
+        if from == fault {
+            return Ok(format!("mark {id} is already about {fault}"));
+        }
+        let _ = self.em.emit(Event::MarkMoved { t: self.cx.now(), id, fault: fault.clone(), from: from.clone() });
+        Ok(format!("mark {id} moved from {from} to {fault}"))
+    }
+
+    /// `Ok` when this run injected a fault named `name`.
+    fn injected_fault(&self, name: &str) -> Result<(), Refused> {
+        if self.em.record.faults.iter().any(|f| f.name == name && f.injected_s.is_some()) {
+            return Ok(());
+        }
+        Err(Refused::UnknownFault(format!("no fault `{name}` was injected in this run: {}", self.injected_names())))
+    }
+
+    /// The faults injected so far, for a refusal.
+    fn injected_names(&self) -> String {
+        let names: Vec<&str> =
+            self.em.record.faults.iter().filter(|f| f.injected_s.is_some()).map(|f| f.name.as_str()).collect();
+        if names.is_empty() { "none was injected yet".into() } else { format!("injected: {}", names.join(", ")) }
     }
 
     /// The steady-state gate: held, the run is in its faults; not, it ends.
