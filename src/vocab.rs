@@ -80,16 +80,20 @@ pub struct Mark {
     pub text: String,
     /// The fault the mark is about, by its name in the run (`kill-one#2` for a manual fault
     /// injected a second time): required for `detected` and `mitigated`, optional for a note.
-    /// `null` in files written before marks named their fault.
-    #[serde(default)]
+    /// Absent in files written before marks named their fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
-    /// Its number in the run, from 1, in the order the marks came; `0` in files written before
-    /// marks were numbered.
-    #[serde(default)]
+    /// Its number in the run, from 1, in the order the marks came; absent (`0`) in files written
+    /// before marks were numbered.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub id: u32,
     /// The fault the mark named when it was made, when the instructor moved it to another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Mark {
