@@ -21,7 +21,17 @@ SIEGE=$A
 . bench/nginx.sh
 start_nginx "$SCHEME"
 
-rps() { "$1" load "$URL" -c "$CONNECTIONS" -d "${DURATION}s" --insecure --json | json 'r["rps"]'; }
+# Only the flags a binary has: one built before TLS support knows no `--insecure` (and needs none
+# over plain HTTP), so that any two commits can be compared.
+flags() {
+    local f=(-c "$CONNECTIONS" -d "${DURATION}s" --json)
+    if [ "$SCHEME" = https ]; then
+        "$1" load --help 2>&1 | grep -q -- --insecure || { echo "bench: $1 cannot load over TLS" >&2; exit 3; }
+        f+=(--insecure)
+    fi
+    printf '%s\n' "${f[@]}"
+}
+rps() { mapfile -t f < <(flags "$1"); "$1" load "$URL" "${f[@]}" | json 'r["rps"]'; }
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
     a=$(rps "$A")

@@ -530,7 +530,32 @@ fn heavy_scenario_traffic_spike_passes() {
 
 #[test]
 fn heavy_scenario_secret_drift_redeploy_passes() {
-    shipped("secret-drift-redeploy", 0);
+    let (home, _) = shipped("secret-drift-redeploy", 0);
+    // The drift's outage runs from its first broken second until the redeploy's new tasks
+    // serve; its disruption ended with the redeploy, which has no outage of its own (the
+    // service was broken when it came) and the same time to restore, the run's.
+    let r = report_json(&home);
+    let (drift, redeploy) = (&r["faults"][0]["effect"], &r["faults"][1]["effect"]);
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("a number: {r}"));
+    let (broken, restored) = (num(&drift["broken_s"]), num(&drift["restored_s"]));
+    let redeployed = num(&r["faults"][1]["injected_s"]);
+    assert!(broken >= 20.0 && broken < redeployed && restored > redeployed, "{drift}");
+    assert_eq!(num(&drift["outage_s"]), restored - broken, "{drift}");
+    assert_eq!(num(&drift["disruption_end_s"]), redeployed, "{drift}");
+    assert!((num(&drift["time_to_restore_s"]) - (restored - redeployed)).abs() < 0.06, "{drift}");
+    assert_eq!(redeploy["already_broken"], true, "{redeploy}");
+    assert_eq!(redeploy["time_to_restore_s"], drift["time_to_restore_s"], "{redeploy}");
+    let run = num(&r["timings"]["time_to_recover_s"]);
+    assert!((run - num(&drift["time_to_restore_s"])).abs() <= 0.1, "{}", r["timings"]);
+    // What the windows show: broken at `broken`, steady for the hold from `restored`.
+    let steady =
+        |s: f64| r["windows"].as_array().unwrap().iter().find(|w| w["second"] == s as u64).unwrap()["steady"].clone();
+    assert_eq!(steady(broken), false);
+    assert!((0..5).all(|k| steady(restored + f64::from(k)) == true), "hold 5s from {restored}");
+    // Detected by the first failed request of its first broken second.
+    let drifted = num(&r["faults"][0]["injected_s"]);
+    let detected = drifted + num(&drift["detected_after_s"]);
+    assert!(detected >= broken - 2.0 && detected < broken + 1.0, "{drift}");
 }
 
 #[test]
