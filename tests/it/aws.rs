@@ -1625,6 +1625,7 @@ async fn heavy_aws_shipped_task_kill_runs_against_moto_and_passes() {
             "## Steady state",
             "## Timeline",
             "## Faults",
+            "### Detection, outage and time to restore per fault",
             "## Charts",
             "## Runbook",
             "## Debrief questions",
