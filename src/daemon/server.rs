@@ -534,8 +534,14 @@ async fn running(d: &Daemon, id: &str) -> Result<super::runs::Active, ApiError> 
 
 /// Sends a command to a running run; refusals as 409 / 422 with the engine's reason.
 async fn command(d: &Daemon, id: &str, c: RunCommand) -> ApiResult {
+    let done = send(d, id, c).await?;
+    Ok(axum::Json(api::Done { done }).into_response())
+}
+
+/// [`command`]: what the run did, in words.
+async fn send(d: &Daemon, id: &str, c: RunCommand) -> Result<String, ApiError> {
     let r = match running(d, id).await?.commander.send(c).await {
-        Ok(done) => return Ok(axum::Json(api::Done { done }).into_response()),
+        Ok(done) => return Ok(done),
         Err(r) => r,
     };
     let (status, code) = match &r {
@@ -666,10 +672,41 @@ struct MarkBody {
     fault: Option<String>,
 }
 
-async fn mark(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+async fn mark(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let b: MarkBody = json_body(&body)?;
     let fault = b.fault.map(|f| fault_named(&d, &id, f));
-    command(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await
+    let sent = send(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await;
+    // In a blind run, the answer (or the refusal, which lists the faults injected) names the
+    // faults by their aliases to everyone but the instructor.
+    let blind = d.manager.active(&id).is_some_and(|a| a.blind);
+    let hide = |text: String| match blind && access::caller(&d, &Method::POST, &uri, &headers) != Role::Instructor {
+        true => aliased(&d, &id, text),
+        false => text,
+    };
+    match sent {
+        Ok(done) => Ok(axum::Json(api::Done { done: hide(done) }).into_response()),
+        Err(mut e) => {
+            e.message = hide(std::mem::take(&mut e.message));
+            Err(e)
+        }
+    }
+}
+
+/// `text` with the name of every fault a blind run injected replaced by its alias.
+fn aliased(d: &Daemon, id: &str, mut text: String) -> String {
+    let mut names = injected_faults(d, id);
+    // `slow#2` before `slow`.
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for n in names {
+        text = text.replace(&n, &super::web::fault_alias(&d.token, id, &n));
+    }
+    text
 }
 
 #[derive(Deserialize)]
@@ -694,13 +731,23 @@ async fn move_mark(
 
 /// The fault a blind run's alias stands for (the name itself otherwise).
 fn fault_named(d: &Daemon, id: &str, fault: String) -> String {
-    let Some(a) = d.manager.active(id).filter(|a| a.blind) else { return fault };
+    if !d.manager.active(id).is_some_and(|a| a.blind) {
+        return fault;
+    }
+    injected_faults(d, id).into_iter().find(|n| super::web::fault_alias(&d.token, id, n) == fault).unwrap_or(fault)
+}
+
+/// The faults the running run `id` has injected, by name.
+fn injected_faults(d: &Daemon, id: &str) -> Vec<String> {
+    let Some(a) = d.manager.active(id) else { return vec![] };
     let history = a.bus.history();
-    let mut names = history.iter().filter_map(|e| match &e.event {
-        Event::FaultInjected { fault, .. } => Some(fault.clone()),
-        _ => None,
-    });
-    names.find(|n| super::web::fault_alias(&d.token, id, n) == fault).unwrap_or(fault)
+    history
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::FaultInjected { fault, .. } => Some(fault.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn list_schedules(State(d): State<Arc<Daemon>>) -> ApiResult {

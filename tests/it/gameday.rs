@@ -204,6 +204,7 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
         ("inject", json!({ "fault": "slow-one" })),
         ("spike", json!({ "rate": 40, "duration": 3 })),
         ("stop", json!({})),
+        ("marks/1", json!({ "fault": "slow-one" })),
     ] {
         let (s, v) = g.call("POST", &format!("/v1/runs/{id}/{path}"), &p, body);
         assert_eq!((s, v["error"]["code"].as_str()), (403, Some("participant-forbidden")), "{path}: {v}");
@@ -213,8 +214,18 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
 
     // The instructor injects, a participant marks; Ctrl-C stops everything, the fault reverted.
     inject_when_ready(&g, &id, "slow-one");
-    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, json!({ "kind": "detected", "author": "bob" }));
+    // The participant names the fault by the alias its stream shows; the daemon maps it back.
+    let alias = siege::daemon::web::fault_alias(&g.token, &id, "slow-one");
+    let mark = json!({ "kind": "detected", "author": "bob", "fault": alias });
+    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, mark);
     assert_eq!(s, 200, "{v}");
+    let done = v["done"].as_str().unwrap_or_default();
+    assert!(done.contains(&format!("for {alias}")) && !done.contains("slow-one"), "the answer keeps the alias: {v}");
+    // A refusal lists the faults injected by their aliases too.
+    let unnamed = json!({ "kind": "mitigated", "author": "bob" });
+    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, unnamed);
+    let refused = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(s == 422 && refused.contains(&alias) && !refused.contains("slow-one"), "{v}");
     assert!(lab_faults(&lab).iter().any(|f| f.starts_with("latency 300ms")), "{:?}", lab_faults(&lab));
 
     // A blind run's stream names the fault to the instructor only; the others get an alias.
