@@ -31,7 +31,12 @@ flags() {
     fi
     printf '%s\n' "${f[@]}"
 }
-rps() { mapfile -t f < <(flags "$1"); "$1" load "$URL" "${f[@]}" | json 'r["rps"]'; }
+rps() {
+    local list
+    list=$(flags "$1") || exit 3
+    mapfile -t f <<<"$list"
+    "$1" load "$URL" "${f[@]}" | json 'r["rps"]'
+}
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
     a=$(rps "$A")

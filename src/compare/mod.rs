@@ -15,7 +15,7 @@ use crate::load::hdr;
 use crate::report::{PhaseName, PhaseRecord, Redactor, ReportError, RunRecord, WindowRecord};
 
 /// The oldest `report.json` layout `siege compare` reads.
-pub const OLDEST_COMPARABLE: u32 = 3;
+pub const OLDEST_COMPARABLE: u32 = 4;
 
 /// Layout version of `compare.json`.
 pub const COMPARE_VERSION: u32 = 2;
@@ -34,7 +34,7 @@ pub enum CompareError {
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error(
-        "{path} has schema_version {found}: siege compare reads version {OLDEST_COMPARABLE} and later (the phases and the scenario hash it needs are not in older reports); run the scenario again with this siege"
+        "{path} has schema_version {found}: siege compare reads version {OLDEST_COMPARABLE} and later (older reports lack the phases and the scenario hash it needs, or time detection and restoration differently); run the scenario again with this siege"
     )]
     TooOld { path: PathBuf, found: u32 },
     #[error("{path}: the {phase} latency histogram cannot be read: {source}")]
@@ -767,14 +767,14 @@ mod tests {
     }
 
     #[test]
-    fn reports_before_version_3_are_refused() {
+    fn reports_before_version_4_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let mut r = minimal_record();
-        r.schema_version = 2;
+        r.schema_version = 3;
         std::fs::write(tmp.path().join("report.json"), serde_json::to_string(&r).unwrap()).unwrap();
         let e = load(tmp.path()).unwrap_err();
-        assert!(matches!(e, CompareError::TooOld { found: 2, .. }), "{e}");
-        r.schema_version = 3;
+        assert!(matches!(e, CompareError::TooOld { found: 3, .. }), "{e}");
+        r.schema_version = 4;
         std::fs::write(tmp.path().join("report.json"), serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(load(tmp.path()).unwrap().record, r);
     }

@@ -90,7 +90,7 @@ pub fn render(store: &Store, live: &Live) -> Result<String, StoreError> {
             o.sample("siege_last_time_to_detect_seconds", &[("scenario", &l.scenario)], d.as_secs_f64());
         }
     }
-    o.family("siege_last_mttr_seconds", "gauge", "MTTR of the latest run of a scenario that had one.");
+    o.family("siege_last_mttr_seconds", "gauge", "Time to restore after the last disruption (MTTR, report.json timings.time_to_recover_s) of the latest run of a scenario that had one.");
     for l in &latest {
         if let Some(d) = l.last_with_mttr.as_ref().and_then(|r| r.mttr) {
             o.sample("siege_last_mttr_seconds", &[("scenario", &l.scenario)], d.as_secs_f64());

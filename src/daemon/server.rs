@@ -680,16 +680,22 @@ async fn mark(
     body: Bytes,
 ) -> ApiResult {
     let b: MarkBody = json_body(&body)?;
-    let fault = b.fault.map(|f| fault_named(&d, &id, f));
-    let sent = send(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await;
-    // In a blind run, the answer (or the refusal, which lists the faults injected) names the
-    // faults by their aliases to everyone but the instructor.
-    let blind = d.manager.active(&id).is_some_and(|a| a.blind);
-    let hide = |text: String| match blind && access::caller(&d, &Method::POST, &uri, &headers) != Role::Instructor {
-        true => aliased(&d, &id, text),
-        false => text,
+    // In a blind run, everyone but the instructor names a fault by its alias, and is answered
+    // (or refused, with the faults injected listed) in aliases: a guessed name is not confirmed.
+    let hidden = d.manager.active(&id).is_some_and(|a| a.blind)
+        && access::caller(&d, &Method::POST, &uri, &headers) != Role::Instructor;
+    let fault = match b.fault {
+        Some(alias) if hidden => Some(fault_of_alias(&d, &id, &alias).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-fault",
+                aliased(&d, &id, "refused: no fault this run injected has that alias".into()),
+            )
+        })?),
+        other => other,
     };
-    match sent {
+    let hide = |text: String| if hidden { aliased(&d, &id, text) } else { text };
+    match send(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await {
         Ok(done) => Ok(axum::Json(api::Done { done: hide(done) }).into_response()),
         Err(mut e) => {
             e.message = hide(std::mem::take(&mut e.message));
@@ -729,12 +735,17 @@ async fn move_mark(
     command(&d, &id, RunCommand::MoveMark { id: mark, fault }).await
 }
 
-/// The fault a blind run's alias stands for (the name itself otherwise).
+/// The fault a blind run's alias stands for (the name itself otherwise), for the instructor.
 fn fault_named(d: &Daemon, id: &str, fault: String) -> String {
     if !d.manager.active(id).is_some_and(|a| a.blind) {
         return fault;
     }
-    injected_faults(d, id).into_iter().find(|n| super::web::fault_alias(&d.token, id, n) == fault).unwrap_or(fault)
+    fault_of_alias(d, id, &fault).unwrap_or(fault)
+}
+
+/// The injected fault whose alias in run `id` is `alias`.
+fn fault_of_alias(d: &Daemon, id: &str, alias: &str) -> Option<String> {
+    injected_faults(d, id).into_iter().find(|n| super::web::fault_alias(&d.token, id, n) == alias)
 }
 
 /// The faults the running run `id` has injected, by name.

@@ -15,9 +15,12 @@ pub struct RecordBuilder {
     pub faults: Vec<FaultRecord>,
     pub notes: Vec<String>,
     pub marks: Vec<Mark>,
-    /// Each fault's injection time as it happened (the record rounds it to 100 ms; the time to
-    /// detect is read at 10 ms).
-    injected_at: Vec<(String, f64)>,
+    /// When each fault's injection started, as it happened (a failover on AWS breaks the service
+    /// while its injection is under way; the record rounds times to 100 ms, the time to detect is
+    /// read at 10 ms).
+    started_at: Vec<(String, f64)>,
+    /// When each load stage started, the commanded spikes with the scenario's.
+    stages_at: Vec<f64>,
 }
 
 impl RecordBuilder {
@@ -41,25 +44,19 @@ impl RecordBuilder {
                     format!("steady state did NOT hold before the faults ({detail})")
                 },
             ),
-            Event::StageStarted { t, rate } => self.push(*t, TimelineKind::Stage, format!("load rate → {rate:.0}/s")),
-            Event::FaultInjecting { fault, resolved, injected, .. } => self.faults.push(FaultRecord {
-                name: fault.clone(),
-                kind: injected.kind.clone(),
-                targets: resolved.targets.clone(),
-                summary: resolved.summary.clone(),
-                injected_s: None,
-                ends_s: None,
-                reverted_s: None,
-                revert_error: None,
-                no_revert: None,
-                effect: None,
-                human: vec![],
-            }),
+            Event::StageStarted { t, rate } => {
+                self.stages_at.push(*t);
+                self.push(*t, TimelineKind::Stage, format!("load rate → {rate:.0}/s"))
+            }
+            Event::FaultInjecting { t, fault, resolved, injected } => {
+                self.started_at.push((fault.clone(), *t));
+                let (targets, summary) = (resolved.targets.clone(), resolved.summary.clone());
+                self.faults.push(FaultRecord::not_injected(fault.clone(), injected.kind.clone(), targets, summary))
+            }
             Event::FaultInjected { t, fault, kind, summary } => {
                 if let Some(f) = self.fault(fault) {
                     f.injected_s = Some(round(*t));
                 }
-                self.injected_at.push((fault.clone(), *t));
                 self.push(*t, TimelineKind::FaultInjected, format!("{fault} ({kind}) injected: {summary}"));
             }
             Event::FaultInjectFailed { t, fault, error } => {
@@ -193,8 +190,8 @@ impl RecordBuilder {
 
         // Detected after the first disruption as it happened: the first injection (its planned
         // time is up to an injection's duration earlier), or the first stage.
-        let stages = sc.load.stages.iter().map(|s| s.at.as_secs_f64());
-        let began = self.injected_at.iter().map(|(_, t)| *t).chain(stages).reduce(f64::min);
+        let stages = sc.load.stages.iter().map(|s| s.at.as_secs_f64()).chain(self.stages_at.iter().copied());
+        let began = self.started_at.iter().map(|(_, t)| *t).chain(stages).reduce(f64::min);
         let ttd = first.and_then(|s| observe::first_broken(checks, f.history, s)).map(|b| {
             let from = began.or(f.first_disruption).unwrap_or(0.0);
             round_ms(observe::detected_after(checks, f.history, from, b))
@@ -371,19 +368,12 @@ impl RecordBuilder {
                     }
                     fr
                 }
-                None => FaultRecord {
-                    name: fault.name.clone(),
-                    kind: fault.kind.type_name().to_string(),
-                    targets: vec![],
-                    summary: String::new(),
-                    injected_s: None,
-                    ends_s: None,
-                    reverted_s: None,
-                    revert_error: None,
-                    no_revert: None,
-                    effect: None,
-                    human: vec![],
-                },
+                None => FaultRecord::not_injected(
+                    fault.name.clone(),
+                    fault.kind.type_name().to_string(),
+                    vec![],
+                    String::new(),
+                ),
             })
             .collect();
         // Manual faults the run injected on command, in the order they were injected.
@@ -400,7 +390,7 @@ impl RecordBuilder {
             }
             faults.push(fr);
         }
-        measure_effects(&mut faults, sc, f.history, &self.injected_at);
+        measure_effects(&mut faults, sc, f.history, &self.started_at);
         crate::report::attribute_marks(&mut faults, &self.marks);
         faults
     }
@@ -410,21 +400,30 @@ impl RecordBuilder {
 /// (a secret drift) is disrupting until a later fault remedies it (a redeploy), else until its
 /// revert; a break counts as a fault's effect until its disruption's end plus
 /// `recovery.within`, or until the next injection if that comes sooner.
-fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second], injected_at: &[(String, f64)]) {
+fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second], started_at: &[(String, f64)]) {
     let def = |f: &FaultRecord| crate::faults::lookup(&f.kind);
-    let injections: Vec<f64> = faults.iter().filter_map(|f| f.injected_s).collect();
-    let remedies: Vec<f64> =
-        faults.iter().filter(|f| def(f).is_some_and(|d| d.remediates)).filter_map(|f| f.injected_s).collect();
+    // Each injected fault's start: when its injection began (its completion in older events).
+    let start = |f: &FaultRecord| {
+        let at = f.injected_s?;
+        Some(started_at.iter().rev().find(|(name, _)| *name == f.name).map_or(at, |(_, t)| *t))
+    };
+    let starts: Vec<Option<f64>> = faults.iter().map(start).collect();
+    let remedies: Vec<f64> = faults
+        .iter()
+        .zip(&starts)
+        .filter(|(f, _)| def(f).is_some_and(|d| d.remediates))
+        .filter_map(|(_, s)| *s)
+        .collect();
+    let injections: Vec<f64> = starts.iter().flatten().copied().collect();
     let after = |times: &[f64], at: f64| times.iter().copied().filter(|t| *t > at).reduce(f64::min);
     let within = sc.recovery.within.as_secs_f64();
     // In the order of injection: a break that begins in a second two faults were injected in
     // is the first one's.
-    let mut order: Vec<usize> = (0..faults.len()).filter(|&i| faults[i].injected_s.is_some()).collect();
-    order.sort_by(|&a, &b| faults[a].injected_s.unwrap_or(0.0).total_cmp(&faults[b].injected_s.unwrap_or(0.0)));
+    let mut order: Vec<(usize, f64)> = starts.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s))).collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
     let mut claimed = vec![];
-    for i in order {
+    for (i, at) in order {
         let fr = &mut faults[i];
-        let Some(at) = fr.injected_s else { continue };
         let lingers = def(fr).is_some_and(|d| d.lingers.is_some());
         let end = match after(&remedies, at) {
             Some(remedy) if lingers => remedy,
@@ -434,8 +433,7 @@ fn measure_effects(faults: &mut [FaultRecord], sc: &Scenario, history: &[Second]
         let e = observe::effect(&sc.steady_state.checks, history, (at, end, until), sc.recovery.hold, &claimed);
         claimed.extend(e.broken);
         let (broken, restored) = (e.broken.map(f64::from), e.restored.map(f64::from));
-        let exact = injected_at.iter().rev().find(|(name, _)| *name == fr.name).map_or(at, |(_, t)| *t);
-        let detected = e.broken.map(|b| round_ms(observe::detected_after(&sc.steady_state.checks, history, exact, b)));
+        let detected = e.broken.map(|b| round_ms(observe::detected_after(&sc.steady_state.checks, history, at, b)));
         fr.effect = Some(FaultEffect {
             detected_after_s: detected,
             disruption_end_s: round(end),

@@ -112,15 +112,15 @@ async fn each_fault_gets_its_outage_and_its_time_to_restore() {
     assert_eq!(r.timings.time_to_recover_s, Some(0.0), "{:?}", r.timings);
 }
 
-/// An injection that lands mid-second (here 410 ms into it) is detected from the first failed
+/// An injection that starts mid-second (here 410 ms into it) is detected from the first failed
 /// request due after it, not from the start of the second that holds both.
 #[tokio::test(start_paused = true)]
 async fn detection_is_read_from_the_requests_below_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeBackend::new(4, None).with_inject_delay(Duration::from_millis(410));
+    let fake = FakeBackend::new(4, None);
     let yaml = scenario(
         "load: { url: /, rate: 100/s, duration: 20s }\n\
-         faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\nrecovery: { within: 5s, hold: 2s }\n",
+         faults:\n  - { type: task-kill, name: kill, at: 5410ms, select: 1 }\nrecovery: { within: 5s, hold: 2s }\n",
     );
     let r = record(start(&yaml, &fake, dir.path())).await;
     let f = &r.faults[0];

@@ -362,7 +362,11 @@ fn human_times(o: &mut String, r: &RunRecord) {
         };
         t.row(vec![
             "siege (measured: detected, steady state restored)".into(),
-            detect.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "never broken".into()),
+            match detect {
+                Some(s) => format!("{} after", secs(s)),
+                None if f.effect.as_ref().is_some_and(|e| e.already_broken) => "already broken".into(),
+                None => "never broken".into(),
+            },
             restored.map(|s| format!("{} after", secs(s))).unwrap_or_else(|| "n/a".into()),
         ]);
         for h in &f.human {

@@ -21,7 +21,7 @@ use crate::load::{ErrorCounts, Latency};
 pub use crate::vocab::{Mark, MarkKind, Outcome};
 
 /// Version of the `report.json` layout; bumped on any change that is not a pure addition.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The oldest `report.json` layout this siege still reads (see the module's compatibility note).
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
@@ -120,7 +120,8 @@ pub struct Timings {
     pub first_fault_s: Option<f64>,
     /// End of the last disruption: max(end of the last fault's effect, end of the last stage).
     pub last_fault_end_s: Option<f64>,
-    /// Time from the first fault to the first window that broke the steady state.
+    /// Time to detect: from the first disruption to the first request that broke the steady
+    /// state (see `observe::detected_after`); to 10 ms.
     pub time_to_detect_s: Option<f64>,
     /// Time to restore: from the end of the last disruption until the steady state held again
     /// (after a break that began late: see `observe::restored_after`).
@@ -221,13 +222,32 @@ pub struct FaultRecord {
     pub human: Vec<HumanTimes>,
 }
 
+impl FaultRecord {
+    /// A fault not injected (yet): what it would act on, nothing that happened.
+    pub fn not_injected(name: String, kind: String, targets: Vec<String>, summary: String) -> FaultRecord {
+        FaultRecord {
+            name,
+            kind,
+            targets,
+            summary,
+            injected_s: None,
+            ends_s: None,
+            reverted_s: None,
+            revert_error: None,
+            no_revert: None,
+            effect: None,
+            human: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 /// What one fault did to the steady state. Times in seconds since the load started (`*_s` of a
 /// point) or in seconds (durations); whole seconds, as the steady state is judged per second.
 pub struct FaultEffect {
     /// Time to detect this fault: from its injection to the first request due after it that
     /// failed or was slower than a latency check (see `timings.time_to_detect_s`); `null` when
-    /// it broke nothing of its own. Absent in files written before it was measured.
+    /// it broke nothing of its own (absent then, and in files written before it was measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_after_s: Option<f64>,
     /// Where the fault's disruption ended: the end of its `for`, of a lab failover's outage, the

@@ -165,7 +165,12 @@ fn older_reports_and_missing_ones_are_refused() {
     });
     let (code, _, stderr) = run_compare(&[&old, &a], &[]);
     assert_eq!(code, Some(3), "{stderr}");
-    assert!(stderr.contains("has schema_version 2: siege compare reads version 3 and later"), "{stderr}");
+    assert!(stderr.contains("has schema_version 2: siege compare reads version 4 and later"), "{stderr}");
+    // Version 3 timed detection and restoration otherwise: not compared with version 4.
+    let v3 = report_dir(tmp.path(), "v3", "passed", |v| v["schema_version"] = 3.into());
+    let (code, _, stderr) = run_compare(&[&v3, &a], &[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("has schema_version 3: siege compare reads version 4 and later"), "{stderr}");
     let (code, _, stderr) = run_compare(&[&a, &tmp.path().join("nowhere")], &[]);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("there is no report.json"), "{stderr}");

@@ -221,6 +221,10 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     assert_eq!(s, 200, "{v}");
     let done = v["done"].as_str().unwrap_or_default();
     assert!(done.contains(&format!("for {alias}")) && !done.contains("slow-one"), "the answer keeps the alias: {v}");
+    // A guessed name is not confirmed: only an alias is taken from a participant.
+    let guessed = json!({ "kind": "note", "author": "bob", "fault": "slow-one" });
+    let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, guessed);
+    assert!(s == 422 && v["error"]["code"] == "unknown-fault" && !v.to_string().contains("slow-one"), "{v}");
     // A refusal lists the faults injected by their aliases too.
     let unnamed = json!({ "kind": "mitigated", "author": "bob" });
     let (s, v) = g.call("POST", &format!("/v1/runs/{id}/marks"), &p, unnamed);

@@ -346,11 +346,11 @@ fn siege_report_rejects_missing_invalid_and_unknown_reports() {
     let newer = tmp.path().join("newer");
     std::fs::create_dir(&newer).unwrap();
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path("passed")).unwrap()).unwrap();
-    v["schema_version"] = 4.into();
+    v["schema_version"] = 5.into();
     std::fs::write(newer.join("report.json"), v.to_string()).unwrap();
     let (code, err) = run(&newer);
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("has schema_version 4, but this siege reads versions 1 to 3"), "{err}");
+    assert!(err.contains("has schema_version 5, but this siege reads versions 1 to 4"), "{err}");
     assert!(!newer.join("report.md").exists(), "nothing is rendered from an unknown version");
 }
 
