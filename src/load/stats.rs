@@ -67,8 +67,9 @@ pub(crate) struct Slot {
     pub slow: Vec<u32>,
 }
 
-/// The most send times a slot notes of each kind: a second of thousands of failures keeps its
-/// earliest (one per 10 ms) all the same.
+/// The most send times a slot notes of each kind (in the order the requests completed, one per
+/// 10 ms of their due times): a second of thousands of failures stays bounded; the earliest due
+/// is kept unless more than this many completed before it in the same second.
 const NOTED: usize = 4096;
 
 /// Notes `ms` unless the last noted one is in the same 10 ms.
