@@ -468,6 +468,15 @@ fn signal_name(s: KillSignal) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The lab undoes each fault type as the registry says it is undone.
+    #[test]
+    fn every_fault_type_is_undone_on_the_lab_as_the_registry_says() {
+        for def in crate::faults::REGISTRY {
+            let step = crate::faults::sample_step(def);
+            assert_eq!(undo_record(&step, 1).undo(), def.undo, "{}", def.name);
+        }
+    }
+
     #[test]
     fn ids_sort_numerically() {
         let ids = sorted_ids(vec!["t-10".into(), "t-2".into(), "t-1".into()]);

@@ -177,14 +177,7 @@ impl Injected {
     /// A lab's record of `fault`, of type `kind`, on `targets`.
     pub fn on_lab(fault: &str, kind: &str, targets: &[&str]) -> Injected {
         let def = crate::faults::lookup(kind).expect("a known fault type");
-        let built = (def.build)(&crate::faults::sample_params(def));
-        let step = Step {
-            fault: fault.into(),
-            kind: def.name,
-            action: built.action(),
-            select: built.selection(),
-            duration: None,
-        };
+        let step = Step { fault: fault.into(), ..crate::faults::sample_step(def) };
         let resolved = Resolved { targets: targets.iter().map(|t| t.to_string()).collect(), summary: String::new() };
         Injected::new(&step, &resolved, lab::undo_record(&step, 1))
     }

@@ -685,32 +685,28 @@ async fn mark(
     let hidden = d.manager.active(&id).is_some_and(|a| a.blind)
         && access::caller(&d, &Method::POST, &uri, &headers) != Role::Instructor;
     let fault = match b.fault {
-        Some(alias) if hidden => Some(fault_of_alias(&d, &id, &alias).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-fault",
-                aliased(&d, &id, "refused: no fault this run injected has that alias".into()),
-            )
+        Some(alias) if hidden => Some(fault_of_alias(&aliases(&d, &id), &alias).ok_or_else(|| {
+            let why = "refused: no fault this run injected has that alias";
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-fault", why)
         })?),
         other => other,
     };
-    let hide = |text: String| if hidden { aliased(&d, &id, text) } else { text };
-    match send(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await {
-        Ok(done) => Ok(axum::Json(api::Done { done: hide(done) }).into_response()),
+    let sent = send(&d, &id, RunCommand::Mark { kind: b.kind, author: b.author, text: b.text, fault }).await;
+    // Read after the answer: it names the faults injected by then.
+    let pairs = if hidden { aliases(&d, &id) } else { vec![] };
+    match sent {
+        Ok(done) => Ok(axum::Json(api::Done { done: aliased(&pairs, done) }).into_response()),
         Err(mut e) => {
-            e.message = hide(std::mem::take(&mut e.message));
+            e.message = aliased(&pairs, std::mem::take(&mut e.message));
             Err(e)
         }
     }
 }
 
-/// `text` with the name of every fault a blind run injected replaced by its alias.
-fn aliased(d: &Daemon, id: &str, mut text: String) -> String {
-    let mut names = injected_faults(d, id);
-    // `slow#2` before `slow`.
-    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-    for n in names {
-        text = text.replace(&n, &super::web::fault_alias(&d.token, id, &n));
+/// `text` with every fault name of `pairs` replaced by its alias.
+fn aliased(pairs: &[(String, String)], mut text: String) -> String {
+    for (name, alias) in pairs {
+        text = text.replace(name, alias);
     }
     text
 }
@@ -740,25 +736,28 @@ fn fault_named(d: &Daemon, id: &str, fault: String) -> String {
     if !d.manager.active(id).is_some_and(|a| a.blind) {
         return fault;
     }
-    fault_of_alias(d, id, &fault).unwrap_or(fault)
+    fault_of_alias(&aliases(d, id), &fault).unwrap_or(fault)
 }
 
-/// The injected fault whose alias in run `id` is `alias`.
-fn fault_of_alias(d: &Daemon, id: &str, alias: &str) -> Option<String> {
-    injected_faults(d, id).into_iter().find(|n| super::web::fault_alias(&d.token, id, n) == alias)
+/// The injected fault whose alias is `alias`, of `pairs` ([`aliases`]).
+fn fault_of_alias(pairs: &[(String, String)], alias: &str) -> Option<String> {
+    pairs.iter().find(|(_, a)| a == alias).map(|(name, _)| name.clone())
 }
 
-/// The faults the running run `id` has injected, by name.
-fn injected_faults(d: &Daemon, id: &str) -> Vec<String> {
+/// The faults the running run `id` has injected, each with its blind alias, the longest name
+/// first (`slow#2` is replaced before `slow`).
+fn aliases(d: &Daemon, id: &str) -> Vec<(String, String)> {
     let Some(a) = d.manager.active(id) else { return vec![] };
     let history = a.bus.history();
-    history
+    let mut pairs: Vec<(String, String)> = history
         .iter()
         .filter_map(|e| match &e.event {
-            Event::FaultInjected { fault, .. } => Some(fault.clone()),
+            Event::FaultInjected { fault, .. } => Some((fault.clone(), super::web::fault_alias(&d.token, id, fault))),
             _ => None,
         })
-        .collect()
+        .collect();
+    pairs.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    pairs
 }
 
 async fn list_schedules(State(d): State<Arc<Daemon>>) -> ApiResult {

@@ -387,6 +387,13 @@ pub fn reference_markdown() -> String {
 }
 
 #[cfg(test)]
+/// A fault of type `d` with [`sample_params`], as a backend is given it.
+pub fn sample_step(d: &FaultDef) -> Step {
+    let kind = (d.build)(&sample_params(d));
+    Step { fault: d.name.into(), kind: d.name, action: kind.action(), select: kind.selection(), duration: None }
+}
+
+#[cfg(test)]
 /// Every parameter of `d` with a valid value.
 pub fn sample_params(d: &FaultDef) -> Params {
     let mut p = Params::default();
