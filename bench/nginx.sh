@@ -40,7 +40,7 @@ start_nginx() {
     fi
     cat > "$WORK/nginx.conf" <<CONF
 daemon off;
-worker_processes auto;
+worker_processes ${NGINX_WORKERS:-auto};
 pid $WORK/nginx.pid;
 error_log $WORK/error.log warn;
 events { worker_connections 4096; }
