@@ -3,7 +3,8 @@
 //! SIGHUP and `POST /v1/reload` share.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::config::{self, ConfigError};
 use super::runs::Manager;
@@ -34,12 +35,58 @@ pub struct Web {
     /// The scenario files and directories `GET /v1/scenarios` lists; empty: the daemon's
     /// scenario roots ([`Daemon::scenario_roots`]).
     pub scenarios: Vec<PathBuf>,
+    /// The starts of the last [`REPEAT_WINDOW`]: who asked (their `Authorization` header) and
+    /// what (the body), with the run each started.
+    recent_starts: Mutex<Vec<(Instant, Vec<u8>, String)>>,
 }
+
+/// A second start, identical to one the same caller made this recently, is refused: a double
+/// click, a retried request, not a second run of the class.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(1);
 
 impl Web {
     pub fn new(participant_token: Option<String>, scenarios: Vec<PathBuf>) -> Web {
-        Web { participant_token, scenarios }
+        Web { participant_token, scenarios, recent_starts: Mutex::new(Vec::new()) }
     }
+
+    /// Claims a start (`caller`'s `Authorization` header, the request's body) before it begins;
+    /// refused, with what the identical start before it became, when the same caller made it
+    /// within [`REPEAT_WINDOW`] (claimed at once, so that two requests a millisecond apart cannot
+    /// both pass).
+    pub fn claim_start(&self, caller: &[u8], body: &[u8]) -> Result<StartClaim, String> {
+        let mut recent = self.recent_starts.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|(at, _, _)| at.elapsed() < REPEAT_WINDOW);
+        let key = start_key(caller, body);
+        if let Some((at, _, id)) = recent.iter().find(|(_, k, _)| *k == key) {
+            let what = if id.is_empty() { "is still starting".to_string() } else { format!("began run `{id}`") };
+            return Err(format!(
+                "the same start came {} ms ago and {what}: a second identical start within {} s is taken for a \
+                 double click and refused; send it again to run it twice",
+                at.elapsed().as_millis(),
+                REPEAT_WINDOW.as_secs()
+            ));
+        }
+        recent.push((Instant::now(), key.clone(), String::new()));
+        Ok(StartClaim { key })
+    }
+
+    /// The claimed start began run `id` (`None`: it was refused, and may be sent again at once).
+    pub fn claimed(&self, claim: StartClaim, id: Option<&str>) {
+        let mut recent = self.recent_starts.lock().unwrap_or_else(|e| e.into_inner());
+        match id {
+            Some(id) => recent.iter_mut().filter(|(_, k, _)| *k == claim.key).for_each(|(_, _, i)| *i = id.to_string()),
+            None => recent.retain(|(_, k, _)| *k != claim.key),
+        }
+    }
+}
+
+/// A start claimed by [`Web::claim_start`].
+pub struct StartClaim {
+    key: Vec<u8>,
+}
+
+fn start_key(caller: &[u8], body: &[u8]) -> Vec<u8> {
+    [caller, b"\0", body].concat()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -398,9 +398,18 @@ fn is_yaml(mime: &str) -> bool {
 }
 
 async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let caller = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    let claim =
+        d.web.claim_start(&caller, &body).map_err(|e| ApiError::new(StatusCode::CONFLICT, "repeated-start", e))?;
+    let started = start_claimed(&d, &headers, body).await;
+    d.web.claimed(claim, started.as_ref().ok().map(String::as_str));
+    Ok((StatusCode::ACCEPTED, axum::Json(api::Accepted { id: started? })).into_response())
+}
+
+async fn start_claimed(d: &Arc<Daemon>, headers: &HeaderMap, body: Bytes) -> Result<String, ApiError> {
     // A YAML body is a scenario; anything else is read as JSON, whatever it says it is (curl's
     // `-d` sends a form type), as every JSON route does.
-    let (scenario, source, blind) = if is_yaml(&media_type(&headers)) {
+    let (scenario, source, blind) = if is_yaml(&media_type(headers)) {
         let workdir = d.workdir.clone();
         let sc = blocking(move || scenarios::load_posted(&body, &workdir)).await?;
         (sc, "posted.yaml".to_string(), false)
@@ -414,8 +423,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         .await?;
         (sc, path.display().to_string(), b.blind)
     };
-    let id = d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None, blind }).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(api::Accepted { id })).into_response())
+    Ok(d.manager.start(Start { scenario, source, trigger: Trigger::Api, schedule: None, blind }).await?)
 }
 
 /// Runs file reads off the async workers.

@@ -66,9 +66,13 @@ pub fn blind_view(env: &Envelope, secret: &str) -> Option<Envelope> {
         Event::MarkMoved { t, id, fault, from } => {
             Event::MarkMoved { t: *t, id: *id, fault: alias(fault), from: alias(from) }
         }
-        Event::SecondClosed { window, sample, steady, .. } => {
-            Event::SecondClosed { window: window.clone(), sample: sample.clone(), steady: *steady, next: None }
-        }
+        Event::SecondClosed { window, sample, steady, health, .. } => Event::SecondClosed {
+            window: window.clone(),
+            sample: sample.clone(),
+            steady: *steady,
+            health: health.clone(),
+            next: None,
+        },
         // The lab logs each fault it is told to apply as `fault: …`.
         Event::ServiceEvent { text, .. } if text.starts_with("fault: ") => return None,
         other => other.clone(),

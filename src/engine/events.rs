@@ -80,6 +80,30 @@ pub struct Upcoming {
     pub what: String,
 }
 
+/// What a closed second says about the service, for whoever watches the run: from the run's own
+/// per-second evaluation of the steady state, before and after the first fault alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub state: HealthState,
+    /// The second this state began (seconds since the load started): the first failing second
+    /// of a break, the first steady second of a recovery or of a steady spell.
+    pub since: f64,
+    /// The checks that failed this second, in words (`broken` only).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthState {
+    /// The second met the steady state, and so did the `recovery.hold` seconds before it (or every
+    /// second since the load started).
+    Steady,
+    /// The second did not meet the steady state.
+    Broken,
+    /// The second met the steady state after a broken one, not yet for `recovery.hold`.
+    Recovering,
+}
+
 /// The `t` inside an event is the run time it is about, in seconds since the load started (since
 /// the run started while the load has not).
 // `SecondClosed`, the largest variant, is also the most frequent one (every second): boxing it
@@ -117,11 +141,13 @@ pub enum Event {
         t: f64,
         rate: f64,
     },
-    /// A second of load closed; `steady` is whether that second alone met the steady state.
+    /// A second of load closed; `steady` is whether that second alone met the steady state,
+    /// `health` what it means for the service now.
     SecondClosed {
         window: Window,
         sample: Option<Sample>,
         steady: bool,
+        health: Health,
         next: Option<Upcoming>,
     },
     /// Written to the journal (and synced) before the backend is called.
@@ -247,6 +273,7 @@ mod tests {
                 window,
                 sample: Some(sample),
                 steady: true,
+                health: Health { state: HealthState::Steady, since: 0.0, detail: None },
                 next: Some(Upcoming { at: 20.0, what: "revert slow".into() }),
             },
             Event::FaultInjecting {

@@ -150,7 +150,7 @@ impl Progress {
             Event::MarkMoved { t, id, fault, from } => {
                 self.line(Some(*t), &format!("mark {id} moved from {from} to {fault}"))
             }
-            Event::SecondClosed { window, sample, steady, next } => {
+            Event::SecondClosed { window, sample, steady, next, .. } => {
                 let w = window;
                 let healthy = sample
                     .as_ref()
@@ -248,6 +248,11 @@ mod tests {
                 window: crate::load::Window { second: seq as u32, ..Default::default() },
                 sample: None,
                 steady: true,
+                health: crate::engine::events::Health {
+                    state: crate::engine::events::HealthState::Steady,
+                    since: 0.0,
+                    detail: None,
+                },
                 next: None,
             },
         };

@@ -619,6 +619,12 @@ fn summary_of(record: &RecordBuilder, fault: &str) -> String {
     record.faults.iter().rev().find(|f| f.name == fault).map(|f| f.summary.clone()).unwrap_or_default()
 }
 
+/// The checks that failed, in words: `error_rate 98% (want < 1%)`.
+fn failing(outcomes: &[observe::CheckOutcome]) -> String {
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).cloned().collect();
+    describe_outcomes(&failed)
+}
+
 fn describe_outcomes(outcomes: &[observe::CheckOutcome]) -> String {
     outcomes
         .iter()

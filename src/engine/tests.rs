@@ -153,6 +153,49 @@ async fn a_late_effect_is_measured_as_an_outage_not_as_a_recovery() {
     assert_eq!(r.timings.time_to_recover_s, Some(5.0), "{:?}", r.timings);
 }
 
+/// Every closed second says the service's health: steady, broken since the first failing second
+/// (with the failing check in words), recovering from the first steady second after it until
+/// `hold` steady seconds, steady again from that first steady second.
+#[tokio::test(start_paused = true)]
+async fn each_second_says_whether_the_service_is_broken_and_since_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBackend::new(4, Some(Duration::from_secs(6))).with_notice_after(Duration::from_secs(3));
+    let yaml = "name: fake\ntarget:\n  lab: { service: api, tasks: 4 }\n\
+        steady_state: { error_rate: \"< 50%\", healthy_targets: \">= 4\" }\n\
+        load: { url: /, rate: 100/s, duration: 20s }\n\
+        faults:\n  - { type: task-kill, name: kill, at: 5s, select: 1 }\n\
+        recovery: { within: 10s, hold: 3s }\n";
+    let handle = start(yaml, &fake, dir.path());
+    let mut sub = handle.subscribe();
+    let seconds = tokio::spawn(async move {
+        let mut seconds = vec![];
+        while let Some(r) = sub.recv().await {
+            if let Received::Event(e) = r
+                && let Event::SecondClosed { window, health, .. } = &e.event
+            {
+                seconds.push((window.second, health.clone()));
+            }
+        }
+        seconds
+    });
+    assert_eq!(record(handle).await.verdict.outcome, Outcome::Passed);
+    let seconds = seconds.await.unwrap();
+    let at = |second: u32| seconds.iter().find(|(s, _)| *s == second).map(|(_, h)| h.clone()).unwrap();
+    use super::events::HealthState::*;
+    // As in the late-effect test: unhealthy targets from the second 7 to 9, steady from 10.
+    assert_eq!((at(6).state, at(6).since), (Steady, 0.0), "{seconds:?}");
+    for s in 7..=9 {
+        let h = at(s);
+        assert_eq!((h.state, h.since), (Broken, 7.0), "second {s}: {seconds:?}");
+        assert!(h.detail.as_deref().is_some_and(|d| d.starts_with("healthy_targets 3 (want >= 4)")), "{h:?}");
+    }
+    assert_eq!((at(10).state, at(10).since, at(10).detail.clone()), (Recovering, 10.0, None));
+    assert_eq!((at(11).state, at(11).since), (Recovering, 10.0));
+    // Three steady seconds (10, 11, 12): held.
+    assert_eq!((at(12).state, at(12).since), (Steady, 10.0));
+    assert_eq!((at(15).state, at(15).since), (Steady, 10.0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stop_condition_aborts_the_run_and_every_fault_is_reverted() {
     let (dir, fake) = (tempfile::tempdir().unwrap(), FakeBackend::new(4, None));

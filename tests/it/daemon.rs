@@ -194,8 +194,8 @@ fn a_run_started_by_the_api_passes_its_files_are_served_and_its_target_is_busy_m
     let file = scenario(lab.home.path(), &lab, "quick", 3, "");
     let id = d.start_run(&file);
     // The same target is busy; by name, from the working directory's scenarios/ it would
-    // resolve the same way.
-    let (s, v) = d.post("/v1/runs", json!({ "scenario": file }));
+    // resolve the same way. (Not the same body: that, within a second, is a repeated start.)
+    let (s, v) = d.post("/v1/runs", json!({ "scenario": file, "blind": false }));
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("target-busy")), "{v}");
     let (s, v) = d.get(&format!("/v1/runs/{id}"));
     assert_eq!((s, v["state"].as_str()), (200, Some("running")), "{v}");

@@ -198,6 +198,11 @@ fn a_participant_may_mark_but_not_inject_spike_stop_or_start_and_ctrl_c_reverts_
     // By the name the page lists: the game day's directory is where names are looked up too.
     let (s, v) = g.call("POST", "/v1/runs", &g.token, json!({ "scenario": "roles", "blind": true }));
     assert_eq!(s, 202, "{v}");
+    // The same start again at once is a double click: refused, naming the run the first began.
+    let (s2, v2) = g.call("POST", "/v1/runs", &g.token, json!({ "scenario": "roles", "blind": true }));
+    assert_eq!((s2, v2["error"]["code"].as_str()), (409, Some("repeated-start")), "{v2}");
+    let first = v["id"].as_str().unwrap();
+    assert!(v2["error"]["message"].as_str().is_some_and(|m| m.contains(first)), "{v2}");
     let id = v["id"].as_str().expect("id").to_string();
     assert_eq!(g.run(&id)["blind"], true);
     for (path, body) in [
@@ -434,6 +439,11 @@ impl Driver {
 
     /// A new headless chromium with a fresh profile; panics if it cannot start.
     fn session(&self, profile: &Path) -> Session {
+        self.session_sized(profile, (1400, 1100))
+    }
+
+    /// The same, with the window at `size` (a projector's 1600×1000, a laptop's 1280×720).
+    fn session_sized(&self, profile: &Path, size: (u32, u32)) -> Session {
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:loggingPrefs": { "browser": "ALL" },
@@ -441,7 +451,7 @@ impl Driver {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1400,1100", format!("--user-data-dir={}", profile.display())],
+                    "--disable-dev-shm-usage", format!("--window-size={},{}", size.0, size.1), format!("--user-data-dir={}", profile.display())],
             },
         }}});
         let v =
@@ -588,11 +598,17 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (prof_a, prof_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let lab = TestLab::up(&[]);
-    scenario(dir.path(), &lab, "class-day", 45);
+    let file = scenario(dir.path(), &lab, "class-day", 45);
+    // Every task must be healthy: the timeline's kill breaks the steady state until the
+    // replacement is, which the health banner shows.
+    let yaml =
+        std::fs::read_to_string(&file).unwrap().replace("healthy_targets: \">= 1\"", "healthy_targets: \">= 3\"");
+    std::fs::write(&file, yaml).unwrap();
     let g = Gameday::start(lab.home.path(), data.path(), dir.path());
     let driver = Driver::start();
-    let teacher = driver.session(prof_a.path());
-    let class = driver.session(prof_b.path());
+    // The instructor's page is on the projector, the class's on laptops.
+    let teacher = driver.session_sized(prof_a.path(), (1600, 1000));
+    let class = driver.session_sized(prof_b.path(), (1280, 720));
     let out = artifacts();
 
     // The instructor starts the scenario from the page.
@@ -605,7 +621,8 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     assert_eq!(teacher.js("return document.getElementById('role').textContent"), "instructor");
     // A blind run: the participants do not see which fault was injected until it ends.
     teacher.click("input.blind");
-    teacher.click("button.start[data-scenario=\"class-day\"]");
+    // A double click starts one run.
+    teacher.js("const b = document.querySelector('button.start[data-scenario=\"class-day\"]'); b.click(); b.click();");
     let id = teacher.wait(
         "the run's page",
         Duration::from_secs(10),
@@ -618,6 +635,24 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         "return document.getElementById('verdict')?.textContent === 'running'",
     );
 
+    // The timeline's kill: the banner turns red (the failing check in words), amber while the
+    // steady state holds again but not yet for `hold`, green once held; on the projector and on
+    // the laptops alike.
+    class.go(&format!("{}&run={id}", g.participant));
+    for (state, within) in [("broken", 30), ("recovering", 20), ("steady", 5)] {
+        for (page, size) in [(&teacher, "1600"), (&class, "1280")] {
+            page.wait(
+                &format!("the banner {state} at {size}"),
+                Duration::from_secs(within),
+                &format!("return window.__siege.health.some(c => c.state === '{state}' && c.since > 0)"),
+            );
+            if state != "steady" {
+                page.screenshot(&out.join(format!("live-{state}-{size}.png")));
+            }
+        }
+    }
+    let text = teacher.js("return document.getElementById('health').textContent").to_string();
+    assert!(text.contains("STEADY"), "{text}");
     // New points on the charts within 2 s, again and again.
     let points = "return +document.querySelector('#chart-rate svg').dataset.points || 0";
     teacher.wait("the first points", Duration::from_secs(20), points);
@@ -631,6 +666,29 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         );
     }
     assert!(teacher.js("return document.querySelectorAll('#chart-errors .threshold').length").as_u64() >= Some(1));
+    let (_, runs) = g.call("GET", "/v1/runs", &g.token, Value::Null);
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "one run for a double click: {runs}");
+
+    let changes = teacher.js("return window.__siege.health");
+    let broke = changes.as_array().unwrap().iter().find(|c| c["state"] == "broken" && c["since"].as_f64() > Some(0.0));
+    let broke = broke.expect("a break").clone();
+    // The failing check in words: the dead task's errors, or the balancer's count of healthy targets.
+    let detail = broke["detail"].as_str().unwrap_or_default();
+    assert!(
+        (detail.starts_with("error_rate ") && detail.contains("(want < 5%)"))
+            || detail.contains("healthy_targets 2 (want >= 3)"),
+        "{changes}"
+    );
+    let shown_after = broke["shownAt"].as_f64().unwrap() - broke["eventAt"].as_f64().unwrap();
+    assert!((0.0..2000.0).contains(&shown_after), "shown {shown_after} ms after its second closed: {changes}");
+
+    // Charts a room can read: text of at least 14 px, drawn at its own size (not stretched).
+    let sizes = teacher.js(
+        "return [...document.querySelectorAll('.chart svg text')].map(t => parseFloat(getComputedStyle(t).fontSize))",
+    );
+    let smallest = sizes.as_array().unwrap().iter().filter_map(Value::as_f64).fold(f64::INFINITY, f64::min);
+    assert!((14.0..100.0).contains(&smallest), "smallest chart text {smallest} px: {sizes}");
+    assert_eq!(teacher.js("return document.querySelectorAll('svg[preserveAspectRatio=\"none\"]').length"), 0);
 
     // The participant follows the run from their link; no instructor control there.
     class.go(&format!("{}&run={id}", g.participant));
@@ -641,10 +699,11 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("participant-forbidden")), "{v}");
 
     // The instructor injects a manual fault with the button: pending, then confirmed by the run.
+    // (Past the gate: in the faults or, once the timeline's kill is over, the recovery phase.)
     teacher.wait(
-        "phase faults",
+        "the gate passed",
         Duration::from_secs(30),
-        "return document.getElementById('phase')?.textContent === 'faults'",
+        "return ['faults', 'recovery'].includes(document.getElementById('phase')?.textContent)",
     );
     teacher.js("document.getElementById('fault-pick').value = 'slow-one'");
     teacher.click("#inject");
@@ -687,6 +746,18 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         Duration::from_secs(2),
         "return document.getElementById('timeline').textContent.includes('rate 60/s')",
     );
+    teacher.wait(
+        "the spike shaded",
+        Duration::from_secs(2),
+        "return document.querySelector('#chart-rate .spike-band')",
+    );
+
+    // Stop asks first: the run goes on when the instructor says no.
+    teacher.click("#stop");
+    assert_eq!(teacher.js("return document.getElementById('stop-confirm').hidden"), false);
+    teacher.click("#stop-no");
+    assert_eq!(teacher.js("return document.getElementById('stop-confirm').hidden"), true);
+    assert_eq!(teacher.js("return document.getElementById('verdict').textContent"), "running");
 
     // A reconnect without Last-Event-ID replays the stream: nothing shown twice.
     teacher.js("window.__siege.reconnect()");
@@ -708,6 +779,7 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     teacher.type_in("#note-text", "the class found the slow task");
     teacher.click("#note");
     teacher.confirmed("note");
+    assert_eq!(teacher.js("return document.getElementById('note-text').value"), "", "a sent note leaves its box");
 
     // The run ends: verdict, report with the marks and their times, the report's links.
     teacher.wait("the report", Duration::from_secs(90), "return document.querySelector('#report #marks')");
@@ -720,6 +792,25 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     class.wait("the report", Duration::from_secs(20), "return document.querySelector('#report #marks')");
     let verdict = teacher.js("return document.getElementById('verdict').textContent");
     assert!(verdict == "passed" || verdict == "failed", "{verdict}");
+    // The verdict replaces the banner; the timeline is in time order, the latest first.
+    assert_eq!(teacher.js("return document.getElementById('health').dataset.state"), verdict);
+    let times = teacher.js(
+        "return [...document.querySelectorAll('#timeline li')].map(l => l.dataset.t).filter(t => t !== '').map(Number)",
+    );
+    let times: Vec<f64> = times.as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    assert!(times.len() > 5 && times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    // The banner's break began at the run's own first failing second after a steady one.
+    let (_, stream) = g.get_text(&format!("/v1/runs/{id}/events"));
+    let steady: Vec<(f64, bool)> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"]["type"] == "second-closed")
+        .map(|e| (e["event"]["window"]["second"].as_f64().unwrap(), e["event"]["steady"] == true))
+        .collect();
+    let since = broke["since"].as_f64().unwrap();
+    let at = |t: f64| steady.iter().find(|(s, _)| *s == t).map(|(_, ok)| *ok);
+    assert_eq!((at(since - 1.0), at(since)), (Some(true), Some(false)), "{since}: {steady:?}");
     let marks = class.js("return document.getElementById('marks').textContent").to_string();
     assert!(marks.contains("detected (alice) for slow-one") && marks.contains("mitigated (alice)"), "{marks}");
     let human = teacher.js("return document.getElementById('human-times').textContent").to_string();
@@ -788,7 +879,8 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         "return (+document.querySelector('#chart-rate svg')?.dataset.points || 0) >= 40",
     );
     teacher.wait("the report", Duration::from_secs(10), "return document.querySelector('#report #human-times')");
-    teacher.screenshot(&out.join("finished.png"));
+    teacher.screenshot(&out.join("finished-1600.png"));
+    class.screenshot(&out.join("finished-1280.png"));
     assert_eq!(teacher.errors(), Vec::<String>::new());
 }
 

@@ -5,7 +5,7 @@
 (function () {
   // What the tests read back: errors caught, per shown event the ms from its emission to the
   // page showing it.
-  const S = (window.__siege = { errors: [], latencies: [], events: 0, statuses: [] });
+  const S = (window.__siege = { errors: [], latencies: [], events: 0, statuses: [], health: [] });
   window.addEventListener("error", (e) => S.errors.push(String(e.message)));
   window.addEventListener("unhandledrejection", (e) => S.errors.push("unhandled: " + String(e.reason && e.reason.message || e.reason)));
   const SVGNS = "http://www.w3.org/2000/svg";
@@ -69,6 +69,10 @@
     S.statuses.push((s.dataset.control || "") + ": " + text);
     s.className = "status " + kind;
     s.textContent = text;
+    // A refusal or a confirmation says something about a moment: it goes after a while, so
+    // that it is not read as still applying.
+    clearTimeout(s.expiry);
+    if (kind !== "pending") s.expiry = setTimeout(() => { s.className = "status"; s.textContent = ""; }, kind === "bad" ? 10000 : 6000);
   }
 
   let view = null; // the run view in use, if any
@@ -115,11 +119,18 @@
       const blind = el("input", { type: "checkbox", class: "blind" });
       const st = status("start");
       const go = el("button", { class: "start", "data-scenario": sc.name, onclick: async () => {
+        // One run per click: the button stays disabled until the run's page opens or the start
+        // is refused (a double click sends one request).
+        if (go.disabled) return;
+        go.disabled = true;
         setStatus(st, "pending", "starting… (pending)");
         try {
           const v = await api("POST", "/v1/runs", { scenario: sc.file, blind: blind.checked });
           location.hash = "run=" + encodeURIComponent(v.id);
-        } catch (e) { setStatus(st, "bad", "refused: " + e.message); }
+        } catch (e) {
+          go.disabled = false;
+          setStatus(st, "bad", "refused: " + e.message);
+        }
       } }, "Start");
       kids.push(el("div", { class: "row" }, go, el("label", {}, blind, " blind (participants do not see which fault)"), st));
     }
@@ -127,17 +138,29 @@
   }
 
   // ---- charts -------------------------------------------------------------------------------
-  const COLORS = ["#0969da", "#cf222e", "#8250df", "#1a7f37", "#9a6700"];
+  // Distinct colours and dash styles, so that overlapping lines stay apart (and apart in grey).
+  const STYLES = [["#0969da", ""], ["#cf222e", "8 4"], ["#8250df", "2 3"], ["#1a7f37", "10 3 2 3"], ["#9a6700", "4 4"]];
+  const FONT = 15; // px: the SVG is drawn at its own size, so this is what the room reads
 
-  // Draws one chart into `svg`: series [{name, points: [[t, v]]}], bands [[t0, t1]] shaded,
-  // thresholds [{v, label}], x from 0 to tMax.
+  // The smallest 1, 2, 2.5 or 5 × 10^k at or above v, and the round step of its gridlines.
+  function niceAxis(v) {
+    if (!(v > 0)) return { max: 1, step: 0.2 };
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const [m, step] of [[1, 0.2], [2, 0.5], [2.5, 0.5], [5, 1], [10, 2]]) if (m * p >= v * 0.9999) return { max: m * p, step: step * p };
+    return { max: 10 * p, step: 2 * p };
+  }
+
+  // Draws one chart into `svg`, at the size it is shown (no stretching): series [{name,
+  // points: [[t, v]]}], bands [{from, to, kind}] shaded (fault windows, spikes), thresholds
+  // [{v, label}], x from 0 to tMax; gridlines at round values.
   function drawChart(svg, series, bands, thresholds, tMax, unit) {
-    const W = 600, H = 180, L = 44, R = 8, T = 8, B = 20;
-    let yMax = 0;
-    for (const s of series) for (const p of s.points) if (p[1] != null) yMax = Math.max(yMax, p[1]);
-    for (const th of thresholds) yMax = Math.max(yMax, th.v);
-    yMax = yMax > 0 ? yMax * 1.15 : 1;
-    const x = (t) => L + (Math.max(0, t) / tMax) * (W - L - R);
+    const W = Math.max(320, Math.round(svg.clientWidth || 600)), H = Math.max(200, Math.round(svg.clientHeight || 240));
+    const L = 64, R = 28, T = 36, B = 30;
+    let top = 0;
+    for (const s of series) for (const p of s.points) if (p[1] != null) top = Math.max(top, p[1]);
+    for (const th of thresholds) top = Math.max(top, th.v);
+    const axis = niceAxis(top * 1.05), yMax = axis.max;
+    const x = (t) => L + (Math.min(Math.max(0, t), tMax) / tMax) * (W - L - R);
     const y = (v) => T + (1 - v / yMax) * (H - T - B);
     const kids = [];
     const mk = (tag, a, text) => {
@@ -147,25 +170,37 @@
       kids.push(e);
       return e;
     };
-    for (const [a, b] of bands) mk("rect", { x: x(a), y: T, width: Math.max(2, x(b) - x(a)), height: H - T - B, fill: "#cf222e", "fill-opacity": 0.12, class: "fault-band" });
-    mk("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999" });
-    mk("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#999" });
-    mk("text", { x: L - 4, y: T + 10, "text-anchor": "end", "font-size": 11, fill: "#687087" }, +yMax.toPrecision(3) + unit);
-    mk("text", { x: L - 4, y: H - B, "text-anchor": "end", "font-size": 11, fill: "#687087" }, "0");
-    for (let t = 0; t <= tMax; t += tMax > 120 ? 30 : 10) mk("text", { x: x(t), y: H - 5, "text-anchor": "middle", "font-size": 10, fill: "#687087" }, t + "s");
-    for (const th of thresholds) {
-      mk("line", { x1: L, y1: y(th.v), x2: W - R, y2: y(th.v), stroke: "#9a6700", "stroke-dasharray": "5 4", class: "threshold" });
-      mk("text", { x: W - R - 2, y: y(th.v) - 3, "text-anchor": "end", "font-size": 10, fill: "#9a6700" }, th.label);
+    const txt = { "font-size": FONT, fill: "#4b5368" };
+    for (const b of bands) {
+      mk("rect", { x: x(b.from), y: T, width: Math.max(3, x(b.to) - x(b.from)), height: H - T - B,
+        fill: b.kind === "spike" ? "#9a6700" : "#cf222e", "fill-opacity": 0.14, class: b.kind === "spike" ? "spike-band" : "fault-band" });
     }
-    let n = 0;
+    const fmt = (v) => +v.toPrecision(3) + unit;
+    for (let i = 0; i * axis.step <= yMax * 1.0001; i++) {
+      const v = i * axis.step;
+      mk("line", { x1: L, y1: y(v), x2: W - R, y2: y(v), stroke: i ? "#e4e7ee" : "#999", class: "grid" });
+      mk("text", { ...txt, x: L - 6, y: y(v) + FONT / 3, "text-anchor": "end" }, fmt(v));
+    }
+    const step = [5, 10, 15, 30, 60, 120, 300, 600].find((s) => tMax / s <= Math.max(4, (W - L - R) / 90)) || 600;
+    for (let t = 0; t <= tMax + 1e-9; t += step) mk("text", { ...txt, x: x(t), y: H - 8, "text-anchor": t === 0 ? "start" : "middle" }, t + " s");
+    for (const th of thresholds) {
+      mk("line", { x1: L, y1: y(th.v), x2: W - R, y2: y(th.v), stroke: "#9a6700", "stroke-width": 2, "stroke-dasharray": "6 4", class: "threshold" });
+      mk("text", { ...txt, x: W - R, y: y(th.v) - 5, "text-anchor": "end", fill: "#7a5200" }, th.label);
+    }
+    let n = 0, lx = L;
     series.forEach((s, i) => {
+      const [color, dash] = STYLES[i % STYLES.length];
       const pts = s.points.filter((p) => p[1] != null);
       n = Math.max(n, pts.length);
-      if (pts.length) mk("polyline", { points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" "), fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.8 });
-      mk("text", { x: L + 6 + i * 90, y: T + 10, "font-size": 11, fill: COLORS[i % COLORS.length] }, s.name);
+      if (pts.length) mk("polyline", { points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" "), fill: "none", stroke: color, "stroke-width": 2.5, "stroke-dasharray": dash });
+      // The legend: each series' line style beside its name, above the plot.
+      mk("line", { x1: lx, y1: 16, x2: lx + 26, y2: 16, stroke: color, "stroke-width": 3, "stroke-dasharray": dash });
+      mk("text", { ...txt, x: lx + 32, y: 16 + FONT / 3, fill: color, class: "legend" }, s.name);
+      lx += 46 + s.name.length * FONT * 0.6;
     });
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("width", W);
+    svg.setAttribute("height", H);
     svg.dataset.points = n;
     svg.replaceChildren(...kids);
   }
@@ -193,6 +228,8 @@
       this.marks = []; // detected and mitigated marks: {id, kind, author, fault}
       this.faultPickers = []; // the <select>s that offer the injected faults
       this.pending = [];
+      this.health = null; // the last closed second's {state, since, detail}
+      this.detail = false; // the timeline shows the lab's own events too
       this.phase = "…";
       this.finished = null;
       this.info = null;
@@ -227,14 +264,17 @@
     build() {
       const c = (id) => el("div", { class: "chart" }, el("h3", {}, CHARTS.find((x) => x.id === id).title), document.createElementNS(SVGNS, "svg"));
       this.head = el("div");
+      this.healthEl = el("div", { id: "health", class: "health h-waiting" }, "waiting for the first second of load");
       this.controls = el("div");
       this.charts = el("div", { class: "charts" }, CHARTS.map((x) => { const d = c(x.id); d.id = "chart-" + x.id; return d; }));
       this.activeEl = el("ul", { class: "active", id: "active-faults" });
       this.timelineEl = el("ul", { id: "timeline" });
       this.report = el("div", { id: "report" });
-      $("main").replaceChildren(this.head, this.report, this.controls, this.charts,
+      $("main").replaceChildren(this.head, this.healthEl, this.report, this.controls, this.charts,
         el("div", { class: "cols" },
-          el("div", {}, el("h2", {}, "Timeline"), el("div", { class: "timeline" }, this.timelineEl)),
+          el("div", {}, el("h2", {}, "Timeline ",
+            el("label", { class: "dim small" }, el("input", { type: "checkbox", id: "timeline-detail", onchange: (e) => { this.detail = e.target.checked; this.render(); } }), " the lab's events too")),
+          el("div", { class: "timeline" }, this.timelineEl)),
           el("div", {}, el("h2", {}, "Active faults"), this.activeEl)));
     }
 
@@ -305,11 +345,19 @@
       switch (ev.type) {
         case "second-closed":
           this.windows.push([ev.window.second, ev.window, ev.sample]);
+          if (ev.health) { this.health = ev.health; this.healthAt = env.at; }
           break;
         case "phase-changed": this.phase = ev.phase; add("phase", "phase " + ev.phase, ev.t); break;
         case "load-started": add("phase", "load started"); break;
         case "baseline-checked": add(ev.held ? "ok" : "stop", (ev.held ? "baseline held: " : "baseline did not hold: ") + ev.detail, ev.t); break;
-        case "stage-started": add("phase", "rate " + ev.rate + "/s", ev.t); break;
+        case "stage-started": {
+          // A stage above the scenario's rate is a spike: shaded on the charts until the next stage.
+          const open = this.bands.find((b) => b.kind === "spike" && b.end == null);
+          if (open) open.end = ev.t;
+          if (this.sc && ev.rate > this.sc.rate) this.bands.push({ name: "spike", kind: "spike", start: ev.t, end: null });
+          add("phase", "rate " + ev.rate + "/s", ev.t);
+          break;
+        }
         case "fault-injected": {
           this.bands.push({ name: ev.fault, start: ev.t, end: null });
           const base = ev.fault.split("#")[0];
@@ -384,15 +432,20 @@
       this.renderHead();
       const dur = this.sc ? this.sc.duration_s : 0;
       const tMax = Math.max(10, dur, this.windows.length ? this.windows[this.windows.length - 1][0] + 1 : 0);
-      const bands = this.bands.map((b) => [b.start, b.end != null ? b.end : Math.max(b.start + 1, this.tNow)]);
+      const bands = this.bands.map((b) => ({ from: b.start, to: b.end != null ? b.end : Math.max(b.start + 1, this.tNow), kind: b.kind || "fault" }));
       const checks = this.sc ? this.sc.steady_state : [];
       for (const c of CHARTS) {
         const series = c.series.map(([name, f]) => ({ name, points: this.windows.map(([s, w, smp]) => [s + 1, f(w, smp)]) }));
-        const th = checks.filter((k) => c.metrics[k.metric]).map((k) => ({ v: k.value * c.metrics[k.metric], label: `${k.metric} ${k.op} ${+(k.value * c.metrics[k.metric]).toPrecision(3)}` }));
+        const th = checks.filter((k) => c.metrics[k.metric]).map((k) => ({ v: k.value * c.metrics[k.metric], label: `${k.metric} ${k.op} ${+(k.value * c.metrics[k.metric]).toPrecision(3)}${c.unit || (c.id === "latency" ? " ms" : "")}` }));
         drawChart($("chart-" + c.id).querySelector("svg"), series, bands, th, tMax, c.unit);
       }
-      this.timelineEl.replaceChildren(...this.timeline.slice().reverse().map((e) =>
-        el("li", { class: "k-" + e.kind, "data-seq": e.seq }, el("span", { class: "t" }, e.t != null ? e.t.toFixed(1) + " s" : ""), e.text)));
+      // In time order, the latest first (events arrive in emission order: a fault's `t` is when it
+      // was injected, told after the second that was closing); the lab's own events on request.
+      const shown = this.timeline.filter((e) => this.detail || e.kind !== "service");
+      const at = (e) => (e.t != null ? e.t : -1);
+      shown.sort((a, b) => at(b) - at(a) || b.seq - a.seq);
+      this.timelineEl.replaceChildren(...shown.map((e) =>
+        el("li", { class: "k-" + e.kind, "data-seq": e.seq, "data-t": e.t != null ? e.t : "" }, el("span", { class: "t" }, e.t != null ? e.t.toFixed(1) + " s" : ""), e.text)));
       this.renderActive();
       if (this.finished) this.controls.replaceChildren();
     }
@@ -402,12 +455,47 @@
       if (!i) return;
       const state = this.finished ? this.finished.outcome : i.state;
       const kids = [el("h2", {}, `${i.scenario} `, el("span", { class: "dim" }, i.id))];
-      kids.push(el("div", { class: "banner" },
-        el("span", { id: "verdict", class: state }, state), " · phase ", el("span", { id: "phase" }, this.phase),
-        " · ", el("span", { id: "clock" }, this.tNow.toFixed(0) + " s"), this.sc ? " of " + this.sc.duration_s + " s" : "",
+      // Once the run ended: its outcome, and how long the load ran (not a clock that ran on).
+      const clock = this.finished ?
+        [" · ended after ", el("span", { id: "clock" }, fmtS(this.loadSeconds()))] :
+        [" · phase ", el("span", { id: "phase" }, this.phase), " · ", el("span", { id: "clock" }, this.tNow.toFixed(0) + " s"), this.sc ? " of " + this.sc.duration_s + " s" : ""];
+      kids.push(el("div", { class: "banner" }, el("span", { id: "verdict", class: state }, state), clock,
         i.blind ? el("span", { class: "dim" }, " · blind run") : null));
-      if (this.finished) kids.push(el("p", {}, this.finished.reason));
       this.head.replaceChildren(...kids);
+      this.renderHealth();
+    }
+
+    // How long the load ran: its last closed second.
+    loadSeconds() {
+      return this.windows.length ? this.windows[this.windows.length - 1][0] + 1 : this.tNow;
+    }
+
+    // The banner the room reads: is the service broken right now, and since when. From the
+    // run's own per-second evaluation; the verdict replaces it at the end.
+    renderHealth() {
+      const h = this.health, f = this.finished;
+      let cls, text;
+      if (f) {
+        cls = f.outcome === "passed" ? "h-steady" : "h-broken";
+        text = [el("b", {}, f.outcome.toUpperCase()), ": " + f.reason];
+      } else if (!h) {
+        cls = "h-waiting";
+        text = [this.info && this.info.state !== "running" ? "the run ended" : "waiting for the first second of load"];
+      } else {
+        const now = this.loadSeconds();
+        const hold = this.sc ? this.sc.recovery.hold_s : null;
+        const dur = (since) => `since ${fmtS(since)}, for ${fmtS(Math.max(0, now - since))}`;
+        if (h.state === "broken") { cls = "h-broken"; text = [el("b", {}, "BROKEN"), `: ${h.detail} · ${dur(h.since)}`]; }
+        else if (h.state === "recovering") { cls = "h-recovering"; text = [el("b", {}, "RECOVERING"), `: steady ${dur(h.since)}` + (hold ? `, held once steady for ${fmtS(hold)}` : "")]; }
+        else { cls = "h-steady"; text = [el("b", {}, "STEADY"), ": every check holds"]; }
+      }
+      const state = f ? f.outcome : h ? h.state : "waiting";
+      // What the tests read back: each change of the banner, when it was shown, and when the
+      // second that caused it was emitted.
+      if (this.healthEl.dataset.state !== state) S.health.push({ state, since: h && h.since, detail: h && h.detail, shownAt: Date.now(), eventAt: h && !f ? Date.parse(this.healthAt) : null });
+      this.healthEl.className = "health " + cls;
+      this.healthEl.dataset.state = state;
+      this.healthEl.replaceChildren(...text);
     }
 
     renderActive() {
@@ -461,13 +549,16 @@
       this.faultPickers = [];
       if (role === "instructor") {
         const manual = this.sc ? this.sc.manual : [];
-        const pick = el("select", { id: "fault-pick" }, manual.map((m) => el("option", { value: m.name }, `${m.number}. ${m.name}: ${m.summary}`)));
-        const st1 = status("inject");
-        rows.push(el("div", { class: "row" }, el("b", {}, "Inject"), pick,
-          el("button", { id: "inject", disabled: !manual.length, onclick: () => {
-            const f = pick.value;
-            this.command(st1, "/inject", { fault: f }, (ev) => (ev.type === "fault-injected" || ev.type === "fault-inject-failed") && ev.fault.split("#")[0] === f);
-          } }, "Inject"), st1));
+        // Only a scenario with a manual catalog has something to inject from the page.
+        if (manual.length) {
+          const pick = el("select", { id: "fault-pick" }, manual.map((m) => el("option", { value: m.name }, `${m.number}. ${m.name}: ${m.summary}`)));
+          const st1 = status("inject");
+          rows.push(el("div", { class: "row" }, el("b", {}, "Inject"), pick,
+            el("button", { id: "inject", onclick: () => {
+              const f = pick.value;
+              this.command(st1, "/inject", { fault: f }, (ev) => (ev.type === "fault-injected" || ev.type === "fault-inject-failed") && ev.fault.split("#")[0] === f);
+            } }, "Inject"), st1));
+        }
         const rate = el("input", { id: "spike-rate", type: "number", min: 1, value: this.sc ? Math.round(this.sc.rate * 3) : 100, style: "width:6em" });
         const secs = el("input", { id: "spike-secs", type: "number", min: 1, value: 10, style: "width:5em" });
         const st2 = status("spike");
@@ -484,10 +575,15 @@
             if (!id || !f) return setStatus(stm, "bad", "no mark or no fault to move it to");
             this.command(stm, "/marks/" + id, { fault: f }, (ev) => ev.type === "mark-moved" && ev.id === id);
           } }, "Move"), stm));
+        // Stopping ends the game day for the whole class: it takes a second, deliberate click.
         const st3 = status("stop");
-        rows.push(el("div", { class: "row" }, el("button", { id: "stop", onclick: () => {
-          this.command(st3, "/stop", { reason: "stopped by the instructor from the game-day page" }, (ev) => ev.type === "cancelled" || ev.type === "run-finished");
-        } }, "Stop the run"), st3));
+        const sure = el("span", { id: "stop-confirm", hidden: true }, "Stop the run for everyone and revert every fault? ",
+          el("button", { id: "stop-yes", class: "danger", onclick: () => {
+            sure.hidden = true;
+            this.command(st3, "/stop", { reason: "stopped by the instructor from the game-day page" }, (ev) => ev.type === "cancelled" || ev.type === "run-finished");
+          } }, "Yes, stop"), " ",
+          el("button", { id: "stop-no", onclick: () => { sure.hidden = true; } }, "No, go on"));
+        rows.push(el("div", { class: "row" }, el("button", { id: "stop", onclick: () => { sure.hidden = false; } }, "Stop the run…"), sure, st3));
       }
       if (role === "participant") {
         const name = el("input", { id: "mark-name", placeholder: "your name", value: localStorage.getItem("siege-name") || "" });
@@ -502,8 +598,10 @@
         };
         const sd = status("detected"), sm = status("mitigated");
         rows.push(el("div", { class: "row" }, name, "about", about,
-          el("button", { id: "detected", class: "big", onclick: mark("detected", sd) }, "Detected"), sd,
-          el("button", { id: "mitigated", class: "big", onclick: mark("mitigated", sm) }, "Mitigated"), sm));
+          el("button", { id: "detected", class: "big", onclick: mark("detected", sd) }, "Detected"),
+          el("button", { id: "mitigated", class: "big", onclick: mark("mitigated", sm) }, "Mitigated")),
+        // Below the buttons, so that a confirmation never moves them.
+        el("div", { class: "row statuses" }, sd, sm));
       }
       if (role !== "anonymous") {
         const text = el("input", { id: "note-text", placeholder: "a note for the timeline", style: "width:24em" });
@@ -513,6 +611,7 @@
           if (!t) return;
           const author = role === "instructor" ? "instructor" : (localStorage.getItem("siege-name") || "").trim();
           if (!author) return setStatus(st, "bad", "write your name first: a note says who wrote it");
+          text.value = "";
           this.command(st, "/marks", { kind: "note", author, text: t }, (ev) => ev.type === "mark-added" && ev.mark.kind === "note" && ev.mark.text === t);
         } }, "Add note"), st));
       }

@@ -14,10 +14,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::command::{Envelope as CommandEnvelope, Refused, RunCommand};
-use super::super::events::{CancelReason, Event, Phase, Upcoming};
+use super::super::events::{CancelReason, Event, Health, HealthState, Phase, Upcoming};
 use super::{
-    Action, Ctx, Emitter, Interrupter, LATE_NOTE_S, TaskDone, classify, describe_outcomes, insert_action, needs_revert,
-    spawn_prepare, summary_of,
+    Action, Ctx, Emitter, Interrupter, LATE_NOTE_S, TaskDone, classify, describe_outcomes, failing, insert_action,
+    needs_revert, spawn_prepare, summary_of,
 };
 use crate::backend::{Backend, BackendError, Injected, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
@@ -111,6 +111,8 @@ pub(super) struct Dispatcher<'r, 'a> {
     stop_watch: StopWatch,
     /// The steady state is broken now (after the first disruption).
     broken: bool,
+    /// The service's health as of the last closed second (every second, the gate or not).
+    health: Option<Health>,
     /// Faults being prepared or injected.
     tasks: JoinSet<TaskDone>,
     /// Faults in place, to revert.
@@ -291,6 +293,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             latest_sample: None,
             stop_watch: StopWatch::default(),
             broken: false,
+            health: None,
             tasks: JoinSet::new(),
             active: vec![],
             injecting: vec![],
@@ -590,11 +593,38 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
             Upcoming { at: at.as_secs_f64(), what }
         });
         let sample = self.latest_sample.clone();
-        let _ = self.em.emit(Event::SecondClosed { window: w.clone(), sample, steady, next });
+        let health = self.health_after(w.second, steady, &own);
+        let _ = self.em.emit(Event::SecondClosed { window: w.clone(), sample, steady, health, next });
         if self.gate_passed() && self.span.first_second.is_some_and(|f| w.second >= f) {
             self.judge_second(w.second, steady, &own);
         }
         self.stop_watch.observe(&sc.stop, &self.cx.history).map(CancelReason::StopCondition)
+    }
+
+    /// The service's health after `second`: broken while a second fails (since the first of
+    /// them), recovering from the first steady second after a break until `recovery.hold` steady
+    /// seconds, steady otherwise.
+    fn health_after(&mut self, second: u32, steady: bool, own: &[observe::CheckOutcome]) -> Health {
+        let t = f64::from(second);
+        let hold = self.cx.sc.recovery.hold.as_secs_f64().max(1.0);
+        let health = match (self.health.take(), steady) {
+            (Some(p), false) if p.state == HealthState::Broken => Health { detail: Some(failing(own)), ..p },
+            (_, false) => Health { state: HealthState::Broken, since: t, detail: Some(failing(own)) },
+            (Some(p), true) if p.state == HealthState::Broken => {
+                Health { state: HealthState::Recovering, since: t, detail: None }
+            }
+            (Some(p), true) => p,
+            (None, true) => Health { state: HealthState::Steady, since: t, detail: None },
+        };
+        // A recovery is over once it has held for `hold` seconds, this one included.
+        let health = match health.state {
+            HealthState::Recovering if t + 1.0 - health.since >= hold => {
+                Health { state: HealthState::Steady, ..health }
+            }
+            _ => health,
+        };
+        self.health = Some(health.clone());
+        health
     }
 
     /// The steady state broke at `second`, or held again for `recovery.hold`.
