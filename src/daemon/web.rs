@@ -94,15 +94,19 @@ pub fn fault_alias(secret: &str, run_id: &str, name: &str) -> String {
     format!("fault-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
 }
 
-/// `GET /v1/whoami`: the caller's role, from its token.
+/// `GET /v1/whoami`: the caller's role, from its token; to the instructor, the participants'
+/// token too (the presenter view shows the class its link).
 pub async fn whoami(State(d): State<Arc<Daemon>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let role = access::caller(&d, &method, &uri, &headers);
-    axum::Json(Whoami { role }).into_response()
+    let participant_token = (role == Role::Instructor).then(|| d.web.participant_token.clone()).flatten();
+    axum::Json(Whoami { role, participant_token }).into_response()
 }
 
 #[derive(Serialize)]
 struct Whoami {
     role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant_token: Option<String>,
 }
 
 /// An embedded asset (see [`ASSETS`]).

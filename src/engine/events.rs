@@ -90,6 +90,9 @@ pub struct Health {
     pub since: f64,
     /// The checks that failed this second, in words (`broken` only).
     pub detail: Option<String>,
+    /// The metrics of the checks that failed this second (`error_rate`, `p95`, …), in the
+    /// scenario's order; empty when it was steady.
+    pub failing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,7 +276,7 @@ mod tests {
                 window,
                 sample: Some(sample),
                 steady: true,
-                health: Health { state: HealthState::Steady, since: 0.0, detail: None },
+                health: Health { state: HealthState::Steady, since: 0.0, detail: None, failing: vec![] },
                 next: Some(Upcoming { at: 20.0, what: "revert slow".into() }),
             },
             Event::FaultInjecting {

@@ -252,6 +252,7 @@ mod tests {
                     state: crate::engine::events::HealthState::Steady,
                     since: 0.0,
                     detail: None,
+                    failing: vec![],
                 },
                 next: None,
             },

@@ -188,8 +188,10 @@ async fn each_second_says_whether_the_service_is_broken_and_since_when() {
         let h = at(s);
         assert_eq!((h.state, h.since), (Broken, 7.0), "second {s}: {seconds:?}");
         assert!(h.detail.as_deref().is_some_and(|d| d.starts_with("healthy_targets 3 (want >= 4)")), "{h:?}");
+        assert_eq!(h.failing, ["healthy_targets"], "{h:?}");
     }
     assert_eq!((at(10).state, at(10).since, at(10).detail.clone()), (Recovering, 10.0, None));
+    assert!(at(10).failing.is_empty());
     assert_eq!((at(11).state, at(11).since), (Recovering, 10.0));
     // Three steady seconds (10, 11, 12): held.
     assert_eq!((at(12).state, at(12).since), (Steady, 10.0));

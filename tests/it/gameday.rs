@@ -596,19 +596,23 @@ fn base64_decodes_what_webdriver_sends() {
 #[test]
 fn heavy_a_class_runs_a_game_day_from_the_page() {
     let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (prof_a, prof_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (prof_a, prof_b, prof_c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let lab = TestLab::up(&[]);
     let file = scenario(dir.path(), &lab, "class-day", 45);
     // Every task must be healthy: the timeline's kill breaks the steady state until the
     // replacement is, which the health banner shows.
     let yaml =
         std::fs::read_to_string(&file).unwrap().replace("healthy_targets: \">= 1\"", "healthy_targets: \">= 3\"");
+    let yaml = format!("description: the drill where a slow task hides among healthy ones\n{yaml}");
     std::fs::write(&file, yaml).unwrap();
     let g = Gameday::start(lab.home.path(), data.path(), dir.path());
     let driver = Driver::start();
     // The instructor's page is on the projector, the class's on laptops.
     let teacher = driver.session_sized(prof_a.path(), (1600, 1000));
     let class = driver.session_sized(prof_b.path(), (1280, 720));
+    // The presenter view, opened by the instructor for the projector.
+    let screen = driver.session_sized(prof_c.path(), (1600, 1000));
     let out = artifacts();
 
     // The instructor starts the scenario from the page.
@@ -634,6 +638,14 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         Duration::from_secs(10),
         "return document.getElementById('verdict')?.textContent === 'running'",
     );
+
+    let present = teacher.js("return document.getElementById('present-link').getAttribute('href')");
+    screen.go(&format!("{}/{}", g.instructor.split("/#").next().unwrap(), present.as_str().unwrap()));
+    screen.wait("the presenter's banner", Duration::from_secs(10), "return document.getElementById('health')");
+    assert_eq!(screen.js("return location.hash"), format!("#present={id}"), "the token left the address bar");
+    assert_eq!(screen.js("return !!document.getElementById('controls')"), false, "read only");
+    let join = screen.js("return document.getElementById('join').textContent").to_string();
+    assert!(join.contains(&format!("#token={}", g.participant_token)), "{join}");
 
     // The timeline's kill: the banner turns red (the failing check in words), amber while the
     // steady state holds again but not yet for `hold`, green once held; on the projector and on
@@ -774,6 +786,21 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     class.click("#detected");
     class.confirmed("detected");
     teacher.screenshot(&out.join("live.png"));
+    // The presenter view of the blind run names no fault and says nothing of the scenario, but
+    // shows who has marked.
+    screen.wait(
+        "alice's mark",
+        Duration::from_secs(5),
+        "return document.getElementById('marked')?.textContent.includes('alice (detected)')",
+    );
+    // (The run's id, in the address, names its scenario: docs/gameday.md says so.)
+    let html = screen.js("return document.documentElement.outerHTML").to_string().replace(&id, "RUN");
+    let text = screen.js("return document.body.innerText").to_string().replace(&id, "RUN");
+    for secret in ["slow-one", "kill-one", "task-kill", "300ms", "slow task hides"] {
+        assert!(!html.contains(secret), "the presenter view's page holds {secret}");
+    }
+    assert!(!text.contains("class-day"), "the presenter view shows the scenario's name: {text}");
+    screen.screenshot(&out.join("presenter-1600.png"));
     class.click("#mitigated");
     class.confirmed("mitigated");
     teacher.type_in("#note-text", "the class found the slow task");
@@ -880,6 +907,14 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     );
     teacher.wait("the report", Duration::from_secs(10), "return document.querySelector('#report #human-times')");
     teacher.screenshot(&out.join("finished-1600.png"));
+    // Once the run ended, the presenter view names the faults.
+    screen.wait(
+        "the faults named on the projector",
+        Duration::from_secs(20),
+        "return document.getElementById('timeline')?.textContent.includes('fault slow-one injected')",
+    );
+    screen.screenshot(&out.join("presenter-finished-1600.png"));
+    assert_eq!(screen.errors(), Vec::<String>::new());
     class.screenshot(&out.join("finished-1280.png"));
     assert_eq!(teacher.errors(), Vec::<String>::new());
 }

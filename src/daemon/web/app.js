@@ -18,12 +18,14 @@
     const t = h.get("token");
     if (t) {
       sessionStorage.setItem("siege-token", t);
-      history.replaceState(null, "", location.pathname + (h.get("run") ? "#run=" + h.get("run") : ""));
+      const keep = ["run", "present"].filter((k) => h.get(k)).map((k) => k + "=" + encodeURIComponent(h.get(k))).join("&");
+      history.replaceState(null, "", location.pathname + (keep ? "#" + keep : ""));
     }
     return sessionStorage.getItem("siege-token") || "";
   }
   const token = takeToken();
   let role = "anonymous";
+  let participantToken = null; // the instructor's page knows it, for the presenter view
   let scenarios = [];
 
   async function api(method, path, body) {
@@ -82,8 +84,10 @@
     if (view) view.close();
     view = null;
     clearInterval(listTimer);
-    const id = new URLSearchParams(location.hash.slice(1)).get("run");
-    if (id) view = new RunView(id);
+    const h = new URLSearchParams(location.hash.slice(1));
+    const id = h.get("run") || h.get("present");
+    document.body.classList.toggle("present", !!h.get("present"));
+    if (id) view = new RunView(id, !!h.get("present"));
     else await listView();
   }
 
@@ -205,20 +209,81 @@
     svg.replaceChildren(...kids);
   }
 
+  // The lanes above the charts, as Steadybit draws a run: one row per fault (injected to
+  // reverted; an instantaneous one as a mark at its injection and, lighter, the break that
+  // followed it), one row per steady-state check, red in the seconds it failed.
+  function drawLanes(svg, faults, checks, seconds, tMax) {
+    const W = Math.max(320, Math.round(svg.clientWidth || 1200)), ROW = 30, L = 200, R = 28;
+    const rows = faults.length + checks.length;
+    const H = Math.max(1, rows) * ROW + 8;
+    const x = (t) => L + (Math.min(Math.max(0, t), tMax) / tMax) * (W - L - R);
+    const kids = [];
+    const mk = (tag, a, text) => {
+      const e = document.createElementNS(SVGNS, tag);
+      for (const [k, v] of Object.entries(a)) e.setAttribute(k, v);
+      if (text != null) e.textContent = text;
+      kids.push(e);
+      return e;
+    };
+    // The seconds that failed any check: the breaks an instantaneous fault's effect is read from.
+    const broken = seconds.filter((s) => s.failing && s.failing.length).map((s) => s.second);
+    let row = 0;
+    const label = (text, cls) => mk("text", { x: 4, y: row * ROW + ROW / 2 + 5, "font-size": FONT, fill: "#1d2330", class: cls }, text);
+    for (const f of faults) {
+      const y = row * ROW + 6, h = ROW - 10;
+      label(f.label, "lane-fault");
+      mk("line", { x1: L, y1: y + h / 2, x2: W - R, y2: y + h / 2, stroke: "#e4e7ee" });
+      if (f.end != null && f.end - f.start < 0.5) {
+        // Instantaneous: its observed effect, the first break within 10 s of it, to its end.
+        const first = broken.find((s) => s + 1 >= f.start && s < f.start + 10);
+        if (first != null) {
+          let last = first;
+          while (broken.includes(last + 1)) last++;
+          mk("rect", { x: x(first), y, width: Math.max(3, x(last + 1) - x(first)), height: h, fill: "#cf222e", "fill-opacity": 0.35, class: "lane-effect" });
+        }
+        mk("path", { d: `M${x(f.start)},${y - 2} l7,${h / 2 + 2} l-7,${h / 2 + 2} l-7,${-h / 2 - 2}z`, fill: "#cf222e", class: "lane-instant" });
+      } else {
+        mk("rect", { x: x(f.start), y, width: Math.max(3, x(f.end != null ? f.end : f.now) - x(f.start)), height: h, fill: "#cf222e", rx: 3, class: "lane-window" });
+      }
+      row++;
+    }
+    for (const c of checks) {
+      const y = row * ROW + 6, h = ROW - 10;
+      label(c.label, "lane-check");
+      for (const s of seconds) {
+        if (!s.failing) continue;
+        const bad = s.failing.includes(c.metric);
+        mk("rect", { x: x(s.second), y, width: Math.max(1, x(s.second + 1) - x(s.second)) + 0.5, height: h, fill: bad ? "#cf222e" : "#1a7f37", "fill-opacity": bad ? 0.9 : 0.25, class: bad ? "lane-fail" : "lane-ok" });
+      }
+      row++;
+    }
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("width", W);
+    svg.setAttribute("height", H);
+    svg.replaceChildren(...kids);
+  }
+
   const CHARTS = [
     { id: "rate", title: "Rate (requests/s)", unit: "", metrics: { rps: 1 }, series: [["achieved", (w) => w.requests], ["scheduled", (w) => w.scheduled]] },
     { id: "errors", title: "Error rate (%)", unit: "%", metrics: { error_rate: 100 }, series: [["errors", (w) => (w.requests ? (100 * errorCount(w)) / w.requests : 0)]] },
     { id: "latency", title: "Latency (ms)", unit: "", metrics: { p50: 1, p95: 1, p99: 1 }, series: [["p50", (w) => w.latency_ms.p50], ["p95", (w) => w.latency_ms.p95], ["p99", (w) => w.latency_ms.p99]] },
     { id: "capacity", title: "Healthy targets / running tasks", unit: "", metrics: { healthy_targets: 1, running_tasks: 1 }, series: [["healthy", (w, s) => s && s.healthy_targets], ["running", (w, s) => s && s.running_tasks]] },
   ];
+  // A steady-state check in words, with its unit: `error_rate < 5%`, `p95 < 1500 ms`.
+  function checkLabel(k) {
+    const c = CHARTS.find((c) => c.metrics[k.metric]);
+    const v = c ? k.value * c.metrics[k.metric] : k.value;
+    return `${k.metric} ${k.op} ${+v.toPrecision(3)}${c && c.unit ? c.unit : c && c.id === "latency" ? " ms" : ""}`;
+  }
   function errorCount(w) {
     return Object.values(w.errors || {}).reduce((a, b) => a + b, 0);
   }
 
   // ---- a run ----------------------------------------------------------------------------------
   class RunView {
-    constructor(id) {
+    constructor(id, present) {
       this.id = id;
+      this.present = present; // the presenter view: read only, for the projector
       this.lastSeq = -1;
       this.windows = []; // [second, window, sample]
       this.bands = []; // {name, start, end}
@@ -257,8 +322,14 @@
       this.head.append(el("p", { class: "bad" }, String(e.message || e)));
     }
 
+    // What gives a blind run's faults away is hidden from everyone but the instructor's own
+    // page, and from the presenter view (on the projector) too, until the run ends.
     get blind() {
-      return role !== "instructor" && this.info && this.info.blind && this.info.state === "running" && !this.finished;
+      return (role !== "instructor" || this.present) && this.info && this.info.blind && this.info.state === "running" && !this.finished;
+    }
+
+    presenting() {
+      return this.present && !this.finished;
     }
 
     build() {
@@ -266,11 +337,13 @@
       this.head = el("div");
       this.healthEl = el("div", { id: "health", class: "health h-waiting" }, "waiting for the first second of load");
       this.controls = el("div");
+      this.lanes = document.createElementNS(SVGNS, "svg");
+      this.lanes.id = "lanes";
       this.charts = el("div", { class: "charts" }, CHARTS.map((x) => { const d = c(x.id); d.id = "chart-" + x.id; return d; }));
       this.activeEl = el("ul", { class: "active", id: "active-faults" });
       this.timelineEl = el("ul", { id: "timeline" });
       this.report = el("div", { id: "report" });
-      $("main").replaceChildren(this.head, this.healthEl, this.report, this.controls, this.charts,
+      $("main").replaceChildren(this.head, this.healthEl, this.report, this.controls, el("div", { class: "panel lanes" }, this.lanes), this.charts,
         el("div", { class: "cols" },
           el("div", {}, el("h2", {}, "Timeline ",
             el("label", { class: "dim small" }, el("input", { type: "checkbox", id: "timeline-detail", onchange: (e) => { this.detail = e.target.checked; this.render(); } }), " the lab's events too")),
@@ -344,7 +417,7 @@
       const fname = (f) => (hide ? "a fault" : f);
       switch (ev.type) {
         case "second-closed":
-          this.windows.push([ev.window.second, ev.window, ev.sample]);
+          this.windows.push([ev.window.second, ev.window, ev.sample, ev.health ? ev.health.failing : null]);
           if (ev.health) { this.health = ev.health; this.healthAt = env.at; }
           break;
         case "phase-changed": this.phase = ev.phase; add("phase", "phase " + ev.phase, ev.t); break;
@@ -382,18 +455,19 @@
         case "steady-state-broken": add("stop", "steady state broken: " + ev.detail, ev.t); break;
         case "steady-state-restored": add("ok", "steady state restored", ev.t); break;
         case "cancelled": add("stop", `stopped (${ev.reason.kind}): ${ev.reason.detail}`, ev.t); break;
-        case "service-event": add("service", ev.text, ev.t); break;
+        // (The lab logs each fault it is told to apply as `fault: …`.)
+        case "service-event": if (!(hide && ev.text.startsWith("fault: "))) add("service", ev.text, ev.t); break;
         case "note": add("note", ev.text, ev.t); break;
         case "mark-added":
           if (ev.mark.kind !== "note") this.marks.push({ id: ev.mark.id, kind: ev.mark.kind, author: ev.mark.author, fault: ev.mark.fault });
           this.offerFaults();
-          add("mark", `${ev.mark.kind} (${ev.mark.author})${ev.mark.fault ? " for " + ev.mark.fault : ""}${ev.mark.text ? ": " + ev.mark.text : ""}`, ev.t);
+          add("mark", `${ev.mark.kind} (${ev.mark.author})${ev.mark.fault && !hide ? " for " + ev.mark.fault : ""}${ev.mark.text ? ": " + ev.mark.text : ""}`, ev.t);
           break;
         case "mark-moved": {
           const m = this.marks.find((x) => x.id === ev.id);
           if (m) m.fault = ev.fault;
           this.offerFaults();
-          add("mark", `mark ${ev.id} moved from ${ev.from} to ${ev.fault}`, ev.t);
+          add("mark", hide ? `mark ${ev.id} moved to another fault` : `mark ${ev.id} moved from ${ev.from} to ${ev.fault}`, ev.t);
           break;
         }
         case "run-finished":
@@ -434,9 +508,14 @@
       const tMax = Math.max(10, dur, this.windows.length ? this.windows[this.windows.length - 1][0] + 1 : 0);
       const bands = this.bands.map((b) => ({ from: b.start, to: b.end != null ? b.end : Math.max(b.start + 1, this.tNow), kind: b.kind || "fault" }));
       const checks = this.sc ? this.sc.steady_state : [];
+      const hide = this.blind || this.presenting();
+      let n = 0;
+      const faults = this.bands.filter((b) => b.kind !== "spike").map((b) => ({ label: hide ? `fault ${++n}` : b.name, start: b.start, end: b.end, now: this.tNow }));
+      const seconds = this.windows.map(([second, , , failing]) => ({ second, failing }));
+      drawLanes(this.lanes, faults, checks.map((k) => ({ metric: k.metric, label: checkLabel(k) })), seconds, tMax);
       for (const c of CHARTS) {
         const series = c.series.map(([name, f]) => ({ name, points: this.windows.map(([s, w, smp]) => [s + 1, f(w, smp)]) }));
-        const th = checks.filter((k) => c.metrics[k.metric]).map((k) => ({ v: k.value * c.metrics[k.metric], label: `${k.metric} ${k.op} ${+(k.value * c.metrics[k.metric]).toPrecision(3)}${c.unit || (c.id === "latency" ? " ms" : "")}` }));
+        const th = checks.filter((k) => c.metrics[k.metric]).map((k) => ({ v: k.value * c.metrics[k.metric], label: checkLabel(k) }));
         drawChart($("chart-" + c.id).querySelector("svg"), series, bands, th, tMax, c.unit);
       }
       // In time order, the latest first (events arrive in emission order: a fault's `t` is when it
@@ -454,13 +533,22 @@
       const i = this.info;
       if (!i) return;
       const state = this.finished ? this.finished.outcome : i.state;
-      const kids = [el("h2", {}, `${i.scenario} `, el("span", { class: "dim" }, i.id))];
+      // A blind run's name says which fault it is about: not shown until it ends.
+      const kids = [el("h2", {}, this.blind ? "A blind run " : `${i.scenario} `, el("span", { class: "dim" }, this.blind ? "" : i.id))];
       // Once the run ended: its outcome, and how long the load ran (not a clock that ran on).
       const clock = this.finished ?
         [" · ended after ", el("span", { id: "clock" }, fmtS(this.loadSeconds()))] :
         [" · phase ", el("span", { id: "phase" }, this.phase), " · ", el("span", { id: "clock" }, this.tNow.toFixed(0) + " s"), this.sc ? " of " + this.sc.duration_s + " s" : ""];
       kids.push(el("div", { class: "banner" }, el("span", { id: "verdict", class: state }, state), clock,
-        i.blind ? el("span", { class: "dim" }, " · blind run") : null));
+        i.blind ? el("span", { class: "dim" }, " · blind run") : null,
+        role === "instructor" && !this.present ? [" · ", el("a", { id: "present-link", href: "#" + (token ? "token=" + encodeURIComponent(token) + "&" : "") + "present=" + encodeURIComponent(this.id), target: "_blank" }, "presenter view")] : null));
+      if (this.present && this.marks.length) {
+        kids.push(el("p", { id: "marked" }, "Marked so far: ", this.marks.map((m) => `${m.author} (${m.kind})`).join(", ")));
+      }
+      if (this.presenting() && participantToken) {
+        const link = location.origin + "/#token=" + encodeURIComponent(participantToken) + "&run=" + encodeURIComponent(this.id);
+        kids.push(el("p", { id: "join", class: "join" }, "Join and mark: ", el("b", {}, link)));
+      }
       this.head.replaceChildren(...kids);
       this.renderHealth();
     }
@@ -544,7 +632,7 @@
     }
 
     renderControls() {
-      if (this.info.state !== "running") return;
+      if (this.info.state !== "running" || this.present) return;
       const rows = [];
       this.faultPickers = [];
       if (role === "instructor") {
@@ -615,7 +703,8 @@
           this.command(st, "/marks", { kind: "note", author, text: t }, (ev) => ev.type === "mark-added" && ev.mark.kind === "note" && ev.mark.text === t);
         } }, "Add note"), st));
       }
-      this.controls.replaceChildren(el("div", { class: "panel", id: "controls" }, rows));
+      // A viewer (no token) has no control: no empty box either.
+      this.controls.replaceChildren(...(rows.length ? [el("div", { class: "panel", id: "controls" }, rows)] : []));
       this.offerFaults();
     }
 
@@ -668,6 +757,7 @@
   async function init() {
     const who = await api("GET", "/v1/whoami");
     role = who.role;
+    participantToken = who.participant_token || null;
     $("role").textContent = role === "anonymous" ? "viewer (no token: read only)" : role;
     scenarios = (await api("GET", "/v1/scenarios")).scenarios;
     window.addEventListener("hashchange", () => route().catch((e) => S.errors.push(String(e.message))));

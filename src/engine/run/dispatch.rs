@@ -607,14 +607,16 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
     fn health_after(&mut self, second: u32, steady: bool, own: &[observe::CheckOutcome]) -> Health {
         let t = f64::from(second);
         let hold = self.cx.sc.recovery.hold.as_secs_f64().max(1.0);
+        let detail = (!steady).then(|| failing(own));
+        let failing: Vec<String> = own.iter().filter(|o| !o.ok).map(|o| o.check.metric.name().to_string()).collect();
         let health = match (self.health.take(), steady) {
-            (Some(p), false) if p.state == HealthState::Broken => Health { detail: Some(failing(own)), ..p },
-            (_, false) => Health { state: HealthState::Broken, since: t, detail: Some(failing(own)) },
+            (Some(p), false) if p.state == HealthState::Broken => Health { detail, failing, ..p },
+            (_, false) => Health { state: HealthState::Broken, since: t, detail, failing },
             (Some(p), true) if p.state == HealthState::Broken => {
-                Health { state: HealthState::Recovering, since: t, detail: None }
+                Health { state: HealthState::Recovering, since: t, detail: None, failing }
             }
-            (Some(p), true) => p,
-            (None, true) => Health { state: HealthState::Steady, since: t, detail: None },
+            (Some(p), true) => Health { failing, ..p },
+            (None, true) => Health { state: HealthState::Steady, since: t, detail: None, failing },
         };
         // A recovery is over once it has held for `hold` seconds, this one included.
         let health = match health.state {
