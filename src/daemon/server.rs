@@ -353,7 +353,22 @@ async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<
     stored_run(&d, &id).await?;
     let bytes = {
         let (id, file) = (id.clone(), file.clone());
-        d.manager.db.call(move |s| s.file(&id, &file)).await?
+        d.manager
+            .db
+            .call(move |s| {
+                if file != crate::report::REPORT_HTML {
+                    return s.file(&id, &file);
+                }
+                // report.md as a page, its charts (stored beside it) inline.
+                let Some(md) = s.file(&id, crate::report::REPORT_MD)? else { return Ok(None) };
+                let md = String::from_utf8_lossy(&md);
+                let chart = |f: &str| {
+                    let svg = f.ends_with(".svg").then(|| s.file(&id, f).ok().flatten()).flatten()?;
+                    String::from_utf8(svg).ok()
+                };
+                Ok(Some(crate::report::html::render(&md, chart).into_bytes()))
+            })
+            .await?
     };
     let Some(bytes) = bytes else {
         let why = if d.manager.active(&id).is_some() { " yet: the files are stored when the run ends" } else { "" };
@@ -365,6 +380,7 @@ async fn report_file(State(d): State<Arc<Daemon>>, UrlPath((id, file)): UrlPath<
     };
     let kind = match Path::new(&file).extension().and_then(|e| e.to_str()) {
         Some("md") => "text/markdown; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
         Some("json") => "application/json",
         Some("xml") => "application/xml",
         Some("svg") => "image/svg+xml",

@@ -9,6 +9,7 @@
 pub(crate) mod charts;
 mod debrief;
 pub(crate) mod format;
+pub mod html;
 mod junit;
 mod markdown;
 mod marks;
@@ -43,6 +44,8 @@ pub enum ReportError {
 pub const REPORT_JSON: &str = "report.json";
 /// The debrief document.
 pub const REPORT_MD: &str = "report.md";
+/// `report.md` as a web page with its charts inline, served by the daemon (not written).
+pub const REPORT_HTML: &str = "report.html";
 /// The CI test report.
 pub const JUNIT_XML: &str = "junit.xml";
 

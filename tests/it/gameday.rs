@@ -844,9 +844,15 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     assert!(human.contains("slow-one") && human.contains("alice"), "{human}");
     assert!(human.contains("siege (measured)"), "siege's own row beside the people's: {human}");
     let links = teacher.js("return [...document.querySelectorAll('#files a')].map(a => a.textContent).join(' ')");
-    assert_eq!(links, "junit.xml report.json report.md");
+    assert_eq!(links, "report.html junit.xml report.json report.md");
+    // The report as a page: report.md's sections, its four charts inline.
+    let html_href = teacher.js("return document.querySelectorAll('#files a')[0].getAttribute('href')");
+    let (s, html) = g.get_text(html_href.as_str().expect("report.html's address"));
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("<h3>Human times</h3>") && html.contains("<td>alice</td>"), "{html}");
+    assert_eq!(html.matches("<figure><svg").count(), 4, "{html}");
     // The fault's outage on the page is the one report.json measured.
-    let json_href = teacher.js("return document.querySelectorAll('#files a')[1].getAttribute('href')");
+    let json_href = teacher.js("return document.querySelectorAll('#files a')[2].getAttribute('href')");
     let (s, json) = g.get_text(json_href.as_str().expect("report.json's address"));
     assert_eq!(s, 200, "{json}");
     let rec: Value = serde_json::from_str(&json).expect("report.json");
@@ -915,6 +921,14 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     );
     screen.screenshot(&out.join("presenter-finished-1600.png"));
     assert_eq!(screen.errors(), Vec::<String>::new());
+    // The debrief as the class reads it: report.html in the browser.
+    screen.go(&format!("{}{}", g.instructor.split("/#").next().unwrap(), html_href.as_str().unwrap()));
+    screen.wait(
+        "the report's charts",
+        Duration::from_secs(10),
+        "return document.querySelectorAll('figure svg').length === 4",
+    );
+    screen.screenshot(&out.join("report-1600.png"));
     class.screenshot(&out.join("finished-1280.png"));
     assert_eq!(teacher.errors(), Vec::<String>::new());
 }

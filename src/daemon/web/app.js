@@ -146,6 +146,17 @@
   const STYLES = [["#0969da", ""], ["#cf222e", "8 4"], ["#8250df", "2 3"], ["#1a7f37", "10 3 2 3"], ["#9a6700", "4 4"]];
   const FONT = 15; // px: the SVG is drawn at its own size, so this is what the room reads
 
+  // Makes SVG elements into `kids`: mk(tag, attributes, text).
+  function svgMaker(kids) {
+    return (tag, a, text) => {
+      const e = document.createElementNS(SVGNS, tag);
+      for (const [k, v] of Object.entries(a)) e.setAttribute(k, v);
+      if (text != null) e.textContent = text;
+      kids.push(e);
+      return e;
+    };
+  }
+
   // The smallest 1, 2, 2.5 or 5 × 10^k at or above v, and the round step of its gridlines.
   function niceAxis(v) {
     if (!(v > 0)) return { max: 1, step: 0.2 };
@@ -166,14 +177,7 @@
     const axis = niceAxis(top * 1.05), yMax = axis.max;
     const x = (t) => L + (Math.min(Math.max(0, t), tMax) / tMax) * (W - L - R);
     const y = (v) => T + (1 - v / yMax) * (H - T - B);
-    const kids = [];
-    const mk = (tag, a, text) => {
-      const e = document.createElementNS(SVGNS, tag);
-      for (const [k, v] of Object.entries(a)) e.setAttribute(k, v);
-      if (text != null) e.textContent = text;
-      kids.push(e);
-      return e;
-    };
+    const kids = [], mk = svgMaker(kids);
     const txt = { "font-size": FONT, fill: "#4b5368" };
     for (const b of bands) {
       mk("rect", { x: x(b.from), y: T, width: Math.max(3, x(b.to) - x(b.from)), height: H - T - B,
@@ -217,14 +221,7 @@
     const rows = faults.length + checks.length;
     const H = Math.max(1, rows) * ROW + 8;
     const x = (t) => L + (Math.min(Math.max(0, t), tMax) / tMax) * (W - L - R);
-    const kids = [];
-    const mk = (tag, a, text) => {
-      const e = document.createElementNS(SVGNS, tag);
-      for (const [k, v] of Object.entries(a)) e.setAttribute(k, v);
-      if (text != null) e.textContent = text;
-      kids.push(e);
-      return e;
-    };
+    const kids = [], mk = svgMaker(kids);
     // The seconds that failed any check: the breaks an instantaneous fault's effect is read from.
     const broken = seconds.filter((s) => s.failing && s.failing.length).map((s) => s.second);
     let row = 0;
@@ -740,6 +737,8 @@
       const marks = rec.marks || [];
       if (marks.length) kids.push(el("h3", {}, "Marks"), el("ul", { id: "marks" }, marks.map((m) => el("li", {}, `${Number(m.t_s).toFixed(1)} s: ${m.kind} (${m.author})${m.fault ? " for " + m.fault : ""}${m.moved_from ? " (moved from " + m.moved_from + ")" : ""}${m.text ? ": " + m.text : ""}`))));
       const files = (info.files || []).filter((f) => /^(report\.(md|json)|junit\.xml)$/.test(f)).sort();
+      // report.md as a page, with its charts: the debrief as the class reads it.
+      if (files.includes("report.md")) files.unshift("report.html");
       const links = [];
       for (const f of files) links.push(el("a", { href: await withReadToken(this.id, `/v1/runs/${encodeURIComponent(this.id)}/report/${f}`).catch(() => "#"), target: "_blank" }, f), " ");
       if (this.closed) return;
