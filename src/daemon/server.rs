@@ -154,6 +154,7 @@ pub fn routes() -> Vec<Route> {
         Route::get("/v1/scenarios", Read, super::web::scenarios),
         Route::get("/v1/scenarios/{name}/trend", Read, scenario_trend),
         Route::get("/v1/whoami", Read, super::web::whoami),
+        Route::get("/v1/qr.svg", Instruct, qr_code),
     ];
     for (path, _, _) in super::web::ASSETS {
         table.push(Route::get(path, Public, super::web::asset));
@@ -298,6 +299,20 @@ async fn scenario_trend(
     };
     let t = d.manager.db.call(move |s| super::trend::trend(s, &name, limit)).await?;
     Ok(axum::Json(t).into_response())
+}
+
+/// `GET /v1/qr.svg?text=`: `text` (at most 1,000 bytes) as a QR code, an SVG; for the presenter
+/// view, which shows the class the participants' link to scan.
+async fn qr_code(q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let text = q.get("text").filter(|t| !t.is_empty()).ok_or_else(|| bad_request("text: missing".into()))?;
+    if text.len() > 1000 {
+        return Err(bad_request(format!("text: {} bytes, at most 1000", text.len())));
+    }
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| bad_request(format!("text: {e}")))?;
+    let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).quiet_zone(true).build();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 async fn list_runs(
@@ -949,6 +964,7 @@ mod tests {
         ("GET", "/v1/scenarios", Need::Read),
         ("GET", "/v1/scenarios/{name}/trend", Need::Read),
         ("GET", "/v1/whoami", Need::Read),
+        ("GET", "/v1/qr.svg", Need::Instruct),
         ("GET", "/", Need::Public),
         ("GET", "/ui/app.js", Need::Public),
         ("GET", "/ui/app.css", Need::Public),
@@ -1057,6 +1073,7 @@ mod tests {
             ),
             ("POST", "/v1/runs", Some(INSTRUCTOR), "application/json", b"{nope".to_vec(), 400, "invalid-request"),
             ("POST", "/v1/reload", Some(INSTRUCTOR), "application/json", vec![], 409, "no-config"),
+            ("GET", "/v1/qr.svg", Some(INSTRUCTOR), "application/json", vec![], 400, "invalid-request"),
         ];
         for (method, path, token, kind, body, status, code) in cases {
             let (s, v) = call_typed(&d, method, path, token, kind, body).await;

@@ -644,8 +644,18 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
     screen.wait("the presenter's banner", Duration::from_secs(10), "return document.getElementById('health')");
     assert_eq!(screen.js("return location.hash"), format!("#present={id}"), "the token left the address bar");
     assert_eq!(screen.js("return !!document.getElementById('controls')"), false, "read only");
-    let join = screen.js("return document.getElementById('join').textContent").to_string();
-    assert!(join.contains(&format!("#token={}", g.participant_token)), "{join}");
+    let join = screen.js("return document.querySelector('#join b').textContent");
+    let join = join.as_str().unwrap().to_string();
+    assert!(join.contains(&format!("#token={}", g.participant_token)) && join.ends_with(&id), "{join}");
+    // Its QR code, read back from what the projector shows.
+    screen.wait("the QR code", Duration::from_secs(10), "return document.querySelector('#join-qr svg')");
+    screen.screenshot(&out.join("presenter-join-1600.png"));
+    let scan = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(out.join("presenter-join-1600.png"))
+        .output()
+        .expect("zbarimg (Debian's zbar-tools; scripts/test installs it)");
+    assert_eq!(String::from_utf8_lossy(&scan.stdout).trim(), join, "{scan:?}");
 
     // The timeline's kill: the banner turns red (the failing check in words), amber while the
     // steady state holds again but not yet for `hold`, green once held; on the projector and on
@@ -718,6 +728,13 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         "return ['faults', 'recovery'].includes(document.getElementById('phase')?.textContent)",
     );
     teacher.js("document.getElementById('fault-pick').value = 'slow-one'");
+    // The injection window, as the run judges it: 45 s of load, less slow-one's 6 s, `within`
+    // 10 s and `hold` 2 s.
+    teacher.wait(
+        "the injection window",
+        Duration::from_secs(3),
+        "return document.getElementById('inject-window').textContent.startsWith('until 27.0 s')",
+    );
     teacher.click("#inject");
     teacher.confirmed("inject");
     let statuses = teacher.js("return window.__siege.statuses.filter(s => s.startsWith('inject'))").to_string();

@@ -544,6 +544,12 @@
       }
       if (this.presenting() && participantToken) {
         const link = location.origin + "/#token=" + encodeURIComponent(participantToken) + "&run=" + encodeURIComponent(this.id);
+        // The link as a QR code to scan from the room, made by the daemon once (no external asset).
+        if (!this.qrEl) {
+          this.qrEl = el("div", { id: "join-qr", class: "join-qr" });
+          api("GET", "/v1/qr.svg?text=" + encodeURIComponent(link)).then((svg) => { this.qrEl.innerHTML = svg; }).catch((e) => S.errors.push(String(e.message)));
+        }
+        kids.unshift(this.qrEl);
         kids.push(el("p", { id: "join", class: "join" }, "Join and mark: ", el("b", {}, link)));
       }
       this.head.replaceChildren(...kids);
@@ -583,8 +589,27 @@
       this.healthEl.replaceChildren(...text);
     }
 
+    // The selected manual fault's injection window, as the run judges it: from the steady-state
+    // gate until the fault, `within` and `hold` still fit before the load ends.
+    renderInjectWindow() {
+      const pick = $("fault-pick"), button = $("inject"), out = this.injectWindow;
+      if (!pick || !button || !out || !this.sc) return;
+      const m = this.sc.manual.find((x) => x.name === pick.value);
+      if (!m) return;
+      const until = this.sc.duration_s - (m.for_s || 0) - this.sc.recovery.within_s - this.sc.recovery.hold_s;
+      const now = this.tNow + (this.finished ? 0 : (Date.now() - this.tNowAt) / 1000);
+      const open = ["faults", "recovery"].includes(this.phase);
+      let text;
+      if (this.finished || now > until) text = `closed at ${fmtS(Math.max(0, until))}`;
+      else if (!open) text = `opens once the baseline held, until ${fmtS(until)}`;
+      else text = `until ${fmtS(until)} (${fmtS(until - now)} left)`;
+      out.textContent = text;
+      button.disabled = !!this.finished || now > until || !open;
+    }
+
     renderActive() {
       if (this.closed) return;
+      this.renderInjectWindow();
       const now = this.tNow + (this.finished ? 0 : (Date.now() - this.tNowAt) / 1000);
       const items = [...this.active.entries()].map(([name, a]) => {
         const left = a.for_s != null ? Math.max(0, a.start + a.for_s - now) : null;
@@ -636,13 +661,14 @@
         const manual = this.sc ? this.sc.manual : [];
         // Only a scenario with a manual catalog has something to inject from the page.
         if (manual.length) {
-          const pick = el("select", { id: "fault-pick" }, manual.map((m) => el("option", { value: m.name }, `${m.number}. ${m.name}: ${m.summary}`)));
+          const pick = el("select", { id: "fault-pick", onchange: () => this.renderInjectWindow() }, manual.map((m) => el("option", { value: m.name }, `${m.number}. ${m.name}: ${m.summary}`)));
           const st1 = status("inject");
+          this.injectWindow = el("span", { id: "inject-window", class: "dim" });
           rows.push(el("div", { class: "row" }, el("b", {}, "Inject"), pick,
             el("button", { id: "inject", onclick: () => {
               const f = pick.value;
               this.command(st1, "/inject", { fault: f }, (ev) => (ev.type === "fault-injected" || ev.type === "fault-inject-failed") && ev.fault.split("#")[0] === f);
-            } }, "Inject"), st1));
+            } }, "Inject"), this.injectWindow, st1));
         }
         const rate = el("input", { id: "spike-rate", type: "number", min: 1, value: this.sc ? Math.round(this.sc.rate * 3) : 100, style: "width:6em" });
         const secs = el("input", { id: "spike-secs", type: "number", min: 1, value: 10, style: "width:5em" });

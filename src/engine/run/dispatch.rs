@@ -606,7 +606,8 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
     /// seconds, steady otherwise.
     fn health_after(&mut self, second: u32, steady: bool, own: &[observe::CheckOutcome]) -> Health {
         let t = f64::from(second);
-        let hold = self.cx.sc.recovery.hold.as_secs_f64().max(1.0);
+        // Whole seconds, as `judge_second` counts them: the banner turns green with the restore.
+        let hold = self.cx.sc.recovery.hold.as_secs().max(1) as f64;
         let detail = (!steady).then(|| failing(own));
         let failing: Vec<String> = own.iter().filter(|o| !o.ok).map(|o| o.check.metric.name().to_string()).collect();
         let health = match (self.health.take(), steady) {
