@@ -937,6 +937,8 @@ fn heavy_a_class_runs_a_game_day_from_the_page() {
         "return document.getElementById('timeline')?.textContent.includes('fault slow-one injected')",
     );
     screen.screenshot(&out.join("presenter-finished-1600.png"));
+    screen.call("POST", "/window/rect", json!({ "width": 1280, "height": 720 }));
+    screen.screenshot(&out.join("presenter-finished-1280.png"));
     assert_eq!(screen.errors(), Vec::<String>::new());
     // The debrief as the class reads it: report.html in the browser.
     screen.go(&format!("{}{}", g.instructor.split("/#").next().unwrap(), html_href.as_str().unwrap()));

@@ -505,7 +505,8 @@
       const tMax = Math.max(10, dur, this.windows.length ? this.windows[this.windows.length - 1][0] + 1 : 0);
       const bands = this.bands.map((b) => ({ from: b.start, to: b.end != null ? b.end : Math.max(b.start + 1, this.tNow), kind: b.kind || "fault" }));
       const checks = this.sc ? this.sc.steady_state : [];
-      const hide = this.blind || this.presenting();
+      // (`blind` covers the presenter view of a blind run too.)
+      const hide = this.blind;
       let n = 0;
       const faults = this.bands.filter((b) => b.kind !== "spike").map((b) => ({ label: hide ? `fault ${++n}` : b.name, start: b.start, end: b.end, now: this.tNow }));
       const seconds = this.windows.map(([second, , , failing]) => ({ second, failing }));
