@@ -516,7 +516,7 @@ impl Ctx<'_> {
     /// The steady-state gate: the `recovery.hold` seconds before the first disruption must hold.
     fn gate(&mut self, em: &mut Emitter) -> Result<(), CancelReason> {
         let sc = self.sc;
-        let hold = sc.recovery.hold.as_secs().max(1) as usize;
+        let hold = hold_seconds(sc);
         let span = &self.history[self.history.len().saturating_sub(hold)..];
         let outcomes = observe::evaluate(&sc.steady_state.checks, span);
         let held = span.len() >= hold && observe::all_hold(&outcomes);
@@ -617,6 +617,12 @@ fn needs_revert(f: &Fault) -> bool {
 
 fn summary_of(record: &RecordBuilder, fault: &str) -> String {
     record.faults.iter().rev().find(|f| f.name == fault).map(|f| f.summary.clone()).unwrap_or_default()
+}
+
+/// How many steady seconds in a row hold the steady state: `recovery.hold` in whole seconds, at
+/// least one. The gate, the restore and the health banner all count with it.
+fn hold_seconds(sc: &Scenario) -> usize {
+    sc.recovery.hold.as_secs().max(1) as usize
 }
 
 /// The checks that failed, in words: `error_rate 98% (want < 1%)`.

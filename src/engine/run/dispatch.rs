@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::super::command::{Envelope as CommandEnvelope, Refused, RunCommand};
 use super::super::events::{CancelReason, Event, Health, HealthState, Phase, Upcoming};
 use super::{
-    Action, Ctx, Emitter, Interrupter, LATE_NOTE_S, TaskDone, classify, describe_outcomes, failing, insert_action,
-    needs_revert, spawn_prepare, summary_of,
+    Action, Ctx, Emitter, Interrupter, LATE_NOTE_S, TaskDone, classify, describe_outcomes, failing, hold_seconds,
+    insert_action, needs_revert, spawn_prepare, summary_of,
 };
 use crate::backend::{Backend, BackendError, Injected, Sample};
 use crate::load::{self, LoadPlan, LoadReport, Mode, Window};
@@ -606,8 +606,8 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
     /// seconds, steady otherwise.
     fn health_after(&mut self, second: u32, steady: bool, own: &[observe::CheckOutcome]) -> Health {
         let t = f64::from(second);
-        // Whole seconds, as `judge_second` counts them: the banner turns green with the restore.
-        let hold = self.cx.sc.recovery.hold.as_secs().max(1) as f64;
+        // As `judge_second` counts them: the banner turns green with the restore.
+        let hold = hold_seconds(self.cx.sc) as f64;
         let detail = (!steady).then(|| failing(own));
         let failing: Vec<String> = own.iter().filter(|o| !o.ok).map(|o| o.check.metric.name().to_string()).collect();
         let health = match (self.health.take(), steady) {
@@ -645,7 +645,7 @@ impl<'r, 'a> Dispatcher<'r, 'a> {
                     observe::all_hold(&observe::evaluate(&sc.steady_state.checks, std::slice::from_ref(*s)))
                 })
                 .count();
-            let hold = sc.recovery.hold.as_secs().max(1) as usize;
+            let hold = hold_seconds(sc);
             if from >= hold {
                 self.broken = false;
                 let at = history[history.len() - from].window.second;
